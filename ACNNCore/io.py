@@ -1,0 +1,194 @@
+"""Reading and writing volumes with their geometry (SimpleITK does the work).
+
+Formats: NIfTI (.nii, .nii.gz), NRRD (.nrrd), MetaImage (.mha, .mhd) and
+Slicer's segmentation files (.seg.nrrd, single layer). A 4-D cine file (time
+as the fourth dimension) reads as a list of 3-D frames with :func:`read_frames`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .volume import Geometry, Volume
+
+SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+
+
+def format_of(path) -> str:
+    """The recognised suffix of ``path`` (``.nii.gz``, ``.seg.nrrd``...) or an InputError."""
+    name = str(path).lower()
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    raise InputError(f"unsupported file format: {path} (use one of {', '.join(SUFFIXES)})")
+
+
+def strip_suffix(path) -> str:
+    """File name without its image suffix: ``case01.nii.gz`` -> ``case01``."""
+    name = Path(path).name
+    return name[: -len(format_of(name))]
+
+
+def _read_sitk(path) -> sitk.Image:
+    path = Path(path)
+    format_of(path)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        detail = str(e).strip().splitlines()[-1] if str(e).strip() else "unreadable"
+        raise InputError(f"cannot read {path}: {detail}") from None
+
+
+def _to_volume(image: sitk.Image, path) -> Volume:
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path} is a multi-component (e.g. RGB) image; a scalar volume is needed")
+    if image.GetDimension() != 3:
+        raise InputError(f"{path} is a {image.GetDimension()}-D image; a 3-D volume is needed")
+    array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
+    try:
+        geometry = Geometry(
+            array.shape, image.GetSpacing(), image.GetOrigin(), np.asarray(image.GetDirection()).reshape(3, 3)
+        )
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+    return Volume(np.ascontiguousarray(array), geometry).check_finite(str(path))
+
+
+def _check_nifti_finite(path) -> None:
+    """ITK's NIfTI reader turns NaN/inf voxels into 0 without a word; look at the stored values."""
+    import nibabel as nib
+
+    image = nib.load(str(path))
+    if np.issubdtype(image.get_data_dtype(), np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(np.asanyarray(image.dataobj))))
+        if bad:
+            raise InputError(f"{path} has {bad} NaN or infinite voxels")
+
+
+def read_volume(path) -> Volume:
+    """Read a 3-D scalar volume; a clear :class:`InputError` for anything else."""
+    image = _read_sitk(path)
+    if format_of(path) in (".nii", ".nii.gz"):
+        _check_nifti_finite(path)
+    return _to_volume(image, path)
+
+
+def read_labels(path, allowed=(0, 1, 2)) -> Volume:
+    """Read a label map and check its values; returned as uint8."""
+    volume = read_volume(path).check_labels(allowed, f"label map {path}")
+    return volume.with_array(volume.array.astype(np.uint8))
+
+
+def read_frames(path) -> list[Volume]:
+    """Read a 3-D volume or a 4-D cine (time last) as a list of 3-D frames."""
+    image = _read_sitk(path)
+    if format_of(path) in (".nii", ".nii.gz"):
+        _check_nifti_finite(path)
+    if image.GetDimension() != 4:
+        return [_to_volume(image, path)]
+    size = list(image.GetSize())
+    frames = []
+    for t in range(size[3]):
+        frames.append(_to_volume(sitk.Extract(image, size[:3] + [0], [0, 0, 0, t]), f"{path} frame {t}"))
+    return frames
+
+
+def to_sitk(volume: Volume) -> sitk.Image:
+    array = volume.array
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+    image.SetSpacing(volume.spacing)
+    image.SetOrigin(volume.origin)
+    image.SetDirection(tuple(volume.direction.ravel()))
+    return image
+
+
+def from_sitk(image: sitk.Image) -> Volume:
+    return _to_volume(image, "image")
+
+
+def check_writable(path, overwrite: bool = False) -> Path:
+    """Refuse to overwrite an existing file unless asked to; make the parent folder."""
+    path = Path(path)
+    format_of(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_atomic(image: sitk.Image, path: Path) -> None:
+    suffix = format_of(path)
+    if suffix == ".mhd":  # header + raw data file: write in place
+        sitk.WriteImage(image, str(path), True)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_volume(volume: Volume, path, overwrite: bool = False) -> Path:
+    """Write a volume (NIfTI/NRRD/MetaImage) keeping its geometry exactly."""
+    path = check_writable(path, overwrite)
+    if format_of(path) == ".seg.nrrd":
+        raise InputError(f"{path}: use write_segmentation for .seg.nrrd files")
+    _write_atomic(to_sitk(volume), path)
+    return path
+
+
+# --- Slicer segmentation files ---------------------------------------------------
+
+def write_segmentation(labels: Volume, path, segments: dict, overwrite: bool = False) -> Path:
+    """Write a label map as a Slicer ``.seg.nrrd`` (one layer).
+
+    ``segments`` maps label value -> (name, (r, g, b) in 0..1).
+    """
+    path = check_writable(path, overwrite)
+    array = labels.array.astype(np.uint8)
+    image = to_sitk(labels.with_array(array))
+    image.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
+    image.SetMetaData("Segmentation_ContainedRepresentationNames", "Binary labelmap|")
+    image.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
+    extent = f"0 {array.shape[0] - 1} 0 {array.shape[1] - 1} 0 {array.shape[2] - 1}"
+    for n, (value, (name, color)) in enumerate(sorted(segments.items())):
+        key = f"Segment{n}_"
+        image.SetMetaData(key + "ID", f"Segment_{value}")
+        image.SetMetaData(key + "Name", name)
+        image.SetMetaData(key + "Color", " ".join(f"{c:.4f}" for c in color))
+        image.SetMetaData(key + "LabelValue", str(int(value)))
+        image.SetMetaData(key + "Layer", "0")
+        image.SetMetaData(key + "Extent", extent)
+        image.SetMetaData(key + "NameAutoGenerated", "0")
+        image.SetMetaData(key + "ColorAutoGenerated", "0")
+    _write_atomic(image, path)
+    return path
+
+
+def read_segmentation(path) -> tuple[Volume, dict]:
+    """Read a single-layer ``.seg.nrrd``: (label map, {label value: segment name})."""
+    image = _read_sitk(path)
+    keys = set(image.GetMetaDataKeys())
+    if image.GetDimension() == 4 or image.GetNumberOfComponentsPerPixel() > 1:
+        raise InputError(f"{path} has overlapping segments (several layers); export it as a label map")
+    names = {}
+    n = 0
+    while f"Segment{n}_Name" in keys:
+        value = int(image.GetMetaData(f"Segment{n}_LabelValue")) if f"Segment{n}_LabelValue" in keys else n + 1
+        names[value] = image.GetMetaData(f"Segment{n}_Name")
+        n += 1
+    volume = _to_volume(image, path)
+    return volume.with_array(volume.array.astype(np.uint8)), names

@@ -1,0 +1,161 @@
+"""Volume geometry and file I/O: round trips, an independent affine check, every bad input."""
+
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from ACNNCore.errors import InputError
+from ACNNCore.io import (read_frames, read_labels, read_segmentation, read_volume, write_segmentation,
+                         write_volume)
+from ACNNCore.labels import SEGMENTS
+from ACNNCore.volume import Geometry, Volume
+
+
+def oblique_direction():
+    """A proper rotation, not axis-aligned (about 30 degrees about a skew axis)."""
+    axis = np.array([1.0, 2.0, 0.5]) / np.linalg.norm([1.0, 2.0, 0.5])
+    a = np.deg2rad(30)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(a) * k + (1 - np.cos(a)) * k @ k
+
+
+@pytest.fixture
+def oblique_volume():
+    rng = np.random.default_rng(0)
+    array = rng.normal(size=(7, 9, 5)).astype(np.float32)
+    return Volume.from_array(array, (1.25, 0.9, 7.5), (-12.5, 30.25, 4.0), oblique_direction())
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".nrrd", ".mha", ".mhd"])
+def test_round_trip_keeps_array_and_geometry(tmp_path, oblique_volume, suffix):
+    path = write_volume(oblique_volume, tmp_path / f"v{suffix}")
+    back = read_volume(path)
+    np.testing.assert_array_equal(back.array, oblique_volume.array)
+    assert back.geometry.same_as(oblique_volume.geometry, atol=1e-5)
+
+
+def test_affine_matches_nibabel(tmp_path, oblique_volume):
+    """nibabel computes the NIfTI affine on its own (RAS); ours must agree with it."""
+    path = write_volume(oblique_volume, tmp_path / "v.nii.gz")
+    nii = nib.load(str(path))
+    np.testing.assert_allclose(nii.affine, oblique_volume.geometry.ijk_to_ras, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(nii.dataobj), oblique_volume.array)  # same (i, j, k) order
+    # a voxel's physical position by hand: origin + R @ diag(spacing) @ ijk (LPS)
+    ijk = np.array([3, 4, 2])
+    g = oblique_volume.geometry
+    by_hand = np.asarray(g.origin) + g.direction @ (np.asarray(g.spacing) * ijk)
+    np.testing.assert_allclose(g.index_to_physical(ijk), by_hand)
+    np.testing.assert_allclose(g.physical_to_index(by_hand), ijk, atol=1e-9)
+
+
+def test_segmentation_file_round_trip(tmp_path, oblique_volume):
+    labels = oblique_volume.with_array((np.abs(oblique_volume.array) > 0.7).astype(np.uint8)
+                                       + (oblique_volume.array > 1.2))
+    path = write_segmentation(labels, tmp_path / "s.seg.nrrd", {v: SEGMENTS[v] for v in (1, 2)})
+    header = path.read_bytes()[:4000].decode("latin-1")
+    assert "Segment0_Name:=LV blood pool" in header and "Segment1_Name:=LV myocardium" in header
+    back, names = read_segmentation(path)
+    np.testing.assert_array_equal(back.array, labels.array)
+    assert names == {1: "LV blood pool", 2: "LV myocardium"}
+    assert back.geometry.same_as(labels.geometry, atol=1e-5)
+
+
+def test_4d_cine_reads_as_frames(tmp_path):
+    frames = [sitk.GetImageFromArray(np.full((4, 5, 6), t, np.float32)) for t in range(3)]
+    cine = sitk.JoinSeries(frames)
+    cine.SetSpacing((1.5, 1.5, 8.0, 1.0))
+    sitk.WriteImage(cine, str(tmp_path / "cine.nii.gz"))
+    out = read_frames(tmp_path / "cine.nii.gz")
+    assert len(out) == 3
+    assert all(f.shape == (6, 5, 4) for f in out)
+    assert [float(f.array.mean()) for f in out] == [0.0, 1.0, 2.0]
+    assert out[1].spacing == (1.5, 1.5, 8.0)
+
+
+# --- bad input: a clear InputError each -------------------------------------------
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_volume(tmp_path / "nothing.nii.gz")
+
+
+def test_unsupported_format(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"\x89PNG")
+    with pytest.raises(InputError, match="unsupported file format"):
+        read_volume(tmp_path / "x.png")
+
+
+def test_2d_image(tmp_path):
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.float32)), str(tmp_path / "flat.nii.gz"))
+    with pytest.raises(InputError, match="2-D image; a 3-D volume is needed"):
+        read_volume(tmp_path / "flat.nii.gz")
+
+
+def test_rgb_image(tmp_path):
+    rgb = sitk.GetImageFromArray(np.zeros((3, 4, 5, 3), np.uint8), isVector=True)
+    sitk.WriteImage(rgb, str(tmp_path / "rgb.nrrd"))
+    with pytest.raises(InputError, match="multi-component"):
+        read_volume(tmp_path / "rgb.nrrd")
+
+
+def test_nan_voxels(tmp_path):
+    a = np.ones((4, 4, 4), np.float32)
+    a[1, 2, 3] = np.nan
+    a[0, 0, 0] = np.inf
+    write_volume(Volume.from_array(a, (1, 1, 1)), tmp_path / "nan.nii.gz")
+    with pytest.raises(InputError, match="2 NaN or infinite voxels"):
+        read_volume(tmp_path / "nan.nii.gz")
+
+
+def test_zero_spacing(tmp_path):
+    (tmp_path / "z.raw").write_bytes(np.zeros(27, np.uint8).tobytes())
+    (tmp_path / "z.mhd").write_text("ObjectType = Image\nNDims = 3\nDimSize = 3 3 3\nElementSpacing = 0 1 1\n"
+                                    "ElementType = MET_UCHAR\nElementDataFile = z.raw\n")
+    with pytest.raises(InputError, match="spacing|cannot read"):
+        read_volume(tmp_path / "z.mhd")
+    with pytest.raises(InputError, match="spacing"):
+        Geometry((3, 3, 3), (0.0, 1.0, 1.0))
+
+
+def test_unexpected_label_values(tmp_path):
+    write_volume(Volume.from_array(np.array([0, 1, 2, 7] * 2, np.uint8).reshape(2, 2, 2), (1, 1, 1)),
+                 tmp_path / "l.nii.gz")
+    with pytest.raises(InputError, match=r"unexpected label values \[7\]"):
+        read_labels(tmp_path / "l.nii.gz")
+    write_volume(Volume.from_array(np.full((2, 2, 2), 0.5, np.float32), (1, 1, 1)), tmp_path / "f.nii.gz")
+    with pytest.raises(InputError, match="non-integer"):
+        read_labels(tmp_path / "f.nii.gz")
+
+
+def test_existing_output_is_not_overwritten(tmp_path, oblique_volume):
+    path = write_volume(oblique_volume, tmp_path / "v.nii.gz")
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="exists; pass --overwrite"):
+        write_volume(oblique_volume.with_array(oblique_volume.array * 2), path)
+    assert path.read_bytes() == before
+    write_volume(oblique_volume.with_array(oblique_volume.array * 2), path, overwrite=True)
+    np.testing.assert_array_equal(read_volume(path).array, oblique_volume.array * 2)
+
+
+def test_non_orthonormal_direction():
+    with pytest.raises(InputError, match="orthonormal"):
+        Geometry((2, 2, 2), (1, 1, 1), direction=np.diag([1.0, 2.0, 1.0]))
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda d: d / "missing.nii.gz", "no such file"),
+    (lambda d: (d / "x.txt").write_text("hi") or d / "x.txt", "unsupported file format"),
+    (lambda d: sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.float32)), str(d / "f.nii.gz"))
+     or d / "f.nii.gz", "3-D volume is needed"),
+])
+def test_cli_reports_bad_input_in_one_line(tmp_path, make, expected):
+    path = make(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "ACNNCore.cli", "info", str(path)], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("acnn: error:") and expected in lines[0]
