@@ -1,0 +1,170 @@
+"""Readers of data sets on disk, all yielding :class:`Case` objects.
+
+- the phantom layout written by ``acnn phantom`` (HR ground truth),
+- the ACDC layout (``patientNNN/patientNNN_frameXX[_gt].nii.gz`` + ``Info.cfg``),
+- a plain folder of image/label pairs: ``NAME.nii.gz`` + ``NAME_gt.nii.gz``
+  side by side, or ``images/NAME.nii.gz`` + ``labels/NAME.nii.gz``.
+
+Labels are always ours (0 background, 1 LV blood pool, 2 LV myocardium,
+3 RV blood pool); ACDC's are mapped on read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+from .io import SUFFIXES, read_labels, read_volume, strip_suffix
+from .labels import ACDC_TO_OURS, remap
+from .volume import Volume
+
+
+@dataclass
+class Case:
+    """One image (and its labels, if known) with what is known about it."""
+
+    name: str
+    image: Volume  # the network input: LR stack, US volume, or a real cine frame
+    labels: Volume | None = None  # ground truth (HR for phantoms, acquired grid for real data)
+    meta: dict = field(default_factory=dict)  # group, phase, subject, ...
+
+
+# --- phantom -------------------------------------------------------------------------
+
+def is_phantom(root) -> bool:
+    return (Path(root) / "dataset.json").is_file()
+
+
+def read_phantom(root, target: str = "labels") -> list[Case]:
+    """Cases of a phantom data set, subject by subject, ED then ES.
+
+    ``target``: ``"labels"`` (HR label map; MR input = LR stack) or ``"image"``
+    (HR intensity image, for super-resolution).
+    """
+    root = Path(root)
+    if not is_phantom(root):
+        raise InputError(f"{root} is not a phantom data set (no dataset.json); make one with `acnn phantom`")
+    dataset = json.loads((root / "dataset.json").read_text())
+    modality = dataset["modality"]
+    cases = []
+    for entry in dataset["subjects"]:
+        folder = root / entry["name"]
+        info = json.loads((folder / "info.json").read_text())
+        for phase in ("ED", "ES"):
+            d = folder / phase
+            meta = {"subject": entry["name"], "group": info["group"], "phase": phase, "modality": modality,
+                    "ef_pct": info["ef_pct"], "motion_mm": dataset["config"]["acquisition"]["motion_mm"]}
+            if modality == "mr":
+                image = read_volume(d / "lr.nii.gz")
+                labels = read_volume(d / "hr.nii.gz") if target == "image" else read_labels(d / "hr_gt.nii.gz")
+            else:
+                image, labels = read_volume(d / "us.nii.gz"), read_labels(d / "us_gt.nii.gz", (0, 1))
+            cases.append(Case(f"{entry['name']}_{phase}", image, labels, meta))
+    return cases
+
+
+# --- ACDC ------------------------------------------------------------------------------
+
+def read_acdc_info(path) -> dict:
+    """``Info.cfg`` as a dict (ED and ES frame numbers as int, Group, Height, Weight...)."""
+    info = {}
+    for line in Path(path).read_text().splitlines():
+        if ":" in line:
+            key, value = (s.strip() for s in line.split(":", 1))
+            info[key] = int(value) if key in ("ED", "ES", "NbFrame") else value
+    missing = {"ED", "ES", "Group"} - set(info)
+    if missing:
+        raise InputError(f"{path} lacks {sorted(missing)}")
+    return info
+
+
+def is_acdc(root) -> bool:
+    root = Path(root)
+    return root.is_dir() and any(p.is_dir() and (p / "Info.cfg").is_file() for p in root.glob("patient*"))
+
+
+def read_acdc_patient(folder) -> list[Case]:
+    """The ED and ES cases of one ACDC patient folder, labels mapped to ours."""
+    folder = Path(folder)
+    info_path = folder / "Info.cfg"
+    if not info_path.is_file():
+        raise InputError(f"{folder} is not an ACDC patient folder (no Info.cfg)")
+    info = read_acdc_info(info_path)
+    cases = []
+    for phase in ("ED", "ES"):
+        stem = f"{folder.name}_frame{info[phase]:02d}"
+        image = read_volume(folder / f"{stem}.nii.gz")
+        gt_path = folder / f"{stem}_gt.nii.gz"
+        labels = None
+        if gt_path.is_file():
+            raw = read_labels(gt_path, allowed=(0, 1, 2, 3))
+            labels = raw.with_array(remap(raw.array, ACDC_TO_OURS))
+            if not labels.geometry.same_as(image.geometry, atol=1e-3):
+                raise InputError(f"{gt_path} and its image lie on different grids")
+        meta = {"subject": folder.name, "group": info["Group"], "phase": phase, "frame": info[phase],
+                "modality": "mr", "height_cm": info.get("Height"), "weight_kg": info.get("Weight")}
+        cases.append(Case(f"{folder.name}_{phase}", image, labels, meta))
+    return cases
+
+
+def read_acdc(root) -> list[Case]:
+    root = Path(root)
+    patients = sorted(p for p in root.glob("patient*") if (p / "Info.cfg").is_file())
+    if not patients:
+        raise InputError(f"no ACDC patient folders (patientNNN/Info.cfg) under {root}")
+    return [case for p in patients for case in read_acdc_patient(p)]
+
+
+# --- plain folders --------------------------------------------------------------------
+
+LABEL_SUFFIXES = ("_gt", "_label", "_seg")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
+
+
+def read_folder(root, labels_required: bool = False) -> list[Case]:
+    """Image/label pairs from ``NAME`` + ``NAME_gt`` files or ``images/`` + ``labels/`` folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"no such folder: {root}")
+    if (root / "images").is_dir():
+        pairs = []
+        for image in _images_in(root / "images"):
+            match = [p for p in _images_in(root / "labels") if strip_suffix(p) == strip_suffix(image)] \
+                if (root / "labels").is_dir() else []
+            pairs.append((strip_suffix(image), image, match[0] if match else None))
+    else:
+        files = _images_in(root)
+        by_name = {strip_suffix(p): p for p in files}
+        pairs = []
+        for name, image in by_name.items():
+            if name.endswith(LABEL_SUFFIXES):
+                continue
+            label = next((by_name[name + s] for s in LABEL_SUFFIXES if name + s in by_name), None)
+            pairs.append((name, image, label))
+    if not pairs:
+        raise InputError(f"no images ({', '.join(SUFFIXES)}) in {root}")
+    cases = []
+    for name, image_path, label_path in pairs:
+        if label_path is None and labels_required:
+            raise InputError(f"{image_path} has no label map (expected {name}_gt or labels/{image_path.name})")
+        image = read_volume(image_path)
+        labels = read_labels(label_path, allowed=(0, 1, 2, 3)) if label_path else None
+        cases.append(Case(name, image, labels, {"subject": name}))
+    return cases
+
+
+def read_dataset(root, **kwargs) -> list[Case]:
+    """Any supported layout, recognised from its files."""
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"no such data folder: {root}")
+    if is_phantom(root):
+        return read_phantom(root, **kwargs)
+    if is_acdc(root):
+        return read_acdc(root)
+    return read_folder(root, **kwargs)

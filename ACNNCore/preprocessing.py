@@ -1,0 +1,138 @@
+"""Preprocessing, each step with its inverse, so outputs map back onto the input's geometry.
+
+- :func:`normalize_intensity` / :meth:`IntensityScaling.invert`
+- :func:`crop_or_pad` / :func:`uncrop` (whole voxels: exact)
+- :func:`resample` onto any :class:`Geometry` (SimpleITK), and
+  :func:`to_model_grid` / :func:`from_model_grid`: a model's grid (shape and
+  spacing) centred on a point (the LV or the image centre), and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .io import to_sitk
+from .volume import Geometry, Volume
+
+
+@dataclass(frozen=True)
+class IntensityScaling:
+    """Linear map taking the ``lo``/``hi`` percentiles of an image to 0/1."""
+
+    lo: float
+    hi: float
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        return ((array - self.lo) / (self.hi - self.lo)).astype(np.float32)
+
+    def invert(self, array: np.ndarray) -> np.ndarray:
+        return (array * (self.hi - self.lo) + self.lo).astype(np.float32)
+
+
+def normalize_intensity(volume: Volume, percentiles=(1.0, 99.0)) -> tuple[Volume, IntensityScaling]:
+    volume.check_finite()
+    lo, hi = np.percentile(volume.array, percentiles)
+    if not hi > lo:
+        raise InputError("image is constant: nothing to segment")
+    scaling = IntensityScaling(float(lo), float(hi))
+    return volume.with_array(scaling.apply(volume.array)), scaling
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """Where a crop/pad of whole voxels sits in the original grid: start index (may be negative)."""
+
+    start: tuple[int, int, int]
+    shape: tuple[int, int, int]
+
+
+def crop_or_pad(volume: Volume, center_index, shape, fill=0) -> tuple[Volume, CropBox]:
+    """A ``shape`` window of whole voxels centred on ``center_index`` (padding with ``fill`` outside)."""
+    shape = tuple(int(s) for s in shape)
+    start = tuple(int(np.floor(c - (s - 1) / 2.0 + 0.5)) for c, s in zip(center_index, shape))
+    out = np.full(shape, fill, dtype=volume.array.dtype)
+    src, dst = [], []
+    for st, n, size in zip(start, shape, volume.shape):
+        lo, hi = max(st, 0), min(st + n, size)
+        if hi <= lo:
+            src.append(slice(0, 0))
+            dst.append(slice(0, 0))
+        else:
+            src.append(slice(lo, hi))
+            dst.append(slice(lo - st, hi - st))
+    out[tuple(dst)] = volume.array[tuple(src)]
+    g = volume.geometry
+    geometry = Geometry(shape, g.spacing, tuple(g.index_to_physical(start)), g.direction)
+    return Volume(out, geometry), CropBox(start, shape)
+
+
+def uncrop(array: np.ndarray, box: CropBox, reference: Geometry, fill=0) -> Volume:
+    """Put a cropped/padded array back on the original grid (exact inverse of :func:`crop_or_pad`)."""
+    out = np.full(reference.shape, fill, dtype=array.dtype)
+    src, dst = [], []
+    for st, n, size in zip(box.start, box.shape, reference.shape):
+        lo, hi = max(st, 0), min(st + n, size)
+        src.append(slice(lo - st, max(hi - st, lo - st)))
+        dst.append(slice(lo, max(hi, lo)))
+    out[tuple(dst)] = array[tuple(src)]
+    return Volume(out, reference)
+
+
+_INTERPOLATORS = {"nearest": sitk.sitkNearestNeighbor, "linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline,
+                  "label": sitk.sitkLabelGaussian}
+
+
+def resample(volume: Volume, geometry: Geometry, interpolation: str = "linear", default=0.0) -> Volume:
+    """``volume`` sampled on ``geometry`` in physical space (SimpleITK)."""
+    if interpolation not in _INTERPOLATORS:
+        raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATORS)}")
+    if volume.geometry.same_as(geometry, atol=1e-6):
+        return Volume(volume.array.copy(), geometry)
+    reference = sitk.Image([int(s) for s in geometry.shape], sitk.sitkUInt8)
+    reference.SetSpacing(geometry.spacing)
+    reference.SetOrigin(geometry.origin)
+    reference.SetDirection(tuple(geometry.direction.ravel()))
+    image = to_sitk(volume)
+    if interpolation in ("nearest", "label"):
+        image = sitk.Cast(image, sitk.sitkUInt8) if volume.array.max() < 256 else image
+    elif image.GetPixelID() != sitk.sitkFloat32:
+        image = sitk.Cast(image, sitk.sitkFloat32)
+    out = sitk.Resample(image, reference, sitk.Transform(), _INTERPOLATORS[interpolation], float(default),
+                        image.GetPixelID())
+    array = sitk.GetArrayFromImage(out).transpose(2, 1, 0)
+    return Volume(np.ascontiguousarray(array), geometry)
+
+
+def labels_center(labels: Volume, values=None) -> np.ndarray:
+    """Physical centroid of the labelled voxels (of ``values`` if given)."""
+    mask = labels.array > 0 if values is None else np.isin(labels.array, list(values))
+    if not mask.any():
+        raise InputError("label map is empty")
+    return labels.geometry.index_to_physical(np.argwhere(mask).mean(0))
+
+
+def model_geometry(volume: Volume, shape, spacing, center=None) -> Geometry:
+    """A model's grid with ``volume``'s orientation, centred on ``center`` (default: the image centre).
+
+    Along axes where the model's spacing equals the input's, the grid is snapped to
+    the input's voxel lattice, so resampling there moves no voxel (an exact crop).
+    """
+    g = volume.geometry
+    target = g.centered_at(g.center if center is None else center, shape, spacing)
+    start = g.physical_to_index(target.origin)
+    same = np.isclose(target.spacing, g.spacing, rtol=1e-6)
+    start = np.where(same, np.round(start), start)
+    return Geometry(target.shape, target.spacing, tuple(g.index_to_physical(start)), g.direction)
+
+
+def to_model_grid(volume: Volume, shape, spacing, center=None, interpolation="linear") -> Volume:
+    return resample(volume, model_geometry(volume, shape, spacing, center), interpolation)
+
+
+def from_model_grid(volume: Volume, reference: Geometry, interpolation="nearest") -> Volume:
+    """Map a model-grid result back onto the input's grid (``reference``)."""
+    return resample(volume, reference, interpolation)

@@ -1,0 +1,75 @@
+"""Data set readers: phantom, ACDC (real data, skipped where absent), plain folders."""
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from ACNNCore.datasets import read_acdc_info, read_acdc_patient, read_dataset, read_folder, read_phantom
+from ACNNCore.errors import InputError
+from ACNNCore.io import write_volume
+from ACNNCore.labels import LV_BLOOD_POOL, LV_MYOCARDIUM, RV_BLOOD_POOL
+from ACNNCore.volume import Volume
+
+
+def test_phantom_reader(phantom_mr):
+    root, _ = phantom_mr
+    cases = read_dataset(root)
+    assert len(cases) == 12
+    c = cases[0]
+    assert c.name == "subject000_ED" and c.meta["group"] == "NOR" and c.meta["phase"] == "ED"
+    assert c.image.spacing == (1.25, 1.25, 10.0) and c.labels.spacing == (1.25, 1.25, 2.0)
+    assert c.image.shape[2] * 5 == c.labels.shape[2]
+    sr = read_phantom(root, target="image")
+    assert sr[0].labels.array.dtype == np.float32
+
+
+def test_acdc_patient_labels_are_mapped(acdc_root):
+    folder = acdc_root / "patient001"
+    info = read_acdc_info(folder / "Info.cfg")
+    assert info["Group"] == "DCM" and info["ED"] == 1 and info["ES"] == 12
+    ed, es = read_acdc_patient(folder)
+    raw = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "patient001_frame01_gt.nii.gz"))).transpose(2, 1, 0)
+    np.testing.assert_array_equal(ed.labels.array == LV_BLOOD_POOL, raw == 3)
+    np.testing.assert_array_equal(ed.labels.array == RV_BLOOD_POOL, raw == 1)
+    np.testing.assert_array_equal(ed.labels.array == LV_MYOCARDIUM, raw == 2)
+    assert ed.meta["group"] == "DCM" and es.meta["frame"] == 12
+    assert ed.image.geometry.same_as(ed.labels.geometry)
+    # DCM: a large LV blood pool at ED, much smaller at ES
+    v = ed.labels.geometry.voxel_volume_ml
+    edv, esv = (ed.labels.array == 1).sum() * v, (es.labels.array == 1).sum() * v
+    assert edv > 200 and (edv - esv) / edv < 0.4
+
+
+def test_acdc_reader_reads_all_patients(acdc_root):
+    cases = read_dataset(acdc_root)
+    assert len(cases) == 140
+    assert {c.meta["group"] for c in cases} == {"DCM", "HCM", "MINF", "NOR", "RV"}
+
+
+def _vol(value=1):
+    return Volume.from_array(np.full((4, 4, 3), value, np.float32), (1, 1, 5))
+
+
+def test_folder_of_pairs(tmp_path):
+    write_volume(_vol(), tmp_path / "a.nii.gz")
+    write_volume(_vol(1).with_array(np.ones((4, 4, 3), np.uint8)), tmp_path / "a_gt.nii.gz")
+    write_volume(_vol(), tmp_path / "b.nrrd")
+    cases = read_folder(tmp_path)
+    assert [c.name for c in cases] == ["a", "b"]
+    assert cases[0].labels is not None and cases[1].labels is None
+    with pytest.raises(InputError, match="b.nrrd has no label map"):
+        read_folder(tmp_path, labels_required=True)
+
+
+def test_images_and_labels_subfolders(tmp_path):
+    write_volume(_vol(), tmp_path / "images" / "c1.nii.gz")
+    write_volume(_vol().with_array(np.full((4, 4, 3), 2, np.uint8)), tmp_path / "labels" / "c1.nii.gz")
+    (case,) = read_dataset(tmp_path)
+    assert case.name == "c1" and int(case.labels.array.max()) == 2
+
+
+def test_empty_or_missing_folder(tmp_path):
+    with pytest.raises(InputError, match="no images"):
+        read_folder(tmp_path)
+    with pytest.raises(InputError, match="no such data folder"):
+        read_dataset(tmp_path / "nope")
