@@ -1,0 +1,67 @@
+"""The `acnn` command line as a user runs it: a real subprocess, real files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from ACNNCore.io import read_labels, read_volume
+
+
+def acnn(*args):
+    return subprocess.run([sys.executable, "-m", "ACNNCore.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_phantom_command_writes_the_documented_layout(tmp_path):
+    out = tmp_path / "ph"
+    run = acnn("phantom", "--out", out, "--subjects", 3, "--seed", 4, "--motion", 2, "--preview")
+    assert run.returncode == 0, run.stderr
+    for n in range(3):
+        for phase in ("ED", "ES"):
+            lr = read_volume(out / f"subject00{n}" / phase / "lr.nii.gz")
+            hr = read_volume(out / f"subject00{n}" / phase / "hr.nii.gz")
+            gt = read_labels(out / f"subject00{n}" / phase / "hr_gt.nii.gz")
+            assert lr.shape == (96, 96, 12) and hr.shape == gt.shape == (96, 96, 60)
+            assert lr.spacing == (1.25, 1.25, 10.0) and gt.spacing == (1.25, 1.25, 2.0)
+    info = json.loads((out / "subject002" / "info.json").read_text())
+    assert info["group"] == "HCM" and 65 <= info["ef_pct"] <= 80
+    png = (out / "preview.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    assert "subject002  HCM" in run.stdout
+
+
+def test_phantom_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "ph"
+    assert acnn("phantom", "--out", out, "--subjects", 1).returncode == 0
+    before = (out / "subject000" / "ED" / "lr.nii.gz").read_bytes()
+    run = acnn("phantom", "--out", out, "--subjects", 1, "--seed", 9)
+    assert run.returncode == 2 and "pass --overwrite" in run.stderr and "Traceback" not in run.stderr
+    assert (out / "subject000" / "ED" / "lr.nii.gz").read_bytes() == before
+    assert acnn("phantom", "--out", out, "--subjects", 1, "--seed", 9, "--overwrite").returncode == 0
+    assert (out / "subject000" / "ED" / "lr.nii.gz").read_bytes() != before
+
+
+def test_phantom_us_mode(tmp_path):
+    run = acnn("phantom", "--out", tmp_path / "us", "--subjects", 1, "--modality", "us")
+    assert run.returncode == 0, run.stderr
+    us = read_volume(tmp_path / "us" / "subject000" / "ED" / "us.nii.gz")
+    assert us.spacing == (1.0, 1.0, 1.0)
+    assert set(np.unique(read_labels(tmp_path / "us" / "subject000" / "ES" / "us_gt.nii.gz").array)) == {0, 1}
+
+
+def test_bad_arguments_give_one_line(tmp_path):
+    for args in (["--motion", "-1"], ["--factor", "7"], ["--subjects", "0"]):
+        run = acnn("phantom", "--out", tmp_path / "x", *args)
+        assert run.returncode == 2 and "Traceback" not in run.stderr
+        assert run.stderr.strip().startswith("acnn: error:")
+
+
+def test_info_describes_files_and_folders(tmp_path):
+    assert acnn("phantom", "--out", tmp_path / "ph", "--subjects", 1).returncode == 0
+    run = acnn("info", tmp_path / "ph" / "subject000" / "ED" / "hr_gt.nii.gz", "--labels")
+    assert run.returncode == 0
+    summary = json.loads(run.stdout)
+    assert summary["spacing_mm"] == [1.25, 1.25, 2.0] and set(summary["label_volumes_ml"]) == {"0", "1", "2"}
+    run = acnn("info", tmp_path / "ph")
+    assert run.returncode == 0 and "2 cases" in run.stdout
