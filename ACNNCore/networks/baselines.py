@@ -1,0 +1,76 @@
+"""The paper's baselines: 2D-FCN slice by slice, 3D-UNet on the up-sampled stack, SR-CNN.
+
+3D-Seg-MAug is :class:`~ACNNCore.networks.subpixel.SubPixelNet` trained with
+motion augmentation, and AE-Seg a 3D-UNet followed by the autoencoder (see
+:class:`AESeg`); linear and B-spline SR are interpolations (``ACNNCore.inference``).
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets import UNet
+from torch import nn
+
+from .autoencoder import ConvAutoencoder
+from .blocks import conv_bn_relu, upsample_through_plane
+
+
+class FCN2D(nn.Module):
+    """Segment each LR slice with a 2-D U-Net (MONAI), then up-sample the logits through-plane."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 3, factor: int = 5,
+                 channels=(28, 56, 112, 224), num_res_units: int = 1):
+        super().__init__()
+        self.factor = factor
+        self.net = UNet(2, in_channels, out_channels, channels, strides=(2,) * (len(channels) - 1),
+                        num_res_units=num_res_units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, nx, ny, nz = x.shape
+        slices = x.permute(0, 4, 1, 2, 3).reshape(b * nz, c, nx, ny)
+        logits = self.net(slices)
+        logits = logits.reshape(b, nz, -1, nx, ny).permute(0, 2, 3, 4, 1)
+        return upsample_through_plane(logits, self.factor)
+
+
+class UNet3D(nn.Module):
+    """MONAI's 3-D U-Net on the linearly up-sampled stack (the paper's 3D-UNet baseline)."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 3, factor: int = 5,
+                 channels=(16, 32, 64, 128), strides=((2, 2, 2), (2, 2, 2), (2, 2, 1)), num_res_units: int = 1):
+        super().__init__()
+        self.factor = factor
+        self.net = UNet(3, in_channels, out_channels, channels, strides=strides, num_res_units=num_res_units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(upsample_through_plane(x, self.factor))
+
+
+class SRCNN(nn.Module):
+    """SR-CNN with early up-sampling: interpolate to HR, then convolutions (residual)."""
+
+    def __init__(self, in_channels: int = 1, factor: int = 5, features=(32, 16)):
+        super().__init__()
+        self.factor = factor
+        layers, cin = [], in_channels
+        for f in features:
+            layers.append(conv_bn_relu(cin, f, 3))
+            cin = f
+        layers.append(nn.Conv3d(cin, 1, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = upsample_through_plane(x, self.factor)
+        return up[:, :1] + self.net(up)
+
+
+class AESeg(nn.Module):
+    """AE-Seg cascade (paper ref. [37]): a segmentation net whose soft output the autoencoder re-draws."""
+
+    def __init__(self, segmenter: nn.Module, autoencoder: ConvAutoencoder):
+        super().__init__()
+        self.segmenter = segmenter
+        self.autoencoder = autoencoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder(torch.softmax(self.segmenter(x), dim=1))

@@ -1,0 +1,81 @@
+"""Network shapes and structure (paper Fig. 2, Tables IV and V) and parameter counts."""
+
+import pytest
+import torch
+from torch import nn
+
+from ACNNCore.networks import FCN2D, SRCNN, ConvAutoencoder, Predictor, SubPixelNet, UNet3D, count_parameters
+from ACNNCore.networks.baselines import AESeg
+
+
+@torch.no_grad()
+def test_subpixel_net_maps_the_lr_stack_to_the_hr_grid():
+    x = torch.randn(2, 1, 32, 48, 4)
+    assert SubPixelNet(out_channels=3, factor=5).eval()(x).shape == (2, 3, 32, 48, 20)
+    assert SubPixelNet(out_channels=2, factor=3).eval()(x).shape == (2, 2, 32, 48, 12)
+    sr = SubPixelNet(out_channels=1, factor=5, residual=True).eval()
+    assert sr(x).shape == (2, 1, 32, 48, 20)
+
+
+@torch.no_grad()
+def test_subpixel_shuffle_is_a_transposed_convolution():
+    """The (2, 2, K) up-sampling is a transposed convolution whose kernel equals its stride."""
+    net = SubPixelNet(features=(4, 8, 8, 8), skip_features=4, fused_features=6, out_channels=3, factor=5).eval()
+    h = torch.randn(1, 6, 8, 8, 3)
+    deconv = nn.ConvTranspose3d(6, 3, (2, 2, 5), (2, 2, 5), bias=False)
+    deconv.weight.data = net.up.weight.view(3, 2, 2, 5, 6).permute(4, 0, 1, 2, 3).contiguous()
+    net.up.bias.zero_()
+    torch.testing.assert_close(net.shuffle(net.up(h)), deconv(h))
+
+
+def test_autoencoder_follows_table_v():
+    ae = ConvAutoencoder(grid_shape=(96, 96, 60), num_classes=3, code_size=64)
+    convs = [m for m in ae.encoder_convs.modules() if isinstance(m, nn.Conv3d)]
+    assert [c.out_channels for c in convs] == [16, 16, 32, 32, 64, 64, 1]
+    assert [c.stride for c in convs][::2] == [(2, 2, 1), (2, 2, 2), (2, 2, 2), (3, 3, 3)]
+    assert ae.sizes[-1] == (4, 4, 5) and ae.bottleneck == 80  # the paper's 120x120x60 grid gives 5x5x5
+    assert isinstance(ae.to_code, nn.Linear) and ae.to_code.out_features == 64
+    # batch norm after every convolution but the last
+    assert isinstance(ae.out, nn.Conv3d) and ae.out.out_channels == 3
+    with torch.no_grad():
+        x = torch.softmax(torch.randn(2, 3, 96, 96, 60), 1)
+        code = ae.eval().encode(x)
+        assert code.shape == (2, 64)
+        assert (code < 0).any()  # no non-linearity on the code
+        assert ae.decode(code).shape == (2, 3, 96, 96, 60)
+
+
+def test_autoencoder_on_any_grid():
+    ae = ConvAutoencoder(grid_shape=(32, 32, 20)).eval()
+    with torch.no_grad():
+        assert ae(torch.randn(1, 3, 32, 32, 20)).shape == (1, 3, 32, 32, 20)
+    with pytest.raises(ValueError, match="expects a"):
+        ae.encode(torch.randn(1, 3, 32, 32, 24))
+
+
+def test_predictor_follows_table_iv():
+    p = Predictor(grid_shape=(32, 32, 20))
+    convs = [m for m in p.convs.modules() if isinstance(m, nn.Conv3d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128, 256, 1]
+    assert [c.stride for c in convs] == [(1, 1, 1), (1, 1, 1), (2, 2, 2), (1, 1, 1), (2, 2, 2), (1, 1, 1),
+                                         (2, 2, 2), (1, 1, 1)]
+    assert p.eval()(torch.randn(2, 1, 32, 32, 20)).shape == (2, 64)
+
+
+@torch.no_grad()
+def test_baselines_output_the_hr_grid():
+    x = torch.randn(1, 1, 32, 32, 4)
+    assert FCN2D(factor=5).eval()(x).shape == (1, 3, 32, 32, 20)
+    assert UNet3D(factor=5).eval()(x).shape == (1, 3, 32, 32, 20)
+    assert SRCNN(factor=5).eval()(x).shape == (1, 1, 32, 32, 20)
+    cascade = AESeg(UNet3D(factor=5), ConvAutoencoder(grid_shape=(32, 32, 20))).eval()
+    assert cascade(x).shape == (1, 3, 32, 32, 20)
+
+
+def test_segmentation_models_have_comparable_parameter_counts():
+    """As in the paper's Table I, the segmentation networks are compared at similar capacity."""
+    counts = {"3D-Seg": count_parameters(SubPixelNet()), "3D-UNet": count_parameters(UNet3D()),
+              "2D-FCN": count_parameters(FCN2D())}
+    print("trainable parameters:", counts)
+    ref = counts["3D-Seg"]
+    assert all(abs(n - ref) / ref < 0.1 for n in counts.values()), counts
