@@ -1,0 +1,90 @@
+"""The ACNN objectives: the shape prior changes gradients, is fed probabilities, stays frozen."""
+
+import torch
+
+from ACNNCore.losses import (acnn_seg_loss, acnn_sr_loss, autoencoder_loss, decay_groups, freeze, one_hot,
+                             shape_prior_loss, swap_labels)
+from ACNNCore.networks import ConvAutoencoder, Predictor, SubPixelNet
+
+GRID = (16, 16, 10)
+
+
+def _setup(seed=0):
+    torch.manual_seed(seed)
+    ae = freeze(ConvAutoencoder(grid_shape=GRID))
+    labels = torch.zeros(2, *GRID, dtype=torch.long)
+    labels[:, 4:12, 4:12, 2:8] = 2
+    labels[:, 6:10, 6:10, 3:7] = 1
+    logits = torch.randn(2, 3, *GRID, requires_grad=True)
+    return ae, labels, logits
+
+
+def test_shape_prior_gradient_differs_from_cross_entropy():
+    ae, labels, logits = _setup()
+    ce = acnn_seg_loss(logits, labels)["ce"]
+    (g_ce,) = torch.autograd.grad(ce, logits)
+    prior = shape_prior_loss(ae.encode, logits, labels)
+    (g_prior,) = torch.autograd.grad(prior, logits)
+    assert g_prior.abs().sum() > 0
+    cos = torch.nn.functional.cosine_similarity(g_ce.flatten(), g_prior.flatten(), dim=0)
+    assert abs(float(cos)) < 0.9, float(cos)
+    # the total gradient is CE's plus lambda1 times the prior's
+    total = acnn_seg_loss(logits, labels, ae.encode, lambda1=0.5)["loss"]
+    (g_total,) = torch.autograd.grad(total, logits)
+    torch.testing.assert_close(g_total, g_ce + 0.5 * g_prior, rtol=1e-4, atol=1e-7)
+
+
+def test_balanced_prior_keeps_its_own_gradient():
+    """A detached ratio rescales the prior's gradient; it must not become a copy of CE's."""
+    ae, labels, logits = _setup()
+    out = acnn_seg_loss(logits, labels, ae.encode, lambda1=1.0, balance=True)
+    (g_total,) = torch.autograd.grad(out["loss"], logits)
+    (g_ce,) = torch.autograd.grad(acnn_seg_loss(logits, labels)["loss"], logits)
+    (g_prior,) = torch.autograd.grad(shape_prior_loss(ae.encode, logits, labels), logits)
+    ratio = float((out["ce"] / out["prior"]).detach())
+    torch.testing.assert_close(g_total, g_ce + ratio * g_prior, rtol=1e-3, atol=1e-6)
+    # the prior's part of the gradient is not proportional to CE's gradient
+    cos = torch.nn.functional.cosine_similarity((g_total - g_ce).flatten(), g_ce.flatten(), dim=0)
+    assert abs(float(cos)) < 0.9
+
+
+def test_encoder_sees_probabilities_and_stays_frozen():
+    ae, labels, logits = _setup()
+    seen = []
+    ae.encoder_convs.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach()))
+    loss = acnn_seg_loss(logits, labels, ae.encode)["loss"]
+    loss.backward()
+    for x in seen:  # probabilities / one-hot: in [0, 1] and summing to 1 over classes
+        assert x.min() >= 0 and x.max() <= 1
+        torch.testing.assert_close(x.sum(1), torch.ones_like(x.sum(1)))
+    assert all(p.grad is None for p in ae.parameters())
+    assert not ae.training
+
+
+def test_acnn_sr_prior_uses_the_frozen_predictor():
+    torch.manual_seed(1)
+    predictor = freeze(Predictor(grid_shape=GRID, features=(4, 4, 8, 8)))
+    pred = torch.randn(2, 1, *GRID, requires_grad=True)
+    target = torch.randn(2, 1, *GRID)
+    out = acnn_sr_loss(pred, target, predictor, lambda1=0.01)
+    assert set(out) == {"loss", "huber", "prior"}
+    out["loss"].backward()
+    assert pred.grad is not None and all(p.grad is None for p in predictor.parameters())
+
+
+def test_label_swap_rate():
+    labels = torch.zeros(200_000, dtype=torch.long)
+    swapped = swap_labels(labels, 0.1, 3, torch.Generator().manual_seed(0))
+    rate = float((swapped != labels).float().mean())
+    assert abs(rate - 0.1) < 0.005
+    assert set(swapped.unique().tolist()) == {0, 1, 2}
+
+
+def test_autoencoder_loss_and_weight_decay_groups():
+    ae = ConvAutoencoder(grid_shape=GRID)
+    labels = torch.randint(0, 3, (2, *GRID))
+    assert float(autoencoder_loss(ae, labels, 3)["loss"]) > 0
+    decay, no_decay = decay_groups(SubPixelNet(), 5e-6)
+    assert decay["weight_decay"] == 5e-6 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert one_hot(labels, 3).shape == (2, 3, *GRID)
