@@ -1,0 +1,155 @@
+"""Model bundles: ``model.safetensors`` (weights) + ``model.json`` (everything else).
+
+``model.json`` holds the format version, the task and architecture with its
+config, the input/output grids (spacing, shape, K), intensity normalisation,
+label names and colours, latent statistics (shape models), how the model was
+trained (data, command, config) and its validation metrics, and the SHA-256 of
+the weights file. Loading never unpickles anything: safetensors holds plain
+tensors, and a file that does not match its description is refused with a
+clear :class:`InputError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import InputError
+from .networks import build_network
+
+FORMAT = "acnn-bundle"
+FORMAT_VERSION = 1
+TASKS = ("seg", "sr", "ae", "tl")
+MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+
+
+@dataclass
+class Bundle:
+    """A loaded model and its description."""
+
+    model: torch.nn.Module
+    meta: dict
+    path: Path | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", self.path.name if self.path else "model")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_bundle(model: torch.nn.Module, folder, meta: dict, overwrite: bool = False) -> Path:
+    """Write ``folder/model.safetensors`` and ``folder/model.json`` (each atomically)."""
+    folder = Path(folder)
+    for key in ("task", "architecture", "config"):
+        if key not in meta:
+            raise ValueError(f"bundle metadata needs {key!r}")
+    if (folder / "model.json").exists() and not overwrite:
+        raise InputError(f"{folder} already holds a model; pass --overwrite to replace it")
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
+    os.close(fd)
+    save_file(state, tmp)
+    os.replace(tmp, folder / "model.safetensors")
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, "acnn_version": __version__, **meta,
+            "weights_sha256": _sha256(folder / "model.safetensors")}
+    _atomic_write_text(folder / "model.json", json.dumps(full, indent=1))
+    return folder
+
+
+def read_meta(folder) -> dict:
+    folder = Path(folder)
+    if folder.is_file() and folder.name == "model.json":
+        folder = folder.parent
+    path = folder / "model.json"
+    if not path.is_file():
+        raise InputError(f"{folder} is not a model bundle (no model.json)")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
+    if meta.get("format") != FORMAT:
+        raise InputError(f"{path} is not an ACNN model description (format {meta.get('format')!r})")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise InputError(f"{path} has format version {meta['format_version']}; this ACNN reads up to "
+                         f"{FORMAT_VERSION}: update acnn")
+    return meta
+
+
+def resolve(name_or_path) -> Path:
+    """A bundle folder from a path or the name of a bundled model (``Resources/Models/NAME``)."""
+    path = Path(name_or_path)
+    if path.is_file() and path.name == "model.json":
+        return path.parent
+    if path.is_dir():
+        return path
+    bundled = MODELS_DIR / str(name_or_path)
+    if bundled.is_dir():
+        return bundled
+    known = ", ".join(available()) or "none"
+    raise InputError(f"no model {name_or_path!r}: not a bundle folder, nor a bundled model ({known})")
+
+
+def available() -> list[str]:
+    """Names of the bundled models."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "model.json").is_file())
+
+
+def load_bundle(name_or_path, device="cpu", expect_task=None) -> Bundle:
+    """Load a bundle: check the description, the checksum and that the weights fit the architecture."""
+    folder = resolve(name_or_path)
+    meta = read_meta(folder)
+    if expect_task is not None:
+        tasks = (expect_task,) if isinstance(expect_task, str) else tuple(expect_task)
+        if meta.get("task") not in tasks:
+            raise InputError(f"{folder} is a {meta.get('task')!r} model; this needs {' or '.join(tasks)}")
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise InputError(f"{folder} has no model.safetensors")
+    if meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
+        raise InputError(f"{weights} does not match the checksum in model.json (modified or corrupted)")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as e:  # safetensors raises its own error types for a wrong file
+        raise InputError(f"{weights} is not a safetensors file: {e}") from None
+    try:
+        model = build_network(meta["architecture"], **meta["config"])
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{folder}: cannot build {meta.get('architecture')}: {e}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
+        raise InputError(f"{folder}: weights do not match {meta['architecture']}: {detail}") from None
+    model.to(device).eval()
+    return Bundle(model, meta, folder)

@@ -1,0 +1,87 @@
+"""Model bundles: safetensors + JSON, round trip, and refusal of anything that does not match."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from ACNNCore.bundle import load_bundle, read_meta, save_bundle
+from ACNNCore.errors import InputError
+from ACNNCore.networks import ConvAutoencoder, SubPixelNet
+
+META = {"task": "seg", "architecture": "SubPixelNet",
+        "config": {"out_channels": 3, "factor": 5, "features": [4, 8, 8, 8], "skip_features": 4,
+                   "fused_features": 6}}
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    torch.manual_seed(0)
+    model = SubPixelNet(**META["config"]).eval()
+    return model, save_bundle(model, tmp_path / "b", META)
+
+
+def test_round_trip_gives_the_same_outputs(bundle):
+    model, folder = bundle
+    loaded = load_bundle(folder)
+    x = torch.randn(1, 1, 32, 32, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), model(x))
+    meta = read_meta(folder)
+    assert meta["format"] == "acnn-bundle" and meta["format_version"] == 1 and len(meta["weights_sha256"]) == 64
+    assert {p.name for p in folder.iterdir()} == {"model.safetensors", "model.json"}
+
+
+def test_no_pickle_anywhere_in_a_bundle(bundle):
+    _, folder = bundle
+    assert (folder / "model.safetensors").read_bytes()[8:9] == b"{"  # safetensors: a JSON header, no pickle
+    json.loads((folder / "model.json").read_text())
+
+
+def test_tampered_weights_are_refused(bundle):
+    _, folder = bundle
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(InputError, match="does not match the checksum"):
+        load_bundle(folder)
+
+
+def test_weights_of_another_architecture_are_refused(bundle, tmp_path):
+    _, folder = bundle
+    meta = json.loads((folder / "model.json").read_text())
+    meta["config"]["features"] = [8, 8, 8, 8]
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="weights do not match SubPixelNet"):
+        load_bundle(folder)
+    save_bundle(ConvAutoencoder(grid_shape=(16, 16, 12)), tmp_path / "ae",
+                {"task": "ae", "architecture": "ConvAutoencoder", "config": {"grid_shape": [16, 16, 12]}})
+    with pytest.raises(InputError, match="is a 'ae' model; this needs seg"):
+        load_bundle(tmp_path / "ae", expect_task="seg")
+
+
+def test_wrong_files_are_refused(bundle, tmp_path):
+    _, folder = bundle
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    (bad / "model.safetensors").write_bytes(b"\x80\x04not a safetensors file")
+    meta = json.loads((bad / "model.json").read_text())
+    meta.pop("weights_sha256")
+    (bad / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="not a safetensors file"):
+        load_bundle(bad)
+    (bad / "model.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_bundle(bad)
+    (bad / "model.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(InputError, match="not an ACNN model description"):
+        load_bundle(bad)
+    with pytest.raises(InputError, match="no model 'nonexistent-model'"):
+        load_bundle("nonexistent-model")
+
+
+def test_existing_bundle_is_not_overwritten(bundle):
+    model, folder = bundle
+    with pytest.raises(InputError, match="already holds a model"):
+        save_bundle(model, folder, META)
