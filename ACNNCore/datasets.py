@@ -29,6 +29,7 @@ class Case:
     image: Volume  # the network input: LR stack, US volume, or a real cine frame
     labels: Volume | None = None  # ground truth (HR for phantoms, acquired grid for real data)
     meta: dict = field(default_factory=dict)  # group, phase, subject, ...
+    hr_image: Volume | None = None  # HR intensity image (phantom MR only): the SR target
 
 
 # --- phantom -------------------------------------------------------------------------
@@ -37,11 +38,12 @@ def is_phantom(root) -> bool:
     return (Path(root) / "dataset.json").is_file()
 
 
-def read_phantom(root, target: str = "labels") -> list[Case]:
+def read_phantom(root, hr_image: bool = False) -> list[Case]:
     """Cases of a phantom data set, subject by subject, ED then ES.
 
-    ``target``: ``"labels"`` (HR label map; MR input = LR stack) or ``"image"``
-    (HR intensity image, for super-resolution).
+    MR: input = LR stack, labels = HR label map, and with ``hr_image`` the HR
+    intensity image (the super-resolution target). US: the echo volume and its
+    cavity label.
     """
     root = Path(root)
     if not is_phantom(root):
@@ -56,12 +58,13 @@ def read_phantom(root, target: str = "labels") -> list[Case]:
             d = folder / phase
             meta = {"subject": entry["name"], "group": info["group"], "phase": phase, "modality": modality,
                     "ef_pct": info["ef_pct"], "motion_mm": dataset["config"]["acquisition"]["motion_mm"]}
+            hr = None
             if modality == "mr":
-                image = read_volume(d / "lr.nii.gz")
-                labels = read_volume(d / "hr.nii.gz") if target == "image" else read_labels(d / "hr_gt.nii.gz")
+                image, labels = read_volume(d / "lr.nii.gz"), read_labels(d / "hr_gt.nii.gz")
+                hr = read_volume(d / "hr.nii.gz") if hr_image else None
             else:
                 image, labels = read_volume(d / "us.nii.gz"), read_labels(d / "us_gt.nii.gz", (0, 1))
-            cases.append(Case(f"{entry['name']}_{phase}", image, labels, meta))
+            cases.append(Case(f"{entry['name']}_{phase}", image, labels, meta, hr))
     return cases
 
 
@@ -158,13 +161,13 @@ def read_folder(root, labels_required: bool = False) -> list[Case]:
     return cases
 
 
-def read_dataset(root, **kwargs) -> list[Case]:
+def read_dataset(root, hr_image: bool = False, labels_required: bool = False) -> list[Case]:
     """Any supported layout, recognised from its files."""
     root = Path(root)
     if not root.exists():
         raise InputError(f"no such data folder: {root}")
     if is_phantom(root):
-        return read_phantom(root, **kwargs)
+        return read_phantom(root, hr_image=hr_image)
     if is_acdc(root):
         return read_acdc(root)
-    return read_folder(root, **kwargs)
+    return read_folder(root, labels_required=labels_required)

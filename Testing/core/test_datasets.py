@@ -19,8 +19,8 @@ def test_phantom_reader(phantom_mr):
     assert c.name == "subject000_ED" and c.meta["group"] == "NOR" and c.meta["phase"] == "ED"
     assert c.image.spacing == (1.25, 1.25, 10.0) and c.labels.spacing == (1.25, 1.25, 2.0)
     assert c.image.shape[2] * 5 == c.labels.shape[2]
-    sr = read_phantom(root, target="image")
-    assert sr[0].labels.array.dtype == np.float32
+    sr = read_phantom(root, hr_image=True)
+    assert sr[0].hr_image.array.dtype == np.float32 and sr[0].hr_image.geometry.same_as(sr[0].labels.geometry)
 
 
 def test_acdc_patient_labels_are_mapped(acdc_root):

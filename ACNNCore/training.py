@@ -1,0 +1,518 @@
+"""Training of every model: ``acnn train {ae,tl,seg,sr}``.
+
+One loop for all tasks: a config (dataclass, YAML) recorded in the run folder,
+deterministic seeds, a tqdm bar with loss and ETA, a CSV log (and TensorBoard
+if installed), validation each epoch, ``last.pt`` and the best model (a bundle
+in ``RUN/model``) written atomically, ``--resume`` after a kill with no epoch
+lost, and DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on GPU)
+with no change to the command.
+
+Tasks:
+
+- ``ae``: denoising autoencoder of HR label maps (label swaps p = 0.1, Gaussian
+  input noise);
+- ``tl``: T-L network from a trained AE (``--prior``): the predictor learns the
+  AE's codes with the AE frozen (``tl_predictor_epochs``), then both train
+  jointly, the code loss scaled (detached ratio) to the range of the CE;
+- ``seg``: LR stack -> HR labels, cross-entropy; with ``--prior`` (AE or T-L
+  bundle) the ACNN-Seg shape prior of Eq. (1);
+- ``sr``: LR stack -> HR image, Huber; with ``--prior`` (T-L bundle) the
+  ACNN-SR prior of Eq. (2).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from .augment import AugmentConfig, augment
+from .bundle import load_bundle, save_bundle
+from .datasets import Case, read_dataset
+from .errors import InputError
+from .labels import SEGMENTS
+from .losses import (acnn_seg_loss, acnn_sr_loss, autoencoder_loss, code_loss, decay_groups, freeze, one_hot)
+from .networks import build_network, count_parameters
+from .preprocessing import IntensityScaling
+
+TASKS = ("ae", "tl", "seg", "sr")
+DEFAULT_ARCHITECTURE = {"ae": "ConvAutoencoder", "tl": "TLNetwork", "seg": "SubPixelNet", "sr": "SubPixelNet"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (with the data). Defaults from the paper where it gives them."""
+
+    task: str = "seg"
+    architecture: str = ""  # default per task (DEFAULT_ARCHITECTURE); baselines: FCN2D, UNet3D, SRCNN
+    network: dict = field(default_factory=dict)  # architecture arguments, over the defaults
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-3
+    lambda1: float = 0.01  # weight of the shape prior
+    lambda2: float = 5e-6  # weight decay on convolution weights
+    balance_prior: bool = False  # rescale the prior to the data term's range (detached ratio)
+    code_size: int = 64
+    swap_p: float = 0.1  # AE label swap probability
+    input_noise: float = 0.05  # AE Gaussian input noise
+    tl_predictor_epochs: int = 10  # T-L: epochs of predictor-only training before the joint stage
+    val_fraction: float = 0.2  # subjects held out for validation (both phases together)
+    max_cases: int = 0  # 0 = all
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(f"unknown training settings: {', '.join(sorted(unknown))}")
+        aug = d.pop("augment", {}) or {}
+        aug_known = {f.name for f in dataclasses.fields(AugmentConfig)}
+        if set(aug) - aug_known:
+            raise InputError(f"unknown augment settings: {', '.join(sorted(set(aug) - aug_known))}")
+        return cls(**d, augment=AugmentConfig(**aug))
+
+    @classmethod
+    def from_yaml(cls, path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"no such config file: {path}")
+        return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --- data ---------------------------------------------------------------------------------
+
+class TrainingSet(Dataset):
+    """Cases as tensors: normalised input, HR labels, HR image (SR/T-L); augmented when training."""
+
+    def __init__(self, cases: list[Case], task: str, augment_config: AugmentConfig | None, seed: int):
+        self.cases, self.task, self.augment_config, self.seed = cases, task, augment_config, seed
+        self.epoch = 0
+        self.scalings = []
+        for c in cases:
+            lo, hi = np.percentile(c.image.array, (1.0, 99.0))
+            self.scalings.append(IntensityScaling(float(lo), float(hi if hi > lo else lo + 1)))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.cases)
+
+    def __getitem__(self, i):
+        c, scaling = self.cases[i], self.scalings[i]
+        image = scaling.apply(c.image.array)
+        labels = c.labels.array if c.labels is not None else None
+        hr = scaling.apply(c.hr_image.array) if c.hr_image is not None and self.task in ("sr", "tl") else None
+        if self.augment_config is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            image, labels, hr = augment(rng, self.augment_config, image, c.image.spacing, labels, hr,
+                                        c.labels.spacing if c.labels is not None else None)
+        item = {"input": torch.from_numpy(np.ascontiguousarray(image, np.float32))[None]}
+        if labels is not None:
+            item["labels"] = torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64))
+        if hr is not None:
+            item["hr"] = torch.from_numpy(np.ascontiguousarray(hr, np.float32))[None]
+        return item
+
+
+def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
+    """Hold out whole subjects (both phases), chosen with the seed."""
+    subjects = sorted({c.meta.get("subject", c.name) for c in cases})
+    rng = np.random.default_rng(seed)
+    rng.shuffle(subjects)
+    n_val = max(1, int(round(val_fraction * len(subjects)))) if len(subjects) > 1 and val_fraction > 0 else 0
+    val = set(subjects[:n_val])
+    return ([c for c in cases if c.meta.get("subject", c.name) not in val],
+            [c for c in cases if c.meta.get("subject", c.name) in val])
+
+
+def _grid_of(cases: list[Case]) -> dict:
+    """The grid every case shares (input and target), or a clear error."""
+    first = cases[0]
+    if first.labels is None:
+        raise InputError(f"case {first.name} has no labels: training needs ground truth")
+    for c in cases:
+        if c.labels is None:
+            raise InputError(f"case {c.name} has no labels: training needs ground truth")
+        if c.image.shape != first.image.shape or not np.allclose(c.image.spacing, first.image.spacing) \
+                or c.labels.shape != first.labels.shape:
+            raise InputError(f"case {c.name} lies on another grid than {first.name}; training needs one grid "
+                             f"(input {first.image.shape}, labels {first.labels.shape})")
+    nz_in, nz_out = first.image.shape[2], first.labels.shape[2]
+    if nz_out % nz_in:
+        raise InputError(f"label slices ({nz_out}) are not a multiple of image slices ({nz_in})")
+    classes = int(max(int(c.labels.array.max()) for c in cases)) + 1
+    return {"input_shape": list(first.image.shape), "input_spacing": list(first.image.spacing),
+            "output_shape": list(first.labels.shape), "output_spacing": list(first.labels.spacing),
+            "factor": nz_out // nz_in, "num_classes": max(classes, 2)}
+
+
+# --- model and prior -------------------------------------------------------------------------
+
+def build_model(config: TrainConfig, grid: dict, prior_meta: dict | None = None) -> tuple[str, dict, torch.nn.Module]:
+    arch = config.architecture or DEFAULT_ARCHITECTURE[config.task]
+    c, k = grid["num_classes"], grid["factor"]
+    defaults = {
+        "SubPixelNet": ({"out_channels": 1, "residual": True} if config.task == "sr" else {"out_channels": c})
+        | {"factor": k},
+        "FCN2D": {"out_channels": c, "factor": k},
+        "UNet3D": {"out_channels": 1 if config.task == "sr" else c, "factor": k},
+        "SRCNN": {"factor": k},
+        "ConvAutoencoder": {"grid_shape": grid["output_shape"], "num_classes": c, "code_size": config.code_size},
+        "TLNetwork": {"grid_shape": grid["output_shape"], "num_classes": c, "code_size": config.code_size,
+                      "predictor_features": [16, 32, 64, 128]},
+    }.get(arch, {})
+    if arch == "TLNetwork" and prior_meta is not None:
+        defaults["ae_features"] = prior_meta["config"].get("features", [16, 32, 64])
+        defaults["code_size"] = prior_meta["config"].get("code_size", config.code_size)
+    net_config = {**defaults, **config.network}
+    net_config = {k: list(v) if isinstance(v, tuple) else v for k, v in net_config.items()}
+    return arch, net_config, build_network(arch, **net_config)
+
+
+def load_prior(path, task: str, grid: dict, device):
+    """The frozen prior network for ACNN-Seg (AE/T-L encoder), ACNN-SR (T-L predictor) or T-L (the AE)."""
+    need = {"seg": ("ae", "tl"), "sr": ("tl",), "tl": ("ae",)}[task]
+    bundle = load_bundle(path, device=device, expect_task=need)
+    model = bundle.model
+    shape = list(getattr(model, "grid_shape", None) or model.autoencoder.grid_shape)
+    if shape != list(grid["output_shape"]):
+        raise InputError(f"prior {bundle.path} works on a {shape} grid; the data's HR grid is {grid['output_shape']}")
+    return bundle
+
+
+# --- distributed -------------------------------------------------------------------------------
+
+def _setup_distributed(device_name: str):
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device available (use --device cpu or auto)")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device_name == "cuda" else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    if device_name == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    return world, rank, device
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+    os.close(fd)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+def _dice(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float]:
+    """Mean Dice per foreground class over a batch (MONAI's implementation)."""
+    from monai.metrics import compute_dice
+
+    d = compute_dice(one_hot(pred, num_classes), one_hot(labels, num_classes), include_background=False)
+    return torch.nan_to_num(d, nan=1.0).mean(0).tolist()
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data, out, prior=None, resume: bool = False, overwrite: bool = False,
+                 command: str | None = None, progress: bool = True):
+        if config.task not in TASKS:
+            raise InputError(f"unknown task {config.task!r}; choose from {', '.join(TASKS)}")
+        self.config, self.out, self.resume = config, Path(out), resume
+        self.command = command or " ".join(shlex.quote(a) for a in sys.argv)
+        self.world, self.rank, self.device = _setup_distributed(config.device)
+        self.main = self.rank == 0
+        self.progress = progress and self.main
+        torch.manual_seed(config.seed)
+
+        if self.out.exists() and any(self.out.iterdir()) and not resume and not overwrite:
+            raise InputError(f"{self.out} holds a run; pass --resume to continue it or --overwrite to start over")
+        if resume and not (self.out / "last.pt").is_file():
+            raise InputError(f"{self.out} has no last.pt to resume from")
+
+        cases = read_dataset(data, hr_image=config.task in ("sr", "tl"))
+        if config.max_cases:
+            cases = cases[: config.max_cases]
+        if config.task in ("sr", "tl") and any(c.hr_image is None for c in cases):
+            raise InputError(f"task {config.task} needs HR intensity images (a phantom data set)")
+        self.grid = _grid_of(cases)
+        self.data_description = {"path": str(Path(data).resolve()), "cases": len(cases)}
+        train_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
+        if not train_cases:
+            raise InputError("no training cases left after the validation split")
+        self.train_set = TrainingSet(train_cases, config.task, config.augment, config.seed)
+        self.val_set = TrainingSet(val_cases, config.task, None, config.seed)
+
+        if config.task == "tl" and prior is None:
+            raise InputError("T-L training starts from a trained AE: pass --prior AE_RUN_OR_BUNDLE")
+        self.prior = load_prior(prior, config.task, self.grid, self.device) if prior else None
+        self.arch, self.net_config, model = build_model(config, self.grid, self.prior.meta if self.prior else None)
+        if config.task == "tl":
+            model.autoencoder.load_state_dict(self.prior.model.state_dict())
+        elif self.prior is not None:
+            freeze(self.prior.model)
+        self.model = model.to(self.device)
+        self.optimizer = torch.optim.Adam(decay_groups(self.model, config.lambda2), lr=config.lr)
+        if self.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(self.model)
+        self.start_epoch, self.best = 0, -float("inf")
+        if resume:
+            self._load_checkpoint()
+
+    # -- checkpoints
+    def _load_checkpoint(self):
+        state = torch.load(self.out / "last.pt", map_location="cpu", weights_only=True)
+        _unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch, self.best = int(state["epoch"]) + 1, float(state["best"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def _save_checkpoint(self, epoch: int):
+        _atomic_torch_save({"model": _unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
+                            "epoch": epoch, "best": self.best, "torch_rng": torch.get_rng_state()},
+                           self.out / "last.pt")
+
+    # -- one batch
+    def _losses(self, batch, epoch: int) -> dict:
+        cfg, task, model = self.config, self.config.task, self.model
+        x = batch["input"].to(self.device)
+        labels = batch["labels"].to(self.device)
+        c = self.grid["num_classes"]
+        if task == "seg":
+            encoder = self.prior.model.encode if self.prior else None
+            return acnn_seg_loss(model(x), labels, encoder, cfg.lambda1, cfg.balance_prior)
+        if task == "sr":
+            predictor = self.prior.model.predict if self.prior else None
+            return acnn_sr_loss(model(x), batch["hr"].to(self.device), predictor, cfg.lambda1, cfg.balance_prior)
+        if task == "ae":
+            return autoencoder_loss(model, labels, c, cfg.swap_p, cfg.input_noise)
+        # tl
+        tl = _unwrap(model)
+        hr = batch["hr"].to(self.device)
+        if epoch < cfg.tl_predictor_epochs:  # stage 1b: the predictor learns the frozen AE's codes
+            tl.autoencoder.eval()
+            with torch.no_grad():
+                codes = tl.autoencoder.encode(one_hot(labels, c))
+            lh = code_loss(tl.predictor(hr), codes)
+            return {"loss": lh, "code": lh}
+        ae = autoencoder_loss(tl.autoencoder, labels, c, cfg.swap_p, cfg.input_noise)
+        lh = code_loss(tl.predictor(hr), tl.autoencoder.encode(one_hot(labels, c)))
+        scale = (ae["ce"] / lh.clamp_min(1e-8)).detach()  # match ranges; the ratio carries no gradient
+        return {"loss": ae["ce"] + scale * lh, "ce": ae["ce"], "code": lh}
+
+    # -- validation
+    @torch.no_grad()
+    def validate(self) -> dict:
+        model = _unwrap(self.model)
+        model.eval()
+        task, c = self.config.task, self.grid["num_classes"]
+        sums, n = {}, 0
+        for item in DataLoader(self.val_set, batch_size=2):
+            x, labels = item["input"].to(self.device), item["labels"].to(self.device)
+            if task == "seg":
+                d = _dice(model(x).argmax(1), labels, c)
+            elif task == "ae":
+                d = _dice(model(one_hot(labels, c)).argmax(1), labels, c)
+            elif task == "tl":
+                hr = item["hr"].to(self.device)
+                d = _dice(model.decode(model.predict(hr)).argmax(1), labels, c)
+                sums["code_l2"] = sums.get("code_l2", 0.0) + float(
+                    code_loss(model.predict(hr), model.encode(one_hot(labels, c)))) * len(x)
+            else:
+                pred, hr = model(x), item["hr"].to(self.device)
+                mse = torch.mean((pred - hr) ** 2, dim=(1, 2, 3, 4))
+                psnr = (10 * torch.log10(1.0 / mse.clamp_min(1e-10))).sum()
+                sums["psnr"] = sums.get("psnr", 0.0) + float(psnr)
+                d = None
+            if d is not None:
+                for i, v in enumerate(d, start=1):
+                    sums[f"dice_{i}"] = sums.get(f"dice_{i}", 0.0) + v * len(x)
+            n += len(x)
+        metrics = {k: v / max(n, 1) for k, v in sums.items()}
+        dices = [v for k, v in metrics.items() if k.startswith("dice_")]
+        metrics["score"] = float(np.mean(dices)) if dices else metrics.get("psnr", 0.0)
+        model.train()
+        return metrics
+
+    # -- bundle
+    def _latent_statistics(self) -> dict:
+        model = _unwrap(self.model)
+        model.eval()
+        c = self.grid["num_classes"]
+        with torch.no_grad():
+            codes = torch.cat([model.encode(one_hot(item["labels"].to(self.device), c)).cpu()
+                               for item in DataLoader(TrainingSet(self.train_set.cases, "ae", None, 0),
+                                                      batch_size=4)]).numpy()
+        std = codes.astype(np.float64).std(0)
+        total = float((std**2).sum())
+        share = std**2 / total if total > 0 else np.full(len(std), 1.0 / len(std))
+        return {"mean": codes.mean(0).round(6).tolist(), "std": std.round(6).tolist(),
+                "variance_share": share.round(6).tolist(), "order": np.argsort(-share).tolist(),
+                "n": int(len(codes)),
+                "description": "per-dimension mean/std of the codes of the training label maps; dimensions "
+                               "ordered by their share of the code variance (how much each is used)"}
+
+    def _bundle_meta(self, metrics: dict, epoch: int) -> dict:
+        g, task = self.grid, self.config.task
+        labels = {str(v): {"name": SEGMENTS[v][0], "color": list(SEGMENTS[v][1])}
+                  for v in range(1, g["num_classes"]) if v in SEGMENTS}
+        meta = {
+            "name": self.out.name, "task": task, "architecture": self.arch, "config": self.net_config,
+            "parameters": count_parameters(_unwrap(self.model)),
+            "input": {"shape": g["input_shape"], "spacing": g["input_spacing"], "factor": g["factor"],
+                      "normalization": {"kind": "percentile", "percentiles": [1.0, 99.0]}},
+            "output": {"shape": g["output_shape"], "spacing": g["output_spacing"]},
+            "labels": labels,
+            "training": {"data": self.data_description, "command": self.command, "config": self.config.to_dict(),
+                         "epoch": epoch, "prior": str(self.prior.path) if self.prior else None,
+                         "prior_sha256": self.prior.meta.get("weights_sha256") if self.prior else None},
+            "metrics": {k: round(float(v), 5) for k, v in metrics.items()},
+        }
+        return meta
+
+    # -- run
+    def fit(self) -> Path:
+        cfg = self.config
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        sampler = DistributedSampler(self.train_set, shuffle=True, seed=cfg.seed) if self.world > 1 else None
+        per_rank = max(1, cfg.batch_size // self.world)
+        log_path = self.out / "log.csv"
+        writer = _tensorboard(self.out) if self.main else None
+        self.model.train()
+        if self.prior is not None and cfg.task != "tl":
+            self.prior.model.eval()
+        for epoch in range(self.start_epoch, cfg.epochs):
+            self.train_set.set_epoch(epoch)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+            loader = DataLoader(self.train_set, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
+                                generator=generator, drop_last=len(self.train_set) >= 2 * per_rank)
+            totals, steps, t0 = {}, 0, time.time()
+            bar = _bar(loader, epoch, cfg.epochs, self.progress)
+            for batch in bar:
+                losses = self._losses(batch, epoch)
+                self.optimizer.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                self.optimizer.step()
+                steps += 1
+                for k, v in losses.items():
+                    totals[k] = totals.get(k, 0.0) + float(v.detach())
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{totals['loss'] / steps:.4f}")
+            train = {f"train_{k}": v / max(steps, 1) for k, v in totals.items()}
+            if self.world > 1:
+                dist.barrier()
+            metrics = self.validate()
+            if self.main:
+                improved = metrics["score"] > self.best
+                if improved:
+                    self.best = metrics["score"]
+                    save_bundle(_unwrap(self.model), self.out / "model", self._bundle_meta(metrics, epoch),
+                                overwrite=True)
+                self._save_checkpoint(epoch)
+                row = {"epoch": epoch, **train, **{f"val_{k}": v for k, v in metrics.items()},
+                       "seconds": round(time.time() - t0, 2), "best": int(improved)}
+                _append_csv(log_path, row)
+                if writer is not None:
+                    for k, v in row.items():
+                        writer.add_scalar(k, v, epoch)
+                if self.progress:
+                    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                    print(f"epoch {epoch + 1}/{cfg.epochs}: {shown}", file=sys.stderr, flush=True)
+            if self.world > 1:
+                dist.barrier()
+        if self.main and cfg.task in ("ae", "tl"):
+            self._finish_shape_model()
+        if self.world > 1:
+            dist.barrier()
+        return self.out / "model"
+
+    def _finish_shape_model(self):
+        """Add latent statistics (of the best weights) to the shape model's bundle."""
+        best = load_bundle(self.out / "model", device=self.device)
+        _unwrap(self.model).load_state_dict(best.model.state_dict())
+        meta = dict(best.meta)
+        meta["latent"] = self._latent_statistics()
+        for key in ("format", "format_version", "acnn_version", "weights_sha256"):
+            meta.pop(key, None)
+        save_bundle(_unwrap(self.model), self.out / "model", meta, overwrite=True)
+
+
+def _bar(loader, epoch, epochs, enabled):
+    if not enabled:
+        return loader
+    from tqdm import tqdm
+
+    return tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, file=sys.stderr)
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    if not new:
+        with open(path) as f:
+            header = next(csv.reader(f), [])
+        if set(header) != set(row):
+            row = {k: row.get(k, "") for k in header}
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: CSV only
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def train(config: TrainConfig, data, out, prior=None, resume=False, overwrite=False, command=None,
+          progress=True) -> Path:
+    """Train and return the best model's bundle folder (``out/model``)."""
+    trainer = Trainer(config, data, out, prior, resume, overwrite, command, progress)
+    try:
+        return trainer.fit()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def describe(path) -> dict:
+    """The log of a run folder as a list of dicts (for tests and reports)."""
+    with open(Path(path) / "log.csv") as f:
+        return list(csv.DictReader(f))
+

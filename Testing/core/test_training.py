@@ -1,0 +1,105 @@
+"""Training: a tiny end-to-end run, resume (also after a kill), DDP with two processes, configs."""
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ACNNCore.errors import InputError
+from ACNNCore.training import TrainConfig, describe, train
+
+
+def test_tiny_segmentation_run_lowers_the_loss(tiny_data, tmp_path):
+    out = train(TrainConfig(task="seg", epochs=6, batch_size=2), tiny_data, tmp_path / "run", progress=False)
+    log = describe(tmp_path / "run")
+    assert len(log) == 6
+    assert float(log[-1]["train_loss"]) < 0.8 * float(log[0]["train_loss"])
+    assert {"val_dice_1", "val_dice_2", "seconds"} <= set(log[0])
+    assert (out / "model.safetensors").is_file() and (tmp_path / "run" / "config.yaml").is_file()
+    assert sum(int(r["best"]) for r in log) >= 1
+
+
+def test_shape_models_carry_latent_statistics(tiny_models):
+    import json
+
+    for task in ("ae", "tl"):
+        meta = json.loads((tiny_models[task] / "model.json").read_text())
+        latent = meta["latent"]
+        assert len(latent["mean"]) == len(latent["std"]) == 64
+        assert sorted(latent["order"]) == list(range(64))
+        assert abs(sum(latent["variance_share"]) - 1) < 1e-3
+    seg = json.loads((tiny_models["seg"] / "model.json").read_text())
+    assert seg["training"]["prior"] and seg["labels"]["1"]["name"] == "LV blood pool"
+    assert seg["input"]["factor"] == 5 and seg["output"]["spacing"] == [3.75, 3.75, 6.0]
+
+
+def _weights(folder):
+    return load_file(str(folder / "model" / "model.safetensors"))
+
+
+def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path):
+    config = TrainConfig(task="seg", epochs=3, batch_size=4, val_fraction=0.25)
+    train(config, tiny_data, tmp_path / "straight", progress=False)
+    short = TrainConfig(**{**config.__dict__, "epochs": 2})
+    train(short, tiny_data, tmp_path / "resumed", progress=False)
+    train(config, tiny_data, tmp_path / "resumed", resume=True, progress=False)
+    last_a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
+    last_b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
+    for k in last_a:
+        torch.testing.assert_close(last_a[k], last_b[k], msg=k)
+    assert [r["epoch"] for r in describe(tmp_path / "resumed")] == ["0", "1", "2"]
+
+
+def test_resume_after_a_kill_loses_no_epoch(tiny_data, tmp_path):
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "ACNNCore.cli", "train", "ae", "--data", str(tiny_data), "--out", str(run),
+           "--epochs", "40", "--batch-size", "4"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((run / "log.csv").exists() and len(describe(run)) >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(describe(run))
+    assert 2 <= done < 40, "the run was not interrupted mid-way"
+    last_epoch = torch.load(run / "last.pt", weights_only=True)["epoch"]
+    assert last_epoch >= done - 1
+    resumed = subprocess.run(cmd[:-2] + ["--epochs", str(done + 2), "--batch-size", "4", "--resume"],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    epochs = [int(r["epoch"]) for r in describe(run)]
+    assert epochs[-1] == done + 1 and sorted(set(epochs)) == list(range(done + 2))
+
+
+def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
+    train(TrainConfig(task="ae", epochs=1, batch_size=4), tiny_data, tmp_path / "r", progress=False)
+    with pytest.raises(InputError, match="holds a run; pass --resume"):
+        train(TrainConfig(task="ae", epochs=1), tiny_data, tmp_path / "r", progress=False)
+    (tmp_path / "c.yaml").write_text("epochs: 3\nlearning_rate: 0.1\n")
+    with pytest.raises(InputError, match="unknown training settings: learning_rate"):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("epochs: 3\naugment:\n  motion_mm: 3\n")
+    assert TrainConfig.from_yaml(tmp_path / "c.yaml").augment.motion_mm == 3
+    with pytest.raises(InputError, match="starts from a trained AE"):
+        train(TrainConfig(task="tl", epochs=1), tiny_data, tmp_path / "tl", progress=False)
+
+
+def test_torchrun_with_two_cpu_processes(tiny_data, tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    assert torchrun, "torchrun is installed with torch"
+    run = tmp_path / "ddp"
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "ACNNCore.cli", "train",
+                           "seg", "--data", str(tiny_data), "--out", str(run), "--epochs", "2", "--batch-size", "4",
+                           "--device", "cpu"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(run / "log.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
+    assert (run / "model" / "model.safetensors").is_file()
