@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -114,6 +115,170 @@ def run_info(args) -> int:
     return 0
 
 
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a model: ae (shape prior), tl (T-L network), seg, sr",
+                       description="Train a model on a data set (phantom, ACDC or image/label folder). "
+                                   "Runs unchanged under `torchrun --nproc_per_node N`.")
+    p.add_argument("task", choices=("ae", "tl", "seg", "sr"))
+    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="run folder: config.yaml, log.csv, last.pt, model/")
+    p.add_argument("--prior", type=Path, help="AE/T-L run or bundle: the shape prior (ACNN-Seg, ACNN-SR, T-L)")
+    p.add_argument("--config", type=Path, help="YAML file of training settings (see TrainConfig)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument("--overwrite", action="store_true", help="start over in a non-empty --out")
+    p.add_argument("--architecture", help="network: SubPixelNet (default seg/sr), FCN2D, UNet3D, SRCNN")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--lambda1", type=float, help="weight of the shape prior (paper: 0.01)")
+    p.add_argument("--motion-augment", type=float, metavar="MM", help="per-slice motion augmentation (MAug)")
+    p.add_argument("--max-cases", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.set_defaults(run=run_train)
+
+
+def run_train(args) -> int:
+    from .training import TrainConfig, train
+
+    config = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
+    config["task"] = args.task
+    for name in ("architecture", "epochs", "batch_size", "lr", "lambda1", "max_cases", "seed", "device"):
+        if getattr(args, name) is not None:
+            config[name] = getattr(args, name)
+    if args.motion_augment is not None:
+        config.setdefault("augment", {})["motion_mm"] = args.motion_augment
+    prior = args.prior
+    if prior is not None and (prior / "model" / "model.json").is_file():  # a run folder: its best model
+        prior = prior / "model"
+    folder = train(TrainConfig.from_dict(config), args.data, args.out, prior, args.resume, args.overwrite)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"model: {folder}")
+    return 0
+
+
+def _device_arg(p):
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: the GPU when there is one (falls back to the CPU if it runs out of memory)")
+
+
+def _add_inference(sub):
+    p = sub.add_parser("segment", help="segment an LR stack into an HR label map")
+    p.add_argument("input", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd")
+    p.add_argument("--model", default="acnn-seg-phantom", help="bundled model name or bundle folder")
+    p.add_argument("--overwrite", action="store_true")
+    _device_arg(p)
+    p.set_defaults(run=run_segment)
+    p = sub.add_parser("superresolve", help="super-resolve an LR stack into an HR image")
+    p.add_argument("input", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--model", default="acnn-sr-phantom")
+    p.add_argument("--overwrite", action="store_true")
+    _device_arg(p)
+    p.set_defaults(run=run_superresolve)
+    p = sub.add_parser("explore", help="decode a traversal of one latent dimension over mean +- k std")
+    p.add_argument("--model", default="ae-phantom", help="AE or T-L bundle")
+    p.add_argument("--dim", type=int, default=None, help="code dimension (default: the most used)")
+    p.add_argument("--steps", type=int, default=9)
+    p.add_argument("--range", type=float, default=2.0, dest="k", help="k in mean +- k std")
+    p.add_argument("--out", required=True, type=Path, help="a .png montage, or a folder of .nii.gz label maps")
+    p.add_argument("--overwrite", action="store_true")
+    _device_arg(p)
+    p.set_defaults(run=run_explore)
+    p = sub.add_parser("models", help="list the bundled models")
+    p.set_defaults(run=run_models)
+
+
+def _write_labels(labels, path: Path, names: dict, overwrite: bool) -> Path:
+    from .io import write_segmentation, write_volume
+    from .labels import SEGMENTS
+
+    if str(path).lower().endswith(".seg.nrrd"):
+        segments = {v: (n, SEGMENTS.get(v, (n, (0.5, 0.5, 0.5)))[1]) for v, n in names.items()}
+        return write_segmentation(labels, path, segments, overwrite=overwrite)
+    return write_volume(labels, path, overwrite=overwrite)
+
+
+def run_segment(args) -> int:
+    from .inference import Segmenter
+    from .io import check_writable, read_volume
+    from .metrics import clinical_measures
+
+    check_writable(args.out, args.overwrite)
+    volume = read_volume(args.input)
+    result = Segmenter(args.model, args.device)(volume)
+    _write_labels(result.labels, args.out, result.label_names, args.overwrite)
+    m = clinical_measures(result.labels)
+    print(f"{args.out}: HR grid {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
+          f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g")
+    return 0
+
+
+def run_superresolve(args) -> int:
+    from .inference import SuperResolver
+    from .io import check_writable, read_volume, write_volume
+
+    check_writable(args.out, args.overwrite)
+    hr = SuperResolver(args.model, args.device)(read_volume(args.input))
+    write_volume(hr, args.out, overwrite=args.overwrite)
+    print(f"{args.out}: HR grid {hr.shape} spacing {tuple(round(s, 3) for s in hr.spacing)}")
+    return 0
+
+
+def run_explore(args) -> int:
+    from .inference import ShapeModel
+    from .io import write_volume
+
+    model = ShapeModel(args.model, args.device)
+    dim = model.order[0] if args.dim is None else args.dim
+    if args.steps < 2:
+        raise InputError("--steps must be at least 2")
+    steps = model.traverse(dim, args.steps, args.k)
+    if args.out.suffix.lower() == ".png":
+        if args.out.exists() and not args.overwrite:
+            raise InputError(f"{args.out} exists; pass --overwrite to replace it")
+        from .figures import traversal_montage
+
+        traversal_montage(steps, args.out, title=f"{model.runner.bundle.name}: dimension {dim}")
+    else:
+        for i, (z, labels) in enumerate(steps):
+            write_volume(labels, args.out / f"dim{dim:02d}_step{i:02d}_{z:+.2f}sd.nii.gz", overwrite=args.overwrite)
+    print(f"dimension {dim} over mean +- {args.k} std in {args.steps} steps: {args.out}")
+    return 0
+
+
+def run_models(args) -> int:
+    from .bundle import available, read_meta, resolve
+
+    for name in available():
+        meta = read_meta(resolve(name))
+        print(f"{name:22s} {meta['task']:4s} {meta['architecture']:16s} {meta.get('parameters', 0):>9,d} params  "
+              f"{json.dumps(meta.get('metrics', {}))}")
+    return 0
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="the whole pipeline on a phantom subject: segment ED/ES, super-resolve, EF, Dice")
+    p.add_argument("--out", type=Path, default=Path("acnn-demo"))
+    p.add_argument("--seg-model", default="acnn-seg-phantom")
+    p.add_argument("--sr-model", default="acnn-sr-phantom")
+    p.add_argument("--overwrite", action="store_true")
+    _device_arg(p)
+    p.set_defaults(run=run_demo)
+
+
+def run_demo(args) -> int:
+    from .demo import run_demo as demo
+
+    r = demo(args.out, args.seg_model, args.sr_model, args.device, args.overwrite)
+    for phase, v in r["phases"].items():
+        print(f"{phase}: LV {v['predicted']['lv_volume_ml']:.1f} ml (truth {v['truth']['lv_volume_ml']:.1f}), "
+              f"Dice LV {v['dice']['LV blood pool']:.3f}, myocardium {v['dice']['LV myocardium']:.3f}")
+    print(f"EF {r['ef_pct']['predicted']:.1f} % (truth {r['ef_pct']['truth']:.1f} %)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acnn", description="Anatomically Constrained Neural Networks for cardiac MR and echo.")
@@ -121,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_phantom(sub)
     _add_info(sub)
+    _add_train(sub)
+    _add_inference(sub)
+    _add_demo(sub)
     return parser
 
 

@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from ..labels import LV_BLOOD_POOL, LV_MYOCARDIUM, MYOCARDIUM_DENSITY_G_PER_ML
-from ..volume import Geometry
+from ..metrics import clinical_measures
+from ..volume import Geometry, Volume
 
 GROUPS = ("NOR", "DCM", "HCM")
 
@@ -362,10 +363,7 @@ def label_map(fields: Fields) -> np.ndarray:
 
 def measure(labels: np.ndarray, geometry: Geometry) -> dict:
     """Blood-pool volume (ml), myocardial volume (ml) and mass (g) of a label map."""
-    v = geometry.voxel_volume_ml
-    blood = float(np.count_nonzero(labels == LV_BLOOD_POOL)) * v
-    myo = float(np.count_nonzero(labels == LV_MYOCARDIUM)) * v
-    return {"lv_volume_ml": blood, "myo_volume_ml": myo, "myo_mass_g": myo * MYOCARDIUM_DENSITY_G_PER_ML}
+    return clinical_measures(Volume(labels, geometry))
 
 
 def in_ranges(group: str, ed: dict, es: dict) -> bool:

@@ -1,0 +1,213 @@
+"""Using trained models: a segmenter, a super-resolver and a shape model.
+
+Each takes a :class:`Volume` of any size and orientation: it is normalised and
+resampled onto the model's input grid (centred on the image), the network runs
+there, and the result is resampled onto an HR grid aligned with the input — the
+input's in-plane grid, with each acquired slice split into K thin slices — so
+that it overlays the input exactly in physical space.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .bundle import Bundle, load_bundle
+from .errors import InputError
+from .losses import one_hot
+from .preprocessing import labels_center, model_geometry, normalize_intensity, resample
+from .volume import Geometry, Volume
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("no CUDA device available; use --device cpu (or auto)")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def hr_geometry(lr: Geometry, factor: int) -> Geometry:
+    """The HR grid of an LR stack: same in-plane grid, each slice split into ``factor`` (the inverse of
+    :func:`ACNNCore.phantom.acquisition.lr_geometry`)."""
+    sz = lr.spacing[2] / factor
+    first = lr.index_to_physical((0.0, 0.0, -(factor - 1) / 2.0 / factor))
+    return Geometry((lr.shape[0], lr.shape[1], lr.shape[2] * factor), (lr.spacing[0], lr.spacing[1], sz),
+                    tuple(first), lr.direction)
+
+
+def _check_input(volume: Volume) -> None:
+    if not isinstance(volume, Volume):
+        raise InputError("expected an image volume")
+    volume.check_finite()
+    if min(volume.shape) < 2:
+        raise InputError(f"image of shape {volume.shape} is not a 3-D stack")
+
+
+class _Runner:
+    """A loaded bundle on a device, with a CPU fallback when CUDA runs out of memory."""
+
+    def __init__(self, model, device: str, task):
+        self.device = pick_device(device)
+        self.bundle: Bundle = load_bundle(model, device=self.device, expect_task=task)
+        self.meta = self.bundle.meta
+
+    @torch.no_grad()
+    def run(self, fn, *tensors):
+        try:
+            return fn(*(t.to(self.device) for t in tensors)).cpu()
+        except torch.cuda.OutOfMemoryError:
+            log.warning("CUDA out of memory: running on the CPU instead")
+            self.device = torch.device("cpu")
+            self.bundle.model.to(self.device)
+            torch.cuda.empty_cache()
+            return fn(*tensors).cpu()
+
+    def model_input(self, volume: Volume):
+        """Normalise and resample ``volume`` onto the model's input grid (centred on the image).
+
+        Returns the (1, 1, X, Y, Z) tensor, its grid and the intensity scaling used."""
+        _check_input(volume)
+        spec = self.meta["input"]
+        normalised, scaling = normalize_intensity(volume, spec["normalization"]["percentiles"])
+        grid = model_geometry(normalised, spec["shape"], spec["spacing"])
+        on_grid = resample(normalised, grid, "linear")
+        return torch.from_numpy(on_grid.array.astype(np.float32))[None, None], grid, scaling
+
+    def output_geometry(self, volume: Volume) -> Geometry:
+        """HR grid aligned with the input: its in-plane grid, slices of the model's output thickness."""
+        k = max(1, int(round(volume.spacing[2] / self.meta["output"]["spacing"][2])))
+        return hr_geometry(volume.geometry, k)
+
+
+@dataclass
+class Segmentation:
+    labels: Volume  # uint8 on the HR grid aligned with the input
+    probabilities: np.ndarray  # (C, X, Y, Z) float32 on the same grid
+    label_names: dict  # value -> name
+
+    def volumes_ml(self) -> dict:
+        v = self.labels.geometry.voxel_volume_ml
+        return {name: float(np.count_nonzero(self.labels.array == value)) * v
+                for value, name in self.label_names.items()}
+
+
+class Segmenter:
+    """LR stack -> HR label map, with a ``seg`` bundle (ACNN-Seg, 3D-Seg or a baseline)."""
+
+    def __init__(self, model="acnn-seg-phantom", device: str = "auto"):
+        self.runner = _Runner(model, device, "seg")
+
+    @property
+    def meta(self) -> dict:
+        return self.runner.meta
+
+    def __call__(self, volume: Volume) -> Segmentation:
+        x, grid, _ = self.runner.model_input(volume)
+        model = self.runner.bundle.model
+        probs = self.runner.run(lambda t: torch.softmax(model(t), 1), x)[0].numpy()
+        model_hr = hr_geometry(grid, self.meta["input"]["factor"])
+        out = self.runner.output_geometry(volume)
+        if model_hr.same_as(out):
+            resampled = probs
+        else:
+            resampled = np.stack([resample(Volume(p, model_hr), out, "linear", default=float(c == 0)).array
+                                  for c, p in enumerate(probs)])
+        labels = Volume(resampled.argmax(0).astype(np.uint8), out)
+        names = {int(k): v["name"] for k, v in self.meta["labels"].items()}
+        return Segmentation(labels, resampled.astype(np.float32), names)
+
+
+class SuperResolver:
+    """LR stack -> HR intensity image, with an ``sr`` bundle (ACNN-SR, SR or SR-CNN)."""
+
+    def __init__(self, model="acnn-sr-phantom", device: str = "auto"):
+        self.runner = _Runner(model, device, "sr")
+
+    @property
+    def meta(self) -> dict:
+        return self.runner.meta
+
+    def __call__(self, volume: Volume) -> Volume:
+        x, grid, scaling = self.runner.model_input(volume)
+        model = self.runner.bundle.model
+        hr = scaling.invert(self.runner.run(model, x)[0, 0].numpy())
+        model_hr = hr_geometry(grid, self.meta["input"]["factor"])
+        out = self.runner.output_geometry(volume)
+        return Volume(hr, model_hr) if model_hr.same_as(out) else resample(Volume(hr, model_hr), out, "linear")
+
+
+def interpolate_stack(volume: Volume, factor: int, method: str = "linear") -> Volume:
+    """The SR baselines: linear or B-spline interpolation of a stack onto its HR grid."""
+    return resample(volume, hr_geometry(volume.geometry, factor), {"linear": "linear", "bspline": "bspline"}[method])
+
+
+class ShapeModel:
+    """The learnt shape space of an ``ae`` or ``tl`` bundle: encode, decode, traverse."""
+
+    def __init__(self, model="ae-phantom", device: str = "auto"):
+        self.runner = _Runner(model, device, ("ae", "tl"))
+        latent = self.meta.get("latent")
+        if not latent:
+            raise InputError(f"{self.runner.bundle.path} has no latent statistics; retrain it with `acnn train`")
+        self.mean = np.asarray(latent["mean"], np.float32)
+        self.std = np.asarray(latent["std"], np.float32)
+        self.order = list(latent["order"])
+        self.net = self.runner.bundle.model
+        out = self.meta["output"]
+        self.grid = Geometry(tuple(out["shape"]), tuple(out["spacing"])).centered_at((0.0, 0.0, 0.0))
+        self.num_classes = self.net.num_classes if hasattr(self.net, "num_classes") else \
+            self.net.autoencoder.num_classes
+
+    @property
+    def meta(self) -> dict:
+        return self.runner.meta
+
+    @property
+    def code_size(self) -> int:
+        return len(self.mean)
+
+    def decode(self, code) -> Volume:
+        """A code -> label map on the model's grid (centred on the origin)."""
+        code = torch.as_tensor(np.asarray(code, np.float32))[None]
+        logits = self.runner.run(self.net.decode, code)
+        return Volume(logits[0].argmax(0).numpy().astype(np.uint8), self.grid)
+
+    def encode(self, labels: Volume) -> np.ndarray:
+        """A label map (any grid) -> code; it is first resampled onto the model grid around its centre."""
+        if labels.array.max() >= self.num_classes:
+            raise InputError(f"label map holds values up to {int(labels.array.max())}; the model knows "
+                             f"{self.num_classes - 1}")
+        geometry = model_geometry(labels, self.grid.shape, self.grid.spacing, labels_center(labels))
+        on_grid = resample(labels, geometry, "nearest").array
+        onehot = one_hot(torch.from_numpy(on_grid.astype(np.int64))[None], self.num_classes)
+        return self.runner.run(self.net.encode, onehot)[0].numpy()
+
+    def encode_image(self, image: Volume) -> np.ndarray:
+        """An HR intensity image -> code through the T-L predictor."""
+        if not hasattr(self.net, "predict"):
+            raise InputError("encoding an image needs a T-L model (this is an autoencoder)")
+        _check_input(image)
+        normalised, _ = normalize_intensity(image)
+        on_grid = resample(normalised, model_geometry(normalised, self.grid.shape, self.grid.spacing), "linear")
+        return self.runner.run(self.net.predict, torch.from_numpy(on_grid.array)[None, None])[0].numpy()
+
+    def traverse(self, dim: int, steps: int = 9, k: float = 2.0, base=None) -> list[tuple[float, Volume]]:
+        """Decode ``base`` (default: the mean code) with dimension ``dim`` swept over mean +- k std."""
+        if not 0 <= dim < self.code_size:
+            raise InputError(f"dimension {dim} is outside the {self.code_size}-d code")
+        base = self.mean.copy() if base is None else np.asarray(base, np.float32).copy()
+        out = []
+        for z in np.linspace(-k, k, steps):
+            code = base.copy()
+            code[dim] = self.mean[dim] + z * self.std[dim]
+            out.append((float(z), self.decode(code)))
+        return out

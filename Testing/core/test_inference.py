@@ -1,0 +1,127 @@
+"""Inference on volumes of any geometry, and the segment / superresolve / explore / demo commands."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ACNNCore.errors import InputError
+from ACNNCore.inference import Segmenter, ShapeModel, SuperResolver, hr_geometry, interpolate_stack
+from ACNNCore.io import read_segmentation, read_volume, write_volume
+from ACNNCore.volume import Volume
+
+from .test_volume_io import oblique_direction
+
+
+def acnn(*args):
+    return subprocess.run([sys.executable, "-m", "ACNNCore.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def _lr_case(tiny_data, subject="subject000", phase="ED"):
+    return read_volume(tiny_data / subject / phase / "lr.nii.gz")
+
+
+def test_hr_geometry_splits_each_slice_in_k():
+    lr = Volume.from_array(np.zeros((8, 8, 4), np.float32), (1.5, 1.5, 10.0), (3, 4, 5), oblique_direction()).geometry
+    hr = hr_geometry(lr, 5)
+    assert hr.shape == (8, 8, 20) and hr.spacing == (1.5, 1.5, 2.0)
+    # HR slices 5k..5k+4 are centred on LR slice k, and span exactly its 10 mm
+    for k in range(4):
+        np.testing.assert_allclose(hr.index_to_physical((2, 3, 5 * k + 2)), lr.index_to_physical((2, 3, k)))
+    np.testing.assert_allclose(hr.direction, lr.direction)
+
+
+def test_segmenter_on_the_model_grid(tiny_models, tiny_data):
+    lr = _lr_case(tiny_data)
+    result = Segmenter(tiny_models["seg"], device="cpu")(lr)
+    truth = read_volume(tiny_data / "subject000" / "ED" / "hr_gt.nii.gz")
+    assert result.labels.geometry.same_as(truth.geometry)
+    assert result.labels.array.dtype == np.uint8 and set(np.unique(result.labels.array)) <= {0, 1, 2}
+    np.testing.assert_allclose(result.probabilities.sum(0), 1.0, atol=1e-4)
+    assert result.label_names == {1: "LV blood pool", 2: "LV myocardium"}
+
+
+def test_segmenter_maps_back_onto_any_input_geometry(tiny_models, tiny_data):
+    """An oblique, cropped stack: the output lies on the input's own in-plane grid, K slices per slice."""
+    lr = _lr_case(tiny_data)
+    moved = Volume.from_array(lr.array[2:30, 1:31, :], (3.0, 3.0, 30.0), (10.0, -20.0, 5.0), oblique_direction())
+    result = Segmenter(tiny_models["seg"], device="cpu")(moved)
+    expected = hr_geometry(moved.geometry, 5)
+    assert result.labels.geometry.same_as(expected)
+    np.testing.assert_allclose(result.labels.geometry.ijk_to_ras[:3, :3] @ np.ones(3),
+                               expected.ijk_to_ras[:3, :3] @ np.ones(3))
+
+
+def test_super_resolver_geometry_and_intensity_units(tiny_models, tiny_data):
+    lr = _lr_case(tiny_data)
+    hr = SuperResolver(tiny_models["sr"], device="cpu")(lr)
+    assert hr.geometry.same_as(hr_geometry(lr.geometry, 5))
+    # back in the input's intensity units (not the normalised ones), roughly
+    assert 0.2 * lr.array.max() < hr.array.max() < 5 * lr.array.max()
+    linear = interpolate_stack(lr, 5, "linear")
+    assert linear.geometry.same_as(hr.geometry)
+    np.testing.assert_allclose(linear.array[:, :, 2::5], lr.array, atol=1e-5)
+
+
+def test_shape_model_encode_decode_traverse(tiny_models, tiny_data):
+    model = ShapeModel(tiny_models["tl"], device="cpu")
+    truth = read_volume(tiny_data / "subject000" / "ED" / "hr_gt.nii.gz")
+    code = model.encode(truth.with_array(truth.array.astype(np.uint8)))
+    assert code.shape == (64,)
+    decoded = model.decode(code)
+    assert decoded.shape == (32, 32, 20)
+    steps = model.traverse(model.order[0], steps=5, k=2.0)
+    assert [z for z, _ in steps] == [-2.0, -1.0, 0.0, 1.0, 2.0]
+    image_code = model.encode_image(read_volume(tiny_data / "subject000" / "ED" / "hr.nii.gz"))
+    assert image_code.shape == (64,)
+    with pytest.raises(InputError, match="outside the 64-d code"):
+        model.traverse(64)
+
+
+def test_models_of_the_wrong_kind_are_refused(tiny_models):
+    with pytest.raises(InputError, match="is a 'ae' model; this needs seg"):
+        Segmenter(tiny_models["ae"], device="cpu")
+    with pytest.raises(InputError, match="this needs ae or tl"):
+        ShapeModel(tiny_models["seg"], device="cpu")
+
+
+def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_data, tmp_path):
+    lr_path = tiny_data / "subject001" / "ES" / "lr.nii.gz"
+    run = acnn("segment", lr_path, "--out", tmp_path / "seg.nii.gz", "--model", tiny_models["seg"])
+    assert run.returncode == 0, run.stderr
+    labels = read_volume(tmp_path / "seg.nii.gz")
+    assert labels.geometry.same_as(hr_geometry(read_volume(lr_path).geometry, 5))
+    run = acnn("segment", lr_path, "--out", tmp_path / "seg.seg.nrrd", "--model", tiny_models["seg"])
+    assert run.returncode == 0, run.stderr
+    seg, names = read_segmentation(tmp_path / "seg.seg.nrrd")
+    np.testing.assert_array_equal(seg.array, labels.array)
+    assert names == {1: "LV blood pool", 2: "LV myocardium"}
+    again = acnn("segment", lr_path, "--out", tmp_path / "seg.nii.gz", "--model", tiny_models["seg"])
+    assert again.returncode == 2 and "pass --overwrite" in again.stderr
+    wrong = acnn("segment", lr_path, "--out", tmp_path / "x.nii.gz", "--model", tiny_models["ae"])
+    assert wrong.returncode == 2 and "this needs seg" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
+    lr_path = tiny_data / "subject002" / "ED" / "lr.nii.gz"
+    run = acnn("superresolve", lr_path, "--out", tmp_path / "sr.nii.gz", "--model", tiny_models["sr"])
+    assert run.returncode == 0, run.stderr
+    assert read_volume(tmp_path / "sr.nii.gz").shape == (32, 32, 20)
+    run = acnn("explore", "--model", tiny_models["ae"], "--steps", 5, "--out", tmp_path / "t.png")
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    run = acnn("explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--out", tmp_path / "steps")
+    assert run.returncode == 0, run.stderr
+    assert len(list((tmp_path / "steps").glob("dim03_step*.nii.gz"))) == 3
+
+
+def test_demo_command_runs_the_whole_pipeline(tiny_models, tmp_path):
+    run = acnn("demo", "--out", tmp_path / "demo", "--seg-model", tiny_models["seg"], "--sr-model", tiny_models["sr"])
+    assert run.returncode == 0, run.stderr
+    assert "[5/5" in run.stdout and "EF" in run.stdout
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert set(results["phases"]) == {"ED", "ES"} and "truth" in results["ef_pct"]
+    for name in ("ED_seg.nii.gz", "ES_seg.seg.nrrd", "ED_sr.nii.gz", "overlay.png"):
+        assert (tmp_path / "demo" / name).is_file()
