@@ -100,15 +100,26 @@ class Segmentation:
                 for value, name in self.label_names.items()}
 
 
-class Segmenter:
-    """LR stack -> HR label map, with a ``seg`` bundle (ACNN-Seg, 3D-Seg or a baseline)."""
+class _Model:
+    """A model of one task, loaded from a bundle on a device."""
 
-    def __init__(self, model="acnn-seg-phantom", device: str = "auto"):
-        self.runner = _Runner(model, device, "seg")
+    TASK: str | tuple = ""
+
+    def __init__(self, model, device: str = "auto"):
+        self.runner = _Runner(model, device, self.TASK)
 
     @property
     def meta(self) -> dict:
         return self.runner.meta
+
+
+class Segmenter(_Model):
+    """LR stack -> HR label map, with a ``seg`` bundle (ACNN-Seg, 3D-Seg or a baseline)."""
+
+    TASK = "seg"
+
+    def __init__(self, model="acnn-seg-phantom", device: str = "auto"):
+        super().__init__(model, device)
 
     def __call__(self, volume: Volume) -> Segmentation:
         x, grid, _ = self.runner.model_input(volume)
@@ -126,15 +137,13 @@ class Segmenter:
         return Segmentation(labels, resampled.astype(np.float32), names)
 
 
-class SuperResolver:
+class SuperResolver(_Model):
     """LR stack -> HR intensity image, with an ``sr`` bundle (ACNN-SR, SR or SR-CNN)."""
 
-    def __init__(self, model="acnn-sr-phantom", device: str = "auto"):
-        self.runner = _Runner(model, device, "sr")
+    TASK = "sr"
 
-    @property
-    def meta(self) -> dict:
-        return self.runner.meta
+    def __init__(self, model="acnn-sr-phantom", device: str = "auto"):
+        super().__init__(model, device)
 
     def __call__(self, volume: Volume) -> Volume:
         x, grid, scaling = self.runner.model_input(volume)
@@ -150,11 +159,13 @@ def interpolate_stack(volume: Volume, factor: int, method: str = "linear") -> Vo
     return resample(volume, hr_geometry(volume.geometry, factor), {"linear": "linear", "bspline": "bspline"}[method])
 
 
-class ShapeModel:
+class ShapeModel(_Model):
     """The learnt shape space of an ``ae`` or ``tl`` bundle: encode, decode, traverse."""
 
+    TASK = ("ae", "tl")
+
     def __init__(self, model="ae-phantom", device: str = "auto"):
-        self.runner = _Runner(model, device, ("ae", "tl"))
+        super().__init__(model, device)
         latent = self.meta.get("latent")
         if not latent:
             raise InputError(f"{self.runner.bundle.path} has no latent statistics; retrain it with `acnn train`")
@@ -166,10 +177,6 @@ class ShapeModel:
         self.grid = Geometry(tuple(out["shape"]), tuple(out["spacing"])).centered_at((0.0, 0.0, 0.0))
         self.num_classes = self.net.num_classes if hasattr(self.net, "num_classes") else \
             self.net.autoencoder.num_classes
-
-    @property
-    def meta(self) -> dict:
-        return self.runner.meta
 
     @property
     def code_size(self) -> int:

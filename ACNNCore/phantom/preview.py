@@ -6,27 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..labels import SEGMENTS
-
-
-def _overlay(ax, image, labels, aspect):
-    ax.imshow(image.T, cmap="gray", origin="lower", aspect=aspect, vmin=0, vmax=np.percentile(image, 99.5))
-    if labels is not None:
-        rgba = np.zeros(labels.T.shape + (4,))
-        for value, (_, color) in SEGMENTS.items():
-            rgba[labels.T == value] = (*color, 0.45)
-        ax.imshow(rgba, origin="lower", aspect=aspect)
-    ax.set_xticks([])
-    ax.set_yticks([])
+from ..figures import _plt, show
 
 
 def write_preview(subjects, path, max_subjects: int = 4) -> Path:
     """Montage of the first subjects (rows): LR short-axis slices, HR short axis, LR and HR long axis, labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     subjects = list(subjects)[:max_subjects]
     mr = "lr" in subjects[0].phases["ED"]
     cols = 7 if mr else 4
@@ -40,27 +25,27 @@ def write_preview(subjects, path, max_subjects: int = 4) -> Path:
             j = int(np.argwhere(gt.array > 0)[:, 1].mean())
             sx, sz = hr.spacing[0], hr.spacing[2]
             for c, kk in enumerate((k // 4, k // 2, 3 * k // 4)):
-                _overlay(row[c], lr.array[:, :, kk], None, 1)
+                show(row[c], lr.array[:, :, kk], None, 1)
                 row[c].set_title(f"LR slice {kk}", fontsize=7)
             kk = 5 * (k // 2) + 2
-            _overlay(row[3], hr.array[:, :, kk], gt.array[:, :, kk], 1)
+            show(row[3], hr.array[:, :, kk], gt.array[:, :, kk], 1)
             row[3].set_title("HR short axis + labels", fontsize=7)
-            _overlay(row[4], lr.array[:, j, :], None, lr.spacing[2] / sx)
+            show(row[4], lr.array[:, j, :], None, lr.spacing[2] / sx)
             row[4].set_title("LR long axis (motion)", fontsize=7)
-            _overlay(row[5], hr.array[:, j, :], None, sz / sx)
+            show(row[5], hr.array[:, j, :], None, sz / sx)
             row[5].set_title("HR long axis", fontsize=7)
-            _overlay(row[6], es["hr"].array[:, j, :], es["hr_gt"].array[:, j, :], sz / sx)
+            show(row[6], es["hr"].array[:, j, :], es["hr_gt"].array[:, j, :], sz / sx)
             row[6].set_title("ES long axis + labels", fontsize=7)
         else:
             us, gt = ed["us"], ed["us_gt"]
             center = np.argwhere(gt.array > 0).mean(0).astype(int)
-            _overlay(row[0], us.array[:, :, center[2]], None, 1)
+            show(row[0], us.array[:, :, center[2]], None, 1)
             row[0].set_title("US short axis", fontsize=7)
-            _overlay(row[1], us.array[:, center[1], :], None, 1)
+            show(row[1], us.array[:, center[1], :], None, 1)
             row[1].set_title("US long axis", fontsize=7)
-            _overlay(row[2], us.array[:, center[1], :], gt.array[:, center[1], :], 1)
+            show(row[2], us.array[:, center[1], :], gt.array[:, center[1], :], 1)
             row[2].set_title("ED cavity label", fontsize=7)
-            _overlay(row[3], es["us"].array[:, center[1], :], es["us_gt"].array[:, center[1], :], 1)
+            show(row[3], es["us"].array[:, center[1], :], es["us_gt"].array[:, center[1], :], 1)
             row[3].set_title("ES cavity label", fontsize=7)
         row[0].set_ylabel(title, fontsize=7)
     fig.tight_layout()
