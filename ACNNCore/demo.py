@@ -38,7 +38,8 @@ def run_demo(out, seg_model="acnn-seg-phantom", sr_model="acnn-sr-phantom", devi
         write_segmentation(seg.labels, out / f"{phase}_seg.seg.nrrd", names)
 
     step(3, f"super-resolving ED with {sr_model}")
-    sr = SuperResolver(sr_model, device)(ps.phases["ED"]["lr"])
+    resolver = SuperResolver(sr_model, device)
+    sr = resolver(ps.phases["ED"]["lr"])
     write_volume(sr, out / "ED_sr.nii.gz")
 
     step(4, "volumes, ejection fraction and Dice against the phantom's truth")
@@ -59,12 +60,13 @@ def run_demo(out, seg_model="acnn-seg-phantom", sr_model="acnn-sr-phantom", devi
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
     step(5, "overlay figure")
-    overlay(ps, segs, sr, out / "overlay.png")
+    overlay(ps, segs, sr, out / "overlay.png", segmenter.runner.bundle.name,
+            resolver.runner.bundle.name)
     say(f"done in {time.time() - t0:.1f}s: {out}")
     return results
 
 
-def overlay(ps, segs, sr, path) -> Path:
+def overlay(ps, segs, sr, path, seg_name="ACNN-Seg", sr_name="ACNN-SR") -> Path:
     plt = _plt()
     ed = ps.phases["ED"]
     # everything shown on the truth's HR grid (a model may output another slice thickness)
@@ -75,13 +77,13 @@ def overlay(ps, segs, sr, path) -> Path:
     a = ed["hr_gt"].spacing[2] / ed["hr_gt"].spacing[0]
     fig, axes = plt.subplots(2, 4, figsize=(10, 5.4))
     show(axes[0, 0], lr.array[:, :, k // 5], title="LR input (short axis)")
-    show(axes[0, 1], ed["hr"].array[:, :, k], seg[:, :, k], title="ACNN-Seg (HR short axis)")
+    show(axes[0, 1], ed["hr"].array[:, :, k], seg[:, :, k], title=f"{seg_name} (HR short axis)")
     show(axes[0, 2], ed["hr"].array[:, :, k], truth[:, :, k], title="truth")
-    show(axes[0, 3], sr.array[:, :, k], title="ACNN-SR (short axis)")
+    show(axes[0, 3], sr.array[:, :, k], title=f"{sr_name} (short axis)")
     show(axes[1, 0], lr.array[:, j, :], aspect=lr.spacing[2] / lr.spacing[0], title="LR input (long axis)")
-    show(axes[1, 1], ed["hr"].array[:, j, :], seg[:, j, :], aspect=a, title="ACNN-Seg (long axis)")
+    show(axes[1, 1], ed["hr"].array[:, j, :], seg[:, j, :], aspect=a, title=f"{seg_name} (long axis)")
     show(axes[1, 2], ed["hr"].array[:, j, :], truth[:, j, :], aspect=a, title="truth")
-    show(axes[1, 3], sr.array[:, j, :], aspect=a, title="ACNN-SR (long axis)")
+    show(axes[1, 3], sr.array[:, j, :], aspect=a, title=f"{sr_name} (long axis)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
