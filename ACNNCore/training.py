@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import shlex
 import sys
@@ -248,7 +249,7 @@ class Trainer:
         if config.task not in TASKS:
             raise InputError(f"unknown task {config.task!r}; choose from {', '.join(TASKS)}")
         self.config, self.out, self.resume = config, Path(out), resume
-        self.command = command or " ".join(shlex.quote(a) for a in sys.argv)
+        self.command = command or " ".join(["acnn"] + [shlex.quote(a) for a in sys.argv[1:]])
         self.world, self.rank, self.device = _setup_distributed(config.device)
         self.main = self.rank == 0
         self.progress = progress and self.main
@@ -265,7 +266,12 @@ class Trainer:
         if config.task in ("sr", "tl") and any(c.hr_image is None for c in cases):
             raise InputError(f"task {config.task} needs HR intensity images (a phantom data set)")
         self.grid = _grid_of(cases)
-        self.data_description = {"path": str(Path(data).resolve()), "cases": len(cases)}
+        self.data_description = {"path": str(data), "cases": len(cases)}
+        if (Path(data) / "dataset.json").is_file():  # a phantom: how to make it again
+            d = json.loads((Path(data) / "dataset.json").read_text())
+            self.data_description["phantom"] = {"seed": d["seed"], "subjects": len(d["subjects"]),
+                                                "modality": d["modality"],
+                                                "motion_mm": d["config"]["acquisition"]["motion_mm"]}
         train_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
         if not train_cases:
             raise InputError("no training cases left after the validation split")
