@@ -104,6 +104,7 @@ class _Model:
     """A model of one task, loaded from a bundle on a device."""
 
     TASK: str | tuple = ""
+    PAD: tuple = (0.0,)  # per output channel, the value outside the model's field of view
 
     def __init__(self, model, device: str = "auto"):
         self.runner = _Runner(model, device, self.TASK)
@@ -112,46 +113,49 @@ class _Model:
     def meta(self) -> dict:
         return self.runner.meta
 
+    def _channels_on_input_grid(self, volume: Volume, output) -> tuple[np.ndarray, Geometry, object]:
+        """Run the network and map its (C, X, Y, Z) output, ``output(logits)``, onto the HR grid aligned
+        with ``volume``; outside the model's field of view each channel
+        takes its ``PAD`` value. Returns (channels, grid, intensity scaling)."""
+        x, grid, scaling = self.runner.model_input(volume)
+        model = self.runner.bundle.model
+        channels = self.runner.run(lambda t: output(model(t)), x)[0].numpy()
+        model_hr = hr_geometry(grid, self.meta["input"]["factor"])
+        out = self.runner.output_geometry(volume)
+        if not model_hr.same_as(out):
+            channels = np.stack([resample(Volume(c, model_hr), out, "linear", default=self.PAD[min(i, len(self.PAD) - 1)]).array
+                                 for i, c in enumerate(channels)])
+        return channels, out, scaling
+
 
 class Segmenter(_Model):
     """LR stack -> HR label map, with a ``seg`` bundle (ACNN-Seg, 3D-Seg or a baseline)."""
 
     TASK = "seg"
+    PAD = (1.0, 0.0)  # outside the model's field of view: background (channels past the last take the last)
 
     def __init__(self, model="acnn-seg-phantom", device: str = "auto"):
         super().__init__(model, device)
 
     def __call__(self, volume: Volume) -> Segmentation:
-        x, grid, _ = self.runner.model_input(volume)
-        model = self.runner.bundle.model
-        probs = self.runner.run(lambda t: torch.softmax(model(t), 1), x)[0].numpy()
-        model_hr = hr_geometry(grid, self.meta["input"]["factor"])
-        out = self.runner.output_geometry(volume)
-        if model_hr.same_as(out):
-            resampled = probs
-        else:
-            resampled = np.stack([resample(Volume(p, model_hr), out, "linear", default=float(c == 0)).array
-                                  for c, p in enumerate(probs)])
-        labels = Volume(resampled.argmax(0).astype(np.uint8), out)
+        probs, out, _ = self._channels_on_input_grid(volume, lambda logits: torch.softmax(logits, 1))
+        labels = Volume(probs.argmax(0).astype(np.uint8), out)
         names = {int(k): v["name"] for k, v in self.meta["labels"].items()}
-        return Segmentation(labels, resampled.astype(np.float32), names)
+        return Segmentation(labels, probs.astype(np.float32), names)
 
 
 class SuperResolver(_Model):
     """LR stack -> HR intensity image, with an ``sr`` bundle (ACNN-SR, SR or SR-CNN)."""
 
     TASK = "sr"
+    PAD = (0.0,)
 
     def __init__(self, model="acnn-sr-phantom", device: str = "auto"):
         super().__init__(model, device)
 
     def __call__(self, volume: Volume) -> Volume:
-        x, grid, scaling = self.runner.model_input(volume)
-        model = self.runner.bundle.model
-        hr = scaling.invert(self.runner.run(model, x)[0, 0].numpy())
-        model_hr = hr_geometry(grid, self.meta["input"]["factor"])
-        out = self.runner.output_geometry(volume)
-        return Volume(hr, model_hr) if model_hr.same_as(out) else resample(Volume(hr, model_hr), out, "linear")
+        hr, out, scaling = self._channels_on_input_grid(volume, lambda image: image)
+        return Volume(scaling.invert(hr[0]), out)
 
 
 def interpolate_stack(volume: Volume, factor: int, method: str = "linear") -> Volume:
