@@ -123,8 +123,9 @@ class _Model:
         model_hr = hr_geometry(grid, self.meta["input"]["factor"])
         out = self.runner.output_geometry(volume)
         if not model_hr.same_as(out):
-            channels = np.stack([resample(Volume(c, model_hr), out, "linear", default=self.PAD[min(i, len(self.PAD) - 1)]).array
-                                 for i, c in enumerate(channels)])
+            pads = [self.PAD[min(i, len(self.PAD) - 1)] for i in range(len(channels))]
+            channels = np.stack([resample(Volume(c, model_hr), out, "linear", default=pad).array
+                                 for c, pad in zip(channels, pads)])
         return channels, out, scaling
 
 
