@@ -48,12 +48,14 @@ def run_phantom(args) -> int:
 
     from .phantom.population import PhantomConfig, write_population
 
-    if args.factor < 1 or 60 % args.factor:
-        raise InputError("--factor must divide the 60 HR slices (1, 2, 3, 4, 5, 6, 10, ...)")
     for name in ("motion", "blur_sigma", "noise", "bias"):
         if getattr(args, name) < 0:
             raise InputError(f"--{name.replace('_', '-')} must not be negative")
     config = PhantomConfig(modality=args.modality)
+    slices = config.hr_shape[2]
+    if args.factor < 1 or slices % args.factor:
+        raise InputError(f"--factor must divide the {slices} HR slices "
+                         f"({', '.join(str(k) for k in range(1, slices + 1) if slices % k == 0)})")
     config = replace(
         config,
         mr=replace(config.mr, noise=args.noise, bias=args.bias),

@@ -350,9 +350,10 @@ class Trainer:
                 d = _dice(model(one_hot(labels, c)).argmax(1), labels, c)
             elif task == "tl":
                 hr = item["hr"].to(self.device)
-                d = _dice(model.decode(model.predict(hr)).argmax(1), labels, c)
+                code = model.predict(hr)
+                d = _dice(model.decode(code).argmax(1), labels, c)
                 sums["code_l2"] = sums.get("code_l2", 0.0) + float(
-                    code_loss(model.predict(hr), model.encode(one_hot(labels, c)))) * len(x)
+                    code_loss(code, model.encode(one_hot(labels, c)))) * len(x)
             else:
                 pred, hr = model(x), item["hr"].to(self.device)
                 mse = torch.mean((pred - hr) ** 2, dim=(1, 2, 3, 4))
