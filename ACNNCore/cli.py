@@ -165,9 +165,10 @@ def _device_arg(p):
 
 
 def _add_inference(sub):
-    p = sub.add_parser("segment", help="segment an LR stack into an HR label map")
-    p.add_argument("input", type=Path)
-    p.add_argument("--out", required=True, type=Path, help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd")
+    p = sub.add_parser("segment", help="segment an LR stack (or every case of a data folder) into HR label maps")
+    p.add_argument("input", type=Path, help="an image, or a data folder (phantom, ACDC or image folder)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd; for a data folder, a folder of CASE.nii.gz")
     p.add_argument("--model", default="acnn-seg-phantom", help="bundled model name or bundle folder")
     p.add_argument("--overwrite", action="store_true")
     _device_arg(p)
@@ -207,6 +208,8 @@ def run_segment(args) -> int:
     from .io import check_writable, read_volume
     from .metrics import clinical_measures
 
+    if args.input.is_dir():
+        return _segment_folder(args)
     check_writable(args.out, args.overwrite)
     volume = read_volume(args.input)
     result = Segmenter(args.model, args.device)(volume)
@@ -214,6 +217,28 @@ def run_segment(args) -> int:
     m = clinical_measures(result.labels)
     print(f"{args.out}: HR grid {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g")
+    return 0
+
+
+def _segment_folder(args) -> int:
+    """Every case of a data set (phantom, ACDC, folder) -> OUT/CASE.nii.gz, ready for ``acnn evaluate``."""
+    from tqdm import tqdm
+
+    from .datasets import read_dataset
+    from .inference import Segmenter
+
+    if args.out.suffix:
+        raise InputError(f"the input is a folder: --out must be a folder too, not {args.out}")
+    cases = read_dataset(args.input)
+    targets = [args.out / f"{c.name}.nii.gz" for c in cases]
+    existing = [t for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs); pass --overwrite")
+    segmenter = Segmenter(args.model, args.device)
+    for case, target in zip(tqdm(cases, desc="segment", unit="case", disable=None), targets):
+        result = segmenter(case.image)
+        _write_labels(result.labels, target, result.label_names, args.overwrite)
+    print(f"segmented {len(cases)} cases into {args.out}")
     return 0
 
 
@@ -281,6 +306,37 @@ def run_demo(args) -> int:
     return 0
 
 
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="compare predicted label maps with ground truth (Dice, distances, plausibility)",
+                       description="Compare label maps, files or folders matched by case name (phantom and ACDC "
+                                   "layouts understood). A prediction on another grid is sampled on the ground "
+                                   "truth's grid in physical space (nearest neighbour).")
+    p.add_argument("--pred", required=True, type=Path, help="a label map or a folder of them")
+    p.add_argument("--gt", required=True, type=Path, help="a label map or a folder of them")
+    p.add_argument("--gt-convention", choices=("ours", "acdc"), default="ours",
+                   help="label values of the ground truth (acdc: 1 RV, 2 myocardium, 3 LV)")
+    p.add_argument("--out", type=Path, help="summary JSON (per-case CSV written beside it)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    from .evaluation import evaluate_files, format_summary, summarize, write_report, ef_agreement
+
+    if args.out is not None:
+        from .io import check_writable
+
+        check_writable(args.out, args.overwrite, image=False)
+    rows = evaluate_files(args.pred, args.gt, args.gt_convention)
+    if args.out is not None:
+        summary = write_report(rows, args.out, args.overwrite)
+        print(f"report: {args.out} and {args.out.with_suffix('.csv')}")
+    else:
+        summary = {"summary": summarize(rows), "ef": ef_agreement(rows)}
+    print(format_summary(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acnn", description="Anatomically Constrained Neural Networks for cardiac MR and echo.")
@@ -290,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_train(sub)
     _add_inference(sub)
+    _add_evaluate(sub)
     _add_demo(sub)
     return parser
 

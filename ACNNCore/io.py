@@ -116,10 +116,12 @@ def from_sitk(image: sitk.Image) -> Volume:
     return _to_volume(image, "image")
 
 
-def check_writable(path, overwrite: bool = False) -> Path:
-    """Refuse to overwrite an existing file unless asked to; make the parent folder."""
+def check_writable(path, overwrite: bool = False, image: bool = True) -> Path:
+    """Refuse to overwrite an existing file unless asked to; make the parent folder. With ``image``,
+    the suffix must be an image format."""
     path = Path(path)
-    format_of(path)
+    if image:
+        format_of(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,23 @@ def on_grid_of(prediction: Volume, truth: Volume) -> Volume:
         return prediction
     from .preprocessing import resample
 
+    if not _overlap(prediction.geometry, truth.geometry):
+        raise InputError("prediction and ground truth do not overlap in physical space "
+                         "(different origins or orientations?); cannot compare them")
+
     return resample(prediction, truth.geometry, "nearest")
+
+
+def _corners(g) -> np.ndarray:
+    idx = np.array([[i, j, k] for i in (-0.5, g.shape[0] - 0.5) for j in (-0.5, g.shape[1] - 0.5)
+                    for k in (-0.5, g.shape[2] - 0.5)])
+    return g.index_to_physical(idx)
+
+
+def _overlap(a, b) -> bool:
+    """Whether the physical bounding boxes of two grids intersect."""
+    pa, pb = _corners(a), _corners(b)
+    return bool(np.all(pa.min(0) < pb.max(0)) and np.all(pb.min(0) < pa.max(0)))
 
 
 def dice(prediction: Volume, truth: Volume, labels=(LV_BLOOD_POOL, LV_MYOCARDIUM)) -> dict:
@@ -43,3 +59,125 @@ def dice(prediction: Volume, truth: Volume, labels=(LV_BLOOD_POOL, LV_MYOCARDIUM
     t = torch.from_numpy(np.stack([truth.array == v for v in labels]))[None].float()
     scores = compute_dice(p, t, include_background=True, ignore_empty=False)[0]
     return {int(v): float(s) for v, s in zip(labels, scores)}
+
+
+def _masks(prediction: Volume, truth: Volume, labels):
+    import torch
+
+    p = torch.from_numpy(np.stack([prediction.array == v for v in labels]))[None].float()
+    t = torch.from_numpy(np.stack([truth.array == v for v in labels]))[None].float()
+    return p, t
+
+
+def surface_distances(prediction: Volume, truth: Volume, labels=(LV_BLOOD_POOL, LV_MYOCARDIUM)) -> dict:
+    """Per label: mean symmetric surface distance and Hausdorff distance in mm (MONAI's implementations,
+    with the ground truth's voxel spacing), compared on the ground truth's grid. A structure missing from
+    either map gives ``nan``."""
+    import warnings
+
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+    prediction = on_grid_of(prediction, truth)
+    p, t = _masks(prediction, truth, labels)
+    spacing = [float(s) for s in truth.spacing]
+    with warnings.catch_warnings():  # MONAI warns on empty structures; they come back as nan
+        warnings.simplefilter("ignore")
+        msd = compute_average_surface_distance(p, t, include_background=True, symmetric=True, spacing=spacing)[0]
+        hd = compute_hausdorff_distance(p, t, include_background=True, spacing=spacing)[0]
+    out = {}
+    for i, v in enumerate(labels):
+        empty = not (p[0, i].any() and t[0, i].any())
+        out[int(v)] = {"msd_mm": float("nan") if empty else float(msd[i]),
+                       "hd_mm": float("nan") if empty else float(hd[i])}
+    return out
+
+
+def ssim(prediction: Volume, truth: Volume, data_range: float | None = None) -> float:
+    """Structural similarity of two intensity images on the same grid (MONAI, 3-D, 7-voxel window)."""
+    import torch
+    from monai.metrics import SSIMMetric
+
+    if not prediction.geometry.same_as(truth.geometry):
+        raise InputError("SSIM needs both images on the same grid")
+    t = truth.array.astype(np.float32)
+    rng = float(t.max() - t.min()) if data_range is None else data_range
+    metric = SSIMMetric(spatial_dims=3, data_range=rng, win_size=7)
+    x = torch.from_numpy(prediction.array.astype(np.float32))[None, None]
+    return float(metric(x, torch.from_numpy(t)[None, None])[0, 0])
+
+
+def agreement(measured, reference) -> dict:
+    """Pearson correlation, bias and 95 % limits of agreement (Bland–Altman) of paired measurements."""
+    from scipy.stats import pearsonr
+
+    a, b = np.asarray(measured, float), np.asarray(reference, float)
+    if a.shape != b.shape or a.size < 3:
+        raise InputError("agreement needs at least three paired measurements")
+    d = a - b
+    bias, sd = float(d.mean()), float(d.std(ddof=1))
+    return {"n": int(a.size), "r": float(pearsonr(a, b)[0]), "bias": bias,
+            "loa": (bias - 1.96 * sd, bias + 1.96 * sd)}
+
+
+def wilcoxon_p(a, b) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired scores (nan pairs dropped; 1 if all equal)."""
+    from scipy.stats import wilcoxon
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 2 or np.allclose(a[keep], b[keep]):
+        return 1.0
+    return float(wilcoxon(a[keep], b[keep]).pvalue)
+
+
+# --- anatomical plausibility --------------------------------------------------------------
+
+PLAUSIBILITY_CHECKS = {
+    "holes": "a hole in the blood pool or in the myocardium",
+    "fragmented": "more than one connected component in a structure",
+    "not_enclosed": "blood pool not enclosed by myocardium in a mid-ventricular slice",
+    "touches_background": "blood pool touching the background below the basal third (apex included)",
+}
+
+
+def plausibility(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MYOCARDIUM) -> dict:
+    """Anatomical plausibility of an LV label map (slices along the third axis are short-axis).
+
+    Returns ``{"plausible": bool, "problems": [names], <check>: count}`` with counts per check of
+    :data:`PLAUSIBILITY_CHECKS`: holes (3-D, in the blood pool, or background enclosed by the LV as a
+    whole), connected components beyond one per structure (3-D, 26-connectivity), mid-ventricular slices
+    (the middle third of those holding blood pool) whose blood pool has an in-plane neighbour other than
+    myocardium, and slices outside the basal third (the base, open to the atrium, is the end of larger
+    blood-pool area) where blood pool and background meet in 3-D. A map without blood pool or
+    myocardium is implausible."""
+    from scipy import ndimage
+
+    a = labels.array
+    bp, myo = a == blood, a == myocardium
+    lv = bp | myo
+    counts = {k: 0 for k in PLAUSIBILITY_CHECKS}
+    if not bp.any() or not myo.any():
+        return {"plausible": False, "problems": ["missing structure"], **counts, "missing": 1}
+    counts["holes"] = int(ndimage.label(ndimage.binary_fill_holes(bp) & ~bp)[1]
+                          + ndimage.label(ndimage.binary_fill_holes(lv) & ~lv)[1])
+    full = np.ones((3, 3, 3), bool)
+    counts["fragmented"] = int(ndimage.label(bp, full)[1] - 1 + ndimage.label(myo, full)[1] - 1)
+    bp = ndimage.binary_fill_holes(bp)  # holes are counted once, above, not as contact
+    cross = ndimage.generate_binary_structure(2, 1)
+    slices = np.flatnonzero(bp.any(axis=(0, 1)))
+    lo, hi = int(slices[0]), int(slices[-1])
+    third = (hi - lo + 1) / 3.0
+    for k in slices:
+        if lo + third <= k <= hi - third:
+            ring = ndimage.binary_dilation(bp[..., k], cross) & ~bp[..., k]
+            counts["not_enclosed"] += int(np.any(a[..., k][ring & ~bp[..., k]] != myocardium))
+    # The base (the end of larger blood-pool area) is open to the atrium; elsewhere, the apex included,
+    # blood must not meet the background, in-plane or through-plane.
+    area = bp[..., lo:hi + 1].sum(axis=(0, 1))
+    n = max(1, len(area) // 3)
+    base_at_top = area[-n:].sum() >= area[:n].sum()
+    keep = slice(0, int(hi - third) + 1) if base_at_top else slice(int(np.ceil(lo + third)), a.shape[2])
+    contact = ndimage.binary_dilation(bp) & ~bp & (a == 0)
+    counts["touches_background"] = int(np.count_nonzero(contact[..., keep].any(axis=(0, 1))))
+    problems = [k for k, n in counts.items() if n]
+    return {"plausible": not problems, "problems": problems, **counts}

@@ -1,0 +1,181 @@
+"""Evaluating label maps against ground truth: per case, per method, and as ``acnn evaluate``.
+
+One row per case: Dice, mean symmetric surface distance and Hausdorff distance (mm) per structure,
+volumes, myocardial mass, and anatomical plausibility. Prediction and ground truth may lie on different
+grids (an HR prediction against thick-slice ground truth): the prediction is sampled on the ground
+truth's grid in physical space, nearest neighbour.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .io import SUFFIXES, format_of, read_labels, read_segmentation
+from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM, SEGMENTS
+from .metrics import (agreement, clinical_measures, dice, ejection_fraction, on_grid_of, plausibility,
+                      surface_distances)
+from .volume import Volume
+
+SHORT = {LV_BLOOD_POOL: "lv", LV_MYOCARDIUM: "myo"}
+METRICS = ("dice", "msd_mm", "hd_mm")
+
+
+def evaluate_case(prediction: Volume, truth: Volume, structures=(LV_BLOOD_POOL, LV_MYOCARDIUM)) -> dict:
+    """Dice, surface distances, volumes and plausibility of one prediction (a flat dict)."""
+    on_truth = on_grid_of(prediction, truth)
+    d = dice(on_truth, truth, structures)
+    s = surface_distances(on_truth, truth, structures)
+    row = {}
+    for v in structures:
+        name = SHORT.get(v, f"label{v}")
+        row[f"dice_{name}"] = d[v]
+        row[f"msd_mm_{name}"] = s[v]["msd_mm"]
+        row[f"hd_mm_{name}"] = s[v]["hd_mm"]
+    for key, value in clinical_measures(prediction).items():
+        row[f"pred_{key}"] = value
+    for key, value in clinical_measures(truth).items():
+        row[f"gt_{key}"] = value
+    p = plausibility(prediction)
+    row["plausible"] = p["plausible"]
+    row["problems"] = ";".join(p["problems"])
+    return row
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean, std and count (finite values) of every numeric column; implausible count."""
+    out = {"cases": len(rows), "implausible": sum(not r["plausible"] for r in rows)}
+    for key in rows[0] if rows else ():
+        values = np.array([r[key] for r in rows if isinstance(r[key], (int, float)) and not isinstance(r[key], bool)],
+                          float)
+        if values.size and key not in ("plausible",):
+            finite = values[np.isfinite(values)]
+            out[key] = {"mean": float(finite.mean()) if finite.size else float("nan"),
+                        "std": float(finite.std()) if finite.size else float("nan"), "n": int(finite.size)}
+    return out
+
+
+def ef_agreement(rows: list[dict]) -> dict | None:
+    """EF (predicted vs ground truth) over the subjects with both an ``*_ED`` and an ``*_ES`` case."""
+    by_name = {r["case"]: r for r in rows}
+    pairs = []
+    for name, r in by_name.items():
+        if name.endswith("_ED") and name[:-3] + "_ES" in by_name:
+            es = by_name[name[:-3] + "_ES"]
+            pairs.append((ejection_fraction(r["pred_lv_volume_ml"], es["pred_lv_volume_ml"]),
+                          ejection_fraction(r["gt_lv_volume_ml"], es["gt_lv_volume_ml"])))
+    if len(pairs) < 3:
+        return None
+    pred, truth = zip(*pairs)
+    return agreement(pred, truth)
+
+
+# --- files ------------------------------------------------------------------------------
+
+_TAGS = re.compile(r"(_hr_gt|_us_gt|_gt|_label|_labels|_seg|_pred|_prediction)$")
+
+
+def case_key(path: Path, root: Path) -> str:
+    """``root/sub/ED/hr_gt.nii.gz`` -> ``sub_ED``; ``root/p001_ED_pred.nii.gz`` -> ``p001_ED``."""
+    rel = path.relative_to(root) if path != root else Path(path.name)
+    stem = str(rel)[: -len(format_of(rel))].replace("\\", "/").replace("/", "_")
+    return _TAGS.sub("", "_" + stem if stem.startswith("_") else stem).strip("_") or stem
+
+
+def label_files(root: Path, ground_truth: bool) -> dict[str, Path]:
+    """Label maps under ``root`` (a file or a folder searched recursively) by case key. In a ground-truth
+    folder holding ``*_gt`` files (phantom, ACDC) only those count."""
+    root = Path(root)
+    if root.is_file():
+        return {case_key(root, root.parent): root}
+    if not root.is_dir():
+        raise InputError(f"no such file or folder: {root}")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES))
+    if ground_truth and any(_TAGS.search(p.name[: -len(format_of(p))]) for p in files):
+        files = [p for p in files if _TAGS.search(p.name[: -len(format_of(p))])]
+    found: dict[str, Path] = {}
+    for p in files:
+        key = case_key(p, root)
+        if key in found:
+            raise InputError(f"two files for case {key!r}: {found[key]} and {p}")
+        found[key] = p
+    if not found:
+        raise InputError(f"no label maps ({', '.join(SUFFIXES)}) under {root}")
+    return found
+
+
+def read_label_map(path: Path, convention: str = "ours") -> Volume:
+    """A label map from any supported file (``.seg.nrrd`` included), in our label values."""
+    from .labels import ACDC_TO_OURS, remap
+
+    if format_of(path) == ".seg.nrrd":
+        labels, names = read_segmentation(path)
+        by_name = {n: v for v, (n, _) in SEGMENTS.items()}
+        mapping = {value: by_name.get(name, 0) for value, name in names.items()}
+        return labels.with_array(remap(labels.array, {0: 0, **mapping}))
+    labels = read_labels(path, allowed=(0, 1, 2, 3))
+    return labels.with_array(remap(labels.array, ACDC_TO_OURS)) if convention == "acdc" else labels
+
+
+def match(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
+    """Pairs (case, prediction, ground truth); a ground-truth case without a prediction is an error."""
+    p, g = label_files(pred, False), label_files(gt, True)
+    if Path(pred).is_file() and Path(gt).is_file():
+        return [(next(iter(g)), Path(pred), Path(gt))]
+    missing = sorted(set(g) - set(p))
+    if missing:
+        raise InputError(f"no prediction for {len(missing)} ground-truth case(s): {', '.join(missing[:10])}"
+                         f"{' ...' if len(missing) > 10 else ''} (predictions found: {', '.join(sorted(p)[:5])})")
+    return [(k, p[k], g[k]) for k in sorted(g)]
+
+
+def evaluate_files(pred: Path, gt: Path, gt_convention: str = "ours", progress: bool = True) -> list[dict]:
+    from tqdm import tqdm
+
+    rows = []
+    for key, p, g in tqdm(match(pred, gt), desc="evaluate", unit="case", disable=None if progress else True):
+        truth = read_label_map(g, gt_convention)
+        try:
+            row = evaluate_case(read_label_map(p), truth)
+        except InputError as e:
+            raise InputError(f"{key}: {e}") from None
+        rows.append({"case": key, **row})
+    return rows
+
+
+def write_report(rows: list[dict], out: Path, overwrite: bool = False) -> dict:
+    """``out`` (summary JSON) and ``out`` with ``.csv`` (one row per case)."""
+    from .io import check_writable
+
+    out = Path(out)
+    csv_path = out.with_suffix(".csv")
+    if out.suffix.lower() != ".json":
+        raise InputError(f"--out must be a .json file, not {out}")
+    check_writable(out, overwrite, image=False)
+    check_writable(csv_path, overwrite, image=False)
+    summary = {"summary": summarize(rows), "ef": ef_agreement(rows), "per_case_csv": csv_path.name}
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    s = summary["summary"]
+    lines = [f"{s['cases']} cases, {s['implausible']} anatomically implausible"]
+    for v, name in SHORT.items():
+        cols = [f"{m} {s[f'{m}_{name}']['mean']:.3f} ± {s[f'{m}_{name}']['std']:.3f}" for m in METRICS
+                if f"{m}_{name}" in s]
+        lines.append(f"  {SEGMENTS[v][0]:14s} " + ", ".join(cols))
+    ef = summary.get("ef")
+    if ef:
+        lines.append(f"  EF: r = {ef['r']:.3f}, bias {ef['bias']:+.1f} % (LoA {ef['loa'][0]:+.1f} to "
+                     f"{ef['loa'][1]:+.1f}), {ef['n']} subjects")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""Metrics against hand-computed cases, plausibility on constructed maps, and `acnn evaluate`."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ACNNCore.cli import main
+from ACNNCore.errors import InputError
+from ACNNCore.io import write_volume
+from ACNNCore.metrics import agreement, on_grid_of, plausibility, ssim, surface_distances, wilcoxon_p
+from ACNNCore.volume import Geometry, Volume
+
+ANISO = (1.0, 2.0, 5.0)
+
+
+def labels(points, shape=(10, 10, 8), spacing=ANISO, value=1):
+    a = np.zeros(shape, np.uint8)
+    for p in points:
+        a[p] = value
+    return Volume.from_array(a, spacing)
+
+
+def test_surface_distances_by_hand_with_anisotropic_spacing():
+    truth = labels([(2, 2, 2)])
+    pred = labels([(2, 2, 2), (5, 6, 4)])  # one extra voxel: 3 mm, 8 mm, 10 mm away
+    d = math.sqrt(3 ** 2 + 8 ** 2 + 10 ** 2)
+    s = surface_distances(pred, truth, labels=(1,))[1]
+    assert s["hd_mm"] == pytest.approx(d, rel=1e-5)
+    assert s["msd_mm"] == pytest.approx(d / 3, rel=1e-5)  # surface points 0, d (pred) and 0 (truth)
+    shifted = surface_distances(labels([(2, 2, 3)]), truth, labels=(1,))[1]  # one slice: 5 mm
+    assert shifted["hd_mm"] == pytest.approx(5.0) and shifted["msd_mm"] == pytest.approx(5.0)
+    assert math.isnan(surface_distances(labels([]), truth, labels=(1,))[1]["hd_mm"])
+
+
+def test_prediction_on_another_grid_is_compared_in_physical_space():
+    truth = labels([(4, 4, 4)], shape=(10, 10, 8), spacing=(1.0, 1.0, 5.0))
+    fine = Volume.from_array(np.zeros((10, 10, 40), np.uint8), (1.0, 1.0, 1.0), origin=(0, 0, -2.0))
+    fine.array[4, 4, 20:25] = 1  # the same 5 mm slab at 1 mm: z = 18..22 mm
+    assert on_grid_of(fine, truth).array[4, 4, 4] == 1
+    assert surface_distances(fine, truth, labels=(1,))[1]["hd_mm"] == pytest.approx(0.0)
+    far = Volume.from_array(fine.array, (1.0, 1.0, 1.0), origin=(500.0, 0, 0))
+    with pytest.raises(InputError, match="do not overlap"):
+        on_grid_of(far, truth)
+
+
+def test_ssim_agreement_and_wilcoxon():
+    rng = np.random.default_rng(0)
+    img = Volume.from_array(rng.random((24, 24, 12)).astype(np.float32), (1, 1, 2))
+    assert ssim(img, img) == pytest.approx(1.0, abs=1e-5)
+    noisy = img.with_array(img.array + rng.normal(0, 0.3, img.shape).astype(np.float32))
+    assert ssim(noisy, img) < 0.7
+    a = agreement([50, 60, 70, 40], [48, 61, 66, 41])
+    assert a["bias"] == pytest.approx(1.0) and a["n"] == 4
+    sd = np.std([2, -1, 4, -1], ddof=1)
+    assert a["loa"][1] == pytest.approx(1 + 1.96 * sd)
+    assert wilcoxon_p(np.arange(10), np.arange(10)) == 1.0
+    assert wilcoxon_p(np.arange(20) + 1.0, np.arange(20)) < 1e-3
+
+
+def ring_lv(shape=(40, 40, 20)):
+    """A plausible LV: blood cylinder in a myocardial wall, closed at the apex (k = 2), open at the base."""
+    x, y = np.mgrid[: shape[0], : shape[1]]
+    r = np.hypot(x - 20, y - 20)
+    a = np.zeros(shape, np.uint8)
+    for k in range(2, 18):
+        a[..., k][r < 10] = 2
+        if k > 3:
+            a[..., k][r < 6 + 0.1 * k] = 1
+    return Volume.from_array(a, (1.5, 1.5, 3.0))
+
+
+def test_plausibility_of_constructed_maps():
+    good = ring_lv()
+    assert plausibility(good)["plausible"]
+    a = good.array.copy()
+    a[20, 20, 10] = 0  # a hole in the blood pool
+    assert plausibility(good.with_array(a))["problems"] == ["holes"]
+    a = good.array.copy()
+    a[2:5, 2:5, 8:10] = 2  # a stray piece of myocardium
+    assert plausibility(good.with_array(a))["problems"] == ["fragmented"]
+    a = good.array.copy()
+    a[20:32, 18:23, 9:12] = 1  # blood breaking through the wall in mid-ventricle
+    r = plausibility(good.with_array(a))
+    assert r["not_enclosed"] == 3 and r["touches_background"] >= 3  # (and the slices above and below)
+    a = good.array.copy()
+    a[..., 2:4][a[..., 2:4] == 2] = 0  # no apical cap
+    assert plausibility(good.with_array(a))["problems"] == ["touches_background"]
+    assert not plausibility(good.with_array(np.zeros_like(good.array)))["plausible"]
+
+
+def test_evaluate_cli_on_folders(tmp_path, capsys):
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    good = ring_lv()
+    for name in ("a_ED", "a_ES", "b_ED"):
+        write_volume(good, gt / f"{name}_gt.nii.gz")
+    write_volume(good, pred / "a_ED.nii.gz")
+    write_volume(good, pred / "b_ED.nii.gz")
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt)]) == 2
+    assert "no prediction for 1 ground-truth case(s): a_ES" in capsys.readouterr().err
+    shifted = Volume.from_array(good.array, good.spacing, origin=(0, 0, 3.0))  # one slice up
+    write_volume(shifted, pred / "a_ES.nii.gz")
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp_path / "r.json")]) == 0
+    summary = json.loads((tmp_path / "r.json").read_text())["summary"]
+    assert summary["cases"] == 3 and summary["implausible"] == 0
+    rows = (tmp_path / "r.csv").read_text().splitlines()
+    assert rows[0].startswith("case,dice_lv") and len(rows) == 4
+    a_es = next(r for r in rows if r.startswith("a_ES")).split(",")
+    assert float(a_es[1]) < 0.99 and float(a_es[3]) == pytest.approx(3.0)  # HD one slice
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp_path / "r.json")]) == 2
