@@ -178,6 +178,8 @@ class ShapeModel(_Model):
         self.std = np.asarray(latent["std"], np.float32)
         self.order = list(latent["order"])
         self.net = self.runner.bundle.model
+        if self.runner.device.type == "cpu":  # oneDNN's 3-D convolutions: ~1.7x faster decoding on the CPU
+            self.net.to(memory_format=torch.channels_last_3d)
         out = self.meta["output"]
         self.grid = Geometry(tuple(out["shape"]), tuple(out["spacing"])).centered_at((0.0, 0.0, 0.0))
         self.num_classes = self.net.num_classes if hasattr(self.net, "num_classes") else \
@@ -187,19 +189,27 @@ class ShapeModel(_Model):
     def code_size(self) -> int:
         return len(self.mean)
 
-    def decode(self, code) -> Volume:
-        """A code -> label map on the model's grid (centred on the origin)."""
-        code = torch.as_tensor(np.asarray(code, np.float32))[None]
-        logits = self.runner.run(self.net.decode, code)
-        return Volume(logits[0].argmax(0).numpy().astype(np.uint8), self.grid)
+    def decode(self, code, geometry: Geometry | None = None) -> Volume:
+        """A code -> label map on the model's grid, centred on the origin or placed on ``geometry`` (a grid
+        of the model's shape, e.g. :meth:`placement` of the encoded label map)."""
+        if geometry is not None and tuple(geometry.shape) != tuple(self.grid.shape):
+            raise InputError(f"a decoded shape has the model's grid {self.grid.shape}, not {geometry.shape}")
+        code = np.asarray(code, np.float32)
+        if code.shape != (self.code_size,):
+            raise InputError(f"a code of this model has {self.code_size} values, not {code.size}")
+        logits = self.runner.run(self.net.decode, torch.from_numpy(code)[None])
+        return Volume(logits[0].argmax(0).numpy().astype(np.uint8), geometry or self.grid)
+
+    def placement(self, labels: Volume) -> Geometry:
+        """The model's grid centred on a label map's structures, in its orientation (where it is encoded)."""
+        return model_geometry(labels, self.grid.shape, self.grid.spacing, labels_center(labels))
 
     def encode(self, labels: Volume) -> np.ndarray:
         """A label map (any grid) -> code; it is first resampled onto the model grid around its centre."""
         if labels.array.max() >= self.num_classes:
             raise InputError(f"label map holds values up to {int(labels.array.max())}; the model knows "
                              f"{self.num_classes - 1}")
-        geometry = model_geometry(labels, self.grid.shape, self.grid.spacing, labels_center(labels))
-        on_grid = resample(labels, geometry, "nearest").array
+        on_grid = resample(labels, self.placement(labels), "nearest").array
         onehot = one_hot(torch.from_numpy(on_grid.astype(np.int64))[None], self.num_classes)
         return self.runner.run(self.net.encode, onehot)[0].numpy()
 

@@ -1,0 +1,292 @@
+"""MRML nodes <-> ACNNCore volumes, with their geometry (IJK-to-RAS <-> LPS grids).
+
+The one way data crosses between Slicer and ACNNCore: a volume node becomes a
+:class:`~ACNNCore.volume.Volume` (array ``[i, j, k]``, LPS geometry), results come
+back as volume, segmentation and table nodes. Nothing here touches ``qt`` or
+``slicer.app``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from ACNNCore.errors import InputError
+from ACNNCore.labels import SEGMENTS
+from ACNNCore.volume import LPS_TO_RAS, Geometry, Volume
+
+
+# A segmentations logic registers the converter rules (binary labelmap -> closed surface...) with the
+# factory when it is given a scene, and a segmentation copies the factory's rules when it is created: so
+# this is done once on import, before any segmentation node exists (the Slicer application does the same).
+_RULES = slicer.vtkSlicerSegmentationsModuleLogic()
+_RULES.SetMRMLScene(slicer.vtkMRMLScene())
+
+
+def new_scene():
+    """A fresh MRML scene, also set as ``slicer.mrmlScene`` (``slicer.util`` helpers use it)."""
+    scene = slicer.vtkMRMLScene()
+    slicer.mrmlScene = scene
+    return scene
+
+
+def _scene_of(node):
+    scene = node.GetScene()
+    if scene is None:
+        raise InputError(f"node {node.GetName()!r} is not in a scene")
+    return scene
+
+
+def segmentations_logic(scene):
+    """The segmentations logic bound to ``scene`` (one per scene, kept on it)."""
+    logic = getattr(scene, "_acnn_segmentations_logic", None)
+    if logic is None:
+        logic = slicer.vtkSlicerSegmentationsModuleLogic()
+        logic.SetMRMLScene(scene)
+        scene._acnn_segmentations_logic = logic
+    return logic
+
+
+# --- geometry ---------------------------------------------------------------------------
+
+def _matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
+    m = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            m.SetElement(r, c, float(array[r, c]))
+    return m
+
+
+def _array(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def geometry_from_ijk_to_ras(ijk_to_ras: np.ndarray, shape) -> Geometry:
+    lps = np.linalg.inv(LPS_TO_RAS) @ ijk_to_ras
+    spacing = np.linalg.norm(lps[:3, :3], axis=0)
+    return Geometry(tuple(int(s) for s in shape), tuple(spacing), tuple(lps[:3, 3]), lps[:3, :3] / spacing)
+
+
+def node_geometry(node) -> Geometry:
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return geometry_from_ijk_to_ras(_array(m), node.GetImageData().GetDimensions())
+
+
+# --- volumes ----------------------------------------------------------------------------
+
+def check_volume_node(node, what: str = "input") -> None:
+    """A clear error unless ``node`` is a 3-D scalar volume with finite voxels."""
+    if node is None:
+        raise InputError(f"no {what} volume selected")
+    if not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise InputError(f"{what} {node.GetName()!r} is a {node.GetClassName()}, not a scalar volume")
+    image = node.GetImageData()
+    if image is None:
+        raise InputError(f"{what} volume {node.GetName()!r} holds no image")
+    if image.GetNumberOfScalarComponents() != 1:
+        raise InputError(f"{what} volume {node.GetName()!r} has {image.GetNumberOfScalarComponents()} components "
+                         "(RGB or vector); a scalar short-axis stack is needed")
+    dims = image.GetDimensions()
+    if min(dims) < 2:
+        raise InputError(f"{what} volume {node.GetName()!r} is {dims[0]}x{dims[1]}x{dims[2]}: a 3-D stack of "
+                         "short-axis slices is needed, not a single slice")
+
+
+def volume_from_node(node, what: str = "input") -> Volume:
+    """A scalar volume node as a :class:`Volume` (a copy; checked: 3-D, one component, finite).
+
+    A parent transform is hardened into the geometry when it is linear; a non-linear one is refused."""
+    check_volume_node(node, what)
+    array = slicer.util.arrayFromVolume(node).transpose(2, 1, 0).copy()  # (k, j, i) -> (i, j, k)
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    ijk_to_ras = _array(m)
+    transform = node.GetParentTransformNode()
+    if transform is not None:
+        if not transform.IsTransformToWorldLinear():
+            raise InputError(f"{node.GetName()!r} is under a non-linear transform; harden it first")
+        to_world = vtk.vtkMatrix4x4()
+        transform.GetMatrixTransformToWorld(to_world)
+        ijk_to_ras = _array(to_world) @ ijk_to_ras
+    return Volume(array, geometry_from_ijk_to_ras(ijk_to_ras, array.shape)).check_finite(f"volume {node.GetName()!r}")
+
+
+def volume_to_node(volume: Volume, node=None, scene=None, name: str = "Volume", label: bool = False):
+    """Write a :class:`Volume` into ``node`` (or a new scalar / labelmap volume node in ``scene``)."""
+    if node is None:
+        cls = "vtkMRMLLabelMapVolumeNode" if label else "vtkMRMLScalarVolumeNode"
+        node = scene.AddNewNodeByClass(cls, scene.GenerateUniqueName(name))
+        node.CreateDefaultDisplayNodes()
+    node.SetIJKToRASMatrix(_matrix(volume.geometry.ijk_to_ras))
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array.transpose(2, 1, 0)))
+    return node
+
+
+# --- segmentations ----------------------------------------------------------------------
+
+def _oriented_image(mask: np.ndarray, geometry: Geometry):
+    image = slicer.vtkOrientedImageData()
+    image.SetDimensions(*mask.shape)
+    flat = np.ascontiguousarray(mask.transpose(2, 1, 0).astype(np.uint8)).ravel()
+    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(flat, deep=True, array_type=vtk.VTK_UNSIGNED_CHAR))
+    image.SetImageToWorldMatrix(_matrix(geometry.ijk_to_ras))
+    return image
+
+
+def labels_to_segmentation(labels: Volume, node=None, scene=None, name: str = "Segmentation",
+                           names: dict | None = None, surfaces: bool = True, smoothing: float | None = None):
+    """A label map into a segmentation node: one segment per label (named and coloured as in
+    :data:`ACNNCore.labels.SEGMENTS`, in that order), on the label map's grid. An existing node's segments
+    of the same names are replaced in place (their IDs, and so their display settings, are kept).
+    ``smoothing``: the closed surfaces' smoothing factor (Slicer's default 0.5; 0 is ~3x faster)."""
+    names = names or {v: SEGMENTS[v][0] for v in SEGMENTS if v in np.unique(labels.array)}
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
+        node.CreateDefaultDisplayNodes()
+    scene = _scene_of(node)
+    segmentation = node.GetSegmentation()
+    reference = _oriented_image(np.zeros(labels.shape, np.uint8), labels.geometry)
+    segmentation.SetConversionParameter(slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName(),
+                                        slicer.vtkSegmentationConverter.SerializeImageGeometry(reference))
+    if smoothing is not None:
+        segmentation.SetConversionParameter("Smoothing factor", str(float(smoothing)))
+    logic = segmentations_logic(scene)
+    was = node.StartModify()
+    try:
+        for value, segment_name in names.items():
+            image = _oriented_image(labels.array == value, labels.geometry)
+            segment_id = segmentation.GetSegmentIdBySegmentName(segment_name)
+            if segment_id:
+                logic.SetBinaryLabelmapToSegment(image, node, segment_id, logic.MODE_REPLACE, image.GetExtent())
+            else:
+                color = SEGMENTS.get(value, (segment_name, (0.5, 0.5, 0.5)))[1]
+                segment_id = segmentation.AddEmptySegment(segment_name, segment_name, color)
+                logic.SetBinaryLabelmapToSegment(image, node, segment_id, logic.MODE_REPLACE, image.GetExtent())
+                segmentation.GetSegment(segment_id).SetTag("ACNN.LabelValue", str(int(value)))
+    finally:
+        node.EndModify(was)
+    if surfaces and not node.CreateClosedSurfaceRepresentation():
+        raise RuntimeError("Slicer could not make closed surfaces for the segmentation")
+    return node
+
+
+def labels_from_segmentation(node, geometry: Geometry | None = None) -> Volume:
+    """A segmentation node as one label map in our values (segments recognised by their names,
+    ``LV blood pool`` -> 1 ...). On ``geometry`` if given, else on the segmentation's reference grid."""
+    if node is None or not node.IsA("vtkMRMLSegmentationNode"):
+        raise InputError("no segmentation selected")
+    segmentation = node.GetSegmentation()
+    by_name = {n: v for v, (n, _) in SEGMENTS.items()}
+    ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+    known = [(i, by_name[segmentation.GetSegment(i).GetName()]) for i in ids
+             if segmentation.GetSegment(i).GetName() in by_name]
+    if not known:
+        raise InputError(f"segmentation {node.GetName()!r} has none of the segments "
+                         f"{', '.join(n for n, _ in SEGMENTS.values())}")
+    scene = _scene_of(node)
+    logic = segmentations_logic(scene)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__acnn_export")
+    reference = None
+    try:
+        if geometry is not None:
+            reference = volume_to_node(Volume(np.zeros(geometry.shape, np.uint8), geometry), scene=scene,
+                                       name="__acnn_reference")
+        array = vtk.vtkStringArray()
+        for segment_id, _ in known:
+            array.InsertNextValue(segment_id)
+        if not logic.ExportSegmentsToLabelmapNode(node, array, labelmap, reference,
+                                                  slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
+            raise InputError(f"cannot export segmentation {node.GetName()!r} to a label map")
+        exported = volume_from_node_any(labelmap)
+    finally:
+        scene.RemoveNode(labelmap)
+        if reference is not None:
+            scene.RemoveNode(reference)
+    lut = np.zeros(len(known) + 1, np.uint8)
+    for index, (_, value) in enumerate(known, start=1):
+        lut[index] = value
+    return exported.with_array(lut[exported.array.astype(np.int64)])
+
+
+def volume_from_node_any(node) -> Volume:
+    """Any volume node (labelmaps included) as a :class:`Volume`, without the input checks."""
+    array = slicer.util.arrayFromVolume(node).transpose(2, 1, 0).copy()
+    return Volume(array, node_geometry(node))
+
+
+# --- tables -----------------------------------------------------------------------------
+
+def rows_to_table(rows: list[dict], node=None, scene=None, name: str = "Table"):
+    """A list of dicts (same keys) into a table node: numbers as double columns, the rest as text."""
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(name))
+    table = node.GetTable()
+    was = node.StartModify()
+    node.RemoveAllColumns()
+    for key in rows[0]:
+        values = [r.get(key) for r in rows]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in values)
+        column = vtk.vtkDoubleArray() if numeric else vtk.vtkStringArray()
+        column.SetName(key)
+        for v in values:
+            if numeric:
+                column.InsertNextValue(float("nan") if v is None else float(v))
+            else:
+                column.InsertNextValue("" if v is None else str(v))
+        table.AddColumn(column)
+    node.EndModify(was)
+    node.Modified()
+    return node
+
+
+def table_rows(node) -> list[dict]:
+    table = node.GetTable()
+    cols = [table.GetColumn(c) for c in range(table.GetNumberOfColumns())]
+    return [{c.GetName(): c.GetValue(r) for c in cols} for r in range(table.GetNumberOfRows())]
+
+
+# --- files ------------------------------------------------------------------------------
+
+def save_node(node, path) -> str:
+    """Write a volume or segmentation node with a fresh storage node (.nrrd, .nii.gz, .seg.nrrd)."""
+    from pathlib import Path
+
+    path = Path(path)
+    scene = _scene_of(node)
+    storage = node.CreateDefaultStorageNode()
+    scene.AddNode(storage)
+    try:
+        storage.SetFileName(str(path))
+        if not storage.WriteData(node):
+            raise InputError(f"cannot write {node.GetName()!r} to {path}")
+    finally:
+        scene.RemoveNode(storage)
+    return str(path)
+
+
+def load_node(path, scene, kind: str = "volume", name: str | None = None):
+    """Read a file into a new node with a fresh storage node: ``volume``, ``labelmap`` or ``segmentation``."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    classes = {"volume": ("vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode"),
+               "labelmap": ("vtkMRMLLabelMapVolumeNode", "vtkMRMLVolumeArchetypeStorageNode"),
+               "segmentation": ("vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode")}
+    node_class, storage_class = classes[kind]
+    node = scene.AddNewNodeByClass(node_class, name or path.name.split(".")[0])
+    storage = scene.AddNewNodeByClass(storage_class)
+    storage.SetFileName(str(path))
+    if kind == "labelmap":
+        storage.SetCenterImage(False)
+    ok = storage.ReadData(node)
+    scene.RemoveNode(storage)
+    if not ok:
+        scene.RemoveNode(node)
+        raise InputError(f"cannot read {path} as a {kind}")
+    node.CreateDefaultDisplayNodes()
+    return node

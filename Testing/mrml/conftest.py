@@ -1,0 +1,27 @@
+"""The Slicer core from PyPI (``slicer-core``), offscreen; a fresh MRML scene per test."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install -e '.[test]')")
+
+
+@pytest.fixture
+def scene():
+    from ACNNSlicerLib.mrml import new_scene
+
+    return new_scene()
+
+
+@pytest.fixture(scope="session")
+def subject():
+    """An unseen phantom subject (2 mm slice motion): ED and ES LR stacks, HR truth."""
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject, with_motion
+
+    return generate_subject(3, 4242, with_motion(PhantomConfig(), 2.0))
+
+
+def node_ids(scene):
+    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]

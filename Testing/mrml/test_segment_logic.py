@@ -1,0 +1,213 @@
+"""Segment and SuperResolve logic on real MRML nodes (slicer-core), checked against ACNNCore's own output."""
+
+import numpy as np
+import pytest
+
+from ACNNCore.errors import InputError
+from ACNNCore.inference import Segmenter, SuperResolver, hr_geometry
+from ACNNCore.metrics import dice, ejection_fraction
+from ACNNCore.volume import Volume
+from ACNNSlicerLib import SegmentLogic, SuperResolveLogic, mrml
+
+from .conftest import node_ids
+
+
+def rotated(volume: Volume, degrees: float = 30.0) -> Volume:
+    """The same voxels on an oblique grid (rotated about the slice axis): what a real scanner writes."""
+    a = np.deg2rad(degrees)
+    direction = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    return Volume.from_array(volume.array, volume.spacing, (10.0, -20.0, 5.0), direction)
+
+
+def test_volume_node_round_trip_keeps_geometry(scene, subject):
+    lr = rotated(subject.phases["ED"]["lr"])
+    node = mrml.volume_to_node(lr, scene=scene, name="stack")
+    back = mrml.volume_from_node(node)
+    assert back.geometry.same_as(lr.geometry) and np.array_equal(back.array, lr.array)
+    assert np.allclose(_ijk_to_ras(node), lr.geometry.ijk_to_ras)
+
+
+def _ijk_to_ras(node):
+    import vtk
+
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def test_segment_volume_node(scene, subject):
+    lr = rotated(subject.phases["ED"]["lr"])
+    node = mrml.volume_to_node(lr, scene=scene, name="stack")
+    steps = []
+    result, segmentations, table = SegmentLogic().process(node, "acnn-seg-phantom", "cpu",
+                                                          progress=lambda f, m: steps.append(f))
+    assert steps[0] == 0.0 and steps[-1] == 1.0 and steps == sorted(steps)
+    (seg,) = segmentations
+    s = seg.GetSegmentation()
+    assert [s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments())] == ["LV blood pool",
+                                                                                      "LV myocardium"]
+    assert s.ContainsRepresentation("Closed surface")
+    assert seg.GetName() == "stack ACNN segmentation"
+    # the same voxels as ACNNCore's own segmenter, on the HR grid aligned with the oblique input
+    own = Segmenter("acnn-seg-phantom", "cpu")(lr).labels
+    assert own.geometry.same_as(hr_geometry(lr.geometry, 5))
+    labels = mrml.labels_from_segmentation(seg, own.geometry)
+    assert np.array_equal(labels.array, own.array)
+    assert np.array_equal(mrml.labels_from_segmentation(seg).array, own.array)  # its own reference grid
+    rows = mrml.table_rows(table)
+    assert rows[0]["LV blood pool (ml)"] == pytest.approx(result.phases[0].measures["lv_volume_ml"], abs=0.05)
+    assert rows[0]["Plausible"] in ("yes", "no")
+    assert seg.GetAttribute("ACNN.Plausible") in ("true", "false")
+
+
+def test_segment_agrees_with_truth_in_physical_space(scene, subject):
+    node = mrml.volume_to_node(subject.phases["ES"]["lr"], scene=scene, name="es")
+    _, (seg,), _ = SegmentLogic().process(node, "acnn-seg-phantom", "cpu", surfaces=False)
+    truth = subject.phases["ES"]["hr_gt"]
+    d = dice(mrml.labels_from_segmentation(seg), truth)
+    assert d[1] > 0.9 and d[2] > 0.8
+
+
+def cine(scene, subject):
+    """A three-frame cine sequence: ES, ED, ES (with other noise)."""
+    seq = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "cine")
+    es = subject.phases["ES"]["lr"]
+    noisy = es.with_array(es.array + np.random.default_rng(0).normal(0, 0.02, es.shape).astype(es.array.dtype))
+    for t, v in enumerate((es, subject.phases["ED"]["lr"], noisy)):
+        frame = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"frame{t}")
+        mrml.volume_to_node(v, node=frame)
+        seq.SetDataNodeAtValue(frame, str(t))
+        scene.RemoveNode(frame)
+    return seq
+
+
+def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
+    seq = cine(scene, subject)
+    logic = SegmentLogic()
+    result, segmentations, table = logic.process(seq, "acnn-seg-phantom", "cpu", surfaces=False)
+    ed, es = result.phases
+    assert (ed.phase, ed.frame) == ("ED", 1) and es.phase == "ES" and es.frame in (0, 2)
+    assert len(result.volume_curve_ml) == 3 and result.volume_curve_ml[1] == max(result.volume_curve_ml)
+    truth = ejection_fraction(*(float(np.count_nonzero(subject.phases[p]["hr_gt"].array == 1)) for p in ("ED", "ES")))
+    assert result.ef_pct == pytest.approx(truth, abs=5.0)
+    assert [n.GetName() for n in segmentations] == ["cine ED ACNN segmentation", "cine ES ACNN segmentation"]
+    rows = mrml.table_rows(table)
+    assert [r["Phase"] for r in rows] == ["ED", "ES"] and rows[0]["EF (%)"] == pytest.approx(result.ef_pct, abs=0.05)
+    chosen = logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=2)
+    assert [p.frame for p in chosen.phases] == [1, 2] and chosen.volume_curve_ml == []
+    with pytest.raises(InputError, match="outside the sequence"):
+        logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=7)
+
+
+def test_superresolve_output_geometry(scene, subject):
+    lr = rotated(subject.phases["ED"]["lr"])
+    node = mrml.volume_to_node(lr, scene=scene, name="stack")
+    out = SuperResolveLogic().process(node, "acnn-sr-phantom", "cpu")
+    hr = mrml.volume_from_node(out)
+    assert hr.shape == (96, 96, 60) and hr.spacing == pytest.approx((1.25, 1.25, 2.0))
+    assert hr.geometry.same_as(hr_geometry(lr.geometry, 5))
+    assert np.allclose(hr.array, SuperResolver("acnn-sr-phantom", "cpu")(lr).array, atol=1e-4)
+    # the same physical extent as the input stack
+    corners = lambda g: g.index_to_physical(np.array([[-0.5, -0.5, -0.5], np.array(g.shape) - 0.5]))  # noqa: E731
+    assert np.allclose(corners(hr.geometry), corners(lr.geometry), atol=1e-4)
+    assert out.GetName() == "stack ACNN SR"
+
+
+def test_results_save_and_reload_through_storage_nodes(scene, subject, tmp_path):
+    node = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="stack")
+    _, (seg,), _ = SegmentLogic().process(node, "acnn-seg-phantom", "cpu", surfaces=False)
+    sr = SuperResolveLogic().process(node, "acnn-sr-phantom", "cpu")
+    mrml.save_node(seg, tmp_path / "seg.seg.nrrd")
+    mrml.save_node(sr, tmp_path / "sr.nii.gz")
+    seg2 = mrml.load_node(tmp_path / "seg.seg.nrrd", scene, "segmentation")
+    sr2 = mrml.load_node(tmp_path / "sr.nii.gz", scene, "volume")
+    assert np.array_equal(mrml.labels_from_segmentation(seg2).array, mrml.labels_from_segmentation(seg).array)
+    a, b = mrml.volume_from_node(sr2), mrml.volume_from_node(sr)
+    assert a.geometry.same_as(b.geometry, atol=1e-3) and np.allclose(a.array, b.array, atol=1e-5)
+    # and ACNNCore reads what Slicer wrote
+    from ACNNCore.io import read_segmentation
+
+    labels, names = read_segmentation(tmp_path / "seg.seg.nrrd")
+    assert set(names.values()) == {"LV blood pool", "LV myocardium"}
+
+
+def test_bad_inputs_give_clear_errors_and_leave_the_scene_unchanged(scene, subject, tmp_path):
+    import vtk
+
+    flat = mrml.volume_to_node(Volume.from_array(np.ones((64, 64, 1), np.float32), (1, 1, 8)), scene=scene,
+                               name="flat")
+    rgb = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "rgb")
+    image = vtk.vtkImageData()
+    image.SetDimensions(32, 32, 8)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 3)
+    rgb.SetAndObserveImageData(image)
+    stack = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="stack")
+    nan = subject.phases["ED"]["lr"].array.copy()
+    nan[3, 3, 3] = np.nan
+    nan_node = mrml.volume_to_node(Volume(nan, subject.phases["ED"]["lr"].geometry), scene=scene, name="nan")
+    before = node_ids(scene)
+    logic = SegmentLogic()
+    cases = [(flat, "acnn-seg-phantom", "not a single slice"), (rgb, "acnn-seg-phantom", "RGB or vector"),
+             (None, "acnn-seg-phantom", "no input volume"), (nan_node, "acnn-seg-phantom", "NaN"),
+             (stack, "ae-phantom", "not a segmentation|is a|task"),
+             (stack, str(tmp_path), "model.json|not a bundle|no model")]
+    for node, model, message in cases:
+        with pytest.raises(InputError, match=message):
+            logic.process(node, model, "cpu")
+        with pytest.raises(InputError):
+            SuperResolveLogic().process(node, model if model != "acnn-seg-phantom" else "acnn-sr-phantom", "cpu")
+    assert node_ids(scene) == before
+
+
+def test_cancel_stops_before_anything_is_added(scene, subject):
+    from ACNNSlicerLib.common import Cancelled
+
+    seq = cine(scene, subject)
+    before = node_ids(scene)
+    seen = []
+    with pytest.raises(Cancelled):
+        SegmentLogic().process(seq, "acnn-seg-phantom", "cpu", progress=lambda f, m: seen.append(m),
+                               cancelled=lambda: len(seen) >= 2)
+    assert len(seen) == 2 and node_ids(scene) == before
+
+
+def test_cuda_choice_falls_back_to_cpu_without_a_gpu(scene, subject):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    node = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="stack")
+    result, _, _ = SegmentLogic().process(node, "acnn-seg-phantom", "cuda", surfaces=False)
+    assert result.device == "cpu"
+
+
+def test_background_task_runs_off_the_main_thread_and_cancels(scene, subject):
+    import threading
+    import time
+
+    from ACNNSlicerLib.common import BackgroundTask, Cancelled
+
+    logic = SegmentLogic()
+    frames = SegmentLogic.read_input(mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="s"))
+    threads = []
+
+    def watch(*args, progress, cancelled, **kw):
+        threads.append(threading.current_thread())
+        return logic.compute(*args, progress=progress, cancelled=cancelled, **kw)
+
+    task = BackgroundTask(watch, frames, "acnn-seg-phantom", "cpu")
+    result = task.wait(60)
+    assert task.done and task.progress == (1.0, "done") and threads[0] is not threading.main_thread()
+    assert result.phases[0].labels.shape == (96, 96, 60)
+
+    def slow(progress, cancelled):
+        for i in range(100):
+            progress(i / 100, "working")
+            if cancelled():
+                raise Cancelled("cancelled")
+            time.sleep(0.01)
+
+    task = BackgroundTask(slow)
+    task.cancel()
+    with pytest.raises(Cancelled):
+        task.wait(10)

@@ -1,0 +1,94 @@
+"""ShapeExplorer logic on real MRML nodes: sliders over mean +- 2 std, live decoding, encoding, saving."""
+
+import numpy as np
+import pytest
+
+from ACNNCore.errors import InputError
+from ACNNCore.inference import ShapeModel
+from ACNNSlicerLib import SegmentLogic, ShapeExplorerLogic, mrml
+
+from .conftest import node_ids
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    logic = ShapeExplorerLogic()
+    logic.load("ae-phantom", "cpu")
+    return logic
+
+
+def test_sliders_follow_the_bundle_statistics(explorer):
+    meta = explorer.model.meta["latent"]
+    sliders = explorer.sliders(6)
+    assert [s.dim for s in sliders] == meta["order"][:6]
+    s = sliders[0]
+    assert s.range == pytest.approx((meta["mean"][s.dim] - 2 * meta["std"][s.dim],
+                                     meta["mean"][s.dim] + 2 * meta["std"][s.dim]))
+    assert np.array_equal(explorer.reset(), np.asarray(meta["mean"], np.float32))
+
+
+def test_slider_moves_update_the_segmentation_live(explorer, scene):
+    explorer.reset()
+    node = explorer.update(scene=scene)
+    s = explorer.sliders(1)[0]
+    volumes, times = [], []
+    for value in np.linspace(*s.range, 5):
+        explorer.set_value(s.dim, value)
+        same = explorer.update(node)
+        assert same is node
+        labels = mrml.labels_from_segmentation(node)
+        volumes.append(int(np.count_nonzero(labels.array)))
+        times.append(explorer.last_update_ms)
+        assert node.GetSegmentation().ContainsRepresentation("Closed surface")
+    assert len(set(volumes)) > 1  # the shape changes along the dimension
+    # decoded voxels in the node are the model's own decoding
+    own = ShapeModel("ae-phantom", "cpu").decode(explorer.code)
+    assert np.array_equal(mrml.labels_from_segmentation(node, own.geometry).array, own.array)
+    print(f"\nShapeExplorer update (decode 96x96x60 + segments + closed surfaces), CPU: "
+          f"median {np.median(times):.0f} ms, max {max(times):.0f} ms")
+    assert node.GetSegmentation().GetNumberOfSegments() == 2
+
+
+def test_encode_a_segmentation_reproduces_its_shape(explorer, scene, subject):
+    stack = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="stack")
+    _, (seg,), _ = SegmentLogic().process(stack, "acnn-seg-phantom", "cpu", surfaces=False)
+    code = explorer.encode_segmentation(seg)
+    assert code.shape == (64,) and not np.allclose(code, explorer.model.mean)
+    shape = explorer.update(scene=scene, name="encoded")
+    from ACNNCore.metrics import dice
+
+    d = dice(mrml.labels_from_segmentation(shape), mrml.labels_from_segmentation(seg))
+    assert d[1] > 0.7  # placed where the segmentation lies, close to its shape
+    explorer.reset()
+    with pytest.raises(InputError, match="T-L"):
+        explorer.encode_image(stack)
+
+
+def test_tl_model_encodes_an_image(scene, subject):
+    logic = ShapeExplorerLogic()
+    logic.load("tl-phantom", "cpu")
+    assert logic.can_encode_images
+    hr = mrml.volume_to_node(subject.phases["ED"]["hr"], scene=scene, name="hr")
+    code = logic.encode_image(hr)
+    assert code.shape == (64,) and np.isfinite(code).all()
+
+
+def test_save_the_current_shape(explorer, scene, tmp_path):
+    node = explorer.update(scene=scene)
+    path = explorer.save(node, tmp_path / "shape.seg.nrrd")
+    reloaded = mrml.load_node(path, scene, "segmentation")
+    assert np.array_equal(mrml.labels_from_segmentation(reloaded).array, mrml.labels_from_segmentation(node).array)
+    with pytest.raises(InputError, match="exists"):
+        explorer.save(node, tmp_path / "shape.seg.nrrd")
+    explorer.save(node, tmp_path / "shape.nii.gz")
+    assert (tmp_path / "shape.nii.gz").is_file()
+
+
+def test_wrong_model_kind_is_refused_and_the_scene_unchanged(scene):
+    logic = ShapeExplorerLogic()
+    before = node_ids(scene)
+    with pytest.raises(InputError):
+        logic.load("acnn-seg-phantom", "cpu")
+    with pytest.raises(InputError, match="load a shape model"):
+        logic.sliders()
+    assert node_ids(scene) == before
