@@ -1,15 +1,24 @@
 """ACNN's Slicer logic: MRML nodes <-> ACNNCore, shared by the desktop modules and ACNN Studio.
 
 Imports only the MRML API (``slicer`` from the Slicer application or the ``slicer-core`` wheel),
-``slicer.util`` array helpers, vtk, numpy and ACNNCore — never ``qt`` or ``slicer.app`` — so every
-logic path runs headless under pytest.
+``slicer.util`` array helpers, vtk, numpy and ACNNCore — never ``qt`` or the application object — so every
+logic path runs headless under pytest. (``dependencies``, used by the widgets alone, is the exception.)
+Names are imported on first use, so that a widget can check and install dependencies (torch...) before
+anything needs them.
 """
 
-from .mrml import (volume_from_node, volume_to_node, labels_to_segmentation, labels_from_segmentation,
-                   new_scene)
-from .segment import SegmentLogic, SegmentResult
-from .superresolve import SuperResolveLogic
-from .shape_explorer import ShapeExplorerLogic
+import importlib
 
-__all__ = ["SegmentLogic", "SegmentResult", "SuperResolveLogic", "ShapeExplorerLogic", "volume_from_node",
-           "volume_to_node", "labels_to_segmentation", "labels_from_segmentation", "new_scene"]
+_EXPORTS = {
+    "SegmentLogic": "segment", "SegmentResult": "segment", "SuperResolveLogic": "superresolve",
+    "ShapeExplorerLogic": "shape_explorer", "BackgroundTask": "common", "Cancelled": "common",
+    "volume_from_node": "mrml", "volume_to_node": "mrml", "labels_to_segmentation": "mrml",
+    "labels_from_segmentation": "mrml", "new_scene": "mrml",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
