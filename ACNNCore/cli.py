@@ -337,6 +337,33 @@ def run_evaluate(args) -> int:
     return 0
 
 
+def _add_benchmark(sub):
+    from .benchmark import BUDGETS, SPECS
+
+    p = sub.add_parser("benchmark", help="the paper's experiments: seg (Table I), sr (III), us (II), latent (III-F)",
+                       description="Train what an experiment needs (into OUT/runs, reused and resumable), evaluate "
+                                   "on held-out phantom subjects and write OUT/EXPERIMENT.md with tables and figures.")
+    p.add_argument("experiment", choices=("seg", "sr", "us", "latent"))
+    p.add_argument("--data", required=True, type=Path, help="a phantom data set (`acnn phantom`; --modality us for us)")
+    p.add_argument("--out", required=True, type=Path, help="report folder")
+    p.add_argument("--budget", choices=tuple(BUDGETS), default="cpu",
+                   help="tiny: minutes (CI); cpu: about an hour or two; paper: the paper's sizes, for a GPU")
+    p.add_argument("--models", nargs="*", metavar="KEY=BUNDLE",
+                   help=f"trained models to use instead of training (keys: {', '.join(SPECS)})")
+    p.add_argument("--test-subjects", type=int, help="held-out subjects (default from the budget)")
+    _device_arg(p)
+    p.set_defaults(run=run_benchmark)
+
+
+def run_benchmark(args) -> int:
+    from .benchmark import Benchmark, parse_models
+
+    bench = Benchmark(args.data, args.out, args.budget, parse_models(args.models), args.device, args.test_subjects)
+    path = bench.run(args.experiment)
+    print(path.read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acnn", description="Anatomically Constrained Neural Networks for cardiac MR and echo.")
@@ -347,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_inference(sub)
     _add_evaluate(sub)
+    _add_benchmark(sub)
     _add_demo(sub)
     return parser
 

@@ -68,3 +68,70 @@ def traversal_montage(steps, path, title: str = "") -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    _plt().close(fig)
+    return path
+
+
+def _on_hr(volume, truth):
+    from .metrics import on_grid_of
+
+    return on_grid_of(volume, truth)
+
+
+def seg_figure(case: dict, predictions: dict, path) -> Path:
+    """Fig. 6: the LR input, each method's labels and the HR ground truth, short- and long-axis."""
+    plt = _plt()
+    truth = case["hr_gt"]
+    lr = _on_hr(case["lr"], truth)  # nearest: shows the thick slices and their misalignment
+    columns = [("LR input", None)] + [(name, _on_hr(p, truth).array) for name, p in predictions.items()] \
+        + [("HR ground truth", truth.array)]
+    k, j = mid_slices(truth.array)
+    sp = truth.spacing
+    fig, axes = plt.subplots(2, len(columns), figsize=(2.2 * len(columns), 4.6), squeeze=False)
+    for col, (name, labels) in enumerate(columns):
+        show(axes[0, col], lr.array[:, :, k], None if labels is None else labels[:, :, k], title=name)
+        show(axes[1, col], lr.array[:, j, :], None if labels is None else labels[:, j, :], aspect=sp[2] / sp[0])
+    axes[0, 0].set_ylabel("short axis", fontsize=8)
+    axes[1, 0].set_ylabel("long axis", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def sr_figure(case: dict, images: dict, path) -> Path:
+    """Fig. 8: long-axis cuts of the LR input, each super-resolved image and the HR image."""
+    plt = _plt()
+    truth = case["hr"]
+    columns = [("LR input", _on_hr(case["lr"], truth))] + list(images.items()) + [("HR image", truth)]
+    _, j = mid_slices(case["hr_gt"].array)
+    sp = truth.spacing
+    fig, axes = plt.subplots(1, len(columns), figsize=(2.0 * len(columns), 2.6), squeeze=False)
+    for col, (name, image) in enumerate(columns):
+        show(axes[0, col], image.array[:, j, :], aspect=sp[2] / sp[0], title=name)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def latent_histograms(codes: np.ndarray, dims, groups: np.ndarray, path) -> Path:
+    """Fig. 9: histograms of code dimensions, one colour per pathology group."""
+    plt = _plt()
+    n = len(dims)
+    cols = 4
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 1.8 * rows), squeeze=False)
+    for ax, d in zip(axes.ravel(), dims):
+        bins = np.linspace(codes[:, d].min(), codes[:, d].max() + 1e-6, 16)
+        for g in sorted(set(groups)):
+            ax.hist(codes[groups == g, d], bins=bins, alpha=0.5, label=g)
+        ax.set_title(f"dimension {d}", fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    return _save(fig, path)

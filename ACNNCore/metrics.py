@@ -115,7 +115,8 @@ def agreement(measured, reference) -> dict:
         raise InputError("agreement needs at least three paired measurements")
     d = a - b
     bias, sd = float(d.mean()), float(d.std(ddof=1))
-    return {"n": int(a.size), "r": float(pearsonr(a, b)[0]), "bias": bias,
+    r = float(pearsonr(a, b)[0]) if a.std() > 0 and b.std() > 0 else float("nan")  # undefined if constant
+    return {"n": int(a.size), "r": r, "bias": bias,
             "loa": (bias - 1.96 * sd, bias + 1.96 * sd)}
 
 

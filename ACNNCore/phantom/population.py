@@ -60,6 +60,19 @@ class PhantomConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "PhantomConfig":
+        """The inverse of :meth:`to_dict` (a ``dataset.json``'s ``config``)."""
+        d = dict(d)
+        parts = {"mr": MRConfig, "acquisition": AcquisitionConfig, "us": USConfig}
+        for key, kind in parts.items():
+            if key in d:
+                d[key] = kind(**d[key])
+        for key in ("hr_shape", "hr_spacing", "us_shape", "us_spacing", "groups"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
 
 @dataclass
 class PhantomSubject:

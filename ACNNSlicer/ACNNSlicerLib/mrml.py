@@ -2,8 +2,8 @@
 
 The one way data crosses between Slicer and ACNNCore: a volume node becomes a
 :class:`~ACNNCore.volume.Volume` (array ``[i, j, k]``, LPS geometry), results come
-back as volume, segmentation and table nodes. Nothing here touches ``qt`` or
-``slicer.app``.
+back as volume, segmentation and table nodes. Nothing here touches ``qt`` or the
+application object.
 """
 
 from __future__ import annotations

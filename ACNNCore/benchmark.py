@@ -1,0 +1,426 @@
+"""``acnn benchmark``: the paper's experiments (Tables I-III, Section III-F) as commands.
+
+Each experiment trains what it needs into ``OUT/runs/KEY`` (reused when it is already there, resumed when
+it was interrupted; ``--models KEY=BUNDLE`` supplies a trained one instead), evaluates on held-out phantom
+subjects (seed 1000, never used for training; the data set's own grid and acquisition, a quarter each at
+0, 1, 2 and 3 mm slice misalignment) and writes ``OUT/EXPERIMENT.md`` with tables and PNG figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import read_meta, resolve
+from .errors import InputError
+from .evaluation import evaluate_case
+from .metrics import agreement, dice, ejection_fraction, on_grid_of, ssim, surface_distances, wilcoxon_p
+from .phantom.population import PhantomConfig, generate_subject, with_motion
+
+TEST_SEED = 1000  # held-out subjects
+LATENT_SEED = 2000  # the population whose codes are classified
+MOTIONS = (0.0, 1.0, 2.0, 3.0)
+
+
+@dataclass(frozen=True)
+class Budget:
+    epochs: int  # segmentation / SR networks
+    ae_epochs: int
+    tl_epochs: int
+    tl_predictor_epochs: int
+    test_subjects: int
+    latent_subjects: int
+    batch_size: int
+
+
+BUDGETS = {
+    "tiny": Budget(2, 2, 2, 1, 4, 12, 4),  # minutes on 2 CPU cores, small data: CI
+    "cpu": Budget(12, 15, 8, 5, 30, 60, 4),  # about an hour or two on a CPU at the default grid
+    "paper": Budget(100, 100, 50, 25, 100, 200, 8),  # the paper's scale: a GPU
+}
+
+# key -> (name in the tables, training settings, prior key)
+SPECS = {
+    "ae": ("AE", {"task": "ae"}, None),
+    "tl": ("T-L", {"task": "tl"}, "ae"),
+    "fcn2d": ("2D-FCN", {"task": "seg", "architecture": "FCN2D"}, None),
+    "seg3d": ("3D-Seg", {"task": "seg"}, None),
+    "unet3d": ("3D-UNet", {"task": "seg", "architecture": "UNet3D"}, None),
+    "seg3d-maug": ("3D-Seg-MAug", {"task": "seg", "augment": {"motion_mm": 3.0}}, None),
+    "acnn-seg": ("ACNN-Seg", {"task": "seg"}, "ae"),
+    "srcnn": ("SR-CNN", {"task": "sr", "architecture": "SRCNN"}, None),
+    "unet3d-sr": ("3D-UNet", {"task": "sr", "architecture": "UNet3D"}, None),
+    "acnn-sr": ("ACNN-SR", {"task": "sr"}, "tl"),
+}
+SEG_METHODS = ("fcn2d", "seg3d", "unet3d", "aeseg", "seg3d-maug", "acnn-seg")
+SR_METHODS = ("linear", "bspline", "srcnn", "unet3d-sr", "acnn-sr")
+US_METHODS = ("unet3d", "acnn-seg")
+NAMES = {**{k: v[0] for k, v in SPECS.items()}, "aeseg": "AE-Seg", "linear": "Linear", "bspline": "B-Spline"}
+
+# The paper's numbers (real data: 200 MR stacks with HR ground truth, Table I; CETUS 3D-US, Table II;
+# SR, Table III; ACDC classification, Section III-F), shown beside ours, never mixed with them.
+PAPER_SEG = {  # endocardium (blood pool): MSD, HD, Dice; myocardium: MSD, HD, Dice; parameters
+    "2D-FCN": (2.07, 11.37, .908, 1.58, 9.19, .727, "1.39M"),
+    "3D-Seg": (1.77, 10.28, .923, 1.48, 10.15, .773, "1.60M"),
+    "3D-UNet": (1.66, 9.94, .923, 1.45, 9.81, .764, "1.64M"),
+    "AE-Seg": (1.75, 8.42, .926, 1.51, 8.52, .779, "1.68M"),
+    "3D-Seg-MAug": (1.59, 8.52, .928, 1.37, 9.41, .785, "1.60M"),
+    "ACNN-Seg": (1.37, 7.89, .939, 1.14, 7.31, .811, "1.60M"),
+}
+PAPER_SR = {"Linear": (.777, "-"), "B-Spline": (.779, "-"), "SR-CNN": (.783, ".29 s"), "3D-UNet": (.784, ".07 s"),
+            "ACNN-SR": (.796, ".06 s")}
+PAPER_US = {"FCN": {"ED": (1.98, 11.94, .906), "ES": (2.83, 12.45, .872), "ef_r": 0.885, "ef_bias": "2.74±12.01"},
+            "ACNN-Seg": {"ED": (1.89, 6.96, .912), "ES": (2.09, 7.75, .873), "ef_r": 0.913, "ef_bias": "1.78±10.09"}}
+PAPER_LATENT = {"ED": {"PCA": 76.6, "T-L": 83.3}, "ED+ES": {"PCA": 86.6, "T-L": 91.6}}
+
+
+def _fmt(values, digits=3) -> str:
+    v = np.asarray([x for x in values if np.isfinite(x)], float)
+    return "-" if v.size == 0 else f"{v.mean():.{digits}f} ± {v.std():.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+class Benchmark:
+    """Trains (or takes) the models an experiment needs and evaluates them on held-out subjects."""
+
+    def __init__(self, data, out, budget: str = "cpu", models: dict | None = None, device: str = "auto",
+                 test_subjects: int | None = None, say=print):
+        from .datasets import is_phantom
+
+        self.data, self.out = Path(data), Path(out)
+        if budget not in BUDGETS:
+            raise InputError(f"--budget must be one of {', '.join(BUDGETS)}")
+        if not is_phantom(self.data):
+            raise InputError(f"{self.data} is not a phantom data set: the benchmarks need the phantom's HR ground "
+                             "truth (make one with `acnn phantom`)")
+        self.budget_name, self.budget = budget, BUDGETS[budget]
+        if test_subjects:
+            self.budget = replace(self.budget, test_subjects=test_subjects)
+        self.models = {k: str(v) for k, v in (models or {}).items()}
+        unknown = set(self.models) - set(SPECS)
+        if unknown:
+            raise InputError(f"unknown model keys {sorted(unknown)}; known: {', '.join(SPECS)}")
+        self.device, self.say = device, say
+        dataset = json.loads((self.data / "dataset.json").read_text())
+        self.config = PhantomConfig.from_dict(dataset["config"])
+        self.modality = dataset["modality"]
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    # --- models ------------------------------------------------------------------------
+
+    def model(self, key: str) -> Path:
+        """A trained bundle for ``key``: given, already in OUT/runs/KEY, or trained now."""
+        from .training import TrainConfig, train
+
+        if key in self.models:
+            return resolve(self.models[key])
+        run = self.out / "runs" / key
+        if (run / "model" / "model.json").is_file() and not (run / "last.pt").is_file():
+            return run / "model"
+        name, settings, prior_key = SPECS[key]
+        prior = self.model(prior_key) if prior_key else None
+        b = self.budget
+        epochs = {"ae": b.ae_epochs, "tl": b.tl_epochs}.get(key, b.epochs)
+        config = TrainConfig.from_dict({**settings, "epochs": epochs, "batch_size": b.batch_size,
+                                        "device": self.device, "tl_predictor_epochs": b.tl_predictor_epochs})
+        resume = (run / "last.pt").is_file()
+        self.say(f"training {name} ({key}, {epochs} epochs{', resuming' if resume else ''}) -> {run}")
+        folder = train(config, self.data, run, prior, resume=resume, overwrite=not resume)
+        (run / "last.pt").unlink(missing_ok=True)  # finished: the bundle in run/model is what counts
+        return folder
+
+    def parameters(self, key: str) -> int:
+        if key == "aeseg":
+            return self.parameters("unet3d") + self.parameters("ae")
+        return int(read_meta(self.model(key)).get("parameters", 0))
+
+    # --- data ----------------------------------------------------------------------------
+
+    def held_out(self, n: int | None = None, seed: int = TEST_SEED) -> list[dict]:
+        """Held-out cases on the data set's grid and acquisition, a quarter each at 0-3 mm motion."""
+        n = n or self.budget.test_subjects
+        cases = []
+        for i in range(n):
+            motion = MOTIONS[i % len(MOTIONS)] if self.modality == "mr" else 0.0
+            config = with_motion(self.config, motion) if self.modality == "mr" else self.config
+            ps = generate_subject(i, seed, config)
+            for phase, vols in ps.phases.items():
+                cases.append({"case": f"{ps.info['subject']}_{phase}", "subject": ps.info["subject"],
+                              "group": ps.info["group"], "phase": phase, "motion_mm": motion, **vols})
+        return cases
+
+    # --- experiments -----------------------------------------------------------------------
+
+    def run(self, experiment: str) -> Path:
+        fn = {"seg": self.seg, "sr": self.sr, "us": self.us, "latent": self.latent}.get(experiment)
+        if fn is None:
+            raise InputError(f"unknown experiment {experiment!r}; use seg, sr, us or latent")
+        if (experiment == "us") != (self.modality == "us"):
+            raise InputError(f"the {experiment} experiment needs a {'US' if experiment == 'us' else 'MR'} phantom "
+                             f"data set; {self.data} is {self.modality.upper()} "
+                             f"(`acnn phantom --modality {'us' if experiment == 'us' else 'mr'}`)")
+        t0 = time.time()
+        body = fn()
+        path = self.out / f"{experiment}.md"
+        subjects = (f"subjects of seed {LATENT_SEED}" if experiment == "latent" else
+                    f"held-out subjects of seed {TEST_SEED}")
+        models = ", ".join(f"{k} = `{v}`" for k, v in self.models.items()) or "none"
+        header = (f"# Benchmark: {experiment}\n\nData: `{self.data}` ({self.modality.upper()} phantom); evaluated on "
+                  f"{subjects}, never seen in training. Budget `{self.budget_name}` ({self.budget}); models given "
+                  f"rather than trained: {models}. {time.time() - t0:.0f} s on this machine.\n\n")
+        path.write_text(header + body)
+        self.say(f"report: {path}")
+        return path
+
+    def _segment_all(self, methods, cases, structures):
+        """{method: [row per case]}, with the predictions of the first and last case kept for figures."""
+        from .inference import Segmenter, ShapeModel
+        from .preprocessing import resample
+
+        results, predictions = {}, {}
+        for method in methods:
+            self.say(f"evaluating {NAMES[method]}")
+            if method == "aeseg":
+                segmenter, shape = Segmenter(self.model("unet3d"), self.device), ShapeModel(self.model("ae"), self.device)
+            else:
+                segmenter, shape = Segmenter(self.model(method), self.device), None
+            rows, kept = [], {}
+            for c in cases:
+                t = time.perf_counter()
+                pred = segmenter(c["lr"] if "lr" in c else c["us"]).labels
+                if shape is not None:  # AE-Seg: the 3D-UNet's output through the autoencoder
+                    placed = shape.placement(pred)
+                    pred = resample(shape.decode(shape.encode(pred), placed), pred.geometry, "nearest")
+                seconds = time.perf_counter() - t
+                truth = c["hr_gt"] if "hr_gt" in c else c["us_gt"]
+                row = evaluate_case(pred, truth, structures)
+                rows.append({"method": NAMES[method], "case": c["case"], "phase": c["phase"],
+                             "motion_mm": c["motion_mm"], "seconds": seconds, **row})
+                kept[c["case"]] = pred
+            results[method], predictions[method] = rows, kept
+        return results, predictions
+
+    def seg(self) -> str:
+        from .figures import seg_figure
+
+        cases = self.held_out()
+        results, predictions = self._segment_all(SEG_METHODS, cases, (1, 2))
+        self._write_csv("seg_cases.csv", [r for rows in results.values() for r in rows])
+        metrics = ["msd_mm_lv", "hd_mm_lv", "dice_lv", "msd_mm_myo", "hd_mm_myo", "dice_myo"]
+        table = [[NAMES[m]] + [_fmt([r[k] for r in rows], 2 if "mm" in k else 3) for k in metrics]
+                 + [f"{self.parameters(m):,}", sum(not r["plausible"] for r in rows)]
+                 for m, rows in results.items()]
+        ranked = sorted(results, key=lambda m: -np.mean([r["dice_myo"] for r in results[m]]))
+        a, b = ranked[:2]
+        pvals = [_p(wilcoxon_p([r[k] for r in results[a]], [r[k] for r in results[b]])) for k in metrics]
+        table.append([f"Wilcoxon {NAMES[a]} vs {NAMES[b]}"] + pvals + ["", ""])
+        header = ["Method", "LV MSD (mm)", "LV HD (mm)", "LV Dice", "Myo MSD (mm)", "Myo HD (mm)", "Myo Dice",
+                  "Parameters", f"Implausible (of {len(cases)})"]
+        by_motion = [[NAMES[m]] + [_fmt([r["dice_myo"] for r in rows if r["motion_mm"] == mm])
+                                   for mm in MOTIONS] for m, rows in results.items()]
+        worst = max(cases, key=lambda c: (c["motion_mm"], c["case"]))
+        figure = seg_figure(worst, {NAMES[m]: predictions[m][worst["case"]] for m in ("fcn2d", "acnn-seg")},
+                            self.out / "seg_overlay.png")
+        paper = [[m] + list(v) for m, v in PAPER_SEG.items()]
+        return "\n\n".join([
+            f"## Segmentation (Table I), {len(cases)} held-out stacks\n\nLV = blood pool (the paper's endocardium); "
+            "distances in mm on the HR grid (MONAI); Dice on the HR grid; plausibility as in "
+            "`ACNNCore.metrics.plausibility`. The p-values compare the two methods of highest myocardium Dice.",
+            _table(header, table),
+            "### Myocardium Dice by slice misalignment\n\n"
+            + _table(["Method"] + [f"{mm:.0f} mm" for mm in MOTIONS], by_motion),
+            f"### Overlay (Fig. 6): `{worst['case']}` at {worst['motion_mm']:.0f} mm misalignment\n\n"
+            f"![segmentation overlay]({figure.name})",
+            "### The paper's Table I (real MR, 200 stacks, HR ground truth) — for reference, not our data\n\n"
+            + _table(["Method", "Endo MSD", "Endo HD", "Endo Dice", "Myo MSD", "Myo HD", "Myo Dice", "Params"],
+                     paper),
+        ]) + "\n"
+
+    def sr(self) -> str:
+        from .figures import sr_figure
+        from .inference import SuperResolver, interpolate_stack
+
+        cases = self.held_out()
+        factor = self.config.acquisition.factor
+        rows, shown = {m: [] for m in SR_METHODS}, {}
+        for method in SR_METHODS:
+            self.say(f"evaluating {NAMES[method]}")
+            model = None if method in ("linear", "bspline") else SuperResolver(self.model(method), self.device)
+            for c in cases:
+                t = time.perf_counter()
+                hr = interpolate_stack(c["lr"], factor, method) if model is None else model(c["lr"])
+                seconds = time.perf_counter() - t
+                truth = c["hr"]
+                hr = on_grid_of(hr, truth) if not hr.geometry.same_as(truth.geometry) else hr
+                rows[method].append({"method": NAMES[method], "case": c["case"], "ssim": ssim(hr, truth),
+                                     "seconds": seconds})
+                if c is cases[-1]:
+                    shown[NAMES[method]] = hr
+        self._write_csv("sr_cases.csv", [r for v in rows.values() for r in v])
+        ranked = sorted(rows, key=lambda m: -np.mean([r["ssim"] for r in rows[m]]))
+        p = wilcoxon_p([r["ssim"] for r in rows[ranked[0]]], [r["ssim"] for r in rows[ranked[1]]])
+        table = [[NAMES[m], _fmt([r["ssim"] for r in v]), f"{np.median([r['seconds'] for r in v]) * 1000:.0f} ms",
+                  f"{self.parameters(m):,}" if m in SPECS else "-"] for m, v in rows.items()]
+        figure = sr_figure(cases[-1], shown, self.out / "sr_montage.png")
+        return "\n\n".join([
+            f"## Super-resolution (Table III), {len(cases)} held-out stacks\n\nSSIM (MONAI, 3-D, 7-voxel window) "
+            f"against the phantom's HR image; time per stack on this machine ({self.device}). "
+            f"Wilcoxon {NAMES[ranked[0]]} vs {NAMES[ranked[1]]}: {_p(p)}.",
+            _table(["Method", "SSIM", "Time per stack", "Parameters"], table),
+            f"### Montage (Fig. 8), `{cases[-1]['case']}`\n\n![SR montage]({figure.name})",
+            "### The paper's Table III (real MR, GTX-1080 times) — for reference, not our data\n\n"
+            + _table(["Method", "SSIM", "Inference time"], [[m, *v] for m, v in PAPER_SR.items()]),
+        ]) + "\n"
+
+    def us(self) -> str:
+        cases = self.held_out()
+        results, _ = self._segment_all(US_METHODS, cases, (1,))
+        self._write_csv("us_cases.csv", [r for rows in results.values() for r in rows])
+        table = []
+        for m, rows in results.items():
+            row = [NAMES[m] if m != "unet3d" else "FCN (3D-UNet)"]
+            for phase in ("ED", "ES"):
+                sel = [r for r in rows if r["phase"] == phase]
+                row += [_fmt([r["msd_mm_lv"] for r in sel], 2), _fmt([r["hd_mm_lv"] for r in sel], 2),
+                        _fmt([r["dice_lv"] for r in sel])]
+            by = {r["case"]: r for r in rows}
+            pairs = [(ejection_fraction(by[c]["pred_lv_volume_ml"], by[c[:-3] + "_ES"]["pred_lv_volume_ml"]),
+                      ejection_fraction(by[c]["gt_lv_volume_ml"], by[c[:-3] + "_ES"]["gt_lv_volume_ml"]))
+                     for c in by if c.endswith("_ED")]
+            if len(pairs) >= 3:
+                a = agreement(*zip(*pairs))
+                row += [f"{a['r']:.3f}", f"{a['bias']:+.1f} ± {(a['loa'][1] - a['loa'][0]) / 2:.1f}"]
+            else:
+                row += ["-", "-"]
+            table.append(row)
+        a, b = results["unet3d"], results["acnn-seg"]
+        pvals = {k: _p(wilcoxon_p([r[k] for r in a], [r[k] for r in b])) for k in ("msd_mm_lv", "hd_mm_lv", "dice_lv")}
+        header = ["Method", "ED MSD (mm)", "ED HD (mm)", "ED Dice", "ES MSD (mm)", "ES HD (mm)", "ES Dice",
+                  "EF r", "EF bias ± LoA (%)"]
+        paper = [[m, *v["ED"], *v["ES"], v["ef_r"], v["ef_bias"] + " ml"] for m, v in PAPER_US.items()]
+        return "\n\n".join([
+            f"## 3-D echo (Table II), {len(cases)} held-out volumes\n\nLV cavity; Wilcoxon FCN vs ACNN-Seg over "
+            f"ED and ES: MSD {pvals['msd_mm_lv']}, HD {pvals['hd_mm_lv']}, Dice {pvals['dice_lv']}.",
+            _table(header, table),
+            "### The paper's Table II (CETUS 3D-US) — for reference, not our data\n\n" + _table(header, paper),
+        ]) + "\n"
+
+    def latent(self) -> str:
+        from .figures import latent_histograms, traversal_montage
+        from .inference import ShapeModel
+        from .preprocessing import resample
+
+        shape = ShapeModel(self.model("tl"), self.device)
+        n = self.budget.latent_subjects
+        self.say(f"encoding {n} subjects (seed {LATENT_SEED}) with the T-L predictor")
+        codes, maps, groups = {"ED": [], "ES": []}, {"ED": [], "ES": []}, []
+        for i in range(n):
+            ps = generate_subject(i, LATENT_SEED, self.config)
+            groups.append(ps.info["group"])
+            for phase, vols in ps.phases.items():
+                codes[phase].append(shape.encode_image(vols["hr"]))
+                truth = vols["hr_gt"]  # spatially normalised: the model grid centred on the LV, at half resolution
+                normalised = resample(truth, shape.placement(truth), "nearest").array[::2, ::2, ::2]
+                maps[phase].append(np.concatenate([(normalised == v).ravel() for v in (1, 2)]))
+        y = np.array(groups)
+        features = {"T-L": {"ED": np.array(codes["ED"]), "ED+ES": np.hstack([codes["ED"], codes["ES"]])},
+                    "PCA": {"ED": (np.array(maps["ED"]),), "ED+ES": (np.array(maps["ED"]), np.array(maps["ES"]))}}
+        accuracy, importances = {}, None
+        for phases in ("ED", "ED+ES"):
+            accuracy[phases] = {"T-L": _classify(features["T-L"][phases], y),
+                                "PCA": _classify_pca(features["PCA"][phases], y, shape.code_size)}
+        importances = _importances(features["T-L"]["ED"], y)
+        top = list(np.argsort(importances)[::-1][:5])
+        hist = latent_histograms(np.array(codes["ED"]), shape.order[:16], y, self.out / "latent_histograms.png")
+        montages = []
+        for dim in shape.order[:3]:
+            montages.append(traversal_montage(shape.traverse(dim, 7, 2.0), self.out / f"latent_traversal_dim{dim}.png",
+                                              title=f"dimension {dim}: mean ± 2 std"))
+        rows = [[phases, f"{accuracy[phases]['PCA'][0]:.1f} ± {accuracy[phases]['PCA'][1]:.1f}",
+                 f"{accuracy[phases]['T-L'][0]:.1f} ± {accuracy[phases]['T-L'][1]:.1f}",
+                 f"{PAPER_LATENT[phases]['PCA']} / {PAPER_LATENT[phases]['T-L']}"] for phases in ("ED", "ED+ES")]
+        folds = _folds(y)
+        return "\n\n".join([
+            f"## Latent space (Section III-F), {n} subjects ({', '.join(f'{g}: {int((y == g).sum())}' for g in sorted(set(y)))})"
+            f"\n\nNOR / DCM / HCM from 64-d T-L codes (predicted from the HR image) against a 64-d PCA of the "
+            f"spatially normalised ground-truth label maps (the model grid centred on the LV); random forest "
+            f"(200 trees), {folds}-fold stratified cross-validation, accuracy mean ± std over folds (%).",
+            _table(["Codes", "PCA", "T-L", "Paper (ACDC): PCA / T-L"], rows),
+            f"Code dimensions the trees split on most (ED): {', '.join(f'{d} ({importances[d]:.2f})' for d in top)}.",
+            f"### Code histograms, 16 most used dimensions (Fig. 9)\n\n![histograms]({hist.name})",
+            "### Traversals over mean ± 2 std of the three most used dimensions (Fig. 5)\n\n"
+            + "\n\n".join(f"![traversal]({m.name})" for m in montages),
+        ]) + "\n"
+
+    def _write_csv(self, name: str, rows: list[dict]) -> Path:
+        path = self.out / name
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
+
+def _folds(y) -> int:
+    return int(max(2, min(10, min(np.unique(y, return_counts=True)[1]))))
+
+
+def _forest():
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=200, random_state=0)
+
+
+def _classify(x, y) -> tuple[float, float]:
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    cv = StratifiedKFold(_folds(y), shuffle=True, random_state=0)
+    s = cross_val_score(_forest(), x, y, cv=cv) * 100
+    return float(s.mean()), float(s.std())
+
+
+def _classify_pca(maps: tuple, y, components: int) -> tuple[float, float]:
+    """PCA fitted inside each fold (per phase, ``components`` each), then the same forest."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+
+    sizes = [m.shape[1] for m in maps]
+    x = np.hstack(maps).astype(np.float32)
+    n = min(components, len(y) - len(y) // _folds(y) - 1)
+    starts = np.cumsum([0] + sizes)
+    pcas = ColumnTransformer([(f"pca{i}", PCA(n, random_state=0), list(range(starts[i], starts[i + 1])))
+                              for i in range(len(maps))])
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    cv = StratifiedKFold(_folds(y), shuffle=True, random_state=0)
+    s = cross_val_score(make_pipeline(pcas, _forest()), x, y, cv=cv) * 100
+    return float(s.mean()), float(s.std())
+
+
+def _importances(x, y) -> np.ndarray:
+    return _forest().fit(x, y).feature_importances_
+
+
+def parse_models(items) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"--models takes KEY=BUNDLE pairs (keys: {', '.join(SPECS)}), not {item!r}")
+        key, value = item.split("=", 1)
+        out[key] = value
+    return out
