@@ -364,6 +364,17 @@ def run_benchmark(args) -> int:
     return 0
 
 
+def _add_plugins(sub):
+    """Commands of installed front ends (``acnn studio``), from the ``acnn.commands`` entry points."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="acnn.commands"):
+        try:
+            ep.load()(sub)
+        except Exception as e:  # a broken front end must not break the command line
+            print(f"acnn: warning: command {ep.name!r} unavailable: {e}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="acnn", description="Anatomically Constrained Neural Networks for cardiac MR and echo.")
@@ -376,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_benchmark(sub)
     _add_demo(sub)
+    _add_plugins(sub)
     return parser
 
 

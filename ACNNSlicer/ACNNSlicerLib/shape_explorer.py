@@ -82,7 +82,7 @@ class ShapeExplorerLogic:
         kept in ``last_update_ms``."""
         t = time.perf_counter()
         labels = self.decode()
-        node = mrml.labels_to_segmentation(labels, node=node, scene=scene, name=name, smoothing=0.0,
+        node = mrml.labels_to_segmentation(labels, node=node, scene=scene, name=name, smoothing=0.3, decimation=0.0,
                                            names={1: "LV blood pool", 2: "LV myocardium"})
         self.last_update_ms = (time.perf_counter() - t) * 1000
         return node

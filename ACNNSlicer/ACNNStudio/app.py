@@ -1,0 +1,445 @@
+"""ACNN Studio: Segment, SuperResolve and Shape Explorer in a browser, on trame-slicer (the Slicer core).
+
+The panels call the same logic classes as the desktop modules (:mod:`ACNNSlicerLib`); this file holds
+only the UI and its state. Long runs go to a worker thread (:class:`ACNNSlicerLib.common.BackgroundTask`)
+polled from the server's event loop, so the views stay live and Cancel works; results are applied to
+the scene on the loop's thread. Errors become a message in the UI: the server keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+import numpy as np  # noqa: E402
+import slicer  # noqa: E402
+from trame.app import get_server  # noqa: E402
+from trame.ui.vuetify3 import VAppLayout  # noqa: E402
+from trame.widgets import html  # noqa: E402
+from trame.widgets import vuetify3 as v3  # noqa: E402
+from trame_slicer.core import LayoutManager, SlicerApp  # noqa: E402
+from trame_slicer.rca_view import register_rca_factories  # noqa: E402
+from trame_slicer.utils import write_client_files_to_dir  # noqa: E402
+
+from ACNNCore.errors import InputError  # noqa: E402
+from ACNNSlicerLib import mrml  # noqa: E402
+from ACNNSlicerLib.common import BackgroundTask, Cancelled  # noqa: E402
+from ACNNSlicerLib.segment import SegmentLogic  # noqa: E402
+from ACNNSlicerLib.shape_explorer import ShapeExplorerLogic  # noqa: E402
+from ACNNSlicerLib.superresolve import SuperResolveLogic  # noqa: E402
+
+log = logging.getLogger("ACNN.studio")
+SLIDERS = 8  # latent dimensions shown (the most used first)
+
+
+class Studio:
+    def __init__(self, server=None, output_dir: Path | None = None):
+        self.server = server or get_server(None, client_type="vue3")
+        self.state, self.ctrl = self.server.state, self.server.controller
+        self.app = SlicerApp()
+        self.scene = self.app.scene
+        slicer.mrmlScene = self.scene
+        register_rca_factories(self.app.view_manager, self.server)
+        self.layout_manager = LayoutManager(self.scene, self.app.view_manager, self.server)
+        self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
+        self.segment, self.resolve, self.explorer = SegmentLogic(), SuperResolveLogic(), ShapeExplorerLogic()
+        self.output_dir = Path(output_dir or Path.cwd() / "acnn-studio-output")
+        self.task: BackgroundTask | None = None
+        self.shape_node = None
+        self._init_state()
+        self._build_ui()
+        self.layout_manager.set_layout("Quad View")
+
+    # --- state ------------------------------------------------------------------------
+
+    def _init_state(self):
+        s = self.state
+        s.trame__title = "ACNN Studio"
+        s.volumes, s.inputs, s.segmentations, s.segments = [], [], [], []
+        s.seg_input, s.sr_input, s.encode_source = None, None, None
+        s.seg_models, s.sr_models, s.shape_models = SegmentLogic.models(), SuperResolveLogic.models(), \
+            ShapeExplorerLogic.models()
+        s.seg_model = s.seg_models[0] if s.seg_models else None
+        s.sr_model = s.sr_models[0] if s.sr_models else None
+        s.shape_model = s.shape_models[0] if s.shape_models else None
+        s.device = "auto"
+        s.busy, s.progress, s.status = False, 0, "Load an image, or start with --demo."
+        s.error = ""
+        s.results = []
+        s.sliders = []
+        s.shape_loaded, s.shape_voxels, s.shape_ms = False, 0, 0
+        s.save_dir = str(self.output_dir)
+        s.upload = None
+        s.change("upload")(self._on_upload)
+        for i in range(SLIDERS):
+            s[f"z{i}"] = 0.0
+            s.change(f"z{i}")(self._slider_changed(i))
+
+    def refresh_lists(self):
+        """Volumes, sequences, segmentations and their segments, as the panels list them."""
+        volumes = [n for n in self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+                   if not n.IsA("vtkMRMLLabelMapVolumeNode") and not n.GetHideFromEditors()]
+        sequences = list(self.scene.GetNodesByClass("vtkMRMLSequenceNode"))
+        segs = list(self.scene.GetNodesByClass("vtkMRMLSegmentationNode"))
+        self.state.volumes = [{"title": n.GetName(), "value": n.GetID()} for n in volumes]
+        self.state.inputs = self.state.volumes + [{"title": f"{n.GetName()} (cine, {n.GetNumberOfDataNodes()} frames)",
+                                                   "value": n.GetID()} for n in sequences]
+        self.state.segmentations = [{"title": n.GetName(), "value": n.GetID()} for n in segs]
+        self.state.segments = [f"{n.GetName()}: {n.GetSegmentation().GetNthSegment(i).GetName()}"
+                               for n in segs for i in range(n.GetSegmentation().GetNumberOfSegments())]
+        if self.state.seg_input not in [i["value"] for i in self.state.inputs]:
+            self.state.seg_input = self.state.inputs[0]["value"] if self.state.inputs else None
+        if self.state.sr_input not in [i["value"] for i in self.state.volumes]:
+            self.state.sr_input = self.state.volumes[0]["value"] if self.state.volumes else None
+
+    def fail(self, message: str):
+        self.state.error = message
+        self.state.status = message
+        log.warning(message)
+
+    # --- data ------------------------------------------------------------------------------
+
+    def show(self, node):
+        self.app.display_manager.show_volume_in_slice_background(node)
+        for view in self.app.view_manager.get_views():
+            view.reset_view()
+
+    def load(self, path) -> list:
+        """Load an image (.nii.gz, .nrrd, .mha), a segmentation (.seg.nrrd), or every image of a folder."""
+        path = Path(path)
+        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        nodes = []
+        for f in files:
+            kind = "segmentation" if f.name.lower().endswith(".seg.nrrd") else "volume"
+            try:
+                from ACNNCore.io import format_of, read_volume
+
+                format_of(f)
+                if kind == "volume":
+                    read_volume(f)  # ACNNCore's checks: 3-D, scalar, finite — a clear message otherwise
+                nodes.append(mrml.load_node(f, self.scene, kind, name=f.name.split(".")[0]))
+            except InputError as e:
+                raise InputError(f"{f.name}: {e}") from None
+        volumes = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")]
+        if volumes:
+            self.show(volumes[0])
+        self.refresh_lists()
+        return nodes
+
+    def load_demo(self):
+        """A phantom subject the models never saw: ED and ES stacks, and the two as a cine sequence."""
+        from ACNNCore.phantom.population import PhantomConfig, generate_subject, with_motion
+
+        ps = generate_subject(0, 20260, with_motion(PhantomConfig(), 2.0))
+        nodes = {}
+        for phase in ("ED", "ES"):
+            nodes[phase] = mrml.volume_to_node(ps.phases[phase]["lr"], scene=self.scene, name=f"phantom {phase}")
+        cine = self.scene.AddNewNodeByClass("vtkMRMLSequenceNode", "phantom cine")
+        for t, phase in enumerate(("ED", "ES")):
+            cine.SetDataNodeAtValue(nodes[phase], str(t))
+        self.show(nodes["ED"])
+        self.refresh_lists()
+        self.state.seg_input = cine.GetID()
+        self.state.status = "Demo: a phantom cine stack (ED, ES) with 2 mm slice misalignment."
+
+    def _on_upload(self, upload=None, **_):
+        if not upload:
+            return
+        files = upload if isinstance(upload, list) else [upload]
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                paths = write_client_files_to_dir(files, tmp)
+                for p in paths:
+                    self.load(p)
+            self.state.error = ""
+            self.state.status = f"Loaded {', '.join(Path(p).name for p in paths)}."
+        except InputError as e:
+            self.fail(f"Cannot load: {e}")
+        except Exception as e:  # never take the server down
+            log.error(traceback.format_exc())
+            self.fail(f"Cannot load: {e}")
+        finally:
+            self.state.upload = None
+
+    def save_results(self):
+        """Every ACNN result (segmentations, SR volumes, the explored shape) into the save folder."""
+        out = Path(self.state.save_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            written = []
+            for node in self.scene.GetNodesByClass("vtkMRMLSegmentationNode"):
+                written.append(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}.seg.nrrd")))
+            for node in self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode"):
+                if node.GetAttribute("ACNN.Model") is not None:
+                    written.append(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}.nii.gz")))
+            self.state.status = f"Saved {len(written)} files to {out}." if written else "Nothing to save yet."
+            self.state.error = ""
+        except (OSError, InputError) as e:
+            self.fail(f"Cannot save: {e}")
+
+    # --- running ---------------------------------------------------------------------------
+
+    def _node(self, node_id):
+        node = self.scene.GetNodeByID(node_id) if node_id else None
+        if node is None:
+            raise InputError("no input selected: load an image first")
+        return node
+
+    async def _run(self, compute, args, apply, what: str):
+        if self.task is not None:
+            return
+        self.state.error, self.state.busy, self.state.progress = "", True, 0
+        self.state.flush()
+        try:
+            self.task = BackgroundTask(compute, *args)
+            while not self.task.done:
+                fraction, message = self.task.progress
+                with self.state:
+                    self.state.progress, self.state.status = int(100 * fraction), f"{what}: {message}"
+                await asyncio.sleep(0.1)
+            task, self.task = self.task, None
+            if task.cancelled:
+                raise Cancelled()
+            result = task.wait()
+            with self.state:
+                apply(result)
+                self.refresh_lists()
+        except Cancelled:
+            self.state.status = f"{what}: cancelled; nothing was added."
+        except InputError as e:
+            self.fail(f"{what}: {e}")
+        except Exception as e:
+            log.error(traceback.format_exc())
+            self.fail(f"{what} failed: {e}")
+        finally:
+            self.task = None
+            self.state.busy = False
+            self.state.flush()
+
+    def cancel(self):
+        if self.task is not None:
+            self.task.cancel()
+
+    async def run_segment(self):
+        try:
+            node = self._node(self.state.seg_input)
+            frames = SegmentLogic.read_input(node)
+        except InputError as e:
+            self.fail(f"Segment: {e}")
+            return
+
+        def apply(result):
+            for shown in self.scene.GetNodesByClass("vtkMRMLSegmentationNode"):  # the new result alone
+                if shown.GetDisplayNode() is not None:
+                    shown.GetDisplayNode().SetVisibility(False)
+            segmentations, _ = SegmentLogic.apply(result, node)
+            for other in segmentations[1:]:
+                other.GetDisplayNode().SetVisibility(False)
+            self.state.results = result.rows()
+            flags = ", ".join(f"{p.phase or 'result'} {'plausible' if p.plausibility['plausible'] else 'IMPLAUSIBLE'}"
+                              for p in result.phases)
+            ef = f", EF {result.ef_pct:.1f} %" if result.ef_pct is not None else ""
+            self.state.status = f"Segmented on {result.device}{ef}; {flags}."
+
+        await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment")
+
+    async def run_superresolve(self):
+        try:
+            node = self._node(self.state.sr_input)
+            volume = SuperResolveLogic.read_input(node)
+        except InputError as e:
+            self.fail(f"SuperResolve: {e}")
+            return
+
+        def apply(hr):
+            out = SuperResolveLogic.apply(hr, node, self.state.sr_model)
+            self.show(out)
+            self.state.status = f"Super-resolved: {out.GetName()} ({'x'.join(map(str, hr.shape))})."
+
+        await self._run(self.resolve.compute, (volume, self.state.sr_model, self.state.device), apply, "SuperResolve")
+
+    # --- shape explorer --------------------------------------------------------------------
+
+    def load_shape_model(self):
+        try:
+            self.explorer.load(self.state.shape_model, "cpu")
+        except InputError as e:
+            self.fail(f"Shape model: {e}")
+            return
+        sliders = self.explorer.sliders(SLIDERS)
+        for node in self.scene.GetNodesByClass("vtkMRMLSegmentationNode"):  # the explored shape alone
+            if node is not self.shape_node and node.GetDisplayNode() is not None:
+                node.GetDisplayNode().SetVisibility(False)
+        with self.state:
+            self.state.sliders = [{"i": i, "dim": s.dim, "min": s.range[0], "max": s.range[1],
+                                   "step": (s.range[1] - s.range[0]) / 100} for i, s in enumerate(sliders)]
+            self._sync_sliders()
+            self.state.shape_loaded = True
+            self._decode()
+            self.refresh_lists()
+
+    def _sync_sliders(self):
+        self._syncing = True
+        for s in self.state.sliders:
+            self.state[f"z{s['i']}"] = float(self.explorer.code[s["dim"]])
+        self.state.flush()
+        self._syncing = False
+
+    def _slider_changed(self, i):
+        def changed(**kwargs):
+            if getattr(self, "_syncing", False) or not self.state.shape_loaded or i >= len(self.state.sliders):
+                return
+            self.explorer.set_value(self.state.sliders[i]["dim"], float(kwargs[f"z{i}"]))
+            self._decode()
+        return changed
+
+    def _decode(self):
+        first = self.shape_node is None or self.scene.GetNodeByID(self.shape_node.GetID()) is None
+        self.shape_node = self.explorer.update(None if first else self.shape_node, self.scene, "ACNN shape")
+        labels = self.explorer.decode()
+        self.state.shape_voxels = int(np.count_nonzero(labels.array))
+        self.state.shape_ms = round(self.explorer.last_update_ms)
+        if first:
+            for view in self.app.view_manager.get_views():
+                view.reset_view()
+
+    def reset_shape(self):
+        if self.state.shape_loaded:
+            self.explorer.reset()
+            self.explorer.placement = None
+            self._sync_sliders()
+            self._decode()
+
+    def encode_shape(self):
+        try:
+            if not self.state.shape_loaded:
+                raise InputError("load a shape model first")
+            node = self._node(self.state.encode_source)
+            if node.IsA("vtkMRMLSegmentationNode"):
+                self.explorer.encode_segmentation(node)
+            else:
+                self.explorer.encode_image(node)
+            self._sync_sliders()
+            self._decode()
+            self.state.status = f"Encoded {node.GetName()}."
+        except InputError as e:
+            self.fail(f"Encode: {e}")
+
+    # --- UI --------------------------------------------------------------------------------
+
+    def _build_ui(self):
+        with VAppLayout(self.server, fill_height=True) as self.ui:
+            with v3.VAppBar(density="compact"):
+                v3.VAppBarTitle("ACNN Studio")
+                v3.VFileInput(v_model=("upload", None), label="Open image or segmentation", density="compact",
+                              hide_details=True, style="max-width: 320px", classes="mx-2", prepend_icon="mdi-folder-open",
+                              accept=".nii,.gz,.nrrd,.mha,.mhd", __properties=["accept"], id="upload")
+                v3.VTextField(v_model=("save_dir",), label="Save folder", density="compact", hide_details=True,
+                              style="max-width: 320px", classes="mx-2")
+                v3.VBtn("Save results", click=self.save_results, id="save", variant="tonal")
+            with v3.VNavigationDrawer(width=400, permanent=True):
+                v3.VAlert(v_if=("error",), text=("error",), type="error", density="compact", closable=True,
+                          classes="ma-2", id="error")
+                v3.VProgressLinear(model_value=("progress",), active=("busy",), color="primary")
+                html.Div("{{ status }}", classes="text-caption pa-2", id="status")
+                with v3.VExpansionPanels(multiple=True, model_value=([0, 2],)):
+                    self._segment_panel()
+                    self._superresolve_panel()
+                    self._shape_panel()
+                    with v3.VExpansionPanel(title="Scene"):
+                        with v3.VExpansionPanelText():
+                            html.Div("Segments", classes="text-subtitle-2")
+                            with v3.VList(density="compact", id="segments"):
+                                v3.VListItem(v_for="s in segments", key="s", title=("s",), classes="segment-item")
+            with v3.VMain():
+                with html.Div(style="position: relative; width: 100%; height: calc(100vh - 48px);", id="views"):
+                    self.layout_manager.initialize_layout_grid(self.ui)
+
+    def _device_and_model(self, models, model):
+        v3.VSelect(v_model=(model,), items=(models,), label="Model", density="compact")
+        v3.VSelect(v_model=("device",), items=(["auto", "cpu", "cuda"],), label="Device", density="compact")
+
+    def _run_buttons(self, run, button_id):
+        with html.Div(classes="d-flex ga-2"):
+            v3.VBtn("Run", click=run, disabled=("busy",), color="primary", id=button_id)
+            v3.VBtn("Cancel", click=self.cancel, disabled=("!busy",), id=f"{button_id}-cancel")
+
+    def _segment_panel(self):
+        with v3.VExpansionPanel(title="Segment"):
+            with v3.VExpansionPanelText():
+                v3.VSelect(v_model=("seg_input",), items=("inputs",), label="Short-axis stack or cine",
+                           density="compact")
+                self._device_and_model("seg_models", "seg_model")
+                self._run_buttons(self.run_segment, "segment")
+                with v3.VTable(density="compact", v_if=("results.length",), id="results"):
+                    with html.Thead():
+                        with html.Tr():
+                            for h in ("Phase", "LV (ml)", "Mass (g)", "EF (%)", "Plausible"):
+                                html.Th(h)
+                    with html.Tbody():
+                        with html.Tr(v_for="r in results", key="r.Phase"):
+                            for key in ("Phase", "LV blood pool (ml)", "Myocardial mass (g)", "EF (%)", "Plausible"):
+                                html.Td(f"{{{{ r['{key}'] }}}}")
+
+    def _superresolve_panel(self):
+        with v3.VExpansionPanel(title="SuperResolve"):
+            with v3.VExpansionPanelText():
+                v3.VSelect(v_model=("sr_input",), items=("volumes",), label="Short-axis stack", density="compact")
+                self._device_and_model("sr_models", "sr_model")
+                self._run_buttons(self.run_superresolve, "superresolve")
+
+    def _shape_panel(self):
+        with v3.VExpansionPanel(title="Shape Explorer"):
+            with v3.VExpansionPanelText():
+                v3.VSelect(v_model=("shape_model",), items=("shape_models",), label="Shape model (AE or T-L)",
+                           density="compact")
+                v3.VBtn("Load shape model", click=self.load_shape_model, id="load-shape", classes="mb-2")
+                with html.Div(v_if=("shape_loaded",)):
+                    for i in range(SLIDERS):
+                        v3.VSlider(v_if=(f"sliders.length > {i}",), v_model=(f"z{i}",),
+                                   min=(f"sliders[{i}] ? sliders[{i}].min : 0",),
+                                   max=(f"sliders[{i}] ? sliders[{i}].max : 1",),
+                                   step=(f"sliders[{i}] ? sliders[{i}].step : 0.01",),
+                                   label=(f"'z' + (sliders[{i}] ? sliders[{i}].dim : '')",),
+                                   density="compact", hide_details=True, classes="latent-slider", id=f"slider-{i}")
+                    html.Div("decoded: {{ shape_voxels }} voxels in {{ shape_ms }} ms", id="shape-info",
+                             classes="text-caption")
+                    with html.Div(classes="d-flex ga-2 mt-2"):
+                        v3.VBtn("Reset to mean", click=self.reset_shape, id="reset-shape")
+                    v3.VSelect(v_model=("encode_source",), items=("segmentations.concat(volumes)",),
+                               label="Encode a segmentation (or, T-L, an image)", density="compact", classes="mt-2")
+                    v3.VBtn("Encode", click=self.encode_shape, id="encode-shape")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _free(path: Path) -> Path:
+    """``path``, or ``path`` with -1, -2... before its suffix if it exists: nothing is overwritten."""
+    if not path.exists():
+        return path
+    stem, suffix = (path.name[: -len(".seg.nrrd")], ".seg.nrrd") if path.name.endswith(".seg.nrrd") \
+        else (path.name[: -len(".nii.gz")], ".nii.gz")
+    n = 1
+    while (path.parent / f"{stem}-{n}{suffix}").exists():
+        n += 1
+    return path.parent / f"{stem}-{n}{suffix}"
+
+
+def main(data=None, host: str = "127.0.0.1", port: int = 8080, demo: bool = False, open_browser: bool = False,
+         output_dir=None) -> int:
+    studio = Studio(output_dir=output_dir)
+    if demo:
+        studio.load_demo()
+    if data:
+        studio.load(data)
+    print(f"ACNN Studio: http://{host}:{port}/", flush=True)
+    studio.server.start(host=host, port=port, open_browser=open_browser, show_connection_info=False)
+    return 0

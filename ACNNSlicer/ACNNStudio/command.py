@@ -1,0 +1,30 @@
+"""``acnn studio``: registered with the ``acnn`` command line through the ``acnn.commands`` entry point, so
+that ACNNCore knows nothing of Slicer or trame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(sub):
+    p = sub.add_parser("studio", help="ACNN Studio: Segment, SuperResolve and Shape Explorer in a browser",
+                       description="Start the ACNN Studio web server (trame-slicer) and print its URL.")
+    p.add_argument("--data", type=Path, help="an image, segmentation or folder to load")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--demo", action="store_true", help="load a phantom cine stack (ED, ES)")
+    p.add_argument("--output", type=Path, help="default folder for saved results (./acnn-studio-output)")
+    p.add_argument("--open", action="store_true", help="open a browser")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ACNNCore.errors import InputError
+
+    if args.data is not None and not args.data.exists():
+        raise InputError(f"no such file or folder: {args.data}")
+    try:
+        from .app import main
+    except ImportError as e:
+        raise InputError(f"ACNN Studio needs trame-slicer: pip install 'acnn-slicer[studio]' ({e})") from None
+    return main(args.data, args.host, args.port, args.demo, args.open, args.output)
