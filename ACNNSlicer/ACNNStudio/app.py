@@ -100,7 +100,7 @@ class Studio:
 
     def fail(self, message: str):
         self.state.error = message
-        self.state.status = message
+        self.state.status = "Failed: see the message above."
         log.warning(message)
 
     # --- data ------------------------------------------------------------------------------
@@ -344,10 +344,11 @@ class Studio:
                               style="max-width: 320px", classes="mx-2")
                 v3.VBtn("Save results", click=self.save_results, id="save", variant="tonal")
             with v3.VNavigationDrawer(width=400, permanent=True):
-                v3.VAlert(v_if=("error",), text=("error",), type="error", density="compact", closable=True,
-                          classes="ma-2", id="error")
-                v3.VProgressLinear(model_value=("progress",), active=("busy",), color="primary")
-                html.Div("{{ status }}", classes="text-caption pa-2", id="status")
+                with html.Div(style="position: sticky; top: 0; z-index: 10; background: white;"):
+                    v3.VAlert(v_if=("error",), text=("error",), type="error", density="compact", closable=True,
+                              classes="ma-2", id="error")
+                    v3.VProgressLinear(model_value=("progress",), active=("busy",), color="primary")
+                    html.Div("{{ status }}", classes="text-caption pa-2", id="status")
                 with v3.VExpansionPanels(multiple=True, model_value=([0, 2],)):
                     self._segment_panel()
                     self._superresolve_panel()

@@ -1,0 +1,157 @@
+"""ACNN Studio end to end: the server started as a user starts it (`acnn studio --demo`), driven in a real
+headless Chromium (Debian's, through Playwright). Screenshots go to Testing/artifacts/studio/."""
+
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)",
+                allow_module_level=True)
+
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "studio"
+VIEW_3D = ".layout-grid-item:not(:has(.slice-slider-gutter))"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    """`acnn studio --demo` on a free loopback port; yields its URL, stops it afterwards."""
+    out = tmp_path_factory.mktemp("studio_out")
+    port = free_port()
+    env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow", "PYTHONUNBUFFERED": "1"}
+    log = open(out / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "ACNNCore.cli", "studio", "--demo", "--port", str(port),
+                             "--output", str(out / "saved")], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"studio exited: {(out / 'server.log').read_text()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("studio did not start within 120 s")
+    yield {"url": url, "out": out, "proc": proc}
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(studio):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(studio["url"])
+        page.wait_for_selector(f"{VIEW_3D} img.image-display-area", timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('img.image-display-area').length >= 4", timeout=60_000)
+        time.sleep(2)  # the first frames
+        yield page
+        browser.close()
+
+
+def view_3d(page) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(page.locator(VIEW_3D).screenshot())).convert("L"), float)
+
+
+def wait_until_changed(page, before: np.ndarray, timeout: float = 20.0) -> float:
+    """Mean absolute difference of the 3D view from ``before`` once it has changed (or after the timeout)."""
+    deadline = time.time() + timeout
+    diff = 0.0
+    while time.time() < deadline:
+        now = view_3d(page)
+        diff = float(np.abs(now - before).mean()) if now.shape == before.shape else 255.0
+        if diff > 1.0:
+            time.sleep(1.0)  # let the stream settle, then measure again
+            now = view_3d(page)
+            return float(np.abs(now - before).mean())
+        time.sleep(0.5)
+    return diff
+
+
+def test_views_and_demo_data_appear(page):
+    assert page.locator("img.image-display-area").count() == 4  # axial, sagittal, coronal, 3D
+    assert "phantom cine" in page.inner_text("body")
+    page.screenshot(path=ARTIFACTS / "studio-start.png")
+
+
+def test_segment_lists_segments_and_changes_the_3d_view(page):
+    before = view_3d(page)
+    page.click("#segment")
+    page.wait_for_selector("#results", timeout=120_000)
+    page.get_by_text("Scene").click()
+    page.wait_for_selector(".segment-item", timeout=20_000)
+    segments = page.inner_text("#segments")
+    assert "LV blood pool" in segments and "LV myocardium" in segments
+    assert wait_until_changed(page, before) > 1.0
+    results = page.inner_text("#results")
+    assert "ED" in results and "ES" in results
+    assert re.search(r"EF \d+\.\d %", page.inner_text("#status"))
+    page.screenshot(path=ARTIFACTS / "studio-segment.png")
+
+
+def test_shape_explorer_slider_changes_the_shape(page):
+    page.click("#load-shape")
+    page.wait_for_selector(".latent-slider .v-slider-thumb", timeout=60_000)
+    time.sleep(2)
+    info = page.inner_text("#shape-info")
+    voxels = int(re.search(r"decoded: (\d+) voxels", info).group(1))
+    before = view_3d(page)
+    thumb = page.locator(".latent-slider .v-slider-thumb").first
+    thumb.focus()
+    for _ in range(40):  # towards mean + 2 std
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"!document.querySelector('#shape-info').innerText.includes('decoded: {voxels} ')",
+                           timeout=30_000)
+    moved = int(re.search(r"decoded: (\d+) voxels", page.inner_text("#shape-info")).group(1))
+    assert moved != voxels  # the decoded label map changed
+    assert wait_until_changed(page, before) > 1.0  # and the 3D view with it
+    page.screenshot(path=ARTIFACTS / "studio-shape-explorer.png")
+    page.click("#reset-shape")
+    page.wait_for_function(f"document.querySelector('#shape-info').innerText.includes('decoded: {voxels} ')",
+                           timeout=30_000)
+
+
+def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path):
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"this is not a NIfTI file")
+    page.set_input_files("#upload", str(bad))
+    page.wait_for_selector("#error", timeout=30_000)
+    assert "broken.nii.gz" in page.inner_text("#error")
+    page.screenshot(path=ARTIFACTS / "studio-error.png")
+    assert studio["proc"].poll() is None
+    page.click("#save")  # still answering: results are saved where --output said
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Saved')", timeout=30_000)
+    saved = sorted(p.name for p in (studio["out"] / "saved").iterdir())
+    assert any(n.endswith(".seg.nrrd") for n in saved)
