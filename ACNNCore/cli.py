@@ -169,7 +169,10 @@ def _add_inference(sub):
     p.add_argument("input", type=Path, help="an image, or a data folder (phantom, ACDC or image folder)")
     p.add_argument("--out", required=True, type=Path,
                    help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd; for a data folder, a folder of CASE.nii.gz")
-    p.add_argument("--model", default="acnn-seg-phantom", help="bundled model name or bundle folder")
+    p.add_argument("--model", help="bundled model name or bundle folder (default: acnn-seg-acdc for real images, "
+                                   "acnn-seg-phantom for the phantom's stacks)")
+    p.add_argument("--label-convention", choices=("ours", "acdc"), default="ours",
+                   help="label values written: ours (1 LV, 2 myocardium, 3 RV) or acdc (1 RV, 2 myocardium, 3 LV)")
     p.add_argument("--overwrite", action="store_true")
     _device_arg(p)
     p.set_defaults(run=run_segment)
@@ -198,7 +201,8 @@ def _write_labels(labels, path: Path, names: dict, overwrite: bool) -> Path:
     from .labels import SEGMENTS
 
     if str(path).lower().endswith(".seg.nrrd"):
-        segments = {v: (n, SEGMENTS.get(v, (n, (0.5, 0.5, 0.5)))[1]) for v, n in names.items()}
+        colors = dict(SEGMENTS.values())  # name -> colour, whatever the label values
+        segments = {v: (n, colors.get(n, (0.5, 0.5, 0.5))) for v, n in names.items()}
         return write_segmentation(labels, path, segments, overwrite=overwrite)
     return write_volume(labels, path, overwrite=overwrite)
 
@@ -212,12 +216,35 @@ def run_segment(args) -> int:
         return _segment_folder(args)
     check_writable(args.out, args.overwrite)
     volume = read_volume(args.input)
-    result = Segmenter(args.model, args.device)(volume)
-    _write_labels(result.labels, args.out, result.label_names, args.overwrite)
+    model = args.model or default_model(volume)
+    result = Segmenter(model, args.device)(volume)
+    _write_labels(_convention(result.labels, args.label_convention), args.out,
+                  _convention_names(result.label_names, args.label_convention), args.overwrite)
     m = clinical_measures(result.labels)
     print(f"{args.out}: HR grid {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g")
     return 0
+
+
+def default_model(volume) -> str:
+    """The phantom model for the phantom's own stacks (96 x 96 x 12 of 1.25 x 1.25 x 10 mm), the real-data
+    model (when bundled) for anything else."""
+    from .bundle import available
+
+    phantom = volume.shape == (96, 96, 12) and np.allclose(volume.spacing, (1.25, 1.25, 10.0), atol=1e-3)
+    return "acnn-seg-acdc" if not phantom and "acnn-seg-acdc" in available() else "acnn-seg-phantom"
+
+
+def _convention(labels, convention: str):
+    from .labels import OURS_TO_ACDC, remap
+
+    return labels if convention == "ours" else labels.with_array(remap(labels.array, OURS_TO_ACDC))
+
+
+def _convention_names(names: dict, convention: str) -> dict:
+    from .labels import OURS_TO_ACDC
+
+    return names if convention == "ours" else {OURS_TO_ACDC[v]: n for v, n in names.items()}
 
 
 def _segment_folder(args) -> int:
@@ -234,10 +261,11 @@ def _segment_folder(args) -> int:
     existing = [t for t in targets if t.exists()]
     if existing and not args.overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs); pass --overwrite")
-    segmenter = Segmenter(args.model, args.device)
+    segmenter = Segmenter(args.model or default_model(cases[0].image), args.device)
     for case, target in zip(tqdm(cases, desc="segment", unit="case", disable=None), targets):
         result = segmenter(case.image)
-        _write_labels(result.labels, target, result.label_names, args.overwrite)
+        _write_labels(_convention(result.labels, args.label_convention), target,
+                      _convention_names(result.label_names, args.label_convention), args.overwrite)
     print(f"segmented {len(cases)} cases into {args.out}")
     return 0
 
@@ -343,8 +371,9 @@ def _add_benchmark(sub):
     p = sub.add_parser("benchmark", help="the paper's experiments: seg (Table I), sr (III), us (II), latent (III-F)",
                        description="Train what an experiment needs (into OUT/runs, reused and resumable), evaluate "
                                    "on held-out phantom subjects and write OUT/EXPERIMENT.md with tables and figures.")
-    p.add_argument("experiment", choices=("seg", "sr", "us", "latent"))
-    p.add_argument("--data", required=True, type=Path, help="a phantom data set (`acnn phantom`; --modality us for us)")
+    p.add_argument("experiment", choices=("seg", "sr", "us", "latent", "acdc"))
+    p.add_argument("--data", required=True, type=Path,
+                   help="a phantom data set (`acnn phantom`; --modality us for us); for acdc, the ACDC folder")
     p.add_argument("--out", required=True, type=Path, help="report folder")
     p.add_argument("--budget", choices=tuple(BUDGETS), default="cpu",
                    help="tiny: minutes (CI); cpu: about an hour or two; paper: the paper's sizes, for a GPU")
@@ -358,8 +387,14 @@ def _add_benchmark(sub):
 def run_benchmark(args) -> int:
     from .benchmark import Benchmark, parse_models
 
-    bench = Benchmark(args.data, args.out, args.budget, parse_models(args.models), args.device, args.test_subjects)
-    path = bench.run(args.experiment)
+    if args.experiment == "acdc":
+        from .benchmark import AcdcBenchmark
+
+        path = AcdcBenchmark(args.data, args.out, args.budget, args.device).run()
+    else:
+        bench = Benchmark(args.data, args.out, args.budget, parse_models(args.models), args.device,
+                          args.test_subjects)
+        path = bench.run(args.experiment)
     print(path.read_text())
     return 0
 

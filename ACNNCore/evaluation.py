@@ -17,12 +17,12 @@ import numpy as np
 
 from .errors import InputError
 from .io import SUFFIXES, format_of, read_labels, read_segmentation
-from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM, SEGMENTS
+from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM, RV_BLOOD_POOL, SEGMENTS
 from .metrics import (agreement, clinical_measures, dice, ejection_fraction, on_grid_of, plausibility,
                       surface_distances)
 from .volume import Volume
 
-SHORT = {LV_BLOOD_POOL: "lv", LV_MYOCARDIUM: "myo"}
+SHORT = {LV_BLOOD_POOL: "lv", LV_MYOCARDIUM: "myo", RV_BLOOD_POOL: "rv"}
 METRICS = ("dice", "msd_mm", "hd_mm")
 
 

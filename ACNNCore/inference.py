@@ -71,21 +71,45 @@ class _Runner:
             torch.cuda.empty_cache()
             return fn(*tensors).cpu()
 
-    def model_input(self, volume: Volume):
-        """Normalise and resample ``volume`` onto the model's input grid (centred on the image).
+    def model_input(self, volume: Volume, center=None, shape=None):
+        """Normalise and resample ``volume`` onto the model's input grid, centred on ``center`` (default: the
+        image centre; ``shape`` overrides the model's in-plane shape). A model trained on real data takes
+        the slices as acquired: its grid keeps the input's slice thickness and count.
 
         Returns the (1, 1, X, Y, Z) tensor, its grid and the intensity scaling used."""
         _check_input(volume)
         spec = self.meta["input"]
         normalised, scaling = normalize_intensity(volume, spec["normalization"]["percentiles"])
-        grid = model_geometry(normalised, spec["shape"], spec["spacing"])
+        shape, spacing = list(shape or spec["shape"]), list(spec["spacing"])
+        if self.as_acquired:  # every acquired slice, padded to a multiple of 16 (what a U-Net's strides need)
+            shape[2] = int(np.ceil(max(volume.shape[2], spec["shape"][2]) / 16.0) * 16)
+            spacing[2] = volume.spacing[2]
+        grid = model_geometry(normalised, shape, spacing, center)
         on_grid = resample(normalised, grid, "linear")
         return torch.from_numpy(on_grid.array.astype(np.float32))[None, None], grid, scaling
 
+    @property
+    def as_acquired(self) -> bool:
+        return self.meta["input"].get("slices") == "as acquired"
+
     def output_geometry(self, volume: Volume) -> Geometry:
         """HR grid aligned with the input: its in-plane grid, slices of the model's output thickness."""
+        if self.as_acquired:
+            return volume.geometry
         k = max(1, int(round(volume.spacing[2] / self.meta["output"]["spacing"][2])))
         return hr_geometry(volume.geometry, k)
+
+    def locate(self, volume: Volume, model) -> np.ndarray | None:
+        """Where the heart is (the coarse stage of real-data models): the network over the whole field of
+        view at its own spacing (it is fully convolutional), and the centre of what it labels."""
+        spec = self.meta["input"]
+        extent = np.asarray(volume.geometry.extent_mm[:2]) / np.asarray(spec["spacing"][:2])
+        shape = [int(min(512, np.ceil(e / 16) * 16)) for e in extent] + [volume.shape[2]]
+        x, grid, _ = self.model_input(volume, shape=shape)
+        labels = self.run(lambda t: model(t).argmax(1), x)[0].numpy()
+        if not (labels > 0).any():
+            return None
+        return grid.index_to_physical(np.argwhere(labels > 0).mean(0))
 
 
 @dataclass
@@ -117,10 +141,11 @@ class _Model:
         """Run the network and map its (C, X, Y, Z) output, ``output(logits)``, onto the HR grid aligned
         with ``volume``; outside the model's field of view each channel
         takes its ``PAD`` value. Returns (channels, grid, intensity scaling)."""
-        x, grid, scaling = self.runner.model_input(volume)
         model = self.runner.bundle.model
+        center = self.runner.locate(volume, model) if self.meta["input"].get("localize") else None
+        x, grid, scaling = self.runner.model_input(volume, center)
         channels = self.runner.run(lambda t: output(model(t)), x)[0].numpy()
-        model_hr = hr_geometry(grid, self.meta["input"]["factor"])
+        model_hr = grid if self.runner.as_acquired else hr_geometry(grid, self.meta["input"]["factor"])
         out = self.runner.output_geometry(volume)
         if not model_hr.same_as(out):
             pads = [self.PAD[min(i, len(self.PAD) - 1)] for i in range(len(channels))]

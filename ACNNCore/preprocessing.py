@@ -136,3 +136,18 @@ def to_model_grid(volume: Volume, shape, spacing, center=None, interpolation="li
 def from_model_grid(volume: Volume, reference: Geometry, interpolation="nearest") -> Volume:
     """Map a model-grid result back onto the input's grid (``reference``)."""
     return resample(volume, reference, interpolation)
+
+
+def crop_around_heart(image: Volume, labels: Volume | None, shape, spacing_xy, center=None,
+                      percentiles=(1.0, 99.0)) -> tuple[Volume, Volume | None]:
+    """Real data: the image normalised (percentiles of the whole image, as at inference) and cut, with its
+    labels, to ``shape`` at the in-plane ``spacing_xy`` around ``center`` (default: the labels' centre),
+    the slices as acquired (no through-plane resampling; missing slices padded with 0)."""
+    normalised, _ = normalize_intensity(image, percentiles)
+    if center is None:
+        if labels is None:
+            raise InputError("cropping around the heart needs its labels or a centre")
+        center = labels_center(labels)
+    grid = model_geometry(image, shape, (spacing_xy[0], spacing_xy[1], image.spacing[2]), center)
+    cropped = resample(normalised, grid, "linear")
+    return cropped, (resample(labels, grid, "nearest") if labels is not None else None)

@@ -75,6 +75,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # real data (any field of view and spacing): each case is cut around its ground-truth heart to this
+    # {"shape": [X, Y, Z], "spacing": [sx, sy]} (slices as acquired); inference finds the heart itself
+    crop: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -110,6 +113,9 @@ class TrainingSet(Dataset):
         self.epoch = 0
         self.scalings = []
         for c in cases:
+            if c.meta.get("normalized"):  # already normalised on the whole image
+                self.scalings.append(IntensityScaling(0.0, 1.0))
+                continue
             lo, hi = np.percentile(c.image.array, (1.0, 99.0))
             self.scalings.append(IntensityScaling(float(lo), float(hi if hi > lo else lo + 1)))
 
@@ -147,9 +153,39 @@ def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list
             [c for c in cases if c.meta.get("subject", c.name) in val])
 
 
+def crop_cases(cases: list[Case], crop: dict) -> list[Case]:
+    """Real data on one grid: each case normalised and cut around its ground-truth heart (see
+    :func:`ACNNCore.preprocessing.crop_around_heart`); ``meta["normalized"]`` says so."""
+    from dataclasses import replace as _replace
+
+    from .preprocessing import crop_around_heart
+
+    if set(crop) != {"shape", "spacing"}:
+        raise InputError('crop needs {"shape": [X, Y, Z], "spacing": [sx, sy]}')
+    out = []
+    for c in cases:
+        if c.labels is None:
+            raise InputError(f"case {c.name} has no labels: training needs ground truth")
+        image, labels = crop_around_heart(c.image, c.labels, crop["shape"], crop["spacing"])
+        out.append(_replace(c, image=image, labels=labels, meta={**c.meta, "normalized": True,
+                                                                  "slice_mm": c.image.spacing[2]}))
+    return out
+
+
 def _grid_of(cases: list[Case]) -> dict:
-    """The grid every case shares (input and target), or a clear error."""
+    """The grid every case shares (input and target), or a clear error. Cut real data (``normalized``)
+    may differ in slice thickness: the grid's is then the median, and ``slices`` says "as acquired"."""
     first = cases[0]
+    if first.meta.get("normalized"):
+        for c in cases:
+            if c.image.shape != first.image.shape or not np.allclose(c.image.spacing[:2], first.image.spacing[:2]):
+                raise InputError(f"case {c.name} lies on another grid than {first.name}")
+        z = float(np.median([c.image.spacing[2] for c in cases]))
+        spacing = [float(first.image.spacing[0]), float(first.image.spacing[1]), z]
+        classes = int(max(int(c.labels.array.max()) for c in cases)) + 1
+        return {"input_shape": list(first.image.shape), "input_spacing": spacing,
+                "output_shape": list(first.labels.shape), "output_spacing": spacing, "factor": 1,
+                "num_classes": max(classes, 2), "slices": "as acquired", "localize": True}
     if first.labels is None:
         raise InputError(f"case {first.name} has no labels: training needs ground truth")
     for c in cases:
@@ -263,6 +299,8 @@ class Trainer:
         cases = read_dataset(data, hr_image=config.task in ("sr", "tl"))
         if config.max_cases:
             cases = cases[: config.max_cases]
+        if config.crop:
+            cases = crop_cases(cases, config.crop)
         if config.task in ("sr", "tl") and any(c.hr_image is None for c in cases):
             raise InputError(f"task {config.task} needs HR intensity images (a phantom data set)")
         self.grid = _grid_of(cases)
@@ -396,7 +434,8 @@ class Trainer:
             "name": self.out.name, "task": task, "architecture": self.arch, "config": self.net_config,
             "parameters": count_parameters(_unwrap(self.model)),
             "input": {"shape": g["input_shape"], "spacing": g["input_spacing"], "factor": g["factor"],
-                      "normalization": {"kind": "percentile", "percentiles": [1.0, 99.0]}},
+                      "normalization": {"kind": "percentile", "percentiles": [1.0, 99.0]},
+                      **({"slices": g["slices"], "localize": g["localize"]} if "slices" in g else {})},
             "output": {"shape": g["output_shape"], "spacing": g["output_spacing"]},
             "labels": labels,
             "training": {"data": self.data_description, "command": self.command, "config": self.config.to_dict(),
