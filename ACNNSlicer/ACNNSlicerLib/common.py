@@ -31,6 +31,14 @@ def device_for(choice: str) -> str:
     return choice if choice in ("auto", "cpu", "cuda") else "auto"
 
 
+def cached(cache: dict, kind, model: str, device: str):
+    """One loaded model per (model, device): ``kind(model, device)`` the first time, the same one after."""
+    key = (str(model), device_for(device))
+    if key not in cache:
+        cache[key] = kind(model, key[1])
+    return cache[key]
+
+
 def step(progress: Progress | None, cancelled: Callable[[], bool] | None, fraction: float, message: str) -> None:
     """Report progress, and stop with :class:`Cancelled` if the user asked to."""
     if cancelled is not None and cancelled():

@@ -12,7 +12,7 @@ from ACNNCore.metrics import clinical_measures, ejection_fraction, plausibility
 from ACNNCore.volume import Volume
 
 from . import mrml
-from .common import Progress, device_for, models_for, step
+from .common import Progress, cached, models_for, step
 
 
 @dataclass
@@ -48,17 +48,14 @@ class SegmentLogic:
     thread) -> ``apply`` (adds nodes). ``process`` does the three in turn."""
 
     def __init__(self):
-        self._segmenters: dict = {}
+        self._models: dict = {}
 
     @staticmethod
     def models() -> list[str]:
         return models_for("seg")
 
     def segmenter(self, model: str, device: str = "auto") -> Segmenter:
-        key = (str(model), device_for(device))
-        if key not in self._segmenters:
-            self._segmenters[key] = Segmenter(model, key[1])
-        return self._segmenters[key]
+        return cached(self._models, Segmenter, model, device)
 
     @staticmethod
     def read_input(node) -> list[Volume]:

@@ -82,8 +82,10 @@ class ShapeExplorerLogic:
         kept in ``last_update_ms``."""
         t = time.perf_counter()
         labels = self.decode()
+        names = {int(k): v["name"] for k, v in self.model.meta.get("labels", {}).items()} or \
+            {1: "LV blood pool", 2: "LV myocardium"}
         node = mrml.labels_to_segmentation(labels, node=node, scene=scene, name=name, smoothing=0.3, decimation=0.0,
-                                           names={1: "LV blood pool", 2: "LV myocardium"})
+                                           names=names)
         self.last_update_ms = (time.perf_counter() - t) * 1000
         return node
 

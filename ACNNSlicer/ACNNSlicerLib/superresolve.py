@@ -6,24 +6,21 @@ from ACNNCore.inference import SuperResolver
 from ACNNCore.volume import Volume
 
 from . import mrml
-from .common import Progress, device_for, models_for, step
+from .common import Progress, cached, models_for, step
 
 
 class SuperResolveLogic:
     """``read_input`` -> ``compute`` (no scene access) -> ``apply``; ``process`` does all three."""
 
     def __init__(self):
-        self._resolvers: dict = {}
+        self._models: dict = {}
 
     @staticmethod
     def models() -> list[str]:
         return models_for("sr")
 
     def resolver(self, model: str, device: str = "auto") -> SuperResolver:
-        key = (str(model), device_for(device))
-        if key not in self._resolvers:
-            self._resolvers[key] = SuperResolver(model, key[1])
-        return self._resolvers[key]
+        return cached(self._models, SuperResolver, model, device)
 
     @staticmethod
     def read_input(node) -> Volume:

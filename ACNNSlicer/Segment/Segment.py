@@ -4,15 +4,12 @@ A thin widget over :class:`ACNNSlicerLib.SegmentLogic`, which runs without any G
 The network runs in a worker thread polled by a QTimer: the GUI never freezes, Apply becomes Cancel.
 """
 
-import logging
-import os
-
-import qt
 import slicer
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
-from slicer.util import VTKObservationMixin
+                                           ScriptedLoadableModuleTest)
+
+from ACNNSlicerLib.gui import module_widget_base
 from typing import Annotated
 
 HELP = """Segments the left-ventricular blood pool and myocardium of a thick-slice cine MR short-axis stack
@@ -43,110 +40,32 @@ class SegmentParameterNode:
     esFrame: int = 0
 
 
-class SegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._task = None
-        self._timer = qt.QTimer()
-        self._timer.setInterval(100)
-        self._timer.connect("timeout()", self._poll)
+class SegmentWidget(module_widget_base()):
+    UI, TITLE = "Segment.ui", "Segment"
 
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        self.layout.addWidget(slicer.util.loadUI(self.resourcePath("UI/Segment.ui")))
-        self.ui = slicer.util.childWidgetVariables(self.parent)
-        self.ui.inputSelector.setMRMLScene(slicer.mrmlScene)
-        self.ui.applyButton.connect("clicked(bool)", self.onApply)
-        self.ui.browseModelButton.connect("clicked(bool)", self.onBrowseModel)
-        self.ui.modelComboBox.connect("currentTextChanged(QString)", self._modelChanged)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, lambda *a: self.initializeParameterNode())
-        self.initializeParameterNode()
+    def parameter_node(self, node):
+        return SegmentParameterNode(node)
 
-    def cleanup(self):
-        self._cancel()
-        self.removeObservers()
+    def module_logic(self):
+        return SegmentModuleLogic()
 
-    def enter(self):
-        self.initializeParameterNode()
-
-    def initializeParameterNode(self):
-        from ACNNSlicerLib import dependencies
-
-        if not dependencies.ensure(ask=True):
-            return
+    def model_names(self):
         from ACNNSlicerLib import SegmentLogic
 
-        if self.logic is None:
-            self.logic = SegmentModuleLogic()
-        self._parameterNode = SegmentParameterNode(self.logic.getParameterNode())
-        self._parameterNode.connectGui(self.ui)
-        models = SegmentLogic.models()
-        self.ui.modelComboBox.clear()
-        self.ui.modelComboBox.addItems(models)
-        if self._parameterNode.model not in models and os.path.isdir(self._parameterNode.model):
-            self.ui.modelComboBox.addItem(self._parameterNode.model)
-        self.ui.modelComboBox.setCurrentText(self._parameterNode.model)
+        return SegmentLogic.models()
 
-    def _modelChanged(self, text):
-        if self._parameterNode and text:
-            self._parameterNode.model = text
-
-    def onBrowseModel(self):
-        folder = qt.QFileDialog.getExistingDirectory(self.parent, "ACNN model bundle (folder with model.json)")
-        if folder:
-            self.ui.modelComboBox.addItem(folder)
-            self.ui.modelComboBox.setCurrentText(folder)
-
-    # --- running -------------------------------------------------------------------
-
-    def onApply(self):
-        if self._task is not None:  # the button reads Cancel
-            self._cancel()
-            return
-        from ACNNCore.errors import InputError
+    def _start(self):
+        """The network on the input's frames in a worker thread (read and checked here, on the main one)."""
         from ACNNSlicerLib import BackgroundTask, SegmentLogic
 
         p = self._parameterNode
-        try:
-            frames = SegmentLogic.read_input(p.inputNode)
-        except InputError as e:
-            slicer.util.errorDisplay(str(e))
-            return
+        frames = SegmentLogic.read_input(p.inputNode)
         ed, es = (None, None) if p.detectPhases else (p.edFrame, p.esFrame)
         self._input = p.inputNode
-        self._task = BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es)
-        self.ui.applyButton.text = "Cancel"
-        self.ui.progressBar.setValue(0)
-        self._timer.start()
+        return BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es)
 
-    def _cancel(self):
-        if self._task is not None:
-            self._task.cancel()
-        self._finish("Cancelled.")
-
-    def _poll(self):
-        task = self._task
-        if task is None:
-            return
-        fraction, message = task.progress
-        self.ui.progressBar.setValue(int(100 * fraction))
-        self.ui.statusLabel.text = message
-        if not task.done:
-            return
-        if task.error is not None:
-            from ACNNCore.errors import InputError
-
-            self._finish("Failed.")
-            if isinstance(task.error, InputError):
-                slicer.util.errorDisplay(str(task.error))
-            elif not task.cancelled:
-                logging.exception("ACNN Segment failed", exc_info=task.error)
-                slicer.util.errorDisplay(f"Segmentation failed: {task.error}")
-            return
-        segmentations, table = self.logic.segment.apply(task.result, self._input)
+    def _apply(self, result) -> str:
+        segmentations, table = self.logic.segment.apply(result, self._input)
         if not self._input.IsA("vtkMRMLSequenceNode"):
             slicer.util.setSliceViewerLayers(background=self._input, fit=True)
         for node in segmentations[1:]:
@@ -154,14 +73,8 @@ class SegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         segmentations[0].GetDisplayNode().SetVisibility3D(True)
         self.ui.resultTable.setMRMLTableNode(table)
         flags = ["plausible" if ph.plausibility["plausible"] else "IMPLAUSIBLE: " + ", ".join(ph.plausibility["problems"])
-                 for ph in task.result.phases]
-        self._finish(f"Done on {task.result.device}. " + "; ".join(flags))
-
-    def _finish(self, message):
-        self._timer.stop()
-        self._task = None
-        self.ui.applyButton.text = "Apply"
-        self.ui.statusLabel.text = message
+                 for ph in result.phases]
+        return f"Done on {result.device}. " + "; ".join(flags)
 
 
 class SegmentModuleLogic(ScriptedLoadableModuleLogic):

@@ -4,15 +4,14 @@ A thin widget over :class:`ACNNSlicerLib.SuperResolveLogic` (GUI-free, tested in
 runs in a worker thread polled by a QTimer, Apply becomes Cancel while it runs.
 """
 
-import logging
 from typing import Annotated
 
-import qt
 import slicer
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
-from slicer.util import VTKObservationMixin
+                                           ScriptedLoadableModuleTest)
+
+from ACNNSlicerLib.gui import module_widget_base
 
 
 class SuperResolve(ScriptedLoadableModule):
@@ -34,107 +33,32 @@ class SuperResolveParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
 
 
-class SuperResolveWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._task = None
-        self._timer = qt.QTimer()
-        self._timer.setInterval(100)
-        self._timer.connect("timeout()", self._poll)
+class SuperResolveWidget(module_widget_base()):
+    UI, TITLE = "SuperResolve.ui", "SuperResolve"
 
-    def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        self.layout.addWidget(slicer.util.loadUI(self.resourcePath("UI/SuperResolve.ui")))
-        self.ui = slicer.util.childWidgetVariables(self.parent)
-        self.ui.inputSelector.setMRMLScene(slicer.mrmlScene)
-        self.ui.applyButton.connect("clicked(bool)", self.onApply)
-        self.ui.browseModelButton.connect("clicked(bool)", self.onBrowseModel)
-        self.ui.modelComboBox.connect("currentTextChanged(QString)", self._modelChanged)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, lambda *a: self.initializeParameterNode())
-        self.initializeParameterNode()
+    def parameter_node(self, node):
+        return SuperResolveParameterNode(node)
 
-    def cleanup(self):
-        self._cancel()
-        self.removeObservers()
+    def module_logic(self):
+        return SuperResolveModuleLogic()
 
-    def enter(self):
-        self.initializeParameterNode()
-
-    def initializeParameterNode(self):
-        from ACNNSlicerLib import dependencies
-
-        if not dependencies.ensure(ask=True):
-            return
+    def model_names(self):
         from ACNNSlicerLib import SuperResolveLogic
 
-        if self.logic is None:
-            self.logic = SuperResolveModuleLogic()
-        self._parameterNode = SuperResolveParameterNode(self.logic.getParameterNode())
-        self._parameterNode.connectGui(self.ui)
-        self.ui.modelComboBox.clear()
-        self.ui.modelComboBox.addItems(SuperResolveLogic.models())
-        self.ui.modelComboBox.setCurrentText(self._parameterNode.model)
+        return SuperResolveLogic.models()
 
-    def _modelChanged(self, text):
-        if self._parameterNode and text:
-            self._parameterNode.model = text
-
-    def onBrowseModel(self):
-        folder = qt.QFileDialog.getExistingDirectory(self.parent, "ACNN model bundle (folder with model.json)")
-        if folder:
-            self.ui.modelComboBox.addItem(folder)
-            self.ui.modelComboBox.setCurrentText(folder)
-
-    def onApply(self):
-        if self._task is not None:
-            self._cancel()
-            return
-        from ACNNCore.errors import InputError
+    def _start(self):
         from ACNNSlicerLib import BackgroundTask, SuperResolveLogic
 
         p = self._parameterNode
-        try:
-            volume = SuperResolveLogic.read_input(p.inputVolume)
-        except InputError as e:
-            slicer.util.errorDisplay(str(e))
-            return
+        volume = SuperResolveLogic.read_input(p.inputVolume)
         self._input, self._model = p.inputVolume, p.model
-        self._task = BackgroundTask(self.logic.resolve.compute, volume, p.model, p.device)
-        self.ui.applyButton.text = "Cancel"
-        self._timer.start()
+        return BackgroundTask(self.logic.resolve.compute, volume, p.model, p.device)
 
-    def _cancel(self):
-        if self._task is not None:
-            self._task.cancel()
-        self._finish("Cancelled.")
-
-    def _poll(self):
-        task = self._task
-        if task is None:
-            return
-        fraction, message = task.progress
-        self.ui.progressBar.setValue(int(100 * fraction))
-        self.ui.statusLabel.text = message
-        if not task.done:
-            return
-        if task.error is not None:
-            self._finish("Failed.")
-            if not task.cancelled:
-                logging.error("ACNN SuperResolve failed: %s", task.error)
-                slicer.util.errorDisplay(str(task.error))
-            return
-        node = self.logic.resolve.apply(task.result, self._input, self._model)
+    def _apply(self, hr) -> str:
+        node = self.logic.resolve.apply(hr, self._input, self._model)
         slicer.util.setSliceViewerLayers(background=node, fit=True)
-        self._finish(f"Done: {node.GetName()}")
-
-    def _finish(self, message):
-        self._timer.stop()
-        self._task = None
-        self.ui.applyButton.text = "Apply"
-        self.ui.statusLabel.text = message
+        return f"Done: {node.GetName()}"
 
 
 class SuperResolveModuleLogic(ScriptedLoadableModuleLogic):

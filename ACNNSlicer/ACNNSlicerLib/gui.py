@@ -1,0 +1,149 @@
+"""What the Segment and SuperResolve widgets share (Qt; widgets only, never the logic): a model picker and
+a run that goes to a worker thread, polled by a QTimer, with Apply turning into Cancel."""
+
+from __future__ import annotations
+
+import logging
+
+import qt
+import slicer
+
+
+class ModelPicker:
+    """Fills a combo box with the bundled models of a task, plus bundle folders the user browses to."""
+
+    def __init__(self, widget, combo, browse_button, on_change):
+        self.widget, self.combo = widget, combo
+        browse_button.connect("clicked(bool)", self.browse)
+        combo.connect("currentTextChanged(QString)", lambda text: text and on_change(text))
+
+    def fill(self, models: list[str], current: str):
+        self.combo.clear()
+        self.combo.addItems(models)
+        if current and current not in models:
+            self.combo.addItem(current)
+        self.combo.setCurrentText(current)
+
+    def browse(self):
+        folder = qt.QFileDialog.getExistingDirectory(self.widget, "ACNN model bundle (folder with model.json)")
+        if folder:
+            self.combo.addItem(folder)
+            self.combo.setCurrentText(folder)
+
+
+class BackgroundRun:
+    """Apply -> ``start()`` returns a :class:`ACNNSlicerLib.common.BackgroundTask` (or None after showing an
+    error); while it runs the button reads Cancel and the progress bar and label follow it; when it is done,
+    ``apply(result)`` runs on the main thread and returns the status line."""
+
+    def __init__(self, button, progress_bar, status_label, start, apply, name: str):
+        self.button, self.bar, self.label = button, progress_bar, status_label
+        self.start, self.apply, self.name = start, apply, name
+        self.task = None
+        self.timer = qt.QTimer()
+        self.timer.setInterval(100)
+        self.timer.connect("timeout()", self.poll)
+        button.connect("clicked(bool)", self.clicked)
+
+    def clicked(self):
+        if self.task is not None:  # the button reads Cancel
+            self.cancel()
+            return
+        from ACNNCore.errors import InputError
+
+        try:
+            self.task = self.start()
+        except InputError as e:
+            slicer.util.errorDisplay(str(e))
+            return
+        if self.task is not None:
+            self.button.text = "Cancel"
+            self.bar.setValue(0)
+            self.timer.start()
+
+    def cancel(self):
+        if self.task is not None:
+            self.task.cancel()
+        self.finish("Cancelled.")
+
+    def poll(self):
+        task = self.task
+        if task is None:
+            return
+        fraction, message = task.progress
+        self.bar.setValue(int(100 * fraction))
+        self.label.text = message
+        if not task.done:
+            return
+        if task.error is None:
+            self.finish(self.apply(task.result))
+            return
+        from ACNNCore.errors import InputError
+
+        self.finish("Failed.")
+        if isinstance(task.error, InputError):
+            slicer.util.errorDisplay(str(task.error))
+        elif not task.cancelled:
+            logging.error("ACNN %s failed: %s", self.name, task.error)
+            slicer.util.errorDisplay(f"{self.name} failed: {task.error}")
+
+    def finish(self, message: str):
+        self.timer.stop()
+        self.task = None
+        self.button.text = "Apply"
+        self.label.text = message
+
+
+def module_widget_base():
+    """The base of the Segment and SuperResolve widgets (made on first use: it needs the Slicer application).
+
+    A subclass names ``UI`` (its .ui file), ``TITLE``, ``parameter_node(node)``, ``module_logic()``,
+    ``models()``, and implements ``_start()`` (-> BackgroundTask) and ``_apply(result)`` (-> status line)."""
+    from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
+    from slicer.util import VTKObservationMixin
+
+    class ACNNModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+        UI = TITLE = ""
+
+        def __init__(self, parent=None):
+            ScriptedLoadableModuleWidget.__init__(self, parent)
+            VTKObservationMixin.__init__(self)
+            self.logic = None
+            self._parameterNode = None
+
+        def setup(self):
+            ScriptedLoadableModuleWidget.setup(self)
+            self.layout.addWidget(slicer.util.loadUI(self.resourcePath(f"UI/{self.UI}")))
+            self.ui = slicer.util.childWidgetVariables(self.parent)
+            self.ui.inputSelector.setMRMLScene(slicer.mrmlScene)
+            self.models = ModelPicker(self.parent, self.ui.modelComboBox, self.ui.browseModelButton,
+                                      self._modelChanged)
+            self.run = BackgroundRun(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self._start,
+                                     self._apply, self.TITLE)
+            self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent,
+                             lambda *a: self.initializeParameterNode())
+            self.initializeParameterNode()
+
+        def cleanup(self):
+            self.run.cancel()
+            self.removeObservers()
+
+        def enter(self):
+            self.initializeParameterNode()
+
+        def initializeParameterNode(self):
+            from ACNNSlicerLib import dependencies
+
+            if not dependencies.ensure(ask=True):
+                return
+            if self.logic is None:
+                self.logic = self.module_logic()
+            self._parameterNode = self.parameter_node(self.logic.getParameterNode())
+            self._parameterNode.connectGui(self.ui)
+            self.models.fill(self.model_names(), self._parameterNode.model)
+
+        def _modelChanged(self, text):
+            if self._parameterNode:
+                self._parameterNode.model = text
+
+    return ACNNModuleWidget
