@@ -313,3 +313,21 @@ def load_node(path, scene, kind: str = "volume", name: str | None = None):
     if kind == "volume":
         _grey(node)
     return node
+
+
+def load_cine(path, scene, name: str | None = None):
+    """A 4-D cine file (time last) as a sequence node of volumes; a 3-D file as one volume node."""
+    from pathlib import Path
+
+    from ACNNCore.io import read_frames
+
+    frames = read_frames(path)
+    name = name or Path(path).name.split(".")[0]
+    if len(frames) == 1:
+        return volume_to_node(frames[0], scene=scene, name=name)
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(name))
+    for t, frame in enumerate(frames):
+        node = volume_to_node(frame, scene=scene, name=f"{name} frame {t}")
+        sequence.SetDataNodeAtValue(node, str(t))
+        scene.RemoveNode(node)  # the sequence keeps its own copy
+    return sequence

@@ -118,18 +118,22 @@ class Studio:
         for f in files:
             kind = "segmentation" if f.name.lower().endswith(".seg.nrrd") else "volume"
             try:
-                from ACNNCore.io import format_of, read_volume
+                from ACNNCore.io import format_of
 
                 format_of(f)
-                if kind == "volume":
-                    read_volume(f)  # ACNNCore's checks: 3-D, scalar, finite — a clear message otherwise
-                nodes.append(mrml.load_node(f, self.scene, kind, name=f.name.split(".")[0]))
+                if kind == "volume":  # ACNNCore reads it (3-D or a 4-D cine, scalar, finite: or a clear message)
+                    nodes.append(mrml.load_cine(f, self.scene))
+                else:
+                    nodes.append(mrml.load_node(f, self.scene, kind, name=f.name.split(".")[0]))
             except InputError as e:
                 raise InputError(f"{f.name}: {e}") from None
         volumes = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")]
         if volumes:
             self.show(volumes[0])
         self.refresh_lists()
+        cines = [n for n in nodes if n.IsA("vtkMRMLSequenceNode")]
+        if cines:
+            self.state.seg_input = cines[0].GetID()
         return nodes
 
     def load_demo(self):

@@ -211,3 +211,19 @@ def test_background_task_runs_off_the_main_thread_and_cancels(scene, subject):
     task.cancel()
     with pytest.raises(Cancelled):
         task.wait(10)
+
+
+def test_a_4d_cine_file_becomes_a_sequence_and_is_segmented(scene, subject, tmp_path):
+    import SimpleITK as sitk
+
+    from ACNNCore.io import to_sitk
+
+    frames = [subject.phases[p]["lr"] for p in ("ES", "ED", "ES")]
+    image = sitk.JoinSeries([to_sitk(f) for f in frames])
+    sitk.WriteImage(image, str(tmp_path / "cine.nii.gz"))
+    seq = mrml.load_cine(tmp_path / "cine.nii.gz", scene)
+    assert seq.IsA("vtkMRMLSequenceNode") and seq.GetNumberOfDataNodes() == 3
+    result, segmentations, _ = SegmentLogic().process(seq, "acnn-seg-phantom", "cpu", surfaces=False)
+    assert [p.frame for p in result.phases][0] == 1 and result.ef_pct > 20
+    back = mrml.volume_from_node(seq.GetNthDataNode(1))
+    assert back.geometry.same_as(frames[1].geometry, atol=1e-3)
