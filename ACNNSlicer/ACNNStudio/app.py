@@ -359,6 +359,9 @@ class Studio:
                     self._shape_panel()
                     with v3.VExpansionPanel(title="Scene"):
                         with v3.VExpansionPanelText():
+                            html.Div("Volumes", classes="text-subtitle-2")
+                            with v3.VList(density="compact", id="volumes"):
+                                v3.VListItem(v_for="v in inputs", key="v.value", title=("v.title",))
                             html.Div("Segments", classes="text-subtitle-2")
                             with v3.VList(density="compact", id="segments"):
                                 v3.VListItem(v_for="s in segments", key="s", title=("s",), classes="segment-item")

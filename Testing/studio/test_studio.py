@@ -113,6 +113,7 @@ def test_segment_lists_segments_and_changes_the_3d_view(page):
     page.get_by_text("Scene").click()
     page.wait_for_selector(".segment-item", timeout=20_000)
     segments = page.inner_text("#segments")
+    assert "phantom ED" in page.inner_text("#volumes")
     assert "LV blood pool" in segments and "LV myocardium" in segments
     assert wait_until_changed(page, before) > 1.0
     results = page.inner_text("#results")
