@@ -349,7 +349,7 @@ class Benchmark:
         montages = []
         for dim in shape.order[:3]:
             montages.append(traversal_montage(shape.traverse(dim, 7, 2.0), self.out / f"latent_traversal_dim{dim}.png",
-                                              title=f"dimension {dim}: mean ± 2 std"))
+                                              title=f"dimension {dim}: mean ± 2 std", render3d=True))
         rows = [[phases, f"{accuracy[phases]['PCA'][0]:.1f} ± {accuracy[phases]['PCA'][1]:.1f}",
                  f"{accuracy[phases]['T-L'][0]:.1f} ± {accuracy[phases]['T-L'][1]:.1f}",
                  f"{PAPER_LATENT[phases]['PCA']} / {PAPER_LATENT[phases]['T-L']}"] for phases in ("ED", "ED+ES")]
@@ -362,7 +362,8 @@ class Benchmark:
             _table(["Codes", "PCA", "T-L", "Paper (ACDC): PCA / T-L"], rows),
             f"Code dimensions the trees split on most (ED): {', '.join(f'{d} ({importances[d]:.2f})' for d in top)}.",
             f"### Code histograms, 16 most used dimensions (Fig. 9)\n\n![histograms]({hist.name})",
-            "### Traversals over mean ± 2 std of the three most used dimensions (Fig. 5)\n\n"
+            "### Traversals over mean ± 2 std of the three most used dimensions (Fig. 5): short axis, long "
+            "axis, myocardium in 3-D\n\n"
             + "\n\n".join(f"![traversal]({m.name})" for m in montages),
         ]) + "\n"
 

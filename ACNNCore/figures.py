@@ -49,18 +49,34 @@ def mid_slices(labels: np.ndarray) -> tuple[int, int]:
     return int(c[2]), int(c[1])
 
 
-def traversal_montage(steps, path, title: str = "") -> Path:
-    """Decoded shapes of a latent traversal: a short-axis and a long-axis cut per step."""
+def render_myocardium(ax, labels, value: int = 2, voxel_mm: float = 3.75) -> None:
+    """A 3-D rendering of one structure (matplotlib voxels, resampled to about ``voxel_mm``)."""
+    steps = [max(1, int(round(voxel_mm / s))) for s in labels.spacing]
+    mask = labels.array[:: steps[0], :: steps[1], :: steps[2]] == value
+    ax.voxels(mask, facecolors=(*SEGMENTS[value][1], 1.0), edgecolor=None)
+    ax.set_box_aspect([n * st * sp for n, st, sp in zip(mask.shape, steps, labels.spacing)])
+    ax.view_init(20, -60)
+    ax.set_axis_off()
+
+
+def traversal_montage(steps, path, title: str = "", render3d: bool = False) -> Path:
+    """Decoded shapes of a latent traversal: a short-axis and a long-axis cut per step (and, with
+    ``render3d``, the myocardium in 3-D)."""
     plt = _plt()
     n = len(steps)
-    fig, axes = plt.subplots(2, n, figsize=(1.5 * n, 3.4), squeeze=False)
+    rows = 3 if render3d else 2
+    fig = plt.figure(figsize=(1.5 * n, 1.7 * rows))
+    axes = [[fig.add_subplot(rows, n, r * n + c + 1, **({"projection": "3d"} if r == 2 else {}))
+             for c in range(n)] for r in range(rows)]
     k, j = mid_slices(steps[n // 2][1].array)
     for col, (z, volume) in enumerate(steps):
         sp = volume.spacing
-        show(axes[0, col], labels=volume.array[:, :, k], title=f"{z:+.1f} sd")
-        show(axes[1, col], labels=volume.array[:, j, :], aspect=sp[2] / sp[0])
-    axes[0, 0].set_ylabel("short axis", fontsize=8)
-    axes[1, 0].set_ylabel("long axis", fontsize=8)
+        show(axes[0][col], labels=volume.array[:, :, k], title=f"{z:+.1f} sd")
+        show(axes[1][col], labels=volume.array[:, j, :], aspect=sp[2] / sp[0])
+        if render3d:
+            render_myocardium(axes[2][col], volume)
+    axes[0][0].set_ylabel("short axis", fontsize=8)
+    axes[1][0].set_ylabel("long axis", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
