@@ -149,8 +149,9 @@ def plausibility(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = L
     whole), connected components beyond one per structure (3-D, 26-connectivity), mid-ventricular slices
     (the middle third of those holding blood pool) whose blood pool has an in-plane neighbour other than
     myocardium, and slices outside the basal third (the base, open to the atrium, is the end of larger
-    blood-pool area) where blood pool and background meet in 3-D. A map without blood pool or
-    myocardium is implausible."""
+    blood-pool area) where blood pool and background meet: in-plane, and through-plane (an open apex)
+    where slices are thinner than 5 mm (thick slices cannot show the apical cap). A map without blood
+    pool or myocardium is implausible."""
     from scipy import ndimage
 
     a = labels.array
@@ -178,7 +179,10 @@ def plausibility(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = L
     n = max(1, len(area) // 3)
     base_at_top = area[-n:].sum() >= area[:n].sum()
     keep = slice(0, int(hi - third) + 1) if base_at_top else slice(int(np.ceil(lo + third)), a.shape[2])
-    contact = ndimage.binary_dilation(bp) & ~bp & (a == 0)
+    # through-plane contact (an open apex) only where slices are thin enough to see the apical cap
+    through = labels.spacing[2] < 5.0
+    structure = ndimage.generate_binary_structure(3, 1) if through else cross[:, :, None] * np.array([0, 1, 0], bool)
+    contact = ndimage.binary_dilation(bp, structure) & ~bp & (a == 0)
     counts["touches_background"] = int(np.count_nonzero(contact[..., keep].any(axis=(0, 1))))
     problems = [k for k, n in counts.items() if n]
     return {"plausible": not problems, "problems": problems, **counts}

@@ -112,8 +112,13 @@ class Studio:
 
     def load(self, path) -> list:
         """Load an image (.nii.gz, .nrrd, .mha), a segmentation (.seg.nrrd), or every image of a folder."""
+        from ACNNCore.io import SUFFIXES
+
         path = Path(path)
-        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES)) \
+            if path.is_dir() else [path]
+        if not files:
+            raise InputError(f"no images ({', '.join(SUFFIXES)}) in {path}")
         nodes = []
         for f in files:
             kind = "segmentation" if f.name.lower().endswith(".seg.nrrd") else "volume"
