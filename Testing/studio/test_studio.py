@@ -144,6 +144,18 @@ def test_shape_explorer_slider_changes_the_shape(page):
                            timeout=30_000)
 
 
+def test_load_an_image_from_the_browser(page, tmp_path):
+    from ACNNCore.io import write_volume
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject
+
+    write_volume(generate_subject(1, 77, PhantomConfig()).phases["ES"]["lr"], tmp_path / "uploaded_stack.nrrd")
+    page.set_input_files("#upload", str(tmp_path / "uploaded_stack.nrrd"))
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded uploaded_stack.nrrd')",
+                           timeout=30_000)
+    page.get_by_text("Scene").click() if not page.locator("#volumes").is_visible() else None
+    page.wait_for_function("document.querySelector('#volumes').innerText.includes('uploaded_stack')", timeout=10_000)
+
+
 def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path):
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"this is not a NIfTI file")
