@@ -57,14 +57,24 @@ def shape_prior_loss(encoder, logits: torch.Tensor, labels: torch.Tensor) -> tor
     return ((encoder(probs) - target_code) ** 2).sum(1).mean()
 
 
+def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """1 - mean soft Dice over the foreground classes (MONAI's DiceLoss): for small structures in a large
+    field of view, where CE alone learns to answer "background"."""
+    from monai.losses import DiceLoss
+
+    return DiceLoss(include_background=False, to_onehot_y=True, softmax=True)(logits, labels[:, None].long())
+
+
 def acnn_seg_loss(logits: torch.Tensor, labels: torch.Tensor, encoder=None, lambda1: float = 0.01,
-                  balance: bool = False) -> dict:
-    """Eq. (1) without the weight decay (the optimiser's job). ``encoder=None``: plain CE (3D-Seg)."""
+                  balance: bool = False, dice: bool = False) -> dict:
+    """Eq. (1) without the weight decay (the optimiser's job). ``encoder=None``: plain CE (3D-Seg).
+    ``dice``: the data term is CE + soft Dice (real data; the paper uses CE alone)."""
     ce = F.cross_entropy(logits, labels.long())
+    data = ce + soft_dice_loss(logits, labels) if dice else ce
     if encoder is None:
-        return {"loss": ce, "ce": ce}
+        return {"loss": data, "ce": ce}
     prior = shape_prior_loss(encoder, logits, labels)
-    return {"loss": ce + _balanced(ce, prior, lambda1, balance), "ce": ce, "prior": prior}
+    return {"loss": data + _balanced(data, prior, lambda1, balance), "ce": ce, "prior": prior}
 
 
 def acnn_sr_loss(prediction: torch.Tensor, target: torch.Tensor, predictor=None, lambda1: float = 0.01,

@@ -66,6 +66,7 @@ class TrainConfig:
     lambda1: float = 0.01  # weight of the shape prior
     lambda2: float = 5e-6  # weight decay on convolution weights
     balance_prior: bool = False  # rescale the prior to the data term's range (detached ratio)
+    dice: bool = False  # seg: add a soft Dice term to CE (real data, where the heart is a small part of the image)
     code_size: int = 64
     swap_p: float = 0.1  # AE label swap probability
     input_noise: float = 0.05  # AE Gaussian input noise
@@ -353,7 +354,7 @@ class Trainer:
         c = self.grid["num_classes"]
         if task == "seg":
             encoder = self.prior.model.encode if self.prior else None
-            return acnn_seg_loss(model(x), labels, encoder, cfg.lambda1, cfg.balance_prior)
+            return acnn_seg_loss(model(x), labels, encoder, cfg.lambda1, cfg.balance_prior, cfg.dice)
         if task == "sr":
             predictor = self.prior.model.predict if self.prior else None
             return acnn_sr_loss(model(x), batch["hr"].to(self.device), predictor, cfg.lambda1, cfg.balance_prior)

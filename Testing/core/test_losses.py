@@ -88,3 +88,20 @@ def test_autoencoder_loss_and_weight_decay_groups():
     assert decay["weight_decay"] == 5e-6 and no_decay["weight_decay"] == 0.0
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
     assert one_hot(labels, 3).shape == (2, 3, *GRID)
+
+
+def test_dice_term_rewards_the_small_structures():
+    import torch
+
+    from ACNNCore.losses import acnn_seg_loss, soft_dice_loss
+
+    labels = torch.zeros(1, 16, 16, 4, dtype=torch.long)
+    labels[0, 6:9, 6:9, 1:3] = 1  # a small structure in a large background
+    background = torch.zeros(1, 2, 16, 16, 4)
+    background[:, 0] = 3.0  # confident "background everywhere"
+    right = torch.zeros(1, 2, 16, 16, 4)
+    right[0, 0][labels[0] == 0] = 8.0
+    right[0, 1][labels[0] == 1] = 8.0
+    assert soft_dice_loss(background, labels) > 0.9 > 0.1 > soft_dice_loss(right, labels)
+    plain, with_dice = acnn_seg_loss(background, labels), acnn_seg_loss(background, labels, dice=True)
+    assert with_dice["loss"] > plain["loss"] + 0.9 and torch.isclose(with_dice["ce"], plain["ce"])
