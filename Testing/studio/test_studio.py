@@ -168,3 +168,10 @@ def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path)
     page.wait_for_function("document.querySelector('#status').innerText.startsWith('Saved')", timeout=30_000)
     saved = sorted(p.name for p in (studio["out"] / "saved").iterdir())
     assert any(n.endswith(".seg.nrrd") for n in saved)
+
+
+def test_studio_command_refuses_a_missing_data_path(tmp_path, capsys):
+    from ACNNCore.cli import main
+
+    assert main(["studio", "--data", str(tmp_path / "nothing.nii.gz")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
