@@ -98,7 +98,8 @@ def resample(volume: Volume, geometry: Geometry, interpolation: str = "linear", 
     reference.SetDirection(tuple(geometry.direction.ravel()))
     image = to_sitk(volume)
     if interpolation in ("nearest", "label"):
-        image = sitk.Cast(image, sitk.sitkUInt8) if volume.array.max() < 256 else image
+        integer = np.issubdtype(volume.array.dtype, np.integer) or volume.array.dtype == np.bool_
+        image = sitk.Cast(image, sitk.sitkUInt8) if integer and volume.array.max() < 256 else image
     elif image.GetPixelID() != sitk.sitkFloat32:
         image = sitk.Cast(image, sitk.sitkFloat32)
     out = sitk.Resample(image, reference, sitk.Transform(), _INTERPOLATORS[interpolation], float(default),
