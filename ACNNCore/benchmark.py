@@ -18,8 +18,8 @@ import numpy as np
 
 from .bundle import read_meta, resolve
 from .errors import InputError
-from .evaluation import evaluate_case
-from .metrics import agreement, ejection_fraction, on_grid_of, ssim, wilcoxon_p
+from .evaluation import ef_agreement, evaluate_case
+from .metrics import on_grid_of, ssim, wilcoxon_p
 from .phantom.population import PhantomConfig, generate_subject, with_motion
 
 TEST_SEED = 1000  # held-out subjects
@@ -297,15 +297,8 @@ class Benchmark:
                 sel = [r for r in rows if r["phase"] == phase]
                 row += [_fmt([r["msd_mm_lv"] for r in sel], 2), _fmt([r["hd_mm_lv"] for r in sel], 2),
                         _fmt([r["dice_lv"] for r in sel])]
-            by = {r["case"]: r for r in rows}
-            pairs = [(ejection_fraction(by[c]["pred_lv_volume_ml"], by[c[:-3] + "_ES"]["pred_lv_volume_ml"]),
-                      ejection_fraction(by[c]["gt_lv_volume_ml"], by[c[:-3] + "_ES"]["gt_lv_volume_ml"]))
-                     for c in by if c.endswith("_ED")]
-            if len(pairs) >= 3:
-                a = agreement(*zip(*pairs))
-                row += [f"{a['r']:.3f}", f"{a['bias']:+.1f} ± {(a['loa'][1] - a['loa'][0]) / 2:.1f}"]
-            else:
-                row += ["-", "-"]
+            a = ef_agreement(rows)
+            row += [f"{a['r']:.3f}", f"{a['bias']:+.1f} ± {(a['loa'][1] - a['loa'][0]) / 2:.1f}"] if a else ["-", "-"]
             table.append(row)
         a, b = results["unet3d"], results["acnn-seg"]
         pvals = {k: _p(wilcoxon_p([r[k] for r in a], [r[k] for r in b])) for k in ("msd_mm_lv", "hd_mm_lv", "dice_lv")}
@@ -368,12 +361,7 @@ class Benchmark:
         ]) + "\n"
 
     def _write_csv(self, name: str, rows: list[dict]) -> Path:
-        path = self.out / name
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        return path
+        return _write(self.out / name, rows)
 
 
 def _folds(y) -> int:
@@ -612,14 +600,8 @@ class AcdcBenchmark:
 
 
 def _ef(rows) -> str:
-    by = {r["case"]: r for r in rows}
-    pairs = [(ejection_fraction(r["pred_lv_volume_ml"], by[c[:-3] + "_ES"]["pred_lv_volume_ml"]),
-              ejection_fraction(r["gt_lv_volume_ml"], by[c[:-3] + "_ES"]["gt_lv_volume_ml"]))
-             for c, r in by.items() if c.endswith("_ED") and c[:-3] + "_ES" in by and r["pred_lv_volume_ml"] > 0]
-    if len(pairs) < 3:
-        return "-"
-    a = agreement(*zip(*pairs))
-    return f"{a['r']:.3f}, {a['bias']:+.1f} ± {(a['loa'][1] - a['loa'][0]) / 2:.1f}"
+    a = ef_agreement(rows)
+    return f"{a['r']:.3f}, {a['bias']:+.1f} ± {(a['loa'][1] - a['loa'][0]) / 2:.1f}" if a else "-"
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

@@ -61,11 +61,12 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def ef_agreement(rows: list[dict]) -> dict | None:
-    """EF (predicted vs ground truth) over the subjects with both an ``*_ED`` and an ``*_ES`` case."""
+    """EF (predicted vs ground truth) over the subjects with both an ``*_ED`` and an ``*_ES`` case (an empty
+    predicted ED blood pool has no EF and is left out); None under three subjects."""
     by_name = {r["case"]: r for r in rows}
     pairs = []
     for name, r in by_name.items():
-        if name.endswith("_ED") and name[:-3] + "_ES" in by_name:
+        if name.endswith("_ED") and name[:-3] + "_ES" in by_name and r["pred_lv_volume_ml"] > 0:
             es = by_name[name[:-3] + "_ES"]
             pairs.append((ejection_fraction(r["pred_lv_volume_ml"], es["pred_lv_volume_ml"]),
                           ejection_fraction(r["gt_lv_volume_ml"], es["gt_lv_volume_ml"])))

@@ -35,6 +35,7 @@ class ShapeExplorerLogic:
         self.code: np.ndarray | None = None
         self.placement = None  # grid where the shape is shown (the model grid at the origin by default)
         self.last_update_ms: float = 0.0
+        self.last_labels = None  # the label map of the last update
 
     @staticmethod
     def models() -> list[str]:
@@ -78,10 +79,10 @@ class ShapeExplorerLogic:
         return m.decode(self.code, self.placement)
 
     def update(self, node=None, scene=None, name: str = "ACNN shape"):
-        """Decode the current code into ``node`` (created if None) with closed surfaces; the time taken is
-        kept in ``last_update_ms``."""
+        """Decode the current code into ``node`` (created if None) with closed surfaces; the label map is
+        kept in ``last_labels``, the time taken in ``last_update_ms``."""
         t = time.perf_counter()
-        labels = self.decode()
+        labels = self.last_labels = self.decode()
         names = {int(k): v["name"] for k, v in self.model.meta.get("labels", {}).items()} or \
             {1: "LV blood pool", 2: "LV myocardium"}
         node = mrml.labels_to_segmentation(labels, node=node, scene=scene, name=name, smoothing=0.3, decimation=0.0,

@@ -311,8 +311,7 @@ class Studio:
     def _decode(self):
         first = self.shape_node is None or self.scene.GetNodeByID(self.shape_node.GetID()) is None
         self.shape_node = self.explorer.update(None if first else self.shape_node, self.scene, "ACNN shape")
-        labels = self.explorer.decode()
-        self.state.shape_voxels = int(np.count_nonzero(labels.array))
+        self.state.shape_voxels = int(np.count_nonzero(self.explorer.last_labels.array))
         self.state.shape_ms = round(self.explorer.last_update_ms)
         if first:
             for view in self.app.view_manager.get_views():
