@@ -426,7 +426,7 @@ ACDC_METHODS = {  # key -> (name, training settings, prior key)
 }
 ACDC_MOTIONS = (0.0, 2.0, 4.0)
 CROP = {"shape": [128, 128, 16], "spacing": [1.5, 1.5]}
-ACDC_BUDGETS = {"tiny": (1, 1), "cpu": (15, 25), "paper": (150, 200)}  # (seg epochs, AE epochs)
+ACDC_BUDGETS = {"tiny": (1, 1), "cpu": (15, 25), "gpu": (160, 190), "paper": (150, 200)}  # (seg epochs, AE epochs)
 PAPER_ACDC = {"ED": {"PCA": 76.6, "AE": 83.3}, "ED+ES": {"PCA": 86.6, "AE": 91.6}}
 
 
@@ -436,10 +436,11 @@ class AcdcBenchmark:
     methods trained on the other 56, tested at 0, 2 and 4 mm simulated slice misalignment; pathology
     classification from the AE's codes of the ground truth against PCA."""
 
-    def __init__(self, data, out, budget: str = "cpu", device: str = "auto", say=print, max_patients: int = 0):
+    def __init__(self, data, out, budget: str = "cpu", device: str = "auto", say=print, max_patients: int = 0,
+                 workers: int = 0):
         from .datasets import is_acdc
 
-        self.data, self.out, self.device, self.say = Path(data), Path(out), device, say
+        self.data, self.out, self.device, self.say, self.workers = Path(data), Path(out), device, say, workers
         if not is_acdc(self.data):
             raise InputError(f"{self.data} is not in the ACDC layout (patientNNN/Info.cfg)")
         if budget not in ACDC_BUDGETS:
@@ -468,7 +469,8 @@ class AcdcBenchmark:
         prior = self.model(prior_key) if prior_key else None
         epochs = self.ae_epochs if key == "ae" else self.epochs
         config = TrainConfig.from_dict({**settings, "epochs": epochs, "batch_size": 8, "device": self.device,
-                                        "crop": CROP, "val_fraction": 0.1, "dice": settings["task"] == "seg"})
+                                        "crop": CROP, "val_fraction": 0.1, "dice": settings["task"] == "seg",
+                                        "workers": self.workers})
         resume = (run / "last.pt").is_file()
         self.say(f"training {name} ({key}, {epochs} epochs{', resuming' if resume else ''}) -> {run}")
         folder = train(config, self.train_dir, run, prior, resume=resume, overwrite=not resume)

@@ -137,6 +137,7 @@ def _add_train(sub):
     p.add_argument("--max-cases", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--workers", type=int, help="data-loading processes (augmentation runs there); default 0")
     p.set_defaults(run=run_train)
 
 
@@ -145,7 +146,7 @@ def run_train(args) -> int:
 
     config = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
     config["task"] = args.task
-    for name in ("architecture", "epochs", "batch_size", "lr", "lambda1", "max_cases", "seed", "device"):
+    for name in ("architecture", "epochs", "batch_size", "lr", "lambda1", "max_cases", "seed", "device", "workers"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
     if args.motion_augment is not None:
@@ -366,7 +367,7 @@ def run_evaluate(args) -> int:
 
 
 def _add_benchmark(sub):
-    from .benchmark import BUDGETS, SPECS
+    from .benchmark import ACDC_BUDGETS, BUDGETS, SPECS
 
     p = sub.add_parser("benchmark", help="the paper's experiments: seg (Table I), sr (III), us (II), latent (III-F)",
                        description="Train what an experiment needs (into OUT/runs, reused and resumable), evaluate "
@@ -375,11 +376,13 @@ def _add_benchmark(sub):
     p.add_argument("--data", required=True, type=Path,
                    help="a phantom data set (`acnn phantom`; --modality us for us); for acdc, the ACDC folder")
     p.add_argument("--out", required=True, type=Path, help="report folder")
-    p.add_argument("--budget", choices=tuple(BUDGETS), default="cpu",
-                   help="tiny: minutes (CI); cpu: about an hour or two; paper: the paper's sizes, for a GPU")
+    p.add_argument("--budget", choices=tuple(dict.fromkeys([*BUDGETS, *ACDC_BUDGETS])), default="cpu",
+                   help="tiny: minutes (CI); cpu: about an hour or two; paper: the paper's sizes, for a GPU; "
+                        "gpu (acdc): what one GPU trains in about ten minutes")
     p.add_argument("--models", nargs="*", metavar="KEY=BUNDLE",
                    help=f"trained models to use instead of training (keys: {', '.join(SPECS)})")
     p.add_argument("--test-subjects", type=int, help="held-out subjects (default from the budget)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes per training (acdc)")
     _device_arg(p)
     p.set_defaults(run=run_benchmark)
 
@@ -390,7 +393,7 @@ def run_benchmark(args) -> int:
     if args.experiment == "acdc":
         from .benchmark import AcdcBenchmark
 
-        path = AcdcBenchmark(args.data, args.out, args.budget, args.device).run()
+        path = AcdcBenchmark(args.data, args.out, args.budget, args.device, workers=args.workers).run()
     else:
         bench = Benchmark(args.data, args.out, args.budget, parse_models(args.models), args.device,
                           args.test_subjects)

@@ -75,6 +75,7 @@ class TrainConfig:
     max_cases: int = 0  # 0 = all
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    workers: int = 0  # DataLoader worker processes preparing (augmenting) batches; 0 = in the training process
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # real data (any field of view and spacing): each case is cut around its ground-truth heart to this
     # {"shape": [X, Y, Z], "spacing": [sx, sy]} (slices as acquired); inference finds the heart itself
@@ -465,7 +466,8 @@ class Trainer:
                 sampler.set_epoch(epoch)
             generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
             loader = DataLoader(self.train_set, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
-                                generator=generator, drop_last=len(self.train_set) >= 2 * per_rank)
+                                generator=generator, drop_last=len(self.train_set) >= 2 * per_rank,
+                                num_workers=cfg.workers, pin_memory=self.device.type == "cuda")
             totals, steps, t0 = {}, 0, time.time()
             bar = _bar(loader, epoch, cfg.epochs, self.progress)
             for batch in bar:

@@ -57,6 +57,16 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path):
     assert [r["epoch"] for r in describe(tmp_path / "resumed")] == ["0", "1", "2"]
 
 
+def test_worker_processes_give_the_same_training(tiny_data, tmp_path):
+    """Augmentation draws from (seed, epoch, case): batches made in worker processes are the same."""
+    config = TrainConfig(task="seg", epochs=2, batch_size=4, val_fraction=0.25)
+    train(config, tiny_data, tmp_path / "inline", progress=False)
+    train(TrainConfig(**{**config.__dict__, "workers": 2}), tiny_data, tmp_path / "workers", progress=False)
+    a, b = _weights(tmp_path / "inline"), _weights(tmp_path / "workers")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+
+
 def test_resume_after_a_kill_loses_no_epoch(tiny_data, tmp_path):
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "ACNNCore.cli", "train", "ae", "--data", str(tiny_data), "--out", str(run),
