@@ -100,19 +100,28 @@ def _on_hr(volume, truth):
     return on_grid_of(volume, truth)
 
 
-def seg_figure(case: dict, predictions: dict, path) -> Path:
-    """Fig. 6: the LR input, each method's labels and the HR ground truth, short- and long-axis."""
+def seg_figure(case: dict, predictions: dict, path, titles=("LR input", "HR ground truth"),
+               margin: int | None = None) -> Path:
+    """Fig. 6: the LR input, each method's labels and the HR ground truth, short- and long-axis.
+    ``margin``: show only the heart (the ground truth's in-plane box, widened by this many voxels)."""
     plt = _plt()
     truth = case["hr_gt"]
     lr = _on_hr(case["lr"], truth)  # nearest: shows the thick slices and their misalignment
-    columns = [("LR input", None)] + [(name, _on_hr(p, truth).array) for name, p in predictions.items()] \
-        + [("HR ground truth", truth.array)]
-    k, j = mid_slices(truth.array)
+    columns = [(titles[0], None)] + [(name, _on_hr(p, truth).array) for name, p in predictions.items()] \
+        + [(titles[1], truth.array)]
+    box = (slice(None), slice(None))
+    if margin is not None:
+        ij = np.argwhere(truth.array.any(axis=2))
+        lo, hi = np.maximum(ij.min(0) - margin, 0), ij.max(0) + margin + 1
+        box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
+    image = lr.array[box]
+    columns = [(name, None if labels is None else labels[box]) for name, labels in columns]
+    k, j = mid_slices(truth.array[box])
     sp = truth.spacing
     fig, axes = plt.subplots(2, len(columns), figsize=(2.2 * len(columns), 4.6), squeeze=False)
     for col, (name, labels) in enumerate(columns):
-        show(axes[0, col], lr.array[:, :, k], None if labels is None else labels[:, :, k], title=name)
-        show(axes[1, col], lr.array[:, j, :], None if labels is None else labels[:, j, :], aspect=sp[2] / sp[0])
+        show(axes[0, col], image[:, :, k], None if labels is None else labels[:, :, k], title=name)
+        show(axes[1, col], image[:, j, :], None if labels is None else labels[:, j, :], aspect=sp[2] / sp[0])
     axes[0, 0].set_ylabel("short axis", fontsize=8)
     axes[1, 0].set_ylabel("long axis", fontsize=8)
     fig.tight_layout()
