@@ -92,3 +92,20 @@ def test_wrong_model_kind_is_refused_and_the_scene_unchanged(scene):
     with pytest.raises(InputError, match="load a shape model"):
         logic.sliders()
     assert node_ids(scene) == before
+
+
+def test_real_shape_model_decodes_lv_and_rv(scene):
+    """The bundled ACDC shape model (ae-acdc): real shapes, three structures, as named segments."""
+    from ACNNSlicerLib.common import models_for
+
+    if "ae-acdc" not in models_for("ae", "tl"):
+        pytest.skip("ae-acdc is not bundled")
+    logic = ShapeExplorerLogic()
+    logic.load("ae-acdc", "cpu")
+    logic.reset()
+    node = logic.update(scene=scene)
+    segmentation = node.GetSegmentation()
+    names = {segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())}
+    assert {"LV blood pool", "LV myocardium", "RV blood pool"} <= names
+    labels = mrml.labels_from_segmentation(node)
+    assert {1, 2, 3} <= set(np.unique(labels.array).tolist())
