@@ -21,6 +21,7 @@ def test_seg_benchmark_reports_every_method(tiny_data, bench_out, capsys):
     for heading in ("## Segmentation (Table I)", "### Myocardium Dice by slice misalignment", "Wilcoxon",
                     "Implausible", "The paper's Table I"):
         assert heading in report
+    assert "Wilcoxon ACNN-Seg vs 3D-Seg |" in report or "Wilcoxon 3D-Seg vs ACNN-Seg |" in report  # the prior
     assert (bench_out / "seg_overlay.png").stat().st_size > 10_000
     rows = (bench_out / "seg_cases.csv").read_text().splitlines()
     assert len(rows) == 1 + 6 * 8  # 6 methods x 4 subjects x 2 phases
