@@ -117,9 +117,8 @@ class _Runner:
             parts, n = ndimage.label(probs.argmax(0) > 0)
             if n == 0:
                 return center
-            index = np.arange(1, n + 1)
-            sizes = ndimage.sum_labels(np.ones_like(parts), parts, index)
-            largest = index[np.argsort(sizes)[::-1][:3 if look == 0 else 1]]
+            sizes = np.bincount(parts.ravel())[1:]
+            largest = 1 + np.argsort(sizes)[::-1][:3 if look == 0 else 1]
             sure = ndimage.mean(probs.max(0), parts, largest)
             heart = parts == largest[int(np.argmax(sure))]
             center = grid.index_to_physical(np.argwhere(heart).mean(0))
