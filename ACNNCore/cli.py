@@ -36,6 +36,10 @@ def _add_phantom(sub):
     p.add_argument("--blur-sigma", type=float, default=4.0, metavar="MM", help="slice profile sigma (0 = off)")
     p.add_argument("--noise", type=float, default=0.03, help="Rician noise sigma, blood = 1 (0 = off)")
     p.add_argument("--bias", type=float, default=0.2, help="coil bias field amplitude (0 = off)")
+    p.add_argument("--us-grid", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                   help="echo volume size in voxels (default 112 112 120)")
+    p.add_argument("--us-spacing", type=float, nargs=3, metavar=("SX", "SY", "SZ"),
+                   help="echo voxel size in mm (default 1 1 1)")
     p.add_argument("--preview", action="store_true", help="also write DIR/preview.png")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.set_defaults(run=run_phantom)
@@ -52,6 +56,13 @@ def run_phantom(args) -> int:
         if getattr(args, name) < 0:
             raise InputError(f"--{name.replace('_', '-')} must not be negative")
     config = PhantomConfig(modality=args.modality)
+    if args.us_grid or args.us_spacing:
+        if args.modality != "us":
+            raise InputError("--us-grid and --us-spacing are for --modality us")
+        if min(args.us_grid or [1]) < 8 or min(args.us_spacing or [1]) <= 0:
+            raise InputError("--us-grid needs at least 8 voxels per axis and --us-spacing positive sizes")
+        config = replace(config, us_shape=tuple(args.us_grid or config.us_shape),
+                         us_spacing=tuple(args.us_spacing or config.us_spacing))
     slices = config.hr_shape[2]
     if args.factor < 1 or slices % args.factor:
         raise InputError(f"--factor must divide the {slices} HR slices "
@@ -172,6 +183,8 @@ def _add_inference(sub):
                    help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd; for a data folder, a folder of CASE.nii.gz")
     p.add_argument("--model", help="bundled model name or bundle folder (default: acnn-seg-acdc for real images, "
                                    "acnn-seg-phantom for the phantom's stacks)")
+    p.add_argument("--largest-component", action="store_true",
+                   help="keep each structure's largest connected part (removes stray islands)")
     p.add_argument("--label-convention", choices=("ours", "acdc"), default="ours",
                    help="label values written: ours (1 LV, 2 myocardium, 3 RV) or acdc (1 RV, 2 myocardium, 3 LV)")
     p.add_argument("--overwrite", action="store_true")
@@ -218,7 +231,7 @@ def run_segment(args) -> int:
     check_writable(args.out, args.overwrite)
     volume = read_volume(args.input)
     model = args.model or default_model(volume)
-    result = Segmenter(model, args.device)(volume)
+    result = Segmenter(model, args.device, args.largest_component)(volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
     m = clinical_measures(result.labels)
@@ -262,7 +275,7 @@ def _segment_folder(args) -> int:
     existing = [t for t in targets if t.exists()]
     if existing and not args.overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs); pass --overwrite")
-    segmenter = Segmenter(args.model or default_model(cases[0].image), args.device)
+    segmenter = Segmenter(args.model or default_model(cases[0].image), args.device, args.largest_component)
     for case, target in zip(tqdm(cases, desc="segment", unit="case", disable=None), targets):
         result = segmenter(case.image)
         _write_labels(_convention(result.labels, args.label_convention), target,

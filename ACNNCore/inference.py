@@ -125,6 +125,18 @@ class _Runner:
         return center
 
 
+def keep_largest_component(labels: Volume) -> Volume:
+    """Each structure reduced to its largest connected part (MONAI's KeepLargestConnectedComponent): the
+    usual clean-up of a label map. Stray islands go; holes and gaps stay."""
+    from monai.transforms import KeepLargestConnectedComponent
+
+    values = [int(v) for v in np.unique(labels.array) if v]
+    if not values:
+        return labels
+    cleaned = KeepLargestConnectedComponent(applied_labels=values, independent=True)(labels.array[None])
+    return labels.with_array(np.asarray(cleaned)[0].astype(labels.array.dtype))
+
+
 @dataclass
 class Segmentation:
     labels: Volume  # uint8 on the HR grid aligned with the input
@@ -173,12 +185,15 @@ class Segmenter(_Model):
     TASK = "seg"
     PAD = (1.0, 0.0)  # outside the model's field of view: background (channels past the last take the last)
 
-    def __init__(self, model="acnn-seg-phantom", device: str = "auto"):
+    def __init__(self, model="acnn-seg-phantom", device: str = "auto", largest_component: bool = False):
         super().__init__(model, device)
+        self.largest_component = largest_component  # clean-up: each structure's largest connected part
 
     def __call__(self, volume: Volume) -> Segmentation:
         probs, out, _ = self._channels_on_input_grid(volume, lambda logits: torch.softmax(logits, 1))
         labels = Volume(probs.argmax(0).astype(np.uint8), out)
+        if self.largest_component:
+            labels = keep_largest_component(labels)
         names = {int(k): v["name"] for k, v in self.meta["labels"].items()}
         return Segmentation(labels, probs.astype(np.float32), names)
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from ACNNCore.errors import InputError
-from ACNNCore.inference import Segmenter, ShapeModel, SuperResolver, hr_geometry, interpolate_stack
+from ACNNCore.inference import (Segmenter, ShapeModel, SuperResolver, hr_geometry, interpolate_stack,
+                                keep_largest_component)
 from ACNNCore.io import read_segmentation, read_volume, write_volume
 from ACNNCore.volume import Volume
 
@@ -102,6 +103,26 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     assert again.returncode == 2 and "pass --overwrite" in again.stderr
     wrong = acnn("segment", lr_path, "--out", tmp_path / "x.nii.gz", "--model", tiny_models["ae"])
     assert wrong.returncode == 2 and "this needs seg" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_largest_component_cleanup_removes_islands_not_holes(tiny_models, tiny_data, tmp_path):
+    a = np.zeros((20, 20, 6), np.uint8)
+    a[2:12, 2:12, 1:5] = 2
+    a[4:10, 4:10, 1:5] = 1
+    a[6, 6, 2] = 0  # a hole in the blood pool: stays
+    a[16:18, 16:18, 2] = 1  # an island of blood pool: goes
+    a[0, 19, 0] = 2  # an island of myocardium: goes
+    out = keep_largest_component(Volume.from_array(a, (1.0, 1.0, 2.0))).array
+    expected = a.copy()
+    expected[16:18, 16:18, 2] = 0
+    expected[0, 19, 0] = 0
+    np.testing.assert_array_equal(out, expected)
+    lr_path = tiny_data / "subject001" / "ES" / "lr.nii.gz"
+    run = acnn("segment", lr_path, "--out", tmp_path / "clean.nii.gz", "--model", tiny_models["seg"],
+               "--largest-component")
+    assert run.returncode == 0, run.stderr
+    clean = read_volume(tmp_path / "clean.nii.gz")
+    np.testing.assert_array_equal(clean.array, keep_largest_component(clean).array)
 
 
 def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):

@@ -88,13 +88,14 @@ def test_acdc_benchmark_runs_end_to_end(acdc_root, tmp_path):
 
     report = AcdcBenchmark(acdc_root, tmp_path, budget="tiny", device="cpu", say=lambda *a: None,
                            max_patients=10).run().read_text()
-    for heading in ("## Segmentation", "### Robustness", "### What the prior fixed", "## Pathology classification"):
+    for heading in ("## Segmentation", "### The same predictions after the usual clean-up", "### Robustness",
+                    "### What the prior fixed", "## Pathology classification"):
         assert heading in report
     for method in ("2D-FCN", "3D-UNet", "No prior", "ACNN-Seg"):
         assert f"| {method}" in report
     assert "test patients 001, 048" in report
     assert (tmp_path / "acdc_cases.csv").is_file() and len((tmp_path / "acdc_cases.csv").read_text().splitlines()) \
-        == 1 + 4 * 3 * 4  # 4 methods x 3 misalignments x 4 test images
+        == 1 + 2 * 4 * 3 * 4  # raw and cleaned x 4 methods x 3 misalignments x 4 test images
 
 
 def test_bundled_real_data_model_finds_an_off_centre_heart(acdc_root):
