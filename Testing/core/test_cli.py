@@ -48,10 +48,15 @@ def test_phantom_us_mode(tmp_path):
     us = read_volume(tmp_path / "us" / "subject000" / "ED" / "us.nii.gz")
     assert us.spacing == (1.0, 1.0, 1.0)
     assert set(np.unique(read_labels(tmp_path / "us" / "subject000" / "ES" / "us_gt.nii.gz").array)) == {0, 1}
+    run = acnn("phantom", "--out", tmp_path / "coarse", "--subjects", 1, "--modality", "us",
+               "--us-grid", 64, 64, 64, "--us-spacing", 1.75, 1.75, 1.875)
+    assert run.returncode == 0, run.stderr
+    coarse = read_volume(tmp_path / "coarse" / "subject000" / "ED" / "us.nii.gz")
+    assert coarse.shape == (64, 64, 64) and coarse.spacing == (1.75, 1.75, 1.875)
 
 
 def test_bad_arguments_give_one_line(tmp_path):
-    for args in (["--motion", "-1"], ["--factor", "7"], ["--subjects", "0"]):
+    for args in (["--motion", "-1"], ["--factor", "7"], ["--subjects", "0"], ["--us-grid", "8", "8", "8"]):
         run = acnn("phantom", "--out", tmp_path / "x", *args)
         assert run.returncode == 2 and "Traceback" not in run.stderr
         assert run.stderr.strip().startswith("acnn: error:")
