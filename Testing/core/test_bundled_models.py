@@ -1,4 +1,5 @@
-"""The bundled phantom models: present, described, small, and working on a subject they never saw."""
+"""The bundled models (phantom MR, phantom echo, ACDC): present, described, small, and working on a subject
+they never saw."""
 
 import json
 import subprocess
@@ -7,7 +8,8 @@ import sys
 from ACNNCore.bundle import MODELS_DIR, available, load_bundle
 
 BUNDLED = {"ae-phantom": "ae", "tl-phantom": "tl", "seg3d-phantom": "seg", "acnn-seg-phantom": "seg",
-           "sr-phantom": "sr", "acnn-sr-phantom": "sr"}
+           "sr-phantom": "sr", "acnn-sr-phantom": "sr", "ae-us": "ae", "acnn-seg-us": "seg",
+           "ae-acdc": "ae", "acnn-seg-acdc": "seg"}
 
 
 def test_bundled_models_are_complete_and_small():
@@ -24,6 +26,22 @@ def test_bundled_models_are_complete_and_small():
             assert len(meta["latent"]["mean"]) == 64
     assert load_bundle("acnn-seg-phantom").meta["training"]["prior"]
     assert load_bundle("acnn-sr-phantom").meta["training"]["prior"]
+    assert load_bundle("acnn-seg-us").meta["training"]["prior"] and load_bundle("acnn-seg-acdc").meta["training"]["prior"]
+
+
+def test_echo_model_on_an_unseen_subject():
+    """acnn-seg-us on an echo volume of a seed it never saw, on its own grid and on the default 1 mm one."""
+    from ACNNCore.evaluation import evaluate_case
+    from ACNNCore.inference import Segmenter
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject
+
+    segmenter = Segmenter("acnn-seg-us", "cpu")
+    for config in (PhantomConfig(modality="us", us_shape=(64, 64, 64), us_spacing=(1.75, 1.75, 1.875)),
+                   PhantomConfig(modality="us")):
+        phase = generate_subject(3, 1000, config).phases["ED"]
+        labels = segmenter(phase["us"]).labels
+        assert labels.geometry.same_as(phase["us"].geometry)
+        assert evaluate_case(labels, phase["us_gt"], (1,))["dice_lv"] > 0.85
 
 
 def test_demo_with_the_bundled_models(tmp_path):
