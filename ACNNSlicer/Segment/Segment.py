@@ -36,6 +36,7 @@ class SegmentParameterNode:
     model: str = "acnn-seg-phantom"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     detectPhases: bool = True
+    largestComponent: bool = False
     edFrame: int = 0
     esFrame: int = 0
 
@@ -62,7 +63,8 @@ class SegmentWidget(module_widget_base()):
         frames = SegmentLogic.read_input(p.inputNode)
         ed, es = (None, None) if p.detectPhases else (p.edFrame, p.esFrame)
         self._input = p.inputNode
-        return BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es)
+        return BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es,
+                              largest_component=p.largestComponent)
 
     def _apply(self, result) -> str:
         segmentations, table = self.logic.segment.apply(result, self._input)

@@ -60,6 +60,17 @@ def test_segment_volume_node(scene, subject):
     assert seg.GetAttribute("ACNN.Plausible") in ("true", "false")
 
 
+def test_segment_with_the_largest_component_cleanup(scene, subject):
+    from ACNNCore.inference import keep_largest_component
+
+    lr = subject.phases["ES"]["lr"]
+    frames = [lr]
+    logic = SegmentLogic()
+    raw = logic.compute(frames, "acnn-seg-phantom", "cpu").phases[0].labels
+    clean = logic.compute(frames, "acnn-seg-phantom", "cpu", largest_component=True).phases[0].labels
+    assert np.array_equal(clean.array, keep_largest_component(raw).array)
+
+
 def test_segment_agrees_with_truth_in_physical_space(scene, subject):
     node = mrml.volume_to_node(subject.phases["ES"]["lr"], scene=scene, name="es")
     _, (seg,), _ = SegmentLogic().process(node, "acnn-seg-phantom", "cpu", surfaces=False)
