@@ -241,12 +241,9 @@ def run_segment(args) -> int:
 
 
 def default_model(volume) -> str:
-    """The phantom model for the phantom's own stacks (96 x 96 x 12 of 1.25 x 1.25 x 10 mm), the real-data
-    model (when bundled) for anything else."""
-    from .bundle import available
+    from .inference import default_model as choose
 
-    phantom = volume.shape == (96, 96, 12) and np.allclose(volume.spacing, (1.25, 1.25, 10.0), atol=1e-3)
-    return "acnn-seg-acdc" if not phantom and "acnn-seg-acdc" in available() else "acnn-seg-phantom"
+    return choose(volume)
 
 
 def _convention(labels, convention: str):

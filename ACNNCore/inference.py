@@ -125,6 +125,15 @@ class _Runner:
         return center
 
 
+def default_model(volume: Volume) -> str:
+    """The bundled segmentation model that suits an image: the phantom model for the phantom's own stacks
+    (96 x 96 x 12 of 1.25 x 1.25 x 10 mm), the real-data model (when bundled) for anything else."""
+    from .bundle import available
+
+    phantom = volume.shape == (96, 96, 12) and np.allclose(volume.spacing, (1.25, 1.25, 10.0), atol=1e-3)
+    return "acnn-seg-acdc" if not phantom and "acnn-seg-acdc" in available() else "acnn-seg-phantom"
+
+
 def keep_largest_component(labels: Volume) -> Volume:
     """Each structure reduced to its largest connected part (MONAI's KeepLargestConnectedComponent): the
     usual clean-up of a label map. Stray islands go; holes and gaps stay."""

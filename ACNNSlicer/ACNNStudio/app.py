@@ -53,6 +53,7 @@ class Studio:
         self.task: BackgroundTask | None = None
         self.shape_node = None
         self._init_state()
+        self.state.change("seg_input")(self._choose_seg_model)
         self._build_ui()
         self.layout_manager.set_layout("Quad View")
 
@@ -65,10 +66,12 @@ class Studio:
         s.seg_input, s.sr_input, s.encode_source = None, None, None
         s.seg_models, s.sr_models, s.shape_models = SegmentLogic.models(), SuperResolveLogic.models(), \
             ShapeExplorerLogic.models()
-        s.seg_model = s.seg_models[0] if s.seg_models else None
-        s.sr_model = s.sr_models[0] if s.sr_models else None
-        s.shape_model = s.shape_models[0] if s.shape_models else None
+        # the phantom's models first (the demo's data); choosing an input picks the model that suits it
+        s.seg_model, s.sr_model, s.shape_model = (
+            next((m for m in models if m.endswith("-phantom")), models[0] if models else None)
+            for models in (s.seg_models, s.sr_models, s.shape_models))
         s.device = "auto"
+        s.largest_component = False
         s.busy, s.progress, s.status = False, 0, "Load an image, or start with --demo."
         s.error = ""
         s.results = []
@@ -192,6 +195,21 @@ class Studio:
         except (OSError, InputError) as e:
             self.fail(f"Cannot save: {e}")
 
+    def _choose_seg_model(self, **_):
+        """The model that suits the chosen input (ACNNCore's choice: phantom stacks get the phantom model)."""
+        from ACNNCore.inference import default_model
+
+        node = self.scene.GetNodeByID(self.state.seg_input) if self.state.seg_input else None
+        if node is None:
+            return
+        first = node.GetNthDataNode(0) if node.IsA("vtkMRMLSequenceNode") else node
+        try:
+            name = default_model(mrml.volume_from_node(first))
+        except InputError:
+            return
+        if name in self.state.seg_models:
+            self.state.seg_model = name
+
     # --- running ---------------------------------------------------------------------------
 
     def _node(self, node_id):
@@ -200,13 +218,13 @@ class Studio:
             raise InputError("no input selected: load an image first")
         return node
 
-    async def _run(self, compute, args, apply, what: str):
+    async def _run(self, compute, args, apply, what: str, **options):
         if self.task is not None:
             return
         self.state.error, self.state.busy, self.state.progress = "", True, 0
         self.state.flush()
         try:
-            self.task = BackgroundTask(compute, *args)
+            self.task = BackgroundTask(compute, *args, **options)
             while not self.task.done:
                 fraction, message = self.task.progress
                 with self.state:
@@ -256,7 +274,8 @@ class Studio:
             ef = f", EF {result.ef_pct:.1f} %" if result.ef_pct is not None else ""
             self.state.status = f"Segmented on {result.device}{ef}; {flags}."
 
-        await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment")
+        await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment",
+                        largest_component=bool(self.state.largest_component))
 
     async def run_superresolve(self):
         try:
@@ -388,6 +407,8 @@ class Studio:
                 v3.VSelect(v_model=("seg_input",), items=("inputs",), label="Short-axis stack or cine",
                            density="compact")
                 self._device_and_model("seg_models", "seg_model")
+                v3.VCheckbox(v_model=("largest_component",), label="Keep each structure's largest connected part",
+                             density="compact", hide_details=True)
                 self._run_buttons(self.run_segment, "segment")
                 with v3.VTable(density="compact", v_if=("results.length",), id="results"):
                     with html.Thead():
