@@ -54,6 +54,19 @@ class SegmentLogic:
     def models() -> list[str]:
         return models_for("seg")
 
+    @staticmethod
+    def suited_model(node) -> str | None:
+        """The bundled model that suits a volume or cine node (ACNNCore's choice: the phantom model for the
+        phantom's stacks, the real-data model for anything else); None if the node is not a usable image."""
+        from ACNNCore.inference import default_model
+
+        if node is not None and node.IsA("vtkMRMLSequenceNode"):
+            node = node.GetNthDataNode(0) if node.GetNumberOfDataNodes() else None
+        try:
+            return default_model(mrml.volume_from_node(node))
+        except InputError:
+            return None
+
     def segmenter(self, model: str, device: str = "auto") -> Segmenter:
         return cached(self._models, Segmenter, model, device)
 

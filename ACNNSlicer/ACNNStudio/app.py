@@ -196,17 +196,9 @@ class Studio:
             self.fail(f"Cannot save: {e}")
 
     def _choose_seg_model(self, **_):
-        """The model that suits the chosen input (ACNNCore's choice: phantom stacks get the phantom model)."""
-        from ACNNCore.inference import default_model
-
+        """The model that suits the chosen input (phantom stacks get the phantom model)."""
         node = self.scene.GetNodeByID(self.state.seg_input) if self.state.seg_input else None
-        if node is None:
-            return
-        first = node.GetNthDataNode(0) if node.IsA("vtkMRMLSequenceNode") else node
-        try:
-            name = default_model(mrml.volume_from_node(first))
-        except InputError:
-            return
+        name = SegmentLogic.suited_model(node)
         if name in self.state.seg_models:
             self.state.seg_model = name
 

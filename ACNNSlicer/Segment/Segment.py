@@ -55,6 +55,19 @@ class SegmentWidget(module_widget_base()):
 
         return SegmentLogic.models()
 
+    def setup(self):
+        super().setup()
+        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._inputChanged)
+
+    def _inputChanged(self, node):
+        """A new input: offer the model that suits it (phantom stacks: the phantom model; else the real one)."""
+        from ACNNSlicerLib import SegmentLogic
+
+        name = SegmentLogic.suited_model(node)
+        if name and self._parameterNode:
+            self._parameterNode.model = name
+            self.models.fill(self.model_names(), name)
+
     def _start(self):
         """The network on the input's frames in a worker thread (read and checked here, on the main one)."""
         from ACNNSlicerLib import BackgroundTask, SegmentLogic

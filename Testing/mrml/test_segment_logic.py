@@ -60,6 +60,17 @@ def test_segment_volume_node(scene, subject):
     assert seg.GetAttribute("ACNN.Plausible") in ("true", "false")
 
 
+def test_the_model_offered_suits_the_input(scene, subject):
+    from ACNNCore.bundle import available
+
+    stack = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="stack")
+    assert SegmentLogic.suited_model(stack) == "acnn-seg-phantom"
+    other = subject.phases["ED"]["hr"]  # not the phantom's acquisition: a real-data model, when bundled
+    expected = "acnn-seg-acdc" if "acnn-seg-acdc" in available() else "acnn-seg-phantom"
+    assert SegmentLogic.suited_model(mrml.volume_to_node(other, scene=scene, name="hr")) == expected
+    assert SegmentLogic.suited_model(None) is None
+
+
 def test_segment_with_the_largest_component_cleanup(scene, subject):
     from ACNNCore.inference import keep_largest_component
 
