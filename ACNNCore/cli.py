@@ -222,7 +222,7 @@ def _write_labels(labels, path: Path, names: dict, overwrite: bool) -> Path:
 
 
 def run_segment(args) -> int:
-    from .inference import Segmenter
+    from .inference import Segmenter, default_model
     from .io import check_writable, read_volume
     from .metrics import clinical_measures
 
@@ -238,12 +238,6 @@ def run_segment(args) -> int:
     print(f"{args.out}: HR grid {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g")
     return 0
-
-
-def default_model(volume) -> str:
-    from .inference import default_model as choose
-
-    return choose(volume)
 
 
 def _convention(labels, convention: str):
@@ -263,7 +257,7 @@ def _segment_folder(args) -> int:
     from tqdm import tqdm
 
     from .datasets import read_dataset
-    from .inference import Segmenter
+    from .inference import Segmenter, default_model
 
     if args.out.suffix:
         raise InputError(f"the input is a folder: --out must be a folder too, not {args.out}")

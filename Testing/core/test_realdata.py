@@ -73,7 +73,7 @@ def test_evaluate_against_acdc_ground_truth(acdc_root, tmp_path, capsys):
 
 def test_default_model_for_real_and_phantom_images(acdc_root):
     from ACNNCore.bundle import available
-    from ACNNCore.cli import default_model
+    from ACNNCore.inference import default_model
     from ACNNCore.phantom.population import PhantomConfig, generate_subject
 
     real = read_acdc_patient(acdc_root / "patient001")[0].image
