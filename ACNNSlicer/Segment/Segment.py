@@ -60,11 +60,12 @@ class SegmentWidget(module_widget_base()):
         self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._inputChanged)
 
     def _inputChanged(self, node):
-        """A new input: offer the model that suits it (phantom stacks: the phantom model; else the real one)."""
+        """A new input: offer the bundled model that suits it (phantom stacks: the phantom model; else the real
+        one). A bundle folder of the user's own stays chosen."""
         from ACNNSlicerLib import SegmentLogic
 
         name = SegmentLogic.suited_model(node)
-        if name and self._parameterNode:
+        if name and self._parameterNode and self._parameterNode.model in self.model_names():
             self._parameterNode.model = name
             self.models.fill(self.model_names(), name)
 
