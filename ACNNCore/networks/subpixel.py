@@ -6,8 +6,10 @@ out. Features are extracted on the LR grid over four in-plane scales (strides
 by a transposed convolution and joins the finest one (skip connections); a
 transposed convolution of stride and kernel (2, 2, K) — computed as a 1x1x1
 convolution and a shuffle of its channels, as in ESPCN — then lays the fused
-features out on the HR grid; at most one narrow convolution (``hr_head``)
-works there. The first scale already works at half the in-plane resolution
+features out on the HR grid; at most one narrow convolution (``hr_head``, the
+segmentation default in training) works there: without it each of the
+(2, 2, K) sub-voxel positions has weights of its own, and a label map shows
+single-voxel holes and islands on that lattice. The first scale already works at half the in-plane resolution
 (as MONAI's U-Net does). Keeping the heavy
 convolutions on the LR grid is what makes the model faster than a U-Net on the
 up-sampled stack.

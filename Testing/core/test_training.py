@@ -24,6 +24,10 @@ def test_tiny_segmentation_run_lowers_the_loss(tiny_data, tmp_path):
     assert {"val_dice_1", "val_dice_2", "seconds"} <= set(log[0])
     assert (out / "model.safetensors").is_file() and (tmp_path / "run" / "config.yaml").is_file()
     assert sum(int(r["best"]) for r in log) >= 1
+    # the sub-pixel seg net ends with a convolution on the HR grid (no lattice of single-voxel artefacts)
+    import json
+
+    assert json.loads((out / "model.json").read_text())["config"]["hr_head"] is True
 
 
 def test_shape_models_carry_latent_statistics(tiny_models):
