@@ -81,7 +81,7 @@ PROBE = """
 import json, resource, sys, time, torch
 torch.set_num_threads({threads})
 from ACNNCore.networks import SubPixelNet, UNet3D, count_parameters
-net = {{"subpixel": SubPixelNet, "unet": UNet3D}}["{which}"]().eval()
+net = {{"subpixel": lambda: SubPixelNet(hr_head=True), "unet": UNet3D}}["{which}"]().eval()  # as trained for seg
 x = torch.randn(1, 1, 96, 96, 12)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with torch.no_grad():

@@ -31,6 +31,7 @@ class SubPixelNet(nn.Module):
     def __init__(self, in_channels: int = 1, out_channels: int = 3, factor: int = 5,
                  features=(12, 24, 48, 96), skip_features: int = 12, fused_features: int = 24,
                  first_stride: int = 2, hr_head: bool = False, residual: bool = False):
+        # hr_head stays False here (a bundle's config is read with these defaults); training sets it for seg
         super().__init__()
         self.factor = factor
         self.first_stride = first_stride

@@ -74,7 +74,7 @@ def test_baselines_output_the_hr_grid():
 
 def test_segmentation_models_have_comparable_parameter_counts():
     """As in the paper's Table I, the segmentation networks are compared at similar capacity."""
-    counts = {"3D-Seg": count_parameters(SubPixelNet()), "3D-UNet": count_parameters(UNet3D()),
+    counts = {"3D-Seg": count_parameters(SubPixelNet(hr_head=True)), "3D-UNet": count_parameters(UNet3D()),
               "2D-FCN": count_parameters(FCN2D())}
     print("trainable parameters:", counts)
     ref = counts["3D-Seg"]
