@@ -9,8 +9,8 @@ convolution and a shuffle of its channels, as in ESPCN — then lays the fused
 features out on the HR grid; at most one narrow convolution (``hr_head``, the
 segmentation default in training) works there: without it each of the
 (2, 2, K) sub-voxel positions has weights of its own, and a label map shows
-single-voxel holes and islands on that lattice. The first scale already works at half the in-plane resolution
-(as MONAI's U-Net does). Keeping the heavy
+single-voxel holes and islands on that lattice. The first scale already works
+at half the in-plane resolution (as MONAI's U-Net does). Keeping the heavy
 convolutions on the LR grid is what makes the model faster than a U-Net on the
 up-sampled stack.
 
