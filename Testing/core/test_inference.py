@@ -10,7 +10,7 @@ import pytest
 from ACNNCore.errors import InputError
 from ACNNCore.inference import (Segmenter, ShapeModel, SuperResolver, hr_geometry, interpolate_stack,
                                 keep_largest_component)
-from ACNNCore.io import read_segmentation, read_volume, write_volume
+from ACNNCore.io import read_segmentation, read_volume
 from ACNNCore.volume import Volume
 
 from .test_volume_io import oblique_direction

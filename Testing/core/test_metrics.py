@@ -10,7 +10,7 @@ from ACNNCore.cli import main
 from ACNNCore.errors import InputError
 from ACNNCore.io import write_volume
 from ACNNCore.metrics import agreement, on_grid_of, plausibility, ssim, surface_distances, wilcoxon_p
-from ACNNCore.volume import Geometry, Volume
+from ACNNCore.volume import Volume
 
 ANISO = (1.0, 2.0, 5.0)
 
