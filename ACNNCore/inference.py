@@ -72,14 +72,17 @@ class _Runner:
 
     @torch.no_grad()
     def run(self, fn, *tensors):
-        try:
+        def on_device():
             return fn(*(_to(t, self.device) for t in tensors)).cpu().contiguous()
+
+        try:
+            return on_device()
         except torch.cuda.OutOfMemoryError:
             log.warning("CUDA out of memory: running on the CPU instead")
             self.device = torch.device("cpu")
             self.bundle.model.to(self.device)
             torch.cuda.empty_cache()
-            return fn(*(_to(t, self.device) for t in tensors)).cpu().contiguous()
+            return on_device()
 
     def model_input(self, volume: Volume, center=None, shape=None):
         """Normalise and resample ``volume`` onto the model's input grid, centred on ``center`` (default: the
