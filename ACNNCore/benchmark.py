@@ -98,7 +98,7 @@ class Benchmark:
     """Trains (or takes) the models an experiment needs and evaluates them on held-out subjects."""
 
     def __init__(self, data, out, budget: str = "cpu", models: dict | None = None, device: str = "auto",
-                 test_subjects: int | None = None, say=print):
+                 test_subjects: int | None = None, say=print, seeds: int = 1):
         from .datasets import is_phantom
 
         self.data, self.out = Path(data), Path(out)
@@ -114,7 +114,9 @@ class Benchmark:
         unknown = set(self.models) - set(SPECS)
         if unknown:
             raise InputError(f"unknown model keys {sorted(unknown)}; known: {', '.join(SPECS)}")
-        self.device, self.say = device, say
+        if seeds < 1:
+            raise InputError(f"--seeds must be at least 1, not {seeds}")
+        self.device, self.say, self.seeds = device, say, seeds
         dataset = json.loads((self.data / "dataset.json").read_text())
         self.config = PhantomConfig.from_dict(dataset["config"])
         self.modality = dataset["modality"]
@@ -122,23 +124,24 @@ class Benchmark:
 
     # --- models ------------------------------------------------------------------------
 
-    def model(self, key: str) -> Path:
-        """A trained bundle for ``key``: given, already in OUT/runs/KEY, or trained now."""
+    def model(self, key: str, seed: int = 0) -> Path:
+        """A trained bundle for ``key``: given, already in OUT/runs/KEY (KEY-seedS for training seed S > 0),
+        or trained now."""
         from .training import TrainConfig, train
 
-        if key in self.models:
+        if key in self.models and seed == 0:
             return resolve(self.models[key])
-        run = self.out / "runs" / key
+        run = self.out / "runs" / (f"{key}-seed{seed}" if seed else key)
         if (run / "model" / "model.json").is_file() and not (run / "last.pt").is_file():
             return run / "model"
         name, settings, prior_key = SPECS[key]
         prior = self.model(prior_key) if prior_key else None
         b = self.budget
         epochs = {"ae": b.ae_epochs, "tl": b.tl_epochs}.get(key, b.epochs)
-        config = TrainConfig.from_dict({**settings, "epochs": epochs, "batch_size": b.batch_size,
+        config = TrainConfig.from_dict({**settings, "epochs": epochs, "batch_size": b.batch_size, "seed": seed,
                                         "device": self.device, "tl_predictor_epochs": b.tl_predictor_epochs})
         resume = (run / "last.pt").is_file()
-        self.say(f"training {name} ({key}, {epochs} epochs{', resuming' if resume else ''}) -> {run}")
+        self.say(f"training {name} ({key}, {epochs} epochs, seed {seed}{', resuming' if resume else ''}) -> {run}")
         folder = train(config, self.data, run, prior, resume=resume, overwrite=not resume)
         (run / "last.pt").unlink(missing_ok=True)  # finished: the bundle in run/model is what counts
         return folder
@@ -186,7 +189,7 @@ class Benchmark:
         self.say(f"report: {path}")
         return path
 
-    def _segment_all(self, methods, cases, structures):
+    def _segment_all(self, methods, cases, structures, seed: int = 0):
         """{method: [row per case]}, with the predictions of the first and last case kept for figures."""
         from .inference import Segmenter, ShapeModel
         from .preprocessing import resample
@@ -197,7 +200,7 @@ class Benchmark:
             if method == "aeseg":
                 segmenter, shape = Segmenter(self.model("unet3d"), self.device), ShapeModel(self.model("ae"), self.device)
             else:
-                segmenter, shape = Segmenter(self.model(method), self.device), None
+                segmenter, shape = Segmenter(self.model(method, seed), self.device), None
             rows, kept = [], {}
             for c in cases:
                 t = time.perf_counter()
@@ -238,6 +241,7 @@ class Benchmark:
         figure = seg_figure(worst, {NAMES[m]: predictions[m][worst["case"]] for m in ("fcn2d", "acnn-seg")},
                             self.out / "seg_overlay.png")
         paper = [[m] + list(v) for m, v in PAPER_SEG.items()]
+        seeds = [self._prior_over_seeds(cases, results)] if self.seeds > 1 else []
         return "\n\n".join([
             f"## Segmentation (Table I), {len(cases)} held-out stacks\n\nLV = blood pool (the paper's endocardium); "
             "distances in mm on the HR grid (MONAI); Dice on the HR grid; plausibility as in "
@@ -248,10 +252,35 @@ class Benchmark:
             + _table(["Method"] + [f"{mm:.0f} mm" for mm in MOTIONS], by_motion),
             f"### Overlay (Fig. 6): `{worst['case']}` at {worst['motion_mm']:.0f} mm misalignment\n\n"
             f"![segmentation overlay]({figure.name})",
+            *seeds,
             "### The paper's Table I (real MR, 200 stacks, HR ground truth) — for reference, not our data\n\n"
             + _table(["Method", "Endo MSD", "Endo HD", "Endo Dice", "Myo MSD", "Myo HD", "Myo Dice", "Params"],
                      paper),
         ]) + "\n"
+
+    def _prior_over_seeds(self, cases, results) -> str:
+        """3D-Seg and ACNN-Seg trained with seeds 0..N-1: the prior's effect beside the spread between runs.
+        The Wilcoxon test pairs each case's metric averaged over the seeds."""
+        runs = {m: [results[m]] + [self._segment_all([m], cases, (1, 2), seed)[0][m] for seed in range(1, self.seeds)]
+                for m in ("seg3d", "acnn-seg")}
+        metrics = [("dice_lv", "LV Dice", 3), ("hd_mm_lv", "LV HD (mm)", 2), ("dice_myo", "Myo Dice", 3),
+                   ("hd_mm_myo", "Myo HD (mm)", 2)]
+        per_case = {m: {k: np.nanmean([[r[k] for r in rows] for rows in runs[m]], axis=0) for k, _, _ in metrics}
+                    for m in runs}
+        rows = [[seed] + [f"{np.nanmean([r[k] for r in runs[m][seed]]):.{d}f}" for k, _, d in metrics for m in runs]
+                + [sum(not r["plausible"] for r in runs[m][seed]) for m in runs] for seed in range(self.seeds)]
+        rows.append([f"mean over {self.seeds} seeds"]
+                    + [f"{per_case[m][k].mean():.{d}f}" for k, _, d in metrics for m in runs]
+                    + [f"{np.mean([sum(not r['plausible'] for r in rs) for rs in runs[m]]):.1f}" for m in runs])
+        rows.append(["Wilcoxon (case means)"] + [x for k, _, _ in metrics
+                                                 for x in (_p(wilcoxon_p(*(per_case[m][k] for m in runs))), "")]
+                    + ["", ""])
+        header = ["Seed"] + [f"{label} {NAMES[m]}" for _, label, _ in metrics for m in runs] \
+            + [f"Implausible {NAMES[m]}" for m in runs]
+        return (f"### The prior's effect over {self.seeds} training seeds\n\n3D-Seg and ACNN-Seg trained {self.seeds} "
+                "times each, identical but for the seed (initial weights, batch order, augmentation, the subjects held "
+                "out for validation; the two nets of one seed share them); seed 0 is the table above. Each seed's mean over the same held-out stacks; the Wilcoxon test pairs each stack's "
+                "metric averaged over the seeds.\n\n" + _table(header, rows))
 
     def sr(self) -> str:
         from .figures import sr_figure

@@ -386,6 +386,9 @@ def _add_benchmark(sub):
     p.add_argument("--models", nargs="*", metavar="KEY=BUNDLE",
                    help=f"trained models to use instead of training (keys: {', '.join(SPECS)})")
     p.add_argument("--test-subjects", type=int, help="held-out subjects (default from the budget)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="seg: also train 3D-Seg and ACNN-Seg with seeds 1..N-1 and compare them over the N seeds "
+                        "(the prior's effect beside the spread between training runs)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes per training (acdc)")
     _device_arg(p)
     p.set_defaults(run=run_benchmark)
@@ -400,7 +403,7 @@ def run_benchmark(args) -> int:
         path = AcdcBenchmark(args.data, args.out, args.budget, args.device, workers=args.workers).run()
     else:
         bench = Benchmark(args.data, args.out, args.budget, parse_models(args.models), args.device,
-                          args.test_subjects)
+                          args.test_subjects, seeds=args.seeds)
         path = bench.run(args.experiment)
     print(path.read_text())
     return 0

@@ -1,6 +1,8 @@
 """`acnn benchmark` end to end at the tiny budget: every experiment trains what it needs and writes its
 report with every table and figure."""
 
+import json
+
 import pytest
 
 from ACNNCore.cli import main
@@ -14,7 +16,7 @@ def bench_out(tmp_path_factory):
 @pytest.mark.slow
 def test_seg_benchmark_reports_every_method(tiny_data, bench_out, capsys):
     assert main(["benchmark", "seg", "--data", str(tiny_data), "--out", str(bench_out), "--budget", "tiny",
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", "--seeds", "2"]) == 0
     report = (bench_out / "seg.md").read_text()
     for method in ("2D-FCN", "3D-Seg", "3D-UNet", "AE-Seg", "3D-Seg-MAug", "ACNN-Seg"):
         assert f"| {method} |" in report
@@ -27,6 +29,13 @@ def test_seg_benchmark_reports_every_method(tiny_data, bench_out, capsys):
     assert len(rows) == 1 + 6 * 8  # 6 methods x 4 subjects x 2 phases
     for key in ("fcn2d", "seg3d", "unet3d", "seg3d-maug", "acnn-seg", "ae"):
         assert (bench_out / "runs" / key / "model" / "model.json").is_file()
+    # --seeds 2: 3D-Seg and ACNN-Seg once more with seed 1, compared over both seeds
+    for key in ("seg3d", "acnn-seg"):
+        meta = json.loads((bench_out / "runs" / f"{key}-seed1" / "model" / "model.json").read_text())
+        assert meta["training"]["config"]["seed"] == 1
+    section = report.split("### The prior's effect over 2 training seeds")[1].split("###")[0]
+    assert "| 0 |" in section and "| 1 |" in section and "| mean over 2 seeds |" in section
+    assert "| Wilcoxon (case means) | p " in section
 
 
 @pytest.mark.slow
@@ -63,5 +72,7 @@ def test_benchmark_errors(tiny_data, tmp_path, capsys):
     assert "needs a US phantom" in capsys.readouterr().err
     assert main(["benchmark", "seg", "--data", str(tiny_data), "--out", str(tmp_path), "--models", "foo=bar"]) == 2
     assert "unknown model keys" in capsys.readouterr().err
+    assert main(["benchmark", "seg", "--data", str(tiny_data), "--out", str(tmp_path), "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
     assert main(["benchmark", "seg", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a phantom data set" in capsys.readouterr().err
