@@ -18,6 +18,7 @@ import torch
 from .bundle import Bundle, load_bundle
 from .errors import InputError
 from .losses import one_hot
+from .networks import in_layout, to_device
 from .preprocessing import labels_center, model_geometry, normalize_intensity, resample
 from .volume import Geometry, Volume
 
@@ -52,35 +53,27 @@ def _check_input(volume: Volume) -> None:
         raise InputError(f"image of shape {volume.shape} is not a 3-D stack")
 
 
-LAYOUT = torch.channels_last_3d  # oneDNN's fast layout for 3-D convolutions (on the CPU up to 1.5x faster)
-
-
-def _to(t: torch.Tensor, device) -> torch.Tensor:
-    return t.to(device, memory_format=LAYOUT) if t.dim() == 5 else t.to(device)
-
-
 class _Runner:
-    """A loaded bundle on a device, with a CPU fallback when CUDA runs out of memory. Models and images run
-    channels-last (:data:`LAYOUT`): the same numbers, computed faster."""
+    """A loaded bundle on a device, with a CPU fallback when CUDA runs out of memory. On the CPU, models and
+    images run channels-last (:data:`ACNNCore.networks.LAYOUT`): the same numbers, computed faster."""
 
     def __init__(self, model, device: str, task):
         self.device = pick_device(device)
         self.bundle: Bundle = load_bundle(model, device=self.device, expect_task=task)
-        if all(p.dim() != 4 for p in self.bundle.model.parameters()):  # 3-D nets (not the 2D-FCN baseline)
-            self.bundle.model.to(memory_format=LAYOUT)
+        in_layout(self.bundle.model, self.device)
         self.meta = self.bundle.meta
 
     @torch.no_grad()
     def run(self, fn, *tensors):
         def on_device():
-            return fn(*(_to(t, self.device) for t in tensors)).cpu().contiguous()
+            return fn(*(to_device(t, self.device) for t in tensors)).cpu().contiguous()
 
         try:
             return on_device()
         except torch.cuda.OutOfMemoryError:
             log.warning("CUDA out of memory: running on the CPU instead")
             self.device = torch.device("cpu")
-            self.bundle.model.to(self.device)
+            in_layout(self.bundle.model.to(self.device), self.device)
             torch.cuda.empty_cache()
             return on_device()
 
@@ -253,8 +246,6 @@ class ShapeModel(_Model):
         self.std = np.asarray(latent["std"], np.float32)
         self.order = list(latent["order"])
         self.net = self.runner.bundle.model
-        if self.runner.device.type == "cpu":  # oneDNN's 3-D convolutions: ~1.7x faster decoding on the CPU
-            self.net.to(memory_format=torch.channels_last_3d)
         out = self.meta["output"]
         self.grid = Geometry(tuple(out["shape"]), tuple(out["spacing"])).centered_at((0.0, 0.0, 0.0))
         self.num_classes = self.net.num_classes if hasattr(self.net, "num_classes") else \

@@ -7,7 +7,8 @@ Accuracy: held-out subjects (seed 1000, never used in training), a quarter each 
 structure; Wilcoxon signed-rank test between the first two models. Speed: one LR
 stack at the default grid on this machine's CPU threads, the sub-pixel net against
 MONAI's 3-D U-Net on the up-sampled stack at a comparable parameter count, measured
-in one run, each model's peak memory measured in a process of its own.
+in one run, each model's peak memory measured in a process of its own; and one
+ACNN-Seg training step in both memory layouts.
 """
 
 from __future__ import annotations
@@ -80,10 +81,9 @@ def accuracy(models, n):
 PROBE = """
 import json, resource, sys, time, torch
 torch.set_num_threads({threads})
-from ACNNCore.inference import LAYOUT
-from ACNNCore.networks import SubPixelNet, UNet3D, count_parameters
+from ACNNCore.networks import LAYOUT, SubPixelNet, UNet3D, count_parameters
 net = {{"subpixel": lambda: SubPixelNet(hr_head=True), "unet": UNet3D}}["{which}"]().eval()  # as trained for seg
-net = net.to(memory_format=LAYOUT) if {layout} else net  # as ACNNCore.inference runs both
+net = net.to(memory_format=LAYOUT) if {layout} else net  # as ACNNCore.inference runs both on the CPU
 x = torch.randn(1, 1, 96, 96, 12).contiguous(memory_format=LAYOUT if {layout} else torch.contiguous_format)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with torch.no_grad():
@@ -97,6 +97,42 @@ print(json.dumps({{"params": count_parameters(net), "seconds": sorted(times)[len
 """
 
 
+TRAIN_PROBE = """
+import json, time, torch
+torch.set_num_threads({threads})
+from ACNNCore.losses import acnn_seg_loss, decay_groups, freeze
+from ACNNCore.networks import LAYOUT, ConvAutoencoder, SubPixelNet
+fmt = LAYOUT if {layout} else torch.contiguous_format
+torch.manual_seed(0)
+net = SubPixelNet(hr_head=True).to(memory_format=fmt)  # ACNN-Seg with its AE prior, batch 4, as trained
+ae = freeze(ConvAutoencoder(grid_shape=(96, 96, 60), num_classes=3)).to(memory_format=fmt)
+optimizer = torch.optim.Adam(decay_groups(net, 5e-6), lr=1e-3)
+x = torch.randn(4, 1, 96, 96, 12).contiguous(memory_format=fmt)
+y = torch.randint(0, 3, (4, 96, 96, 60))
+times = []
+for i in range({repeats} + 2):
+    t = time.perf_counter()
+    loss = acnn_seg_loss(net(x), y, ae.encode)["loss"]
+    optimizer.zero_grad(); loss.backward(); optimizer.step()
+    times.append(time.perf_counter() - t)
+print(json.dumps({{"seconds": sorted(times[2:])[{repeats} // 2]}}))
+"""
+
+
+def training_speed(threads: int, repeats: int):
+    out = {}
+    for layout in (True, False, True, False):
+        run = subprocess.run([sys.executable, "-c", TRAIN_PROBE.format(threads=threads, repeats=repeats,
+                                                                       layout=layout)],
+                             capture_output=True, text=True, check=True)
+        seconds = json.loads(run.stdout)["seconds"]
+        out[layout] = min(seconds, out.get(layout, seconds))
+    print(f"\nTraining, one ACNN-Seg step (batch 4, AE prior), {threads} CPU threads (median of {repeats}): "
+          f"channels-last, as ACNNCore.training runs it on the CPU, {out[True] * 1000:.0f} ms; contiguous (NCDHW) "
+          f"{out[False] * 1000:.0f} ms; {out[False] / out[True]:.2f}x faster")
+    return out
+
+
 def speed(threads: int, repeats: int):
     out = {}
     for layout in (True, False, True, False):  # interleaved, each twice: machines are noisy
@@ -108,7 +144,7 @@ def speed(threads: int, repeats: int):
             best = out.get((which, layout))
             out[which, layout] = r if best is None or r["seconds"] < best["seconds"] else best
     print(f"\nSpeed, one LR stack 96x96x12 -> 96x96x60, {threads} CPU threads (median of {repeats})")
-    for layout, name in ((True, "channels-last, as ACNNCore.inference runs them"), (False, "contiguous (NCDHW)")):
+    for layout, name in ((True, "channels-last, as ACNNCore.inference runs them on the CPU"), (False, "contiguous (NCDHW)")):
         s, u = out["subpixel", layout], out["unet", layout]
         print(f" {name}:")
         print(f"  sub-pixel 3D-Seg/ACNN-Seg: {s['seconds'] * 1000:6.1f} ms, {s['params']:,} parameters, "
@@ -131,6 +167,7 @@ def main():
     args = parser.parse_args()
     t0 = time.time()
     speed(args.threads, args.repeats)
+    training_speed(args.threads, max(4, args.repeats // 4))
     if not args.skip_accuracy:
         accuracy(args.models, args.subjects)
     print(f"\n({time.time() - t0:.0f} s; max RSS of this process "

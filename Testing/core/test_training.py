@@ -30,6 +30,33 @@ def test_tiny_segmentation_run_lowers_the_loss(tiny_data, tmp_path):
     assert json.loads((out / "model.json").read_text())["config"]["hr_head"] is True
 
 
+def test_training_runs_channels_last_on_the_cpu_with_the_same_loss(tiny_data, tiny_models, tmp_path):
+    """ACNN-Seg with its AE prior: network, prior and input channels-last (oneDNN's fast layout), the loss
+    and its gradient those of PyTorch's default layout."""
+    import copy
+
+    from torch.utils.data import DataLoader
+
+    from ACNNCore.losses import acnn_seg_loss
+    from ACNNCore.networks import LAYOUT
+    from ACNNCore.training import Trainer
+
+    trainer = Trainer(TrainConfig(task="seg", epochs=1, batch_size=2, device="cpu"), tiny_data, tmp_path / "run",
+                      prior=tiny_models["ae"], progress=False)
+    assert trainer.model.up.weight.is_contiguous(memory_format=LAYOUT)
+    assert next(trainer.prior.model.parameters()).is_contiguous(memory_format=LAYOUT)
+    plain_model = copy.deepcopy(trainer.model).to(memory_format=torch.contiguous_format)
+    plain_prior = copy.deepcopy(trainer.prior.model).to(memory_format=torch.contiguous_format)
+    batch = next(iter(DataLoader(trainer.train_set, batch_size=2)))
+    fast = trainer._losses(batch, 0)
+    fast["loss"].backward()
+    plain = acnn_seg_loss(plain_model(batch["input"]), batch["labels"], plain_prior.encode, 0.01)
+    plain["loss"].backward()
+    for k in ("loss", "ce", "prior"):
+        torch.testing.assert_close(fast[k], plain[k], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(trainer.model.up.weight.grad, plain_model.up.weight.grad, rtol=1e-3, atol=1e-5)
+
+
 def test_shape_models_carry_latent_statistics(tiny_models):
     import json
 
