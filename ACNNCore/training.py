@@ -212,10 +212,10 @@ def build_model(config: TrainConfig, grid: dict, prior_meta: dict | None = None)
     arch = config.architecture or DEFAULT_ARCHITECTURE[config.task]
     c, k = grid["num_classes"], grid["factor"]
     defaults = {
-        # seg: a narrow 3x3x3 convolution on the HR grid (hr_head) mends the sub-pixel layout's
-        # phase artefacts (single-voxel holes and islands on a (2, 2, K) lattice)
+        # a narrow 3x3x3 convolution on the HR grid (hr_head) mends the sub-pixel layout's phase artefacts
+        # (seg: single-voxel holes and islands on a (2, 2, K) lattice; SR: a chequered texture)
         "SubPixelNet": ({"out_channels": 1, "residual": True} if config.task == "sr"
-                        else {"out_channels": c, "hr_head": True}) | {"factor": k},
+                        else {"out_channels": c}) | {"factor": k, "hr_head": True},
         "FCN2D": {"out_channels": c, "factor": k},
         "UNet3D": {"out_channels": 1 if config.task == "sr" else c, "factor": k},
         "SRCNN": {"factor": k},

@@ -30,6 +30,13 @@ def test_tiny_segmentation_run_lowers_the_loss(tiny_data, tmp_path):
     assert json.loads((out / "model.json").read_text())["config"]["hr_head"] is True
 
 
+def test_super_resolution_net_ends_on_the_hr_grid(tiny_models):
+    """The SR nets too end with a convolution on the HR grid (no chequered texture of sub-voxel phases)."""
+    import json
+
+    assert json.loads((tiny_models["sr"] / "model.json").read_text())["config"]["hr_head"] is True
+
+
 def test_training_runs_channels_last_on_the_cpu_with_the_same_loss(tiny_data, tiny_models, tmp_path):
     """ACNN-Seg with its AE prior: network, prior and input channels-last (oneDNN's fast layout), the loss
     and its gradient those of PyTorch's default layout."""
