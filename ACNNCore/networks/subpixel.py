@@ -7,9 +7,9 @@ by a transposed convolution and joins the finest one (skip connections); a
 transposed convolution of stride and kernel (2, 2, K) — computed as a 1x1x1
 convolution and a shuffle of its channels, as in ESPCN — then lays the fused
 features out on the HR grid; at most one narrow convolution (``hr_head``, the
-segmentation default in training) works there: without it each of the
-(2, 2, K) sub-voxel positions has weights of its own, and a label map shows
-single-voxel holes and islands on that lattice. The first scale already works
+default in training) works there: without it each of the (2, 2, K) sub-voxel
+positions has weights of its own, and a label map shows single-voxel holes and
+islands on that lattice, an SR image a chequered texture. The first scale already works
 at half the in-plane resolution (as MONAI's U-Net does). Keeping the heavy
 convolutions on the LR grid is what makes the model faster than a U-Net on the
 up-sampled stack.
@@ -31,7 +31,7 @@ class SubPixelNet(nn.Module):
     def __init__(self, in_channels: int = 1, out_channels: int = 3, factor: int = 5,
                  features=(12, 24, 48, 96), skip_features: int = 12, fused_features: int = 24,
                  first_stride: int = 2, hr_head: bool = False, residual: bool = False):
-        # hr_head stays False here (a bundle's config is read with these defaults); training sets it for seg
+        # hr_head stays False here (a bundle's config is read with these defaults); training sets it
         super().__init__()
         self.factor = factor
         self.first_stride = first_stride
