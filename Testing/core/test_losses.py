@@ -83,7 +83,7 @@ def test_label_swap_rate():
 def test_autoencoder_loss_and_weight_decay_groups():
     ae = ConvAutoencoder(grid_shape=GRID)
     labels = torch.randint(0, 3, (2, *GRID))
-    assert float(autoencoder_loss(ae, labels, 3)["loss"]) > 0
+    assert autoencoder_loss(ae, labels, 3)["loss"].item() > 0
     decay, no_decay = decay_groups(SubPixelNet(), 5e-6)
     assert decay["weight_decay"] == 5e-6 and no_decay["weight_decay"] == 0.0
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
