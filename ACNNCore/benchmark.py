@@ -261,8 +261,8 @@ class Benchmark:
     def _prior_over_seeds(self, cases, results) -> str:
         """3D-Seg and ACNN-Seg trained with seeds 0..N-1: the prior's effect beside the spread between runs.
         The Wilcoxon test pairs each case's metric averaged over the seeds."""
-        runs = {m: [results[m]] + [self._segment_all([m], cases, (1, 2), seed)[0][m] for seed in range(1, self.seeds)]
-                for m in ("seg3d", "acnn-seg")}
+        runs = {m: [results[m]] + [self._segment_all([m], cases, (1, 2), seed)[0][m]
+                                   for seed in range(1, self.seeds)] for m in ("seg3d", "acnn-seg")}
         metrics = [("dice_lv", "LV Dice", 3), ("hd_mm_lv", "LV HD (mm)", 2), ("dice_myo", "Myo Dice", 3),
                    ("hd_mm_myo", "Myo HD (mm)", 2)]
         per_case = {m: {k: np.nanmean([[r[k] for r in rows] for rows in runs[m]], axis=0) for k, _, _ in metrics}
@@ -277,9 +277,10 @@ class Benchmark:
                     + ["", ""])
         header = ["Seed"] + [f"{label} {NAMES[m]}" for _, label, _ in metrics for m in runs] \
             + [f"Implausible {NAMES[m]}" for m in runs]
-        return (f"### The prior's effect over {self.seeds} training seeds\n\n3D-Seg and ACNN-Seg trained {self.seeds} "
-                "times each, identical but for the seed (initial weights, batch order, augmentation, the subjects held "
-                "out for validation; the two nets of one seed share them); seed 0 is the table above. Each seed's mean over the same held-out stacks; the Wilcoxon test pairs each stack's "
+        return (f"### The prior's effect over {self.seeds} training seeds\n\n3D-Seg and ACNN-Seg trained "
+                f"{self.seeds} times each, identical but for the seed (initial weights, batch order, augmentation, "
+                "the subjects held out for validation; the two nets of one seed share them); seed 0 is the table "
+                "above. Each seed's mean over the same held-out stacks; the Wilcoxon test pairs each stack's "
                 "metric averaged over the seeds.\n\n" + _table(header, rows))
 
     def sr(self) -> str:

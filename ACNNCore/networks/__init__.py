@@ -24,7 +24,8 @@ ARCHITECTURES = {
 
 
 # oneDNN's fast layout for 3-D convolutions; on the CPU it computes the same numbers faster (inference of the
-# sub-pixel net about 1.6x, an ACNN-Seg training step about 1.5x: `benchmarks/models.py`). CUDA keeps PyTorch's default.
+# sub-pixel net about 1.6x, an ACNN-Seg training step about 1.5x: `benchmarks/models.py`). CUDA keeps
+# PyTorch's default.
 LAYOUT = torch.channels_last_3d
 
 
@@ -51,5 +52,5 @@ def build_network(architecture: str, **config) -> nn.Module:
     return ARCHITECTURES[architecture](**config)
 
 
-__all__ = ["ARCHITECTURES", "LAYOUT", "build_network", "count_parameters", "in_layout", "to_device", "ConvAutoencoder", "Predictor", "SubPixelNet",
-           "TLNetwork", "FCN2D", "UNet3D", "SRCNN"]
+__all__ = ["ARCHITECTURES", "LAYOUT", "build_network", "count_parameters", "in_layout", "to_device",
+           "ConvAutoencoder", "Predictor", "SubPixelNet", "TLNetwork", "FCN2D", "UNet3D", "SRCNN"]
