@@ -119,13 +119,16 @@ print(json.dumps({{"seconds": sorted(times[2:])[{repeats} // 2]}}))
 """
 
 
+def _probe(source: str, **fields) -> dict:
+    """Run a probe in a fresh Python process (no warm caches, its own peak memory); its JSON line."""
+    run = subprocess.run([sys.executable, "-c", source.format(**fields)], capture_output=True, text=True, check=True)
+    return json.loads(run.stdout)
+
+
 def training_speed(threads: int, repeats: int):
     out = {}
-    for layout in (True, False, True, False):
-        run = subprocess.run([sys.executable, "-c", TRAIN_PROBE.format(threads=threads, repeats=repeats,
-                                                                       layout=layout)],
-                             capture_output=True, text=True, check=True)
-        seconds = json.loads(run.stdout)["seconds"]
+    for layout in (True, False, True, False):  # interleaved, each twice: machines are noisy
+        seconds = _probe(TRAIN_PROBE, threads=threads, repeats=repeats, layout=layout)["seconds"]
         out[layout] = min(seconds, out.get(layout, seconds))
     print(f"\nTraining, one ACNN-Seg step (batch 4, AE prior), {threads} CPU threads (median of {repeats}): "
           f"channels-last, as ACNNCore.training runs it on the CPU, {out[True] * 1000:.0f} ms; contiguous (NCDHW) "
@@ -137,14 +140,12 @@ def speed(threads: int, repeats: int):
     out = {}
     for layout in (True, False, True, False):  # interleaved, each twice: machines are noisy
         for which in ("subpixel", "unet"):
-            run = subprocess.run([sys.executable, "-c", PROBE.format(threads=threads, which=which, repeats=repeats,
-                                                                     layout=layout)],
-                                 capture_output=True, text=True, check=True)
-            r = json.loads(run.stdout)
+            r = _probe(PROBE, threads=threads, which=which, repeats=repeats, layout=layout)
             best = out.get((which, layout))
             out[which, layout] = r if best is None or r["seconds"] < best["seconds"] else best
     print(f"\nSpeed, one LR stack 96x96x12 -> 96x96x60, {threads} CPU threads (median of {repeats})")
-    for layout, name in ((True, "channels-last, as ACNNCore.inference runs them on the CPU"), (False, "contiguous (NCDHW)")):
+    for layout, name in ((True, "channels-last, as ACNNCore.inference runs them on the CPU"),
+                         (False, "contiguous (NCDHW)")):
         s, u = out["subpixel", layout], out["unet", layout]
         print(f" {name}:")
         print(f"  sub-pixel 3D-Seg/ACNN-Seg: {s['seconds'] * 1000:6.1f} ms, {s['params']:,} parameters, "
