@@ -267,11 +267,12 @@ class Benchmark:
                    ("hd_mm_myo", "Myo HD (mm)", 2)]
         per_case = {m: {k: np.nanmean([[r[k] for r in rows] for rows in runs[m]], axis=0) for k, _, _ in metrics}
                     for m in runs}
+        implausible = {m: [sum(not r["plausible"] for r in rows) for rows in runs[m]] for m in runs}
         rows = [[seed] + [f"{np.nanmean([r[k] for r in runs[m][seed]]):.{d}f}" for k, _, d in metrics for m in runs]
-                + [sum(not r["plausible"] for r in runs[m][seed]) for m in runs] for seed in range(self.seeds)]
+                + [implausible[m][seed] for m in runs] for seed in range(self.seeds)]
         rows.append([f"mean over {self.seeds} seeds"]
                     + [f"{per_case[m][k].mean():.{d}f}" for k, _, d in metrics for m in runs]
-                    + [f"{np.mean([sum(not r['plausible'] for r in rs) for rs in runs[m]]):.1f}" for m in runs])
+                    + [f"{np.mean(implausible[m]):.1f}" for m in runs])
         rows.append(["Wilcoxon (case means)"] + [x for k, _, _ in metrics
                                                  for x in (_p(wilcoxon_p(*(per_case[m][k] for m in runs))), "")]
                     + ["", ""])
