@@ -94,6 +94,9 @@ def test_acdc_benchmark_runs_end_to_end(acdc_root, tmp_path):
     for method in ("2D-FCN", "3D-UNet", "No prior", "ACNN-Seg"):
         assert f"| {method}" in report
     assert "test patients 001, 048" in report
+    # the working grid's own cost, from the expert labels alone: close to, but below, perfect
+    ceiling = report.split("What the models' working grid alone costs")[1].split("\n")[0]
+    assert all(0.95 < float(ceiling.split(name + " ")[1][:5]) < 1 for name in ("LV", "myocardium", "RV"))
     assert (tmp_path / "acdc_cases.csv").is_file() and len((tmp_path / "acdc_cases.csv").read_text().splitlines()) \
         == 1 + 2 * 4 * 3 * 4  # raw and cleaned x 4 methods x 3 misalignments x 4 test images
 
