@@ -662,7 +662,8 @@ class AcdcBenchmark:
             f"64-d codes of the ground-truth label maps (our AE, trained on the {len(self.train)} training "
             "patients' labels — unsupervised; the classifier never saw the groups) against a 64-d PCA of the "
             "spatially normalised label maps; random forest (200 trees), stratified 10-fold cross-validation over "
-            "patients, accuracy mean ± std over folds (%). The paper's T-L codes came from images; ours from labels.",
+            "patients, accuracy mean ± std over folds (%). The paper's codes also encode label maps (of the LV "
+            "blood pool and myocardium, by the AE of its T-L model).",
             _table(["Groups", "Codes", "Patients", "PCA", "AE", "Paper: PCA / T-L"], rows),
         ])
 
