@@ -503,7 +503,7 @@ class AcdcBenchmark:
         prior = self.model(prior_key) if prior_key else None
         epochs = self.ae_epochs if key == "ae" else self.epochs
         config = TrainConfig.from_dict({**settings, "epochs": epochs, "batch_size": 8, "device": self.device,
-                                        "crop": CROP, "val_fraction": 0.1, "dice": settings["task"] == "seg",
+                                        "crop": CROP, "val_fraction": 0.1, "dice": settings["task"] in ("seg", "ae"),
                                         "workers": self.workers})
         resume = (run / "last.pt").is_file()
         self.say(f"training {name} ({key}, {epochs} epochs{', resuming' if resume else ''}) -> {run}")
@@ -520,7 +520,7 @@ class AcdcBenchmark:
             f"fixed split: test patients {', '.join(p.name[-3:] for p in self.test)} (every fifth), the other "
             f"{len(self.train)} for training. Budget `{self.budget_name}` ({self.epochs} epochs, AE "
             f"{self.ae_epochs}); crop {CROP['shape']} at {CROP['spacing']} mm in-plane, slices as acquired; "
-            f"segmentation trained with CE + soft Dice; 10 % of the training patients held out to pick the "
+            f"segmentation nets and AE trained with CE + soft Dice; 10 % of the training patients held out to pick the "
             f"best epoch. "
             f"{time.time() - t0:.0f} s on this machine.\n\n" + body)
         self.say(f"report: {path}")

@@ -90,13 +90,15 @@ def acnn_sr_loss(prediction: torch.Tensor, target: torch.Tensor, predictor=None,
 
 
 def autoencoder_loss(autoencoder, labels: torch.Tensor, num_classes: int, swap_p: float = 0.1,
-                     noise_std: float = 0.05, generator=None) -> dict:
-    """Denoising AE: reconstruct the clean labels from swapped labels plus Gaussian noise."""
+                     noise_std: float = 0.05, generator=None, dice: bool = False) -> dict:
+    """Denoising AE: reconstruct the clean labels from swapped labels plus Gaussian noise.
+    ``dice``: CE + soft Dice, as for segmentation on real data."""
     noisy = one_hot(swap_labels(labels, swap_p, num_classes, generator), num_classes)
     if noise_std > 0:
         noisy = noisy + noise_std * torch.randn(noisy.shape, generator=generator, device=noisy.device)
-    ce = F.cross_entropy(autoencoder(noisy), labels.long())
-    return {"loss": ce, "ce": ce}
+    logits = autoencoder(noisy)
+    ce = F.cross_entropy(logits, labels.long())
+    return {"loss": ce + soft_dice_loss(logits, labels) if dice else ce, "ce": ce}
 
 
 def code_loss(predicted: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

@@ -66,7 +66,7 @@ class TrainConfig:
     lambda1: float = 0.01  # weight of the shape prior
     lambda2: float = 5e-6  # weight decay on convolution weights
     balance_prior: bool = False  # rescale the prior to the data term's range (detached ratio)
-    dice: bool = False  # seg: add a soft Dice term to CE (real data, where the heart is a small part of the image)
+    dice: bool = False  # seg and AE: add a soft Dice term to CE (real data, where the heart is a small part of the image)
     code_size: int = 64
     swap_p: float = 0.1  # AE label swap probability
     input_noise: float = 0.05  # AE Gaussian input noise
@@ -363,7 +363,7 @@ class Trainer:
             return acnn_sr_loss(model(x), to_device(batch["hr"], self.device), predictor, cfg.lambda1,
                                 cfg.balance_prior)
         if task == "ae":
-            return autoencoder_loss(model, labels, c, cfg.swap_p, cfg.input_noise)
+            return autoencoder_loss(model, labels, c, cfg.swap_p, cfg.input_noise, dice=cfg.dice)
         # tl
         tl = _unwrap(model)
         hr = to_device(batch["hr"], self.device)

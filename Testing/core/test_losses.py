@@ -105,3 +105,16 @@ def test_dice_term_rewards_the_small_structures():
     assert soft_dice_loss(background, labels) > 0.9 > 0.1 > soft_dice_loss(right, labels)
     plain, with_dice = acnn_seg_loss(background, labels), acnn_seg_loss(background, labels, dice=True)
     assert with_dice["loss"] > plain["loss"] + 0.9 and torch.isclose(with_dice["ce"], plain["ce"])
+
+
+def test_autoencoder_dice_term_is_the_soft_dice_of_its_reconstruction():
+    """AE with ``dice``: its CE plus the soft Dice of the same reconstruction (same noise drawn)."""
+    from ACNNCore.losses import soft_dice_loss
+
+    ae, labels, _ = _setup()
+    ae.train()
+    plain = autoencoder_loss(ae, labels, 3, generator=torch.Generator().manual_seed(1), noise_std=0.0, swap_p=0.0)
+    both = autoencoder_loss(ae, labels, 3, generator=torch.Generator().manual_seed(1), noise_std=0.0, swap_p=0.0,
+                            dice=True)
+    expected = soft_dice_loss(ae(one_hot(labels, 3)), labels)
+    assert torch.isclose(both["ce"], plain["ce"]) and torch.isclose(both["loss"], plain["loss"] + expected)
