@@ -458,6 +458,7 @@ ACDC_METHODS = {  # key -> (name, training settings, prior key)
     "seg": ("No prior (3D-Seg, K = 1)", {"task": "seg"}, None),
     "acnn-seg": ("ACNN-Seg", {"task": "seg"}, "ae"),
 }
+ACDC_SEG_KEYS = ("fcn2d", "unet3d", "seg", "acnn-seg")
 ACDC_MOTIONS = (0.0, 2.0, 4.0)
 CROP = {"shape": [128, 128, 16], "spacing": [1.5, 1.5]}
 ACDC_BUDGETS = {"tiny": (1, 1), "cpu": (15, 25), "gpu": (160, 190), "paper": (150, 200)}  # (seg epochs, AE epochs)
@@ -471,12 +472,18 @@ class AcdcBenchmark:
     classification from the AE's codes of the ground truth against PCA."""
 
     def __init__(self, data, out, budget: str = "cpu", device: str = "auto", say=print, max_patients: int = 0,
-                 workers: int = 0):
+                 workers: int = 0, models: dict | None = None, methods=ACDC_SEG_KEYS):
         from .datasets import is_acdc
 
         self.data, self.out, self.device, self.say, self.workers = Path(data), Path(out), device, say, workers
         if not is_acdc(self.data):
             raise InputError(f"{self.data} is not in the ACDC layout (patientNNN/Info.cfg)")
+        self.models = {k: str(v) for k, v in (models or {}).items()}  # KEY -> a trained bundle to use
+        self.methods = tuple(methods)  # the segmentation methods evaluated
+        for keys in (self.models, self.methods):
+            if set(keys) - set(ACDC_METHODS):
+                raise InputError(f"unknown method keys {sorted(set(keys) - set(ACDC_METHODS))}; known: "
+                                 f"{', '.join(ACDC_METHODS)}")
         if budget not in ACDC_BUDGETS:
             raise InputError(f"--budget must be one of {', '.join(ACDC_BUDGETS)}")
         self.budget_name, (self.epochs, self.ae_epochs) = budget, ACDC_BUDGETS[budget]
@@ -496,6 +503,8 @@ class AcdcBenchmark:
     def model(self, key: str) -> Path:
         from .training import TrainConfig, train
 
+        if key in self.models:
+            return resolve(self.models[key])
         run = self.out / "runs" / key
         if (run / "model" / "model.json").is_file() and not (run / "last.pt").is_file():
             return run / "model"
@@ -573,7 +582,7 @@ class AcdcBenchmark:
 
         cases = self._cases()
         rows, cleaned = [], []  # each prediction as it comes, and with the largest-component clean-up
-        for key in ("fcn2d", "unet3d", "seg", "acnn-seg"):
+        for key in self.methods:
             segmenter = Segmenter(self.model(key), self.device)
             name = ACDC_METHODS[key][0]
             self.say(f"evaluating {name}")
@@ -590,8 +599,9 @@ class AcdcBenchmark:
         at0 = [r for r in rows if r["motion_mm"] == 0]
         table = _acdc_table(at0, methods)
         a, b = "ACNN-Seg", ACDC_METHODS["seg"][0]
+        paired = {a, b} <= set(methods)  # the prior's effect: ACNN-Seg against the same net without it
         p = {k: _p(wilcoxon_p([r[k] for r in at0 if r["method"] == a], [r[k] for r in at0 if r["method"] == b]))
-             for k in ("dice_lv", "dice_myo", "dice_rv", "hd_mm_lv", "hd_mm_myo")}
+             for k in ("dice_lv", "dice_myo", "dice_rv", "hd_mm_lv", "hd_mm_myo")} if paired else {}
         robust = []
         for m in methods:
             means = [np.nanmean([r["dice_myo"] for r in rows if r["method"] == m and r["motion_mm"] == mm])
@@ -612,8 +622,8 @@ class AcdcBenchmark:
             "On the acquired grid against the expert labels; the models find the heart themselves. "
             "Columns without ED: ED and ES together.",
             _table(header, table),
-            f"Wilcoxon {a} vs {b}: " + ", ".join(f"{k} {v}" for k, v in p.items()) + ". The expert ground truth "
-            f"itself, by the same checks: {gt_bad} of {len(cases)} implausible.",
+            (f"Wilcoxon {a} vs {b}: " + ", ".join(f"{k} {v}" for k, v in p.items()) + ". " if paired else "")
+            + f"The expert ground truth itself, by the same checks: {gt_bad} of {len(cases)} implausible.",
             "Anchors (not ours): the ACDC challenge's best entries reach about .96 (LV, ED), .90 (myocardium), "
             ".93 (RV, ED) Dice. What the models' working grid alone costs: the expert labels cut to it as the "
             "training targets are and mapped back as predictions are score Dice "
@@ -623,8 +633,7 @@ class AcdcBenchmark:
             "### Robustness: the same images with simulated slice misalignment (per-slice in-plane shifts up to "
             "0, 2, 4 mm)\n\n" + _table(["Method"] + [f"Myo Dice {mm:.0f} mm" for mm in ACDC_MOTIONS]
                                         + ["change 0 -> 4 mm", "Implausible LV 0 / 2 / 4 mm"], robust),
-            "### What the prior fixed\n\n" + self._prior_figure(rows, cases),
-        ])
+        ] + (["### What the prior fixed\n\n" + self._prior_figure(rows, cases)] if paired else []))
 
     def classification(self) -> str:
         from .datasets import read_acdc_patient

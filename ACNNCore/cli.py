@@ -371,7 +371,7 @@ def run_evaluate(args) -> int:
 
 
 def _add_benchmark(sub):
-    from .benchmark import ACDC_BUDGETS, BUDGETS, SPECS
+    from .benchmark import ACDC_BUDGETS, ACDC_METHODS, ACDC_SEG_KEYS, BUDGETS, SPECS
 
     p = sub.add_parser("benchmark", help="the paper's experiments: seg (Table I), sr (III), us (II), latent (III-F)",
                        description="Train what an experiment needs (into OUT/runs, reused and resumable), evaluate "
@@ -384,12 +384,16 @@ def _add_benchmark(sub):
                    help="tiny: minutes (CI); cpu: about an hour or two; paper: the paper's sizes, for a GPU; "
                         "gpu (acdc): what one GPU trains in about ten minutes")
     p.add_argument("--models", nargs="*", metavar="KEY=BUNDLE",
-                   help=f"trained models to use instead of training (keys: {', '.join(SPECS)})")
+                   help=f"trained models to use instead of training (keys: {', '.join(SPECS)}; acdc: "
+                        f"{', '.join(ACDC_METHODS)})")
     p.add_argument("--test-subjects", type=int, help="held-out subjects (default from the budget)")
     p.add_argument("--seeds", type=int, default=1,
                    help="seg: also train 3D-Seg and ACNN-Seg with seeds 1..N-1 and compare them over the N seeds "
                         "(the prior's effect beside the spread between training runs)")
     p.add_argument("--workers", type=int, default=0, help="data-loading processes per training (acdc)")
+    p.add_argument("--methods", nargs="+", metavar="KEY", default=list(ACDC_SEG_KEYS),
+                   help="acdc: the segmentation methods to train (or take from --models) and evaluate "
+                        f"(default: {' '.join(ACDC_SEG_KEYS)})")
     _device_arg(p)
     p.set_defaults(run=run_benchmark)
 
@@ -400,7 +404,8 @@ def run_benchmark(args) -> int:
     if args.experiment == "acdc":
         from .benchmark import AcdcBenchmark
 
-        path = AcdcBenchmark(args.data, args.out, args.budget, args.device, workers=args.workers).run()
+        path = AcdcBenchmark(args.data, args.out, args.budget, args.device, workers=args.workers,
+                             models=parse_models(args.models), methods=args.methods).run()
     else:
         bench = Benchmark(args.data, args.out, args.budget, parse_models(args.models), args.device,
                           args.test_subjects, seeds=args.seeds)

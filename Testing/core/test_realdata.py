@@ -121,3 +121,22 @@ def test_bundled_real_data_model_finds_an_off_centre_heart(acdc_root):
     truth = Volume(np.pad(case.labels.array, ((pad, 0), (0, 0), (0, 0))), wide.geometry)
     row = evaluate_case(Segmenter("acnn-seg-acdc", "cpu")(wide).labels, truth, (1, 2, 3))
     assert row["dice_lv"] > 0.9 and row["dice_myo"] > 0.75 and row["hd_mm_lv"] < 15
+
+
+def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
+    """--models and --methods: the bundled ACDC models evaluated as they are (nothing trained), the other
+    methods and the paired ACNN-Seg / no-prior parts left out; an unknown key is refused."""
+    from ACNNCore.benchmark import AcdcBenchmark
+    from ACNNCore.bundle import available
+    from ACNNCore.errors import InputError
+
+    if not {"acnn-seg-acdc", "ae-acdc"} <= set(available()):
+        pytest.skip("the ACDC models are not bundled")
+    with pytest.raises(InputError, match="unknown method keys"):
+        AcdcBenchmark(acdc_root, tmp_path, methods=("acnn-seg", "nnunet"))
+    report = AcdcBenchmark(acdc_root, tmp_path, device="cpu", say=lambda *a: None, max_patients=10,
+                           models={"acnn-seg": "acnn-seg-acdc", "ae": "ae-acdc"}, methods=("acnn-seg",)).run()
+    text = report.read_text()
+    assert "| ACNN-Seg |" in text and "2D-FCN" not in text and "No prior" not in text
+    assert "Wilcoxon" not in text and "What the prior fixed" not in text and "## Pathology classification" in text
+    assert not (tmp_path / "runs").exists()  # nothing was trained
