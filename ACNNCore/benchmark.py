@@ -531,7 +531,9 @@ class AcdcBenchmark:
             f"{self.ae_epochs}); crop {CROP['shape']} at {CROP['spacing']} mm in-plane, slices as acquired; "
             f"segmentation nets and AE trained with CE + soft Dice; 10 % of the training patients held out to pick the "
             f"best epoch. "
-            f"{time.time() - t0:.0f} s on this machine.\n\n" + body)
+            + (f"Given, not trained here: {', '.join(f'{k} = `{v}`' for k, v in self.models.items())}. "
+               if self.models else "")
+            + f"{time.time() - t0:.0f} s on this machine.\n\n" + body)
         self.say(f"report: {path}")
         return path
 

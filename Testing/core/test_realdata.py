@@ -139,4 +139,4 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     text = report.read_text()
     assert "| ACNN-Seg |" in text and "2D-FCN" not in text and "No prior" not in text
     assert "Wilcoxon" not in text and "What the prior fixed" not in text and "## Pathology classification" in text
-    assert not (tmp_path / "runs").exists()  # nothing was trained
+    assert not (tmp_path / "runs").exists() and "Given, not trained here: acnn-seg = `acnn-seg-acdc`" in text
