@@ -683,14 +683,13 @@ def _working_grid_ceiling(cases) -> dict[str, float]:
     """Mean Dice per structure of each expert label map cut to the models' grid (``CROP`` around its heart,
     nearest neighbour, as training targets are made) and mapped back onto its own grid as a Segmenter maps
     probabilities (each label linearly, then the largest): the best a perfect model could score."""
-    from .preprocessing import crop_around_heart, resample
-    from .volume import Volume
+    from .preprocessing import crop_around_heart, resample_channels
 
     scores = []
     for c in cases:
         _, target = crop_around_heart(c.image, c.labels, CROP["shape"], CROP["spacing"])
-        channels = [resample(Volume((target.array == v).astype(np.float32), target.geometry), c.labels.geometry,
-                             "linear", default=float(v == 0)).array for v in range(4)]
+        onehot = np.stack([(target.array == v).astype(np.float32) for v in range(4)])
+        channels = resample_channels(onehot, target.geometry, c.labels.geometry, (1.0, 0.0, 0.0, 0.0))
         scores.append(dice(c.labels.with_array(np.argmax(channels, 0).astype(np.uint8)), c.labels, (1, 2, 3)))
     return {name: float(np.mean([s[v] for s in scores])) for name, v in (("LV", 1), ("myocardium", 2), ("RV", 3))}
 

@@ -19,7 +19,7 @@ from .bundle import Bundle, load_bundle
 from .errors import InputError
 from .losses import one_hot
 from .networks import in_layout, to_device
-from .preprocessing import labels_center, model_geometry, normalize_intensity, resample
+from .preprocessing import labels_center, model_geometry, normalize_intensity, resample, resample_channels
 from .volume import Geometry, Volume
 
 log = logging.getLogger(__name__)
@@ -189,8 +189,7 @@ class _Model:
         out = self.runner.output_geometry(volume)
         if not model_hr.same_as(out):
             pads = [self.PAD[min(i, len(self.PAD) - 1)] for i in range(len(channels))]
-            channels = np.stack([resample(Volume(c, model_hr), out, "linear", default=pad).array
-                                 for c, pad in zip(channels, pads)])
+            channels = resample_channels(channels, model_hr, out, pads)
         return channels, out, scaling
 
 

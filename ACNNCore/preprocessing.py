@@ -108,6 +108,13 @@ def resample(volume: Volume, geometry: Geometry, interpolation: str = "linear", 
     return Volume(np.ascontiguousarray(array), geometry)
 
 
+def resample_channels(channels: np.ndarray, grid: Geometry, geometry: Geometry, pads) -> np.ndarray:
+    """(C, X, Y, Z) per-label maps on ``grid`` sampled linearly on ``geometry``, channel ``i`` taking
+    ``pads[i]`` outside ``grid`` (how probabilities go back to an input's grid)."""
+    return np.stack([resample(Volume(c, grid), geometry, "linear", default=pad).array
+                     for c, pad in zip(channels, pads)])
+
+
 def labels_center(labels: Volume, values=None) -> np.ndarray:
     """Physical centroid of the labelled voxels (of ``values`` if given)."""
     mask = labels.array > 0 if values is None else np.isin(labels.array, list(values))

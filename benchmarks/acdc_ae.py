@@ -25,16 +25,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_arms(data: Path, out: Path, epochs: int, device: str) -> dict[str, Path]:
-    from ACNNCore.benchmark import AcdcBenchmark
-
-    split = AcdcBenchmark(data, out, say=lambda *a: None)  # makes OUT/acdc-train: links to the 56
+def train_arms(split, out: Path, epochs: int, device: str) -> dict[str, Path]:
     base = yaml.safe_load((ROOT / "Resources/Models/acdc.yaml").read_text())
     runs, procs = {}, []
     for arm, use_dice in (("CE", False), ("CE + soft Dice", True)):
         run = out / ("ae-dice" if use_dice else "ae-ce")
         runs[arm] = run
-        if (run / "model" / "model.json").is_file() and not (run / "last.pt").is_file():
+        if (run / "log.csv").is_file() and len(_log(run)) >= epochs:  # finished
             continue
         config = out / f"{run.name}.yaml"
         config.write_text(yaml.safe_dump({**base, "dice": use_dice}))
@@ -51,21 +48,24 @@ def train_arms(data: Path, out: Path, epochs: int, device: str) -> dict[str, Pat
     return runs
 
 
+def _log(run: Path) -> list[dict]:
+    return list(csv.DictReader((run / "log.csv").open()))
+
+
 def validation(run: Path, at=(20, 40, 100, 190)) -> str:
-    rows = list(csv.DictReader((run / "log.csv").open()))
+    rows = _log(run)
     best = max(rows, key=lambda r: float(r["val_score"]))
     shown = [r for r in rows if int(r["epoch"]) + 1 in at] + [best]
     return ", ".join(f"epoch {int(r['epoch']) + 1}{' (best)' if r is best else ''}: {float(r['val_dice_1']):.3f} / "
                      f"{float(r['val_dice_2']):.3f} / {float(r['val_dice_3']):.3f}" for r in shown)
 
 
-def held_out_reconstruction(model: Path, data: Path) -> dict[int, float]:
+def held_out_reconstruction(model: Path, patients) -> dict[int, float]:
     from ACNNCore.datasets import read_acdc_patient
     from ACNNCore.inference import ShapeModel
     from ACNNCore.metrics import dice
     from ACNNCore.preprocessing import resample
 
-    patients = sorted(p for p in data.glob("patient*") if (p / "Info.cfg").is_file())[::5]
     shape, scores = ShapeModel(model, "cpu"), []
     for c in (c for p in patients for c in read_acdc_patient(p)):
         labels = c.labels.with_array(np.where(c.labels.array < shape.num_classes, c.labels.array, 0).astype(np.uint8))
@@ -81,10 +81,13 @@ def main():
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     args = parser.parse_args()
-    runs = train_arms(args.data, args.out, args.epochs, args.device)
+    from ACNNCore.benchmark import AcdcBenchmark
+
+    split = AcdcBenchmark(args.data, args.out, say=lambda *a: None)  # the benchmark's split; OUT/acdc-train
+    runs = train_arms(split, args.out, args.epochs, args.device)
     print(f"\nAE data term, {args.epochs} epochs each (Dice LV / myocardium / RV)")
     for arm, run in runs.items():
-        r = held_out_reconstruction(run / "model", args.data)
+        r = held_out_reconstruction(run / "model", split.test)
         print(f"{arm:15s} validation {validation(run)}\n{'':15s} test patients' maps ({r['maps']}), best epoch: "
               f"{r[1]:.3f} / {r[2]:.3f} / {r[3]:.3f}")
 
