@@ -143,6 +143,8 @@ def _add_train(sub):
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                   help="constant (default) or cosine annealing to 0 over the epochs")
     p.add_argument("--lambda1", type=float, help="weight of the shape prior (paper: 0.01)")
     p.add_argument("--motion-augment", type=float, metavar="MM", help="per-slice motion augmentation (MAug)")
     p.add_argument("--max-cases", type=int)
@@ -157,7 +159,8 @@ def run_train(args) -> int:
 
     config = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
     config["task"] = args.task
-    for name in ("architecture", "epochs", "batch_size", "lr", "lambda1", "max_cases", "seed", "device", "workers"):
+    for name in ("architecture", "epochs", "batch_size", "lr", "lr_schedule", "lambda1", "max_cases", "seed",
+                 "device", "workers"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
     if args.motion_augment is not None:

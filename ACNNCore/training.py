@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import shlex
 import sys
@@ -50,6 +51,7 @@ from .networks import build_network, count_parameters, in_layout, to_device
 from .preprocessing import IntensityScaling
 
 TASKS = ("ae", "tl", "seg", "sr")
+LR_SCHEDULES = ("constant", "cosine")
 DEFAULT_ARCHITECTURE = {"ae": "ConvAutoencoder", "tl": "TLNetwork", "seg": "SubPixelNet", "sr": "SubPixelNet"}
 
 
@@ -63,6 +65,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 8
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (annealed to 0 over the epochs, per epoch)
     lambda1: float = 0.01  # weight of the shape prior
     lambda2: float = 5e-6  # weight decay on convolution weights
     balance_prior: bool = False  # rescale the prior to the data term's range (detached ratio)
@@ -93,6 +96,17 @@ class TrainConfig:
         if set(aug) - aug_known:
             raise InputError(f"unknown augment settings: {', '.join(sorted(set(aug) - aug_known))}")
         return cls(**d, augment=AugmentConfig(**aug))
+
+    def __post_init__(self):
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
+
+    def learning_rate(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (0-based): a function of the epoch alone, so a resumed run
+        continues the same schedule."""
+        if self.lr_schedule == "cosine":
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(self.epochs, 1)))
+        return self.lr
 
     @classmethod
     def from_yaml(cls, path) -> "TrainConfig":
@@ -465,6 +479,9 @@ class Trainer:
             self.prior.model.eval()
         for epoch in range(self.start_epoch, cfg.epochs):
             self.train_set.set_epoch(epoch)
+            lr = cfg.learning_rate(epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
             if sampler is not None:
                 sampler.set_epoch(epoch)
             generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
@@ -494,7 +511,7 @@ class Trainer:
                     save_bundle(_unwrap(self.model), self.out / "model", self._bundle_meta(metrics, epoch),
                                 overwrite=True)
                 self._save_checkpoint(epoch)
-                row = {"epoch": epoch, **train, **{f"val_{k}": v for k, v in metrics.items()},
+                row = {"epoch": epoch, "lr": lr, **train, **{f"val_{k}": v for k, v in metrics.items()},
                        "seconds": round(time.time() - t0, 2), "best": int(improved)}
                 _append_csv(log_path, row)
                 if writer is not None:

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from ACNNCore.errors import InputError
-from ACNNCore.training import TrainConfig, describe, train
+from ACNNCore.training import TrainConfig, Trainer, describe, train
 
 
 def test_tiny_segmentation_run_lowers_the_loss(tiny_data, tmp_path):
@@ -103,6 +103,36 @@ def test_worker_processes_give_the_same_training(tiny_data, tmp_path):
     a, b = _weights(tmp_path / "inline"), _weights(tmp_path / "workers")
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_cosine_schedule_anneals_the_learning_rate_and_resumes_on_it(tiny_data, tmp_path, monkeypatch):
+    config = TrainConfig(task="seg", epochs=4, batch_size=4, lr_schedule="cosine")
+    assert [config.learning_rate(e) for e in range(4)] == pytest.approx([1e-3, 8.536e-4, 5e-4, 1.464e-4], rel=1e-3)
+    train(config, tiny_data, tmp_path / "straight", progress=False)
+    assert [float(r["lr"]) for r in describe(tmp_path / "straight")] == pytest.approx(
+        [config.learning_rate(e) for e in range(4)])
+    # cancelled (Ctrl-C) in the third epoch: the resumed run continues the same schedule, to the same weights
+    validate, calls = Trainer.validate, []
+
+    def cancel_third(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return validate(self)
+
+    monkeypatch.setattr(Trainer, "validate", cancel_third)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tiny_data, tmp_path / "resumed", progress=False)
+    monkeypatch.undo()
+    train(config, tiny_data, tmp_path / "resumed", resume=True, progress=False)
+    assert [float(r["lr"]) for r in describe(tmp_path / "resumed")] == pytest.approx(
+        [config.learning_rate(e) for e in range(4)])
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    with pytest.raises(InputError, match="lr_schedule must be one of constant, cosine"):
+        TrainConfig(lr_schedule="step")
 
 
 def test_resume_after_a_kill_loses_no_epoch(tiny_data, tmp_path):
