@@ -17,6 +17,7 @@ import torch
 
 from .bundle import Bundle, load_bundle
 from .errors import InputError
+from .labels import LV_BLOOD_POOL
 from .losses import one_hot
 from .networks import in_layout, to_device
 from .preprocessing import labels_center, model_geometry, normalize_intensity, resample, resample_channels
@@ -148,8 +149,21 @@ def keep_largest_component(labels: Volume) -> Volume:
     values = [int(v) for v in np.unique(labels.array) if v]
     if not values:
         return labels
-    cleaned = KeepLargestConnectedComponent(applied_labels=values, independent=True)(labels.array[None])
+    # a copy: MONAI's transform edits a numpy input in place
+    cleaned = KeepLargestConnectedComponent(applied_labels=values, independent=True)(labels.array[None].copy())
     return labels.with_array(np.asarray(cleaned)[0].astype(labels.array.dtype))
+
+
+def clean_up(labels: Volume, blood: int = LV_BLOOD_POOL) -> Volume:
+    """The clean-up of a label map: each structure's largest connected part (:func:`keep_largest_component`),
+    then the LV blood pool without holes -- whatever it encloses in a short-axis slice (the third axis) is
+    cavity, as ACDC's experts label papillary muscles and trabeculae. Gaps in the myocardium stay."""
+    from scipy import ndimage
+
+    a = keep_largest_component(labels).array.copy()
+    for k in range(a.shape[2]):
+        a[..., k][ndimage.binary_fill_holes(a[..., k] == blood)] = blood
+    return labels.with_array(a)
 
 
 @dataclass
@@ -199,15 +213,15 @@ class Segmenter(_Model):
     TASK = "seg"
     PAD = (1.0, 0.0)  # outside the model's field of view: background (channels past the last take the last)
 
-    def __init__(self, model="acnn-seg-phantom", device: str = "auto", largest_component: bool = False):
+    def __init__(self, model="acnn-seg-phantom", device: str = "auto", cleanup: bool = False):
         super().__init__(model, device)
-        self.largest_component = largest_component  # clean-up: each structure's largest connected part
+        self.cleanup = cleanup  # clean_up(): each structure's largest connected part, blood pool without holes
 
     def __call__(self, volume: Volume) -> Segmentation:
         probs, out, _ = self._channels_on_input_grid(volume, lambda logits: torch.softmax(logits, 1))
         labels = Volume(probs.argmax(0).astype(np.uint8), out)
-        if self.largest_component:
-            labels = keep_largest_component(labels)
+        if self.cleanup:
+            labels = clean_up(labels)
         names = {int(k): v["name"] for k, v in self.meta["labels"].items()}
         return Segmentation(labels, probs.astype(np.float32), names)
 

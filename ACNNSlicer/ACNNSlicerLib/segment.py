@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ACNNCore.errors import InputError
-from ACNNCore.inference import Segmenter, keep_largest_component
+from ACNNCore.inference import Segmenter, clean_up
 from ACNNCore.metrics import clinical_measures, ejection_fraction, plausibility
 from ACNNCore.volume import Volume
 
@@ -82,10 +82,10 @@ class SegmentLogic:
 
     def compute(self, frames: list[Volume], model: str, device: str = "auto", ed: int | None = None,
                 es: int | None = None, progress: Progress | None = None, cancelled=None,
-                largest_component: bool = False) -> SegmentResult:
+                cleanup: bool = False) -> SegmentResult:
         """Segment one volume, or the ED and ES frames of a cine sequence (given, or detected as the frames of
-        largest and smallest LV blood-pool volume, which segments every frame). ``largest_component``: keep
-        each structure's largest connected part (removes stray islands)."""
+        largest and smallest LV blood-pool volume, which segments every frame). ``cleanup``: each structure's
+        largest connected part, the LV blood pool without holes (``ACNNCore.inference.clean_up``)."""
         step(progress, cancelled, 0.0, f"loading {model}")
         segmenter = self.segmenter(model, device)
         for name, index in (("ED", ed), ("ES", es)):
@@ -102,8 +102,8 @@ class SegmentLogic:
         for n, i in enumerate(todo):
             step(progress, cancelled, 0.05 + 0.9 * n / len(todo), f"segmenting frame {i + 1} of {len(frames)}")
             labels[i] = segmenter(frames[i]).labels
-            if largest_component:
-                labels[i] = keep_largest_component(labels[i])
+            if cleanup:
+                labels[i] = clean_up(labels[i])
         if not wanted:
             curve = [clinical_measures(labels[i])["lv_volume_ml"] for i in range(len(frames))]
             wanted = [("ED", int(np.argmax(curve))), ("ES", int(np.argmin(curve)))]
@@ -134,9 +134,9 @@ class SegmentLogic:
 
     def process(self, input_node, model: str = "acnn-seg-phantom", device: str = "auto", ed=None, es=None,
                 progress: Progress | None = None, cancelled=None, surfaces: bool = True,
-                largest_component: bool = False):
+                cleanup: bool = False):
         """Blocking: read, compute, apply. Returns (result, segmentation nodes, table node)."""
         result = self.compute(self.read_input(input_node), model, device, ed, es, progress, cancelled,
-                              largest_component)
+                              cleanup)
         segmentations, table = self.apply(result, input_node, surfaces)
         return result, segmentations, table

@@ -71,7 +71,7 @@ class Studio:
             next((m for m in models if m.endswith("-phantom")), models[0] if models else None)
             for models in (s.seg_models, s.sr_models, s.shape_models))
         s.device = "auto"
-        s.largest_component = False
+        s.clean_up = False
         s.busy, s.progress, s.status = False, 0, "Load an image, or start with --demo."
         s.error = ""
         s.results = []
@@ -267,7 +267,7 @@ class Studio:
             self.state.status = f"Segmented on {result.device}{ef}; {flags}."
 
         await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment",
-                        largest_component=bool(self.state.largest_component))
+                        cleanup=bool(self.state.clean_up))
 
     async def run_superresolve(self):
         try:
@@ -399,7 +399,7 @@ class Studio:
                 v3.VSelect(v_model=("seg_input",), items=("inputs",), label="Short-axis stack or cine",
                            density="compact")
                 self._device_and_model("seg_models", "seg_model")
-                v3.VCheckbox(v_model=("largest_component",), label="Keep each structure's largest connected part",
+                v3.VCheckbox(v_model=("clean_up",), label="Clean up: each structure's largest connected part, LV blood pool without holes",
                              density="compact", hide_details=True)
                 self._run_buttons(self.run_segment, "segment")
                 with v3.VTable(density="compact", v_if=("results.length",), id="results"):

@@ -36,7 +36,7 @@ class SegmentParameterNode:
     model: str = "acnn-seg-phantom"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     detectPhases: bool = True
-    largestComponent: bool = False
+    cleanUp: bool = False
     edFrame: int = 0
     esFrame: int = 0
 
@@ -78,7 +78,7 @@ class SegmentWidget(module_widget_base()):
         ed, es = (None, None) if p.detectPhases else (p.edFrame, p.esFrame)
         self._input = p.inputNode
         return BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es,
-                              largest_component=p.largestComponent)
+                              cleanup=p.cleanUp)
 
     def _apply(self, result) -> str:
         segmentations, table = self.logic.segment.apply(result, self._input)

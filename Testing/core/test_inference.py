@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from ACNNCore.errors import InputError
-from ACNNCore.inference import (Segmenter, ShapeModel, SuperResolver, hr_geometry, interpolate_stack,
+from ACNNCore.inference import (Segmenter, ShapeModel, SuperResolver, clean_up, hr_geometry, interpolate_stack,
                                 keep_largest_component)
 from ACNNCore.io import read_segmentation, read_volume
+from ACNNCore.metrics import plausibility
 from ACNNCore.volume import Volume
 
 from .test_volume_io import oblique_direction
@@ -119,24 +120,34 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     assert wrong.returncode == 2 and "this needs seg" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
-def test_largest_component_cleanup_removes_islands_not_holes(tiny_models, tiny_data, tmp_path):
+def test_cleanup_removes_islands_and_fills_the_blood_pool(tiny_models, tiny_data, tmp_path):
     a = np.zeros((20, 20, 6), np.uint8)
     a[2:12, 2:12, 1:5] = 2
     a[4:10, 4:10, 1:5] = 1
-    a[6, 6, 2] = 0  # a hole in the blood pool: stays
+    a[6, 6, 2] = 0  # a hole in the blood pool
+    a[7:9, 7:9, 3] = 2  # a papillary muscle labelled myocardium, inside the blood pool
+    a[4, 2:4, 1:5] = 1  # a gap in the myocardium: stays
     a[16:18, 16:18, 2] = 1  # an island of blood pool: goes
     a[0, 19, 0] = 2  # an island of myocardium: goes
-    out = keep_largest_component(Volume.from_array(a, (1.0, 1.0, 2.0))).array
-    expected = a.copy()
-    expected[16:18, 16:18, 2] = 0
-    expected[0, 19, 0] = 0
+    before = a.copy()
+    islands = a.copy()
+    islands[16:18, 16:18, 2] = 0
+    islands[0, 19, 0] = 0
+    islands[7:9, 7:9, 3] = 0  # the papillary muscle is an island of myocardium, too
+    np.testing.assert_array_equal(keep_largest_component(Volume.from_array(a, (1.0, 1.0, 2.0))).array, islands)
+    np.testing.assert_array_equal(a, before)  # the input is left as it was
+    out = clean_up(Volume.from_array(a, (1.0, 1.0, 2.0))).array
+    expected = islands.copy()
+    expected[6, 6, 2] = expected[7:9, 7:9, 3] = 1  # cavity, as ACDC's experts label it
     np.testing.assert_array_equal(out, expected)
+    assert plausibility(Volume.from_array(a, (1.0, 1.0, 2.0)))["holes"] > 0
+    assert plausibility(Volume.from_array(out, (1.0, 1.0, 2.0)))["holes"] == 0
     lr_path = tiny_data / "subject001" / "ES" / "lr.nii.gz"
     run = acnn("segment", lr_path, "--out", tmp_path / "clean.nii.gz", "--model", tiny_models["seg"],
-               "--largest-component")
+               "--clean-up")
     assert run.returncode == 0, run.stderr
     clean = read_volume(tmp_path / "clean.nii.gz")
-    np.testing.assert_array_equal(clean.array, keep_largest_component(clean).array)
+    np.testing.assert_array_equal(clean.array, clean_up(clean).array)
 
 
 def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):

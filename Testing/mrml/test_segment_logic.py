@@ -71,15 +71,15 @@ def test_the_model_offered_suits_the_input(scene, subject):
     assert SegmentLogic.suited_model(None) is None
 
 
-def test_segment_with_the_largest_component_cleanup(scene, subject):
-    from ACNNCore.inference import keep_largest_component
+def test_segment_with_the_cleanup(scene, subject):
+    from ACNNCore.inference import clean_up
 
     lr = subject.phases["ES"]["lr"]
     frames = [lr]
     logic = SegmentLogic()
     raw = logic.compute(frames, "acnn-seg-phantom", "cpu").phases[0].labels
-    clean = logic.compute(frames, "acnn-seg-phantom", "cpu", largest_component=True).phases[0].labels
-    assert np.array_equal(clean.array, keep_largest_component(raw).array)
+    clean = logic.compute(frames, "acnn-seg-phantom", "cpu", cleanup=True).phases[0].labels
+    assert np.array_equal(clean.array, clean_up(raw).array)
 
 
 def test_segment_agrees_with_truth_in_physical_space(scene, subject):
