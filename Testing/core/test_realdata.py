@@ -88,7 +88,7 @@ def test_acdc_benchmark_runs_end_to_end(acdc_root, tmp_path):
 
     report = AcdcBenchmark(acdc_root, tmp_path, budget="tiny", device="cpu", say=lambda *a: None,
                            max_patients=10).run().read_text()
-    for heading in ("## Segmentation", "### The same predictions after the usual clean-up", "### Robustness",
+    for heading in ("## Segmentation", "### The same predictions cleaned up", "### Robustness",
                     "### What the prior fixed", "## Pathology classification"):
         assert heading in report
     for method in ("2D-FCN", "3D-UNet", "No prior", "ACNN-Seg"):
