@@ -399,8 +399,8 @@ class Studio:
                 v3.VSelect(v_model=("seg_input",), items=("inputs",), label="Short-axis stack or cine",
                            density="compact")
                 self._device_and_model("seg_models", "seg_model")
-                v3.VCheckbox(v_model=("clean_up",), label="Clean up: each structure's largest connected part, LV blood pool without holes",
-                             density="compact", hide_details=True)
+                v3.VCheckbox(v_model=("clean_up",), density="compact", hide_details=True,
+                             label="Clean up: each structure's largest connected part, LV blood pool without holes")
                 self._run_buttons(self.run_segment, "segment")
                 with v3.VTable(density="compact", v_if=("results.length",), id="results"):
                     with html.Thead():

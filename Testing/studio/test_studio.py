@@ -109,7 +109,8 @@ def test_views_and_demo_data_appear(page):
 def test_segment_lists_segments_and_changes_the_3d_view(page):
     before = view_3d(page)
     assert "acnn-seg-phantom" in page.inner_text("body")  # the model chosen for the phantom's stacks
-    page.get_by_label("Clean up: each structure's largest connected part, LV blood pool without holes").check()  # the clean-up, on
+    # the clean-up, on
+    page.get_by_label("Clean up: each structure's largest connected part, LV blood pool without holes").check()
     page.click("#segment")
     page.wait_for_selector("#results", timeout=120_000)
     page.get_by_text("Scene").click()
