@@ -116,7 +116,8 @@ class _Runner:
 
         spec = self.meta["input"]
         extent = np.asarray(volume.geometry.extent_mm[:2]) / np.asarray(spec["spacing"][:2])
-        whole = [int(min(512, np.ceil(e / 16) * 16)) for e in extent] + [volume.shape[2]]
+        m = max(16, getattr(model, "multiple", 16))  # what the net's in-plane strides need
+        whole = [int(min(512 // m * m, np.ceil(e / m) * m)) for e in extent] + [volume.shape[2]]
         center = None
         for look, shape in enumerate((whole, None)):
             x, grid, _ = self.model_input(volume, center, shape=shape)

@@ -14,7 +14,9 @@ at half the in-plane resolution (as MONAI's U-Net does). Keeping the heavy
 convolutions on the LR grid is what makes the model faster than a U-Net on the
 up-sampled stack.
 
-Input ``(B, in_channels, X, Y, Z)`` with X and Y divisible by 16; output
+Input ``(B, in_channels, X, Y, Z)`` with X and Y divisible by :attr:`SubPixelNet.multiple` (16 with
+the four default scales; ``first_stride=1`` with a fifth scale, ``features=(12, 24, 48, 96, 192)``,
+keeps that depth of context and runs the first scale at the input's full resolution); output
 ``(B, out_channels, X, Y, K*Z)``. For SR (``residual=True``) the output adds to
 the linearly up-sampled input.
 """
@@ -55,6 +57,7 @@ class SubPixelNet(nn.Module):
         # (s, s, K), computed as a 1x1x1 convolution and a shuffle of its channels
         self.up = nn.Conv3d(fused_features, out_channels * first_stride**2 * factor, 1)
         self.head = nn.Conv3d(out_channels, out_channels, 3, padding=1) if hr_head else nn.Identity()
+        self.multiple = first_stride * 2 ** (len(features) - 1)  # what X and Y must be divisible by
 
     def shuffle(self, h: torch.Tensor) -> torch.Tensor:
         """(B, C*s*s*K, X/s, Y/s, Z) -> (B, C, X, Y, K*Z)."""
@@ -64,6 +67,9 @@ class SubPixelNet(nn.Module):
         return h.reshape(b, c, nx * s, ny * s, nz * k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[2] % self.multiple or x.shape[3] % self.multiple:
+            raise ValueError(f"SubPixelNet needs an in-plane size divisible by {self.multiple}, "
+                             f"got {tuple(x.shape[2:4])}")
         feats = []
         h = x
         for scale in self.scales:

@@ -18,6 +18,19 @@ def test_subpixel_net_maps_the_lr_stack_to_the_hr_grid():
 
 
 @torch.no_grad()
+def test_subpixel_net_at_full_resolution_with_a_fifth_scale():
+    """first_stride=1 with five scales (Resources/Models/acdc-fullres.yaml): the same output grid, the
+    same depth of context, and a clear error for an in-plane size its strides cannot take."""
+    net = SubPixelNet(out_channels=4, factor=1, first_stride=1, features=(4, 8, 8, 8, 8), skip_features=4,
+                      fused_features=6, hr_head=True).eval()
+    assert net.multiple == 16 and SubPixelNet().multiple == 16
+    assert net(torch.randn(1, 1, 32, 48, 3)).shape == (1, 4, 32, 48, 3)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        net(torch.randn(1, 1, 40, 48, 3))
+    assert SubPixelNet(first_stride=2, features=(4, 8, 8, 8, 8)).multiple == 32
+
+
+@torch.no_grad()
 def test_subpixel_shuffle_is_a_transposed_convolution():
     """The (2, 2, K) up-sampling is a transposed convolution whose kernel equals its stride."""
     net = SubPixelNet(features=(4, 8, 8, 8), skip_features=4, fused_features=6, out_channels=3, factor=5).eval()
