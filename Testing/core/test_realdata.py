@@ -55,6 +55,25 @@ def test_real_data_model_finds_the_heart_and_answers_on_the_input_grid(acdc_mode
     assert np.array_equal(swapped == 3, labels.array == 1) and np.array_equal(swapped == 1, labels.array == 3)
 
 
+def test_full_resolution_config_trains_and_finds_the_heart(acdc_root, tmp_path):
+    """Resources/Models/acdc-fullres.yaml (first scale at full resolution, a fifth scale) as it ships, on a
+    coarse crop so it trains in seconds: the net takes the config and its whole-image pass works."""
+    from pathlib import Path
+
+    config = TrainConfig.from_yaml(Path(__file__).parents[2] / "Resources/Models/acdc-fullres.yaml").to_dict()
+    assert config["network"] == {"first_stride": 1, "features": [12, 24, 48, 96, 192]}
+    config.update(task="seg", epochs=1, batch_size=4, crop=CROP, max_cases=4, device="cpu")
+    model = train(TrainConfig.from_dict(config), acdc_root, tmp_path / "run", progress=False)
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["config"]["first_stride"] == 1 and meta["training"]["config"]["lr_schedule"] == "cosine"
+    image = acdc_root / "patient011" / "patient011_frame01.nii.gz"  # 216 x 256 pixels: padded for 5 scales
+    out = tmp_path / "p11.nii.gz"
+    assert main(["segment", str(image), "--model", str(model), "--out", str(out), "--device", "cpu"]) == 0
+    from ACNNCore.io import read_volume
+
+    assert read_labels(out, allowed=(0, 1, 2, 3)).geometry.same_as(read_volume(image).geometry)
+
+
 def test_evaluate_against_acdc_ground_truth(acdc_root, tmp_path, capsys):
     """Ground truth in ACDC's values, compared with itself in ours: perfect scores, matched by name."""
     gt = acdc_root / "patient001" / "patient001_frame01_gt.nii.gz"
@@ -140,3 +159,4 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     assert "| ACNN-Seg |" in text and "2D-FCN" not in text and "No prior" not in text
     assert "Wilcoxon" not in text and "What the prior fixed" not in text and "## Pathology classification" in text
     assert not (tmp_path / "runs").exists() and "Given, not trained here: acnn-seg = `acnn-seg-acdc`" in text
+    assert "Budget" not in text  # nothing trained: no training budget to state
