@@ -520,6 +520,11 @@ class AcdcBenchmark:
         (run / "last.pt").unlink(missing_ok=True)
         return folder
 
+    def _trained_here(self) -> list[str]:
+        """The models this run trains rather than takes from --models."""
+        keys = set(self.methods) | {"ae"}  # the AE: ACNN-Seg's prior and the classification's codes
+        return sorted(keys - set(self.models))
+
     def run(self) -> Path:
         t0 = time.time()
         body = self.segmentation() + "\n\n" + self.classification()
@@ -527,10 +532,10 @@ class AcdcBenchmark:
         path.write_text(
             f"# Benchmark: ACDC (real cine MR)\n\nData: `{self.data}`, {len(self.train) + len(self.test)} patients; "
             f"fixed split: test patients {', '.join(p.name[-3:] for p in self.test)} (every fifth), the other "
-            f"{len(self.train)} for training. Budget `{self.budget_name}` ({self.epochs} epochs, AE "
-            f"{self.ae_epochs}); crop {CROP['shape']} at {CROP['spacing']} mm in-plane, slices as acquired; "
-            f"segmentation nets and AE trained with CE + soft Dice; 10 % of the training patients held out to pick the "
-            f"best epoch. "
+            f"{len(self.train)} for training. "
+            + (f"Budget `{self.budget_name}` ({self.epochs} epochs, AE {self.ae_epochs}); crop {CROP['shape']} at "
+               f"{CROP['spacing']} mm in-plane, slices as acquired; segmentation nets and AE trained with CE + soft "
+               f"Dice; 10 % of the training patients held out to pick the best epoch. " if self._trained_here() else "")
             + (f"Given, not trained here: {', '.join(f'{k} = `{v}`' for k, v in self.models.items())}. "
                if self.models else "")
             + f"{time.time() - t0:.0f} s on this machine.\n\n" + body)
