@@ -135,6 +135,16 @@ def test_cosine_schedule_anneals_the_learning_rate_and_resumes_on_it(tiny_data, 
         TrainConfig(lr_schedule="step")
 
 
+def test_cli_trains_acnn_seg_with_a_balanced_prior(tiny_data, tiny_models, tmp_path):
+    from ACNNCore.cli import main
+
+    run = tmp_path / "balanced"
+    assert main(["train", "seg", "--data", str(tiny_data), "--out", str(run), "--prior", str(tiny_models["ae"]),
+                 "--balance-prior", "--lambda1", "0.1", "--epochs", "1", "--batch-size", "4", "--device", "cpu"]) == 0
+    config = TrainConfig.from_yaml(run / "config.yaml")
+    assert config.balance_prior and config.lambda1 == 0.1 and "train_prior" in describe(run)[0]
+
+
 def test_resume_after_a_kill_loses_no_epoch(tiny_data, tmp_path):
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "ACNNCore.cli", "train", "ae", "--data", str(tiny_data), "--out", str(run),
