@@ -520,10 +520,9 @@ class AcdcBenchmark:
         (run / "last.pt").unlink(missing_ok=True)
         return folder
 
-    def _trained_here(self) -> list[str]:
-        """The models this run trains rather than takes from --models."""
-        keys = set(self.methods) | {"ae"}  # the AE: ACNN-Seg's prior and the classification's codes
-        return sorted(keys - set(self.models))
+    def _trains_anything(self) -> bool:
+        """Whether this run trains a model rather than taking them all from --models."""
+        return bool((set(self.methods) | {"ae"}) - set(self.models))  # the AE: the prior and the classification
 
     def run(self) -> Path:
         t0 = time.time()
@@ -535,7 +534,8 @@ class AcdcBenchmark:
             f"{len(self.train)} for training. "
             + (f"Budget `{self.budget_name}` ({self.epochs} epochs, AE {self.ae_epochs}); crop {CROP['shape']} at "
                f"{CROP['spacing']} mm in-plane, slices as acquired; segmentation nets and AE trained with CE + soft "
-               f"Dice; 10 % of the training patients held out to pick the best epoch. " if self._trained_here() else "")
+               f"Dice; 10 % of the training patients held out to pick the best epoch. "
+               if self._trains_anything() else "")
             + (f"Given, not trained here: {', '.join(f'{k} = `{v}`' for k, v in self.models.items())}. "
                if self.models else "")
             + f"{time.time() - t0:.0f} s on this machine.\n\n" + body)

@@ -146,7 +146,7 @@ def _add_train(sub):
     p.add_argument("--lr-schedule", choices=("constant", "cosine"),
                    help="constant (default) or cosine annealing to 0 over the epochs")
     p.add_argument("--lambda1", type=float, help="weight of the shape prior (paper: 0.01)")
-    p.add_argument("--balance-prior", action="store_true",
+    p.add_argument("--balance-prior", action="store_true", default=None,
                    help="keep the prior at lambda1 times the data term's size (its weight rescaled each step)")
     p.add_argument("--motion-augment", type=float, metavar="MM", help="per-slice motion augmentation (MAug)")
     p.add_argument("--max-cases", type=int)
@@ -161,12 +161,10 @@ def run_train(args) -> int:
 
     config = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
     config["task"] = args.task
-    for name in ("architecture", "epochs", "batch_size", "lr", "lr_schedule", "lambda1", "max_cases", "seed",
-                 "device", "workers"):
+    for name in ("architecture", "epochs", "batch_size", "lr", "lr_schedule", "lambda1", "balance_prior", "max_cases",
+                 "seed", "device", "workers"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
-    if args.balance_prior:
-        config["balance_prior"] = True
     if args.motion_augment is not None:
         config.setdefault("augment", {})["motion_mm"] = args.motion_augment
     prior = args.prior
