@@ -484,6 +484,9 @@ class AcdcBenchmark:
             if set(keys) - set(ACDC_METHODS):
                 raise InputError(f"unknown method keys {sorted(set(keys) - set(ACDC_METHODS))}; known: "
                                  f"{', '.join(ACDC_METHODS)}")
+        if "," in self.models.get("ae", ""):
+            raise InputError("ae takes one bundle (the prior of ACNN-Seg and the classification's encoder), "
+                             "not an ensemble")
         if budget not in ACDC_BUDGETS:
             raise InputError(f"--budget must be one of {', '.join(ACDC_BUDGETS)}")
         self.budget_name, (self.epochs, self.ae_epochs) = budget, ACDC_BUDGETS[budget]
@@ -503,8 +506,9 @@ class AcdcBenchmark:
     def model(self, key: str) -> Path:
         from .training import TrainConfig, train
 
-        if key in self.models:
-            return resolve(self.models[key])
+        if key in self.models:  # a bundle, or an ensemble of bundles given as A,B,...
+            paths = [resolve(p) for p in self.models[key].split(",")]
+            return paths[0] if len(paths) == 1 else paths
         run = self.out / "runs" / key
         if (run / "model" / "model.json").is_file() and not (run / "last.pt").is_file():
             return run / "model"

@@ -186,8 +186,10 @@ def _add_inference(sub):
     p.add_argument("input", type=Path, help="an image, or a data folder (phantom, ACDC or image folder)")
     p.add_argument("--out", required=True, type=Path,
                    help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd; for a data folder, a folder of CASE.nii.gz")
-    p.add_argument("--model", help="bundled model name or bundle folder (default: acnn-seg-acdc for real images, "
-                                   "acnn-seg-phantom for the phantom's stacks)")
+    p.add_argument("--model", action="append",
+                   help="bundled model name or bundle folder (default: acnn-seg-acdc for real images, "
+                        "acnn-seg-phantom for the phantom's stacks); given more than once, an ensemble: the "
+                        "models' probabilities are averaged")
     p.add_argument("--clean-up", action="store_true",
                    help="keep each structure's largest connected part (removes stray islands) and fill the LV "
                         "blood pool's holes in each slice (papillary muscles are cavity, as in ACDC)")
@@ -391,7 +393,7 @@ def _add_benchmark(sub):
                         "gpu (acdc): what one GPU trains in about ten minutes")
     p.add_argument("--models", nargs="*", metavar="KEY=BUNDLE",
                    help=f"trained models to use instead of training (keys: {', '.join(SPECS)}; acdc: "
-                        f"{', '.join(ACDC_METHODS)})")
+                        f"{', '.join(ACDC_METHODS)}; a segmentation method may take an ensemble, KEY=A,B,...)")
     p.add_argument("--test-subjects", type=int, help="held-out subjects (default from the budget)")
     p.add_argument("--seeds", type=int, default=1,
                    help="seg: also train 3D-Seg and ACNN-Seg with seeds 1..N-1 and compare them over the N seeds "

@@ -180,32 +180,57 @@ class Segmentation:
 
 
 class _Model:
-    """A model of one task, loaded from a bundle on a device."""
+    """A model of one task, loaded from a bundle on a device -- or an ensemble: several bundles of the same
+    task, labels, output spacing and intensity normalisation (e.g. one recipe trained with different seeds),
+    whose outputs are averaged on the input's grid."""
 
     TASK: str | tuple = ""
     PAD: tuple = (0.0,)  # per output channel, the value outside the model's field of view
+    ENSEMBLE = True  # whether several bundles may be given
 
     def __init__(self, model, device: str = "auto"):
-        self.runner = _Runner(model, device, self.TASK)
+        models = list(model) if isinstance(model, (list, tuple)) else [model]
+        if not models or (len(models) > 1 and not self.ENSEMBLE):
+            raise InputError(f"{type(self).__name__} takes {'one model' if models else 'a model'}, "
+                             f"not {len(models)}")
+        self.runners = [_Runner(m, device, self.TASK) for m in models]
+        self.runner = self.runners[0]
+        for other in self.runners[1:]:
+            for key in ("task", "labels", ("output", "spacing"), ("input", "normalization"),
+                        ("input", "slices")):
+                a, b = (_field(r.meta, key) for r in (self.runner, other))
+                if a != b:
+                    raise InputError(f"{other.bundle.path} cannot join an ensemble with "
+                                     f"{self.runner.bundle.path}: {key} differs ({b} against {a})")
 
     @property
     def meta(self) -> dict:
         return self.runner.meta
 
     def _channels_on_input_grid(self, volume: Volume, output) -> tuple[np.ndarray, Geometry, object]:
-        """Run the network and map its (C, X, Y, Z) output, ``output(logits)``, onto the HR grid aligned
-        with ``volume``; outside the model's field of view each channel
-        takes its ``PAD`` value. Returns (channels, grid, intensity scaling)."""
-        model = self.runner.bundle.model
-        center = self.runner.locate(volume, model) if self.meta["input"].get("localize") else None
-        x, grid, scaling = self.runner.model_input(volume, center)
-        channels = self.runner.run(lambda t: output(model(t)), x)[0].numpy()
-        model_hr = grid if self.runner.as_acquired else hr_geometry(grid, self.meta["input"]["factor"])
-        out = self.runner.output_geometry(volume)
-        if not model_hr.same_as(out):
-            pads = [self.PAD[min(i, len(self.PAD) - 1)] for i in range(len(channels))]
-            channels = resample_channels(channels, model_hr, out, pads)
-        return channels, out, scaling
+        """Run the network (each network of an ensemble, averaging) and map its (C, X, Y, Z) output,
+        ``output(logits)``, onto the HR grid aligned with ``volume``; outside the model's field of view
+        each channel takes its ``PAD`` value. Returns (channels, grid, intensity scaling)."""
+        total = None
+        for runner in self.runners:
+            model = runner.bundle.model
+            center = runner.locate(volume, model) if runner.meta["input"].get("localize") else None
+            x, grid, scaling = runner.model_input(volume, center)
+            channels = runner.run(lambda t: output(model(t)), x)[0].numpy()
+            model_hr = grid if runner.as_acquired else hr_geometry(grid, runner.meta["input"]["factor"])
+            out = runner.output_geometry(volume)
+            if not model_hr.same_as(out):
+                pads = [self.PAD[min(i, len(self.PAD) - 1)] for i in range(len(channels))]
+                channels = resample_channels(channels, model_hr, out, pads)
+            total = channels.astype(np.float32) if total is None else total + channels
+        return total / len(self.runners), out, scaling
+
+
+def _field(meta: dict, key):
+    """``meta[key]``, or ``meta[a][b]`` for a key ``(a, b)``; None where absent. Of the labels, their names."""
+    for k in (key if isinstance(key, tuple) else (key,)):
+        meta = meta.get(k) if isinstance(meta, dict) else None
+    return {v: label["name"] for v, label in meta.items()} if key == "labels" and meta else meta
 
 
 class Segmenter(_Model):
@@ -250,6 +275,7 @@ class ShapeModel(_Model):
     """The learnt shape space of an ``ae`` or ``tl`` bundle: encode, decode, traverse."""
 
     TASK = ("ae", "tl")
+    ENSEMBLE = False
 
     def __init__(self, model="ae-phantom", device: str = "auto"):
         super().__init__(model, device)

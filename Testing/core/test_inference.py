@@ -103,6 +103,31 @@ def test_models_of_the_wrong_kind_are_refused(tiny_models):
         ShapeModel(tiny_models["seg"], device="cpu")
 
 
+def test_an_ensemble_averages_its_members_probabilities(tiny_models, tiny_data, tmp_path):
+    """Several bundles of one kind (here the same recipe, another seed): their probabilities averaged on the
+    input's grid; from the command line, --model given twice. Members that do not match are refused."""
+    from ACNNCore.training import TrainConfig, train
+
+    other = train(TrainConfig(task="seg", epochs=2, batch_size=4, seed=1), tiny_data, tmp_path / "seg1",
+                  prior=tiny_models["ae"], progress=False)
+    lr_path = tiny_data / "subject002" / "ED" / "lr.nii.gz"
+    lr = read_volume(lr_path)
+    a, b = (Segmenter(m, device="cpu")(lr) for m in (tiny_models["seg"], other))
+    assert not np.allclose(a.probabilities, b.probabilities, atol=1e-3)
+    both = Segmenter([tiny_models["seg"], other], device="cpu")(lr)
+    np.testing.assert_allclose(both.probabilities, (a.probabilities + b.probabilities) / 2, atol=1e-5)
+    np.testing.assert_array_equal(both.labels.array, both.probabilities.argmax(0))
+    assert both.labels.geometry.same_as(a.labels.geometry) and both.label_names == a.label_names
+    run = acnn("segment", lr_path, "--out", tmp_path / "e.nii.gz", "--model", tiny_models["seg"], "--model", other,
+               "--device", "cpu")
+    assert run.returncode == 0, run.stderr
+    np.testing.assert_array_equal(read_volume(tmp_path / "e.nii.gz").array, both.labels.array)
+    with pytest.raises(InputError, match="cannot join an ensemble .* labels differs"):
+        Segmenter([tiny_models["seg"], "acnn-seg-acdc"], device="cpu")
+    with pytest.raises(InputError, match="takes one model, not 2"):
+        ShapeModel([tiny_models["ae"], tiny_models["ae"]], device="cpu")
+
+
 def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_data, tmp_path):
     lr_path = tiny_data / "subject001" / "ES" / "lr.nii.gz"
     run = acnn("segment", lr_path, "--out", tmp_path / "seg.nii.gz", "--model", tiny_models["seg"])

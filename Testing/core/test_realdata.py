@@ -153,6 +153,10 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
         pytest.skip("the ACDC models are not bundled")
     with pytest.raises(InputError, match="unknown method keys"):
         AcdcBenchmark(acdc_root, tmp_path, methods=("acnn-seg", "nnunet"))
+    with pytest.raises(InputError, match="ae takes one bundle"):
+        AcdcBenchmark(acdc_root, tmp_path, models={"ae": "ae-acdc,ae-acdc"})
+    ensemble = AcdcBenchmark(acdc_root, tmp_path, models={"acnn-seg": "acnn-seg-acdc,acnn-seg-acdc"})
+    assert [p.name for p in ensemble.model("acnn-seg")] == ["acnn-seg-acdc"] * 2  # what Segmenter averages
     report = AcdcBenchmark(acdc_root, tmp_path, device="cpu", say=lambda *a: None, max_patients=10,
                            models={"acnn-seg": "acnn-seg-acdc", "ae": "ae-acdc"}, methods=("acnn-seg",)).run()
     text = report.read_text()
