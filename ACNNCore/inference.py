@@ -180,13 +180,13 @@ class Segmentation:
 
 
 class _Model:
-    """A model of one task, loaded from a bundle on a device -- or an ensemble: several bundles of the same
-    task, labels, output spacing and intensity normalisation (e.g. one recipe trained with different seeds),
-    whose outputs are averaged on the input's grid."""
+    """A model of one task, loaded from a bundle on a device -- or, where ``ENSEMBLE``, several bundles of the
+    same task, labels, output spacing and intensity normalisation (e.g. one recipe trained with different
+    seeds), whose outputs are averaged on the input's grid."""
 
     TASK: str | tuple = ""
     PAD: tuple = (0.0,)  # per output channel, the value outside the model's field of view
-    ENSEMBLE = True  # whether several bundles may be given
+    ENSEMBLE = False  # whether several bundles may be given
 
     def __init__(self, model, device: str = "auto"):
         models = list(model) if isinstance(model, (list, tuple)) else [model]
@@ -234,9 +234,11 @@ def _field(meta: dict, key):
 
 
 class Segmenter(_Model):
-    """LR stack -> HR label map, with a ``seg`` bundle (ACNN-Seg, 3D-Seg or a baseline)."""
+    """LR stack -> HR label map, with a ``seg`` bundle (ACNN-Seg, 3D-Seg or a baseline) or a list of them: an
+    ensemble, their probabilities averaged."""
 
     TASK = "seg"
+    ENSEMBLE = True
     PAD = (1.0, 0.0)  # outside the model's field of view: background (channels past the last take the last)
 
     def __init__(self, model="acnn-seg-phantom", device: str = "auto", cleanup: bool = False):
@@ -275,7 +277,6 @@ class ShapeModel(_Model):
     """The learnt shape space of an ``ae`` or ``tl`` bundle: encode, decode, traverse."""
 
     TASK = ("ae", "tl")
-    ENSEMBLE = False
 
     def __init__(self, model="ae-phantom", device: str = "auto"):
         super().__init__(model, device)

@@ -124,8 +124,9 @@ def test_an_ensemble_averages_its_members_probabilities(tiny_models, tiny_data, 
     np.testing.assert_array_equal(read_volume(tmp_path / "e.nii.gz").array, both.labels.array)
     with pytest.raises(InputError, match="cannot join an ensemble .* labels differs"):
         Segmenter([tiny_models["seg"], "acnn-seg-acdc"], device="cpu")
-    with pytest.raises(InputError, match="takes one model, not 2"):
-        ShapeModel([tiny_models["ae"], tiny_models["ae"]], device="cpu")
+    for kind, model in ((ShapeModel, tiny_models["ae"]), (SuperResolver, tiny_models["sr"])):
+        with pytest.raises(InputError, match="takes one model, not 2"):
+            kind([model, model], device="cpu")
 
 
 def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_data, tmp_path):
