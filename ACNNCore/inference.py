@@ -194,14 +194,17 @@ class _Model:
             raise InputError(f"{type(self).__name__} takes {'one model' if models else 'a model'}, "
                              f"not {len(models)}")
         self.runners = [_Runner(m, device, self.TASK) for m in models]
-        self.runner = self.runners[0]
         for other in self.runners[1:]:
-            for key in ("task", "labels", ("output", "spacing"), ("input", "normalization"),
-                        ("input", "slices")):
-                a, b = (_field(r.meta, key) for r in (self.runner, other))
-                if a != b:
+            ours, theirs = _ensemble_facts(self.runner.meta), _ensemble_facts(other.meta)
+            for key in ours:
+                if ours[key] != theirs[key]:
                     raise InputError(f"{other.bundle.path} cannot join an ensemble with "
-                                     f"{self.runner.bundle.path}: {key} differs ({b} against {a})")
+                                     f"{self.runner.bundle.path}: {key} differs ({theirs[key]} against {ours[key]})")
+
+    @property
+    def runner(self) -> _Runner:
+        """The (first) bundle: its metadata describe the model, or every member of an ensemble."""
+        return self.runners[0]
 
     @property
     def meta(self) -> dict:
@@ -226,11 +229,11 @@ class _Model:
         return total / len(self.runners), out, scaling
 
 
-def _field(meta: dict, key):
-    """``meta[key]``, or ``meta[a][b]`` for a key ``(a, b)``; None where absent. Of the labels, their names."""
-    for k in (key if isinstance(key, tuple) else (key,)):
-        meta = meta.get(k) if isinstance(meta, dict) else None
-    return {v: label["name"] for v, label in meta.items()} if key == "labels" and meta else meta
+def _ensemble_facts(meta: dict) -> dict:
+    """What the members of an ensemble must share: task, label names, output spacing, input handling."""
+    return {"task": meta.get("task"), "labels": {v: label["name"] for v, label in meta.get("labels", {}).items()},
+            "output spacing": meta["output"].get("spacing"),
+            "normalization": meta["input"].get("normalization"), "slices": meta["input"].get("slices")}
 
 
 class Segmenter(_Model):
