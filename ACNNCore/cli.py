@@ -193,6 +193,10 @@ def _add_inference(sub):
     p.add_argument("--clean-up", action="store_true",
                    help="keep each structure's largest connected part (removes stray islands) and fill the LV "
                         "blood pool's holes in each slice (papillary muscles are cavity, as in ACDC)")
+    p.add_argument("--close-myocardium", action="store_true",
+                   help="the clean-up, then the myocardial ring closed where the LV blood pool meets anything "
+                        "else outside the basal third (those blood-pool voxels become myocardium): a rule that "
+                        "makes every output pass the plausibility checks")
     p.add_argument("--label-convention", choices=("ours", "acdc"), default="ours",
                    help="label values written: ours (1 LV, 2 myocardium, 3 RV) or acdc (1 RV, 2 myocardium, 3 LV)")
     p.add_argument("--overwrite", action="store_true")
@@ -239,7 +243,7 @@ def run_segment(args) -> int:
     check_writable(args.out, args.overwrite)
     volume = read_volume(args.input)
     model = args.model or default_model(volume)
-    result = Segmenter(model, args.device, args.clean_up)(volume)
+    result = Segmenter(model, args.device, args.clean_up, args.close_myocardium)(volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
     m = clinical_measures(result.labels)
@@ -274,7 +278,8 @@ def _segment_folder(args) -> int:
     existing = [t for t in targets if t.exists()]
     if existing and not args.overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs); pass --overwrite")
-    segmenter = Segmenter(args.model or default_model(cases[0].image), args.device, args.clean_up)
+    segmenter = Segmenter(args.model or default_model(cases[0].image), args.device, args.clean_up,
+                          args.close_myocardium)
     for case, target in zip(tqdm(cases, desc="segment", unit="case", disable=None), targets):
         result = segmenter(case.image)
         _write_labels(_convention(result.labels, args.label_convention), target,

@@ -141,6 +141,31 @@ PLAUSIBILITY_CHECKS = {
 }
 
 
+def lv_thirds(blood_pool: np.ndarray) -> tuple[range, slice]:
+    """Of a blood-pool mask (slices along the third axis are short-axis, at least one voxel set): its
+    mid-ventricular slices (the middle third of those holding blood pool) and the slices outside its basal
+    third -- the base being the end of larger blood-pool area."""
+    slices = np.flatnonzero(blood_pool.any(axis=(0, 1)))
+    lo, hi = int(slices[0]), int(slices[-1])
+    third = (hi - lo + 1) / 3.0
+    mid = range(int(np.ceil(lo + third)), int(np.floor(hi - third)) + 1)
+    area = blood_pool[..., lo:hi + 1].sum(axis=(0, 1))
+    n = max(1, len(area) // 3)
+    base_at_top = area[-n:].sum() >= area[:n].sum()
+    apical = slice(0, int(hi - third) + 1) if base_at_top else slice(int(np.ceil(lo + third)), blood_pool.shape[2])
+    return mid, apical
+
+
+def contact_structure(spacing) -> np.ndarray:
+    """The neighbourhood in which blood pool meets what lies around it: in-plane (4-connected), and
+    through-plane too where slices are thinner than 5 mm (thick slices cannot show the apical cap)."""
+    from scipy import ndimage
+
+    if spacing[2] < 5.0:
+        return ndimage.generate_binary_structure(3, 1)
+    return ndimage.generate_binary_structure(2, 1)[:, :, None] * np.array([0, 1, 0], bool)
+
+
 def plausibility(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MYOCARDIUM) -> dict:
     """Anatomical plausibility of an LV label map (slices along the third axis are short-axis).
 
@@ -166,23 +191,13 @@ def plausibility(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = L
     counts["fragmented"] = int(ndimage.label(bp, full)[1] - 1 + ndimage.label(myo, full)[1] - 1)
     bp = ndimage.binary_fill_holes(bp)  # holes are counted once, above, not as contact
     cross = ndimage.generate_binary_structure(2, 1)
-    slices = np.flatnonzero(bp.any(axis=(0, 1)))
-    lo, hi = int(slices[0]), int(slices[-1])
-    third = (hi - lo + 1) / 3.0
-    for k in slices:
-        if lo + third <= k <= hi - third:
-            ring = ndimage.binary_dilation(bp[..., k], cross) & ~bp[..., k]
-            counts["not_enclosed"] += int(np.any(a[..., k][ring & ~bp[..., k]] != myocardium))
-    # The base (the end of larger blood-pool area) is open to the atrium; elsewhere, the apex included,
-    # blood must not meet the background, in-plane or through-plane.
-    area = bp[..., lo:hi + 1].sum(axis=(0, 1))
-    n = max(1, len(area) // 3)
-    base_at_top = area[-n:].sum() >= area[:n].sum()
-    keep = slice(0, int(hi - third) + 1) if base_at_top else slice(int(np.ceil(lo + third)), a.shape[2])
-    # through-plane contact (an open apex) only where slices are thin enough to see the apical cap
-    through = labels.spacing[2] < 5.0
-    structure = ndimage.generate_binary_structure(3, 1) if through else cross[:, :, None] * np.array([0, 1, 0], bool)
-    contact = ndimage.binary_dilation(bp, structure) & ~bp & (a == 0)
-    counts["touches_background"] = int(np.count_nonzero(contact[..., keep].any(axis=(0, 1))))
+    mid, apical = lv_thirds(bp)
+    for k in mid:
+        ring = ndimage.binary_dilation(bp[..., k], cross) & ~bp[..., k]
+        counts["not_enclosed"] += int(np.any(a[..., k][ring] != myocardium))
+    # The base is open to the atrium; elsewhere, the apex included, blood must not meet the background,
+    # in-plane or through-plane (an open apex) where slices are thin enough to see the apical cap.
+    contact = ndimage.binary_dilation(bp, contact_structure(labels.spacing)) & ~bp & (a == 0)
+    counts["touches_background"] = int(np.count_nonzero(contact[..., apical].any(axis=(0, 1))))
     problems = [k for k, n in counts.items() if n]
     return {"plausible": not problems, "problems": problems, **counts}

@@ -176,6 +176,45 @@ def test_cleanup_removes_islands_and_fills_the_blood_pool(tiny_models, tiny_data
     np.testing.assert_array_equal(clean.array, clean_up(clean).array)
 
 
+def test_closing_the_myocardium_makes_open_rings_plausible(tiny_models, tiny_data, tmp_path):
+    from .test_metrics import ring_lv
+
+    good = ring_lv()  # 3 mm slices: an open apex counts too
+    np.testing.assert_array_equal(clean_up(good, close_myocardium=True).array, good.array)  # nothing to close
+    a = good.array.copy()
+    a[24:32, 18:23, 8:10] = 0  # a gap in the lateral wall, mid-ventricle: blood meets background
+    a[..., 2:4] = 0  # no apical cap
+    a[8:17, 18:23, 11][a[8:17, 18:23, 11] == 2] = 3  # blood meeting the RV through the septum
+    before = a.copy()
+    gappy = good.with_array(a)
+    assert set(plausibility(clean_up(gappy))["problems"]) == {"not_enclosed", "touches_background"}
+    closed = clean_up(gappy, close_myocardium=True)
+    np.testing.assert_array_equal(a, before)  # the input is left as it was
+    assert plausibility(closed)["plausible"]
+    changed = closed.array != a
+    assert set(a[changed]) == {1} and set(closed.array[changed]) == {2}  # only cavity became wall
+    assert changed[..., 4].all(where=a[..., 4] == 1)  # the apical slice's blood: the cap
+    assert changed[24:, :, 8:10].any() and changed[:20, :, 11].any() and not changed[20:, :, 11].any()
+    assert not changed[..., 14:].any()  # the basal third is open to the atrium
+    np.testing.assert_array_equal(clean_up(closed, close_myocardium=True).array, closed.array)
+    # blood with no myocardium reaching its wall (thick slices: the apex is not closed through-plane) goes
+    a = good.array.copy()
+    a[..., :5] = 0
+    x, y = np.mgrid[:40, :40]
+    a[..., 4][np.hypot(x - 20, y - 20) < 3] = 1
+    thick = Volume.from_array(a, (1.5, 1.5, 10.0))
+    closed = clean_up(thick, close_myocardium=True).array
+    assert not closed[..., 4].any() and plausibility(thick.with_array(closed))["plausible"]
+    np.testing.assert_array_equal(closed[..., 5:], a[..., 5:])
+    # from the command line
+    lr_path = tiny_data / "subject001" / "ES" / "lr.nii.gz"
+    run = acnn("segment", lr_path, "--out", tmp_path / "closed.nii.gz", "--model", tiny_models["seg"],
+               "--close-myocardium")
+    assert run.returncode == 0, run.stderr
+    out = read_volume(tmp_path / "closed.nii.gz")
+    np.testing.assert_array_equal(out.array, clean_up(out, close_myocardium=True).array)
+
+
 def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
     lr_path = tiny_data / "subject002" / "ED" / "lr.nii.gz"
     run = acnn("superresolve", lr_path, "--out", tmp_path / "sr.nii.gz", "--model", tiny_models["sr"])
