@@ -82,10 +82,11 @@ class SegmentLogic:
 
     def compute(self, frames: list[Volume], model: str, device: str = "auto", ed: int | None = None,
                 es: int | None = None, progress: Progress | None = None, cancelled=None,
-                cleanup: bool = False) -> SegmentResult:
+                cleanup: bool = False, close_myocardium: bool = False) -> SegmentResult:
         """Segment one volume, or the ED and ES frames of a cine sequence (given, or detected as the frames of
         largest and smallest LV blood-pool volume, which segments every frame). ``cleanup``: each structure's
-        largest connected part, the LV blood pool without holes (``ACNNCore.inference.clean_up``)."""
+        largest connected part, the LV blood pool without holes (``ACNNCore.inference.clean_up``);
+        ``close_myocardium``: that, and the myocardial ring closed where it is open."""
         step(progress, cancelled, 0.0, f"loading {model}")
         segmenter = self.segmenter(model, device)
         for name, index in (("ED", ed), ("ES", es)):
@@ -102,8 +103,8 @@ class SegmentLogic:
         for n, i in enumerate(todo):
             step(progress, cancelled, 0.05 + 0.9 * n / len(todo), f"segmenting frame {i + 1} of {len(frames)}")
             labels[i] = segmenter(frames[i]).labels
-            if cleanup:
-                labels[i] = clean_up(labels[i])
+            if cleanup or close_myocardium:
+                labels[i] = clean_up(labels[i], close_myocardium=close_myocardium)
         if not wanted:
             curve = [clinical_measures(labels[i])["lv_volume_ml"] for i in range(len(frames))]
             wanted = [("ED", int(np.argmax(curve))), ("ES", int(np.argmin(curve)))]
@@ -134,9 +135,9 @@ class SegmentLogic:
 
     def process(self, input_node, model: str = "acnn-seg-phantom", device: str = "auto", ed=None, es=None,
                 progress: Progress | None = None, cancelled=None, surfaces: bool = True,
-                cleanup: bool = False):
+                cleanup: bool = False, close_myocardium: bool = False):
         """Blocking: read, compute, apply. Returns (result, segmentation nodes, table node)."""
         result = self.compute(self.read_input(input_node), model, device, ed, es, progress, cancelled,
-                              cleanup)
+                              cleanup, close_myocardium)
         segmentations, table = self.apply(result, input_node, surfaces)
         return result, segmentations, table

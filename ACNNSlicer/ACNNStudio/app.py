@@ -72,6 +72,7 @@ class Studio:
             for models in (s.seg_models, s.sr_models, s.shape_models))
         s.device = "auto"
         s.clean_up = False
+        s.close_myocardium = False
         s.busy, s.progress, s.status = False, 0, "Load an image, or start with --demo."
         s.error = ""
         s.results = []
@@ -267,7 +268,7 @@ class Studio:
             self.state.status = f"Segmented on {result.device}{ef}; {flags}."
 
         await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment",
-                        cleanup=bool(self.state.clean_up))
+                        cleanup=bool(self.state.clean_up), close_myocardium=bool(self.state.close_myocardium))
 
     async def run_superresolve(self):
         try:
@@ -401,6 +402,8 @@ class Studio:
                 self._device_and_model("seg_models", "seg_model")
                 v3.VCheckbox(v_model=("clean_up",), density="compact", hide_details=True,
                              label="Clean up: each structure's largest connected part, LV blood pool without holes")
+                v3.VCheckbox(v_model=("close_myocardium",), density="compact", hide_details=True,
+                             label="Close the myocardium: the clean-up, and the ring closed where it is open")
                 self._run_buttons(self.run_segment, "segment")
                 with v3.VTable(density="compact", v_if=("results.length",), id="results"):
                     with html.Thead():

@@ -37,6 +37,7 @@ class SegmentParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     detectPhases: bool = True
     cleanUp: bool = False
+    closeMyocardium: bool = False
     edFrame: int = 0
     esFrame: int = 0
 
@@ -78,7 +79,7 @@ class SegmentWidget(module_widget_base()):
         ed, es = (None, None) if p.detectPhases else (p.edFrame, p.esFrame)
         self._input = p.inputNode
         return BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es,
-                              cleanup=p.cleanUp)
+                              cleanup=p.cleanUp, close_myocardium=p.closeMyocardium)
 
     def _apply(self, result) -> str:
         segmentations, table = self.logic.segment.apply(result, self._input)

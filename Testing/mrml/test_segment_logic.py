@@ -80,6 +80,9 @@ def test_segment_with_the_cleanup(scene, subject):
     raw = logic.compute(frames, "acnn-seg-phantom", "cpu").phases[0].labels
     clean = logic.compute(frames, "acnn-seg-phantom", "cpu", cleanup=True).phases[0].labels
     assert np.array_equal(clean.array, clean_up(raw).array)
+    closed = logic.compute(frames, "acnn-seg-phantom", "cpu", close_myocardium=True).phases[0]
+    assert np.array_equal(closed.labels.array, clean_up(raw, close_myocardium=True).array)
+    assert closed.plausibility["plausible"]
 
 
 def test_segment_agrees_with_truth_in_physical_space(scene, subject):

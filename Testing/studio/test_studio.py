@@ -109,8 +109,9 @@ def test_views_and_demo_data_appear(page):
 def test_segment_lists_segments_and_changes_the_3d_view(page):
     before = view_3d(page)
     assert "acnn-seg-phantom" in page.inner_text("body")  # the model chosen for the phantom's stacks
-    # the clean-up, on
+    # the clean-up and the closing of the myocardium, on
     page.get_by_label("Clean up: each structure's largest connected part, LV blood pool without holes").check()
+    page.get_by_label("Close the myocardium: the clean-up, and the ring closed where it is open").check()
     page.click("#segment")
     page.wait_for_selector("#results", timeout=120_000)
     page.get_by_text("Scene").click()
@@ -122,6 +123,7 @@ def test_segment_lists_segments_and_changes_the_3d_view(page):
     results = page.inner_text("#results")
     assert "ED" in results and "ES" in results
     assert re.search(r"EF \d+\.\d %", page.inner_text("#status"))
+    assert "IMPLAUSIBLE" not in page.inner_text("#status")  # the ring closed: every phase passes the checks
     page.screenshot(path=ARTIFACTS / "studio-segment.png")
 
 
