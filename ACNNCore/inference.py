@@ -197,10 +197,10 @@ def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
     for _ in range(2 * a.shape[2] + 2):
         before = a.copy()
         lv = (a == blood) | (a == myocardium)
-        pockets, n = ndimage.label(ndimage.binary_fill_holes(lv) & ~lv)
-        for i in range(1, n + 1):
-            pocket = pockets == i
-            a[pocket] = blood if (a[ndimage.binary_dilation(pocket)] == blood).any() else myocardium
+        pockets, _ = ndimage.label(ndimage.binary_fill_holes(lv) & ~lv)
+        wet = np.unique(pockets[ndimage.binary_dilation(a == blood) & (pockets > 0)])  # those meeting blood
+        a[pockets > 0] = myocardium
+        a[np.isin(pockets, wet[wet > 0])] = blood
         for k in range(a.shape[2]):
             a[..., k][ndimage.binary_fill_holes(a[..., k] == blood)] = blood
         bp = a == blood

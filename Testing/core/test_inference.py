@@ -182,6 +182,11 @@ def test_closing_the_myocardium_makes_open_rings_plausible(tiny_models, tiny_dat
     good = ring_lv()  # 3 mm slices: an open apex counts too
     np.testing.assert_array_equal(clean_up(good, close_myocardium=True).array, good.array)  # nothing to close
     a = good.array.copy()
+    a[28, 20, 10] = a[27, 20, 11] = 0  # holes in the LV: inside the wall, and between wall and cavity
+    assert "holes" in plausibility(clean_up(good.with_array(a)))["problems"]
+    filled = clean_up(good.with_array(a), close_myocardium=True).array
+    assert filled[28, 20, 10] == 2 and filled[27, 20, 11] == 1 and plausibility(good.with_array(filled))["plausible"]
+    a = good.array.copy()
     a[24:32, 18:23, 8:10] = 0  # a gap in the lateral wall, mid-ventricle: blood meets background
     a[..., 2:4] = 0  # no apical cap
     a[8:17, 18:23, 11][a[8:17, 18:23, 11] == 2] = 3  # blood meeting the RV through the septum
