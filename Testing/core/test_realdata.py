@@ -1,6 +1,7 @@
 """Real cine MR (ACDC, read from ../shared/data/acdc): training on cut-out hearts, inference that finds the
 heart itself on any field of view, label conventions, evaluation against thick-slice ground truth."""
 
+import csv
 import json
 
 import numpy as np
@@ -107,7 +108,8 @@ def test_acdc_benchmark_runs_end_to_end(acdc_root, tmp_path):
 
     report = AcdcBenchmark(acdc_root, tmp_path, budget="tiny", device="cpu", say=lambda *a: None,
                            max_patients=10).run().read_text()
-    for heading in ("## Segmentation", "### The same predictions cleaned up", "### Robustness",
+    for heading in ("## Segmentation", "### The same predictions cleaned up", "### ... and the myocardial ring closed",
+                    "### Robustness",
                     "### What the prior fixed", "## Pathology classification"):
         assert heading in report
     for method in ("2D-FCN", "3D-UNet", "No prior", "ACNN-Seg"):
@@ -117,7 +119,13 @@ def test_acdc_benchmark_runs_end_to_end(acdc_root, tmp_path):
     ceiling = report.split("What the models' working grid alone costs")[1].split("\n")[0]
     assert all(0.95 < float(ceiling.split(name + " ")[1][:5]) < 1 for name in ("LV", "myocardium", "RV"))
     assert (tmp_path / "acdc_cases.csv").is_file() and len((tmp_path / "acdc_cases.csv").read_text().splitlines()) \
-        == 1 + 2 * 4 * 3 * 4  # raw and cleaned x 4 methods x 3 misalignments x 4 test images
+        == 1 + 3 * 4 * 3 * 4  # raw, cleaned and closed x 4 methods x 3 misalignments x 4 test images
+    # the closed myocardium: whatever remains implausible misses a structure altogether (tiny models)
+    with open(tmp_path / "acdc_cases.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["problems"] for r in rows if r["cleanup"] == "closed"} <= {"", "missing structure"}
+    assert any(r["problems"] == "" for r in rows if r["cleanup"] == "closed")
+    assert "Implausible after it, all misalignments: 2D-FCN " in report
 
 
 def test_bundled_real_data_model_finds_an_off_centre_heart(acdc_root):
