@@ -655,8 +655,8 @@ class AcdcBenchmark:
             "### The same predictions cleaned up (`acnn segment --clean-up`: each structure's largest connected "
             "part, the LV blood pool's holes filled in each slice)\n\n"
             + _table(header, clean_table),
-            "### ... and the myocardial ring closed (`acnn segment --close-myocardium`: after the clean-up, "
-            "blood-pool voxels meeting anything else outside the basal third become myocardium)\n\n"
+            "### The same predictions with the myocardial ring closed (`acnn segment --close-myocardium`: after "
+            "the clean-up, blood-pool voxels meeting anything else outside the basal third become myocardium)\n\n"
             + _table(header, closed_table)
             + "\n\nA rule, not a model: it makes the outputs pass the plausibility checks, whatever the network "
             "gave. Implausible after it, all misalignments: "
