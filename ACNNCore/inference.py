@@ -161,13 +161,18 @@ def clean_up(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MY
     then the LV blood pool without holes -- whatever it encloses in a short-axis slice (the third axis) is
     cavity, as ACDC's experts label papillary muscles and trabeculae. Gaps in the myocardium stay, unless
     ``close_myocardium`` (:func:`_close_myocardium`)."""
-    from scipy import ndimage
-
     a = keep_largest_component(labels).array.copy()
-    for k in range(a.shape[2]):
-        a[..., k][ndimage.binary_fill_holes(a[..., k] == blood)] = blood
+    _fill_cavity(a, blood)
     cleaned = labels.with_array(a)
     return _close_myocardium(cleaned, blood, myocardium) if close_myocardium else cleaned
+
+
+def _fill_cavity(a: np.ndarray, blood: int) -> None:
+    """In place: whatever the blood pool encloses in a short-axis slice (the third axis) becomes blood pool."""
+    from scipy import ndimage
+
+    for k in range(a.shape[2]):
+        a[..., k][ndimage.binary_fill_holes(a[..., k] == blood)] = blood
 
 
 def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
@@ -201,8 +206,7 @@ def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
         wet = np.unique(pockets[ndimage.binary_dilation(a == blood) & (pockets > 0)])  # those meeting blood
         a[pockets > 0] = myocardium
         a[np.isin(pockets, wet[wet > 0])] = blood
-        for k in range(a.shape[2]):
-            a[..., k][ndimage.binary_fill_holes(a[..., k] == blood)] = blood
+        _fill_cavity(a, blood)
         bp = a == blood
         if not bp.any():
             break
