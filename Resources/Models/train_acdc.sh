@@ -3,6 +3,9 @@
 # the 70 ACDC patients of ../shared/data/acdc (7 of them held out for choosing the best epoch).
 # The bundles were trained on one H100 (under 10 minutes each, about 2-3 s per epoch); the same commands
 # run on a CPU (DEVICE=cpu) at about 30 s per epoch on 2 cores: some 3 hours for the two.
+# They were made by the code of commit 01a3d67 (the AE with CE alone, the net without hr_head); today's code
+# trains the newer variants, which on the 7 held-out patients were not better (README, "Bundled models";
+# benchmarks/acdc_bundles.py compares two sets of bundles there).
 # Run from the repository root.
 set -euo pipefail
 ACDC=${ACDC:-../shared/data/acdc}

@@ -175,3 +175,31 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     assert "Wilcoxon" not in text and "What the prior fixed" not in text and "## Pathology classification" in text
     assert not (tmp_path / "runs").exists() and "Given, not trained here: acnn-seg = `acnn-seg-acdc`" in text
     assert "Budget" not in text  # nothing trained: no training budget to state
+
+
+def test_bundle_comparison_holds_out_what_training_holds_out(acdc_root, acdc_model):
+    """benchmarks/acdc_bundles.py: the patients it compares bundles on are those `acnn train` held out (7 of
+    70 with the bundles' val_fraction and seed), and it scores an AE's reconstruction and a segmentation
+    bundle's whole pipeline on them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "benchmarks"))
+    from acdc_bundles import held_out_patients, segmentation
+
+    from ACNNCore.datasets import read_acdc
+    from ACNNCore.training import split_cases
+
+    held_out = held_out_patients(acdc_root)
+    truth = sorted({c.meta["subject"] for c in split_cases(read_acdc(acdc_root), 0.1, 0)[1]})
+    assert len(held_out) == 7 and sorted(p.name for p in held_out) == truth
+    line = segmentation(str(acdc_model), held_out[:1])
+    assert re.fullmatch(r"Dice LV / myo / RV at ED, then ED and ES: (\d\.\d{3}( / )?){6}; myocardial HD .+ mm; "
+                        r"implausible raw \d, cleaned up \d of 2", line)
+    out = subprocess.run([sys.executable, str(root / "benchmarks/acdc_bundles.py"), "--data", str(acdc_root),
+                          "--ae", "ae-acdc"], capture_output=True, text=True, check=True).stdout
+    assert f"held out by the bundles' training: {', '.join(truth)}" in out
+    lv = float(re.search(r"ae-acdc: reconstruction Dice LV / myo / RV (\d\.\d+) / .* \(14 maps\)", out).group(1))
+    assert lv > 0.8
