@@ -473,7 +473,7 @@ class AcdcBenchmark:
 
     def __init__(self, data, out, budget: str = "cpu", device: str = "auto", say=print, max_patients: int = 0,
                  workers: int = 0, models: dict | None = None, methods=ACDC_SEG_KEYS):
-        from .datasets import is_acdc
+        from .datasets import acdc_patients, is_acdc
 
         self.data, self.out, self.device, self.say, self.workers = Path(data), Path(out), device, say, workers
         if not is_acdc(self.data):
@@ -490,7 +490,7 @@ class AcdcBenchmark:
         if budget not in ACDC_BUDGETS:
             raise InputError(f"--budget must be one of {', '.join(ACDC_BUDGETS)}")
         self.budget_name, (self.epochs, self.ae_epochs) = budget, ACDC_BUDGETS[budget]
-        patients = sorted(p for p in self.data.glob("patient*") if (p / "Info.cfg").is_file())
+        patients = acdc_patients(self.data)
         if max_patients:  # spread over the list, which ACDC sorts by group
             patients = patients[:: max(1, len(patients) // max_patients)][:max_patients]
         self.test = patients[::5]

@@ -112,12 +112,17 @@ def read_acdc_patient(folder) -> list[Case]:
     return cases
 
 
-def read_acdc(root) -> list[Case]:
+def acdc_patients(root) -> list[Path]:
+    """The patient folders (patientNNN/Info.cfg) of an ACDC data folder, sorted."""
     root = Path(root)
     patients = sorted(p for p in root.glob("patient*") if (p / "Info.cfg").is_file())
     if not patients:
         raise InputError(f"no ACDC patient folders (patientNNN/Info.cfg) under {root}")
-    return [case for p in patients for case in read_acdc_patient(p)]
+    return patients
+
+
+def read_acdc(root) -> list[Case]:
+    return [case for p in acdc_patients(root) for case in read_acdc_patient(p)]
 
 
 # --- plain folders --------------------------------------------------------------------

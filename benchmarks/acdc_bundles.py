@@ -23,12 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def held_out_patients(data: Path, val_fraction: float = 0.1, seed: int = 0) -> list[Path]:
     """The patients `acnn train` holds out of ``data`` with these settings (whole subjects, as it splits)."""
-    from ACNNCore.datasets import Case, read_acdc_info
+    from ACNNCore.datasets import Case, acdc_patients
     from ACNNCore.training import split_cases
 
-    folders = sorted(p for p in data.glob("patient*") if (p / "Info.cfg").is_file())
-    read_acdc_info(folders[0] / "Info.cfg")  # a clear error where this is not the ACDC layout
-    stand_ins = [Case(p.name, None, None, {"subject": p.name}) for p in folders]
+    stand_ins = [Case(p.name, None, None, {"subject": p.name}) for p in acdc_patients(data)]
     return [data / c.name for c in split_cases(stand_ins, val_fraction, seed)[1]]
 
 
@@ -41,9 +39,9 @@ def segmentation(model: str, patients) -> str:
     segment, rows = Segmenter(model, "cpu"), []
     for case in (c for p in patients for c in read_acdc_patient(p)):
         labels = segment(case.image).labels
-        rows.append(evaluate_case(labels, case.labels, (1, 2, 3))
-                    | {"ED": case.meta["phase"] == "ED", "raw": not plausibility(labels)["plausible"],
-                       "cleaned": not plausibility(clean_up(labels))["plausible"]})
+        row = evaluate_case(labels, case.labels, (1, 2, 3))  # with the prediction's plausibility
+        rows.append(row | {"ED": case.meta["phase"] == "ED", "raw": not row["plausible"],
+                           "cleaned": not plausibility(clean_up(labels))["plausible"]})
 
     def mean(key, ed_only=False):
         return np.mean([r[key] for r in rows if r["ED"] or not ed_only])
