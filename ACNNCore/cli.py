@@ -148,6 +148,9 @@ def _add_train(sub):
     p.add_argument("--lambda1", type=float, help="weight of the shape prior (paper: 0.01)")
     p.add_argument("--balance-prior", action="store_true", default=None,
                    help="keep the prior at lambda1 times the data term's size (its weight rescaled each step)")
+    p.add_argument("--contact", type=float, metavar="W",
+                   help="seg: weight of a term against LV blood pool meeting anything but LV where the expert's "
+                        "does not (an open myocardial ring; not the paper's; default 0 = off)")
     p.add_argument("--motion-augment", type=float, metavar="MM", help="per-slice motion augmentation (MAug)")
     p.add_argument("--max-cases", type=int)
     p.add_argument("--seed", type=int)
@@ -161,8 +164,8 @@ def run_train(args) -> int:
 
     config = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
     config["task"] = args.task
-    for name in ("architecture", "epochs", "batch_size", "lr", "lr_schedule", "lambda1", "balance_prior", "max_cases",
-                 "seed", "device", "workers"):
+    for name in ("architecture", "epochs", "batch_size", "lr", "lr_schedule", "lambda1", "balance_prior", "contact",
+                 "max_cases", "seed", "device", "workers"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
     if args.motion_augment is not None:

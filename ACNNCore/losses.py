@@ -5,7 +5,11 @@
 - :func:`acnn_sr_loss` — Eq. (2): Huber + lambda1 * ||p(Phi(x)) - p(y)||^2;
 - :func:`autoencoder_loss` — denoising AE: CE of the reconstruction of a
   label map with swapped labels (p = 0.1) and Gaussian input noise;
-- :func:`code_loss` — the T-L predictor's L2 distance to the AE's codes.
+- :func:`code_loss` — the T-L predictor's L2 distance to the AE's codes;
+- :func:`contact_loss` — not the paper's: the share of the LV blood pool's
+  outline that meets anything but LV where the expert's does not (an open
+  myocardial ring, a stray island), a training-time version of the
+  plausibility check's contact rule.
 
 The prior networks (encoder ``f``, predictor ``p``) are frozen by the caller
 (:func:`freeze`); the encoder is fed probabilities, never logits. If
@@ -19,6 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -65,16 +71,46 @@ def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return DiceLoss(include_background=False, to_onehot_y=True, softmax=True)(logits, labels[:, None].long())
 
 
+def _neighbour_max(t: torch.Tensor) -> torch.Tensor:
+    """Per voxel, the largest value of its four in-plane neighbours (axes -3 and -2; slices along -1),
+    the plausibility check's cross; outside the volume counts as 0."""
+    p = F.pad(t, (0, 0, 1, 1, 1, 1))
+    return torch.stack([p[..., :-2, 1:-1, :], p[..., 2:, 1:-1, :], p[..., 1:-1, :-2, :], p[..., 1:-1, 2:, :]]).amax(0)
+
+
+def contact_loss(logits: torch.Tensor, labels: torch.Tensor, blood: int = LV_BLOOD_POOL,
+                 myocardium: int = LV_MYOCARDIUM) -> torch.Tensor:
+    """Expected LV blood pool with an in-plane neighbour that is neither blood pool nor myocardium
+    (background, RV), counted only away from where the expert's blood pool has such a neighbour (the
+    base, open to the atrium; within one voxel), per voxel of the expert blood pool's outline.
+    0 for a closed ring; about the open share of the outline for a ring with a gap."""
+    p = torch.softmax(logits, dim=1)
+    blood_p = p[:, blood]
+    contact = blood_p * _neighbour_max(1.0 - blood_p - p[:, myocardium])
+    with torch.no_grad():
+        bp, lv = labels == blood, (labels == blood) | (labels == myocardium)
+        open_ = (bp & (_neighbour_max((~lv).float()) > 0)).float()
+        allowed = torch.maximum(open_, _neighbour_max(open_)) > 0
+        outline = (bp & (_neighbour_max((~bp).float()) > 0)).sum().clamp_min(1)
+    return (contact * ~allowed).sum() / outline
+
+
 def acnn_seg_loss(logits: torch.Tensor, labels: torch.Tensor, encoder=None, lambda1: float = 0.01,
-                  balance: bool = False, dice: bool = False) -> dict:
+                  balance: bool = False, dice: bool = False, contact: float | None = None) -> dict:
     """Eq. (1) without the weight decay (the optimiser's job). ``encoder=None``: plain CE (3D-Seg).
-    ``dice``: the data term is CE + soft Dice (real data; the paper uses CE alone)."""
+    ``dice``: the data term is CE + soft Dice (real data; the paper uses CE alone). ``contact``: the
+    weight of :func:`contact_loss`, added to the data term (not the paper's; None: not computed, 0: computed
+    and returned, not added)."""
     ce = F.cross_entropy(logits, labels.long())
     data = ce + soft_dice_loss(logits, labels) if dice else ce
+    terms = {"ce": ce}
+    if contact is not None:
+        terms["contact"] = contact_loss(logits, labels)
+        data = data + contact * terms["contact"]
     if encoder is None:
-        return {"loss": data, "ce": ce}
+        return {"loss": data, **terms}
     prior = shape_prior_loss(encoder, logits, labels)
-    return {"loss": data + _balanced(data, prior, lambda1, balance), "ce": ce, "prior": prior}
+    return {"loss": data + _balanced(data, prior, lambda1, balance), **terms, "prior": prior}
 
 
 def acnn_sr_loss(prediction: torch.Tensor, target: torch.Tensor, predictor=None, lambda1: float = 0.01,

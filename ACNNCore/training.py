@@ -70,6 +70,10 @@ class TrainConfig:
     lambda2: float = 5e-6  # weight decay on convolution weights
     balance_prior: bool = False  # rescale the prior to the data term's range (detached ratio)
     dice: bool = False  # seg and AE: add a soft Dice term to CE (real data, where the heart is a small part of the image)
+    contact: float = 0.0  # seg: weight of the blood-pool contact term (losses.contact_loss; not the paper's)
+    # epoch from which it applies: it measures the defects of a roughly right segmentation; at initialisation
+    # (blood pool everywhere) it is 30 times the data term and holds back the learning of the heart itself
+    contact_start: int = 10
     code_size: int = 64
     swap_p: float = 0.1  # AE label swap probability
     input_noise: float = 0.05  # AE Gaussian input noise
@@ -371,7 +375,8 @@ class Trainer:
         c = self.grid["num_classes"]
         if task == "seg":
             encoder = self.prior.model.encode if self.prior else None
-            return acnn_seg_loss(model(x), labels, encoder, cfg.lambda1, cfg.balance_prior, cfg.dice)
+            contact = (cfg.contact if epoch >= cfg.contact_start else 0.0) if cfg.contact else None
+            return acnn_seg_loss(model(x), labels, encoder, cfg.lambda1, cfg.balance_prior, cfg.dice, contact)
         if task == "sr":
             predictor = self.prior.model.predict if self.prior else None
             return acnn_sr_loss(model(x), to_device(batch["hr"], self.device), predictor, cfg.lambda1,

@@ -118,3 +118,56 @@ def test_autoencoder_dice_term_is_the_soft_dice_of_its_reconstruction():
                             dice=True)
     expected = soft_dice_loss(ae(one_hot(labels, 3)), labels)
     assert torch.isclose(both["ce"], plain["ce"]) and torch.isclose(both["loss"], plain["loss"] + expected)
+
+
+def _ring(shape=(32, 32, 4)):
+    """LV blood pool (1) inside a myocardial ring (2); the first slice is a base, open to one side."""
+    import numpy as np
+
+    x, y = np.mgrid[: shape[0], : shape[1]]
+    r = np.hypot(x - 16, y - 16)
+    labels = np.zeros(shape, np.int64)
+    labels[r < 10] = 2
+    labels[r < 7] = 1
+    labels[..., 0][(x > 16) & (abs(y - 16) < 2) & (r < 10)] = 1  # the base: blood pool through the ring
+    return torch.tensor(labels)[None]
+
+
+def _confident(labels, classes=4):
+    return 20.0 * one_hot(labels, classes)
+
+
+def test_contact_term_is_zero_for_a_closed_ring_and_counts_gaps_and_islands():
+    """The expert map scores 0 (its open base included); a gap in the ring or a blood-pool island scores
+    the share of the outline they add; the gradient at a gap raises the myocardium there."""
+    from ACNNCore.losses import contact_loss
+
+    labels = _ring()
+    assert contact_loss(_confident(labels), labels) < 1e-6
+    from scipy import ndimage
+
+    bp = labels[0].numpy() == 1  # its outline: voxels with an in-plane neighbour outside it
+    outline = int((bp & ~ndimage.binary_erosion(bp, ndimage.generate_binary_structure(2, 1)[..., None],
+                                                 border_value=1)).sum())
+    gap = labels.clone()
+    gap[0, 23:26, 15:17, 2] = 0  # a two-voxel-wide gap through the ring in a mid slice
+    assert torch.isclose(contact_loss(_confident(gap), labels), torch.tensor(2 / outline), atol=1e-4)
+    island = labels.clone()
+    island[0, 1, 1, 1] = 1
+    assert contact_loss(_confident(island), labels) > 0.5 / outline
+
+    logits = _confident(gap).requires_grad_(True)
+    logits.data[0, :, 23, 15, 2] = 0.0  # the voxel of the gap next to the blood pool, undecided
+    contact_loss(logits, labels).backward()
+    grad = logits.grad[0, :, 23, 15, 2]
+    assert grad[2] < 0 < grad[0]  # descent raises myocardium and lowers background at the gap
+
+
+def test_seg_loss_adds_the_weighted_contact_term():
+    labels = _ring()
+    logits = torch.randn(1, 4, 32, 32, 4)
+    plain = acnn_seg_loss(logits, labels, dice=True)
+    logged = acnn_seg_loss(logits, labels, dice=True, contact=0.0)  # before it applies: logged, not added
+    weighted = acnn_seg_loss(logits, labels, dice=True, contact=3.0)
+    assert "contact" not in plain and weighted["contact"] > 0 and torch.isclose(logged["loss"], plain["loss"])
+    assert torch.isclose(weighted["loss"], plain["loss"] + 3.0 * weighted["contact"])

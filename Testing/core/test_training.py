@@ -64,6 +64,22 @@ def test_training_runs_channels_last_on_the_cpu_with_the_same_loss(tiny_data, ti
     torch.testing.assert_close(trainer.model.up.weight.grad, plain_model.up.weight.grad, rtol=1e-3, atol=1e-5)
 
 
+def test_contact_term_is_logged_from_the_start_and_added_from_contact_start(tiny_data, tmp_path):
+    """``contact``: the term is computed (a log column) from epoch 0, added to the loss from
+    ``contact_start`` on, with its weight."""
+    from torch.utils.data import DataLoader
+
+    torch.manual_seed(0)
+    trainer = Trainer(TrainConfig(task="seg", epochs=1, batch_size=2, device="cpu", contact=2.0, contact_start=3),
+                      tiny_data, tmp_path / "run", progress=False)
+    batch = next(iter(DataLoader(trainer.train_set, batch_size=2)))
+    trainer.model.eval()  # the same forward pass twice
+    with torch.no_grad():
+        before, after = trainer._losses(batch, 2), trainer._losses(batch, 3)
+    assert before["contact"] > 0 and torch.isclose(before["contact"], after["contact"])
+    torch.testing.assert_close(after["loss"], before["loss"] + 2.0 * before["contact"])
+
+
 def test_shape_models_carry_latent_statistics(tiny_models):
     import json
 
@@ -135,14 +151,16 @@ def test_cosine_schedule_anneals_the_learning_rate_and_resumes_on_it(tiny_data, 
         TrainConfig(lr_schedule="step")
 
 
-def test_cli_trains_acnn_seg_with_a_balanced_prior(tiny_data, tiny_models, tmp_path):
+def test_cli_trains_acnn_seg_with_a_balanced_prior_and_the_contact_term(tiny_data, tiny_models, tmp_path):
     from ACNNCore.cli import main
 
     run = tmp_path / "balanced"
     assert main(["train", "seg", "--data", str(tiny_data), "--out", str(run), "--prior", str(tiny_models["ae"]),
-                 "--balance-prior", "--lambda1", "0.1", "--epochs", "1", "--batch-size", "4", "--device", "cpu"]) == 0
+                 "--balance-prior", "--lambda1", "0.1", "--contact", "0.5", "--epochs", "1", "--batch-size", "4",
+                 "--device", "cpu"]) == 0
     config = TrainConfig.from_yaml(run / "config.yaml")
-    assert config.balance_prior and config.lambda1 == 0.1 and "train_prior" in describe(run)[0]
+    assert config.balance_prior and config.lambda1 == 0.1 and config.contact == 0.5
+    assert {"train_prior", "train_contact"} <= set(describe(run)[0])
 
 
 def test_resume_after_a_kill_loses_no_epoch(tiny_data, tmp_path):
