@@ -72,7 +72,7 @@ class TrainConfig:
     dice: bool = False  # seg and AE: add a soft Dice term to CE (real data, where the heart is a small part of the image)
     contact: float = 0.0  # seg: weight of the blood-pool contact term (losses.contact_loss; not the paper's)
     # epoch from which it applies: it measures the defects of a roughly right segmentation; at initialisation
-    # (blood pool everywhere) it is 30 times the data term and holds back the learning of the heart itself
+    # (blood pool everywhere) it is about 20 times the data term and holds back the learning of the heart itself
     contact_start: int = 10
     code_size: int = 64
     swap_p: float = 0.1  # AE label swap probability
