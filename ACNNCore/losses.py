@@ -88,7 +88,8 @@ def contact_loss(logits: torch.Tensor, labels: torch.Tensor, blood: int = LV_BLO
     blood_p = p[:, blood]
     contact = blood_p * _neighbour_max(1.0 - blood_p - p[:, myocardium])
     with torch.no_grad():
-        bp, lv = labels == blood, (labels == blood) | (labels == myocardium)
+        bp = labels == blood
+        lv = bp | (labels == myocardium)
         open_ = (bp & (_neighbour_max((~lv).float()) > 0)).float()
         allowed = torch.maximum(open_, _neighbour_max(open_)) > 0
         outline = (bp & (_neighbour_max((~bp).float()) > 0)).sum().clamp_min(1)

@@ -375,7 +375,9 @@ class Trainer:
         c = self.grid["num_classes"]
         if task == "seg":
             encoder = self.prior.model.encode if self.prior else None
-            contact = (cfg.contact if epoch >= cfg.contact_start else 0.0) if cfg.contact else None
+            contact = None  # off; else logged from the start, added (weighted) from contact_start on
+            if cfg.contact:
+                contact = cfg.contact if epoch >= cfg.contact_start else 0.0
             return acnn_seg_loss(model(x), labels, encoder, cfg.lambda1, cfg.balance_prior, cfg.dice, contact)
         if task == "sr":
             predictor = self.prior.model.predict if self.prior else None
