@@ -137,6 +137,9 @@ def _add_train(sub):
     p.add_argument("--out", required=True, type=Path, help="run folder: config.yaml, log.csv, last.pt, model/")
     p.add_argument("--prior", type=Path, help="AE/T-L run or bundle: the shape prior (ACNN-Seg, ACNN-SR, T-L)")
     p.add_argument("--config", type=Path, help="YAML file of training settings (see TrainConfig)")
+    p.add_argument("--init", metavar="MODEL",
+                   help="fine-tune: start from this model's network and weights (a run folder, bundle or bundled "
+                        "model's name); without --config, its training settings are the defaults")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--overwrite", action="store_true", help="start over in a non-empty --out")
     p.add_argument("--architecture", help="network: SubPixelNet (default seg/sr), FCN2D, UNet3D, SRCNN")
@@ -151,6 +154,9 @@ def _add_train(sub):
     p.add_argument("--contact", type=float, metavar="W",
                    help="seg: weight of a term against LV blood pool meeting anything but LV where the expert's "
                         "does not (an open myocardial ring; not the paper's; default 0 = off)")
+    p.add_argument("--contact-start", type=int, metavar="EPOCH",
+                   help="epoch from which the contact term is added (default 10: after the net has found the "
+                        "heart; 0 to fine-tune a trained net with it)")
     p.add_argument("--motion-augment", type=float, metavar="MM", help="per-slice motion augmentation (MAug)")
     p.add_argument("--max-cases", type=int)
     p.add_argument("--seed", type=int)
@@ -159,21 +165,37 @@ def _add_train(sub):
     p.set_defaults(run=run_train)
 
 
+def _run_model(path):
+    """A run folder's best model (``RUN/model``), else the path or bundled model's name as given."""
+    path = Path(path)
+    return path / "model" if (path / "model" / "model.json").is_file() else path
+
+
 def run_train(args) -> int:
+    import dataclasses
+
+    from .bundle import read_meta, resolve
     from .training import TrainConfig, train
 
-    config = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
+    init = _run_model(args.init) if args.init else None
+    if args.config:
+        config = TrainConfig.from_yaml(args.config).to_dict()
+    elif init is not None:  # the model's own recipe (where it ran aside), which the options below change
+        known = {f.name for f in dataclasses.fields(TrainConfig)} - {"device", "workers"}
+        trained = read_meta(resolve(init)).get("training", {}).get("config", {})
+        config = {k: v for k, v in trained.items() if k in known}
+    else:
+        config = {}
     config["task"] = args.task
     for name in ("architecture", "epochs", "batch_size", "lr", "lr_schedule", "lambda1", "balance_prior", "contact",
-                 "max_cases", "seed", "device", "workers"):
+                 "contact_start", "max_cases", "seed", "device", "workers"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
     if args.motion_augment is not None:
         config.setdefault("augment", {})["motion_mm"] = args.motion_augment
-    prior = args.prior
-    if prior is not None and (prior / "model" / "model.json").is_file():  # a run folder: its best model
-        prior = prior / "model"
-    folder = train(TrainConfig.from_dict(config), args.data, args.out, prior, args.resume, args.overwrite)
+    prior = _run_model(args.prior) if args.prior else None
+    folder = train(TrainConfig.from_dict(config), args.data, args.out, prior, args.resume, args.overwrite,
+                   init=init)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"model: {folder}")
     return 0

@@ -4,8 +4,8 @@ One loop for all tasks: a config (dataclass, YAML) recorded in the run folder,
 deterministic seeds, a tqdm bar with loss and ETA, a CSV log (and TensorBoard
 if installed), validation each epoch, ``last.pt`` and the best model (a bundle
 in ``RUN/model``) written atomically, ``--resume`` after a kill with no epoch
-lost, and DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on GPU)
-with no change to the command.
+lost, ``--init MODEL`` to fine-tune a trained model, and DistributedDataParallel
+under ``torchrun`` (gloo on CPU, nccl on GPU) with no change to the command.
 
 Tasks:
 
@@ -260,6 +260,29 @@ def load_prior(path, task: str, grid: dict, device):
     return bundle
 
 
+def load_init(path, config: TrainConfig, grid: dict, device):
+    """The model whose weights start a run (fine-tuning): its network, checked against the data (grid
+    spacing, classes, K) and against any network settings the config names."""
+    bundle = load_bundle(path, device=device, expect_task=config.task)
+    meta, arch = bundle.meta, bundle.meta["architecture"]
+    asked = {k: list(v) if isinstance(v, tuple) else v for k, v in config.network.items()}
+    if config.architecture not in ("", arch) or any(meta["config"].get(k) != v for k, v in asked.items()):
+        raise InputError(f"{bundle.path} is a {arch} with {meta['config']}; the training settings ask for "
+                         f"{config.architecture or arch} with {asked}")
+    ours, theirs = grid["input_spacing"], meta["input"]["spacing"]
+    if grid.get("slices") == "as acquired":  # real data: the slice thickness is the scan's
+        ours, theirs = ours[:2], theirs[:2]
+    classes = meta["config"].get("out_channels", meta["config"].get("num_classes"))
+    for what, data, model in (("input spacing", [round(float(v), 4) for v in ours],
+                               [round(float(v), 4) for v in theirs]),
+                              ("K (slices per input slice)", grid["factor"], meta["input"]["factor"]),
+                              ("number of classes", grid["num_classes"], classes if config.task != "sr" else None)):
+        if model is not None and data != model:
+            raise InputError(f"{bundle.path} does not match the data: {what} {model} against the data's {data}")
+    bundle.model.train()
+    return bundle
+
+
 # --- distributed -------------------------------------------------------------------------------
 
 def _setup_distributed(device_name: str):
@@ -303,7 +326,7 @@ def _dice(pred: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[fl
 
 class Trainer:
     def __init__(self, config: TrainConfig, data, out, prior=None, resume: bool = False, overwrite: bool = False,
-                 command: str | None = None, progress: bool = True):
+                 command: str | None = None, progress: bool = True, init=None):
         if config.task not in TASKS:
             raise InputError(f"unknown task {config.task!r}; choose from {', '.join(TASKS)}")
         self.config, self.out, self.resume = config, Path(out), resume
@@ -341,8 +364,12 @@ class Trainer:
         if config.task == "tl" and prior is None:
             raise InputError("T-L training starts from a trained AE: pass --prior AE_RUN_OR_BUNDLE")
         self.prior = load_prior(prior, config.task, self.grid, self.device) if prior else None
-        self.arch, self.net_config, model = build_model(config, self.grid, self.prior.meta if self.prior else None)
-        if config.task == "tl":
+        self.init = load_init(init, config, self.grid, self.device) if init else None
+        if self.init is not None:  # fine-tuning: the given model's network and weights
+            self.arch, self.net_config, model = self.init.meta["architecture"], self.init.meta["config"], self.init.model
+        else:
+            self.arch, self.net_config, model = build_model(config, self.grid, self.prior.meta if self.prior else None)
+        if config.task == "tl" and self.init is None:
             model.autoencoder.load_state_dict(self.prior.model.state_dict())
         elif self.prior is not None:
             freeze(self.prior.model)
@@ -466,7 +493,9 @@ class Trainer:
             "labels": labels,
             "training": {"data": self.data_description, "command": self.command, "config": self.config.to_dict(),
                          "epoch": epoch, "prior": str(self.prior.path) if self.prior else None,
-                         "prior_sha256": self.prior.meta.get("weights_sha256") if self.prior else None},
+                         "prior_sha256": self.prior.meta.get("weights_sha256") if self.prior else None,
+                         "init": str(self.init.path) if self.init else None,
+                         "init_sha256": self.init.meta.get("weights_sha256") if self.init else None},
             "metrics": {k: round(float(v), 5) for k, v in metrics.items()},
         }
         return meta
@@ -577,9 +606,10 @@ def _tensorboard(out: Path):
 
 
 def train(config: TrainConfig, data, out, prior=None, resume=False, overwrite=False, command=None,
-          progress=True) -> Path:
-    """Train and return the best model's bundle folder (``out/model``)."""
-    trainer = Trainer(config, data, out, prior, resume, overwrite, command, progress)
+          progress=True, init=None) -> Path:
+    """Train and return the best model's bundle folder (``out/model``); ``init``: a model (run, bundle or
+    bundled model's name) whose network and weights the run starts from (fine-tuning)."""
+    trainer = Trainer(config, data, out, prior, resume, overwrite, command, progress, init)
     try:
         return trainer.fit()
     finally:

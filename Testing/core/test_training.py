@@ -163,6 +163,54 @@ def test_cli_trains_acnn_seg_with_a_balanced_prior_and_the_contact_term(tiny_dat
     assert {"train_prior", "train_contact"} <= set(describe(run)[0])
 
 
+def test_fine_tuning_starts_from_the_given_model_and_refuses_one_that_does_not_fit(tiny_data, tiny_models, tmp_path):
+    """``init``: the run starts from the model's network and weights -- before any step it scores what the
+    model scored on the same validation cases -- and refuses a model of another task, network or grid."""
+    import json
+
+    seg = tiny_models["seg"]
+    meta = json.loads((seg / "model.json").read_text())
+    trainer = Trainer(TrainConfig(task="seg", epochs=1, batch_size=4, device="cpu"), tiny_data, tmp_path / "ft",
+                      init=seg, progress=False)
+    given = load_file(str(seg / "model.safetensors"))
+    start = trainer.model.state_dict()
+    for k in given:
+        torch.testing.assert_close(start[k], given[k], msg=k)
+    assert trainer.validate()["score"] == pytest.approx(meta["metrics"]["score"], abs=1e-4)
+
+    with pytest.raises(InputError, match="is a 'ae' model; this needs seg"):
+        Trainer(TrainConfig(task="seg", device="cpu"), tiny_data, tmp_path / "a", init=tiny_models["ae"])
+    with pytest.raises(InputError, match="the training settings ask for SubPixelNet with {'hr_head': False}"):
+        Trainer(TrainConfig(task="seg", network={"hr_head": False}, device="cpu"), tiny_data, tmp_path / "b",
+                init=seg)
+    other = tmp_path / "other-grid"
+    shutil.copytree(seg, other)
+    meta["input"]["factor"] = 3
+    (other / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"does not match the data: K \(slices per input slice\) 3 against the "
+                                         r"data's 5"):
+        Trainer(TrainConfig(task="seg", device="cpu"), tiny_data, tmp_path / "c", init=other)
+
+
+def test_cli_fine_tunes_a_run_with_its_own_settings(tiny_data, tiny_models, tmp_path):
+    """``acnn train seg --init RUN``: without --config the run's own settings, the options given over them;
+    the new model names the one it started from."""
+    import json
+
+    from ACNNCore.cli import main
+
+    run = tmp_path / "fine-tuned"
+    assert main(["train", "seg", "--data", str(tiny_data), "--out", str(run), "--init", str(tiny_models["seg"].parent),
+                 "--epochs", "1", "--lr", "1e-4", "--contact", "0.5", "--contact-start", "0", "--device", "cpu"]) == 0
+    config = TrainConfig.from_yaml(run / "config.yaml")
+    assert (config.epochs, config.lr, config.contact, config.contact_start) == (1, 1e-4, 0.5, 0)
+    assert config.batch_size == 4  # the run's
+    meta = json.loads((run / "model" / "model.json").read_text())
+    assert meta["training"]["init"] == str(tiny_models["seg"])
+    assert meta["training"]["init_sha256"] == json.loads((tiny_models["seg"] / "model.json").read_text())[
+        "weights_sha256"]
+
+
 def test_resume_after_a_kill_loses_no_epoch(tiny_data, tmp_path):
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "ACNNCore.cli", "train", "ae", "--data", str(tiny_data), "--out", str(run),
