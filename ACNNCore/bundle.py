@@ -104,12 +104,14 @@ def read_meta(folder) -> dict:
 
 
 def resolve(name_or_path) -> Path:
-    """A bundle folder from a path or the name of a bundled model (``Resources/Models/NAME``)."""
+    """A bundle folder from a path (a training run's folder: its best model, ``RUN/model``) or the name of a
+    bundled model (``Resources/Models/NAME``)."""
     path = Path(name_or_path)
     if path.is_file() and path.name == "model.json":
         return path.parent
     if path.is_dir():
-        return path
+        run = not (path / "model.json").is_file() and (path / "model" / "model.json").is_file()
+        return path / "model" if run else path
     bundled = MODELS_DIR / str(name_or_path)
     if bundled.is_dir():
         return bundled

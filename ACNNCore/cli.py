@@ -165,24 +165,17 @@ def _add_train(sub):
     p.set_defaults(run=run_train)
 
 
-def _run_model(path):
-    """A run folder's best model (``RUN/model``), else the path or bundled model's name as given."""
-    path = Path(path)
-    return path / "model" if (path / "model" / "model.json").is_file() else path
-
-
 def run_train(args) -> int:
     import dataclasses
 
     from .bundle import read_meta, resolve
     from .training import TrainConfig, train
 
-    init = _run_model(args.init) if args.init else None
     if args.config:
         config = TrainConfig.from_yaml(args.config).to_dict()
-    elif init is not None:  # the model's own recipe (where it ran aside), which the options below change
+    elif args.init:  # the model's own recipe (where it ran aside), which the options below change
         known = {f.name for f in dataclasses.fields(TrainConfig)} - {"device", "workers"}
-        trained = read_meta(resolve(init)).get("training", {}).get("config", {})
+        trained = read_meta(resolve(args.init)).get("training", {}).get("config", {})
         config = {k: v for k, v in trained.items() if k in known}
     else:
         config = {}
@@ -193,9 +186,8 @@ def run_train(args) -> int:
             config[name] = getattr(args, name)
     if args.motion_augment is not None:
         config.setdefault("augment", {})["motion_mm"] = args.motion_augment
-    prior = _run_model(args.prior) if args.prior else None
-    folder = train(TrainConfig.from_dict(config), args.data, args.out, prior, args.resume, args.overwrite,
-                   init=init)
+    folder = train(TrainConfig.from_dict(config), args.data, args.out, args.prior, args.resume, args.overwrite,
+                   init=args.init)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"model: {folder}")
     return 0

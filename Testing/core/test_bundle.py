@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from ACNNCore.bundle import load_bundle, read_meta, save_bundle
+from ACNNCore.bundle import load_bundle, read_meta, resolve, save_bundle
 from ACNNCore.errors import InputError
 from ACNNCore.networks import ConvAutoencoder, SubPixelNet
 
@@ -85,3 +85,10 @@ def test_existing_bundle_is_not_overwritten(bundle):
     model, folder = bundle
     with pytest.raises(InputError, match="already holds a model"):
         save_bundle(model, folder, META)
+
+
+def test_a_training_run_folder_stands_for_its_best_model(tiny_models):
+    """``--prior RUN``, ``--init RUN``, ``--model RUN``: a run folder resolves to ``RUN/model``."""
+    run = tiny_models["seg"].parent
+    assert resolve(run) == run / "model" == resolve(run / "model") == resolve(run / "model" / "model.json")
+    assert load_bundle(run).path == run / "model"
