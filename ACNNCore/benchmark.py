@@ -472,7 +472,7 @@ class AcdcBenchmark:
     classification from the AE's codes of the ground truth against PCA."""
 
     def __init__(self, data, out, budget: str = "cpu", device: str = "auto", say=print, max_patients: int = 0,
-                 workers: int = 0, models: dict | None = None, methods=ACDC_SEG_KEYS):
+                 workers: int = 0, models: dict | None = None, methods=ACDC_SEG_KEYS, correct: bool = False):
         from .datasets import acdc_patients, is_acdc
 
         self.data, self.out, self.device, self.say, self.workers = Path(data), Path(out), device, say, workers
@@ -480,6 +480,7 @@ class AcdcBenchmark:
             raise InputError(f"{self.data} is not in the ACDC layout (patientNNN/Info.cfg)")
         self.models = {k: str(v) for k, v in (models or {}).items()}  # KEY -> a trained bundle to use
         self.methods = tuple(methods)  # the segmentation methods evaluated
+        self.correct = correct  # also each output corrected with the AE's shape space (ShapeModel.correct)
         for keys in (self.models, self.methods):
             if set(keys) - set(ACDC_METHODS):
                 raise InputError(f"unknown method keys {sorted(set(keys) - set(ACDC_METHODS))}; known: "
@@ -589,17 +590,21 @@ class AcdcBenchmark:
                 f"![{r['case']}: image, no prior, ACNN-Seg, expert](acdc_overlay.png)")
 
     def segmentation(self) -> str:
-        from .inference import Segmenter, clean_up
+        from .inference import Segmenter, ShapeModel, clean_up
 
         cases = self._cases()
-        rows, cleaned, closed = [], [], []  # each prediction as it comes, cleaned up, its myocardium closed
+        shape = ShapeModel(self.model("ae"), self.device) if self.correct else None
+        # each prediction as it comes, cleaned up, its myocardium closed, corrected with the shape model
+        rows, cleaned, closed, corrected = [], [], [], []
+        most = (0, None)  # the correction that changed most (last method, no added motion): (voxels, figure data)
         for key in self.methods:
             segmenter = Segmenter(self.model(key), self.device)
             name = ACDC_METHODS[key][0]
             self.say(f"evaluating {name}")
             for motion in ACDC_MOTIONS:
                 for i, c in enumerate(cases):
-                    pred = segmenter(self._moved(i, c, motion)).labels
+                    result = segmenter(self._moved(i, c, motion))
+                    pred = result.labels
                     about = {"method": name, "case": c.name, "group": c.meta["group"], "phase": c.meta["phase"],
                              "motion_mm": motion}
                     rows.append({**about, "cleanup": "none", **evaluate_case(pred, c.labels, (1, 2, 3))})
@@ -607,7 +612,14 @@ class AcdcBenchmark:
                                     **evaluate_case(clean_up(pred), c.labels, (1, 2, 3))})
                     closed.append({**about, "cleanup": "closed",
                                    **evaluate_case(clean_up(pred, close_myocardium=True), c.labels, (1, 2, 3))})
-        _write(self.out / "acdc_cases.csv", rows + cleaned + closed)
+                    if shape is not None:
+                        labels, how = shape.correct(pred, result.probabilities)
+                        changed = int(np.count_nonzero(labels.array != clean_up(pred).array))
+                        corrected.append({**about, "cleanup": "corrected", "correction": how,
+                                          "changed_voxels": changed, **evaluate_case(labels, c.labels, (1, 2, 3))})
+                        if key == self.methods[-1] and motion == 0 and changed > most[0]:
+                            most = (changed, (c, clean_up(pred), labels, corrected[-1]))
+        _write(self.out / "acdc_cases.csv", rows + cleaned + closed + corrected)
         methods = list(dict.fromkeys(r["method"] for r in rows))
         at0 = [r for r in rows if r["motion_mm"] == 0]
         table = _acdc_table(at0, methods)
@@ -663,11 +675,53 @@ class AcdcBenchmark:
             + ", ".join(f"{m} {len(bad)} of {len(closed) // len(methods)}"
                         + (f" ({'; '.join(sorted(set(bad)))})" if bad else "") for m, bad in closed_bad.items())
             + " (a rule cannot draw a structure the network missed altogether).",
+        ] + ([self._corrected_section(corrected, cleaned, header, methods, most[1])] if self.correct else []) + [
             "### Robustness: the same images with simulated slice misalignment (per-slice in-plane shifts up to "
             "0, 2, 4 mm)\n\n" + _table(["Method"] + [f"Myo Dice {mm:.0f} mm" for mm in ACDC_MOTIONS]
                                         + ["change 0 -> 4 mm", "Implausible LV 0 / 2 / 4 mm"], robust)
             + robust_test,
         ] + (["### What the prior fixed\n\n" + self._prior_figure(rows, cases)] if paired else []))
+
+    def _corrected_section(self, corrected: list, cleaned: list, header: list, methods: list, most) -> str:
+        """The predictions corrected with the AE's shape space, against the same cleaned up."""
+        at0 = [r for r in corrected if r["motion_mm"] == 0]
+        lines = []
+        for m in methods:
+            mine = [r for r in corrected if r["method"] == m]
+            n_corrected = [sum(r["correction"].startswith("corrected") for r in mine if r["motion_mm"] == mm)
+                           for mm in ACDC_MOTIONS]
+            left = [sum(not r["plausible"] for r in mine if r["motion_mm"] == mm) for mm in ACDC_MOTIONS]
+            before = [sum(not r["plausible"] for r in cleaned if r["method"] == m and r["motion_mm"] == mm)
+                      for mm in ACDC_MOTIONS]
+            change = {k: [r[k] for r in mine if r["motion_mm"] == 0] for k in ("dice_lv", "dice_myo", "dice_rv")}
+            base = {k: [r[k] for r in cleaned if r["method"] == m and r["motion_mm"] == 0] for k in change}
+            lines.append(f"{m}: implausible after the clean-up {' / '.join(map(str, before))} (0 / 2 / 4 mm), "
+                         f"corrected {' / '.join(map(str, n_corrected))}, implausible after "
+                         f"{' / '.join(map(str, left))}; Dice against the cleaned-up outputs at 0 mm "
+                         + ", ".join(f"{k[5:].upper()} {np.nanmean(change[k]) - np.nanmean(base[k]):+.3f} "
+                                     f"({_p(wilcoxon_p(change[k], base[k]))})" for k in change) + ".")
+        return ("### The same predictions corrected with the shape model (`acnn segment --correct AE`: "
+                "after the clean-up, an implausible output replaced by the nearest plausible one the AE's shape "
+                "space offers, changing as little as it can)\n\n" + _table(header, _acdc_table(at0, methods))
+                + "\n\n" + "\n".join(f"- {line}" for line in lines) + "\n\n" + self._corrected_figure(most))
+
+    def _corrected_figure(self, most) -> str:
+        """``most``: (case, cleaned up, corrected, row) of the test image the correction changed most (the last
+        method, no added motion), or None -> a figure of its image, the two label maps and the expert's, cut
+        where the correction changed most."""
+        from .figures import seg_figure
+
+        if most is None:
+            return "The shape model had nothing to correct."
+        case, cleaned, corrected, r = most
+        changed = np.argwhere(corrected.array != cleaned.array)
+        k = int(np.bincount(changed[:, 2]).argmax())
+        at = np.round(changed[changed[:, 2] == k].mean(0)).astype(int)
+        seg_figure({"lr": case.image, "hr_gt": case.labels}, {"cleaned up": cleaned, "corrected": corrected},
+                   self.out / "acdc_corrected.png", titles=(r["case"], "expert"), margin=12, at=(*at[:2], k))
+        return (f"The image the correction changed most, `{r['case']}` ({r['method']}): {r['correction']}; "
+                f"myocardium Dice {r['dice_myo']:.3f}.\n\n"
+                f"![{r['case']}: image, cleaned up, corrected, expert](acdc_corrected.png)")
 
     def classification(self) -> str:
         from .datasets import read_acdc_patient
@@ -747,7 +801,7 @@ def _ef(rows) -> str:
 
 def _write(path: Path, rows: list[dict]) -> Path:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
     return path

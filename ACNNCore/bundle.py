@@ -126,6 +126,23 @@ def available() -> list[str]:
     return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "model.json").is_file())
 
 
+def prior_of(name_or_path) -> Path:
+    """The shape model a network was trained with (its ``--prior``), found by the weights' checksum that its
+    bundle records: at the path recorded, or among the bundled models."""
+    meta = read_meta(resolve(name_or_path))
+    training = meta.get("training", {})
+    checksum = training.get("prior_sha256")
+    if not checksum:
+        raise InputError(f"{meta.get('name', name_or_path)} was trained without a shape prior: name a shape model")
+    recorded = Path(training.get("prior") or "")
+    candidates = ([recorded] if (recorded / "model.json").is_file() else []) + [MODELS_DIR / n for n in available()]
+    for folder in candidates:
+        if read_meta(folder).get("weights_sha256") == checksum:
+            return folder
+    raise InputError(f"the prior {meta.get('name', name_or_path)} was trained with ({training.get('prior')}, "
+                     f"sha256 {checksum[:12]}...) is neither there nor bundled: name a shape model")
+
+
 def load_bundle(name_or_path, device="cpu", expect_task=None) -> Bundle:
     """Load a bundle: check the description, the checksum and that the weights fit the architecture."""
     folder = resolve(name_or_path)

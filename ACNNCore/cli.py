@@ -214,6 +214,10 @@ def _add_inference(sub):
                    help="the clean-up, then the myocardial ring closed where the LV blood pool meets anything "
                         "else outside the basal third (those blood-pool voxels become myocardium): a rule that "
                         "makes every output pass the plausibility checks")
+    p.add_argument("--correct", nargs="?", const=True, metavar="SHAPE_MODEL",
+                   help="the clean-up, then an implausible output replaced by the nearest plausible one that a "
+                        "learnt shape space offers, changing as little as it can: the AE the model was trained with "
+                        "(found by its checksum, e.g. ae-acdc for acnn-seg-acdc), or the AE or T-L bundle named")
     p.add_argument("--label-convention", choices=("ours", "acdc"), default="ours",
                    help="label values written: ours (1 LV, 2 myocardium, 3 RV) or acdc (1 RV, 2 myocardium, 3 LV)")
     p.add_argument("--overwrite", action="store_true")
@@ -260,12 +264,13 @@ def run_segment(args) -> int:
     check_writable(args.out, args.overwrite)
     volume = read_volume(args.input)
     model = args.model or default_model(volume)
-    result = Segmenter(model, args.device, args.clean_up, args.close_myocardium)(volume)
+    result = Segmenter(model, args.device, args.clean_up, args.close_myocardium, args.correct)(volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
     m = clinical_measures(result.labels)
     print(f"{args.out}: HR grid {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
-          f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g")
+          f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g"
+          + (f"; shape model: {result.correction}" if result.correction else ""))
     return 0
 
 
@@ -296,12 +301,15 @@ def _segment_folder(args) -> int:
     if existing and not args.overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs); pass --overwrite")
     segmenter = Segmenter(args.model or default_model(cases[0].image), args.device, args.clean_up,
-                          args.close_myocardium)
+                          args.close_myocardium, args.correct)
+    corrected = 0
     for case, target in zip(tqdm(cases, desc="segment", unit="case", disable=None), targets):
         result = segmenter(case.image)
+        corrected += result.correction.startswith("corrected")
         _write_labels(_convention(result.labels, args.label_convention), target,
                       _convention_names(result.label_names, args.label_convention), args.overwrite)
-    print(f"segmented {len(cases)} cases into {args.out}")
+    print(f"segmented {len(cases)} cases into {args.out}"
+          + (f"; the shape model corrected {corrected}" if args.correct else ""))
     return 0
 
 
@@ -424,6 +432,9 @@ def _add_benchmark(sub):
     p.add_argument("--methods", nargs="+", metavar="KEY", default=list(ACDC_SEG_KEYS),
                    help="acdc: the segmentation methods to train (or take from --models) and evaluate "
                         f"(default: {' '.join(ACDC_SEG_KEYS)})")
+    p.add_argument("--correct", action="store_true",
+                   help="acdc: also evaluate each output corrected with the AE's shape space (as "
+                        "`acnn segment --correct-with AE`)")
     _device_arg(p)
     p.set_defaults(run=run_benchmark)
 
@@ -435,7 +446,7 @@ def run_benchmark(args) -> int:
         from .benchmark import AcdcBenchmark
 
         path = AcdcBenchmark(args.data, args.out, args.budget, args.device, workers=args.workers,
-                             models=parse_models(args.models), methods=args.methods).run()
+                             models=parse_models(args.models), methods=args.methods, correct=args.correct).run()
     else:
         bench = Benchmark(args.data, args.out, args.budget, parse_models(args.models), args.device,
                           args.test_subjects, seeds=args.seeds)

@@ -101,9 +101,10 @@ def _on_hr(volume, truth):
 
 
 def seg_figure(case: dict, predictions: dict, path, titles=("LR input", "HR ground truth"),
-               margin: int | None = None) -> Path:
+               margin: int | None = None, at: tuple | None = None) -> Path:
     """Fig. 6: the LR input, each method's labels and the HR ground truth, short- and long-axis.
-    ``margin``: show only the heart (the ground truth's in-plane box, widened by this many voxels)."""
+    ``margin``: show only the heart (the ground truth's in-plane box, widened by this many voxels); ``at``:
+    the voxel (i, j, k) the cuts go through (default: the ground truth's centre)."""
     plt = _plt()
     truth = case["hr_gt"]
     lr = _on_hr(case["lr"], truth)  # nearest: shows the thick slices and their misalignment
@@ -116,7 +117,7 @@ def seg_figure(case: dict, predictions: dict, path, titles=("LR input", "HR grou
         box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
     image = lr.array[box]
     columns = [(name, None if labels is None else labels[box]) for name, labels in columns]
-    k, j = mid_slices(truth.array[box])
+    k, j = mid_slices(truth.array[box]) if at is None else (int(at[2]), int(at[1]) - (box[1].start or 0))
     sp = truth.spacing
     fig, axes = plt.subplots(2, len(columns), figsize=(2.2 * len(columns), 4.6), squeeze=False)
     for col, (name, labels) in enumerate(columns):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, load_bundle, prior_of
 from .errors import InputError
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
 from .losses import one_hot
@@ -227,6 +227,7 @@ class Segmentation:
     labels: Volume  # uint8 on the HR grid aligned with the input
     probabilities: np.ndarray  # (C, X, Y, Z) float32 on the same grid
     label_names: dict  # value -> name
+    correction: str = ""  # with a shape model: what ShapeModel.correct did ("plausible", "corrected ...")
 
     def volumes_ml(self) -> dict:
         v = self.labels.geometry.voxel_volume_ml
@@ -286,7 +287,7 @@ class _Model:
 
 def _ensemble_facts(meta: dict) -> dict:
     """What the members of an ensemble must share: task, label names, output spacing, input handling."""
-    return {"task": meta.get("task"), "labels": {v: label["name"] for v, label in meta.get("labels", {}).items()},
+    return {"task": meta.get("task"), "labels": _label_names(meta),
             "output spacing": meta["output"].get("spacing"),
             "normalization": meta["input"].get("normalization"), "slices": meta["input"].get("slices")}
 
@@ -300,18 +301,37 @@ class Segmenter(_Model):
     PAD = (1.0, 0.0)  # outside the model's field of view: background (channels past the last take the last)
 
     def __init__(self, model="acnn-seg-phantom", device: str = "auto", cleanup: bool = False,
-                 close_myocardium: bool = False):
+                 close_myocardium: bool = False, shape_model=None):
         super().__init__(model, device)
         self.cleanup = cleanup  # clean_up(): each structure's largest connected part, blood pool without holes
         self.close_myocardium = close_myocardium  # the clean-up, then the myocardial ring closed
+        # ShapeModel.correct(): the clean-up, then an implausible output corrected with a learnt shape space --
+        # a shape model (bundle, name or ShapeModel), or True: the prior the (first) network was trained with
+        self.shape_model = None
+        if shape_model is not None and shape_model is not False:
+            if close_myocardium:
+                raise InputError("close the myocardium by rule or correct with a shape model, not both")
+            if shape_model is True:
+                shape_model = prior_of(self.runner.bundle.path)
+            self.shape_model = shape_model if isinstance(shape_model, ShapeModel) else ShapeModel(shape_model, device)
+            ours, theirs = _label_names(self.meta), _label_names(self.shape_model.meta)
+            if ours != theirs:
+                raise InputError(f"shape model {self.shape_model.runner.bundle.path} knows the labels {theirs}, "
+                                 f"this segmenter {ours}: they must be the same")
 
     def __call__(self, volume: Volume) -> Segmentation:
         probs, out, _ = self._channels_on_input_grid(volume, lambda logits: torch.softmax(logits, 1))
-        labels = Volume(probs.argmax(0).astype(np.uint8), out)
-        if self.cleanup or self.close_myocardium:
+        labels, correction = Volume(probs.argmax(0).astype(np.uint8), out), ""
+        if self.shape_model is not None:
+            labels, correction = self.shape_model.correct(labels, probs)
+            log.info("shape model: %s", correction)
+        elif self.cleanup or self.close_myocardium:
             labels = clean_up(labels, close_myocardium=self.close_myocardium)
-        names = {int(k): v["name"] for k, v in self.meta["labels"].items()}
-        return Segmentation(labels, probs.astype(np.float32), names)
+        return Segmentation(labels, probs.astype(np.float32), _label_names(self.meta), correction)
+
+
+def _label_names(meta: dict) -> dict:
+    return {int(k): v["name"] for k, v in meta.get("labels", {}).items()}
 
 
 class SuperResolver(_Model):
@@ -331,6 +351,11 @@ class SuperResolver(_Model):
 def interpolate_stack(volume: Volume, factor: int, method: str = "linear") -> Volume:
     """The SR baselines: linear or B-spline interpolation of a stack onto its HR grid."""
     return resample(volume, hr_geometry(volume.geometry, factor), {"linear": "linear", "bspline": "bspline"}[method])
+
+
+CORRECTION_RADII = (3, 6, 12, 24)  # in-plane voxels around an implausible map's defects (then everywhere)
+CORRECTION_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)  # how far the code moves toward the mean code
+CORRECTION_WEIGHTS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, np.inf)  # of the decoded shape against p
 
 
 class ShapeModel(_Model):
@@ -364,19 +389,29 @@ class ShapeModel(_Model):
         code = np.asarray(code, np.float32)
         if code.shape != (self.code_size,):
             raise InputError(f"a code of this model has {self.code_size} values, not {code.size}")
-        logits = self.runner.run(self.net.decode, torch.from_numpy(code)[None])
-        return Volume(logits[0].argmax(0).numpy().astype(np.uint8), geometry or self.grid)
+        return Volume(self.probabilities(code).argmax(0).astype(np.uint8), geometry or self.grid)
 
-    def placement(self, labels: Volume) -> Geometry:
-        """The model's grid centred on a label map's structures, in its orientation (where it is encoded)."""
-        return model_geometry(labels, self.grid.shape, self.grid.spacing, labels_center(labels))
+    def placement(self, labels: Volume, as_trained: bool = False) -> Geometry:
+        """The model's grid centred on a label map's structures, in its orientation (where it is encoded).
+        ``as_trained``: for a model trained on real data's slices as acquired, the map's own slice spacing --
+        the crop that model saw as a segmentation network's prior -- rather than the model's."""
+        spacing = list(self.grid.spacing)
+        if as_trained and self.runner.as_acquired:
+            spacing[2] = labels.spacing[2]
+        return model_geometry(labels, self.grid.shape, spacing, labels_center(labels))
 
-    def encode(self, labels: Volume) -> np.ndarray:
-        """A label map (any grid) -> code; it is first resampled onto the model grid around its centre."""
+    def probabilities(self, code) -> np.ndarray:
+        """A code -> (C, X, Y, Z) class probabilities on the model's grid."""
+        logits = self.runner.run(self.net.decode, torch.from_numpy(np.asarray(code, np.float32))[None])
+        return torch.softmax(logits, 1)[0].numpy()
+
+    def encode(self, labels: Volume, geometry: Geometry | None = None) -> np.ndarray:
+        """A label map (any grid) -> code; it is first resampled onto the model grid around its centre (or
+        onto ``geometry``, a grid of the model's shape)."""
         if labels.array.max() >= self.num_classes:
             raise InputError(f"label map holds values up to {int(labels.array.max())}; the model knows "
                              f"{self.num_classes - 1}")
-        on_grid = resample(labels, self.placement(labels), "nearest").array
+        on_grid = resample(labels, geometry or self.placement(labels), "nearest").array
         onehot = one_hot(torch.from_numpy(on_grid.astype(np.int64))[None], self.num_classes)
         return self.runner.run(self.net.encode, onehot)[0].numpy()
 
@@ -388,6 +423,79 @@ class ShapeModel(_Model):
         normalised, _ = normalize_intensity(image)
         on_grid = resample(normalised, model_geometry(normalised, self.grid.shape, self.grid.spacing), "linear")
         return self.runner.run(self.net.predict, torch.from_numpy(on_grid.array)[None, None])[0].numpy()
+
+    def correct(self, labels: Volume, probabilities: np.ndarray | None = None, blood: int = LV_BLOOD_POOL,
+                myocardium: int = LV_MYOCARDIUM) -> tuple[Volume, str]:
+        """The plausible label map nearest a segmenter's implausible one that this shape model offers: the
+        shape space as a prior at test time (after Painchaud et al., MICCAI 2019, who replace the whole map).
+
+        The map is cleaned up (:func:`clean_up`); if it still fails :func:`ACNNCore.metrics.plausibility`,
+        it is encoded, and candidates ``argmax(log p + w log q)`` are tried in order of how much they change:
+        within ``r`` voxels in-plane of its defects (:func:`ACNNCore.metrics.defects`) for each r of
+        :data:`CORRECTION_RADII`, then everywhere; for each, the code moved toward the mean code by each step
+        of :data:`CORRECTION_STEPS`; for each, the prior's weight ``w`` rising through
+        :data:`CORRECTION_WEIGHTS` until a cleaned-up candidate passes -- ``p`` the segmenter's probabilities
+        ``(C, X, Y, Z)`` on the map's grid (without them, the map itself, near one-hot), ``q`` the decoded
+        shape's. Of the candidates that pass in the smallest region where any does, the one that changes the
+        fewest voxels is returned, with how it was found; none passing, the cleaned-up map, with "not
+        corrected". A plausible map is returned cleaned up ("plausible")."""
+        from scipy import ndimage
+
+        from .metrics import defects, plausibility
+
+        if probabilities is not None and probabilities.shape != (self.num_classes, *labels.shape):
+            raise InputError(f"probabilities of shape {probabilities.shape} do not fit a {labels.shape} map of "
+                             f"{self.num_classes} classes (this shape model's)")
+        if labels.array.max() >= self.num_classes:
+            raise InputError(f"label map holds values up to {int(labels.array.max())}; the model knows "
+                             f"{self.num_classes - 1}")
+        labels = clean_up(labels, blood, myocardium)
+        if plausibility(labels, blood, myocardium)["plausible"]:
+            return labels, "plausible"
+        if not (labels.array == blood).any() and not (labels.array == myocardium).any():
+            return labels, "not corrected: no LV found"
+        # all work is done in-plane in the box around the structures that the widest region can reach
+        found = np.argwhere(labels.array > 0)
+        margin = max(CORRECTION_RADII) + 2
+        lo = np.append(np.maximum(found.min(0)[:2] - margin, 0), 0)
+        hi = np.append(np.minimum(found.max(0)[:2] + margin + 1, labels.shape[:2]), labels.shape[2])
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        sub = Volume(labels.array[box], Geometry(tuple(hi - lo), labels.spacing,
+                                                 tuple(labels.geometry.index_to_physical(lo)), labels.direction))
+        if probabilities is None:
+            p = one_hot(torch.from_numpy(sub.array.astype(np.int64))[None], self.num_classes)[0].numpy()
+        else:
+            p = probabilities[(slice(None),) + box]
+        log_p = np.log(np.clip(p, 1e-4, 1.0))
+        at_fault = defects(labels, blood, myocardium)[box]
+        grid = self.placement(labels, as_trained=True)
+        code = self.encode(labels, grid)
+        pads = [1.0] + [0.0] * (self.num_classes - 1)
+        decoded = {}
+        cross = ndimage.generate_binary_structure(2, 1)
+        for radius in (CORRECTION_RADII if at_fault.any() else ()) + (None,):  # no defect to grow: a structure missing
+            region = np.ones(sub.shape, bool) if radius is None else \
+                ndimage.binary_dilation(at_fault, ndimage.iterate_structure(cross, radius)[..., None])
+            found = []  # (voxels changed, candidate, step, weight): for each step, the lightest weight that passes
+            for step in CORRECTION_STEPS:
+                if step not in decoded:
+                    q = self.probabilities(code + step * (self.mean - code))
+                    decoded[step] = np.log(np.clip(resample_channels(q, grid, sub.geometry, pads), 1e-4, 1.0))
+                for w in CORRECTION_WEIGHTS:
+                    fused = decoded[step] if np.isinf(w) else log_p + w * decoded[step]
+                    candidate = clean_up(sub.with_array(np.where(region, fused.argmax(0), sub.array).astype(np.uint8)),
+                                         blood, myocardium)
+                    if plausibility(candidate, blood, myocardium)["plausible"]:
+                        found.append((int(np.count_nonzero(candidate.array != sub.array)), candidate, step, w))
+                        break
+            if found:
+                changed, candidate, step, w = min(found, key=lambda f: f[0])
+                out = labels.array.copy()
+                out[box] = candidate.array
+                where = "everywhere" if radius is None else f"within {radius} voxels of its defects"
+                return labels.with_array(out), (f"corrected {where}: {changed} voxels changed, code {step:.2f} of "
+                                                 f"the way to the mean, prior weight {w:g}")
+        return labels, "not corrected"
 
     def traverse(self, dim: int, steps: int = 9, k: float = 2.0, base=None) -> list[tuple[float, Volume]]:
         """Decode ``base`` (default: the mean code) with dimension ``dim`` swept over mean +- k std."""

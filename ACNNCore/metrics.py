@@ -177,27 +177,54 @@ def plausibility(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = L
     blood-pool area) where blood pool and background meet: in-plane, and through-plane (an open apex)
     where slices are thinner than 5 mm (thick slices cannot show the apical cap). A map without blood
     pool or myocardium is implausible."""
+    a = labels.array
+    counts = {k: 0 for k in PLAUSIBILITY_CHECKS}
+    if not (a == blood).any() or not (a == myocardium).any():
+        return {"plausible": False, "problems": ["missing structure"], **counts, "missing": 1}
+    counts.update({k: n for k, (n, _) in _checks(labels, blood, myocardium).items()})
+    problems = [k for k, n in counts.items() if n]
+    return {"plausible": not problems, "problems": problems, **counts}
+
+
+def defects(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MYOCARDIUM) -> np.ndarray:
+    """Where an LV label map fails :func:`plausibility`: its holes, the parts of a structure beyond its
+    largest, and the voxels next to the blood pool that are not myocardium where they must be (anything
+    but myocardium in a mid-ventricular slice, background outside the basal third). A boolean mask on the
+    map's grid; empty for a plausible map, and for one without blood pool or myocardium."""
+    a = labels.array
+    if not (a == blood).any() or not (a == myocardium).any():
+        return np.zeros(a.shape, bool)
+    return np.any([mask for _, mask in _checks(labels, blood, myocardium).values()], axis=0)
+
+
+def _checks(labels: Volume, blood: int, myocardium: int) -> dict:
+    """{check of PLAUSIBILITY_CHECKS: (count, mask of the voxels at fault)} of a map holding both
+    structures."""
     from scipy import ndimage
 
     a = labels.array
     bp, myo = a == blood, a == myocardium
     lv = bp | myo
-    counts = {k: 0 for k in PLAUSIBILITY_CHECKS}
-    if not bp.any() or not myo.any():
-        return {"plausible": False, "problems": ["missing structure"], **counts, "missing": 1}
-    counts["holes"] = int(ndimage.label(ndimage.binary_fill_holes(bp) & ~bp)[1]
-                          + ndimage.label(ndimage.binary_fill_holes(lv) & ~lv)[1])
+    pool_holes, lv_holes = ndimage.binary_fill_holes(bp) & ~bp, ndimage.binary_fill_holes(lv) & ~lv
     full = np.ones((3, 3, 3), bool)
-    counts["fragmented"] = int(ndimage.label(bp, full)[1] - 1 + ndimage.label(myo, full)[1] - 1)
+    stray, pieces = np.zeros(a.shape, bool), 0
+    for mask in (bp, myo):
+        parts, n = ndimage.label(mask, full)
+        pieces += n - 1
+        if n > 1:
+            stray |= (parts > 0) & (parts != 1 + int(np.argmax(np.bincount(parts.ravel())[1:])))
     bp = ndimage.binary_fill_holes(bp)  # holes are counted once, above, not as contact
     cross = ndimage.generate_binary_structure(2, 1)
     mid, apical = lv_thirds(bp)
+    open_ring = np.zeros(a.shape, bool)
     for k in mid:
-        ring = ndimage.binary_dilation(bp[..., k], cross) & ~bp[..., k]
-        counts["not_enclosed"] += int(np.any(a[..., k][ring] != myocardium))
+        open_ring[..., k] = ndimage.binary_dilation(bp[..., k], cross) & ~bp[..., k] & (a[..., k] != myocardium)
     # The base is open to the atrium; elsewhere, the apex included, blood must not meet the background,
     # in-plane or through-plane (an open apex) where slices are thin enough to see the apical cap.
     contact = ndimage.binary_dilation(bp, contact_structure(labels.spacing)) & ~bp & (a == 0)
-    counts["touches_background"] = int(np.count_nonzero(contact[..., apical].any(axis=(0, 1))))
-    problems = [k for k, n in counts.items() if n]
-    return {"plausible": not problems, "problems": problems, **counts}
+    contact[..., :apical.start] = False
+    contact[..., apical.stop:] = False
+    return {"holes": (ndimage.label(pool_holes)[1] + ndimage.label(lv_holes)[1], pool_holes | lv_holes),
+            "fragmented": (pieces, stray),
+            "not_enclosed": (int(np.count_nonzero(open_ring.any(axis=(0, 1)))), open_ring),
+            "touches_background": (int(np.count_nonzero(contact.any(axis=(0, 1)))), contact)}

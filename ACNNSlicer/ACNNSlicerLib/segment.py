@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ACNNCore.errors import InputError
-from ACNNCore.inference import Segmenter, clean_up
+from ACNNCore.bundle import prior_of
+from ACNNCore.inference import Segmenter, ShapeModel, clean_up
 from ACNNCore.metrics import clinical_measures, ejection_fraction, plausibility
 from ACNNCore.volume import Volume
 
@@ -22,6 +23,7 @@ class PhaseResult:
     labels: Volume  # on the HR grid aligned with the input
     measures: dict  # lv_volume_ml, myo_volume_ml, myo_mass_g
     plausibility: dict  # ACNNCore.metrics.plausibility
+    correction: str = ""  # with correct=True: what the shape model did (ACNNCore.inference.ShapeModel.correct)
 
 
 @dataclass
@@ -40,7 +42,8 @@ class SegmentResult:
                  "Myocardial mass (g)": round(p.measures["myo_mass_g"], 1),
                  "EF (%)": None if self.ef_pct is None else round(self.ef_pct, 1),
                  "Plausible": "yes" if p.plausibility["plausible"] else "no",
-                 "Problems": ", ".join(p.plausibility["problems"])} for p in self.phases]
+                 "Problems": ", ".join(p.plausibility["problems"]),
+                 "Shape model": p.correction or "-"} for p in self.phases]
 
 
 class SegmentLogic:
@@ -82,13 +85,18 @@ class SegmentLogic:
 
     def compute(self, frames: list[Volume], model: str, device: str = "auto", ed: int | None = None,
                 es: int | None = None, progress: Progress | None = None, cancelled=None,
-                cleanup: bool = False, close_myocardium: bool = False) -> SegmentResult:
+                cleanup: bool = False, close_myocardium: bool = False, correct: bool = False) -> SegmentResult:
         """Segment one volume, or the ED and ES frames of a cine sequence (given, or detected as the frames of
         largest and smallest LV blood-pool volume, which segments every frame). ``cleanup``: each structure's
         largest connected part, the LV blood pool without holes (``ACNNCore.inference.clean_up``);
-        ``close_myocardium``: that, and the myocardial ring closed where it is open."""
+        ``close_myocardium``: that, and the myocardial ring closed where it is open; ``correct``: the clean-up,
+        and an implausible output corrected with the shape model the network was trained with
+        (``ACNNCore.inference.ShapeModel.correct``)."""
+        if close_myocardium and correct:
+            raise InputError("close the myocardium by rule or correct with the shape model, not both")
         step(progress, cancelled, 0.0, f"loading {model}")
         segmenter = self.segmenter(model, device)
+        shape = cached(self._models, ShapeModel, prior_of(model), device) if correct else None
         for name, index in (("ED", ed), ("ES", es)):
             if index is not None and not 0 <= index < len(frames):
                 raise InputError(f"{name} frame {index} is outside the sequence's {len(frames)} frames")
@@ -98,19 +106,23 @@ class SegmentLogic:
             wanted = [("ED", ed), ("ES", es)]
         else:
             wanted = []
-        labels, curve = {}, []
+        labels, curve, corrections = {}, [], {}
         todo = [i for _, i in wanted] if wanted else list(range(len(frames)))
         for n, i in enumerate(todo):
             step(progress, cancelled, 0.05 + 0.9 * n / len(todo), f"segmenting frame {i + 1} of {len(frames)}")
-            labels[i] = segmenter(frames[i]).labels
-            if cleanup or close_myocardium:
+            result = segmenter(frames[i])
+            labels[i] = result.labels
+            if shape is not None:
+                step(progress, cancelled, 0.05 + 0.9 * (n + 0.5) / len(todo), f"checking frame {i + 1}'s shape")
+                labels[i], corrections[i] = shape.correct(labels[i], result.probabilities)
+            elif cleanup or close_myocardium:
                 labels[i] = clean_up(labels[i], close_myocardium=close_myocardium)
         if not wanted:
             curve = [clinical_measures(labels[i])["lv_volume_ml"] for i in range(len(frames))]
             wanted = [("ED", int(np.argmax(curve))), ("ES", int(np.argmin(curve)))]
         step(progress, cancelled, 0.95, "measuring")
-        phases = [PhaseResult(phase, i, labels[i], clinical_measures(labels[i]), plausibility(labels[i]))
-                  for phase, i in wanted]
+        phases = [PhaseResult(phase, i, labels[i], clinical_measures(labels[i]), plausibility(labels[i]),
+                              corrections.get(i, "")) for phase, i in wanted]
         ef = None
         if len(phases) == 2 and phases[0].measures["lv_volume_ml"] > 0:
             ef = ejection_fraction(phases[0].measures["lv_volume_ml"], phases[1].measures["lv_volume_ml"])
@@ -135,9 +147,9 @@ class SegmentLogic:
 
     def process(self, input_node, model: str = "acnn-seg-phantom", device: str = "auto", ed=None, es=None,
                 progress: Progress | None = None, cancelled=None, surfaces: bool = True,
-                cleanup: bool = False, close_myocardium: bool = False):
+                cleanup: bool = False, close_myocardium: bool = False, correct: bool = False):
         """Blocking: read, compute, apply. Returns (result, segmentation nodes, table node)."""
         result = self.compute(self.read_input(input_node), model, device, ed, es, progress, cancelled,
-                              cleanup, close_myocardium)
+                              cleanup, close_myocardium, correct)
         segmentations, table = self.apply(result, input_node, surfaces)
         return result, segmentations, table

@@ -73,6 +73,7 @@ class Studio:
         s.device = "auto"
         s.clean_up = False
         s.close_myocardium = False
+        s.correct = False
         s.busy, s.progress, s.status = False, 0, "Load an image, or start with --demo."
         s.error = ""
         s.results = []
@@ -263,12 +264,14 @@ class Studio:
                 other.GetDisplayNode().SetVisibility(False)
             self.state.results = result.rows()
             flags = ", ".join(f"{p.phase or 'result'} {'plausible' if p.plausibility['plausible'] else 'IMPLAUSIBLE'}"
+                              + (" (corrected)" if p.correction.startswith("corrected") else "")
                               for p in result.phases)
             ef = f", EF {result.ef_pct:.1f} %" if result.ef_pct is not None else ""
             self.state.status = f"Segmented on {result.device}{ef}; {flags}."
 
         await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment",
-                        cleanup=bool(self.state.clean_up), close_myocardium=bool(self.state.close_myocardium))
+                        cleanup=bool(self.state.clean_up), close_myocardium=bool(self.state.close_myocardium),
+                        correct=bool(self.state.correct))
 
     async def run_superresolve(self):
         try:
@@ -404,6 +407,8 @@ class Studio:
                              label="Clean up: each structure's largest connected part, LV blood pool without holes")
                 v3.VCheckbox(v_model=("close_myocardium",), density="compact", hide_details=True,
                              label="Close the myocardium: the clean-up, and the ring closed where it is open")
+                v3.VCheckbox(v_model=("correct",), density="compact", hide_details=True,
+                             label="Correct with the shape model: an implausible output made plausible")
                 self._run_buttons(self.run_segment, "segment")
                 with v3.VTable(density="compact", v_if=("results.length",), id="results"):
                     with html.Thead():

@@ -38,6 +38,7 @@ class SegmentParameterNode:
     detectPhases: bool = True
     cleanUp: bool = False
     closeMyocardium: bool = False
+    correct: bool = False
     edFrame: int = 0
     esFrame: int = 0
 
@@ -79,7 +80,7 @@ class SegmentWidget(module_widget_base()):
         ed, es = (None, None) if p.detectPhases else (p.edFrame, p.esFrame)
         self._input = p.inputNode
         return BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es,
-                              cleanup=p.cleanUp, close_myocardium=p.closeMyocardium)
+                              cleanup=p.cleanUp, close_myocardium=p.closeMyocardium, correct=p.correct)
 
     def _apply(self, result) -> str:
         segmentations, table = self.logic.segment.apply(result, self._input)
@@ -89,8 +90,9 @@ class SegmentWidget(module_widget_base()):
             node.GetDisplayNode().SetVisibility(False)
         segmentations[0].GetDisplayNode().SetVisibility3D(True)
         self.ui.resultTable.setMRMLTableNode(table)
-        flags = ["plausible" if ph.plausibility["plausible"] else "IMPLAUSIBLE: " + ", ".join(ph.plausibility["problems"])
-                 for ph in result.phases]
+        flags = [("plausible" if p.plausibility["plausible"] else "IMPLAUSIBLE: " + ", ".join(p.plausibility["problems"]))
+                 + (" (corrected by the shape model)" if p.correction.startswith("corrected") else "")
+                 for p in result.phases]
         return f"Done on {result.device}. " + "; ".join(flags)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ACNNCore.bundle import prior_of
 from ACNNCore.errors import InputError
 from ACNNCore.inference import (Segmenter, ShapeModel, SuperResolver, clean_up, hr_geometry, interpolate_stack,
                                 keep_largest_component)
@@ -218,6 +219,65 @@ def test_closing_the_myocardium_makes_open_rings_plausible(tiny_models, tiny_dat
     assert run.returncode == 0, run.stderr
     out = read_volume(tmp_path / "closed.nii.gz")
     np.testing.assert_array_equal(out.array, clean_up(out, close_myocardium=True).array)
+
+
+def test_a_shape_model_corrects_an_implausible_map_where_it_is_wrong_and_leaves_a_plausible_one(
+        tiny_models, tiny_data, tmp_path):
+    from scipy import ndimage
+
+    from ACNNCore.metrics import defects, lv_thirds
+    from ACNNCore.phantom.population import generate_subject
+
+    truth = generate_subject(0, 7).phases["ED"]["hr_gt"]  # the phantom's HR grid, which ae-phantom knows
+    shape = ShapeModel("ae-phantom", device="cpu")
+    out, how = shape.correct(truth)
+    assert how == "plausible" and np.array_equal(out.array, truth.array)
+    a = truth.array.copy()
+    mid = lv_thirds(a == 1)[0]
+    k = mid[len(mid) // 2]
+    cx, cy = np.argwhere(a[..., k] == 1).mean(0).astype(int)
+    wall = a[cx:, cy - 1:cy + 2, k - 1:k + 2]
+    wall[wall == 2] = 0  # a gap through the lateral wall in three mid-ventricular slices
+    gappy = truth.with_array(a)
+    assert set(plausibility(gappy)["problems"]) == {"not_enclosed", "touches_background"}
+    probabilities = np.stack([a == c for c in range(3)]).astype(np.float32)
+    for p in (None, probabilities):
+        out, how = shape.correct(gappy, p)
+        np.testing.assert_array_equal(gappy.array, a)  # the input is left as it was
+        assert how.startswith("corrected within 3 voxels") and plausibility(out)["plausible"], how
+        changed = out.array != a
+        near = ndimage.binary_dilation(defects(gappy), ndimage.iterate_structure(
+            ndimage.generate_binary_structure(2, 1), 3)[..., None])
+        assert changed.any() and not (changed & ~near).any()  # only around the gap
+        assert 2 in out.array[changed] and set(out.array[changed]) <= {1, 2}  # the LV closed
+        assert set(np.flatnonzero(changed.any((0, 1)))) <= {k - 1, k, k + 1}
+    with pytest.raises(InputError, match="probabilities of shape"):
+        shape.correct(gappy, probabilities[:2])
+    with pytest.raises(InputError, match="values up to 3"):
+        shape.correct(truth.with_array(np.where(a == 2, 3, a).astype(np.uint8)))
+    # in the segmenter and on the command line: the clean-up, then the correction
+    with pytest.raises(InputError, match="not both"):
+        Segmenter(tiny_models["seg"], "cpu", close_myocardium=True, shape_model="ae-phantom")
+    with pytest.raises(InputError, match="must be the same"):
+        Segmenter(tiny_models["seg"], "cpu", shape_model="ae-acdc")
+    lr = _lr_case(tiny_data, "subject001", "ES")
+    result = Segmenter(tiny_models["seg"], "cpu", shape_model=shape)(lr)
+    expected, how = shape.correct(Segmenter(tiny_models["seg"], "cpu")(lr).labels, result.probabilities)
+    assert result.correction == how and np.array_equal(result.labels.array, expected.array)
+    run = acnn("segment", tiny_data / "subject001" / "ES" / "lr.nii.gz", "--out", tmp_path / "corrected.nii.gz",
+               "--model", tiny_models["seg"], "--correct", "ae-phantom")
+    assert run.returncode == 0, run.stderr
+    assert f"shape model: {how}" in run.stdout
+    np.testing.assert_array_equal(read_volume(tmp_path / "corrected.nii.gz").array, expected.array)
+    # --correct alone: the network's own prior, found by the checksum its bundle records
+    assert Segmenter(tiny_models["seg"], "cpu", shape_model=True).shape_model.runner.bundle.path == \
+        prior_of(tiny_models["seg"]) == tiny_models["ae"]
+    assert Segmenter("acnn-seg-phantom", "cpu", shape_model=True).shape_model.meta["name"] == "ae-phantom"
+    run = acnn("segment", tiny_data / "subject001" / "ES" / "lr.nii.gz", "--out", tmp_path / "own.nii.gz",
+               "--model", tiny_models["seg"], "--correct")
+    assert run.returncode == 0 and "shape model: " in run.stdout, run.stderr
+    with pytest.raises(InputError, match="trained without a shape prior"):
+        Segmenter("seg3d-phantom", "cpu", shape_model=True)
 
 
 def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):

@@ -169,9 +169,35 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     ensemble = AcdcBenchmark(acdc_root, tmp_path, models={"acnn-seg": "acnn-seg-acdc,acnn-seg-acdc"})
     assert [p.name for p in ensemble.model("acnn-seg")] == ["acnn-seg-acdc"] * 2  # what Segmenter averages
     report = AcdcBenchmark(acdc_root, tmp_path, device="cpu", say=lambda *a: None, max_patients=10,
-                           models={"acnn-seg": "acnn-seg-acdc", "ae": "ae-acdc"}, methods=("acnn-seg",)).run()
+                           models={"acnn-seg": "acnn-seg-acdc", "ae": "ae-acdc"}, methods=("acnn-seg",),
+                           correct=True).run()
     text = report.read_text()
     assert "| ACNN-Seg |" in text and "2D-FCN" not in text and "No prior" not in text
+    # --correct: each output also corrected with the AE's shape space; plausible unless it could not be
+    assert "### The same predictions corrected with the shape model" in text
+    assert re.search(r"ACNN-Seg: implausible after the clean-up \d+ / \d+ / \d+ \(0 / 2 / 4 mm\), corrected "
+                     r"\d+ / \d+ / \d+, implausible after \d+ / \d+ / \d+; Dice", text)
+    with open(tmp_path / "acdc_cases.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["cleanup"] == "corrected"]
+    assert len(rows) == 12
+    assert all((r["plausible"] == "True") != r["correction"].startswith("not corrected") for r in rows)
+    # the figure of what the correction changed: here an expert map with a gap cut through its lateral wall
+    from ACNNCore.inference import ShapeModel, clean_up
+    from ACNNCore.metrics import lv_thirds, plausibility
+
+    bench = AcdcBenchmark(acdc_root, tmp_path / "figure", models={"ae": "ae-acdc"})
+    case = bench._cases()[0]
+    a = case.labels.array.copy()
+    k = lv_thirds(a == 1)[0][0]
+    x, y = np.argwhere(a[..., k] == 1).mean(0).astype(int)
+    wall = a[x:, y - 1:y + 2, k]
+    wall[wall == 2] = 0
+    gappy = case.labels.with_array(a)
+    corrected, how = ShapeModel("ae-acdc", "cpu").correct(gappy)
+    assert how.startswith("corrected") and plausibility(corrected)["plausible"]
+    said = bench._corrected_figure((case, clean_up(gappy), corrected,
+                                    {"case": case.name, "method": "ACNN-Seg", "correction": how, "dice_myo": 0.8}))
+    assert how in said and (tmp_path / "figure" / "acdc_corrected.png").read_bytes()[:4] == b"\x89PNG"
     assert "Wilcoxon" not in text and "What the prior fixed" not in text and "## Pathology classification" in text
     assert not (tmp_path / "runs").exists() and "Given, not trained here: acnn-seg = `acnn-seg-acdc`" in text
     assert "Budget" not in text  # nothing trained: no training budget to state

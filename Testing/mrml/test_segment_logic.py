@@ -72,7 +72,7 @@ def test_the_model_offered_suits_the_input(scene, subject):
 
 
 def test_segment_with_the_cleanup(scene, subject):
-    from ACNNCore.inference import clean_up
+    from ACNNCore.inference import ShapeModel, clean_up
 
     lr = subject.phases["ES"]["lr"]
     frames = [lr]
@@ -83,6 +83,14 @@ def test_segment_with_the_cleanup(scene, subject):
     closed = logic.compute(frames, "acnn-seg-phantom", "cpu", close_myocardium=True).phases[0]
     assert np.array_equal(closed.labels.array, clean_up(raw, close_myocardium=True).array)
     assert closed.plausibility["plausible"]
+    # corrected with the shape model the network was trained with (ae-phantom, found by its checksum)
+    result = logic.compute(frames, "acnn-seg-phantom", "cpu", correct=True)
+    probabilities = logic.segmenter("acnn-seg-phantom", "cpu")(lr).probabilities
+    expected, how = ShapeModel("ae-phantom", "cpu").correct(raw, probabilities)
+    assert np.array_equal(result.phases[0].labels.array, expected.array) and result.phases[0].correction == how
+    assert result.rows()[0]["Shape model"] == how
+    with pytest.raises(InputError, match="not both"):
+        logic.compute(frames, "acnn-seg-phantom", "cpu", close_myocardium=True, correct=True)
 
 
 def test_segment_agrees_with_truth_in_physical_space(scene, subject):
