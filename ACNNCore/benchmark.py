@@ -604,21 +604,20 @@ class AcdcBenchmark:
             for motion in ACDC_MOTIONS:
                 for i, c in enumerate(cases):
                     result = segmenter(self._moved(i, c, motion))
-                    pred = result.labels
+                    pred, clean = result.labels, clean_up(result.labels)
                     about = {"method": name, "case": c.name, "group": c.meta["group"], "phase": c.meta["phase"],
                              "motion_mm": motion}
                     rows.append({**about, "cleanup": "none", **evaluate_case(pred, c.labels, (1, 2, 3))})
-                    cleaned.append({**about, "cleanup": "clean-up",
-                                    **evaluate_case(clean_up(pred), c.labels, (1, 2, 3))})
+                    cleaned.append({**about, "cleanup": "clean-up", **evaluate_case(clean, c.labels, (1, 2, 3))})
                     closed.append({**about, "cleanup": "closed",
                                    **evaluate_case(clean_up(pred, close_myocardium=True), c.labels, (1, 2, 3))})
                     if shape is not None:
                         labels, how = shape.correct(pred, result.probabilities)
-                        changed = int(np.count_nonzero(labels.array != clean_up(pred).array))
+                        changed = int(np.count_nonzero(labels.array != clean.array))
                         corrected.append({**about, "cleanup": "corrected", "correction": how,
                                           "changed_voxels": changed, **evaluate_case(labels, c.labels, (1, 2, 3))})
                         if key == self.methods[-1] and motion == 0 and changed > most[0]:
-                            most = (changed, (c, clean_up(pred), labels, corrected[-1]))
+                            most = (changed, (c, clean, labels, corrected[-1]))
         _write(self.out / "acdc_cases.csv", rows + cleaned + closed + corrected)
         methods = list(dict.fromkeys(r["method"] for r in rows))
         at0 = [r for r in rows if r["motion_mm"] == 0]

@@ -434,7 +434,7 @@ def _add_benchmark(sub):
                         f"(default: {' '.join(ACDC_SEG_KEYS)})")
     p.add_argument("--correct", action="store_true",
                    help="acdc: also evaluate each output corrected with the AE's shape space (as "
-                        "`acnn segment --correct-with AE`)")
+                        "`acnn segment --correct AE`)")
     _device_arg(p)
     p.set_defaults(run=run_benchmark)
 

@@ -187,17 +187,10 @@ def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
     output was, short of a missing structure."""
     from scipy import ndimage
 
-    from .metrics import contact_structure, lv_thirds
+    from .metrics import contact_structure, lv_thirds, stray_parts
 
     a = labels.array.copy()
-    full = np.ones((3, 3, 3), bool)
     structure = contact_structure(labels.spacing)
-
-    def stray(mask):  # all but the largest 26-connected part
-        parts, n = ndimage.label(mask, full)
-        if n < 2:
-            return np.zeros_like(mask)
-        return (parts > 0) & (parts != 1 + int(np.argmax(np.bincount(parts.ravel())[1:])))
 
     for _ in range(2 * a.shape[2] + 2):
         before = a.copy()
@@ -213,8 +206,8 @@ def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
         apical = np.zeros(a.shape, bool)
         apical[..., lv_thirds(bp)[1]] = True
         a[bp & apical & ndimage.binary_dilation((a != blood) & (a != myocardium), structure)] = myocardium
-        a[stray(a == blood)] = myocardium
-        loose = stray(a == myocardium)
+        a[stray_parts(a == blood)] = myocardium
+        loose = stray_parts(a == myocardium)
         for k in np.flatnonzero(loose.any(axis=(0, 1))):
             a[..., k][ndimage.binary_fill_holes(loose[..., k]) & ((a[..., k] == blood) | loose[..., k])] = 0
         if np.array_equal(a, before):
@@ -405,12 +398,15 @@ class ShapeModel(_Model):
         logits = self.runner.run(self.net.decode, torch.from_numpy(np.asarray(code, np.float32))[None])
         return torch.softmax(logits, 1)[0].numpy()
 
-    def encode(self, labels: Volume, geometry: Geometry | None = None) -> np.ndarray:
-        """A label map (any grid) -> code; it is first resampled onto the model grid around its centre (or
-        onto ``geometry``, a grid of the model's shape)."""
+    def _check_labels(self, labels: Volume) -> None:
         if labels.array.max() >= self.num_classes:
             raise InputError(f"label map holds values up to {int(labels.array.max())}; the model knows "
                              f"{self.num_classes - 1}")
+
+    def encode(self, labels: Volume, geometry: Geometry | None = None) -> np.ndarray:
+        """A label map (any grid) -> code; it is first resampled onto the model grid around its centre (or
+        onto ``geometry``, a grid of the model's shape)."""
+        self._check_labels(labels)
         on_grid = resample(labels, geometry or self.placement(labels), "nearest").array
         onehot = one_hot(torch.from_numpy(on_grid.astype(np.int64))[None], self.num_classes)
         return self.runner.run(self.net.encode, onehot)[0].numpy()
@@ -446,19 +442,17 @@ class ShapeModel(_Model):
         if probabilities is not None and probabilities.shape != (self.num_classes, *labels.shape):
             raise InputError(f"probabilities of shape {probabilities.shape} do not fit a {labels.shape} map of "
                              f"{self.num_classes} classes (this shape model's)")
-        if labels.array.max() >= self.num_classes:
-            raise InputError(f"label map holds values up to {int(labels.array.max())}; the model knows "
-                             f"{self.num_classes - 1}")
+        self._check_labels(labels)
         labels = clean_up(labels, blood, myocardium)
         if plausibility(labels, blood, myocardium)["plausible"]:
             return labels, "plausible"
         if not (labels.array == blood).any() and not (labels.array == myocardium).any():
             return labels, "not corrected: no LV found"
         # all work is done in-plane in the box around the structures that the widest region can reach
-        found = np.argwhere(labels.array > 0)
+        labelled = np.argwhere(labels.array > 0)
         margin = max(CORRECTION_RADII) + 2
-        lo = np.append(np.maximum(found.min(0)[:2] - margin, 0), 0)
-        hi = np.append(np.minimum(found.max(0)[:2] + margin + 1, labels.shape[:2]), labels.shape[2])
+        lo = np.append(np.maximum(labelled.min(0)[:2] - margin, 0), 0)
+        hi = np.append(np.minimum(labelled.max(0)[:2] + margin + 1, labels.shape[:2]), labels.shape[2])
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         sub = Volume(labels.array[box], Geometry(tuple(hi - lo), labels.spacing,
                                                  tuple(labels.geometry.index_to_physical(lo)), labels.direction))

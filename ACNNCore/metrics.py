@@ -197,6 +197,19 @@ def defects(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MYO
     return np.any([mask for _, mask in _checks(labels, blood, myocardium).values()], axis=0)
 
 
+FULL = np.ones((3, 3, 3), bool)  # 26-connectivity: the parts of a structure
+
+
+def stray_parts(mask: np.ndarray) -> np.ndarray:
+    """All of a mask but its largest 26-connected part (empty where it has one part or none)."""
+    from scipy import ndimage
+
+    parts, n = ndimage.label(mask, FULL)
+    if n < 2:
+        return np.zeros(mask.shape, bool)
+    return (parts > 0) & (parts != 1 + int(np.argmax(np.bincount(parts.ravel())[1:])))
+
+
 def _checks(labels: Volume, blood: int, myocardium: int) -> dict:
     """{check of PLAUSIBILITY_CHECKS: (count, mask of the voxels at fault)} of a map holding both
     structures."""
@@ -206,13 +219,8 @@ def _checks(labels: Volume, blood: int, myocardium: int) -> dict:
     bp, myo = a == blood, a == myocardium
     lv = bp | myo
     pool_holes, lv_holes = ndimage.binary_fill_holes(bp) & ~bp, ndimage.binary_fill_holes(lv) & ~lv
-    full = np.ones((3, 3, 3), bool)
-    stray, pieces = np.zeros(a.shape, bool), 0
-    for mask in (bp, myo):
-        parts, n = ndimage.label(mask, full)
-        pieces += n - 1
-        if n > 1:
-            stray |= (parts > 0) & (parts != 1 + int(np.argmax(np.bincount(parts.ravel())[1:])))
+    pieces = sum(n - 1 for n in (ndimage.label(bp, FULL)[1], ndimage.label(myo, FULL)[1]))
+    stray = stray_parts(bp) | stray_parts(myo)
     bp = ndimage.binary_fill_holes(bp)  # holes are counted once, above, not as contact
     cross = ndimage.generate_binary_structure(2, 1)
     mid, apical = lv_thirds(bp)
