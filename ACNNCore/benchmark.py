@@ -19,6 +19,7 @@ import numpy as np
 from .bundle import read_meta, resolve
 from .errors import InputError
 from .evaluation import ef_agreement, evaluate_case
+from .inference import CORRECTION_MAX_CHANGE, CORRECTION_REFUSED
 from .metrics import dice, on_grid_of, ssim, wilcoxon_p
 from .phantom.population import PhantomConfig, generate_subject, with_motion
 
@@ -472,7 +473,8 @@ class AcdcBenchmark:
     classification from the AE's codes of the ground truth against PCA."""
 
     def __init__(self, data, out, budget: str = "cpu", device: str = "auto", say=print, max_patients: int = 0,
-                 workers: int = 0, models: dict | None = None, methods=ACDC_SEG_KEYS, correct: bool = False):
+                 workers: int = 0, models: dict | None = None, methods=ACDC_SEG_KEYS, correct: bool = False,
+                 max_change: float | None = CORRECTION_MAX_CHANGE):
         from .datasets import acdc_patients, is_acdc
 
         self.data, self.out, self.device, self.say, self.workers = Path(data), Path(out), device, say, workers
@@ -481,6 +483,7 @@ class AcdcBenchmark:
         self.models = {k: str(v) for k, v in (models or {}).items()}  # KEY -> a trained bundle to use
         self.methods = tuple(methods)  # the segmentation methods evaluated
         self.correct = correct  # also each output corrected with the AE's shape space (ShapeModel.correct)
+        self.max_change = max_change  # the correction's limit (of the LV's voxels); refused ones also without
         for keys in (self.models, self.methods):
             if set(keys) - set(ACDC_METHODS):
                 raise InputError(f"unknown method keys {sorted(set(keys) - set(ACDC_METHODS))}; known: "
@@ -595,7 +598,7 @@ class AcdcBenchmark:
         cases = self._cases()
         shape = ShapeModel(self.model("ae"), self.device) if self.correct else None
         # each prediction as it comes, cleaned up, its myocardium closed, corrected with the shape model
-        rows, cleaned, closed, corrected = [], [], [], []
+        rows, cleaned, closed, corrected, unlimited = [], [], [], [], []
         most = (0, None)  # the correction that changed most (last method, no added motion): (voxels, figure data)
         for key in self.methods:
             segmenter = Segmenter(self.model(key), self.device)
@@ -612,13 +615,19 @@ class AcdcBenchmark:
                     closed.append({**about, "cleanup": "closed",
                                    **evaluate_case(clean_up(pred, close_myocardium=True), c.labels, (1, 2, 3))})
                     if shape is not None:
-                        labels, how = shape.correct(pred, result.probabilities)
+                        labels, how = shape.correct(pred, result.probabilities, max_change=self.max_change)
                         changed = int(np.count_nonzero(labels.array != clean.array))
                         corrected.append({**about, "cleanup": "corrected", "correction": how,
                                           "changed_voxels": changed, **evaluate_case(labels, c.labels, (1, 2, 3))})
                         if key == self.methods[-1] and motion == 0 and changed > most[0]:
                             most = (changed, (c, clean, labels, corrected[-1]))
-        _write(self.out / "acdc_cases.csv", rows + cleaned + closed + corrected)
+                        unlimited.append({**corrected[-1], "cleanup": "corrected, no limit"})
+                        if how.startswith(CORRECTION_REFUSED):  # what the limit kept from happening
+                            labels, how = shape.correct(pred, result.probabilities, max_change=None)
+                            unlimited[-1] = {**about, "cleanup": "corrected, no limit", "correction": how,
+                                             "changed_voxels": int(np.count_nonzero(labels.array != clean.array)),
+                                             **evaluate_case(labels, c.labels, (1, 2, 3))}
+        _write(self.out / "acdc_cases.csv", rows + cleaned + closed + corrected + unlimited)
         methods = list(dict.fromkeys(r["method"] for r in rows))
         at0 = [r for r in rows if r["motion_mm"] == 0]
         table = _acdc_table(at0, methods)
@@ -674,15 +683,18 @@ class AcdcBenchmark:
             + ", ".join(f"{m} {len(bad)} of {len(closed) // len(methods)}"
                         + (f" ({'; '.join(sorted(set(bad)))})" if bad else "") for m, bad in closed_bad.items())
             + " (a rule cannot draw a structure the network missed altogether).",
-        ] + ([self._corrected_section(corrected, cleaned, header, methods, most[1])] if self.correct else []) + [
+        ] + ([self._corrected_section(corrected, unlimited, cleaned, header, methods, most[1])]
+             if self.correct else []) + [
             "### Robustness: the same images with simulated slice misalignment (per-slice in-plane shifts up to "
             "0, 2, 4 mm)\n\n" + _table(["Method"] + [f"Myo Dice {mm:.0f} mm" for mm in ACDC_MOTIONS]
                                         + ["change 0 -> 4 mm", "Implausible LV 0 / 2 / 4 mm"], robust)
             + robust_test,
         ] + (["### What the prior fixed\n\n" + self._prior_figure(rows, cases)] if paired else []))
 
-    def _corrected_section(self, corrected: list, cleaned: list, header: list, methods: list, most) -> str:
-        """The predictions corrected with the AE's shape space, against the same cleaned up."""
+    def _corrected_section(self, corrected: list, unlimited: list, cleaned: list, header: list, methods: list,
+                           most) -> str:
+        """The predictions corrected with the AE's shape space, against the same cleaned up; ``unlimited``: the
+        same without the limit on how much of the LV a correction may change."""
         at0 = [r for r in corrected if r["motion_mm"] == 0]
         lines = []
         for m in methods:
@@ -699,6 +711,14 @@ class AcdcBenchmark:
                          f"{' / '.join(map(str, left))}; Dice against the cleaned-up outputs at 0 mm "
                          + ", ".join(f"{k[5:].upper()} {np.nanmean(change[k]) - np.nanmean(base[k]):+.3f} "
                                      f"({_p(wilcoxon_p(change[k], base[k]))})" for k in change) + ".")
+            refused = [r for r in mine if r["correction"].startswith(CORRECTION_REFUSED)]
+            if refused:  # left implausible by the limit: what the correction would have done without it
+                free = {(r["case"], r["motion_mm"]): r for r in unlimited if r["method"] == m}
+                told = [(r, free[r["case"], r["motion_mm"]]) for r in refused]
+                lines.append(f"{m}: {len(refused)} correction(s) refused for changing more than "
+                             f"{self.max_change:.0%} of the LV's voxels; without that limit: "
+                             + "; ".join(f"{r['case']} at {r['motion_mm']:.0f} mm {u['correction']}, myocardium "
+                                         f"Dice {r['dice_myo']:.3f} -> {u['dice_myo']:.3f}" for r, u in told) + ".")
         return ("### The same predictions corrected with the shape model (`acnn segment --correct AE`: "
                 "after the clean-up, an implausible output replaced by the nearest plausible one the AE's shape "
                 "space offers, changing as little as it can)\n\n" + _table(header, _acdc_table(at0, methods))

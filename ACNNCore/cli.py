@@ -218,6 +218,10 @@ def _add_inference(sub):
                    help="the clean-up, then an implausible output replaced by the nearest plausible one that a "
                         "learnt shape space offers, changing as little as it can: the AE the model was trained with "
                         "(found by its checksum, e.g. ae-acdc for acnn-seg-acdc), or the AE or T-L bundle named")
+    p.add_argument("--max-change", type=float, default=None, metavar="SHARE",
+                   help="with --correct: the largest share of the LV's voxels a correction may change (default "
+                        "0.25); an output that only a larger change makes plausible is left as it is, saying so "
+                        "(inf: no limit, the whole map may be replaced by a decoded shape)")
     p.add_argument("--label-convention", choices=("ours", "acdc"), default="ours",
                    help="label values written: ours (1 LV, 2 myocardium, 3 RV) or acdc (1 RV, 2 myocardium, 3 LV)")
     p.add_argument("--overwrite", action="store_true")
@@ -264,7 +268,8 @@ def run_segment(args) -> int:
     check_writable(args.out, args.overwrite)
     volume = read_volume(args.input)
     model = args.model or default_model(volume)
-    result = Segmenter(model, args.device, args.clean_up, args.close_myocardium, args.correct)(volume)
+    result = Segmenter(model, args.device, args.clean_up, args.close_myocardium, args.correct,
+                       **_max_change(args))(volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
     m = clinical_measures(result.labels)
@@ -272,6 +277,15 @@ def run_segment(args) -> int:
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g"
           + (f"; shape model: {result.correction}" if result.correction else ""))
     return 0
+
+
+def _max_change(args) -> dict:
+    """--max-change, given only with --correct: the keyword for Segmenter (its default otherwise)."""
+    if args.max_change is None:
+        return {}
+    if not args.correct:
+        raise InputError("--max-change limits the shape model's correction: give it with --correct")
+    return {"max_change": args.max_change}
 
 
 def _convention(labels, convention: str):
@@ -301,7 +315,7 @@ def _segment_folder(args) -> int:
     if existing and not args.overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs); pass --overwrite")
     segmenter = Segmenter(args.model or default_model(cases[0].image), args.device, args.clean_up,
-                          args.close_myocardium, args.correct)
+                          args.close_myocardium, args.correct, **_max_change(args))
     corrected = 0
     for case, target in zip(tqdm(cases, desc="segment", unit="case", disable=None), targets):
         result = segmenter(case.image)
@@ -435,6 +449,9 @@ def _add_benchmark(sub):
     p.add_argument("--correct", action="store_true",
                    help="acdc: also evaluate each output corrected with the AE's shape space (as "
                         "`acnn segment --correct AE`)")
+    p.add_argument("--max-change", type=float, default=None, metavar="SHARE",
+                   help="acdc, with --correct: the largest share of the LV's voxels a correction may change "
+                        "(default 0.25, as acnn segment; those refused are also reported as corrected without it)")
     _device_arg(p)
     p.set_defaults(run=run_benchmark)
 
@@ -446,7 +463,8 @@ def run_benchmark(args) -> int:
         from .benchmark import AcdcBenchmark
 
         path = AcdcBenchmark(args.data, args.out, args.budget, args.device, workers=args.workers,
-                             models=parse_models(args.models), methods=args.methods, correct=args.correct).run()
+                             models=parse_models(args.models), methods=args.methods, correct=args.correct,
+                             **_max_change(args)).run()
     else:
         bench = Benchmark(args.data, args.out, args.budget, parse_models(args.models), args.device,
                           args.test_subjects, seeds=args.seeds)

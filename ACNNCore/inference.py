@@ -285,6 +285,13 @@ def _ensemble_facts(meta: dict) -> dict:
             "normalization": meta["input"].get("normalization"), "slices": meta["input"].get("slices")}
 
 
+CORRECTION_RADII = (3, 6, 12, 24)  # in-plane voxels around an implausible map's defects (then everywhere)
+CORRECTION_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)  # how far the code moves toward the mean code
+CORRECTION_WEIGHTS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, np.inf)  # of the decoded shape against p
+CORRECTION_MAX_CHANGE = 0.25  # of the LV's voxels: a correction that must change more replaces the output, refused
+CORRECTION_REFUSED = "not corrected: the nearest plausible shape found"  # how a refusal over that limit begins
+
+
 class Segmenter(_Model):
     """LR stack -> HR label map, with a ``seg`` bundle (ACNN-Seg, 3D-Seg or a baseline) or a list of them: an
     ensemble, their probabilities averaged."""
@@ -294,13 +301,14 @@ class Segmenter(_Model):
     PAD = (1.0, 0.0)  # outside the model's field of view: background (channels past the last take the last)
 
     def __init__(self, model="acnn-seg-phantom", device: str = "auto", cleanup: bool = False,
-                 close_myocardium: bool = False, shape_model=None):
+                 close_myocardium: bool = False, shape_model=None, max_change: float | None = CORRECTION_MAX_CHANGE):
         super().__init__(model, device)
         self.cleanup = cleanup  # clean_up(): each structure's largest connected part, blood pool without holes
         self.close_myocardium = close_myocardium  # the clean-up, then the myocardial ring closed
         # ShapeModel.correct(): the clean-up, then an implausible output corrected with a learnt shape space --
         # a shape model (bundle, name or ShapeModel), or True: the prior the (first) network was trained with
         self.shape_model = None
+        self.max_change = max_change  # ShapeModel.correct's limit on how much of the LV a correction changes
         if shape_model is not None and shape_model is not False:
             if close_myocardium:
                 raise InputError("close the myocardium by rule or correct with a shape model, not both")
@@ -316,7 +324,7 @@ class Segmenter(_Model):
         probs, out, _ = self._channels_on_input_grid(volume, lambda logits: torch.softmax(logits, 1))
         labels, correction = Volume(probs.argmax(0).astype(np.uint8), out), ""
         if self.shape_model is not None:
-            labels, correction = self.shape_model.correct(labels, probs)
+            labels, correction = self.shape_model.correct(labels, probs, max_change=self.max_change)
             log.info("shape model: %s", correction)
         elif self.cleanup or self.close_myocardium:
             labels = clean_up(labels, close_myocardium=self.close_myocardium)
@@ -344,11 +352,6 @@ class SuperResolver(_Model):
 def interpolate_stack(volume: Volume, factor: int, method: str = "linear") -> Volume:
     """The SR baselines: linear or B-spline interpolation of a stack onto its HR grid."""
     return resample(volume, hr_geometry(volume.geometry, factor), {"linear": "linear", "bspline": "bspline"}[method])
-
-
-CORRECTION_RADII = (3, 6, 12, 24)  # in-plane voxels around an implausible map's defects (then everywhere)
-CORRECTION_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)  # how far the code moves toward the mean code
-CORRECTION_WEIGHTS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, np.inf)  # of the decoded shape against p
 
 
 class ShapeModel(_Model):
@@ -421,7 +424,8 @@ class ShapeModel(_Model):
         return self.runner.run(self.net.predict, torch.from_numpy(on_grid.array)[None, None])[0].numpy()
 
     def correct(self, labels: Volume, probabilities: np.ndarray | None = None, blood: int = LV_BLOOD_POOL,
-                myocardium: int = LV_MYOCARDIUM) -> tuple[Volume, str]:
+                myocardium: int = LV_MYOCARDIUM, max_change: float | None = CORRECTION_MAX_CHANGE
+                ) -> tuple[Volume, str]:
         """The plausible label map nearest a segmenter's implausible one that this shape model offers: the
         shape space as a prior at test time (after Painchaud et al., MICCAI 2019, who replace the whole map).
 
@@ -433,8 +437,10 @@ class ShapeModel(_Model):
         :data:`CORRECTION_WEIGHTS` until a cleaned-up candidate passes -- ``p`` the segmenter's probabilities
         ``(C, X, Y, Z)`` on the map's grid (without them, the map itself, near one-hot), ``q`` the decoded
         shape's. Of the candidates that pass in the smallest region where any does, the one that changes the
-        fewest voxels is returned, with how it was found; none passing, the cleaned-up map, with "not
-        corrected". A plausible map is returned cleaned up ("plausible")."""
+        fewest voxels is returned, with how it was found; none passing, or that one changing more than
+        ``max_change`` times the map's LV voxels (blood pool and myocardium; None: no limit, the whole map may
+        be replaced as Painchaud et al. do), the cleaned-up map, with "not corrected" and why. A plausible map
+        is returned cleaned up ("plausible")."""
         from scipy import ndimage
 
         from .metrics import defects, plausibility
@@ -442,6 +448,8 @@ class ShapeModel(_Model):
         if probabilities is not None and probabilities.shape != (self.num_classes, *labels.shape):
             raise InputError(f"probabilities of shape {probabilities.shape} do not fit a {labels.shape} map of "
                              f"{self.num_classes} classes (this shape model's)")
+        if max_change is not None and not max_change > 0:
+            raise InputError(f"max_change is a share of the LV's voxels, above 0 (or None: no limit), not {max_change}")
         self._check_labels(labels)
         labels = clean_up(labels, blood, myocardium)
         if plausibility(labels, blood, myocardium)["plausible"]:
@@ -484,12 +492,16 @@ class ShapeModel(_Model):
                         break
             if found:
                 changed, candidate, step, w = min(found, key=lambda f: f[0])
+                where = "everywhere" if radius is None else f"within {radius} voxels of its defects"
+                lv = int(np.count_nonzero(np.isin(labels.array, (blood, myocardium))))
+                if max_change is not None and changed > max_change * lv:
+                    return labels, (f"{CORRECTION_REFUSED} ({where}) changes {changed} "
+                                    f"voxels, {changed / lv:.0%} of the LV's {lv}, more than {max_change:.0%}")
                 out = labels.array.copy()
                 out[box] = candidate.array
-                where = "everywhere" if radius is None else f"within {radius} voxels of its defects"
                 return labels.with_array(out), (f"corrected {where}: {changed} voxels changed, code {step:.2f} of "
                                                  f"the way to the mean, prior weight {w:g}")
-        return labels, "not corrected"
+        return labels, "not corrected: no plausible shape found"
 
     def traverse(self, dim: int, steps: int = 9, k: float = 2.0, base=None) -> list[tuple[float, Volume]]:
         """Decode ``base`` (default: the mean code) with dimension ``dim`` swept over mean +- k std."""

@@ -11,8 +11,8 @@ import torch
 
 from ACNNCore.bundle import prior_of
 from ACNNCore.errors import InputError
-from ACNNCore.inference import (Segmenter, ShapeModel, SuperResolver, clean_up, hr_geometry, interpolate_stack,
-                                keep_largest_component)
+from ACNNCore.inference import (CORRECTION_REFUSED, Segmenter, ShapeModel, SuperResolver, clean_up, hr_geometry,
+                                interpolate_stack, keep_largest_component)
 from ACNNCore.io import read_segmentation, read_volume
 from ACNNCore.metrics import plausibility
 from ACNNCore.volume import Volume
@@ -251,6 +251,17 @@ def test_a_shape_model_corrects_an_implausible_map_where_it_is_wrong_and_leaves_
         assert changed.any() and not (changed & ~near).any()  # only around the gap
         assert 2 in out.array[changed] and set(out.array[changed]) <= {1, 2}  # the LV closed
         assert set(np.flatnonzero(changed.any((0, 1)))) <= {k - 1, k, k + 1}
+    # a correction that must change more of the LV than allowed is refused, saying how much it would change
+    out, how = shape.correct(gappy, probabilities)
+    changed, lv = np.count_nonzero(out.array != a), np.count_nonzero((a == 1) | (a == 2))
+    kept, why = shape.correct(gappy, probabilities, max_change=0.5 * changed / lv)
+    assert why.startswith(CORRECTION_REFUSED) and f"changes {changed} voxels" in why and f"LV's {lv}" in why, why
+    np.testing.assert_array_equal(kept.array, clean_up(gappy).array)
+    assert not plausibility(kept)["plausible"]
+    for enough in (changed / lv, None, np.inf):  # at the limit, or none
+        assert np.array_equal(shape.correct(gappy, probabilities, max_change=enough)[0].array, out.array)
+    with pytest.raises(InputError, match="share of the LV"):
+        shape.correct(gappy, max_change=0)
     with pytest.raises(InputError, match="probabilities of shape"):
         shape.correct(gappy, probabilities[:2])
     with pytest.raises(InputError, match="values up to 3"):
@@ -269,6 +280,11 @@ def test_a_shape_model_corrects_an_implausible_map_where_it_is_wrong_and_leaves_
     assert run.returncode == 0, run.stderr
     assert f"shape model: {how}" in run.stdout
     np.testing.assert_array_equal(read_volume(tmp_path / "corrected.nii.gz").array, expected.array)
+    strict = Segmenter(tiny_models["seg"], "cpu", shape_model=shape, max_change=1e-6)(lr)
+    assert strict.correction == how or strict.correction.startswith(CORRECTION_REFUSED)
+    run = acnn("segment", tiny_data / "subject001" / "ES" / "lr.nii.gz", "--out", tmp_path / "limit.nii.gz",
+               "--model", tiny_models["seg"], "--max-change", "0.1")
+    assert run.returncode != 0 and "give it with --correct" in run.stderr
     # --correct alone: the network's own prior, found by the checksum its bundle records
     assert Segmenter(tiny_models["seg"], "cpu", shape_model=True).shape_model.runner.bundle.path == \
         prior_of(tiny_models["seg"]) == tiny_models["ae"]

@@ -11,6 +11,7 @@ import pytest
 from ACNNCore.cli import main
 from ACNNCore.datasets import read_acdc_patient
 from ACNNCore.io import read_labels
+from ACNNCore.inference import CORRECTION_REFUSED
 from ACNNCore.preprocessing import crop_around_heart
 from ACNNCore.training import TrainConfig, train
 
@@ -190,9 +191,20 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     bench.test = [acdc_root / "patient085"]
     section = bench.segmentation()
     with open(tmp_path / "085" / "acdc_cases.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r["cleanup"] == "corrected"]
+        every = list(csv.DictReader(f))
+    rows = [r for r in every if r["cleanup"] == "corrected"]
     fixed = [r for r in rows if r["correction"].startswith("corrected")]
     assert fixed and all(r["plausible"] == "True" and int(r["changed_voxels"]) > 0 for r in fixed)
+    # ES at 4 mm: only the decoded shape put in everywhere passes, over half the LV -- refused by the limit
+    # (a quarter of the LV), left as it was; what it would have been is reported beside
+    refused = [r for r in rows if r["correction"].startswith(CORRECTION_REFUSED)]
+    assert ("patient085_ES", "4.0") in {(r["case"], r["motion_mm"]) for r in refused}
+    free = {(r["case"], r["motion_mm"]): r for r in every if r["cleanup"] == "corrected, no limit"}
+    assert all(r["plausible"] == "False" and r["changed_voxels"] == "0" for r in refused)
+    for r in refused:
+        u = free[r["case"], r["motion_mm"]]
+        assert u["plausible"] == "True" and f"changes {u['changed_voxels']} voxels" in r["correction"]
+    assert f"{len(refused)} correction(s) refused for changing more than 25% of the LV's voxels" in section
     assert "The image the correction changed most, `patient085_" in section
     assert (tmp_path / "085" / "acdc_corrected.png").read_bytes()[:4] == b"\x89PNG"
 
