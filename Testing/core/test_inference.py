@@ -285,6 +285,9 @@ def test_a_shape_model_corrects_an_implausible_map_where_it_is_wrong_and_leaves_
     run = acnn("segment", tiny_data / "subject001" / "ES" / "lr.nii.gz", "--out", tmp_path / "limit.nii.gz",
                "--model", tiny_models["seg"], "--max-change", "0.1")
     assert run.returncode != 0 and "give it with --correct" in run.stderr
+    run = acnn("segment", tiny_data / "subject001" / "ES" / "lr.nii.gz", "--out", tmp_path / "limit.nii.gz",
+               "--model", tiny_models["seg"], "--correct", "--max-change", "-1")
+    assert run.returncode != 0 and "above 0" in run.stderr and not (tmp_path / "limit.nii.gz").exists()
     # --correct alone: the network's own prior, found by the checksum its bundle records
     assert Segmenter(tiny_models["seg"], "cpu", shape_model=True).shape_model.runner.bundle.path == \
         prior_of(tiny_models["seg"]) == tiny_models["ae"]
