@@ -19,7 +19,7 @@ import numpy as np
 from .bundle import read_meta, resolve
 from .errors import InputError
 from .evaluation import ef_agreement, evaluate_case
-from .inference import CORRECTION_MAX_CHANGE, CORRECTION_REFUSED
+from .inference import CORRECTION_MAX_CHANGE, CORRECTION_REFUSED, check_max_change
 from .metrics import dice, on_grid_of, ssim, wilcoxon_p
 from .phantom.population import PhantomConfig, generate_subject, with_motion
 
@@ -483,6 +483,7 @@ class AcdcBenchmark:
         self.models = {k: str(v) for k, v in (models or {}).items()}  # KEY -> a trained bundle to use
         self.methods = tuple(methods)  # the segmentation methods evaluated
         self.correct = correct  # also each output corrected with the AE's shape space (ShapeModel.correct)
+        check_max_change(max_change)
         self.max_change = max_change  # the correction's limit (of the LV's voxels); refused ones also without
         for keys in (self.models, self.methods):
             if set(keys) - set(ACDC_METHODS):

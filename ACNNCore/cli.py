@@ -285,8 +285,6 @@ def _max_change(args) -> dict:
         return {}
     if not args.correct:
         raise InputError("--max-change limits the shape model's correction: give it with --correct")
-    if not args.max_change > 0:
-        raise InputError(f"--max-change is a share of the LV's voxels, above 0 (inf: no limit), not {args.max_change}")
     return {"max_change": args.max_change}
 
 

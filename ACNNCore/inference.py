@@ -292,6 +292,13 @@ CORRECTION_MAX_CHANGE = 0.25  # of the LV's voxels: a correction that must chang
 CORRECTION_REFUSED = "not corrected: the nearest plausible shape found"  # how a refusal over that limit begins
 
 
+def check_max_change(max_change: float | None) -> None:
+    """ShapeModel.correct's limit: a share of the LV's voxels above 0, or None / inf for no limit."""
+    if max_change is not None and not max_change > 0:
+        raise InputError(f"max_change (--max-change) is a share of the LV's voxels, above 0 (inf: no limit), "
+                         f"not {max_change}")
+
+
 class Segmenter(_Model):
     """LR stack -> HR label map, with a ``seg`` bundle (ACNN-Seg, 3D-Seg or a baseline) or a list of them: an
     ensemble, their probabilities averaged."""
@@ -302,6 +309,7 @@ class Segmenter(_Model):
 
     def __init__(self, model="acnn-seg-phantom", device: str = "auto", cleanup: bool = False,
                  close_myocardium: bool = False, shape_model=None, max_change: float | None = CORRECTION_MAX_CHANGE):
+        check_max_change(max_change)
         super().__init__(model, device)
         self.cleanup = cleanup  # clean_up(): each structure's largest connected part, blood pool without holes
         self.close_myocardium = close_myocardium  # the clean-up, then the myocardial ring closed
@@ -448,8 +456,7 @@ class ShapeModel(_Model):
         if probabilities is not None and probabilities.shape != (self.num_classes, *labels.shape):
             raise InputError(f"probabilities of shape {probabilities.shape} do not fit a {labels.shape} map of "
                              f"{self.num_classes} classes (this shape model's)")
-        if max_change is not None and not max_change > 0:
-            raise InputError(f"max_change is a share of the LV's voxels, above 0 (or None: no limit), not {max_change}")
+        check_max_change(max_change)
         self._check_labels(labels)
         labels = clean_up(labels, blood, myocardium)
         if plausibility(labels, blood, myocardium)["plausible"]:
