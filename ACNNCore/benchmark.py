@@ -461,6 +461,22 @@ ACDC_METHODS = {  # key -> (name, training settings, prior key)
 }
 ACDC_SEG_KEYS = ("fcn2d", "unet3d", "seg", "acnn-seg")
 ACDC_MOTIONS = (0.0, 2.0, 4.0)
+
+
+def paired_degradation(rows: list[dict], a: str, b: str) -> tuple[int, int, list[str], float]:
+    """Robustness of method a against method b, per image: the myocardium Dice each loses from no added
+    misalignment to the largest (``ACDC_MOTIONS``), paired. Images where either method's output at no
+    misalignment misses the LV altogether (LV Dice 0 or undefined) are left out: an output that is already
+    wrong cannot degrade, and counting it would favour the method that failed. Returns (images where a
+    loses less, images compared, the images left out, two-sided Wilcoxon p of the paired changes)."""
+    score = {(r["method"], r["case"], r["motion_mm"]): (r["dice_lv"], r["dice_myo"]) for r in rows}
+    first, last = ACDC_MOTIONS[0], ACDC_MOTIONS[-1]
+    cases = list(dict.fromkeys(r["case"] for r in rows if r["method"] == a))
+    missed = [c for c in cases if not all(score[m, c, first][0] > 0 for m in (a, b))]
+    kept = [c for c in cases if c not in missed]
+    change = {m: [score[m, c, last][1] - score[m, c, first][1] for c in kept] for m in (a, b)}
+    less = sum(x > y for x, y in zip(change[a], change[b]))
+    return less, len(kept), missed, wilcoxon_p(change[a], change[b])
 CROP = {"shape": [128, 128, 16], "spacing": [1.5, 1.5]}
 ACDC_BUDGETS = {"tiny": (1, 1), "cpu": (15, 25), "gpu": (160, 190), "paper": (150, 200)}  # (seg epochs, AE epochs)
 PAPER_ACDC = {"ED": {"PCA": 76.6, "AE": 83.3}, "ED+ES": {"PCA": 86.6, "AE": 91.6}}
@@ -646,13 +662,11 @@ class AcdcBenchmark:
                           + [" / ".join(str(n) for n in implausible)])
         robust_test = ""
         if paired:  # per image, the change of myocardium Dice from 0 to the largest misalignment, paired
-            myo = {(r["method"], r["case"], r["motion_mm"]): r["dice_myo"] for r in rows}
-            change = {m: [myo[m, c.name, ACDC_MOTIONS[-1]] - myo[m, c.name, ACDC_MOTIONS[0]] for c in cases]
-                      for m in (a, b)}
-            less = sum(x > y for x, y in zip(change[a], change[b]))
+            less, kept, missed, p_robust = paired_degradation(rows, a, b)
             robust_test = (f"\n\nPer image, {a} loses less myocardium Dice from 0 to {ACDC_MOTIONS[-1]:.0f} mm than "
-                           f"{b} in {less} of {len(cases)} (Wilcoxon on the paired changes, "
-                           f"{_p(wilcoxon_p(change[a], change[b]))}).")
+                           f"{b} in {less} of {kept} (Wilcoxon on the paired changes, {_p(p_robust)})"
+                           + (f"; left out: {', '.join(missed)}, where a method missed the LV altogether with no "
+                              "added misalignment (LV Dice 0) and so had nothing to lose" if missed else "") + ".")
         from .metrics import plausibility
 
         gt_bad = sum(not plausibility(c.labels)["plausible"] for c in cases)

@@ -76,3 +76,22 @@ def test_benchmark_errors(tiny_data, tmp_path, capsys):
     assert "--seeds must be at least 1" in capsys.readouterr().err
     assert main(["benchmark", "seg", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a phantom data set" in capsys.readouterr().err
+
+
+def test_paired_degradation_leaves_out_images_a_method_missed():
+    """The robustness pairing: myocardium Dice lost from 0 to 4 mm, per image; an image where either method
+    missed the LV with no added misalignment cannot degrade and is left out (else it counts as robust)."""
+    from ACNNCore.benchmark import paired_degradation
+
+    def rows(method, scores):  # case -> (LV Dice at 0 mm, myocardium Dice at 0, 2, 4 mm)
+        return [{"method": method, "case": case, "motion_mm": mm, "dice_lv": lv,
+                 "dice_myo": myo[i]} for case, (lv, myo) in scores.items() for i, mm in enumerate((0.0, 2.0, 4.0))]
+
+    a = rows("A", {"p1": (.9, (.80, .78, .75)), "p2": (.9, (.80, .79, .78)), "p3": (0.0, (0.0, 0.0, 0.0)),
+                   "p4": (.9, (.70, .69, .69)), "p5": (float("nan"), (float("nan"),) * 3)})
+    b = rows("B", {"p1": (.9, (.80, .76, .70)), "p2": (.9, (.80, .75, .72)), "p3": (.9, (.80, .70, .60)),
+                   "p4": (.9, (.70, .70, .68)), "p5": (.9, (.80, .79, .77))})
+    less, kept, missed, p = paired_degradation(a + b, "A", "B")
+    assert (less, kept, missed) == (3, 3, ["p3", "p5"])  # p3: A's 0 lost would count as A losing less
+    assert 0 < p <= 1
+    assert paired_degradation(a + b, "B", "A")[:3] == (0, 3, ["p3", "p5"])

@@ -128,7 +128,7 @@ def test_acdc_benchmark_runs_end_to_end(acdc_root, tmp_path):
     assert {r["problems"] for r in rows if r["cleanup"] == "closed"} <= {"", "missing structure"}
     assert any(r["problems"] == "" for r in rows if r["cleanup"] == "closed")
     assert "Implausible after it, all misalignments: 2D-FCN " in report
-    assert re.search(r"Per image, ACNN-Seg loses less myocardium Dice from 0 to 4 mm than No prior .* in \d+ of 4 "
+    assert re.search(r"Per image, ACNN-Seg loses less myocardium Dice from 0 to 4 mm than No prior .* in \d+ of [0-4] "
                      r"\(Wilcoxon on the paired changes, p [=<] ", report)
 
 
