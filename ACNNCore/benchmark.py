@@ -461,6 +461,9 @@ ACDC_METHODS = {  # key -> (name, training settings, prior key)
 }
 ACDC_SEG_KEYS = ("fcn2d", "unet3d", "seg", "acnn-seg")
 ACDC_MOTIONS = (0.0, 2.0, 4.0)
+CROP = {"shape": [128, 128, 16], "spacing": [1.5, 1.5]}
+ACDC_BUDGETS = {"tiny": (1, 1), "cpu": (15, 25), "gpu": (160, 190), "paper": (150, 200)}  # (seg epochs, AE epochs)
+PAPER_ACDC = {"ED": {"PCA": 76.6, "AE": 83.3}, "ED+ES": {"PCA": 86.6, "AE": 91.6}}
 
 
 def paired_degradation(rows: list[dict], a: str, b: str) -> tuple[int, int, list[str], float]:
@@ -477,9 +480,6 @@ def paired_degradation(rows: list[dict], a: str, b: str) -> tuple[int, int, list
     change = {m: [score[m, c, last][1] - score[m, c, first][1] for c in kept] for m in (a, b)}
     less = sum(x > y for x, y in zip(change[a], change[b]))
     return less, len(kept), missed, wilcoxon_p(change[a], change[b])
-CROP = {"shape": [128, 128, 16], "spacing": [1.5, 1.5]}
-ACDC_BUDGETS = {"tiny": (1, 1), "cpu": (15, 25), "gpu": (160, 190), "paper": (150, 200)}  # (seg epochs, AE epochs)
-PAPER_ACDC = {"ED": {"PCA": 76.6, "AE": 83.3}, "ED+ES": {"PCA": 86.6, "AE": 91.6}}
 
 
 class AcdcBenchmark:
