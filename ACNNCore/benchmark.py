@@ -490,7 +490,7 @@ class AcdcBenchmark:
 
     def __init__(self, data, out, budget: str = "cpu", device: str = "auto", say=print, max_patients: int = 0,
                  workers: int = 0, models: dict | None = None, methods=ACDC_SEG_KEYS, correct: bool = False,
-                 max_change: float | None = CORRECTION_MAX_CHANGE):
+                 max_change: float | None = CORRECTION_MAX_CHANGE, tta: bool = False):
         from .datasets import acdc_patients, is_acdc
 
         self.data, self.out, self.device, self.say, self.workers = Path(data), Path(out), device, say, workers
@@ -501,6 +501,7 @@ class AcdcBenchmark:
         self.correct = correct  # also each output corrected with the AE's shape space (ShapeModel.correct)
         check_max_change(max_change)
         self.max_change = max_change  # the correction's limit (of the LV's voxels); refused ones also without
+        self.tta = tta  # every method with test-time augmentation (Segmenter(tta=True))
         for keys in (self.models, self.methods):
             if set(keys) - set(ACDC_METHODS):
                 raise InputError(f"unknown method keys {sorted(set(keys) - set(ACDC_METHODS))}; known: "
@@ -563,6 +564,8 @@ class AcdcBenchmark:
                if self._trains_anything() else "")
             + (f"Given, not trained here: {', '.join(f'{k} = `{v}`' for k, v in self.models.items())}. "
                if self.models else "")
+            + ("Every method with test-time augmentation (`--tta`: its probabilities averaged over the input "
+               "seen in nine views, turned by up to 10 degrees and moved 3 mm in-plane). " if self.tta else "")
             + f"{time.time() - t0:.0f} s on this machine.\n\n" + body)
         self.say(f"report: {path}")
         return path
@@ -598,7 +601,7 @@ class AcdcBenchmark:
         _, r = max(fixed, key=lambda t: t[0])
         i = [c.name for c in cases].index(r["case"])
         image = self._moved(i, cases[i], r["motion_mm"])
-        predictions = {name: Segmenter(self.model(key), self.device)(image).labels
+        predictions = {name: Segmenter(self.model(key), self.device, tta=self.tta)(image).labels
                        for key, name in (("seg", "no prior"), ("acnn-seg", a))}
         seg_figure({"lr": image, "hr_gt": cases[i].labels}, predictions, self.out / "acdc_overlay.png",
                    titles=(r["case"], "expert"), margin=12)
@@ -618,7 +621,7 @@ class AcdcBenchmark:
         rows, cleaned, closed, corrected, unlimited = [], [], [], [], []
         most = (0, None)  # the correction that changed most (last method, no added motion): (voxels, figure data)
         for key in self.methods:
-            segmenter = Segmenter(self.model(key), self.device)
+            segmenter = Segmenter(self.model(key), self.device, tta=self.tta)
             name = ACDC_METHODS[key][0]
             self.say(f"evaluating {name}")
             for motion in ACDC_MOTIONS:

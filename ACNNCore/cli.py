@@ -222,6 +222,9 @@ def _add_inference(sub):
                    help="with --correct: the largest share of the LV's voxels a correction may change (default "
                         "0.25); an output that only a larger change makes plausible is left as it is, saying so "
                         "(inf: no limit, the whole map may be replaced by a decoded shape)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: the network also sees the input turned by +-5 and +-10 degrees "
+                        "and moved 3 mm in-plane, its probabilities averaged over the nine views")
     p.add_argument("--label-convention", choices=("ours", "acdc"), default="ours",
                    help="label values written: ours (1 LV, 2 myocardium, 3 RV) or acdc (1 RV, 2 myocardium, 3 LV)")
     p.add_argument("--overwrite", action="store_true")
@@ -269,7 +272,7 @@ def run_segment(args) -> int:
     volume = read_volume(args.input)
     model = args.model or default_model(volume)
     result = Segmenter(model, args.device, args.clean_up, args.close_myocardium, args.correct,
-                       **_max_change(args))(volume)
+                       **_max_change(args), tta=args.tta)(volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
     m = clinical_measures(result.labels)
@@ -315,7 +318,7 @@ def _segment_folder(args) -> int:
     if existing and not args.overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs); pass --overwrite")
     segmenter = Segmenter(args.model or default_model(cases[0].image), args.device, args.clean_up,
-                          args.close_myocardium, args.correct, **_max_change(args))
+                          args.close_myocardium, args.correct, **_max_change(args), tta=args.tta)
     corrected = 0
     for case, target in zip(tqdm(cases, desc="segment", unit="case", disable=None), targets):
         result = segmenter(case.image)
@@ -452,6 +455,8 @@ def _add_benchmark(sub):
     p.add_argument("--max-change", type=float, default=None, metavar="SHARE",
                    help="acdc, with --correct: the largest share of the LV's voxels a correction may change "
                         "(default 0.25, as acnn segment; those refused are also reported as corrected without it)")
+    p.add_argument("--tta", action="store_true",
+                   help="acdc: each method with test-time augmentation (as `acnn segment --tta`)")
     _device_arg(p)
     p.set_defaults(run=run_benchmark)
 
@@ -464,8 +469,10 @@ def run_benchmark(args) -> int:
 
         path = AcdcBenchmark(args.data, args.out, args.budget, args.device, workers=args.workers,
                              models=parse_models(args.models), methods=args.methods, correct=args.correct,
-                             **_max_change(args)).run()
+                             **_max_change(args), tta=args.tta).run()
     else:
+        if args.correct or args.tta:
+            raise InputError("--correct and --tta are options of the acdc benchmark")
         bench = Benchmark(args.data, args.out, args.budget, parse_models(args.models), args.device,
                           args.test_subjects, seeds=args.seeds)
         path = bench.run(args.experiment)

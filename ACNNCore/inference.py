@@ -54,6 +54,14 @@ def _check_input(volume: Volume) -> None:
         raise InputError(f"image of shape {volume.shape} is not a 3-D stack")
 
 
+VIEW = (0.0, (0.0, 0.0))  # a model's grid as it is: turned 0 degrees in-plane, moved 0 mm
+# test-time augmentation (Segmenter(tta=True), `acnn segment --tta`): the model's grid also turned by +-5 and
+# +-10 degrees and moved 3 mm diagonally, within what training augmentation does (ACNNCore.augment: +-10
+# degrees, +-4 mm); each view's output mapped back onto the input's grid, the nine averaged
+TTA_VIEWS = (VIEW, (-10.0, (0.0, 0.0)), (-5.0, (0.0, 0.0)), (5.0, (0.0, 0.0)), (10.0, (0.0, 0.0)),
+             (0.0, (3.0, 3.0)), (0.0, (3.0, -3.0)), (0.0, (-3.0, 3.0)), (0.0, (-3.0, -3.0)))
+
+
 class _Runner:
     """A loaded bundle on a device, with a CPU fallback when CUDA runs out of memory. On the CPU, models and
     images run channels-last (:data:`ACNNCore.networks.LAYOUT`): the same numbers, computed faster."""
@@ -78,10 +86,11 @@ class _Runner:
             torch.cuda.empty_cache()
             return on_device()
 
-    def model_input(self, volume: Volume, center=None, shape=None):
+    def model_input(self, volume: Volume, center=None, shape=None, view=VIEW):
         """Normalise and resample ``volume`` onto the model's input grid, centred on ``center`` (default: the
-        image centre; ``shape`` overrides the model's in-plane shape). A model trained on real data takes
-        the slices as acquired: its grid keeps the input's slice thickness and count.
+        image centre; ``shape`` overrides the model's in-plane shape) and seen from ``view`` (degrees turned
+        in-plane, mm moved: :meth:`Geometry.turned`). A model trained on real data takes the slices as
+        acquired: its grid keeps the input's slice thickness and count.
 
         Returns the (1, 1, X, Y, Z) tensor, its grid and the intensity scaling used."""
         _check_input(volume)
@@ -91,7 +100,7 @@ class _Runner:
         if self.as_acquired:  # every acquired slice, padded to a multiple of 16 (what a U-Net's strides need)
             shape[2] = int(np.ceil(max(volume.shape[2], spec["shape"][2]) / 16.0) * 16)
             spacing[2] = volume.spacing[2]
-        grid = model_geometry(normalised, shape, spacing, center)
+        grid = model_geometry(normalised, shape, spacing, center).turned(*view)
         on_grid = resample(normalised, grid, "linear")
         return torch.from_numpy(on_grid.array.astype(np.float32))[None, None], grid, scaling
 
@@ -236,6 +245,7 @@ class _Model:
     TASK: str | tuple = ""
     PAD: tuple = (0.0,)  # per output channel, the value outside the model's field of view
     ENSEMBLE = False  # whether several bundles may be given
+    views = (VIEW,)  # the grids each network sees the input on, their outputs averaged (TTA_VIEWS: augmented)
 
     def __init__(self, model, device: str = "auto"):
         models = list(model) if isinstance(model, (list, tuple)) else [model]
@@ -267,15 +277,16 @@ class _Model:
         for runner in self.runners:
             model = runner.bundle.model
             center = runner.locate(volume, model) if runner.meta["input"].get("localize") else None
-            x, grid, scaling = runner.model_input(volume, center)
-            channels = runner.run(lambda t: output(model(t)), x)[0].numpy()
-            model_hr = grid if runner.as_acquired else hr_geometry(grid, runner.meta["input"]["factor"])
-            out = runner.output_geometry(volume)
-            if not model_hr.same_as(out):
-                pads = [self.PAD[min(i, len(self.PAD) - 1)] for i in range(len(channels))]
-                channels = resample_channels(channels, model_hr, out, pads)
-            total = channels.astype(np.float32) if total is None else total + channels
-        return total / len(self.runners), out, scaling
+            for view in self.views:
+                x, grid, scaling = runner.model_input(volume, center, view=view)
+                channels = runner.run(lambda t: output(model(t)), x)[0].numpy()
+                model_hr = grid if runner.as_acquired else hr_geometry(grid, runner.meta["input"]["factor"])
+                out = runner.output_geometry(volume)
+                if not model_hr.same_as(out):
+                    pads = [self.PAD[min(i, len(self.PAD) - 1)] for i in range(len(channels))]
+                    channels = resample_channels(channels, model_hr, out, pads)
+                total = channels.astype(np.float32) if total is None else total + channels
+        return total / (len(self.runners) * len(self.views)), out, scaling
 
 
 def _ensemble_facts(meta: dict) -> dict:
@@ -301,16 +312,20 @@ def check_max_change(max_change: float | None) -> None:
 
 class Segmenter(_Model):
     """LR stack -> HR label map, with a ``seg`` bundle (ACNN-Seg, 3D-Seg or a baseline) or a list of them: an
-    ensemble, their probabilities averaged."""
+    ensemble, their probabilities averaged. ``tta``: each network's probabilities also averaged over
+    :data:`TTA_VIEWS` (test-time augmentation; nine times the work where the network runs)."""
 
     TASK = "seg"
     ENSEMBLE = True
     PAD = (1.0, 0.0)  # outside the model's field of view: background (channels past the last take the last)
 
     def __init__(self, model="acnn-seg-phantom", device: str = "auto", cleanup: bool = False,
-                 close_myocardium: bool = False, shape_model=None, max_change: float | None = CORRECTION_MAX_CHANGE):
+                 close_myocardium: bool = False, shape_model=None, max_change: float | None = CORRECTION_MAX_CHANGE,
+                 tta: bool = False):
         check_max_change(max_change)
         super().__init__(model, device)
+        if tta:  # test-time augmentation: each network's output averaged over TTA_VIEWS
+            self.views = TTA_VIEWS
         self.cleanup = cleanup  # clean_up(): each structure's largest connected part, blood pool without holes
         self.close_myocardium = close_myocardium  # the clean-up, then the myocardial ring closed
         # ShapeModel.correct(): the clean-up, then an implausible output corrected with a learnt shape space --

@@ -94,6 +94,14 @@ class Geometry:
         origin = np.asarray(center, dtype=float) - self.direction @ half
         return Geometry(shape, spacing, tuple(origin), self.direction)
 
+    def turned(self, degrees: float = 0.0, shift_mm=(0.0, 0.0)) -> "Geometry":
+        """This grid turned by ``degrees`` about its centre in the plane of its first two axes, and moved by
+        ``shift_mm`` along them."""
+        t = np.deg2rad(degrees)
+        turn = np.array([[np.cos(t), -np.sin(t), 0.0], [np.sin(t), np.cos(t), 0.0], [0.0, 0.0, 1.0]])
+        center = self.center + self.direction @ np.array([shift_mm[0], shift_mm[1], 0.0])
+        return Geometry(self.shape, self.spacing, self.origin, self.direction @ turn).centered_at(center)
+
     def same_as(self, other: "Geometry", atol: float = 1e-4) -> bool:
         return (
             self.shape == other.shape

@@ -8,12 +8,14 @@ The bundles train on all 70 patients but hold 10 % of them out to choose the bes
 of that recipe can be compared. Printed per AE: the reconstruction Dice, decode(encode(map)), of those
 patients' expert label maps on the model's grid; per segmentation bundle: the whole pipeline on their
 images (finding the heart, mapping back), Dice at ED and over ED and ES, myocardial Hausdorff distance,
-and how many outputs fail the plausibility checks, raw and cleaned up.
+and how many outputs fail the plausibility checks, raw and cleaned up; with --tta, each segmentation bundle
+again with test-time augmentation (`acnn segment --tta`), side by side, with the seconds each took.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +32,13 @@ def held_out_patients(data: Path, val_fraction: float = 0.1, seed: int = 0) -> l
     return [data / c.name for c in split_cases(stand_ins, val_fraction, seed)[1]]
 
 
-def segmentation(model: str, patients) -> str:
+def segmentation(model: str, patients, tta: bool = False) -> str:
     from ACNNCore.datasets import read_acdc_patient
     from ACNNCore.evaluation import evaluate_case
     from ACNNCore.inference import Segmenter, clean_up
     from ACNNCore.metrics import plausibility
 
-    segment, rows = Segmenter(model, "cpu"), []
+    segment, rows, start = Segmenter(model, "cpu", tta=tta), [], time.perf_counter()
     for case in (c for p in patients for c in read_acdc_patient(p)):
         labels = segment(case.image).labels
         row = evaluate_case(labels, case.labels, (1, 2, 3))  # with the prediction's plausibility
@@ -49,7 +51,7 @@ def segmentation(model: str, patients) -> str:
     dice = " / ".join(f"{mean(f'dice_{s}', ed):.3f}" for ed in (True, False) for s in ("lv", "myo", "rv"))
     return (f"Dice LV / myo / RV at ED, then ED and ES: {dice}; myocardial HD {mean('hd_mm_myo'):.1f} mm; "
             f"implausible raw {sum(r['raw'] for r in rows)}, cleaned up {sum(r['cleaned'] for r in rows)} "
-            f"of {len(rows)}")
+            f"of {len(rows)}; {time.perf_counter() - start:.0f} s")
 
 
 def main():
@@ -57,6 +59,7 @@ def main():
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/acdc")
     parser.add_argument("--ae", nargs="*", default=[], help="AE bundles (names or folders)")
     parser.add_argument("--seg", nargs="*", default=[], help="segmentation bundles (names or folders)")
+    parser.add_argument("--tta", action="store_true", help="each segmentation bundle also with test-time augmentation")
     args = parser.parse_args()
     from acdc_ae import held_out_reconstruction  # beside this script
 
@@ -67,6 +70,8 @@ def main():
         print(f"{model}: reconstruction Dice LV / myo / RV {r[1]:.3f} / {r[2]:.3f} / {r[3]:.3f} ({r['maps']} maps)")
     for model in args.seg:
         print(f"{model}: {segmentation(model, patients)}")
+        if args.tta:
+            print(f"{model} with --tta: {segmentation(model, patients, tta=True)}")
 
 
 if __name__ == "__main__":

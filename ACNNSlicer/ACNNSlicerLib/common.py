@@ -31,11 +31,12 @@ def device_for(choice: str) -> str:
     return choice if choice in ("auto", "cpu", "cuda") else "auto"
 
 
-def cached(cache: dict, kind, model: str, device: str):
-    """One loaded model per (model, device): ``kind(model, device)`` the first time, the same one after."""
-    key = (str(model), device_for(device))
+def cached(cache: dict, kind, model: str, device: str, **options):
+    """One loaded model per (model, device, options): ``kind(model, device, **options)`` the first time, the
+    same one after."""
+    key = (str(model), device_for(device), *sorted(options.items()))
     if key not in cache:
-        cache[key] = kind(model, key[1])
+        cache[key] = kind(model, key[1], **options)
     return cache[key]
 
 

@@ -70,8 +70,8 @@ class SegmentLogic:
         except InputError:
             return None
 
-    def segmenter(self, model: str, device: str = "auto") -> Segmenter:
-        return cached(self._models, Segmenter, model, device)
+    def segmenter(self, model: str, device: str = "auto", tta: bool = False) -> Segmenter:
+        return cached(self._models, Segmenter, model, device, tta=tta)
 
     @staticmethod
     def read_input(node) -> list[Volume]:
@@ -85,17 +85,19 @@ class SegmentLogic:
 
     def compute(self, frames: list[Volume], model: str, device: str = "auto", ed: int | None = None,
                 es: int | None = None, progress: Progress | None = None, cancelled=None,
-                cleanup: bool = False, close_myocardium: bool = False, correct: bool = False) -> SegmentResult:
+                cleanup: bool = False, close_myocardium: bool = False, correct: bool = False,
+                tta: bool = False) -> SegmentResult:
         """Segment one volume, or the ED and ES frames of a cine sequence (given, or detected as the frames of
         largest and smallest LV blood-pool volume, which segments every frame). ``cleanup``: each structure's
         largest connected part, the LV blood pool without holes (``ACNNCore.inference.clean_up``);
         ``close_myocardium``: that, and the myocardial ring closed where it is open; ``correct``: the clean-up,
         and an implausible output corrected with the shape model the network was trained with
-        (``ACNNCore.inference.ShapeModel.correct``)."""
+        (``ACNNCore.inference.ShapeModel.correct``); ``tta``: test-time augmentation, the network's probabilities
+        averaged over nine views of each frame (``ACNNCore.inference.TTA_VIEWS``)."""
         if close_myocardium and correct:
             raise InputError("close the myocardium by rule or correct with the shape model, not both")
         step(progress, cancelled, 0.0, f"loading {model}")
-        segmenter = self.segmenter(model, device)
+        segmenter = self.segmenter(model, device, tta)
         shape = cached(self._models, ShapeModel, prior_of(model), device) if correct else None
         for name, index in (("ED", ed), ("ES", es)):
             if index is not None and not 0 <= index < len(frames):
@@ -147,9 +149,9 @@ class SegmentLogic:
 
     def process(self, input_node, model: str = "acnn-seg-phantom", device: str = "auto", ed=None, es=None,
                 progress: Progress | None = None, cancelled=None, surfaces: bool = True,
-                cleanup: bool = False, close_myocardium: bool = False, correct: bool = False):
+                cleanup: bool = False, close_myocardium: bool = False, correct: bool = False, tta: bool = False):
         """Blocking: read, compute, apply. Returns (result, segmentation nodes, table node)."""
         result = self.compute(self.read_input(input_node), model, device, ed, es, progress, cancelled,
-                              cleanup, close_myocardium, correct)
+                              cleanup, close_myocardium, correct, tta)
         segmentations, table = self.apply(result, input_node, surfaces)
         return result, segmentations, table

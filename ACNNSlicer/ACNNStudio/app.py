@@ -74,6 +74,7 @@ class Studio:
         s.clean_up = False
         s.close_myocardium = False
         s.correct = False
+        s.tta = False
         s.busy, s.progress, s.status = False, 0, "Load an image, or start with --demo."
         s.error = ""
         s.results = []
@@ -271,7 +272,7 @@ class Studio:
 
         await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment",
                         cleanup=bool(self.state.clean_up), close_myocardium=bool(self.state.close_myocardium),
-                        correct=bool(self.state.correct))
+                        correct=bool(self.state.correct), tta=bool(self.state.tta))
 
     async def run_superresolve(self):
         try:
@@ -409,6 +410,8 @@ class Studio:
                              label="Close the myocardium: the clean-up, and the ring closed where it is open")
                 v3.VCheckbox(v_model=("correct",), density="compact", hide_details=True,
                              label="Correct with the shape model: an implausible output made plausible")
+                v3.VCheckbox(v_model=("tta",), density="compact", hide_details=True,
+                             label="Test-time augmentation: the network's output averaged over nine views")
                 self._run_buttons(self.run_segment, "segment")
                 with v3.VTable(density="compact", v_if=("results.length",), id="results"):
                     with html.Thead():

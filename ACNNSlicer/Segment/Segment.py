@@ -39,6 +39,7 @@ class SegmentParameterNode:
     cleanUp: bool = False
     closeMyocardium: bool = False
     correct: bool = False
+    tta: bool = False
     edFrame: int = 0
     esFrame: int = 0
 
@@ -80,7 +81,8 @@ class SegmentWidget(module_widget_base()):
         ed, es = (None, None) if p.detectPhases else (p.edFrame, p.esFrame)
         self._input = p.inputNode
         return BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es,
-                              cleanup=p.cleanUp, close_myocardium=p.closeMyocardium, correct=p.correct)
+                              cleanup=p.cleanUp, close_myocardium=p.closeMyocardium, correct=p.correct,
+                              tta=p.tta)
 
     def _apply(self, result) -> str:
         segmentations, table = self.logic.segment.apply(result, self._input)

@@ -145,6 +145,12 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     assert again.returncode == 2 and "pass --overwrite" in again.stderr
     wrong = acnn("segment", lr_path, "--out", tmp_path / "x.nii.gz", "--model", tiny_models["ae"])
     assert wrong.returncode == 2 and "this needs seg" in wrong.stderr and "Traceback" not in wrong.stderr
+    run = acnn("segment", lr_path, "--out", tmp_path / "tta.nii.gz", "--model", tiny_models["seg"], "--tta")
+    assert run.returncode == 0, run.stderr
+    tta = Segmenter(tiny_models["seg"], "cpu", tta=True)(read_volume(lr_path)).labels
+    np.testing.assert_array_equal(read_volume(tmp_path / "tta.nii.gz").array, tta.array)
+    phantom_only = acnn("benchmark", "seg", "--data", tmp_path, "--out", tmp_path / "b", "--tta")
+    assert phantom_only.returncode == 2 and "options of the acdc benchmark" in phantom_only.stderr
 
 
 def test_cleanup_removes_islands_and_fills_the_blood_pool(tiny_models, tiny_data, tmp_path):

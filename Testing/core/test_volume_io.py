@@ -159,3 +159,16 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, make, expected):
     assert "Traceback" not in run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("acnn: error:") and expected in lines[0]
+
+
+def test_a_grid_turned_and_moved_in_its_own_plane():
+    g = Volume.from_array(np.zeros((8, 6, 4), np.float32), (1.5, 2.0, 10.0), (3, 4, 5), oblique_direction()).geometry
+    turned = g.turned(90.0)
+    np.testing.assert_allclose(turned.center, g.center, atol=1e-9)
+    np.testing.assert_allclose(turned.direction[:, 0], g.direction[:, 1], atol=1e-12)  # i now runs along j
+    np.testing.assert_allclose(turned.direction[:, 1], -g.direction[:, 0], atol=1e-12)
+    np.testing.assert_allclose(turned.direction[:, 2], g.direction[:, 2], atol=1e-12)  # the slices stay
+    moved = g.turned(0.0, (3.0, -4.0))
+    np.testing.assert_allclose(moved.center - g.center, g.direction @ [3.0, -4.0, 0.0], atol=1e-9)
+    assert moved.direction.tolist() == g.direction.tolist() and moved.shape == g.shape
+    assert g.turned(10.0, (1.0, 2.0)).turned(-10.0).turned(0.0, (-1.0, -2.0)).same_as(g)

@@ -91,6 +91,11 @@ def test_segment_with_the_cleanup(scene, subject):
     assert result.rows()[0]["Shape model"] == how
     with pytest.raises(InputError, match="not both"):
         logic.compute(frames, "acnn-seg-phantom", "cpu", close_myocardium=True, correct=True)
+    # test-time augmentation: a segmenter of its own (the plain one stays cached as it was)
+    augmented = logic.compute(frames, "acnn-seg-phantom", "cpu", tta=True).phases[0].labels
+    assert logic.segmenter("acnn-seg-phantom", "cpu", tta=True) is not logic.segmenter("acnn-seg-phantom", "cpu")
+    expected = Segmenter("acnn-seg-phantom", "cpu", tta=True)(lr).labels
+    assert np.array_equal(augmented.array, expected.array) and not np.array_equal(augmented.array, raw.array)
 
 
 def test_segment_agrees_with_truth_in_physical_space(scene, subject):
