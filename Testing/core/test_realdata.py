@@ -231,9 +231,10 @@ def test_bundle_comparison_holds_out_what_training_holds_out(acdc_root, acdc_mod
     held_out = held_out_patients(acdc_root)
     truth = sorted({c.meta["subject"] for c in split_cases(read_acdc(acdc_root), 0.1, 0)[1]})
     assert len(held_out) == 7 and sorted(p.name for p in held_out) == truth
-    line = segmentation(str(acdc_model), held_out[:1])
-    assert re.fullmatch(r"Dice LV / myo / RV at ED, then ED and ES: (\d\.\d{3}( / )?){6}; myocardial HD .+ mm; "
-                        r"implausible raw \d, cleaned up \d of 2", line)
+    for tta in (False, True):
+        line = segmentation(str(acdc_model), held_out[:1], tta=tta)
+        assert re.fullmatch(r"Dice LV / myo / RV at ED, then ED and ES: (\d\.\d{3}( / )?){6}; myocardial HD .+ mm; "
+                            r"implausible raw \d, cleaned up \d of 2; \d+ s", line)
     out = subprocess.run([sys.executable, str(root / "benchmarks/acdc_bundles.py"), "--data", str(acdc_root),
                           "--ae", "ae-acdc"], capture_output=True, text=True, check=True).stdout
     assert f"held out by the bundles' training: {', '.join(truth)}" in out
