@@ -86,23 +86,27 @@ class _Runner:
             torch.cuda.empty_cache()
             return on_device()
 
-    def model_input(self, volume: Volume, center=None, shape=None, view=VIEW):
-        """Normalise and resample ``volume`` onto the model's input grid, centred on ``center`` (default: the
-        image centre; ``shape`` overrides the model's in-plane shape) and seen from ``view`` (degrees turned
-        in-plane, mm moved: :meth:`Geometry.turned`). A model trained on real data takes the slices as
-        acquired: its grid keeps the input's slice thickness and count.
-
-        Returns the (1, 1, X, Y, Z) tensor, its grid and the intensity scaling used."""
+    def normalised(self, volume: Volume):
+        """``volume`` checked and normalised as the model's training data were: (normalised volume, the
+        intensity scaling used). Done once per image, whatever grids the network then sees it on."""
         _check_input(volume)
+        return normalize_intensity(volume, self.meta["input"]["normalization"]["percentiles"])
+
+    def model_input(self, normalised: Volume, center=None, shape=None, view=VIEW):
+        """Resample an image normalised by :meth:`normalised` onto the model's input grid, centred on
+        ``center`` (default: the image centre; ``shape`` overrides the model's in-plane shape) and seen from
+        ``view`` (degrees turned in-plane, mm moved: :meth:`Geometry.turned`). A model trained on real data
+        takes the slices as acquired: its grid keeps the input's slice thickness and count.
+
+        Returns the (1, 1, X, Y, Z) tensor and its grid."""
         spec = self.meta["input"]
-        normalised, scaling = normalize_intensity(volume, spec["normalization"]["percentiles"])
         shape, spacing = list(shape or spec["shape"]), list(spec["spacing"])
         if self.as_acquired:  # every acquired slice, padded to a multiple of 16 (what a U-Net's strides need)
-            shape[2] = int(np.ceil(max(volume.shape[2], spec["shape"][2]) / 16.0) * 16)
-            spacing[2] = volume.spacing[2]
+            shape[2] = int(np.ceil(max(normalised.shape[2], spec["shape"][2]) / 16.0) * 16)
+            spacing[2] = normalised.spacing[2]
         grid = model_geometry(normalised, shape, spacing, center).turned(*view)
         on_grid = resample(normalised, grid, "linear")
-        return torch.from_numpy(on_grid.array.astype(np.float32))[None, None], grid, scaling
+        return torch.from_numpy(on_grid.array.astype(np.float32))[None, None], grid
 
     @property
     def as_acquired(self) -> bool:
@@ -115,21 +119,21 @@ class _Runner:
         k = max(1, int(round(volume.spacing[2] / self.meta["output"]["spacing"][2])))
         return hr_geometry(volume.geometry, k)
 
-    def locate(self, volume: Volume, model) -> np.ndarray | None:
+    def locate(self, normalised: Volume, model) -> np.ndarray | None:
         """Where the heart is (the coarse stage of real-data models), in two looks. First the network over
         the whole field of view at its own spacing (it is fully convolutional): it was never trained on
         anything that large and also labels other round bright things, so of the three largest parts it
         labels, the one it is surest of (mean top-class probability). Then over its own window there,
-        re-centred on the largest part it labels in it."""
+        re-centred on the largest part it labels in it. ``normalised``: the image, by :meth:`normalised`."""
         from scipy import ndimage
 
         spec = self.meta["input"]
-        extent = np.asarray(volume.geometry.extent_mm[:2]) / np.asarray(spec["spacing"][:2])
+        extent = np.asarray(normalised.geometry.extent_mm[:2]) / np.asarray(spec["spacing"][:2])
         m = max(16, getattr(model, "multiple", 16))  # what the net's in-plane strides need
-        whole = [int(min(512 // m * m, np.ceil(e / m) * m)) for e in extent] + [volume.shape[2]]
+        whole = [int(min(512 // m * m, np.ceil(e / m) * m)) for e in extent] + [normalised.shape[2]]
         center = None
         for look, shape in enumerate((whole, None)):
-            x, grid, _ = self.model_input(volume, center, shape=shape)
+            x, grid = self.model_input(normalised, center, shape=shape)
             probs = self.run(lambda t: torch.softmax(model(t), 1), x)[0].numpy()
             parts, n = ndimage.label(probs.argmax(0) > 0)
             if n == 0:
@@ -276,12 +280,13 @@ class _Model:
         total = None
         for runner in self.runners:
             model = runner.bundle.model
-            center = runner.locate(volume, model) if runner.meta["input"].get("localize") else None
+            normalised, scaling = runner.normalised(volume)
+            center = runner.locate(normalised, model) if runner.meta["input"].get("localize") else None
+            out = runner.output_geometry(volume)
             for view in self.views:
-                x, grid, scaling = runner.model_input(volume, center, view=view)
+                x, grid = runner.model_input(normalised, center, view=view)
                 channels = runner.run(lambda t: output(model(t)), x)[0].numpy()
                 model_hr = grid if runner.as_acquired else hr_geometry(grid, runner.meta["input"]["factor"])
-                out = runner.output_geometry(volume)
                 if not model_hr.same_as(out):
                     pads = [self.PAD[min(i, len(self.PAD) - 1)] for i in range(len(channels))]
                     channels = resample_channels(channels, model_hr, out, pads)

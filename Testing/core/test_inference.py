@@ -50,7 +50,7 @@ def test_segmenter_on_the_model_grid(tiny_models, tiny_data):
 
 def test_runner_computes_channels_last_what_the_network_computes(tiny_models, tiny_data):
     runner = Segmenter(tiny_models["seg"], device="cpu").runner
-    x, _, _ = runner.model_input(_lr_case(tiny_data))
+    x, _ = runner.model_input(runner.normalised(_lr_case(tiny_data))[0])
     model = runner.bundle.model
     assert model.up.weight.is_contiguous(memory_format=torch.channels_last_3d)
     out = runner.run(model, x)
