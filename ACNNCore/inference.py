@@ -61,6 +61,10 @@ VIEW = (0.0, (0.0, 0.0))  # a model's grid as it is: turned 0 degrees in-plane, 
 TTA_VIEWS = (VIEW, (-10.0, (0.0, 0.0)), (-5.0, (0.0, 0.0)), (5.0, (0.0, 0.0)), (10.0, (0.0, 0.0)),
              (0.0, (3.0, 3.0)), (0.0, (3.0, -3.0)), (0.0, (-3.0, 3.0)), (0.0, (-3.0, -3.0)))
 
+# the heart search (_Runner.locate): at most 4 looks over the model's window after the whole image, until the
+# centre moves less than 3 mm in-plane; the heart is the part of highest size x sureness ** 20 (heart_part)
+LOCATE_WINDOWS, LOCATE_SETTLED_MM, SURENESS_POWER = 4, 3.0, 20
+
 
 class _Runner:
     """A loaded bundle on a device, with a CPU fallback when CUDA runs out of memory. On the CPU, models and
@@ -120,30 +124,51 @@ class _Runner:
         return hr_geometry(volume.geometry, k)
 
     def locate(self, normalised: Volume, model) -> np.ndarray | None:
-        """Where the heart is (the coarse stage of real-data models), in two looks. First the network over
-        the whole field of view at its own spacing (it is fully convolutional): it was never trained on
-        anything that large and also labels other round bright things, so of the three largest parts it
-        labels, the one it is surest of (mean top-class probability). Then over its own window there,
-        re-centred on the largest part it labels in it. ``normalised``: the image, by :meth:`normalised`."""
-        from scipy import ndimage
-
+        """Where the heart is (the coarse stage of real-data models). First the network over the whole field
+        of view at its own spacing (it is fully convolutional): it was never trained on anything that large
+        and also labels other things (round bright structures, parts of the liver), so the heart is the part
+        :func:`heart_part` picks. Then over its own window there, re-centred on the heart part it sees in it,
+        until the centre moves less than ``LOCATE_SETTLED_MM`` in-plane (at most ``LOCATE_WINDOWS`` windows).
+        ``normalised``: the image, by :meth:`normalised`. None where the network labels nothing."""
         spec = self.meta["input"]
         extent = np.asarray(normalised.geometry.extent_mm[:2]) / np.asarray(spec["spacing"][:2])
         m = max(16, getattr(model, "multiple", 16))  # what the net's in-plane strides need
         whole = [int(min(512 // m * m, np.ceil(e / m) * m)) for e in extent] + [normalised.shape[2]]
         center = None
-        for look, shape in enumerate((whole, None)):
-            x, grid = self.model_input(normalised, center, shape=shape)
-            probs = self.run(lambda t: torch.softmax(model(t), 1), x)[0].numpy()
-            parts, n = ndimage.label(probs.argmax(0) > 0)
-            if n == 0:
+        for look in range(1 + LOCATE_WINDOWS):
+            x, grid = self.model_input(normalised, center, shape=whole if look == 0 else None)
+            heart = heart_part(self.run(lambda t: torch.softmax(model(t), 1), x)[0].numpy())
+            if heart is None:
                 return center
-            sizes = np.bincount(parts.ravel())[1:]
-            largest = 1 + np.argsort(sizes)[::-1][:3 if look == 0 else 1]
-            sure = ndimage.mean(probs.max(0), parts, largest)
-            heart = parts == largest[int(np.argmax(sure))]
-            center = grid.index_to_physical(np.argwhere(heart).mean(0))
+            found = grid.index_to_physical(np.argwhere(heart).mean(0))
+            in_plane = None if center is None else grid.direction[:, :2].T @ (found - center)
+            settled = in_plane is not None and np.linalg.norm(in_plane) < LOCATE_SETTLED_MM
+            center = found
+            if settled:
+                break
         return center
+
+
+def heart_part(probs: np.ndarray) -> np.ndarray | None:
+    """Of the connected parts a network labels foreground in ``probs`` ((C, X, Y, Z) class probabilities),
+    the heart: the part of highest size x sureness ** ``SURENESS_POWER`` (sureness: its mean top-class
+    probability) -- the surest part, unless a larger one is nearly as sure (a part twice the size wins when
+    it is within 3.5 % as sure). None where nothing is labelled.
+
+    Chosen on the 140 ACDC images with five networks (``benchmarks/ACDC.md``, "Finding the heart"), where
+    the surest of the three largest parts once took a smaller, slightly surer stray part for the heart and
+    once missed a heart that was only the fourth-largest part: every power from 9 to 100 picks the same
+    parts there, and the search ends within 35 mm of the LV's centre on all 700 (before: 5 beyond, 3 of
+    them more than 50 mm away: the heart missed)."""
+    from scipy import ndimage
+
+    parts, n = ndimage.label(probs.argmax(0) > 0)
+    if n == 0:
+        return None
+    index = np.arange(1, n + 1)
+    sizes = np.bincount(parts.ravel(), minlength=n + 1)[1:]
+    sureness = np.asarray(ndimage.mean(probs.max(0), parts, index))
+    return parts == index[int(np.argmax(sizes * sureness ** SURENESS_POWER))]
 
 
 def default_model(volume: Volume) -> str:

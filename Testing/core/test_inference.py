@@ -11,8 +11,8 @@ import torch
 
 from ACNNCore.bundle import prior_of
 from ACNNCore.errors import InputError
-from ACNNCore.inference import (CORRECTION_REFUSED, Segmenter, ShapeModel, SuperResolver, clean_up, hr_geometry,
-                                interpolate_stack, keep_largest_component)
+from ACNNCore.inference import (CORRECTION_REFUSED, Segmenter, ShapeModel, SuperResolver, clean_up, heart_part,
+                                hr_geometry, interpolate_stack, keep_largest_component)
 from ACNNCore.io import read_segmentation, read_volume
 from ACNNCore.metrics import plausibility
 from ACNNCore.volume import Volume
@@ -36,6 +36,33 @@ def test_hr_geometry_splits_each_slice_in_k():
     for k in range(4):
         np.testing.assert_allclose(hr.index_to_physical((2, 3, 5 * k + 2)), lr.index_to_physical((2, 3, k)))
     np.testing.assert_allclose(hr.direction, lr.direction)
+
+
+def _labelled_parts(*parts):
+    """(4, 120, 120, 4) class probabilities: background everywhere (sure, .99) but for boxes ``(corner,
+    (width, height), sureness)`` labelled LV blood pool, each with that top-class probability."""
+    probs = np.zeros((4, 120, 120, 4), np.float32)
+    probs[0] = 0.99
+    probs[1:] = 0.01 / 3
+    for (x, y), (w, h), sure in parts:
+        probs[:, x:x + w, y:y + h] = (1 - sure) / 3
+        probs[1, x:x + w, y:y + h] = sure
+    return probs
+
+
+def test_the_heart_is_the_large_sure_part_of_a_whole_image_look():
+    """What the first look of the heart search keeps (shapes of two failures on ACDC, benchmarks/ACDC.md):
+    a heart much larger than a slightly surer stray part (patient090 ES), a heart that is only the
+    fourth-largest part but far the surest (patient042 ES) -- both missed by the surest of the three largest."""
+    heart = ((10, 10), (30, 30), 0.874)
+    probs = _labelled_parts(heart, ((80, 80), (14, 14), 0.881))
+    assert heart_part(probs)[10:40, 10:40].all() and heart_part(probs).sum() == 30 * 30 * 4
+    heart = ((70, 70), (25, 25), 0.94)
+    probs = _labelled_parts(((0, 0), (40, 30), 0.851), ((0, 40), (30, 28), 0.822), ((0, 80), (30, 30), 0.847), heart)
+    assert heart_part(probs)[70:95, 70:95].all() and heart_part(probs).sum() == 25 * 25 * 4
+    # an equally sure larger part is the heart; nothing labelled, no heart
+    assert heart_part(_labelled_parts(((0, 0), (20, 20), 0.9), ((60, 60), (30, 30), 0.9)))[60:90, 60:90].all()
+    assert heart_part(_labelled_parts()) is None
 
 
 def test_segmenter_on_the_model_grid(tiny_models, tiny_data):
