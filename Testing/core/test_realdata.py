@@ -240,3 +240,22 @@ def test_bundle_comparison_holds_out_what_training_holds_out(acdc_root, acdc_mod
     assert f"held out by the bundles' training: {', '.join(truth)}" in out
     lv = float(re.search(r"ae-acdc: reconstruction Dice LV / myo / RV (\d\.\d+) / .* \(14 maps\)", out).group(1))
     assert lv > 0.8
+
+
+def test_heart_search_benchmark_measures_how_far_the_search_ends(acdc_root):
+    """benchmarks/acdc_heart_search.py: per image, the in-plane distance from where the bundled model's search
+    for the heart ends to the expert LV's centre (a miss is tens of mm; the heart part's centre lies within
+    about 35 mm of the LV's)."""
+    import sys
+    from pathlib import Path
+
+    from ACNNCore.bundle import available
+
+    if "acnn-seg-acdc" not in available():
+        pytest.skip("acnn-seg-acdc is not bundled")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_heart_search import distances
+
+    found, seconds = distances("acnn-seg-acdc", [acdc_root / "patient090"])
+    assert sorted(found) == ["patient090_ED", "patient090_ES"] and seconds > 0
+    assert all(0 <= mm < 35 for mm in found.values())
