@@ -141,8 +141,7 @@ class _Runner:
             if heart is None:
                 return center
             found = grid.index_to_physical(np.argwhere(heart).mean(0))
-            in_plane = None if center is None else grid.direction[:, :2].T @ (found - center)
-            settled = in_plane is not None and np.linalg.norm(in_plane) < LOCATE_SETTLED_MM
+            settled = center is not None and grid.in_plane_mm(center, found) < LOCATE_SETTLED_MM
             center = found
             if settled:
                 break

@@ -78,6 +78,11 @@ class Geometry:
         """Physical position of the grid's centre."""
         return self.index_to_physical((np.asarray(self.shape) - 1) / 2.0)
 
+    def in_plane_mm(self, a, b) -> float:
+        """Distance between two physical points (LPS mm) along this grid's i and j axes (in-plane, for a
+        short-axis stack), ignoring any offset across its slices."""
+        return float(np.linalg.norm(self.direction[:, :2].T @ (np.asarray(b, float) - np.asarray(a, float))))
+
     @property
     def extent_mm(self) -> np.ndarray:
         return np.asarray(self.shape) * np.asarray(self.spacing)

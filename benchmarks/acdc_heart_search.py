@@ -28,6 +28,7 @@ def distances(model: str, patients) -> tuple[dict, float]:
     from ACNNCore.datasets import read_acdc_patient
     from ACNNCore.inference import Segmenter
     from ACNNCore.labels import LV_BLOOD_POOL
+    from ACNNCore.preprocessing import labels_center
 
     runner = Segmenter(model, "cpu").runner
     found, seconds = {}, 0.0
@@ -36,9 +37,8 @@ def distances(model: str, patients) -> tuple[dict, float]:
         start = time.perf_counter()
         center = runner.locate(runner.normalised(case.image)[0], runner.bundle.model)
         seconds += time.perf_counter() - start
-        g = case.labels.geometry
-        lv = g.index_to_physical(np.argwhere(case.labels.array == LV_BLOOD_POOL).mean(0))
-        found[case.name] = np.inf if center is None else float(np.linalg.norm(g.direction[:, :2].T @ (center - lv)))
+        lv = labels_center(case.labels, [LV_BLOOD_POOL])
+        found[case.name] = np.inf if center is None else case.labels.geometry.in_plane_mm(center, lv)
     return found, seconds
 
 

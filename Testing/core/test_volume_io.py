@@ -172,3 +172,11 @@ def test_a_grid_turned_and_moved_in_its_own_plane():
     np.testing.assert_allclose(moved.center - g.center, g.direction @ [3.0, -4.0, 0.0], atol=1e-9)
     assert moved.direction.tolist() == g.direction.tolist() and moved.shape == g.shape
     assert g.turned(10.0, (1.0, 2.0)).turned(-10.0).turned(0.0, (-1.0, -2.0)).same_as(g)
+
+
+def test_in_plane_distance_ignores_the_offset_across_slices():
+    g = Volume.from_array(np.zeros((8, 6, 4), np.float32), (1.5, 2.0, 10.0), (3, 4, 5), oblique_direction()).geometry
+    a = g.index_to_physical((1, 1, 0))
+    # 3 voxels along i (4.5 mm), 2 along j (4 mm), 3 slices across (30 mm, not counted)
+    assert g.in_plane_mm(a, g.index_to_physical((4, 3, 3))) == pytest.approx(np.hypot(4.5, 4.0))
+    assert g.in_plane_mm(a, g.index_to_physical((1, 1, 2))) == pytest.approx(0.0, abs=1e-9)
