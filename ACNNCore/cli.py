@@ -162,6 +162,9 @@ def _add_train(sub):
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--workers", type=int, help="data-loading processes (augmentation runs there); default 0")
+    p.add_argument("--precision", choices=("fp32", "bf16"),
+                   help="bf16: mixed precision (forward passes in bfloat16, weights and losses in float32), faster "
+                        "where bfloat16 is native (CPUs with AVX512-BF16 or AMX, recent GPUs); default fp32")
     p.set_defaults(run=run_train)
 
 
@@ -174,14 +177,14 @@ def run_train(args) -> int:
     if args.config:
         config = TrainConfig.from_yaml(args.config).to_dict()
     elif args.init:  # the model's own recipe (where it ran aside), which the options below change
-        known = {f.name for f in dataclasses.fields(TrainConfig)} - {"device", "workers"}
+        known = {f.name for f in dataclasses.fields(TrainConfig)} - {"device", "workers", "precision"}
         trained = read_meta(resolve(args.init)).get("training", {}).get("config", {})
         config = {k: v for k, v in trained.items() if k in known}
     else:
         config = {}
     config["task"] = args.task
     for name in ("architecture", "epochs", "batch_size", "lr", "lr_schedule", "lambda1", "balance_prior", "contact",
-                 "contact_start", "max_cases", "seed", "device", "workers"):
+                 "contact_start", "max_cases", "seed", "device", "workers", "precision"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
     if args.motion_augment is not None:

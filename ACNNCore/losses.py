@@ -16,6 +16,9 @@ The prior networks (encoder ``f``, predictor ``p``) are frozen by the caller
 ``balance`` rescales the prior to the range of the data term, the ratio is
 detached: a ratio that carries gradient would turn the prior's gradient into a
 copy of the data term's.
+
+Each loss is computed in float32, also from the bfloat16 outputs of a
+mixed-precision forward pass (``TrainConfig.precision``).
 """
 
 from __future__ import annotations
@@ -57,10 +60,10 @@ def _balanced(data_term: torch.Tensor, prior: torch.Tensor, lambda1: float, bala
 
 def shape_prior_loss(encoder, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """||f(softmax(logits)) - f(onehot(labels))||^2, summed over the code, averaged over the batch."""
-    probs = torch.softmax(logits, dim=1)
+    probs = torch.softmax(logits.float(), dim=1)
     with torch.no_grad():
         target_code = encoder(one_hot(labels, logits.shape[1]))
-    return ((encoder(probs) - target_code) ** 2).sum(1).mean()
+    return code_loss(encoder(probs), target_code)
 
 
 def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -102,6 +105,7 @@ def acnn_seg_loss(logits: torch.Tensor, labels: torch.Tensor, encoder=None, lamb
     ``dice``: the data term is CE + soft Dice (real data; the paper uses CE alone). ``contact``: the
     weight of :func:`contact_loss`, added to the data term (not the paper's; None: not computed, 0: computed
     and returned, not added)."""
+    logits = logits.float()
     ce = F.cross_entropy(logits, labels.long())
     data = ce + soft_dice_loss(logits, labels) if dice else ce
     terms = {"ce": ce}
@@ -117,12 +121,13 @@ def acnn_seg_loss(logits: torch.Tensor, labels: torch.Tensor, encoder=None, lamb
 def acnn_sr_loss(prediction: torch.Tensor, target: torch.Tensor, predictor=None, lambda1: float = 0.01,
                  balance: bool = False) -> dict:
     """Eq. (2) without the weight decay. ``predictor=None``: plain Huber (SR)."""
+    prediction = prediction.float()
     huber = F.smooth_l1_loss(prediction, target)
     if predictor is None:
         return {"loss": huber, "huber": huber}
     with torch.no_grad():
         target_code = predictor(target)
-    prior = ((predictor(prediction) - target_code) ** 2).sum(1).mean()
+    prior = code_loss(predictor(prediction), target_code)
     return {"loss": huber + _balanced(huber, prior, lambda1, balance), "huber": huber, "prior": prior}
 
 
@@ -133,14 +138,14 @@ def autoencoder_loss(autoencoder, labels: torch.Tensor, num_classes: int, swap_p
     noisy = one_hot(swap_labels(labels, swap_p, num_classes, generator), num_classes)
     if noise_std > 0:
         noisy = noisy + noise_std * torch.randn(noisy.shape, generator=generator, device=noisy.device)
-    logits = autoencoder(noisy)
+    logits = autoencoder(noisy).float()
     ce = F.cross_entropy(logits, labels.long())
     return {"loss": ce + soft_dice_loss(logits, labels) if dice else ce, "ce": ce}
 
 
 def code_loss(predicted: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """The T-L predictor's squared L2 distance to the AE's codes, averaged over the batch."""
-    return ((predicted - codes) ** 2).sum(1).mean()
+    return ((predicted.float() - codes.float()) ** 2).sum(1).mean()
 
 
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:

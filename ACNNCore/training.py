@@ -4,8 +4,9 @@ One loop for all tasks: a config (dataclass, YAML) recorded in the run folder,
 deterministic seeds, a tqdm bar with loss and ETA, a CSV log (and TensorBoard
 if installed), validation each epoch, ``last.pt`` and the best model (a bundle
 in ``RUN/model``) written atomically, ``--resume`` after a kill with no epoch
-lost, ``--init MODEL`` to fine-tune a trained model, and DistributedDataParallel
-under ``torchrun`` (gloo on CPU, nccl on GPU) with no change to the command.
+lost, ``--init MODEL`` to fine-tune a trained model, mixed precision
+(``--precision bf16``), and DistributedDataParallel under ``torchrun`` (gloo on
+CPU, nccl on GPU) with no change to the command.
 
 Tasks:
 
@@ -52,6 +53,7 @@ from .preprocessing import IntensityScaling
 
 TASKS = ("ae", "tl", "seg", "sr")
 LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("fp32", "bf16")
 DEFAULT_ARCHITECTURE = {"ae": "ConvAutoencoder", "tl": "TLNetwork", "seg": "SubPixelNet", "sr": "SubPixelNet"}
 
 
@@ -82,6 +84,9 @@ class TrainConfig:
     max_cases: int = 0  # 0 = all
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    # fp32 | bf16: mixed precision, the networks' forward passes in bfloat16 (torch.autocast), weights, optimiser
+    # and losses in float32 -- faster where bfloat16 is native (CPUs with AVX512-BF16 or AMX, recent GPUs)
+    precision: str = "fp32"
     workers: int = 0  # DataLoader worker processes preparing (augmenting) batches; 0 = in the training process
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # real data (any field of view and spacing): each case is cut around its ground-truth heart to this
@@ -104,6 +109,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
 
     def learning_rate(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (0-based): a function of the epoch alone, so a resumed run
@@ -333,6 +340,9 @@ class Trainer:
         self.command = command or " ".join(["acnn"] + [shlex.quote(a) for a in sys.argv[1:]])
         self.world, self.rank, self.device = _setup_distributed(config.device)
         self.main = self.rank == 0
+        if config.precision == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise InputError(f"precision bf16: this GPU ({torch.cuda.get_device_name(self.device)}) has no "
+                             f"bfloat16; train with precision fp32")
         self.progress = progress and self.main
         torch.manual_seed(config.seed)
 
@@ -395,6 +405,10 @@ class Trainer:
                            self.out / "last.pt")
 
     # -- one batch
+    def autocast(self):
+        """The context of a training step's forward passes: bfloat16 autocast where ``precision`` is bf16."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+
     def _losses(self, batch, epoch: int) -> dict:
         cfg, task, model = self.config, self.config.task, self.model
         x = to_device(batch["input"], self.device)
@@ -527,7 +541,8 @@ class Trainer:
             totals, steps, t0 = {}, 0, time.time()
             bar = _bar(loader, epoch, cfg.epochs, self.progress)
             for batch in bar:
-                losses = self._losses(batch, epoch)
+                with self.autocast():
+                    losses = self._losses(batch, epoch)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 self.optimizer.step()

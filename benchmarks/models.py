@@ -8,7 +8,7 @@ structure; Wilcoxon signed-rank test between the first two models. Speed: one LR
 stack at the default grid on this machine's CPU threads, the sub-pixel net against
 MONAI's 3-D U-Net on the up-sampled stack at a comparable parameter count, measured
 in one run, each model's peak memory measured in a process of its own; and one
-ACNN-Seg training step in both memory layouts.
+ACNN-Seg training step in both memory layouts, and in mixed precision (bf16).
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ y = torch.randint(0, 3, (4, 96, 96, 60))
 times = []
 for i in range({repeats} + 2):
     t = time.perf_counter()
-    loss = acnn_seg_loss(net(x), y, ae.encode)["loss"]
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled={bf16}):  # as ACNNCore.training's precision bf16
+        loss = acnn_seg_loss(net(x), y, ae.encode)["loss"]
     optimizer.zero_grad(); loss.backward(); optimizer.step()
     times.append(time.perf_counter() - t)
 print(json.dumps({{"seconds": sorted(times[2:])[{repeats} // 2]}}))
@@ -127,12 +128,14 @@ def _probe(source: str, **fields) -> dict:
 
 def training_speed(threads: int, repeats: int):
     out = {}
-    for layout in (True, False, True, False):  # interleaved, each twice: machines are noisy
-        seconds = _probe(TRAIN_PROBE, threads=threads, repeats=repeats, layout=layout)["seconds"]
-        out[layout] = min(seconds, out.get(layout, seconds))
+    kinds = (("fast", True, False), ("plain", False, False), ("bf16", True, True))
+    for name, layout, bf16 in kinds + kinds:  # interleaved, each twice: machines are noisy
+        seconds = _probe(TRAIN_PROBE, threads=threads, repeats=repeats, layout=layout, bf16=bf16)["seconds"]
+        out[name] = min(seconds, out.get(name, seconds))
     print(f"\nTraining, one ACNN-Seg step (batch 4, AE prior), {threads} CPU threads (median of {repeats}): "
-          f"channels-last, as ACNNCore.training runs it on the CPU, {out[True] * 1000:.0f} ms; contiguous (NCDHW) "
-          f"{out[False] * 1000:.0f} ms; {out[False] / out[True]:.2f}x faster")
+          f"channels-last, as ACNNCore.training runs it on the CPU, {out['fast'] * 1000:.0f} ms; contiguous (NCDHW) "
+          f"{out['plain'] * 1000:.0f} ms; {out['plain'] / out['fast']:.2f}x faster. Mixed precision (--precision "
+          f"bf16), channels-last: {out['bf16'] * 1000:.0f} ms, {out['fast'] / out['bf16']:.2f}x faster than float32")
     return out
 
 

@@ -64,6 +64,49 @@ def test_training_runs_channels_last_on_the_cpu_with_the_same_loss(tiny_data, ti
     torch.testing.assert_close(trainer.model.up.weight.grad, plain_model.up.weight.grad, rtol=1e-3, atol=1e-5)
 
 
+def test_mixed_precision_runs_the_networks_in_bfloat16_and_the_losses_in_float32(tiny_data, tiny_models, tmp_path):
+    """``precision: bf16``: a step's forward passes (network and prior) in bfloat16, its losses and every
+    weight and gradient in float32, the losses those of float32 to bfloat16's precision; fp32 stays fp32."""
+    from torch.utils.data import DataLoader
+
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        runs[precision] = Trainer(TrainConfig(task="seg", epochs=1, batch_size=2, device="cpu", precision=precision),
+                                  tiny_data, tmp_path / precision, prior=tiny_models["ae"], progress=False)
+    batch = next(iter(DataLoader(runs["fp32"].train_set, batch_size=2)))
+    losses = {}
+    for precision, trainer in runs.items():
+        with trainer.autocast():
+            logits = trainer.model(batch["input"])
+            code = trainer.prior.model.encode(torch.softmax(logits.float(), 1))
+            losses[precision] = trainer._losses(batch, 0)
+        expected = torch.bfloat16 if precision == "bf16" else torch.float32
+        assert logits.dtype == expected and code.dtype == expected
+        assert all(v.dtype == torch.float32 for v in losses[precision].values())
+        losses[precision]["loss"].backward()
+        assert all(p.dtype == p.grad.dtype == torch.float32 for p in trainer.model.parameters())
+    for k in ("loss", "ce", "prior"):
+        torch.testing.assert_close(losses["bf16"][k], losses["fp32"][k], rtol=0.05, atol=0.05)
+    with pytest.raises(InputError, match="precision must be one of fp32, bf16"):
+        TrainConfig(precision="fp16")
+
+
+def test_cli_trains_in_mixed_precision_and_saves_float32_weights(tiny_data, tiny_models, tmp_path):
+    from ACNNCore.cli import main
+
+    run = tmp_path / "bf16"
+    assert main(["train", "seg", "--data", str(tiny_data), "--out", str(run), "--prior", str(tiny_models["ae"]),
+                 "--precision", "bf16", "--epochs", "2", "--batch-size", "4", "--device", "cpu"]) == 0
+    assert TrainConfig.from_yaml(run / "config.yaml").precision == "bf16"
+    log = describe(run)
+    assert len(log) == 2 and all(torch.isfinite(torch.tensor(float(r["train_loss"]))) for r in log)
+    for folder in (run, tmp_path / "ae"):
+        if folder.name == "ae":
+            train(TrainConfig(task="ae", epochs=1, batch_size=4, precision="bf16"), tiny_data, folder, progress=False)
+        assert {w.dtype for w in _weights(folder).values() if w.is_floating_point()} == {torch.float32}
+
+
 def test_contact_term_is_logged_from_the_start_and_added_from_contact_start(tiny_data, tmp_path):
     """``contact``: the term is computed (a log column) from epoch 0, added to the loss from
     ``contact_start`` on, with its weight."""
