@@ -144,7 +144,8 @@ def autoencoder_loss(autoencoder, labels: torch.Tensor, num_classes: int, swap_p
 
 
 def code_loss(predicted: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """The T-L predictor's squared L2 distance to the AE's codes, averaged over the batch."""
+    """Squared L2 distance between codes, summed over the code, averaged over the batch, in float32: the
+    T-L predictor's to the AE's codes, and the shape priors of Eq. (1) and (2)."""
     return ((predicted.float() - codes.float()) ** 2).sum(1).mean()
 
 
