@@ -134,7 +134,9 @@ def _add_train(sub):
                                    "Runs unchanged under `torchrun --nproc_per_node N`.")
     p.add_argument("task", choices=("ae", "tl", "seg", "sr"))
     p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="run folder: config.yaml, log.csv, last.pt, model/")
+    p.add_argument("--out", required=True, type=Path,
+                   help="run folder: config.yaml, log.csv, last.pt, model/ (best epoch), model-final/ (seg, sr: "
+                        "last epoch)")
     p.add_argument("--prior", type=Path, help="AE/T-L run or bundle: the shape prior (ACNN-Seg, ACNN-SR, T-L)")
     p.add_argument("--config", type=Path, help="YAML file of training settings (see TrainConfig)")
     p.add_argument("--init", metavar="MODEL",

@@ -3,10 +3,11 @@
 One loop for all tasks: a config (dataclass, YAML) recorded in the run folder,
 deterministic seeds, a tqdm bar with loss and ETA, a CSV log (and TensorBoard
 if installed), validation each epoch, ``last.pt`` and the best model (a bundle
-in ``RUN/model``) written atomically, ``--resume`` after a kill with no epoch
-lost, ``--init MODEL`` to fine-tune a trained model, mixed precision
-(``--precision bf16``), and DistributedDataParallel under ``torchrun`` (gloo on
-CPU, nccl on GPU) with no change to the command.
+in ``RUN/model``; seg and sr runs also their last epoch's, ``RUN/model-final``)
+written atomically, ``--resume`` after a kill with no epoch lost, ``--init
+MODEL`` to fine-tune a trained model, mixed precision (``--precision bf16``),
+and DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on GPU) with
+no change to the command.
 
 Tasks:
 
@@ -54,6 +55,9 @@ from .preprocessing import IntensityScaling
 TASKS = ("ae", "tl", "seg", "sr")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16")
+# beside the best validation epoch (RUN/model), seg and sr runs keep their last epoch's weights as a bundle: on
+# a few validation subjects the best epoch is a noisy pick, and an annealed rate ends on settled weights
+FINAL_MODEL = "model-final"
 DEFAULT_ARCHITECTURE = {"ae": "ConvAutoencoder", "tl": "TLNetwork", "seg": "SubPixelNet", "sr": "SubPixelNet"}
 
 
@@ -560,6 +564,9 @@ class Trainer:
                 if improved:
                     self.best = metrics["score"]
                     save_bundle(_unwrap(self.model), self.out / "model", self._bundle_meta(metrics, epoch),
+                                overwrite=True)
+                if epoch == cfg.epochs - 1 and cfg.task in ("seg", "sr"):  # the end of the (annealed) run too
+                    save_bundle(_unwrap(self.model), self.out / FINAL_MODEL, self._bundle_meta(metrics, epoch),
                                 overwrite=True)
                 self._save_checkpoint(epoch)
                 row = {"epoch": epoch, "lr": lr, **train, **{f"val_{k}": v for k, v in metrics.items()},

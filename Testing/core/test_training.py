@@ -154,6 +154,32 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path):
     assert [r["epoch"] for r in describe(tmp_path / "resumed")] == ["0", "1", "2"]
 
 
+def test_a_seg_run_keeps_its_last_epoch_beside_its_best(tiny_data, tmp_path):
+    """RUN/model-final: the last epoch's weights (those of last.pt) as a bundle that loads like RUN/model, with
+    that epoch's number and validation scores; also written by a resumed run."""
+    import json
+
+    from ACNNCore.bundle import load_bundle
+    from ACNNCore.training import FINAL_MODEL
+
+    config = TrainConfig(task="seg", epochs=3, batch_size=4, val_fraction=0.25, lr_schedule="cosine")
+    short = TrainConfig(**{**config.__dict__, "epochs": 2})
+    train(short, tiny_data, tmp_path / "run", progress=False)
+    final = tmp_path / "run" / FINAL_MODEL
+    assert json.loads((final / "model.json").read_text())["training"]["epoch"] == 1  # the end of 2 epochs
+    train(config, tiny_data, tmp_path / "run", resume=True, progress=False)  # extended to 3: replaced
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    weights = load_file(str(final / "model.safetensors"))
+    assert set(weights) == set(last)
+    for k in last:
+        torch.testing.assert_close(weights[k], last[k], msg=k)
+    meta = json.loads((final / "model.json").read_text())
+    row = describe(tmp_path / "run")[-1]
+    assert meta["training"]["epoch"] == 2 == int(row["epoch"])
+    assert meta["metrics"]["score"] == pytest.approx(float(row["val_score"]), abs=1e-5)
+    assert load_bundle(final, expect_task="seg").meta["input"] == load_bundle(tmp_path / "run" / "model").meta["input"]
+
+
 def test_worker_processes_give_the_same_training(tiny_data, tmp_path):
     """Augmentation draws from (seed, epoch, case): batches made in worker processes are the same."""
     config = TrainConfig(task="seg", epochs=2, batch_size=4, val_fraction=0.25)
