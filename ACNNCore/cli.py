@@ -143,7 +143,8 @@ def _add_train(sub):
                    help="fine-tune: start from this model's network and weights (a run folder, bundle or bundled "
                         "model's name); without --config, its training settings are the defaults")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
-    p.add_argument("--overwrite", action="store_true", help="start over in a non-empty --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a non-empty --out (the earlier run's log, last.pt and models removed)")
     p.add_argument("--architecture", help="network: SubPixelNet (default seg/sr), FCN2D, UNet3D, SRCNN")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -58,6 +59,7 @@ PRECISIONS = ("fp32", "bf16")
 # beside the best validation epoch (RUN/model), seg and sr runs keep their last epoch's weights as a bundle: on
 # a few validation subjects the best epoch is a noisy pick, and an annealed rate ends on settled weights
 FINAL_MODEL = "model-final"
+RUN_FILES = ("log.csv", "last.pt", "model", FINAL_MODEL, "tensorboard")  # what a run writes besides config.yaml
 DEFAULT_ARCHITECTURE = {"ae": "ConvAutoencoder", "tl": "TLNetwork", "seg": "SubPixelNet", "sr": "SubPixelNet"}
 
 
@@ -523,6 +525,13 @@ class Trainer:
         cfg = self.config
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
+            if self.start_epoch == 0:  # a fresh start (into a used folder only with --overwrite): no log,
+                for name in RUN_FILES:  # checkpoint or model of an earlier run left to mix with this one's
+                    path = self.out / name
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink(missing_ok=True)
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         sampler = DistributedSampler(self.train_set, shuffle=True, seed=cfg.seed) if self.world > 1 else None
         per_rank = max(1, cfg.batch_size // self.world)

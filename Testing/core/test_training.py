@@ -314,6 +314,30 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
         train(TrainConfig(task="tl", epochs=1), tiny_data, tmp_path / "tl", progress=False)
 
 
+def test_overwrite_starts_over_with_nothing_of_the_earlier_run_left(tiny_data, tmp_path, monkeypatch):
+    """--overwrite: the new run's log starts at its epoch 0, and an earlier run's model-final does not outlive
+    it (here the new run is cancelled before its own last epoch)."""
+    from ACNNCore.training import FINAL_MODEL
+
+    run = tmp_path / "run"
+    train(TrainConfig(task="seg", epochs=2, batch_size=4), tiny_data, run, progress=False)
+    assert (run / FINAL_MODEL).is_dir() and len(describe(run)) == 2
+    validate, calls = Trainer.validate, []
+
+    def cancel_second(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return validate(self)
+
+    monkeypatch.setattr(Trainer, "validate", cancel_second)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(task="seg", epochs=3, batch_size=4), tiny_data, run, overwrite=True, progress=False)
+    assert [r["epoch"] for r in describe(run)] == ["0"]
+    assert not (run / FINAL_MODEL).exists()
+    assert (run / "model" / "model.json").is_file()  # the new run's best so far
+
+
 def test_torchrun_with_two_cpu_processes(tiny_data, tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     assert torchrun, "torchrun is installed with torch"
