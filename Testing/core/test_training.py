@@ -141,6 +141,19 @@ def _weights(folder):
     return load_file(str(folder / "model" / "model.safetensors"))
 
 
+def _cancel_at_validation(monkeypatch, n):
+    """Ctrl-C in the n-th epoch's validation, as a user cancels a run (undo with monkeypatch.undo())."""
+    validate, calls = Trainer.validate, []
+
+    def cancel(self):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return validate(self)
+
+    monkeypatch.setattr(Trainer, "validate", cancel)
+
+
 def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path):
     config = TrainConfig(task="seg", epochs=3, batch_size=4, val_fraction=0.25)
     train(config, tiny_data, tmp_path / "straight", progress=False)
@@ -197,15 +210,7 @@ def test_cosine_schedule_anneals_the_learning_rate_and_resumes_on_it(tiny_data, 
     assert [float(r["lr"]) for r in describe(tmp_path / "straight")] == pytest.approx(
         [config.learning_rate(e) for e in range(4)])
     # cancelled (Ctrl-C) in the third epoch: the resumed run continues the same schedule, to the same weights
-    validate, calls = Trainer.validate, []
-
-    def cancel_third(self):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return validate(self)
-
-    monkeypatch.setattr(Trainer, "validate", cancel_third)
+    _cancel_at_validation(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train(config, tiny_data, tmp_path / "resumed", progress=False)
     monkeypatch.undo()
@@ -322,15 +327,7 @@ def test_overwrite_starts_over_with_nothing_of_the_earlier_run_left(tiny_data, t
     run = tmp_path / "run"
     train(TrainConfig(task="seg", epochs=2, batch_size=4), tiny_data, run, progress=False)
     assert (run / FINAL_MODEL).is_dir() and len(describe(run)) == 2
-    validate, calls = Trainer.validate, []
-
-    def cancel_second(self):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return validate(self)
-
-    monkeypatch.setattr(Trainer, "validate", cancel_second)
+    _cancel_at_validation(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(TrainConfig(task="seg", epochs=3, batch_size=4), tiny_data, run, overwrite=True, progress=False)
     assert [r["epoch"] for r in describe(run)] == ["0"]
