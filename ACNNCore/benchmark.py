@@ -95,6 +95,27 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+def finished_run(run: Path) -> Path | None:
+    """The bundle of a benchmark's run in RUN that ran to its end (RUN/model, its checkpoint dropped), else None."""
+    from .training import BEST_MODEL, CHECKPOINT
+
+    done = (run / BEST_MODEL / "model.json").is_file() and not (run / CHECKPOINT).is_file()
+    return run / BEST_MODEL if done else None
+
+
+def train_to_end(config, data: Path, run: Path, prior: Path | None, what: str, say=print) -> Path:
+    """Train CONFIG in RUN, resuming the run there where one was interrupted (its checkpoint left) and starting
+    over otherwise, then drop the checkpoint: the bundle in RUN/model is what counts. WHAT names the model for
+    the message."""
+    from .training import CHECKPOINT, train
+
+    resume = (run / CHECKPOINT).is_file()
+    say(f"{'resuming' if resume else 'training'} {what} -> {run}")
+    folder = train(config, data, run, prior, resume=resume, overwrite=not resume)
+    (run / CHECKPOINT).unlink(missing_ok=True)
+    return folder
+
+
 class Benchmark:
     """Trains (or takes) the models an experiment needs and evaluates them on held-out subjects."""
 
@@ -128,24 +149,20 @@ class Benchmark:
     def model(self, key: str, seed: int = 0) -> Path:
         """A trained bundle for ``key``: given, already in OUT/runs/KEY (KEY-seedS for training seed S > 0),
         or trained now."""
-        from .training import TrainConfig, train
+        from .training import TrainConfig
 
         if key in self.models and seed == 0:
             return resolve(self.models[key])
         run = self.out / "runs" / (f"{key}-seed{seed}" if seed else key)
-        if (run / "model" / "model.json").is_file() and not (run / "last.pt").is_file():
-            return run / "model"
+        if model := finished_run(run):
+            return model
         name, settings, prior_key = SPECS[key]
         prior = self.model(prior_key) if prior_key else None
         b = self.budget
         epochs = {"ae": b.ae_epochs, "tl": b.tl_epochs}.get(key, b.epochs)
         config = TrainConfig.from_dict({**settings, "epochs": epochs, "batch_size": b.batch_size, "seed": seed,
                                         "device": self.device, "tl_predictor_epochs": b.tl_predictor_epochs})
-        resume = (run / "last.pt").is_file()
-        self.say(f"training {name} ({key}, {epochs} epochs, seed {seed}{', resuming' if resume else ''}) -> {run}")
-        folder = train(config, self.data, run, prior, resume=resume, overwrite=not resume)
-        (run / "last.pt").unlink(missing_ok=True)  # finished: the bundle in run/model is what counts
-        return folder
+        return train_to_end(config, self.data, run, prior, f"{name} ({key}, {epochs} epochs, seed {seed})", self.say)
 
     def parameters(self, key: str) -> int:
         if key == "aeseg":
@@ -526,25 +543,21 @@ class AcdcBenchmark:
                 link.symlink_to(p.resolve(), target_is_directory=True)
 
     def model(self, key: str) -> Path:
-        from .training import TrainConfig, train
+        from .training import TrainConfig
 
         if key in self.models:  # a bundle, or an ensemble of bundles given as A,B,...
             paths = [resolve(p) for p in self.models[key].split(",")]
             return paths[0] if len(paths) == 1 else paths
         run = self.out / "runs" / key
-        if (run / "model" / "model.json").is_file() and not (run / "last.pt").is_file():
-            return run / "model"
+        if model := finished_run(run):
+            return model
         name, settings, prior_key = ACDC_METHODS[key]
         prior = self.model(prior_key) if prior_key else None
         epochs = self.ae_epochs if key == "ae" else self.epochs
         config = TrainConfig.from_dict({**settings, "epochs": epochs, "batch_size": 8, "device": self.device,
                                         "crop": CROP, "val_fraction": 0.1, "dice": settings["task"] in ("seg", "ae"),
                                         "workers": self.workers})
-        resume = (run / "last.pt").is_file()
-        self.say(f"training {name} ({key}, {epochs} epochs{', resuming' if resume else ''}) -> {run}")
-        folder = train(config, self.train_dir, run, prior, resume=resume, overwrite=not resume)
-        (run / "last.pt").unlink(missing_ok=True)
-        return folder
+        return train_to_end(config, self.train_dir, run, prior, f"{name} ({key}, {epochs} epochs)", self.say)
 
     def _trains_anything(self) -> bool:
         """Whether this run trains a model rather than taking them all from --models."""

@@ -56,10 +56,11 @@ from .preprocessing import IntensityScaling
 TASKS = ("ae", "tl", "seg", "sr")
 LR_SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("fp32", "bf16")
-# beside the best validation epoch (RUN/model), seg and sr runs keep their last epoch's weights as a bundle: on
-# a few validation subjects the best epoch is a noisy pick, and an annealed rate ends on settled weights
-FINAL_MODEL = "model-final"
-RUN_FILES = ("log.csv", "last.pt", "model", FINAL_MODEL, "tensorboard")  # what a run writes besides config.yaml
+# what a run folder holds besides config.yaml: the log, the checkpoint to resume from, the best validation epoch
+# as a bundle and, for seg and sr, the last epoch's weights as a bundle beside it (on a few validation subjects
+# the best epoch is a noisy pick, and an annealed rate ends on settled weights)
+LOG, CHECKPOINT, BEST_MODEL, FINAL_MODEL = "log.csv", "last.pt", "model", "model-final"
+RUN_FILES = (LOG, CHECKPOINT, BEST_MODEL, FINAL_MODEL, "tensorboard")
 DEFAULT_ARCHITECTURE = {"ae": "ConvAutoencoder", "tl": "TLNetwork", "seg": "SubPixelNet", "sr": "SubPixelNet"}
 
 
@@ -354,8 +355,8 @@ class Trainer:
 
         if self.out.exists() and any(self.out.iterdir()) and not resume and not overwrite:
             raise InputError(f"{self.out} holds a run; pass --resume to continue it or --overwrite to start over")
-        if resume and not (self.out / "last.pt").is_file():
-            raise InputError(f"{self.out} has no last.pt to resume from")
+        if resume and not (self.out / CHECKPOINT).is_file():
+            raise InputError(f"{self.out} has no {CHECKPOINT} to resume from")
 
         cases = read_dataset(data, hr_image=config.task in ("sr", "tl"))
         if config.max_cases:
@@ -399,7 +400,7 @@ class Trainer:
 
     # -- checkpoints
     def _load_checkpoint(self):
-        state = torch.load(self.out / "last.pt", map_location="cpu", weights_only=True)
+        state = torch.load(self.out / CHECKPOINT, map_location="cpu", weights_only=True)
         _unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch, self.best = int(state["epoch"]) + 1, float(state["best"])
@@ -408,7 +409,7 @@ class Trainer:
     def _save_checkpoint(self, epoch: int):
         _atomic_torch_save({"model": _unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
                             "epoch": epoch, "best": self.best, "torch_rng": torch.get_rng_state()},
-                           self.out / "last.pt")
+                           self.out / CHECKPOINT)
 
     # -- one batch
     def autocast(self):
@@ -535,7 +536,7 @@ class Trainer:
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         sampler = DistributedSampler(self.train_set, shuffle=True, seed=cfg.seed) if self.world > 1 else None
         per_rank = max(1, cfg.batch_size // self.world)
-        log_path = self.out / "log.csv"
+        log_path = self.out / LOG
         writer = _tensorboard(self.out) if self.main else None
         self.model.train()
         if self.prior is not None and cfg.task != "tl":
@@ -572,7 +573,7 @@ class Trainer:
                 improved = metrics["score"] > self.best
                 if improved:
                     self.best = metrics["score"]
-                    save_bundle(_unwrap(self.model), self.out / "model", self._bundle_meta(metrics, epoch),
+                    save_bundle(_unwrap(self.model), self.out / BEST_MODEL, self._bundle_meta(metrics, epoch),
                                 overwrite=True)
                 if epoch == cfg.epochs - 1 and cfg.task in ("seg", "sr"):  # the end of the (annealed) run too
                     save_bundle(_unwrap(self.model), self.out / FINAL_MODEL, self._bundle_meta(metrics, epoch),
@@ -593,17 +594,17 @@ class Trainer:
             self._finish_shape_model()
         if self.world > 1:
             dist.barrier()
-        return self.out / "model"
+        return self.out / BEST_MODEL
 
     def _finish_shape_model(self):
         """Add latent statistics (of the best weights) to the shape model's bundle."""
-        best = load_bundle(self.out / "model", device=self.device)
+        best = load_bundle(self.out / BEST_MODEL, device=self.device)
         _unwrap(self.model).load_state_dict(best.model.state_dict())
         meta = dict(best.meta)
         meta["latent"] = self._latent_statistics()
         for key in ("format", "format_version", "acnn_version", "weights_sha256"):
             meta.pop(key, None)
-        save_bundle(_unwrap(self.model), self.out / "model", meta, overwrite=True)
+        save_bundle(_unwrap(self.model), self.out / BEST_MODEL, meta, overwrite=True)
 
 
 def _bar(loader, epoch, epochs, enabled):
@@ -650,6 +651,6 @@ def train(config: TrainConfig, data, out, prior=None, resume=False, overwrite=Fa
 
 def describe(path) -> dict:
     """The log of a run folder as a list of dicts (for tests and reports)."""
-    with open(Path(path) / "log.csv") as f:
+    with open(Path(path) / LOG) as f:
         return list(csv.DictReader(f))
 

@@ -335,6 +335,26 @@ def test_overwrite_starts_over_with_nothing_of_the_earlier_run_left(tiny_data, t
     assert (run / "model" / "model.json").is_file()  # the new run's best so far
 
 
+def test_a_benchmark_resumes_its_interrupted_run_and_reuses_its_finished_one(tiny_data, tmp_path, monkeypatch):
+    """`acnn benchmark` run again after a Ctrl-C: the interrupted model's run resumes where it stopped, and a
+    run that finished (its checkpoint dropped) is taken as it is."""
+    from ACNNCore.benchmark import finished_run, train_to_end
+    from ACNNCore.training import CHECKPOINT
+
+    run, said = tmp_path / "run", []
+    config = TrainConfig(task="seg", epochs=3, batch_size=4, val_fraction=0.25)
+    _cancel_at_validation(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train_to_end(config, tiny_data, run, None, "3D-Seg", said.append)
+    monkeypatch.undo()
+    assert said == [f"training 3D-Seg -> {run}"] and finished_run(run) is None
+    assert (run / CHECKPOINT).is_file() and [r["epoch"] for r in describe(run)] == ["0"]
+    assert train_to_end(config, tiny_data, run, None, "3D-Seg", said.append) == run / "model"
+    assert said[-1] == f"resuming 3D-Seg -> {run}"
+    assert [r["epoch"] for r in describe(run)] == ["0", "1", "2"]
+    assert not (run / CHECKPOINT).exists() and finished_run(run) == run / "model"
+
+
 def test_torchrun_with_two_cpu_processes(tiny_data, tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     assert torchrun, "torchrun is installed with torch"
