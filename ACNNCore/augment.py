@@ -1,5 +1,9 @@
 """Training-time augmentation (paper III-B): in-plane affine of input and target together,
-per-slice in-plane rigid motion of the input only (the target stays still), additive noise."""
+per-slice in-plane rigid motion of the input only (the target stays still), additive noise.
+
+Per-slice motion of the input alone teaches a sub-pixel net to undo misalignment: its HR target is the heart
+as it is. Labels drawn on the acquired slices (ACDC's) move with them instead; ``motion_labels`` moves the
+label slices with the input's, so that the net learns to follow a real shift between slices."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .errors import InputError
 from .phantom.acquisition import draw_motion, move_slices
 
 
@@ -18,6 +23,7 @@ class AugmentConfig:
     scale: float = 0.05  # in-plane isotropic scaling, uniform in 1 +- scale
     shift_mm: float = 4.0  # in-plane shift, uniform in +- per axis
     motion_mm: float = 0.0  # per-slice misalignment of the input only (3D-Seg-MAug: 3 mm)
+    motion_labels: bool = False  # move the labels' slices with the input's (labels on the acquired slices, K = 1)
     noise: float = 0.02  # additive Gaussian noise on the (normalised) input
 
 
@@ -53,6 +59,11 @@ def augment(rng: np.random.Generator, config: AugmentConfig, image: np.ndarray, 
     if config.motion_mm > 0:
         motion = draw_motion(image.shape[2], rng, config.motion_mm, config.motion_mm)
         image = move_slices(image, image_spacing, motion)
+        if config.motion_labels and labels is not None:
+            if labels.shape != image.shape:
+                raise InputError(f"motion_labels moves label slices with the input's: labels on the input's grid "
+                                 f"{image.shape}, not {labels.shape} (a sub-pixel model's HR labels stay still)")
+            labels = move_slices(labels, image_spacing, motion, order=0)
     if config.noise > 0:
         image = image + rng.normal(0, config.noise, image.shape).astype(np.float32)
     return image.astype(np.float32), labels, target

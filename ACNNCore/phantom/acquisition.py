@@ -73,12 +73,13 @@ def draw_motion(n_slices: int, rng: np.random.Generator, translation_mm: float, 
     return motion
 
 
-def move_slices(array: np.ndarray, spacing, motion: np.ndarray) -> np.ndarray:
+def move_slices(array: np.ndarray, spacing, motion: np.ndarray, order: int = 1) -> np.ndarray:
     """Shift slice k of ``array`` by (tx, ty) mm and rotate it by ``rot`` degrees about its centre.
 
-    A feature at in-plane position ``p`` (mm) ends up at ``R (p - c) + c + t``.
+    A feature at in-plane position ``p`` (mm) ends up at ``R (p - c) + c + t``. ``order`` 1: linear
+    interpolation of an image (float32 out); 0: nearest neighbour, for a label map (its dtype kept).
     """
-    out = np.empty_like(array, dtype=np.float32)
+    out = np.empty_like(array, dtype=array.dtype if order == 0 else np.float32)
     s = np.diag(spacing[:2]).astype(float)
     s_inv = np.linalg.inv(s)
     center = (np.asarray(array.shape[:2]) - 1) / 2.0 * np.asarray(spacing[:2])
@@ -91,7 +92,7 @@ def move_slices(array: np.ndarray, spacing, motion: np.ndarray) -> np.ndarray:
         r = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
         matrix = s_inv @ r.T @ s  # output index -> input index
         offset = s_inv @ (center - r.T @ (center + np.array([tx, ty])))
-        out[:, :, k] = ndimage.affine_transform(array[:, :, k], matrix, offset, order=1, mode="nearest")
+        out[:, :, k] = ndimage.affine_transform(array[:, :, k], matrix, offset, order=order, mode="nearest")
     return out
 
 

@@ -109,3 +109,33 @@ def test_ed_and_es_share_the_slice_motion():
     still = generate_subject(1, 4, PhantomConfig())
     np.testing.assert_array_equal(ps.phases["ED"]["hr_gt"].array, still.phases["ED"]["hr_gt"].array)
     assert not np.allclose(ps.phases["ED"]["lr"].array, still.phases["ED"]["lr"].array, atol=0.2)
+
+
+def test_augmentation_moves_label_slices_with_the_input_only_where_asked():
+    """Per-slice motion moves the input alone (a sub-pixel net's target stays still) or, with motion_labels,
+    the label slices with it (labels drawn on the acquired slices, as ACDC's): same draw, same shift per slice,
+    labels kept labels. HR labels (K > 1) cannot follow an acquired slice and are refused."""
+    from dataclasses import replace
+
+    from ACNNCore.augment import AugmentConfig, augment
+    from ACNNCore.errors import InputError
+
+    spacing = (1.5, 1.5, 10.0)
+    image = np.zeros((48, 48, 6), np.float32)
+    image[18:30, 16:28, :] = 1.0
+    labels = (image * 2).astype(np.uint8)
+    still = AugmentConfig(rotation_deg=0, scale=0, shift_mm=0, motion_mm=4.0, noise=0)
+    moved, same, _ = augment(np.random.default_rng(1), still, image, spacing, labels)
+    np.testing.assert_array_equal(same, labels)
+    moved2, follow, _ = augment(np.random.default_rng(1), replace(still, motion_labels=True), image, spacing, labels)
+    np.testing.assert_array_equal(moved2, moved)
+    assert follow.dtype == labels.dtype and set(np.unique(follow)) == {0, 2}
+    shifts = []
+    for k in range(6):
+        at = np.array(ndimage.center_of_mass(follow[:, :, k] > 0))
+        np.testing.assert_allclose(at, ndimage.center_of_mass(moved[:, :, k]), atol=0.5)
+        shifts.append(np.abs(at - ndimage.center_of_mass(labels[:, :, k])).max())
+    assert max(shifts) > 1.0  # some slice really moved
+    with pytest.raises(InputError, match="motion_labels"):
+        augment(np.random.default_rng(1), replace(still, motion_labels=True), image, spacing,
+                np.zeros((48, 48, 24), np.uint8), None, (1.5, 1.5, 2.5))
