@@ -259,3 +259,25 @@ def test_heart_search_benchmark_measures_how_far_the_search_ends(acdc_root):
     found, seconds = distances("acnn-seg-acdc", [acdc_root / "patient090"])
     assert sorted(found) == ["patient090_ED", "patient090_ES"] and seconds > 0
     assert all(0 <= mm < 35 for mm in found.values())
+
+
+def test_calibration_benchmark_moves_the_border_by_its_offsets():
+    """benchmarks/acdc_calibration.py: an offset on a class's log-probability moves the arg-max toward it, and
+    the Dice it prints are those of the moved labels (per phase, per split)."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_calibration import dice_by_phase
+
+    p = np.zeros((4, 4, 4, 2), np.float16)
+    p[0] = 1.0
+    p[:, 1:3, 1:3, :] = np.array([0.0, 0.45, 0.55, 0.0], np.float16)[:, None, None, None]  # LV or myocardium?
+    gt = np.zeros((4, 4, 2), np.uint8)
+    gt[1:3, 1:3, :] = 1  # the expert says LV
+    cases = {("test", "patient001", "ED"): (p, gt), ("train", "patient002", "ED"): (p, 2 * (gt > 0))}
+    np.testing.assert_allclose(dice_by_phase(cases, "test", 0.0, 0.0)["ED"][:2], [0.0, 0.0])
+    np.testing.assert_allclose(dice_by_phase(cases, "test", 0.3, 0.0)["ED"][:2], [1.0, 1.0])  # log(.45) + .3 > log(.55)
+    np.testing.assert_allclose(dice_by_phase(cases, "train", 0.0, 0.0)["ED"][:2], [1.0, 1.0])
