@@ -26,6 +26,11 @@ class AugmentConfig:
     motion_labels: bool = False  # move the labels' slices with the input's (labels on the acquired slices, K = 1)
     noise: float = 0.02  # additive Gaussian noise on the (normalised) input
 
+    def __post_init__(self):
+        if self.motion_labels and not self.motion_mm > 0:
+            raise InputError("augment motion_labels moves the label slices with the input's per-slice motion: "
+                             "give motion_mm above 0 too")
+
 
 def _in_plane_affine(array: np.ndarray, spacing, rotation: float, scale: float, shift_mm, order: int):
     """Rotate/scale about the in-plane centre and shift (mm), the same for every slice."""

@@ -139,3 +139,5 @@ def test_augmentation_moves_label_slices_with_the_input_only_where_asked():
     with pytest.raises(InputError, match="motion_labels"):
         augment(np.random.default_rng(1), replace(still, motion_labels=True), image, spacing,
                 np.zeros((48, 48, 24), np.uint8), None, (1.5, 1.5, 2.5))
+    with pytest.raises(InputError, match="motion_mm above 0"):  # nothing to move the labels with
+        AugmentConfig(motion_labels=True)
