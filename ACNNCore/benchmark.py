@@ -483,6 +483,13 @@ ACDC_BUDGETS = {"tiny": (1, 1), "cpu": (15, 25), "gpu": (160, 190), "paper": (15
 PAPER_ACDC = {"ED": {"PCA": 76.6, "AE": 83.3}, "ED+ES": {"PCA": 86.6, "AE": 91.6}}
 
 
+def fixed_split(patients: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The ACDC benchmark's split of the sorted patient folders: (training, test), every fifth for the test
+    (ACDC sorts by group, so each group gives a fifth of its patients)."""
+    test = patients[::5]
+    return [p for p in patients if p not in test], test
+
+
 def paired_degradation(rows: list[dict], a: str, b: str) -> tuple[int, int, list[str], float]:
     """Robustness of method a against method b, per image: the myocardium Dice each loses from no added
     misalignment to the largest (``ACDC_MOTIONS``), paired. Images where either method's output at no
@@ -532,8 +539,7 @@ class AcdcBenchmark:
         patients = acdc_patients(self.data)
         if max_patients:  # spread over the list, which ACDC sorts by group
             patients = patients[:: max(1, len(patients) // max_patients)][:max_patients]
-        self.test = patients[::5]
-        self.train = [p for p in patients if p not in self.test]
+        self.train, self.test = fixed_split(patients)
         self.out.mkdir(parents=True, exist_ok=True)
         self.train_dir = self.out / "acdc-train"  # links to the training patients' folders, never copies
         self.train_dir.mkdir(exist_ok=True)

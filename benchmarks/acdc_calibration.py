@@ -26,13 +26,13 @@ MYO_OFFSETS = np.round(np.arange(-0.6, 0.21, 0.1), 1)
 
 def probabilities(data: Path, models: list[str], cache: Path) -> dict:
     """{(split, patient, phase): (probabilities float16 (4, X, Y, Z), expert labels)} of the ensemble."""
+    from ACNNCore.benchmark import fixed_split
     from ACNNCore.datasets import acdc_patients, read_acdc_patient
     from ACNNCore.inference import Segmenter
 
     if not cache.is_file():
-        patients = acdc_patients(data)
-        test = patients[::5]  # acnn benchmark acdc's fixed split
-        train = [p for p in patients if p not in test][::4]
+        train, test = fixed_split(acdc_patients(data))
+        train = train[::4]
         segmenter, store = Segmenter(models, device="cpu"), {}
         for split, group in (("test", test), ("train", train)):
             for p in group:
@@ -42,24 +42,25 @@ def probabilities(data: Path, models: list[str], cache: Path) -> dict:
                     store[key + "/gt"] = case.labels.array.astype(np.uint8)
                     print(key, flush=True)
         np.savez_compressed(cache, **store)
-    data = np.load(cache)
-    keys = sorted({k.rsplit("/", 1)[0] for k in data.files})
-    return {tuple(k.split("/")): (data[k + "/p"], data[k + "/gt"]) for k in keys}
+    stored = np.load(cache)
+    keys = sorted({k.rsplit("/", 1)[0] for k in stored.files})
+    return {tuple(k.split("/")): (stored[k + "/p"], stored[k + "/gt"]) for k in keys}
 
 
 def dice_by_phase(cases: dict, split: str, lv: float, myo: float) -> dict:
     """Mean Dice (LV, myocardium, RV) per phase of one split's arg-max after the offsets."""
+    from ACNNCore.metrics import dice
+    from ACNNCore.volume import Geometry, Volume
+
     offset = np.array([0.0, lv, myo, 0.0], np.float32)[:, None, None, None]
     scores = {}
     for (s, _, phase), (p, gt) in cases.items():
         if s != split:
             continue
         labels = (np.log(np.maximum(p.astype(np.float32), 1e-6)) + offset).argmax(0)
-        row = []
-        for c in (1, 2, 3):
-            total = np.count_nonzero(labels == c) + np.count_nonzero(gt == c)
-            row.append(2 * np.count_nonzero((labels == c) & (gt == c)) / total if total else 1.0)
-        scores.setdefault(phase, []).append(row)
+        grid = Geometry(gt.shape, (1.0, 1.0, 1.0))  # the acquired grid of both: Dice needs no spacing
+        by_label = dice(Volume(labels.astype(np.uint8), grid), Volume(gt, grid), labels=(1, 2, 3))
+        scores.setdefault(phase, []).append([by_label[c] for c in (1, 2, 3)])
     return {phase: np.mean(rows, 0) for phase, rows in scores.items()}
 
 
