@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, TrainingError
 
 
 def _add_phantom(sub):
@@ -518,7 +518,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except InputError as e:
+    except (InputError, TrainingError) as e:
         print(f"acnn: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

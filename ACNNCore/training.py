@@ -7,7 +7,9 @@ in ``RUN/model``; seg and sr runs also their last epoch's, ``RUN/model-final``)
 written atomically, ``--resume`` after a kill with no epoch lost, ``--init
 MODEL`` to fine-tune a trained model, mixed precision (``--precision bf16``),
 and DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on GPU) with
-no change to the command.
+no change to the command. A step whose loss or gradient is NaN or infinite is
+left out and counted (the log's ``skipped``); an epoch with no step taken ends
+the run with a :class:`~ACNNCore.errors.TrainingError`.
 
 Tasks:
 
@@ -34,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +50,7 @@ from torch.utils.data.distributed import DistributedSampler
 from .augment import AugmentConfig, augment
 from .bundle import load_bundle, save_bundle
 from .datasets import Case, read_dataset
-from .errors import InputError
+from .errors import InputError, TrainingError
 from .labels import SEGMENTS
 from .losses import (acnn_seg_loss, acnn_sr_loss, autoencoder_loss, code_loss, decay_groups, freeze, one_hot)
 from .networks import build_network, count_parameters, in_layout, to_device
@@ -552,20 +555,25 @@ class Trainer:
             loader = DataLoader(self.train_set, batch_size=per_rank, shuffle=sampler is None, sampler=sampler,
                                 generator=generator, drop_last=len(self.train_set) >= 2 * per_rank,
                                 num_workers=cfg.workers, pin_memory=self.device.type == "cuda")
-            totals, steps, t0 = {}, 0, time.time()
+            totals, steps, skipped, t0 = {}, 0, 0, time.time()
             bar = _bar(loader, epoch, cfg.epochs, self.progress)
             for batch in bar:
                 with self.autocast():
                     losses = self._losses(batch, epoch)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
-                self.optimizer.step()
+                if _finite(losses["loss"], self.model.parameters()):
+                    self.optimizer.step()
+                else:  # one NaN or infinite gradient would spoil every weight at once: the step is left out
+                    skipped += 1
                 steps += 1
                 for k, v in losses.items():
                     totals[k] = totals.get(k, 0.0) + float(v.detach())
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{totals['loss'] / steps:.4f}")
             train = {f"train_{k}": v / max(steps, 1) for k, v in totals.items()}
+            if skipped:
+                self._skipped(epoch, skipped, steps)
             if self.world > 1:
                 dist.barrier()
             metrics = self.validate()
@@ -580,7 +588,7 @@ class Trainer:
                                 overwrite=True)
                 self._save_checkpoint(epoch)
                 row = {"epoch": epoch, "lr": lr, **train, **{f"val_{k}": v for k, v in metrics.items()},
-                       "seconds": round(time.time() - t0, 2), "best": int(improved)}
+                       "skipped": skipped, "seconds": round(time.time() - t0, 2), "best": int(improved)}
                 _append_csv(log_path, row)
                 if writer is not None:
                     for k, v in row.items():
@@ -596,6 +604,18 @@ class Trainer:
             dist.barrier()
         return self.out / BEST_MODEL
 
+    def _skipped(self, epoch: int, skipped: int, steps: int) -> None:
+        """Steps left out for a non-finite gradient: a warning, or the end of the run if none was taken.
+        On the CPU, oneDNN's bfloat16 weight gradient of a 3x3x3 convolution is now and then NaN where the
+        feature map is smaller than the kernel (seen at 2 x 2 in-plane with torch 2.13)."""
+        what = f"epoch {epoch + 1}: {skipped} of {steps} training steps had a NaN or infinite gradient"
+        fix = ("train with --precision fp32" if self.config.precision == "bf16"
+               else "lower the learning rate or look for extreme values in the data")
+        if skipped == steps:
+            raise TrainingError(f"{what}, none was taken; {fix}")
+        warnings.warn(f"{what}, left out (the log's column 'skipped'); if this recurs, {fix}",
+                      RuntimeWarning, stacklevel=2)
+
     def _finish_shape_model(self):
         """Add latent statistics (of the best weights) to the shape model's bundle."""
         best = load_bundle(self.out / BEST_MODEL, device=self.device)
@@ -605,6 +625,12 @@ class Trainer:
         for key in ("format", "format_version", "acnn_version", "weights_sha256"):
             meta.pop(key, None)
         save_bundle(_unwrap(self.model), self.out / BEST_MODEL, meta, overwrite=True)
+
+
+def _finite(loss: torch.Tensor, parameters) -> bool:
+    """Whether a step's loss and every gradient are finite (one synchronisation with the device)."""
+    checks = [torch.isfinite(loss).all()] + [torch.isfinite(p.grad).all() for p in parameters if p.grad is not None]
+    return bool(torch.stack(checks).all())
 
 
 def _bar(loader, epoch, epochs, enabled):

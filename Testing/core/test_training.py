@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,6 +106,44 @@ def test_cli_trains_in_mixed_precision_and_saves_float32_weights(tiny_data, tiny
         if folder.name == "ae":
             train(TrainConfig(task="ae", epochs=1, batch_size=4, precision="bf16"), tiny_data, folder, progress=False)
         assert {w.dtype for w in _weights(folder).values() if w.is_floating_point()} == {torch.float32}
+
+
+def test_a_step_with_a_non_finite_gradient_is_left_out_and_a_run_with_no_finite_step_stops(tiny_data, tmp_path,
+                                                                                            capsys):
+    # On the CPU, oneDNN's bfloat16 weight gradient of the deepest 3x3x3 convolution (2 x 2 in-plane on this grid)
+    # is now and then NaN (torch 2.13); here one NaN gradient is put into the second step, on cue.
+    trainer = Trainer(TrainConfig(task="seg", epochs=1, batch_size=4), tiny_data, tmp_path / "nan", progress=False)
+    calls = []
+
+    def nan_in_the_second_step(grad):
+        calls.append(1)
+        return torch.full_like(grad, float("nan")) if len(calls) == 2 else grad
+
+    trainer.model.scales[3][1][0].weight.register_hook(nan_in_the_second_step)
+    with pytest.warns(RuntimeWarning, match=r"epoch 1: 1 of 3 training steps had a NaN or infinite gradient"):
+        trainer.fit()
+    assert len(calls) == 3 and describe(tmp_path / "nan")[0]["skipped"] == "1"
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert all(torch.isfinite(v).all() for v in trainer.optimizer.state_dict()["state"][0].values())
+
+    # a learning rate that makes the weights overflow: after the first step no gradient is finite
+    from ACNNCore.cli import main
+
+    with pytest.warns(RuntimeWarning, match="2 of 3 .* if this recurs, lower the learning rate"):
+        assert main(["train", "seg", "--data", str(tiny_data), "--out", str(tmp_path / "diverged"), "--epochs", "2",
+                     "--batch-size", "4", "--lr", "1e30", "--device", "cpu"]) == 2
+    assert "epoch 2: 3 of 3 training steps had a NaN or infinite gradient, none was taken; lower the learning " \
+           "rate" in capsys.readouterr().err
+
+
+def test_the_bf16_gradient_benchmark_counts_non_finite_weight_gradients_per_map_size(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import bf16_conv_nan
+
+    bf16_conv_nan.main(["--repeats", "2"])
+    rows = [r.split() for r in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["2", "3", "4", "8"]
+    assert all(r[-1] == "0" and 0 <= int(r[-2]) <= 2 for r in rows)  # float32: always finite
 
 
 def test_contact_term_is_logged_from_the_start_and_added_from_contact_start(tiny_data, tmp_path):
