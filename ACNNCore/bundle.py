@@ -29,6 +29,8 @@ FORMAT = "acnn-bundle"
 FORMAT_VERSION = 1
 TASKS = ("seg", "sr", "ae", "tl")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+# a training run's model bundles (``ACNNCore.training`` writes them): its best epoch's, its last epoch's
+BEST_MODEL, FINAL_MODEL = "model", "model-final"
 
 
 @dataclass
@@ -110,8 +112,8 @@ def resolve(name_or_path) -> Path:
     if path.is_file() and path.name == "model.json":
         return path.parent
     if path.is_dir():
-        run = not (path / "model.json").is_file() and (path / "model" / "model.json").is_file()
-        return path / "model" if run else path
+        run = not (path / "model.json").is_file() and (path / BEST_MODEL / "model.json").is_file()
+        return path / BEST_MODEL if run else path
     bundled = MODELS_DIR / str(name_or_path)
     if bundled.is_dir():
         return bundled

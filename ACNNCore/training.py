@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .augment import AugmentConfig, augment
-from .bundle import load_bundle, save_bundle
+from .bundle import BEST_MODEL, FINAL_MODEL, load_bundle, save_bundle
 from .datasets import Case, read_dataset
 from .errors import InputError, TrainingError
 from .labels import SEGMENTS
@@ -62,7 +62,7 @@ PRECISIONS = ("fp32", "bf16")
 # what a run folder holds besides config.yaml: the log, the checkpoint to resume from, the best validation epoch
 # as a bundle and, for seg and sr, the last epoch's weights as a bundle beside it (on a few validation subjects
 # the best epoch is a noisy pick, and an annealed rate ends on settled weights)
-LOG, CHECKPOINT, BEST_MODEL, FINAL_MODEL = "log.csv", "last.pt", "model", "model-final"
+LOG, CHECKPOINT = "log.csv", "last.pt"  # and the models, bundle.BEST_MODEL and bundle.FINAL_MODEL
 RUN_FILES = (LOG, CHECKPOINT, BEST_MODEL, FINAL_MODEL, "tensorboard")
 DEFAULT_ARCHITECTURE = {"ae": "ConvAutoencoder", "tl": "TLNetwork", "seg": "SubPixelNet", "sr": "SubPixelNet"}
 
@@ -369,6 +369,10 @@ class Trainer:
         if config.task in ("sr", "tl") and any(c.hr_image is None for c in cases):
             raise InputError(f"task {config.task} needs HR intensity images (a phantom data set)")
         self.grid = _grid_of(cases)
+        if config.augment.motion_labels and self.grid["output_shape"] != self.grid["input_shape"]:
+            raise InputError(f"augment motion_labels moves label slices with the input's: labels on the input's "
+                             f"grid {tuple(self.grid['input_shape'])}, not {tuple(self.grid['output_shape'])} "
+                             f"(a sub-pixel model's HR labels stay still)")
         self.data_description = {"path": str(data), "cases": len(cases)}
         if (Path(data) / "dataset.json").is_file():  # a phantom: how to make it again
             d = json.loads((Path(data) / "dataset.json").read_text())

@@ -60,7 +60,7 @@ def validation(run: Path, at=(20, 40, 100, 190)) -> str:
                      f"{float(r['val_dice_2']):.3f} / {float(r['val_dice_3']):.3f}" for r in shown)
 
 
-def held_out_reconstruction(model: Path, patients) -> dict[int, float]:
+def held_out_reconstruction(model, patients) -> dict[int, float]:
     from ACNNCore.datasets import read_acdc_patient
     from ACNNCore.inference import ShapeModel
     from ACNNCore.metrics import dice
@@ -87,7 +87,7 @@ def main():
     runs = train_arms(split, args.out, args.epochs, args.device)
     print(f"\nAE data term, {args.epochs} epochs each (Dice LV / myocardium / RV)")
     for arm, run in runs.items():
-        r = held_out_reconstruction(run / "model", split.test)
+        r = held_out_reconstruction(run, split.test)  # a run folder: its best epoch's model
         print(f"{arm:15s} validation {validation(run)}\n{'':15s} test patients' maps ({r['maps']}), best epoch: "
               f"{r[1]:.3f} / {r[2]:.3f} / {r[3]:.3f}")
 

@@ -354,6 +354,10 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
         TrainConfig.from_yaml(tmp_path / "c.yaml")
     (tmp_path / "c.yaml").write_text("epochs: 3\naugment:\n  motion_mm: 3\n")
     assert TrainConfig.from_yaml(tmp_path / "c.yaml").augment.motion_mm == 3
+    (tmp_path / "c.yaml").write_text("epochs: 3\naugment:\n  motion_mm: 3\n  motion_labels: true\n")
+    with pytest.raises(InputError, match=r"labels on the input's grid \(32, 32, 4\), not \(32, 32, 20\)"):
+        train(TrainConfig.from_yaml(tmp_path / "c.yaml"), tiny_data, tmp_path / "moved", progress=False)
+    assert not (tmp_path / "moved").exists()  # refused before the run folder is made
     with pytest.raises(InputError, match="starts from a trained AE"):
         train(TrainConfig(task="tl", epochs=1), tiny_data, tmp_path / "tl", progress=False)
 
