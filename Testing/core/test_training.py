@@ -97,11 +97,16 @@ def test_cli_trains_in_mixed_precision_and_saves_float32_weights(tiny_data, tiny
     from ACNNCore.cli import main
 
     run = tmp_path / "bf16"
+    # three scales, the deepest 4 x 4 in-plane: with the default four (2 x 2 on this coarse grid) oneDNN's bf16
+    # weight gradient is now and then NaN on the CPU, and steps are left out (next test; bf16_conv_nan.py)
+    (tmp_path / "net.yaml").write_text("network:\n  features: [12, 24, 48]\n")
     assert main(["train", "seg", "--data", str(tiny_data), "--out", str(run), "--prior", str(tiny_models["ae"]),
-                 "--precision", "bf16", "--epochs", "2", "--batch-size", "4", "--device", "cpu"]) == 0
+                 "--config", str(tmp_path / "net.yaml"), "--precision", "bf16", "--epochs", "2", "--batch-size", "4",
+                 "--device", "cpu"]) == 0
     assert TrainConfig.from_yaml(run / "config.yaml").precision == "bf16"
     log = describe(run)
     assert len(log) == 2 and all(torch.isfinite(torch.tensor(float(r["train_loss"]))) for r in log)
+    assert all(r["skipped"] == "0" for r in log)
     for folder in (run, tmp_path / "ae"):
         if folder.name == "ae":
             train(TrainConfig(task="ae", epochs=1, batch_size=4, precision="bf16"), tiny_data, folder, progress=False)
