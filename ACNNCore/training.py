@@ -612,13 +612,14 @@ class Trainer:
         """Steps left out for a non-finite gradient: a warning, or the end of the run if none was taken.
         On the CPU, oneDNN's bfloat16 weight gradient of a 3x3x3 convolution is now and then NaN where the
         feature map is smaller than the kernel (seen at 2 x 2 in-plane with torch 2.13)."""
-        what = f"epoch {epoch + 1}: {skipped} of {steps} training steps had a NaN or infinite gradient"
+        what = f"epoch {epoch + 1}: {skipped} of {steps} training steps had a NaN or infinite loss or gradient"
         fix = ("train with --precision fp32" if self.config.precision == "bf16"
                else "lower the learning rate or look for extreme values in the data")
-        if skipped == steps:
+        if skipped == steps:  # on every rank: their gradients are the same all-reduced ones
             raise TrainingError(f"{what}, none was taken; {fix}")
-        warnings.warn(f"{what}, left out (the log's column 'skipped'); if this recurs, {fix}",
-                      RuntimeWarning, stacklevel=2)
+        if self.main:
+            warnings.warn(f"{what}, left out (the log's column 'skipped'); if this recurs, {fix}",
+                          RuntimeWarning, stacklevel=2)
 
     def _finish_shape_model(self):
         """Add latent statistics (of the best weights) to the shape model's bundle."""

@@ -125,7 +125,7 @@ def test_a_step_with_a_non_finite_gradient_is_left_out_and_a_run_with_no_finite_
         return torch.full_like(grad, float("nan")) if len(calls) == 2 else grad
 
     trainer.model.scales[3][1][0].weight.register_hook(nan_in_the_second_step)
-    with pytest.warns(RuntimeWarning, match=r"epoch 1: 1 of 3 training steps had a NaN or infinite gradient"):
+    with pytest.warns(RuntimeWarning, match=r"epoch 1: 1 of 3 training steps had a NaN or infinite loss or gradient"):
         trainer.fit()
     assert len(calls) == 3 and describe(tmp_path / "nan")[0]["skipped"] == "1"
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
@@ -137,8 +137,8 @@ def test_a_step_with_a_non_finite_gradient_is_left_out_and_a_run_with_no_finite_
     with pytest.warns(RuntimeWarning, match="2 of 3 .* if this recurs, lower the learning rate"):
         assert main(["train", "seg", "--data", str(tiny_data), "--out", str(tmp_path / "diverged"), "--epochs", "2",
                      "--batch-size", "4", "--lr", "1e30", "--device", "cpu"]) == 2
-    assert "epoch 2: 3 of 3 training steps had a NaN or infinite gradient, none was taken; lower the learning " \
-           "rate" in capsys.readouterr().err
+    assert ("epoch 2: 3 of 3 training steps had a NaN or infinite loss or gradient, none was taken; lower the "
+            "learning rate") in capsys.readouterr().err
 
 
 def test_the_bf16_gradient_benchmark_counts_non_finite_weight_gradients_per_map_size(capsys, monkeypatch):
