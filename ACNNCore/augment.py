@@ -31,6 +31,13 @@ class AugmentConfig:
             raise InputError("augment motion_labels moves the label slices with the input's per-slice motion: "
                              "give motion_mm above 0 too")
 
+    def check_labels(self, input_shape, labels_shape) -> None:
+        """Refuse labels that ``motion_labels`` cannot move with the input's slices: those off its grid."""
+        if self.motion_labels and tuple(labels_shape) != tuple(input_shape):
+            raise InputError(f"augment motion_labels moves label slices with the input's: labels on the input's "
+                             f"grid {tuple(input_shape)}, not {tuple(labels_shape)} (a sub-pixel model's HR labels "
+                             f"stay still)")
+
 
 def _in_plane_affine(array: np.ndarray, spacing, rotation: float, scale: float, shift_mm, order: int):
     """Rotate/scale about the in-plane centre and shift (mm), the same for every slice."""
@@ -65,9 +72,7 @@ def augment(rng: np.random.Generator, config: AugmentConfig, image: np.ndarray, 
         motion = draw_motion(image.shape[2], rng, config.motion_mm, config.motion_mm)
         image = move_slices(image, image_spacing, motion)
         if config.motion_labels and labels is not None:
-            if labels.shape != image.shape:
-                raise InputError(f"motion_labels moves label slices with the input's: labels on the input's grid "
-                                 f"{image.shape}, not {labels.shape} (a sub-pixel model's HR labels stay still)")
+            config.check_labels(image.shape, labels.shape)
             labels = move_slices(labels, image_spacing, motion, order=0)
     if config.noise > 0:
         image = image + rng.normal(0, config.noise, image.shape).astype(np.float32)

@@ -369,10 +369,7 @@ class Trainer:
         if config.task in ("sr", "tl") and any(c.hr_image is None for c in cases):
             raise InputError(f"task {config.task} needs HR intensity images (a phantom data set)")
         self.grid = _grid_of(cases)
-        if config.augment.motion_labels and self.grid["output_shape"] != self.grid["input_shape"]:
-            raise InputError(f"augment motion_labels moves label slices with the input's: labels on the input's "
-                             f"grid {tuple(self.grid['input_shape'])}, not {tuple(self.grid['output_shape'])} "
-                             f"(a sub-pixel model's HR labels stay still)")
+        config.augment.check_labels(self.grid["input_shape"], self.grid["output_shape"])  # before a run folder
         self.data_description = {"path": str(data), "cases": len(cases)}
         if (Path(data) / "dataset.json").is_file():  # a phantom: how to make it again
             d = json.loads((Path(data) / "dataset.json").read_text())
