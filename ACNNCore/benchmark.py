@@ -475,8 +475,11 @@ ACDC_METHODS = {  # key -> (name, training settings, prior key)
     "unet3d": ("3D-UNet", {"task": "seg", "architecture": "UNet3D"}, None),
     "seg": ("No prior (3D-Seg, K = 1)", {"task": "seg"}, None),
     "acnn-seg": ("ACNN-Seg", {"task": "seg"}, "ae"),
+    # the same prior on the 2-D FCN: each slice segmented in 2-D, the stack's labels encoded by the AE in 3-D
+    "acnn-fcn2d": ("ACNN-Seg (2D-FCN)", {"task": "seg", "architecture": "FCN2D"}, "ae"),
 }
-ACDC_SEG_KEYS = ("fcn2d", "unet3d", "seg", "acnn-seg")
+ACDC_SEG_KEYS = ("fcn2d", "unet3d", "seg", "acnn-seg", "acnn-fcn2d")
+PRIOR_PAIRS = (("acnn-seg", "seg"), ("acnn-fcn2d", "fcn2d"))  # the prior's effect: each net with and without it
 ACDC_MOTIONS = (0.0, 2.0, 4.0)
 CROP = {"shape": [128, 128, 16], "spacing": [1.5, 1.5]}
 ACDC_BUDGETS = {"tiny": (1, 1), "cpu": (15, 25), "gpu": (160, 190), "paper": (150, 200)}  # (seg epochs, AE epochs)
@@ -605,13 +608,13 @@ class AcdcBenchmark:
             image = image.with_array(move_slices(image.array, image.spacing, shifts))
         return image
 
-    def _prior_figure(self, rows: list, cases: list) -> str:
-        """The test image where the prior helped most: no-prior output implausible, ACNN-Seg's plausible,
-        the largest gain in myocardium Dice (any misalignment)."""
+    def _prior_figure(self, rows: list, cases: list, key_a: str, key_b: str) -> str:
+        """The test image where the prior helped most: the no-prior net's (``key_b``) output implausible, its
+        ACNN-Seg's (``key_a``) plausible, the largest gain in myocardium Dice (any misalignment)."""
         from .figures import seg_figure
         from .inference import Segmenter
 
-        a, b = ACDC_METHODS["acnn-seg"][0], ACDC_METHODS["seg"][0]
+        a, b = ACDC_METHODS[key_a][0], ACDC_METHODS[key_b][0]
         other = {(r["case"], r["motion_mm"]): r for r in rows if r["method"] == b}
         fixed = [(r["dice_myo"] - other[(r["case"], r["motion_mm"])]["dice_myo"], r) for r in rows
                  if r["method"] == a and r["plausible"] and not other[(r["case"], r["motion_mm"])]["plausible"]]
@@ -621,15 +624,16 @@ class AcdcBenchmark:
         i = [c.name for c in cases].index(r["case"])
         image = self._moved(i, cases[i], r["motion_mm"])
         predictions = {name: Segmenter(self.model(key), self.device, tta=self.tta)(image).labels
-                       for key, name in (("seg", "no prior"), ("acnn-seg", a))}
-        seg_figure({"lr": image, "hr_gt": cases[i].labels}, predictions, self.out / "acdc_overlay.png",
+                       for key, name in ((key_b, "no prior"), (key_a, a))}
+        figure = "acdc_overlay.png" if key_a == "acnn-seg" else f"acdc_overlay_{key_a}.png"
+        seg_figure({"lr": image, "hr_gt": cases[i].labels}, predictions, self.out / figure,
                    titles=(r["case"], "expert"), margin=12)
         o = other[(r["case"], r["motion_mm"])]
-        return (f"{len(fixed)} test images (of {len(other)}, all misalignments) have an implausible output "
-                f"without the prior and a plausible one with it. The one where the prior helped most, "
-                f"`{r['case']}` at {r['motion_mm']:.0f} mm misalignment: without the prior {o['problems']} "
-                f"(myocardium Dice {o['dice_myo']:.3f}), ACNN-Seg plausible ({r['dice_myo']:.3f}).\n\n"
-                f"![{r['case']}: image, no prior, ACNN-Seg, expert](acdc_overlay.png)")
+        return (f"{a} against {b}: {len(fixed)} test images (of {len(other)}, all misalignments) have an "
+                f"implausible output without the prior and a plausible one with it. The one where the prior helped "
+                f"most, `{r['case']}` at {r['motion_mm']:.0f} mm misalignment: without the prior {o['problems']} "
+                f"(myocardium Dice {o['dice_myo']:.3f}), {a} plausible ({r['dice_myo']:.3f}).\n\n"
+                f"![{r['case']}: image, no prior, {a}, expert]({figure})")
 
     def segmentation(self) -> str:
         from .inference import Segmenter, ShapeModel, clean_up
@@ -670,10 +674,11 @@ class AcdcBenchmark:
         methods = list(dict.fromkeys(r["method"] for r in rows))
         at0 = [r for r in rows if r["motion_mm"] == 0]
         table = _acdc_table(at0, methods)
-        a, b = "ACNN-Seg", ACDC_METHODS["seg"][0]
-        paired = {a, b} <= set(methods)  # the prior's effect: ACNN-Seg against the same net without it
-        p = {k: _p(wilcoxon_p([r[k] for r in at0 if r["method"] == a], [r[k] for r in at0 if r["method"] == b]))
-             for k in ("dice_lv", "dice_myo", "dice_rv", "hd_mm_lv", "hd_mm_myo")} if paired else {}
+        # the prior's effect: each ACNN-Seg against the same net without it, where both were evaluated
+        pairs = [(ka, kb, ACDC_METHODS[ka][0], ACDC_METHODS[kb][0]) for ka, kb in PRIOR_PAIRS
+                 if {ka, kb} <= set(self.methods)]
+        p = {(a, b): {k: _p(wilcoxon_p([r[k] for r in at0 if r["method"] == a], [r[k] for r in at0 if r["method"] == b]))
+                      for k in ("dice_lv", "dice_myo", "dice_rv", "hd_mm_lv", "hd_mm_myo")} for _, _, a, b in pairs}
         robust = []
         for m in methods:
             means = [np.nanmean([r["dice_myo"] for r in rows if r["method"] == m and r["motion_mm"] == mm])
@@ -683,12 +688,12 @@ class AcdcBenchmark:
             robust.append([m] + [f"{v:.3f}" for v in means] + [f"{means[-1] - means[0]:+.3f}"]
                           + [" / ".join(str(n) for n in implausible)])
         robust_test = ""
-        if paired:  # per image, the change of myocardium Dice from 0 to the largest misalignment, paired
+        for _, _, a, b in pairs:  # per image, the change of myocardium Dice from 0 to the largest misalignment
             less, kept, missed, p_robust = paired_degradation(rows, a, b)
-            robust_test = (f"\n\nPer image, {a} loses less myocardium Dice from 0 to {ACDC_MOTIONS[-1]:.0f} mm than "
-                           f"{b} in {less} of {kept} (Wilcoxon on the paired changes, {_p(p_robust)})"
-                           + (f"; left out: {', '.join(missed)}, where a method missed the LV altogether with no "
-                              "added misalignment (LV Dice 0) and so had nothing to lose" if missed else "") + ".")
+            robust_test += (f"\n\nPer image, {a} loses less myocardium Dice from 0 to {ACDC_MOTIONS[-1]:.0f} mm "
+                            f"than {b} in {less} of {kept} (Wilcoxon on the paired changes, {_p(p_robust)})"
+                            + (f"; left out: {', '.join(missed)}, where a method missed the LV altogether with no "
+                               "added misalignment (LV Dice 0) and so had nothing to lose" if missed else "") + ".")
         from .metrics import plausibility
 
         gt_bad = sum(not plausibility(c.labels)["plausible"] for c in cases)
@@ -703,7 +708,8 @@ class AcdcBenchmark:
             "On the acquired grid against the expert labels; the models find the heart themselves. "
             "Columns without ED: ED and ES together.",
             _table(header, table),
-            (f"Wilcoxon {a} vs {b}: " + ", ".join(f"{k} {v}" for k, v in p.items()) + ". " if paired else "")
+            "".join(f"Wilcoxon {a} vs {b}: " + ", ".join(f"{k} {v}" for k, v in tests.items()) + ". "
+                    for (a, b), tests in p.items())
             + f"The expert ground truth itself, by the same checks: {gt_bad} of {len(cases)} implausible.",
             "Anchors (not ours): the ACDC challenge's best entries reach about .96 (LV, ED), .90 (myocardium), "
             ".93 (RV, ED) Dice. What the models' working grid alone costs: the expert labels cut to it as the "
@@ -726,7 +732,8 @@ class AcdcBenchmark:
             "0, 2, 4 mm)\n\n" + _table(["Method"] + [f"Myo Dice {mm:.0f} mm" for mm in ACDC_MOTIONS]
                                         + ["change 0 -> 4 mm", "Implausible LV 0 / 2 / 4 mm"], robust)
             + robust_test,
-        ] + (["### What the prior fixed\n\n" + self._prior_figure(rows, cases)] if paired else []))
+        ] + (["### What the prior fixed\n\n" + "\n\n".join(self._prior_figure(rows, cases, ka, kb)
+                                                               for ka, kb, _, _ in pairs)] if pairs else []))
 
     def _corrected_section(self, corrected: list, unlimited: list, cleaned: list, header: list, methods: list,
                            most) -> str:

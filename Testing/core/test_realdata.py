@@ -114,14 +114,14 @@ def test_acdc_benchmark_runs_end_to_end(acdc_root, tmp_path):
                     "### The same predictions with the myocardial ring closed", "### Robustness",
                     "### What the prior fixed", "## Pathology classification"):
         assert heading in report
-    for method in ("2D-FCN", "3D-UNet", "No prior", "ACNN-Seg"):
-        assert f"| {method}" in report
+    for method in ("2D-FCN", "3D-UNet", "No prior (3D-Seg, K = 1)", "ACNN-Seg", "ACNN-Seg (2D-FCN)"):
+        assert f"| {method} |" in report
     assert "test patients 001, 048" in report
     # the working grid's own cost, from the expert labels alone: close to, but below, perfect
     ceiling = report.split("What the models' working grid alone costs")[1].split("\n")[0]
     assert all(0.95 < float(ceiling.split(name + " ")[1][:5]) < 1 for name in ("LV", "myocardium", "RV"))
     assert (tmp_path / "acdc_cases.csv").is_file() and len((tmp_path / "acdc_cases.csv").read_text().splitlines()) \
-        == 1 + 3 * 4 * 3 * 4  # raw, cleaned and closed x 4 methods x 3 misalignments x 4 test images
+        == 1 + 3 * 5 * 3 * 4  # raw, cleaned and closed x 5 methods x 3 misalignments x 4 test images
     # the closed myocardium: whatever remains implausible misses a structure altogether (tiny models)
     with open(tmp_path / "acdc_cases.csv") as f:
         rows = list(csv.DictReader(f))
@@ -134,6 +134,11 @@ def test_acdc_benchmark_runs_end_to_end(acdc_root, tmp_path):
     # every test image is compared or named as left out (a method missed its LV with no added misalignment)
     left_out = paired.group(4).split(", ") if paired.group(4) else []
     assert int(paired.group(1)) <= int(paired.group(2)) and int(paired.group(2)) + len(left_out) == 4
+    # each ACNN-Seg against its own net without the prior: the sub-pixel net's pair and the 2-D FCN's
+    for a, b in (("ACNN-Seg", "No prior \\(3D-Seg, K = 1\\)"), ("ACNN-Seg \\(2D-FCN\\)", "2D-FCN")):
+        assert re.search(f"Wilcoxon {a} vs {b}: dice_lv p", report)
+        assert re.search(f"Per image, {a} loses less myocardium Dice from 0 to 4 mm than {b} in", report)
+    assert "ACNN-Seg (2D-FCN) against 2D-FCN: " in report or "No test image where 2D-FCN gave" in report
 
 
 def test_bundled_real_data_model_finds_an_off_centre_heart(acdc_root):
