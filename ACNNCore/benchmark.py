@@ -613,6 +613,7 @@ class AcdcBenchmark:
         ACNN-Seg's (``key_a``) plausible, the largest gain in myocardium Dice (any misalignment)."""
         from .figures import seg_figure
         from .inference import Segmenter
+        from .metrics import defects
 
         a, b = ACDC_METHODS[key_a][0], ACDC_METHODS[key_b][0]
         other = {(r["case"], r["motion_mm"]): r for r in rows if r["method"] == b}
@@ -627,7 +628,7 @@ class AcdcBenchmark:
                        for key, name in ((key_b, "no prior"), (key_a, a))}
         figure = "acdc_overlay.png" if key_a == "acnn-seg" else f"acdc_overlay_{key_a}.png"
         seg_figure({"lr": image, "hr_gt": cases[i].labels}, predictions, self.out / figure,
-                   titles=(r["case"], "expert"), margin=12)
+                   titles=(r["case"], "expert"), margin=12, at=_cut_through(defects(predictions["no prior"])))
         o = other[(r["case"], r["motion_mm"])]
         return (f"{a} against {b}: {len(fixed)} test images (of {len(other)}, all misalignments) have an "
                 f"implausible output without the prior and a plausible one with it. The one where the prior helped "
@@ -777,11 +778,9 @@ class AcdcBenchmark:
         if most is None:
             return "The shape model had nothing to correct."
         case, cleaned, corrected, r = most
-        changed = np.argwhere(corrected.array != cleaned.array)
-        k = int(np.bincount(changed[:, 2]).argmax())
-        at = np.round(changed[changed[:, 2] == k].mean(0)).astype(int)
         seg_figure({"lr": case.image, "hr_gt": case.labels}, {"cleaned up": cleaned, "corrected": corrected},
-                   self.out / "acdc_corrected.png", titles=(r["case"], "expert"), margin=12, at=(*at[:2], k))
+                   self.out / "acdc_corrected.png", titles=(r["case"], "expert"), margin=12,
+                   at=_cut_through(corrected.array != cleaned.array))
         return (f"The image the correction changed most, `{r['case']}` ({r['method']}): {r['correction']}; "
                 f"myocardium Dice {r['dice_myo']:.3f}.\n\n"
                 f"![{r['case']}: image, cleaned up, corrected, expert](acdc_corrected.png)")
@@ -860,6 +859,17 @@ def _acdc_table(rows: list[dict], methods: list[str]) -> list[list]:
 def _ef(rows) -> str:
     a = ef_agreement(rows)
     return f"{a['r']:.3f}, {a['bias']:+.1f} ± {(a['loa'][1] - a['loa'][0]) / 2:.1f}" if a else "-"
+
+
+def _cut_through(mask: np.ndarray) -> tuple[int, int, int] | None:
+    """The voxel a figure's cuts go through to show ``mask``: its slice holding most of it, at the centre of
+    its part there; None for an empty mask (the figure then cuts through the heart's centre)."""
+    where = np.argwhere(mask)
+    if not len(where):
+        return None
+    k = int(np.bincount(where[:, 2]).argmax())
+    i, j = np.round(where[where[:, 2] == k][:, :2].mean(0)).astype(int)
+    return int(i), int(j), k
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

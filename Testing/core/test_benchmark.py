@@ -3,6 +3,8 @@ report with every table and figure."""
 
 import json
 
+import numpy as np
+
 import pytest
 
 from ACNNCore.cli import main
@@ -95,3 +97,15 @@ def test_paired_degradation_leaves_out_images_a_method_missed():
     assert (less, kept, missed) == (3, 3, ["p3", "p5"])  # p3: A's 0 lost would count as A losing less
     assert 0 < p <= 1
     assert paired_degradation(a + b, "B", "A")[:3] == (0, 3, ["p3", "p5"])
+
+
+def test_figures_cut_through_what_they_show():
+    """The overlay figures cut through a mask (a defect, a correction) where it is, not through the heart's
+    centre, where it may not be: its fullest slice, at its centre there."""
+    from ACNNCore.benchmark import _cut_through
+
+    mask = np.zeros((20, 20, 8), bool)
+    mask[2:5, 10:13, 1] = True  # 9 voxels in slice 1
+    mask[14:18, 4:6, 6] = True  # 8 in slice 6
+    assert _cut_through(mask) == (3, 11, 1)
+    assert _cut_through(np.zeros((4, 4, 4), bool)) is None
