@@ -4,7 +4,6 @@ report with every table and figure."""
 import json
 
 import numpy as np
-
 import pytest
 
 from ACNNCore.cli import main
