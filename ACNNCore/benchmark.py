@@ -611,7 +611,7 @@ class AcdcBenchmark:
     def _prior_figure(self, rows: list, cases: list, key_a: str, key_b: str) -> str:
         """The test image where the prior helped most: the no-prior net's (``key_b``) output implausible, its
         ACNN-Seg's (``key_a``) plausible, the largest gain in myocardium Dice (any misalignment)."""
-        from .figures import seg_figure
+        from .figures import cut_through, seg_figure
         from .inference import Segmenter
         from .metrics import defects
 
@@ -628,7 +628,7 @@ class AcdcBenchmark:
                        for key, name in ((key_b, "no prior"), (key_a, a))}
         figure = "acdc_overlay.png" if key_a == "acnn-seg" else f"acdc_overlay_{key_a}.png"
         seg_figure({"lr": image, "hr_gt": cases[i].labels}, predictions, self.out / figure,
-                   titles=(r["case"], "expert"), margin=12, at=_cut_through(defects(predictions["no prior"])))
+                   titles=(r["case"], "expert"), margin=12, at=cut_through(defects(predictions["no prior"])))
         o = other[(r["case"], r["motion_mm"])]
         return (f"{a} against {b}: {len(fixed)} test images (of {len(other)}, all misalignments) have an "
                 f"implausible output without the prior and a plausible one with it. The one where the prior helped "
@@ -773,14 +773,14 @@ class AcdcBenchmark:
         """``most``: (case, cleaned up, corrected, row) of the test image the correction changed most (the last
         method, no added motion), or None -> a figure of its image, the two label maps and the expert's, cut
         where the correction changed most."""
-        from .figures import seg_figure
+        from .figures import cut_through, seg_figure
 
         if most is None:
             return "The shape model had nothing to correct."
         case, cleaned, corrected, r = most
         seg_figure({"lr": case.image, "hr_gt": case.labels}, {"cleaned up": cleaned, "corrected": corrected},
                    self.out / "acdc_corrected.png", titles=(r["case"], "expert"), margin=12,
-                   at=_cut_through(corrected.array != cleaned.array))
+                   at=cut_through(corrected.array != cleaned.array))
         return (f"The image the correction changed most, `{r['case']}` ({r['method']}): {r['correction']}; "
                 f"myocardium Dice {r['dice_myo']:.3f}.\n\n"
                 f"![{r['case']}: image, cleaned up, corrected, expert](acdc_corrected.png)")
@@ -859,17 +859,6 @@ def _acdc_table(rows: list[dict], methods: list[str]) -> list[list]:
 def _ef(rows) -> str:
     a = ef_agreement(rows)
     return f"{a['r']:.3f}, {a['bias']:+.1f} ± {(a['loa'][1] - a['loa'][0]) / 2:.1f}" if a else "-"
-
-
-def _cut_through(mask: np.ndarray) -> tuple[int, int, int] | None:
-    """The voxel a figure's cuts go through to show ``mask``: its slice holding most of it, at the centre of
-    its part there; None for an empty mask (the figure then cuts through the heart's centre)."""
-    where = np.argwhere(mask)
-    if not len(where):
-        return None
-    k = int(np.bincount(where[:, 2]).argmax())
-    i, j = np.round(where[where[:, 2] == k][:, :2].mean(0)).astype(int)
-    return int(i), int(j), k
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

@@ -49,6 +49,18 @@ def mid_slices(labels: np.ndarray) -> tuple[int, int]:
     return int(c[2]), int(c[1])
 
 
+def cut_through(mask: np.ndarray) -> tuple[int, int, int] | None:
+    """The voxel (i, j, k) a figure's cuts go through to show ``mask``: its slice holding most of it, at the
+    centre of its part there; None for an empty mask (:func:`seg_figure` then cuts through the labels' centre,
+    :func:`mid_slices`)."""
+    where = np.argwhere(mask)
+    if not len(where):
+        return None
+    k = int(np.bincount(where[:, 2]).argmax())
+    i, j = np.round(where[where[:, 2] == k][:, :2].mean(0)).astype(int)
+    return int(i), int(j), k
+
+
 def render_myocardium(ax, labels, value: int = 2, voxel_mm: float = 3.75) -> None:
     """A 3-D rendering of one structure (matplotlib voxels, resampled to about ``voxel_mm``)."""
     steps = [max(1, int(round(voxel_mm / s))) for s in labels.spacing]

@@ -101,10 +101,10 @@ def test_paired_degradation_leaves_out_images_a_method_missed():
 def test_figures_cut_through_what_they_show():
     """The overlay figures cut through a mask (a defect, a correction) where it is, not through the heart's
     centre, where it may not be: its fullest slice, at its centre there."""
-    from ACNNCore.benchmark import _cut_through
+    from ACNNCore.figures import cut_through
 
     mask = np.zeros((20, 20, 8), bool)
     mask[2:5, 10:13, 1] = True  # 9 voxels in slice 1
     mask[14:18, 4:6, 6] = True  # 8 in slice 6
-    assert _cut_through(mask) == (3, 11, 1)
-    assert _cut_through(np.zeros((4, 4, 4), bool)) is None
+    assert cut_through(mask) == (3, 11, 1)
+    assert cut_through(np.zeros((4, 4, 4), bool)) is None
