@@ -16,16 +16,24 @@ from .blocks import conv_bn_relu, upsample_through_plane
 
 
 class FCN2D(nn.Module):
-    """Segment each LR slice with a 2-D U-Net (MONAI), then up-sample the logits through-plane."""
+    """Segment each LR slice with a 2-D U-Net (MONAI), then up-sample the logits through-plane.
+
+    ``context`` > 0 (not the paper's baseline; "2.5-D"): each slice is segmented seeing the ``context`` slices
+    on either side of it as further input channels (the stack's end slices repeated beyond its ends)."""
 
     def __init__(self, in_channels: int = 1, out_channels: int = 3, factor: int = 5,
-                 channels=(28, 56, 112, 224), num_res_units: int = 1):
+                 channels=(28, 56, 112, 224), num_res_units: int = 1, context: int = 0):
         super().__init__()
         self.factor = factor
-        self.net = UNet(2, in_channels, out_channels, channels, strides=(2,) * (len(channels) - 1),
-                        num_res_units=num_res_units)
+        self.context = context
+        self.net = UNet(2, in_channels * (2 * context + 1), out_channels, channels,
+                        strides=(2,) * (len(channels) - 1), num_res_units=num_res_units)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.context:  # (B, C, X, Y, Z) -> (B, C * (2 context + 1), X, Y, Z): slices z - context ... z + context
+            n, z = self.context, x.shape[4]
+            padded = torch.cat([x[..., :1]] * n + [x] + [x[..., -1:]] * n, dim=4)
+            x = torch.cat([padded[..., i:i + z] for i in range(2 * n + 1)], dim=1)
         b, c, nx, ny, nz = x.shape
         slices = x.permute(0, 4, 1, 2, 3).reshape(b * nz, c, nx, ny)
         logits = self.net(slices)

@@ -85,6 +85,19 @@ def test_baselines_output_the_hr_grid():
     assert cascade(x).shape == (1, 3, 32, 32, 20)
 
 
+@torch.no_grad()
+def test_fcn2d_sees_as_many_neighbouring_slices_as_its_context():
+    """Slice by slice, a change to slice 2 reaches only output slice 2; with context 1 also slices 1 and 3."""
+    x = torch.randn(1, 1, 32, 32, 5)
+    y = x.clone()
+    y[..., 2] += 1.0
+    for context, reached in ((0, [2]), (1, [1, 2, 3])):
+        net = FCN2D(factor=1, context=context).eval()
+        changed = (net(x) - net(y)).abs().amax(dim=(0, 1, 2, 3)) > 1e-6
+        assert torch.nonzero(changed).flatten().tolist() == reached, context
+    assert FCN2D(factor=5, context=2).eval()(x).shape == (1, 3, 32, 32, 25)  # the ends repeat beyond the stack
+
+
 def test_segmentation_models_have_comparable_parameter_counts():
     """As in the paper's Table I, the segmentation networks are compared at similar capacity."""
     counts = {"3D-Seg": count_parameters(SubPixelNet(hr_head=True)), "3D-UNet": count_parameters(UNet3D()),
