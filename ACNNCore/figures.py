@@ -116,7 +116,8 @@ def seg_figure(case: dict, predictions: dict, path, titles=("LR input", "HR grou
                margin: int | None = None, at: tuple | None = None) -> Path:
     """Fig. 6: the LR input, each method's labels and the HR ground truth, short- and long-axis.
     ``margin``: show only the heart (the ground truth's in-plane box, widened by this many voxels); ``at``:
-    the voxel (i, j, k) the cuts go through (default: the ground truth's centre)."""
+    the voxel (i, j, k) the cuts go through (default: the ground truth's centre), inside the box shown: a
+    defect far from the heart widens it."""
     plt = _plt()
     truth = case["hr_gt"]
     lr = _on_hr(case["lr"], truth)  # nearest: shows the thick slices and their misalignment
@@ -126,6 +127,8 @@ def seg_figure(case: dict, predictions: dict, path, titles=("LR input", "HR grou
     if margin is not None:
         ij = np.argwhere(truth.array.any(axis=2))
         lo, hi = np.maximum(ij.min(0) - margin, 0), ij.max(0) + margin + 1
+        if at is not None:
+            lo, hi = np.minimum(lo, np.asarray(at[:2])), np.maximum(hi, np.asarray(at[:2]) + 1)
         box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
     image = lr.array[box]
     columns = [(name, None if labels is None else labels[box]) for name, labels in columns]

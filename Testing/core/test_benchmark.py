@@ -108,3 +108,21 @@ def test_figures_cut_through_what_they_show():
     mask[14:18, 4:6, 6] = True  # 8 in slice 6
     assert cut_through(mask) == (3, 11, 1)
     assert cut_through(np.zeros((4, 4, 4), bool)) is None
+
+
+def test_figure_shows_a_defect_far_from_the_heart(tmp_path):
+    """A stray island outside the box round the expert's heart (what 043 ED's sub-pixel pair gave): the figure
+    widens its box to cut through it, instead of indexing past the box."""
+    from ACNNCore.figures import cut_through, seg_figure
+    from ACNNCore.volume import Volume
+
+    truth = np.zeros((96, 96, 8), np.uint8)
+    truth[30:50, 30:50, 2:6] = 1
+    predicted = truth.copy()
+    predicted[85:90, 85:90, 4] = 2  # far outside the heart's box widened by 10 voxels
+    at = cut_through(predicted == 2)
+    assert at == (87, 87, 4)
+    image = Volume.from_array(np.random.default_rng(0).random((96, 96, 8), np.float32), (1.5, 1.5, 8.0))
+    labels = [Volume.from_array(a, (1.5, 1.5, 8.0)) for a in (truth, predicted)]
+    path = seg_figure({"lr": image, "hr_gt": labels[0]}, {"net": labels[1]}, tmp_path / "f.png", margin=10, at=at)
+    assert path.stat().st_size > 1000
