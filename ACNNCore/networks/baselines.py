@@ -32,7 +32,7 @@ class FCN2D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.context:  # (B, C, X, Y, Z) -> (B, C * (2 context + 1), X, Y, Z): slices z - context ... z + context
             n, z = self.context, x.shape[4]
-            padded = torch.cat([x[..., :1]] * n + [x] + [x[..., -1:]] * n, dim=4)
+            padded = nn.functional.pad(x, (n, n, 0, 0, 0, 0), mode="replicate")
             x = torch.cat([padded[..., i:i + z] for i in range(2 * n + 1)], dim=1)
         b, c, nx, ny, nz = x.shape
         slices = x.permute(0, 4, 1, 2, 3).reshape(b * nz, c, nx, ny)

@@ -95,7 +95,7 @@ def test_fcn2d_sees_as_many_neighbouring_slices_as_its_context():
         net = FCN2D(factor=1, context=context).eval()
         changed = (net(x) - net(y)).abs().amax(dim=(0, 1, 2, 3)) > 1e-6
         assert torch.nonzero(changed).flatten().tolist() == reached, context
-    assert FCN2D(factor=5, context=2).eval()(x).shape == (1, 3, 32, 32, 25)  # the ends repeat beyond the stack
+    assert FCN2D(factor=5, context=2).eval()(x).shape == (1, 3, 32, 32, 25)  # reaching past both ends of the stack
 
 
 def test_segmentation_models_have_comparable_parameter_counts():
