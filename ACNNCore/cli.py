@@ -282,7 +282,8 @@ def run_segment(args) -> int:
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
     m = clinical_measures(result.labels)
-    print(f"{args.out}: HR grid {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
+    grid = "HR grid" if result.labels.shape[2] > volume.shape[2] else "the input's grid"  # K = 1: as acquired
+    print(f"{args.out}: {grid} {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g"
           + (f"; shape model: {result.correction}" if result.correction else ""))
     return 0

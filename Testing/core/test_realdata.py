@@ -40,7 +40,7 @@ def test_crop_around_heart_keeps_the_acquired_slices(acdc_root):
     assert 0.0 <= np.percentile(image.array, 50) <= 1.0  # normalised on the whole image
 
 
-def test_real_data_model_finds_the_heart_and_answers_on_the_input_grid(acdc_model, acdc_root, tmp_path):
+def test_real_data_model_finds_the_heart_and_answers_on_the_input_grid(acdc_model, acdc_root, tmp_path, capsys):
     meta = json.loads((acdc_model / "model.json").read_text())
     assert meta["input"]["slices"] == "as acquired" and meta["input"]["localize"] is True
     assert set(meta["labels"]) == {"1", "2", "3"}
@@ -51,6 +51,7 @@ def test_real_data_model_finds_the_heart_and_answers_on_the_input_grid(acdc_mode
 
     labels, source = read_labels(out, allowed=(0, 1, 2, 3)), read_volume(image)
     assert labels.geometry.same_as(source.geometry)  # K = 1: the acquired grid
+    assert f"the input's grid {labels.shape}" in capsys.readouterr().out
     acdc = tmp_path / "p11_acdc.nii.gz"
     assert main(["segment", str(image), "--model", str(acdc_model), "--out", str(acdc), "--device", "cpu",
                  "--label-convention", "acdc"]) == 0
