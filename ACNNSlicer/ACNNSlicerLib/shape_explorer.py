@@ -41,6 +41,21 @@ class ShapeExplorerLogic:
     def models() -> list[str]:
         return models_for("ae", "tl")
 
+    @staticmethod
+    def prior_of(seg_model: str | None) -> str | None:
+        """The bundled shape model a segmentation model was trained with (its prior, found by checksum; e.g.
+        ae-acdc for acnn-seg-acdc): the shape space its outputs are drawn towards. None where it has no prior
+        or the prior is not bundled."""
+        from ACNNCore.bundle import MODELS_DIR, prior_of
+
+        if not seg_model:
+            return None
+        try:
+            folder = prior_of(seg_model)
+        except InputError:
+            return None
+        return folder.name if folder.parent == MODELS_DIR else None
+
     def load(self, model: str = "ae-phantom", device: str = "cpu") -> ShapeModel:
         """Load an AE or T-L bundle (a wrong kind of bundle is refused; the current model stays)."""
         self.model = ShapeModel(model, device_for(device))

@@ -54,6 +54,7 @@ class Studio:
         self.shape_node = None
         self._init_state()
         self.state.change("seg_input")(self._choose_seg_model)
+        self.state.change("seg_model")(self._choose_shape_model)
         self._build_ui()
         self.layout_manager.set_layout("Quad View")
 
@@ -205,6 +206,12 @@ class Studio:
         if name in self.state.seg_models:
             self.state.seg_model = name
 
+    def _choose_shape_model(self, **_):
+        """The shape space the chosen segmentation model was trained with (ae-acdc for acnn-seg-acdc)."""
+        name = ShapeExplorerLogic.prior_of(self.state.seg_model)
+        if name in self.state.shape_models:
+            self.state.shape_model = name
+
     # --- running ---------------------------------------------------------------------------
 
     def _node(self, node_id):
@@ -263,6 +270,7 @@ class Studio:
             segmentations, _ = SegmentLogic.apply(result, node)
             for other in segmentations[1:]:
                 other.GetDisplayNode().SetVisibility(False)
+            self.state.encode_source = segmentations[0].GetID()  # the Shape Explorer encodes the new result
             self.state.results = result.rows()
             flags = ", ".join(f"{p.phase or 'result'} {'plausible' if p.plausibility['plausible'] else 'IMPLAUSIBLE'}"
                               + (" (corrected)" if p.correction.startswith("corrected") else "")
@@ -351,6 +359,8 @@ class Studio:
                 self.explorer.encode_image(node)
             self._sync_sliders()
             self._decode()
+            for view in self.app.view_manager.get_views():  # the shape now lies where the encoded one did
+                view.reset_view()
             self.state.status = f"Encoded {node.GetName()}."
         except InputError as e:
             self.fail(f"Encode: {e}")

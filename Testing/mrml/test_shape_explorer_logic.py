@@ -109,3 +109,14 @@ def test_real_shape_model_decodes_lv_and_rv(scene):
     assert {"LV blood pool", "LV myocardium", "RV blood pool"} <= names
     labels = mrml.labels_from_segmentation(node)
     assert {1, 2, 3} <= set(np.unique(labels.array).tolist())
+
+
+def test_the_shape_model_a_segmentation_model_was_trained_with():
+    """The studio offers, beside a segmentation model, the shape space it was trained with (found by checksum)."""
+    from ACNNSlicerLib.common import models_for
+
+    assert ShapeExplorerLogic.prior_of("acnn-seg-phantom") == "ae-phantom"
+    if "acnn-seg-acdc" in models_for("seg"):
+        assert ShapeExplorerLogic.prior_of("acnn-seg-acdc") == "ae-acdc"
+    assert ShapeExplorerLogic.prior_of("seg3d-phantom") is None  # trained without a prior
+    assert ShapeExplorerLogic.prior_of(None) is None

@@ -1,6 +1,7 @@
 """ACNN Studio end to end: the server started as a user starts it (`acnn studio --demo`), driven in a real
 headless Chromium (Debian's, through Playwright). Screenshots go to Testing/artifacts/studio/."""
 
+import contextlib
 import io
 import os
 import re
@@ -32,14 +33,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory):
-    """`acnn studio --demo` on a free loopback port; yields its URL, stops it afterwards."""
-    out = tmp_path_factory.mktemp("studio_out")
+@contextlib.contextmanager
+def running_studio(out: Path, *args):
+    """`acnn studio ARGS` on a free loopback port; yields its URL, the output folder and the process."""
     port = free_port()
     env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow", "PYTHONUNBUFFERED": "1"}
     log = open(out / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "ACNNCore.cli", "studio", "--demo", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "ACNNCore.cli", "studio", *map(str, args), "--port", str(port),
                              "--output", str(out / "saved")], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
@@ -54,35 +54,68 @@ def studio(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("studio did not start within 120 s")
-    yield {"url": url, "out": out, "proc": proc}
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield {"url": url, "out": out, "proc": proc}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
 
 
 @pytest.fixture(scope="module")
-def page(studio):
+def browser():
+    """Headless Chromium (Debian's), one per module: Playwright's sync API runs one at a time."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(studio["url"])
+        yield browser
+        browser.close()
+
+
+@contextlib.contextmanager
+def browser_page(browser, url: str):
+    """A page on ``url``, once the four views show their first frames."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        page.goto(url)
         page.wait_for_selector(f"{VIEW_3D} img.image-display-area", timeout=60_000)
         page.wait_for_function("document.querySelectorAll('img.image-display-area').length >= 4", timeout=60_000)
         time.sleep(2)  # the first frames
         yield page
-        browser.close()
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    """`acnn studio --demo`: the phantom cine."""
+    with running_studio(tmp_path_factory.mktemp("studio_out"), "--demo") as studio:
+        yield studio
+
+
+@pytest.fixture(scope="module")
+def page(browser, studio):
+    with browser_page(browser, studio["url"]) as page:
+        yield page
 
 
 def view_3d(page) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.open(io.BytesIO(page.locator(VIEW_3D).screenshot())).convert("L"), float)
+
+
+def coloured_share(page) -> float:
+    """The share of the 3D view's pixels in colour (segments), not the grey background."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(page.locator(VIEW_3D).screenshot())).convert("RGB"), int)
+    return float(((rgb.max(-1) - rgb.min(-1)) > 40).mean())
 
 
 def wait_until_changed(page, before: np.ndarray, timeout: float = 20.0) -> float:
@@ -180,3 +213,36 @@ def test_studio_command_refuses_a_missing_data_path(tmp_path, capsys):
 
     assert main(["studio", "--data", str(tmp_path / "nothing.nii.gz")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_root, tmp_path):
+    """A real ACDC image given with --data: the real-data model and its shape model are offered, the result is
+    corrected by that shape model, has an RV, and the Shape Explorer encodes it (the decoded real shape shown)."""
+    image = acdc_root / "patient031" / "patient031_frame01.nii.gz"  # ED of a MINF patient
+    with running_studio(tmp_path, "--data", image) as studio, browser_page(browser, studio["url"]) as page:
+        body = page.inner_text("body")
+        assert "acnn-seg-acdc" in body and "ae-acdc" in body  # the model that suits it, and its prior
+        page.get_by_label("Correct with the shape model: an implausible output made plausible").check()
+        page.click("#segment")
+        page.wait_for_selector("#results", timeout=120_000)
+        assert re.search(r"Segmented on cpu; result plausible", page.inner_text("#status"))
+        page.get_by_text("Scene").click()
+        page.wait_for_selector(".segment-item", timeout=20_000)
+        segments = page.inner_text("#segments")
+        assert all(s in segments for s in ("LV blood pool", "LV myocardium", "RV blood pool"))
+        page.get_by_text("Scene").click()
+        time.sleep(2)
+        assert coloured_share(page) > 0.01  # LV, myocardium and RV in 3D
+        page.screenshot(path=ARTIFACTS / "studio-acdc.png")
+        page.click("#load-shape")
+        page.wait_for_selector(".latent-slider .v-slider-thumb", timeout=60_000)
+        mean = int(re.search(r"decoded: (\d+) voxels", page.inner_text("#shape-info")).group(1))
+        page.click("#encode-shape")
+        page.wait_for_function("document.querySelector('#status').innerText.startsWith('Encoded patient031')",
+                               timeout=30_000)
+        page.wait_for_function(f"!document.querySelector('#shape-info').innerText.includes('decoded: {mean} ')",
+                               timeout=30_000)  # the patient's shape, not the mean one
+        time.sleep(2)
+        assert coloured_share(page) > 0.05  # the 3D view follows the shape to where the patient's heart lies
+        page.screenshot(path=ARTIFACTS / "studio-acdc-shape.png")
+        assert studio["proc"].poll() is None
