@@ -598,14 +598,21 @@ class AcdcBenchmark:
         return [c for p in self.test for c in read_acdc_patient(p)]
 
     @staticmethod
-    def _moved(i: int, case, motion: float):
-        """Test image ``i`` with simulated slice misalignment up to ``motion`` mm (the same draw each run)."""
-        from .phantom.acquisition import draw_motion, move_slices
+    def motion(i: int, n_slices: int, motion: float) -> np.ndarray:
+        """The simulated slice misalignment of test image ``i``: per slice (tx mm, ty mm, 0 degrees), each shift
+        up to ``motion`` mm in any direction -- the same draw each run."""
+        from .phantom.acquisition import draw_motion
+
+        return draw_motion(n_slices, np.random.default_rng([i, int(motion * 10)]), motion, 0.0)
+
+    @classmethod
+    def _moved(cls, i: int, case, motion: float):
+        """Test image ``i`` with its slices moved by :meth:`motion` (the expert's labels stay)."""
+        from .phantom.acquisition import move_slices
 
         image = case.image
         if motion:
-            shifts = draw_motion(image.shape[2], np.random.default_rng([i, int(motion * 10)]), motion, 0.0)
-            image = image.with_array(move_slices(image.array, image.spacing, shifts))
+            image = image.with_array(move_slices(image.array, image.spacing, cls.motion(i, image.shape[2], motion)))
         return image
 
     def _prior_figure(self, rows: list, cases: list, key_a: str, key_b: str) -> str:

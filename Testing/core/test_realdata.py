@@ -287,3 +287,32 @@ def test_calibration_benchmark_moves_the_border_by_its_offsets():
     np.testing.assert_allclose(dice_by_phase(cases, "test", 0.0, 0.0)["ED"][:2], [0.0, 0.0])
     np.testing.assert_allclose(dice_by_phase(cases, "test", 0.3, 0.0)["ED"][:2], [1.0, 1.0])  # log(.45) + .3 > log(.55)
     np.testing.assert_allclose(dice_by_phase(cases, "train", 0.0, 0.0)["ED"][:2], [1.0, 1.0])
+
+
+def test_prior_sensitivity_benchmark_encodes_moved_expert_maps(acdc_root):
+    """benchmarks/acdc_prior_sensitivity.py: the expert's map encodes to its own code (distance 0); moved as
+    the benchmark moves the image's slices it overlaps the expert's map less the more it is moved, and its
+    code moves away from the expert map's."""
+    import sys
+    from pathlib import Path
+
+    from ACNNCore.benchmark import fixed_split
+    from ACNNCore.bundle import available
+    from ACNNCore.datasets import acdc_patients, read_acdc_patient
+    from ACNNCore.inference import ShapeModel
+
+    if "ae-acdc" not in available():
+        pytest.skip("ae-acdc is not bundled")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_prior_sensitivity import sensitivity
+
+    cases = read_acdc_patient(fixed_split(acdc_patients(acdc_root))[1][0])  # test images 0 and 1
+    maps, codes = sensitivity(ShapeModel("ae-acdc", "cpu"), cases)
+    expert, two, four = (maps[k] for k in ("expert's map (its AE reconstruction)",
+                                           "expert's map, slices moved up to 2 mm",
+                                           "expert's map, slices moved up to 4 mm"))
+    assert codes.shape == (2, 64) and expert.shape == (2, 3)
+    np.testing.assert_allclose(expert[:, :2], [[1.0, 0.0], [1.0, 0.0]], atol=1e-6)
+    assert np.all(four[:, 0] < two[:, 0]) and np.all(two[:, 0] < 1.0)
+    assert np.all(four[:, 1] > 0) and np.all(two[:, 1] > 0)
+    assert np.all((0 < expert[:, 2]) & (expert[:, 2] < 1))  # a reconstruction, not the map itself
