@@ -1,6 +1,7 @@
-"""What the AE prior sees of slice misalignment, on the ACDC benchmark's test images.
+"""What the AE prior sees of slice misalignment, on the ACDC benchmark's test images (or on the phantom).
 
     python benchmarks/acdc_prior_sensitivity.py --ae runs/s26/ae/model --models runs/s28/acnn-seg/model-final runs/s28/seg/model-final
+    python benchmarks/acdc_prior_sensitivity.py --phantom 25 --ae ae-phantom --models acnn-seg-phantom seg3d-phantom
 
 ACNN-Seg's prior term is the distance between the AE's codes of the network's output and of the expert's
 map (Eq. 1). It can only teach a network not to follow a moved slice if moving slices moves the code. For
@@ -9,8 +10,10 @@ expert's map with its slices moved as the benchmark moves the image's (up to 2 a
 followed the moved slices exactly would output that), and for each model's output on the image with no
 added and with 4 mm misalignment: the myocardium Dice against the expert's map, the squared distance of
 its code to the expert map's code (Eq. 1 without lambda), and the myocardium Dice of the decoded code
-against the expert's map, all on the AE's grid. Each map is encoded on the crop the prior saw in training: the AE's grid around
-the expert's map, its slices as acquired. For scale: the median code distance between two test images.
+against the expert's map, all on the AE's grid. Each map is encoded on the crop the prior saw in
+training: the AE's grid around the expert's map, its slices as acquired. For scale: the median code
+distance between two test images. ``--phantom N``: the same in the paper's setting, on N unseen phantom
+subjects whose truth is the motion-free HR map (:func:`phantom_sensitivity`).
 """
 
 from __future__ import annotations
@@ -66,24 +69,74 @@ def sensitivity(ae: ShapeModel, cases: list, models=()) -> tuple[dict, np.ndarra
     return {k: np.asarray(v) for k, v in maps.items()}, np.asarray(codes)
 
 
+def phantom_sensitivity(ae: ShapeModel, subjects: int, models=(), motion_mm: float = 4.0) -> tuple[dict, np.ndarray]:
+    """The same on the phantom, the paper's setting: the truth is the motion-free HR map; a network that followed
+    the moved LR slices would output it with each slice's slab of HR slices moved as that slice was. Unseen
+    subjects (seed 1000, the benchmarks' test seed), ED and ES, up to ``motion_mm``; the bundled phantom
+    networks' outputs on the same subject's stack with no and with that misalignment."""
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject, with_motion
+
+    maps = {"truth (its AE reconstruction)": [], f"truth, slabs moved up to {motion_mm:g} mm": []}
+    segmenters = {m: Segmenter(m, "cpu") for m in models}
+    for m in models:
+        maps.update({f"`{m}`, {mm:g} mm": [] for mm in (0, motion_mm)})
+    codes = []
+    for i in tqdm(range(subjects), desc="phantom subjects", leave=False):
+        still = generate_subject(i, 1000, with_motion(PhantomConfig(), 0.0, 0.0))
+        moving = generate_subject(i, 1000, with_motion(PhantomConfig(), motion_mm, 0.0))
+        motion = np.array([[m["tx_mm"], m["ty_mm"], m["rotation_deg"]] for m in moving.info["motion"]["slices"]])
+        for phase in ("ED", "ES"):
+            truth_hr = still.phases[phase]["hr_gt"]
+            grid = ae.placement(truth_hr)
+            truth = resample(truth_hr, grid, "nearest")
+            z_truth = ae.encode(truth_hr, grid)
+            codes.append(z_truth)
+
+            def measure(labels, key):
+                z = ae.encode(labels, grid)
+                myo = [dice(m, truth, (LV_MYOCARDIUM,))[LV_MYOCARDIUM]
+                       for m in (resample(labels, grid, "nearest"), ae.decode(z, grid))]
+                maps[key].append((myo[0], float(((z - z_truth) ** 2).sum()), myo[1]))
+
+            measure(truth_hr, "truth (its AE reconstruction)")
+            k = truth_hr.shape[2] // len(motion)
+            slabs = np.repeat(motion, k, axis=0)
+            measure(truth_hr.with_array(move_slices(truth_hr.array, truth_hr.spacing, slabs, order=0)),
+                    f"truth, slabs moved up to {motion_mm:g} mm")
+            for m, segmenter in segmenters.items():
+                for mm, ps in ((0, still), (motion_mm, moving)):
+                    measure(segmenter(ps.phases[phase]["lr"]).labels, f"`{m}`, {mm:g} mm")
+    return {k: np.asarray(v) for k, v in maps.items()}, np.asarray(codes)
+
+
+def report(name: str, maps: dict, codes: np.ndarray, images: str) -> None:
+    between = ((codes[:, None] - codes[None]) ** 2).sum(-1)[np.triu_indices(len(codes), 1)]
+    print(f"AE `{name}`, {images}; median code distance between two of them: {np.median(between):.2f}\n")
+    print("| map | myo Dice vs truth | code distance to the truth's, median (mean) | decoded myo Dice vs truth |")
+    print("|---|---|---|---|")
+    for key, rows in maps.items():
+        d, z, dec = rows.T
+        print(f"| {key} | {d.mean():.3f} | {np.median(z):.3f} ({z.mean():.3f}) | {dec.mean():.3f} |")
+    print()
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc")
     ap.add_argument("--ae", required=True, help="the AE prior (bundle name or folder)")
     ap.add_argument("--models", nargs="*", default=[], help="segmentation models whose outputs to encode too")
+    ap.add_argument("--phantom", type=int, default=0, metavar="N",
+                    help="instead: N unseen phantom subjects, the AE and models given being phantom ones")
     args = ap.parse_args(argv)
 
+    ae = ShapeModel(args.ae, "cpu")
+    if args.phantom:
+        maps, codes = phantom_sensitivity(ae, args.phantom, args.models)
+        report(args.ae, maps, codes, f"{args.phantom} unseen phantom subjects, ED and ES")
+        return
     cases = [c for p in fixed_split(acdc_patients(args.data))[1] for c in read_acdc_patient(p)]
-    maps, codes = sensitivity(ShapeModel(args.ae, "cpu"), cases, args.models)
-    between = ((codes[:, None] - codes[None]) ** 2).sum(-1)[np.triu_indices(len(codes), 1)]
-    print(f"AE `{args.ae}`, {len(cases)} test images; median code distance between two of them: "
-          f"{np.median(between):.2f}\n")
-    print("| map | myo Dice vs expert | code distance to the expert map's, median (mean) | "
-          "decoded myo Dice vs expert |")
-    print("|---|---|---|---|")
-    for key, rows in maps.items():
-        d, z, dec = rows.T
-        print(f"| {key} | {d.mean():.3f} | {np.median(z):.3f} ({z.mean():.3f}) | {dec.mean():.3f} |")
+    maps, codes = sensitivity(ae, cases, args.models)
+    report(args.ae, maps, codes, f"{len(cases)} ACDC test images")
 
 
 if __name__ == "__main__":

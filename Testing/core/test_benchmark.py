@@ -126,3 +126,21 @@ def test_figure_shows_a_defect_far_from_the_heart(tmp_path):
     labels = [Volume.from_array(a, (1.5, 1.5, 8.0)) for a in (truth, predicted)]
     path = seg_figure({"lr": image, "hr_gt": labels[0]}, {"net": labels[1]}, tmp_path / "f.png", margin=10, at=at)
     assert path.stat().st_size > 1000
+
+
+def test_prior_sensitivity_on_the_phantom_moves_the_truth_as_the_slices_moved():
+    """benchmarks/acdc_prior_sensitivity.py --phantom: the motion-free HR truth encodes to its own code; moved
+    slab by slab as the LR slices moved, it overlaps the truth less and its code moves away."""
+    import sys
+    from pathlib import Path
+
+    from ACNNCore.inference import ShapeModel
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_prior_sensitivity import phantom_sensitivity
+
+    maps, codes = phantom_sensitivity(ShapeModel("ae-phantom", "cpu"), 1)
+    truth, moved = maps["truth (its AE reconstruction)"], maps["truth, slabs moved up to 4 mm"]
+    assert codes.shape[0] == 2 and truth.shape == moved.shape == (2, 3)  # ED and ES
+    np.testing.assert_allclose(truth[:, :2], [[1.0, 0.0], [1.0, 0.0]], atol=1e-6)
+    assert np.all(moved[:, 0] < 0.99) and np.all(moved[:, 1] > 0)
