@@ -54,7 +54,7 @@ class ShapeExplorerLogic:
             folder = prior_of(seg_model)
         except InputError:
             return None
-        return folder.name if folder.parent == MODELS_DIR else None
+        return folder.name if folder.resolve().parent == MODELS_DIR.resolve() else None
 
     def load(self, model: str = "ae-phantom", device: str = "cpu") -> ShapeModel:
         """Load an AE or T-L bundle (a wrong kind of bundle is refused; the current model stays)."""
