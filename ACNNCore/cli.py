@@ -206,7 +206,9 @@ def _device_arg(p):
 
 def _add_inference(sub):
     p = sub.add_parser("segment", help="segment an LR stack (or every case of a data folder) into HR label maps")
-    p.add_argument("input", type=Path, help="an image, or a data folder (phantom, ACDC or image folder)")
+    p.add_argument("input", type=Path, help="an image; a 4-D cine (every frame segmented into a 4-D label map, "
+                   "ED and ES found by the LV's volume, the EF printed); or a data folder (phantom, ACDC or "
+                   "image folder)")
     p.add_argument("--out", required=True, type=Path,
                    help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd; for a data folder, a folder of CASE.nii.gz")
     p.add_argument("--model", action="append",
@@ -269,16 +271,23 @@ def _write_labels(labels, path: Path, names: dict, overwrite: bool) -> Path:
 
 def run_segment(args) -> int:
     from .inference import Segmenter, default_model
-    from .io import check_writable, read_volume
+    from .io import check_writable, read_frames
     from .metrics import clinical_measures
 
     if args.input.is_dir():
         return _segment_folder(args)
     check_writable(args.out, args.overwrite)
-    volume = read_volume(args.input)
+    frames = read_frames(args.input)
+    if len(frames) > 1 and str(args.out).lower().endswith(".seg.nrrd"):
+        raise InputError(f"{args.input} is a cine of {len(frames)} frames: its labels are written as a 4-D "
+                         f"label map (.nii.gz, .nrrd or .mha), not {args.out}")
+    volume = frames[0]
     model = args.model or default_model(volume)
-    result = Segmenter(model, args.device, args.clean_up, args.close_myocardium, args.correct,
-                       **_max_change(args), tta=args.tta)(volume)
+    segmenter = Segmenter(model, args.device, args.clean_up, args.close_myocardium, args.correct,
+                          **_max_change(args), tta=args.tta)
+    if len(frames) > 1:
+        return _segment_cine(args, segmenter, frames, model)
+    result = segmenter(volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
     m = clinical_measures(result.labels)
@@ -286,6 +295,36 @@ def run_segment(args) -> int:
     print(f"{args.out}: {grid} {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g"
           + (f"; shape model: {result.correction}" if result.correction else ""))
+    return 0
+
+
+def _segment_cine(args, segmenter, frames: list, model: str) -> int:
+    """A 4-D cine: every frame segmented into a 4-D label map (time last); ED and ES are the frames of largest
+    and smallest LV blood pool."""
+    from tqdm import tqdm
+
+    from .cine import segment_frames
+    from .io import write_frames
+
+    with tqdm(total=len(frames), desc="segment", unit="frame", disable=None) as bar:
+        def report(fraction, message):
+            bar.n = min(len(frames), int(round((fraction - 0.05) / 0.9 * len(frames))))
+            bar.refresh()
+
+        result = segment_frames(segmenter, frames, report=report, model=model)
+        bar.n = len(frames)
+    labels = [_convention(result.frames[t], args.label_convention) for t in range(len(frames))]
+    write_frames(labels, args.out, overwrite=args.overwrite)
+    ed, es = result.phases
+    corrected = sum(p.startswith("corrected") for p in (s.correction for s in result.phases))
+    print(f"{args.out}: {len(frames)} frames of {result.frames[0].shape}; ED frame {ed.frame} (LV blood pool "
+          f"{ed.measures['lv_volume_ml']:.1f} ml, myocardium {ed.measures['myo_mass_g']:.1f} g), ES frame "
+          f"{es.frame} ({es.measures['lv_volume_ml']:.1f} ml); EF "
+          + ("-" if result.ef_pct is None else f"{result.ef_pct:.1f} %")
+          + f"; LV blood pool per frame (ml): {', '.join(f'{v:.1f}' for v in result.volume_curve_ml)}"
+          + "".join(f"; {p.phase} {'plausible' if p.plausibility['plausible'] else 'IMPLAUSIBLE: '}"
+                    + ", ".join(p.plausibility["problems"]) for p in result.phases)
+          + (f"; the shape model corrected {corrected} of ED and ES" if args.correct else ""))
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Formats: NIfTI (.nii, .nii.gz), NRRD (.nrrd), MetaImage (.mha, .mhd) and
 Slicer's segmentation files (.seg.nrrd, single layer). A 4-D cine file (time
-as the fourth dimension) reads as a list of 3-D frames with :func:`read_frames`.
+as the fourth dimension) reads as a list of 3-D frames with :func:`read_frames`
+and is written from one with :func:`write_frames`.
 """
 
 from __future__ import annotations
@@ -149,6 +150,22 @@ def write_volume(volume: Volume, path, overwrite: bool = False) -> Path:
     if format_of(path) == ".seg.nrrd":
         raise InputError(f"{path}: use write_segmentation for .seg.nrrd files")
     _write_atomic(to_sitk(volume), path)
+    return path
+
+
+def write_frames(frames: list[Volume], path, overwrite: bool = False) -> Path:
+    """Write 3-D frames on one grid as a 4-D cine file (time last, as :func:`read_frames` reads it); a single
+    frame as a 3-D file."""
+    path = check_writable(path, overwrite)
+    if format_of(path) == ".seg.nrrd":
+        raise InputError(f"{path}: a .seg.nrrd holds one 3-D segmentation; write a cine as .nii.gz, .nrrd or .mha")
+    if not frames:
+        raise InputError("no frames to write")
+    for t, frame in enumerate(frames[1:], 1):
+        if not frame.geometry.same_as(frames[0].geometry):
+            raise InputError(f"frame {t} lies on another grid than frame 0: a cine's frames share one grid")
+    image = to_sitk(frames[0]) if len(frames) == 1 else sitk.JoinSeries([to_sitk(f) for f in frames])
+    _write_atomic(image, path)
     return path
 
 

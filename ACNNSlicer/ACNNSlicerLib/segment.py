@@ -2,48 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
-
+from ACNNCore.cine import SegmentResult, segment_frames
 from ACNNCore.errors import InputError
-from ACNNCore.bundle import prior_of
-from ACNNCore.inference import Segmenter, ShapeModel, clean_up
-from ACNNCore.metrics import clinical_measures, ejection_fraction, plausibility
+from ACNNCore.inference import Segmenter
 from ACNNCore.volume import Volume
 
 from . import mrml
 from .common import Progress, cached, models_for, step
-
-
-@dataclass
-class PhaseResult:
-    phase: str  # "ED", "ES", or "" for a single volume
-    frame: int  # index in the sequence (0 for a single volume)
-    labels: Volume  # on the HR grid aligned with the input
-    measures: dict  # lv_volume_ml, myo_volume_ml, myo_mass_g
-    plausibility: dict  # ACNNCore.metrics.plausibility
-    correction: str = ""  # with correct=True: what the shape model did (ACNNCore.inference.ShapeModel.correct)
-
-
-@dataclass
-class SegmentResult:
-    phases: list[PhaseResult]
-    model: str
-    device: str
-    ef_pct: float | None = None
-    volume_curve_ml: list[float] = field(default_factory=list)  # per frame, when ED/ES were detected
-
-    def rows(self) -> list[dict]:
-        """The result table: one row per phase."""
-        return [{"Phase": p.phase or "-", "Frame": p.frame,
-                 "LV blood pool (ml)": round(p.measures["lv_volume_ml"], 1),
-                 "LV myocardium (ml)": round(p.measures["myo_volume_ml"], 1),
-                 "Myocardial mass (g)": round(p.measures["myo_mass_g"], 1),
-                 "EF (%)": None if self.ef_pct is None else round(self.ef_pct, 1),
-                 "Plausible": "yes" if p.plausibility["plausible"] else "no",
-                 "Problems": ", ".join(p.plausibility["problems"]),
-                 "Shape model": p.correction or "-"} for p in self.phases]
 
 
 class SegmentLogic:
@@ -70,8 +35,11 @@ class SegmentLogic:
         except InputError:
             return None
 
-    def segmenter(self, model: str, device: str = "auto", tta: bool = False) -> Segmenter:
-        return cached(self._models, Segmenter, model, device, tta=tta)
+    def segmenter(self, model: str, device: str = "auto", tta: bool = False, cleanup: bool = False,
+                  close_myocardium: bool = False, correct: bool = False) -> Segmenter:
+        """The model loaded once per device and options (``correct``: with the shape model it was trained with)."""
+        return cached(self._models, Segmenter, model, device, tta=tta, cleanup=cleanup,
+                      close_myocardium=close_myocardium, shape_model=True if correct else None)
 
     @staticmethod
     def read_input(node) -> list[Volume]:
@@ -97,39 +65,10 @@ class SegmentLogic:
         if close_myocardium and correct:
             raise InputError("close the myocardium by rule or correct with the shape model, not both")
         step(progress, cancelled, 0.0, f"loading {model}")
-        segmenter = self.segmenter(model, device, tta)
-        shape = cached(self._models, ShapeModel, prior_of(model), device) if correct else None
-        for name, index in (("ED", ed), ("ES", es)):
-            if index is not None and not 0 <= index < len(frames):
-                raise InputError(f"{name} frame {index} is outside the sequence's {len(frames)} frames")
-        if len(frames) == 1:
-            wanted = [("", 0)]
-        elif ed is not None and es is not None:
-            wanted = [("ED", ed), ("ES", es)]
-        else:
-            wanted = []
-        labels, curve, corrections = {}, [], {}
-        todo = [i for _, i in wanted] if wanted else list(range(len(frames)))
-        for n, i in enumerate(todo):
-            step(progress, cancelled, 0.05 + 0.9 * n / len(todo), f"segmenting frame {i + 1} of {len(frames)}")
-            result = segmenter(frames[i])
-            labels[i] = result.labels
-            if shape is not None:
-                step(progress, cancelled, 0.05 + 0.9 * (n + 0.5) / len(todo), f"checking frame {i + 1}'s shape")
-                labels[i], corrections[i] = shape.correct(labels[i], result.probabilities)
-            elif cleanup or close_myocardium:
-                labels[i] = clean_up(labels[i], close_myocardium=close_myocardium)
-        if not wanted:
-            curve = [clinical_measures(labels[i])["lv_volume_ml"] for i in range(len(frames))]
-            wanted = [("ED", int(np.argmax(curve))), ("ES", int(np.argmin(curve)))]
-        step(progress, cancelled, 0.95, "measuring")
-        phases = [PhaseResult(phase, i, labels[i], clinical_measures(labels[i]), plausibility(labels[i]),
-                              corrections.get(i, "")) for phase, i in wanted]
-        ef = None
-        if len(phases) == 2 and phases[0].measures["lv_volume_ml"] > 0:
-            ef = ejection_fraction(phases[0].measures["lv_volume_ml"], phases[1].measures["lv_volume_ml"])
+        segmenter = self.segmenter(model, device, tta, cleanup, close_myocardium, correct)
+        result = segment_frames(segmenter, frames, ed, es, lambda f, m: step(progress, cancelled, f, m), model)
         step(progress, None, 1.0, "done")
-        return SegmentResult(phases, str(model), str(segmenter.runner.device), ef, curve)
+        return result
 
     @staticmethod
     def apply(result: SegmentResult, input_node, surfaces: bool = True) -> tuple[list, object]:

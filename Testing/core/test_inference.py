@@ -354,3 +354,28 @@ def test_demo_command_runs_the_whole_pipeline(tiny_models, tmp_path):
     assert set(results["phases"]) == {"ED", "ES"} and "truth" in results["ef_pct"]
     for name in ("ED_seg.nii.gz", "ES_seg.seg.nrrd", "ED_sr.nii.gz", "overlay.png"):
         assert (tmp_path / "demo" / name).is_file()
+
+
+def test_segment_command_on_a_cine_finds_ed_and_es(tmp_path):
+    """A 4-D cine: every frame segmented into a 4-D label map; ED and ES are its frames of largest and smallest
+    LV blood pool, with the EF between them."""
+    from ACNNCore.io import read_frames, write_frames
+    from ACNNCore.metrics import clinical_measures, ejection_fraction
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject
+
+    subject = generate_subject(0, 1000, PhantomConfig())
+    ed, es = subject.phases["ED"]["lr"], subject.phases["ES"]["lr"]
+    cine = write_frames([es, ed, es.with_array(0.5 * (ed.array + es.array))], tmp_path / "cine.nii.gz")
+    refused = acnn("segment", cine, "--out", tmp_path / "cine.seg.nrrd")
+    assert refused.returncode == 2 and "4-D label map" in refused.stderr
+    run = acnn("segment", cine, "--out", tmp_path / "labels.nii.gz", "--clean-up")
+    assert run.returncode == 0, run.stderr
+    frames = read_frames(tmp_path / "labels.nii.gz")
+    segmenter = Segmenter("acnn-seg-phantom", "cpu", cleanup=True)  # the model chosen for the phantom's stacks
+    expected = [segmenter(f).labels for f in read_frames(cine)]
+    assert len(frames) == 3 and all(np.array_equal(a.array, b.array) for a, b in zip(frames, expected))
+    assert frames[0].geometry.same_as(expected[0].geometry)
+    lv = [clinical_measures(f)["lv_volume_ml"] for f in expected]
+    assert int(np.argmax(lv)) == 1 and int(np.argmin(lv)) == 0  # the ED stack, then the first ES one
+    assert "ED frame 1" in run.stdout and "ES frame 0" in run.stdout
+    assert f"EF {ejection_fraction(lv[1], lv[0]):.1f} %" in run.stdout

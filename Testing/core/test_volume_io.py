@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 from ACNNCore.errors import InputError
-from ACNNCore.io import (read_frames, read_labels, read_segmentation, read_volume, write_segmentation,
-                         write_volume)
+from ACNNCore.io import (read_frames, read_labels, read_segmentation, read_volume, write_frames,
+                         write_segmentation, write_volume)
 from ACNNCore.labels import SEGMENTS
 from ACNNCore.volume import Geometry, Volume
 
@@ -74,6 +74,26 @@ def test_4d_cine_reads_as_frames(tmp_path):
     assert all(f.shape == (6, 5, 4) for f in out)
     assert [float(f.array.mean()) for f in out] == [0.0, 1.0, 2.0]
     assert out[1].spacing == (1.5, 1.5, 8.0)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha"])
+def test_frames_written_as_a_cine_read_back_as_they_were(tmp_path, suffix):
+    geometry = Geometry((5, 6, 3), (1.5, 1.2, 8.0), (10.0, -20.0, 5.0), oblique_direction())
+    rng = np.random.default_rng(0)
+    frames = [Volume(rng.integers(0, 4, (5, 6, 3)).astype(np.uint8), geometry) for _ in range(4)]
+    path = write_frames(frames, tmp_path / f"cine{suffix}")
+    back = read_frames(path)
+    assert len(back) == 4 and all(b.geometry.same_as(geometry, atol=1e-5) for b in back)
+    assert all(np.array_equal(a.array, b.array) and b.array.dtype == np.uint8 for a, b in zip(frames, back))
+    with pytest.raises(InputError, match="exists"):
+        write_frames(frames, path)
+    with pytest.raises(InputError, match="another grid"):
+        write_frames([frames[0], Volume(frames[1].array, Geometry((5, 6, 3), (1.0, 1.0, 8.0)))],
+                     tmp_path / f"mixed{suffix}")
+    with pytest.raises(InputError, match="seg.nrrd holds one"):
+        write_frames(frames, tmp_path / "cine.seg.nrrd")
+    write_frames(frames[:1], tmp_path / f"one{suffix}")
+    assert sitk.ReadImage(str(tmp_path / f"one{suffix}")).GetDimension() == 3  # one frame: a 3-D file
 
 
 # --- bad input: a clear InputError each -------------------------------------------
