@@ -263,6 +263,23 @@ def rows_to_table(rows: list[dict], node=None, scene=None, name: str = "Table"):
     return node
 
 
+def plot_columns(table, x: str, y: str, scene, name: str):
+    """A line chart of two columns of a table node (a plot series in a plot chart node), for Slicer's plot
+    views. Returns the chart node."""
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", scene.GenerateUniqueName(f"{name} {y}"))
+    series.SetAndObserveTableNodeID(table.GetID())
+    series.SetXColumnName(x)
+    series.SetYColumnName(y)
+    series.SetPlotType(series.PlotTypeScatter)
+    series.SetMarkerStyle(series.MarkerStyleCircle)
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GenerateUniqueName(name))
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.SetTitle(name)
+    chart.SetXAxisTitle(x)
+    chart.SetYAxisTitle(y)
+    return chart
+
+
 def table_rows(node) -> list[dict]:
     table = node.GetTable()
     cols = [table.GetColumn(c) for c in range(table.GetNumberOfColumns())]

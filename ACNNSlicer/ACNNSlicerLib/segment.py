@@ -73,7 +73,9 @@ class SegmentLogic:
     @staticmethod
     def apply(result: SegmentResult, input_node, surfaces: bool = True) -> tuple[list, object]:
         """Add one segmentation node per phase (segments 'LV blood pool', 'LV myocardium', closed surfaces)
-        and a table node of the measures. Returns (segmentation nodes, table node)."""
+        and a table node of the measures; where every frame of a cine was segmented, also a table of the LV's
+        volume per frame and a plot chart of it, referenced from the measures table (``ACNN.VolumeCurve``,
+        ``ACNN.VolumeCurveChart``). Returns (segmentation nodes, measures table node)."""
         scene = input_node.GetScene()
         base = input_node.GetName()
         segmentations = []
@@ -84,6 +86,13 @@ class SegmentLogic:
             node.SetAttribute("ACNN.Plausible", str(p.plausibility["plausible"]).lower())
             segmentations.append(node)
         table = mrml.rows_to_table(result.rows(), scene=scene, name=f"{base} ACNN measures")
+        if result.volume_curve_ml:  # every frame of a cine segmented: the LV's volume over the cycle, and its plot
+            curve = mrml.rows_to_table([{"Frame": t, "LV blood pool (ml)": round(v, 2)}
+                                        for t, v in enumerate(result.volume_curve_ml)],
+                                       scene=scene, name=f"{base} ACNN LV volume curve")
+            chart = mrml.plot_columns(curve, "Frame", "LV blood pool (ml)", scene, f"{base} ACNN LV volume curve")
+            table.SetNodeReferenceID("ACNN.VolumeCurve", curve.GetID())
+            table.SetNodeReferenceID("ACNN.VolumeCurveChart", chart.GetID())
         return segmentations, table
 
     def process(self, input_node, model: str = "acnn-seg-phantom", device: str = "auto", ed=None, es=None,

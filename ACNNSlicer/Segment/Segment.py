@@ -92,6 +92,9 @@ class SegmentWidget(module_widget_base()):
             node.GetDisplayNode().SetVisibility(False)
         segmentations[0].GetDisplayNode().SetVisibility3D(True)
         self.ui.resultTable.setMRMLTableNode(table)
+        chart = table.GetNodeReference("ACNN.VolumeCurveChart")  # a cine: the LV's volume over the cycle
+        if chart is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(chart)
         flags = [("plausible" if p.plausibility["plausible"] else "IMPLAUSIBLE: " + ", ".join(p.plausibility["problems"]))
                  + (" (corrected by the shape model)" if p.correction.startswith("corrected") else "")
                  for p in result.phases]

@@ -131,8 +131,14 @@ def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
     assert [n.GetName() for n in segmentations] == ["cine ED ACNN segmentation", "cine ES ACNN segmentation"]
     rows = mrml.table_rows(table)
     assert [r["Phase"] for r in rows] == ["ED", "ES"] and rows[0]["EF (%)"] == pytest.approx(result.ef_pct, abs=0.05)
+    curve = table.GetNodeReference("ACNN.VolumeCurve")  # the LV over the cycle, and a chart of it
+    assert [r["LV blood pool (ml)"] for r in mrml.table_rows(curve)] == pytest.approx(result.volume_curve_ml, abs=0.01)
+    chart = table.GetNodeReference("ACNN.VolumeCurveChart")
+    assert chart.IsA("vtkMRMLPlotChartNode") and chart.GetNumberOfPlotSeriesNodes() == 1
+    assert chart.GetNthPlotSeriesNode(0).GetTableNode() is curve
     chosen = logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=2)
     assert [p.frame for p in chosen.phases] == [1, 2] and chosen.volume_curve_ml == []
+    assert logic.apply(chosen, seq, surfaces=False)[1].GetNodeReference("ACNN.VolumeCurve") is None  # no curve
     with pytest.raises(InputError, match="outside the sequence"):
         logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=7)
 
