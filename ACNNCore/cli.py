@@ -205,12 +205,13 @@ def _device_arg(p):
 
 
 def _add_inference(sub):
-    p = sub.add_parser("segment", help="segment an LR stack (or every case of a data folder) into HR label maps")
+    p = sub.add_parser("segment", help="segment an LR stack, a cine or every case of a data folder into label maps")
     p.add_argument("input", type=Path, help="an image; a 4-D cine (every frame segmented into a 4-D label map, "
                    "ED and ES found by the LV's volume, the EF printed); or a data folder (phantom, ACDC or "
                    "image folder)")
     p.add_argument("--out", required=True, type=Path,
-                   help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd; for a data folder, a folder of CASE.nii.gz")
+                   help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd (a cine: a 4-D OUT.nii.gz, .nrrd or .mha); for a "
+                   "data folder, a folder of CASE.nii.gz")
     p.add_argument("--model", action="append",
                    help="bundled model name or bundle folder (default: acnn-seg-acdc for real images, "
                         "acnn-seg-phantom for the phantom's stacks); given more than once, an ensemble: the "
@@ -316,7 +317,7 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
     labels = [_convention(result.frames[t], args.label_convention) for t in range(len(frames))]
     write_frames(labels, args.out, overwrite=args.overwrite)
     ed, es = result.phases
-    corrected = sum(p.startswith("corrected") for p in (s.correction for s in result.phases))
+    corrected = sum(p.correction.startswith("corrected") for p in result.phases)
     print(f"{args.out}: {len(frames)} frames of {result.frames[0].shape}; ED frame {ed.frame} (LV blood pool "
           f"{ed.measures['lv_volume_ml']:.1f} ml, myocardium {ed.measures['myo_mass_g']:.1f} g), ES frame "
           f"{es.frame} ({es.measures['lv_volume_ml']:.1f} ml); EF "
