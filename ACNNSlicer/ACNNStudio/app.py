@@ -79,6 +79,7 @@ class Studio:
         s.busy, s.progress, s.status = False, 0, "Load an image, or start with --demo."
         s.error = ""
         s.results = []
+        s.curve = ""  # a cine's LV blood pool per frame, where ED and ES were found from it
         s.sliders = []
         s.shape_loaded, s.shape_voxels, s.shape_ms = False, 0, 0
         s.save_dir = str(self.output_dir)
@@ -272,6 +273,7 @@ class Studio:
                 other.GetDisplayNode().SetVisibility(False)
             self.state.encode_source = segmentations[0].GetID()  # the Shape Explorer encodes the new result
             self.state.results = result.rows()
+            self.state.curve = ", ".join(f"{v:.0f}" for v in result.volume_curve_ml)
             flags = ", ".join(f"{p.phase or 'result'} {'plausible' if p.plausibility['plausible'] else 'IMPLAUSIBLE'}"
                               + (" (corrected)" if p.correction.startswith("corrected") else "")
                               for p in result.phases)
@@ -432,6 +434,8 @@ class Studio:
                         with html.Tr(v_for="r in results", key="r.Phase"):
                             for key in ("Phase", "LV blood pool (ml)", "Myocardial mass (g)", "EF (%)", "Plausible"):
                                 html.Td(f"{{{{ r['{key}'] }}}}")
+                html.Div("LV blood pool per frame (ml): {{ curve }}", v_if=("curve",), id="curve",
+                         classes="text-caption mt-1")
 
     def _superresolve_panel(self):
         with v3.VExpansionPanel(title="SuperResolve"):

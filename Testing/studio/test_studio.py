@@ -156,6 +156,7 @@ def test_segment_lists_segments_and_changes_the_3d_view(page):
     results = page.inner_text("#results")
     assert "ED" in results and "ES" in results
     assert re.search(r"EF \d+\.\d %", page.inner_text("#status"))
+    assert len(re.findall(r"\d+", page.inner_text("#curve").split(":")[1])) == 2  # the cine's two frames
     assert "IMPLAUSIBLE" not in page.inner_text("#status")  # the ring closed: every phase passes the checks
     page.screenshot(path=ARTIFACTS / "studio-segment.png")
 
