@@ -33,6 +33,22 @@ from ACNNCore.phantom.acquisition import move_slices
 from ACNNCore.preprocessing import resample
 
 
+def against(ae: ShapeModel, truth, grid):
+    """The code of a true label map on ``grid`` (the AE's grid around it), and a function measuring another map
+    against it there: (its myo Dice vs the truth, the squared distance of its code to the truth's, the myo Dice
+    of its decoded code vs the truth)."""
+    on_grid = resample(truth, grid, "nearest")
+    z_truth = ae.encode(truth, grid)
+
+    def measure(labels) -> tuple[float, float, float]:
+        z = ae.encode(labels, grid)
+        myo = [dice(m, on_grid, (LV_MYOCARDIUM,))[LV_MYOCARDIUM]
+               for m in (resample(labels, grid, "nearest"), ae.decode(z, grid))]
+        return myo[0], float(((z - z_truth) ** 2).sum()), myo[1]
+
+    return z_truth, measure
+
+
 def sensitivity(ae: ShapeModel, cases: list, models=()) -> tuple[dict, np.ndarray]:
     """{map: (myo Dice vs expert, code distance to the expert map's, decoded myo Dice vs expert) per image},
     for the test images ``cases`` (in the benchmark's order: the first of them test image 0); and the codes
@@ -46,16 +62,11 @@ def sensitivity(ae: ShapeModel, cases: list, models=()) -> tuple[dict, np.ndarra
     codes = []
     for i, case in enumerate(tqdm(cases, desc="test images", leave=False)):
         expert = case.labels
-        grid = ae.placement(expert, as_trained=True)
-        truth = resample(expert, grid, "nearest")
-        z_expert = ae.encode(expert, grid)
-        codes.append(z_expert)
+        code, against_expert = against(ae, expert, ae.placement(expert, as_trained=True))
+        codes.append(code)
 
         def measure(labels, key):
-            z = ae.encode(labels, grid)
-            myo = [dice(m, truth, (LV_MYOCARDIUM,))[LV_MYOCARDIUM]
-                   for m in (resample(labels, grid, "nearest"), ae.decode(z, grid))]
-            maps[key].append((myo[0], float(((z - z_expert) ** 2).sum()), myo[1]))
+            maps[key].append(against_expert(labels))
 
         measure(expert, "expert's map (its AE reconstruction)")
         for mm in ACDC_MOTIONS:
@@ -87,16 +98,11 @@ def phantom_sensitivity(ae: ShapeModel, subjects: int, models=(), motion_mm: flo
         motion = np.array([[m["tx_mm"], m["ty_mm"], m["rotation_deg"]] for m in moving.info["motion"]["slices"]])
         for phase in ("ED", "ES"):
             truth_hr = still.phases[phase]["hr_gt"]
-            grid = ae.placement(truth_hr)
-            truth = resample(truth_hr, grid, "nearest")
-            z_truth = ae.encode(truth_hr, grid)
-            codes.append(z_truth)
+            code, against_truth = against(ae, truth_hr, ae.placement(truth_hr))
+            codes.append(code)
 
             def measure(labels, key):
-                z = ae.encode(labels, grid)
-                myo = [dice(m, truth, (LV_MYOCARDIUM,))[LV_MYOCARDIUM]
-                       for m in (resample(labels, grid, "nearest"), ae.decode(z, grid))]
-                maps[key].append((myo[0], float(((z - z_truth) ** 2).sum()), myo[1]))
+                maps[key].append(against_truth(labels))
 
             measure(truth_hr, "truth (its AE reconstruction)")
             k = truth_hr.shape[2] // len(motion)
