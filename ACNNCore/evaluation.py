@@ -26,8 +26,12 @@ SHORT = {LV_BLOOD_POOL: "lv", LV_MYOCARDIUM: "myo", RV_BLOOD_POOL: "rv"}
 METRICS = ("dice", "msd_mm", "hd_mm")
 
 
-def evaluate_case(prediction: Volume, truth: Volume, structures=(LV_BLOOD_POOL, LV_MYOCARDIUM)) -> dict:
-    """Dice, surface distances, volumes and plausibility of one prediction (a flat dict)."""
+def evaluate_case(prediction: Volume, truth: Volume, structures=None) -> dict:
+    """Dice, surface distances, volumes and plausibility of one prediction (a flat dict). ``structures``: the
+    label values compared; by default the LV blood pool and myocardium, and the RV where the truth has one."""
+    if structures is None:
+        structures = (LV_BLOOD_POOL, LV_MYOCARDIUM) + ((RV_BLOOD_POOL,) if np.any(truth.array == RV_BLOOD_POOL)
+                                                      else ())
     on_truth = on_grid_of(prediction, truth)
     d = dice(on_truth, truth, structures)
     s = surface_distances(on_truth, truth, structures)
@@ -174,7 +178,8 @@ def format_summary(summary: dict) -> str:
     for v, name in SHORT.items():
         cols = [f"{m} {s[f'{m}_{name}']['mean']:.3f} ± {s[f'{m}_{name}']['std']:.3f}" for m in METRICS
                 if f"{m}_{name}" in s]
-        lines.append(f"  {SEGMENTS[v][0]:14s} " + ", ".join(cols))
+        if cols:
+            lines.append(f"  {SEGMENTS[v][0]:14s} " + ", ".join(cols))
     ef = summary.get("ef")
     if ef:
         lines.append(f"  EF: r = {ef['r']:.3f}, bias {ef['bias']:+.1f} % (LoA {ef['loa'][0]:+.1f} to "

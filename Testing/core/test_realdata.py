@@ -92,6 +92,8 @@ def test_evaluate_against_acdc_ground_truth(acdc_root, tmp_path, capsys):
     summary = json.loads((tmp_path / "r.json").read_text())["summary"]
     assert summary["dice_lv"]["mean"] == pytest.approx(1.0) and summary["dice_myo"]["mean"] == pytest.approx(1.0)
     assert summary["hd_mm_lv"]["mean"] == pytest.approx(0.0)
+    assert summary["dice_rv"]["mean"] == pytest.approx(1.0)  # the truth has an RV: it is compared too
+    assert re.search(r"RV blood pool +dice 1\.000", capsys.readouterr().out)
 
 
 def test_default_model_for_real_and_phantom_images(acdc_root):
