@@ -475,7 +475,8 @@ def run_evaluate(args) -> int:
 def _add_benchmark(sub):
     from .benchmark import ACDC_BUDGETS, ACDC_METHODS, ACDC_SEG_KEYS, BUDGETS, SPECS
 
-    p = sub.add_parser("benchmark", help="the paper's experiments: seg (Table I), sr (III), us (II), latent (III-F), acdc (real MR)",
+    p = sub.add_parser("benchmark", help="the paper's experiments: seg (Table I), sr (III), us (II), "
+                                         "latent (III-F), acdc (real MR)",
                        description="Train what an experiment needs (into OUT/runs, reused and resumable), evaluate "
                                    "on held-out phantom subjects and write OUT/EXPERIMENT.md with tables and figures.")
     p.add_argument("experiment", choices=("seg", "sr", "us", "latent", "acdc"))
