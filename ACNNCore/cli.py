@@ -478,8 +478,8 @@ def _add_benchmark(sub):
     p = sub.add_parser("benchmark", help="the paper's experiments: seg (Table I), sr (III), us (II), "
                                          "latent (III-F), acdc (real MR)",
                        description="Train what an experiment needs (into OUT/runs, reused and resumable), evaluate "
-                                   "on held-out subjects (phantoms, or ACDC patients) and write OUT/EXPERIMENT.md with tables and "
-                                   "figures.")
+                                   "on held-out subjects (phantoms, or ACDC patients) and write OUT/EXPERIMENT.md "
+                                   "with tables and figures.")
     p.add_argument("experiment", choices=("seg", "sr", "us", "latent", "acdc"))
     p.add_argument("--data", required=True, type=Path,
                    help="a phantom data set (`acnn phantom`; --modality us for us); for acdc, the ACDC folder")
