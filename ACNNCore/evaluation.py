@@ -92,12 +92,27 @@ def case_key(path: Path, root: Path) -> str:
     return _TAGS.sub("", "_" + stem if stem.startswith("_") else stem).strip("_") or stem
 
 
+def acdc_names(path: Path) -> tuple[str, ...]:
+    """An ACDC ground-truth file's case names, ``patientNNN_ED`` (or ``_ES``, from its patient's Info.cfg)
+    first, then ``patientNNN_frameXX``; () for any other file."""
+    from .datasets import read_acdc_info
+
+    info = path.parent / "Info.cfg"
+    m = re.fullmatch(rf"({re.escape(path.parent.name)})_frame(\d+)_gt\.nii(\.gz)?", path.name)
+    if not m or not info.is_file():
+        return ()
+    frames = read_acdc_info(info)
+    phases = [f"{m[1]}_{phase}" for phase in ("ED", "ES") if frames[phase] == int(m[2])]
+    return (*phases, f"{m[1]}_frame{m[2]}")
+
+
 def label_files(root: Path, ground_truth: bool) -> dict[str, Path]:
     """Label maps under ``root`` (a file or a folder searched recursively) by case key. In a ground-truth
-    folder holding ``*_gt`` files (phantom, ACDC) only those count."""
+    folder holding ``*_gt`` files (phantom, ACDC) only those count; ACDC's are keyed ``patientNNN_ED`` /
+    ``_ES``, what ``acnn segment`` names its outputs (:func:`match` also takes ``patientNNN_frameXX``)."""
     root = Path(root)
     if root.is_file():
-        return {case_key(root, root.parent): root}
+        return {((ground_truth and acdc_names(root)) or (case_key(root, root.parent),))[0]: root}
     if not root.is_dir():
         raise InputError(f"no such file or folder: {root}")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES))
@@ -105,7 +120,7 @@ def label_files(root: Path, ground_truth: bool) -> dict[str, Path]:
         files = [p for p in files if _TAGS.search(p.name[: -len(format_of(p))])]
     found: dict[str, Path] = {}
     for p in files:
-        key = case_key(p, root)
+        key = ((ground_truth and acdc_names(p)) or (case_key(p, root),))[0]
         if key in found:
             raise InputError(f"two files for case {key!r}: {found[key]} and {p}")
         found[key] = p
@@ -132,11 +147,12 @@ def match(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     p, g = label_files(pred, False), label_files(gt, True)
     if Path(pred).is_file() and Path(gt).is_file():
         return [(next(iter(g)), Path(pred), Path(gt))]
-    missing = sorted(set(g) - set(p))
+    found = {k: next((p[n] for n in (k, *acdc_names(g[k])) if n in p), None) for k in g}
+    missing = sorted(k for k, f in found.items() if f is None)
     if missing:
         raise InputError(f"no prediction for {len(missing)} ground-truth case(s): {', '.join(missing[:10])}"
                          f"{' ...' if len(missing) > 10 else ''} (predictions found: {', '.join(sorted(p)[:5])})")
-    return [(k, p[k], g[k]) for k in sorted(g)]
+    return [(k, found[k], g[k]) for k in sorted(g)]
 
 
 def evaluate_files(pred: Path, gt: Path, gt_convention: str = "ours", progress: bool = True) -> list[dict]:

@@ -90,6 +90,35 @@ def test_plausibility_of_constructed_maps():
     assert not plausibility(good.with_array(np.zeros_like(good.array)))["plausible"]
 
 
+def test_evaluate_matches_segment_outputs_to_an_acdc_folder(tmp_path, capsys):
+    """`acnn segment` names an ACDC data folder's outputs patientNNN_ED / _ES; `acnn evaluate` finds the expert
+    maps for them in the ACDC layout (Info.cfg gives the frames), also under their frame names, with the EF."""
+    from ACNNCore.labels import OURS_TO_ACDC, remap
+
+    gt, pred = tmp_path / "acdc", tmp_path / "pred"
+    ed = ring_lv()
+    es = ed.with_array(np.where((ed.array == 1) & (np.hypot(*np.mgrid[:40, :40] - 20) > 4)[..., None], 2,
+                                ed.array).astype(np.uint8))  # a smaller blood pool
+    for n, (f_ed, f_es) in {"patient001": (1, 12), "patient002": (1, 9), "patient003": (2, 14)}.items():
+        (gt / n).mkdir(parents=True)
+        (gt / n / "Info.cfg").write_text(f"ED: {f_ed}\nES: {f_es}\nGroup: NOR\nHeight: 180\nWeight: 80\n")
+        for f, v in ((f_ed, ed), (f_es, es)):
+            write_volume(v.with_array(remap(v.array, OURS_TO_ACDC)), gt / n / f"{n}_frame{f:02d}_gt.nii.gz")
+            write_volume(v, gt / n / f"{n}_frame{f:02d}.nii.gz")  # the image: not a label map to match
+        write_volume(ed, pred / f"{n}_ED.nii.gz")
+        write_volume(es, pred / (f"{n}_ES.nii.gz" if n != "patient003" else f"{n}_frame{f_es:02d}.nii.gz"))
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--gt-convention", "acdc",
+                 "--out", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["summary"]["cases"] == 6 and report["summary"]["dice_myo"]["mean"] == pytest.approx(1.0)
+    assert report["ef"]["n"] == 3 and report["ef"]["bias"] == pytest.approx(0.0)
+    rows = (tmp_path / "r.csv").read_text().splitlines()
+    assert sorted(r.split(",")[0] for r in rows[1:]) == [f"patient00{i}_{p}" for i in (1, 2, 3) for p in ("ED", "ES")]
+    (pred / "patient002_ES.nii.gz").unlink()
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--gt-convention", "acdc"]) == 2
+    assert "no prediction for 1 ground-truth case(s): patient002_ES" in capsys.readouterr().err
+
+
 def test_evaluate_cli_on_folders(tmp_path, capsys):
     gt, pred = tmp_path / "gt", tmp_path / "pred"
     good = ring_lv()
