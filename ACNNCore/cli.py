@@ -154,6 +154,9 @@ def _add_train(sub):
     p.add_argument("--lambda1", type=float, help="weight of the shape prior (paper: 0.01)")
     p.add_argument("--balance-prior", action="store_true", default=None,
                    help="keep the prior at lambda1 times the data term's size (its weight rescaled each step)")
+    p.add_argument("--hard-prior", action="store_true", default=None,
+                   help="seg: the prior encodes the output's arg-max, its gradient through the probabilities "
+                        "(straight-through; not the paper's, which encodes the probabilities)")
     p.add_argument("--contact", type=float, metavar="W",
                    help="seg: weight of a term against LV blood pool meeting anything but LV where the expert's "
                         "does not (an open myocardial ring; not the paper's; default 0 = off)")
@@ -186,8 +189,8 @@ def run_train(args) -> int:
     else:
         config = {}
     config["task"] = args.task
-    for name in ("architecture", "epochs", "batch_size", "lr", "lr_schedule", "lambda1", "balance_prior", "contact",
-                 "contact_start", "max_cases", "seed", "device", "workers", "precision"):
+    for name in ("architecture", "epochs", "batch_size", "lr", "lr_schedule", "lambda1", "balance_prior",
+                 "hard_prior", "contact", "contact_start", "max_cases", "seed", "device", "workers", "precision"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
     if args.motion_augment is not None:

@@ -58,9 +58,14 @@ def _balanced(data_term: torch.Tensor, prior: torch.Tensor, lambda1: float, bala
     return lambda1 * prior
 
 
-def shape_prior_loss(encoder, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """||f(softmax(logits)) - f(onehot(labels))||^2, summed over the code, averaged over the batch."""
+def shape_prior_loss(encoder, logits: torch.Tensor, labels: torch.Tensor, hard: bool = False) -> torch.Tensor:
+    """||f(softmax(logits)) - f(onehot(labels))||^2, summed over the code, averaged over the batch.
+    ``hard`` (not the paper's): the encoder sees the arg-max one-hot, the gradient flows through the
+    probabilities (straight-through), so the term can be lowered only by changing the segmentation itself,
+    not by soft probabilities that the AE never saw in training."""
     probs = torch.softmax(logits.float(), dim=1)
+    if hard:
+        probs = one_hot(probs.argmax(1), probs.shape[1]) + probs - probs.detach()
     with torch.no_grad():
         target_code = encoder(one_hot(labels, logits.shape[1]))
     return code_loss(encoder(probs), target_code)
@@ -100,11 +105,12 @@ def contact_loss(logits: torch.Tensor, labels: torch.Tensor, blood: int = LV_BLO
 
 
 def acnn_seg_loss(logits: torch.Tensor, labels: torch.Tensor, encoder=None, lambda1: float = 0.01,
-                  balance: bool = False, dice: bool = False, contact: float | None = None) -> dict:
+                  balance: bool = False, dice: bool = False, contact: float | None = None,
+                  hard_prior: bool = False) -> dict:
     """Eq. (1) without the weight decay (the optimiser's job). ``encoder=None``: plain CE (3D-Seg).
     ``dice``: the data term is CE + soft Dice (real data; the paper uses CE alone). ``contact``: the
     weight of :func:`contact_loss`, added to the data term (not the paper's; None: not computed, 0: computed
-    and returned, not added)."""
+    and returned, not added). ``hard_prior``: the prior on the arg-max (:func:`shape_prior_loss`)."""
     logits = logits.float()
     ce = F.cross_entropy(logits, labels.long())
     data = ce + soft_dice_loss(logits, labels) if dice else ce
@@ -114,7 +120,7 @@ def acnn_seg_loss(logits: torch.Tensor, labels: torch.Tensor, encoder=None, lamb
         data = data + contact * terms["contact"]
     if encoder is None:
         return {"loss": data, **terms}
-    prior = shape_prior_loss(encoder, logits, labels)
+    prior = shape_prior_loss(encoder, logits, labels, hard_prior)
     return {"loss": data + _balanced(data, prior, lambda1, balance), **terms, "prior": prior}
 
 

@@ -81,6 +81,7 @@ class TrainConfig:
     lambda1: float = 0.01  # weight of the shape prior
     lambda2: float = 5e-6  # weight decay on convolution weights
     balance_prior: bool = False  # rescale the prior to the data term's range (detached ratio)
+    hard_prior: bool = False  # seg: the prior encodes the arg-max, straight-through (not the paper's)
     dice: bool = False  # seg and AE: add a soft Dice term to CE (real data, where the heart is a small part of the image)
     contact: float = 0.0  # seg: weight of the blood-pool contact term (losses.contact_loss; not the paper's)
     # epoch from which it applies: it measures the defects of a roughly right segmentation; at initialisation
@@ -430,7 +431,8 @@ class Trainer:
             contact = None  # off; else logged from the start, added (weighted) from contact_start on
             if cfg.contact:
                 contact = cfg.contact if epoch >= cfg.contact_start else 0.0
-            return acnn_seg_loss(model(x), labels, encoder, cfg.lambda1, cfg.balance_prior, cfg.dice, contact)
+            return acnn_seg_loss(model(x), labels, encoder, cfg.lambda1, cfg.balance_prior, cfg.dice, contact,
+                                 cfg.hard_prior)
         if task == "sr":
             predictor = self.prior.model.predict if self.prior else None
             return acnn_sr_loss(model(x), to_device(batch["hr"], self.device), predictor, cfg.lambda1,

@@ -2,6 +2,7 @@
 
     python benchmarks/acdc_prior_sensitivity.py --ae runs/s26/ae/model --models runs/s28/acnn-seg/model-final runs/s28/seg/model-final
     python benchmarks/acdc_prior_sensitivity.py --phantom 25 --ae ae-phantom --models acnn-seg-phantom seg3d-phantom
+    python benchmarks/acdc_prior_sensitivity.py --train-data runs/s29/phantom-train --ae ae-phantom --models runs/s29/lam0/model runs/s29/lam1/model
 
 ACNN-Seg's prior term is the distance between the AE's codes of the network's output and of the expert's
 map (Eq. 1). It can only teach a network not to follow a moved slice if moving slices moves the code. For
@@ -115,6 +116,35 @@ def phantom_sensitivity(ae: ShapeModel, subjects: int, models=(), motion_mm: flo
     return {k: np.asarray(v) for k, v in maps.items()}, np.asarray(codes)
 
 
+def prior_terms(ae_name, models, data, cases: int = 24) -> dict:
+    """{model: (prior term of Eq. 1 with the network's probabilities, as training minimises it; the same with
+    its arg-max one-hot, as the sensitivity measures it)}, means over the first ``cases`` cases of a training
+    set ``data`` as the training loader gives them (no augmentation): a network trained with the prior could
+    lower the first with soft probabilities the AE never saw in training, without changing its arg-max shape."""
+    import torch
+
+    from ACNNCore.bundle import load_bundle
+    from ACNNCore.datasets import read_dataset
+    from ACNNCore.losses import code_loss, freeze, one_hot
+    from ACNNCore.training import TrainingSet
+
+    ae = freeze(load_bundle(ae_name, expect_task=("ae",)).model)
+    loader = TrainingSet(read_dataset(data)[:cases], "seg", None, 0)
+    out = {}
+    for m in models:
+        net = load_bundle(m, expect_task=("seg",)).model.eval()
+        terms = []
+        with torch.no_grad():
+            for batch in loader:
+                labels = batch["labels"][None].long()
+                p = torch.softmax(net(batch["input"][None]), 1)
+                target = ae.encode(one_hot(labels, p.shape[1]))
+                terms.append([code_loss(ae.encode(q), target).item()
+                              for q in (p, one_hot(p.argmax(1), p.shape[1]))])
+        out[m] = tuple(np.mean(terms, 0))
+    return out
+
+
 def report(name: str, maps: dict, codes: np.ndarray, images: str) -> None:
     between = ((codes[:, None] - codes[None]) ** 2).sum(-1)[np.triu_indices(len(codes), 1)]
     print(f"AE `{name}`, {images}; median code distance between two of them: {np.median(between):.2f}\n")
@@ -133,8 +163,16 @@ def main(argv=None) -> None:
     ap.add_argument("--models", nargs="*", default=[], help="segmentation models whose outputs to encode too")
     ap.add_argument("--phantom", type=int, default=0, metavar="N",
                     help="instead: N unseen phantom subjects, the AE and models given being phantom ones")
+    ap.add_argument("--train-data", type=Path, metavar="DIR",
+                    help="instead: the prior term of each model on the first 24 cases of its training set DIR, "
+                         "with its probabilities (as trained) and with its arg-max")
     args = ap.parse_args(argv)
 
+    if args.train_data:
+        print("| model | prior term, probabilities | prior term, arg-max |\n|---|---|---|")
+        for m, (soft, hard) in prior_terms(args.ae, args.models, args.train_data).items():
+            print(f"| `{m}` | {soft:.4f} | {hard:.4f} |")
+        return
     ae = ShapeModel(args.ae, "cpu")
     if args.phantom:
         maps, codes = phantom_sensitivity(ae, args.phantom, args.models)

@@ -144,3 +144,18 @@ def test_prior_sensitivity_on_the_phantom_moves_the_truth_as_the_slices_moved():
     assert codes.shape[0] == 2 and truth.shape == moved.shape == (2, 3)  # ED and ES
     np.testing.assert_allclose(truth[:, :2], [[1.0, 0.0], [1.0, 0.0]], atol=1e-6)
     assert np.all(moved[:, 0] < 0.99) and np.all(moved[:, 1] > 0)
+
+
+def test_prior_terms_with_probabilities_and_with_the_arg_max(phantom_mr):
+    """benchmarks/acdc_prior_sensitivity.py --train-data: the prior term of Eq. 1 on training cases, with the
+    network's probabilities and with its arg-max -- two different, small, positive numbers per model."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_prior_sensitivity import prior_terms
+
+    terms = prior_terms("ae-phantom", ["acnn-seg-phantom", "seg3d-phantom"], phantom_mr[0], cases=2)
+    assert set(terms) == {"acnn-seg-phantom", "seg3d-phantom"}
+    for soft, hard in terms.values():
+        assert 0 < soft < 1 and 0 < hard < 1 and soft != hard

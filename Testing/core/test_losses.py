@@ -48,6 +48,20 @@ def test_balanced_prior_keeps_its_own_gradient():
     assert abs(float(cos)) < 0.9
 
 
+def test_hard_prior_encodes_the_arg_max_with_the_probabilities_gradient():
+    """--hard-prior: the value is the code distance of the arg-max segmentation (what plausibility and the
+    sensitivity benchmark see), the gradient reaches the logits through the softmax (straight-through)."""
+    ae, labels, logits = _setup()
+    hard = shape_prior_loss(ae.encode, logits, labels, hard=True)
+    with torch.no_grad():
+        target = ae.encode(one_hot(labels, 3))
+        arg_max = ((ae.encode(one_hot(logits.argmax(1), 3)) - target) ** 2).sum(1).mean()
+    torch.testing.assert_close(hard.detach(), arg_max)
+    assert not torch.isclose(hard, shape_prior_loss(ae.encode, logits, labels))  # soft: another value
+    (g,) = torch.autograd.grad(acnn_seg_loss(logits, labels, ae.encode, 1.0, hard_prior=True)["prior"], logits)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
 def test_encoder_sees_probabilities_and_stays_frozen():
     ae, labels, logits = _setup()
     seen = []

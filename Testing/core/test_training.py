@@ -274,10 +274,10 @@ def test_cli_trains_acnn_seg_with_a_balanced_prior_and_the_contact_term(tiny_dat
 
     run = tmp_path / "balanced"
     assert main(["train", "seg", "--data", str(tiny_data), "--out", str(run), "--prior", str(tiny_models["ae"]),
-                 "--balance-prior", "--lambda1", "0.1", "--contact", "0.5", "--epochs", "1", "--batch-size", "4",
-                 "--device", "cpu"]) == 0
+                 "--balance-prior", "--hard-prior", "--lambda1", "0.1", "--contact", "0.5", "--epochs", "1",
+                 "--batch-size", "4", "--device", "cpu"]) == 0
     config = TrainConfig.from_yaml(run / "config.yaml")
-    assert config.balance_prior and config.lambda1 == 0.1 and config.contact == 0.5
+    assert config.balance_prior and config.hard_prior and config.lambda1 == 0.1 and config.contact == 0.5
     assert {"train_prior", "train_contact"} <= set(describe(run)[0])
 
 
