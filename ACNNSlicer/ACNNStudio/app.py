@@ -271,6 +271,8 @@ class Studio:
             segmentations, _ = SegmentLogic.apply(result, node)
             for other in segmentations[1:]:
                 other.GetDisplayNode().SetVisibility(False)
+            for view in self.app.view_manager.get_threed_views():  # fitted to the new segmentation
+                view.reset_view()
             self.state.encode_source = segmentations[0].GetID()  # the Shape Explorer encodes the new result
             self.state.results = result.rows()
             self.state.curve = ", ".join(f"{v:.0f}" for v in result.volume_curve_ml)

@@ -110,12 +110,15 @@ def view_3d(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.locator(VIEW_3D).screenshot())).convert("L"), float)
 
 
-def coloured_share(page) -> float:
-    """The share of the 3D view's pixels in colour (segments), not the grey background."""
+def coloured(page) -> tuple[float, np.ndarray]:
+    """The share of the 3D view's pixels in colour (segments), not the grey background, and where they lie
+    (their centre as a fraction of the view's width and height)."""
     from PIL import Image
 
     rgb = np.asarray(Image.open(io.BytesIO(page.locator(VIEW_3D).screenshot())).convert("RGB"), int)
-    return float(((rgb.max(-1) - rgb.min(-1)) > 40).mean())
+    mask = (rgb.max(-1) - rgb.min(-1)) > 40
+    centre = np.argwhere(mask).mean(0)[::-1] / mask.shape[::-1] if mask.any() else np.full(2, np.nan)
+    return float(mask.mean()), centre
 
 
 def wait_until_changed(page, before: np.ndarray, timeout: float = 20.0) -> float:
@@ -233,7 +236,9 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
         assert all(s in segments for s in ("LV blood pool", "LV myocardium", "RV blood pool"))
         page.get_by_text("Scene").click()
         time.sleep(2)
-        assert coloured_share(page) > 0.01  # LV, myocardium and RV in 3D
+        share, centre = coloured(page)
+        assert share > 0.05, share  # LV, myocardium and RV in 3D, the view fitted to them
+        assert np.all(np.abs(centre - 0.5) < 0.2), centre  # in the middle of the view, not at its edge
         page.screenshot(path=ARTIFACTS / "studio-acdc.png")
         page.click("#load-shape")
         page.wait_for_selector(".latent-slider .v-slider-thumb", timeout=60_000)
@@ -244,6 +249,6 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
         page.wait_for_function(f"!document.querySelector('#shape-info').innerText.includes('decoded: {mean} ')",
                                timeout=30_000)  # the patient's shape, not the mean one
         time.sleep(2)
-        assert coloured_share(page) > 0.05  # the 3D view follows the shape to where the patient's heart lies
+        assert coloured(page)[0] > 0.05  # the 3D view follows the shape to where the patient's heart lies
         page.screenshot(path=ARTIFACTS / "studio-acdc-shape.png")
         assert studio["proc"].poll() is None
