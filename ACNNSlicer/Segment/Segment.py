@@ -91,6 +91,9 @@ class SegmentWidget(module_widget_base()):
         for node in segmentations[1:]:
             node.GetDisplayNode().SetVisibility(False)
         segmentations[0].GetDisplayNode().SetVisibility3D(True)
+        layout = slicer.app.layoutManager()
+        if layout is not None and layout.threeDViewCount:  # the 3-D view centred on the new segmentation
+            layout.threeDWidget(0).threeDView().resetFocalPoint()
         self.ui.resultTable.setMRMLTableNode(table)
         chart = table.GetNodeReference("ACNN.VolumeCurveChart")  # a cine: the LV's volume over the cycle
         if chart is not None:
