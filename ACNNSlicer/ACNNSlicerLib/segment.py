@@ -72,7 +72,8 @@ class SegmentLogic:
 
     @staticmethod
     def apply(result: SegmentResult, input_node, surfaces: bool = True) -> tuple[list, object]:
-        """Add one segmentation node per phase (segments 'LV blood pool', 'LV myocardium', closed surfaces)
+        """Add one segmentation node per phase (segments 'LV blood pool', 'LV myocardium' and, from a model that
+        segments it, 'RV blood pool'; closed surfaces)
         and a table node of the measures; where every frame of a cine was segmented, also a table of the LV's
         volume per frame and a plot chart of it, referenced from the measures table (``ACNN.VolumeCurve``,
         ``ACNN.VolumeCurveChart``). Returns (segmentation nodes, measures table node)."""
