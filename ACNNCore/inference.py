@@ -388,17 +388,23 @@ def _label_names(meta: dict) -> dict:
 
 
 class SuperResolver(_Model):
-    """LR stack -> HR intensity image, with an ``sr`` bundle (ACNN-SR, SR or SR-CNN)."""
+    """LR stack -> HR intensity image, with an ``sr`` bundle (ACNN-SR, SR or SR-CNN). Where the input reaches
+    beyond the model's field of view (a real image's chest around the heart), the HR image is the input
+    interpolated linearly (:func:`interpolate_stack`): the whole extent, the network's output where it looked."""
 
     TASK = "sr"
-    PAD = (0.0,)
+    PAD = (np.nan,)  # outside the model's field of view: filled by interpolation
 
     def __init__(self, model="acnn-sr-phantom", device: str = "auto"):
         super().__init__(model, device)
 
     def __call__(self, volume: Volume) -> Volume:
         hr, out, scaling = self._channels_on_input_grid(volume, lambda image: image)
-        return Volume(scaling.invert(hr[0]), out)
+        hr = scaling.invert(hr[0]).astype(np.float32)
+        outside = np.isnan(hr)
+        if outside.any():
+            hr[outside] = resample(volume, out, "linear").array[outside]
+        return Volume(hr, out)
 
 
 def interpolate_stack(volume: Volume, factor: int, method: str = "linear") -> Volume:

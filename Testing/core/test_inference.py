@@ -109,6 +109,20 @@ def test_super_resolver_geometry_and_intensity_units(tiny_models, tiny_data):
     np.testing.assert_allclose(linear.array[:, :, 2::5], lr.array, atol=1e-5)
 
 
+def test_super_resolver_covers_a_field_of_view_wider_than_its_model(tiny_models, tiny_data):
+    """A real image's chest reaches beyond the model's 120 mm: there the HR image is the input interpolated
+    linearly, inside the network's output -- the whole extent, nothing left black."""
+    lr = _lr_case(tiny_data)
+    wide = np.pad(lr.array, ((24, 24), (24, 24), (0, 0)), mode="reflect")  # 3.75 mm pixels: 300 mm across
+    wide = Volume.from_array(wide, lr.spacing, origin=lr.geometry.origin - np.array([24 * lr.spacing[0]] * 2 + [0]))
+    hr = SuperResolver(tiny_models["sr"], device="cpu")(wide).array
+    linear = interpolate_stack(wide, 5, "linear").array
+    assert np.isfinite(hr).all()
+    np.testing.assert_allclose(hr[:10], linear[:10], atol=1e-5)  # a border 37 mm wide: outside the model's view
+    np.testing.assert_allclose(hr[:, -10:], linear[:, -10:], atol=1e-5)
+    assert np.abs(hr[40:60, 40:60] - linear[40:60, 40:60]).mean() > 1e-3  # the middle: the network's
+
+
 def test_shape_model_encode_decode_traverse(tiny_models, tiny_data):
     model = ShapeModel(tiny_models["tl"], device="cpu")
     truth = read_volume(tiny_data / "subject000" / "ED" / "hr_gt.nii.gz")
