@@ -453,6 +453,8 @@ def _add_evaluate(sub):
     p.add_argument("--gt", required=True, type=Path, help="a label map or a folder of them")
     p.add_argument("--gt-convention", choices=("ours", "acdc"), default="ours",
                    help="label values of the ground truth (acdc: 1 RV, 2 myocardium, 3 LV)")
+    p.add_argument("--pred-convention", choices=("ours", "acdc"), default="ours",
+                   help="label values of the predictions (what `acnn segment --label-convention` wrote)")
     p.add_argument("--out", type=Path, help="summary JSON (per-case CSV written beside it)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(run=run_evaluate)
@@ -465,13 +467,19 @@ def run_evaluate(args) -> int:
         from .io import check_writable
 
         check_writable(args.out, args.overwrite, image=False)
-    rows = evaluate_files(args.pred, args.gt, args.gt_convention)
+    rows = evaluate_files(args.pred, args.gt, args.gt_convention, pred_convention=args.pred_convention)
     if args.out is not None:
         summary = write_report(rows, args.out, args.overwrite)
         print(f"report: {args.out} and {args.out.with_suffix('.csv')}")
     else:
         summary = {"summary": summarize(rows), "ef": ef_agreement(rows)}
     print(format_summary(summary))
+    s = summary["summary"]
+    if all(f"dice_{k}" in s for k in ("lv", "myo", "rv")) and s["dice_myo"]["mean"] > 0.5 \
+            and max(s["dice_lv"]["mean"], s["dice_rv"]["mean"]) < 0.2:  # the LV and RV swapped
+        other = {"ours": "acdc", "acdc": "ours"}[args.pred_convention]
+        print(f"acnn: the LV and RV hardly overlap the truth's while the myocardium does: are the predictions in "
+              f"the {other} label values? Then pass --pred-convention {other}", file=sys.stderr)
     return 0
 
 

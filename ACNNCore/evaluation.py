@@ -155,14 +155,17 @@ def match(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     return [(k, found[k], g[k]) for k in sorted(g)]
 
 
-def evaluate_files(pred: Path, gt: Path, gt_convention: str = "ours", progress: bool = True) -> list[dict]:
+def evaluate_files(pred: Path, gt: Path, gt_convention: str = "ours", progress: bool = True,
+                   pred_convention: str = "ours") -> list[dict]:
+    """One row per case (:func:`evaluate_case`), label maps matched by :func:`match`; each side's label values
+    in its convention ("ours" or "acdc"; a .seg.nrrd is read by its segments' names whatever the convention)."""
     from tqdm import tqdm
 
     rows = []
     for key, p, g in tqdm(match(pred, gt), desc="evaluate", unit="case", disable=None if progress else True):
         truth = read_label_map(g, gt_convention)
         try:
-            row = evaluate_case(read_label_map(p), truth)
+            row = evaluate_case(read_label_map(p, pred_convention), truth)
         except InputError as e:
             raise InputError(f"{key}: {e}") from None
         rows.append({"case": key, **row})
