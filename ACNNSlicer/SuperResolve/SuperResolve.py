@@ -22,7 +22,10 @@ class SuperResolve(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["ACNN for 3D Slicer contributors"]
         self.parent.helpText = ("Super-resolves a thick-slice cine MR stack into a high-resolution volume over "
-                                "the same physical extent (ACNN-SR, Oktay et al., IEEE TMI 2017).")
+                                "the same physical extent (ACNN-SR, Oktay et al., IEEE TMI 2017). The network "
+                                "sees a 120 mm box at the image's centre; beyond it the input is interpolated "
+                                "linearly. The bundled models learnt from phantom images (real data has no "
+                                "high-resolution ground truth to learn from).")
         self.parent.acknowledgementText = "Method: O. Oktay et al., IEEE TMI 37(2), 2018."
 
 
