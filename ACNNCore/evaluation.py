@@ -106,13 +106,18 @@ def acdc_names(path: Path) -> tuple[str, ...]:
     return (*phases, f"{m[1]}_frame{m[2]}")
 
 
+def _key(path: Path, root: Path, ground_truth: bool) -> str:
+    names = acdc_names(path) if ground_truth else ()
+    return names[0] if names else case_key(path, root)
+
+
 def label_files(root: Path, ground_truth: bool) -> dict[str, Path]:
     """Label maps under ``root`` (a file or a folder searched recursively) by case key. In a ground-truth
     folder holding ``*_gt`` files (phantom, ACDC) only those count; ACDC's are keyed ``patientNNN_ED`` /
     ``_ES``, what ``acnn segment`` names its outputs (:func:`match` also takes ``patientNNN_frameXX``)."""
     root = Path(root)
     if root.is_file():
-        return {((ground_truth and acdc_names(root)) or (case_key(root, root.parent),))[0]: root}
+        return {_key(root, root.parent, ground_truth): root}
     if not root.is_dir():
         raise InputError(f"no such file or folder: {root}")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES))
@@ -120,7 +125,7 @@ def label_files(root: Path, ground_truth: bool) -> dict[str, Path]:
         files = [p for p in files if _TAGS.search(p.name[: -len(format_of(p))])]
     found: dict[str, Path] = {}
     for p in files:
-        key = ((ground_truth and acdc_names(p)) or (case_key(p, root),))[0]
+        key = _key(p, root, ground_truth)
         if key in found:
             raise InputError(f"two files for case {key!r}: {found[key]} and {p}")
         found[key] = p
