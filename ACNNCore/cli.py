@@ -177,8 +177,11 @@ def _add_train(sub):
 def run_train(args) -> int:
     import dataclasses
 
-    from .bundle import read_meta, resolve
+    from .bundle import MODELS_DIR, read_meta, resolve
+    from .datasets import is_acdc
     from .training import TrainConfig, train
+
+    recipe = MODELS_DIR / "acdc.yaml"  # real data's, for ACDC given without --config
 
     if args.config:
         config = TrainConfig.from_yaml(args.config).to_dict()
@@ -186,6 +189,10 @@ def run_train(args) -> int:
         known = {f.name for f in dataclasses.fields(TrainConfig)} - {"device", "workers", "precision"}
         trained = read_meta(resolve(args.init)).get("training", {}).get("config", {})
         config = {k: v for k, v in trained.items() if k in known}
+    elif is_acdc(args.data) and recipe.is_file():  # real images of every size: the real-data recipe
+        config = TrainConfig.from_yaml(recipe).to_dict()
+        print(f"ACDC data: the real-data recipe {recipe.name} (each case cut around its heart, CE + soft "
+              f"Dice); --config FILE for another", file=sys.stderr)
     else:
         config = {}
     config["task"] = args.task

@@ -232,7 +232,9 @@ def _grid_of(cases: list[Case]) -> dict:
         if c.image.shape != first.image.shape or not np.allclose(c.image.spacing, first.image.spacing) \
                 or c.labels.shape != first.labels.shape:
             raise InputError(f"case {c.name} lies on another grid than {first.name}; training needs one grid "
-                             f"(input {first.image.shape}, labels {first.labels.shape})")
+                             f"(input {first.image.shape}, labels {first.labels.shape}); for real images of "
+                             f"varying size, cut each around its heart: `crop:` in a --config (as in "
+                             f"Resources/Models/acdc.yaml)")
     nz_in, nz_out = first.image.shape[2], first.labels.shape[2]
     if nz_out % nz_in:
         raise InputError(f"label slices ({nz_out}) are not a multiple of image slices ({nz_in})")

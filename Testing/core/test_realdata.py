@@ -78,6 +78,25 @@ def test_full_resolution_config_trains_and_finds_the_heart(acdc_root, tmp_path):
     assert read_labels(out, allowed=(0, 1, 2, 3)).geometry.same_as(read_volume(image).geometry)
 
 
+def test_train_on_the_acdc_folder_as_given_takes_the_real_data_recipe(acdc_root, tmp_path, capsys):
+    """`acnn train seg --data ../shared/data/acdc` with no --config: the images differ in size, so the
+    real-data recipe (Resources/Models/acdc.yaml: each case cut around its heart) is taken, and said so;
+    a given --config is used as it is."""
+    from ACNNCore.bundle import MODELS_DIR
+
+    run = tmp_path / "run"
+    assert main(["train", "seg", "--data", str(acdc_root), "--out", str(run), "--epochs", "1", "--max-cases", "12",
+                 "--device", "cpu"]) == 0
+    assert "real-data recipe acdc.yaml" in capsys.readouterr().err
+    recipe = TrainConfig.from_yaml(MODELS_DIR / "acdc.yaml")
+    config = TrainConfig.from_yaml(run / "config.yaml")
+    assert config.crop == recipe.crop and config.dice and config.epochs == 1
+    (tmp_path / "plain.yaml").write_text("batch_size: 4\n")  # no crop: one grid needed, and the way out named
+    assert main(["train", "seg", "--data", str(acdc_root), "--out", str(tmp_path / "plain"), "--epochs", "1",
+                 "--max-cases", "4", "--config", str(tmp_path / "plain.yaml"), "--device", "cpu"]) == 2
+    assert "cut each around its heart: `crop:` in a --config" in capsys.readouterr().err
+
+
 def test_evaluate_against_acdc_ground_truth(acdc_root, tmp_path, capsys):
     """Ground truth in ACDC's values, compared with itself in ours: perfect scores, matched by name."""
     gt = acdc_root / "patient001" / "patient001_frame01_gt.nii.gz"
