@@ -85,6 +85,13 @@ def ef_agreement(rows: list[dict]) -> dict | None:
 _TAGS = re.compile(r"(_hr_gt|_us_gt|_gt|_label|_labels|_seg|_pred|_prediction)$")
 
 
+def is_label_file(path: Path) -> bool:
+    """Named as a label map: ``_gt``, ``_seg``, ``_label(s)``, ``_pred(iction)`` before the suffix (ACDC's
+    ``patientNNN_frameXX_gt.nii.gz``, a phantom's ``hr_gt.nii.gz``)."""
+    path = Path(path)
+    return bool(_TAGS.search("_" + path.name[: -len(format_of(path))]))
+
+
 def case_key(path: Path, root: Path) -> str:
     """``root/sub/ED/hr_gt.nii.gz`` -> ``sub_ED``; ``root/p001_ED_pred.nii.gz`` -> ``p001_ED``."""
     rel = path.relative_to(root) if path != root else Path(path.name)
@@ -121,8 +128,8 @@ def label_files(root: Path, ground_truth: bool) -> dict[str, Path]:
     if not root.is_dir():
         raise InputError(f"no such file or folder: {root}")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES))
-    if ground_truth and any(_TAGS.search(p.name[: -len(format_of(p))]) for p in files):
-        files = [p for p in files if _TAGS.search(p.name[: -len(format_of(p))])]
+    if ground_truth and any(is_label_file(p) for p in files):
+        files = [p for p in files if is_label_file(p)]
     found: dict[str, Path] = {}
     for p in files:
         key = _key(p, root, ground_truth)

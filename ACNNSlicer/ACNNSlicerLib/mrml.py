@@ -348,3 +348,16 @@ def load_cine(path, scene, name: str | None = None):
         sequence.SetDataNodeAtValue(node, str(t))
         scene.RemoveNode(node)  # the sequence keeps its own copy
     return sequence
+
+
+def load_labels(path, scene, name: str | None = None):
+    """A label map file (an expert's, ``patientNNN_frameXX_gt.nii.gz``) as a segmentation node with our segment
+    names and colours; its values in ACDC's convention where an ACDC ``Info.cfg`` lies beside it, else ours."""
+    from pathlib import Path
+
+    from ACNNCore.evaluation import read_label_map
+
+    path = Path(path)
+    convention = "acdc" if (path.parent / "Info.cfg").is_file() else "ours"
+    return labels_to_segmentation(read_label_map(path, convention), scene=scene,
+                                  name=name or path.name.split(".")[0])

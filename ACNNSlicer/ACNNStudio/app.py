@@ -119,7 +119,9 @@ class Studio:
             view.reset_view()
 
     def load(self, path) -> list:
-        """Load an image (.nii.gz, .nrrd, .mha), a segmentation (.seg.nrrd), or every image of a folder."""
+        """Load an image (.nii.gz, .nrrd, .mha), a segmentation (.seg.nrrd, or a label map named ``*_gt``,
+        ``*_seg``..., an ACDC expert's in ACDC's values), or every one of a folder."""
+        from ACNNCore.evaluation import is_label_file
         from ACNNCore.io import SUFFIXES
 
         path = Path(path)
@@ -129,15 +131,16 @@ class Studio:
             raise InputError(f"no images ({', '.join(SUFFIXES)}) in {path}")
         nodes = []
         for f in files:
-            kind = "segmentation" if f.name.lower().endswith(".seg.nrrd") else "volume"
             try:
                 from ACNNCore.io import format_of
 
                 format_of(f)
-                if kind == "volume":  # ACNNCore reads it (3-D or a 4-D cine, scalar, finite: or a clear message)
+                if f.name.lower().endswith(".seg.nrrd"):
+                    nodes.append(mrml.load_node(f, self.scene, "segmentation", name=f.name.split(".")[0]))
+                elif is_label_file(f):  # an expert's label map: a segmentation to compare with, or to encode
+                    nodes.append(mrml.load_labels(f, self.scene))
+                else:  # ACNNCore reads it (3-D or a 4-D cine, scalar, finite: or a clear message)
                     nodes.append(mrml.load_cine(f, self.scene))
-                else:
-                    nodes.append(mrml.load_node(f, self.scene, kind, name=f.name.split(".")[0]))
             except InputError as e:
                 raise InputError(f"{f.name}: {e}") from None
         volumes = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")]

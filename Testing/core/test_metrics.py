@@ -139,3 +139,15 @@ def test_evaluate_cli_on_folders(tmp_path, capsys):
     a_es = next(r for r in rows if r.startswith("a_ES")).split(",")
     assert float(a_es[1]) < 0.99 and float(a_es[3]) == pytest.approx(3.0)  # HD one slice
     assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp_path / "r.json")]) == 2
+
+
+def test_label_files_are_told_by_their_names():
+    from pathlib import Path
+
+    from ACNNCore.evaluation import is_label_file
+
+    for name in ("patient001_frame01_gt.nii.gz", "hr_gt.nii.gz", "us_gt.nii.gz", "case_seg.nrrd", "p_pred.mha",
+                 "a_labels.nii"):
+        assert is_label_file(Path(name)), name
+    for name in ("patient001_frame01.nii.gz", "lr.nii.gz", "hr.nii.gz", "gtx.nii.gz", "case.seg.nrrd"):
+        assert not is_label_file(Path(name)), name

@@ -271,3 +271,22 @@ def test_a_4d_cine_file_becomes_a_sequence_and_is_segmented(scene, subject, tmp_
     assert [p.frame for p in result.phases][0] == 1 and result.ef_pct > 20
     back = mrml.volume_from_node(seq.GetNthDataNode(1))
     assert back.geometry.same_as(frames[1].geometry, atol=1e-3)
+
+
+def test_an_expert_label_map_loads_as_a_segmentation_in_its_convention(scene, acdc_root, subject, tmp_path):
+    """`mrml.load_labels` (the studio loads `*_gt` files with it): ACDC's values (1 RV, 3 LV) where Info.cfg
+    lies beside the file, ours elsewhere; our segment names; the same voxels on the same grid."""
+    from ACNNCore.io import read_labels, write_volume
+
+    gt = acdc_root / "patient031" / "patient031_frame01_gt.nii.gz"
+    node = mrml.load_labels(gt, scene)
+    segmentation = node.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == ["LV blood pool", "LV myocardium", "RV blood pool"]
+    raw = read_labels(gt, allowed=(0, 1, 2, 3))
+    back = mrml.labels_from_segmentation(node, raw.geometry)
+    assert np.array_equal(back.array == 1, raw.array == 3) and np.array_equal(back.array == 3, raw.array == 1)
+    ours = tmp_path / "subject_ED_gt.nii.gz"  # no Info.cfg: our values
+    write_volume(subject.phases["ED"]["hr_gt"], ours)
+    back = mrml.labels_from_segmentation(mrml.load_labels(ours, scene), subject.phases["ED"]["hr_gt"].geometry)
+    assert np.array_equal(back.array, subject.phases["ED"]["hr_gt"].array)

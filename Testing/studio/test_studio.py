@@ -220,12 +220,20 @@ def test_studio_command_refuses_a_missing_data_path(tmp_path, capsys):
 
 
 def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_root, tmp_path):
-    """A real ACDC image given with --data: the real-data model and its shape model are offered, the result is
-    corrected by that shape model, has an RV, and the Shape Explorer encodes it (the decoded real shape shown)."""
-    image = acdc_root / "patient031" / "patient031_frame01.nii.gz"  # ED of a MINF patient
-    with running_studio(tmp_path, "--data", image) as studio, browser_page(browser, studio["url"]) as page:
+    """A real ACDC patient's folder given with --data: its images, and its expert label maps as segmentations
+    (in ACDC's values: read as such); the real-data model and its shape model are offered for the first image
+    (ED), the result is corrected by that shape model, has an RV, and the Shape Explorer encodes it (the decoded
+    real shape shown)."""
+    folder = acdc_root / "patient031"  # a MINF patient: ED frame 1, ES frame 10
+    with running_studio(tmp_path, "--data", folder) as studio, browser_page(browser, studio["url"]) as page:
         body = page.inner_text("body")
         assert "acnn-seg-acdc" in body and "ae-acdc" in body  # the model that suits it, and its prior
+        page.get_by_text("Scene").click()
+        page.wait_for_selector(".segment-item", timeout=20_000)
+        experts = page.inner_text("#segments")
+        assert all(f"patient031_frame{f}_gt: {s}" in experts for f in ("01", "10")
+                   for s in ("LV blood pool", "LV myocardium", "RV blood pool")), experts
+        page.get_by_text("Scene").click()
         page.get_by_label("Correct with the shape model: an implausible output made plausible").check()
         page.click("#segment")
         page.wait_for_selector("#results", timeout=120_000)
