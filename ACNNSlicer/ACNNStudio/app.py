@@ -283,11 +283,20 @@ class Studio:
                               + (" (corrected)" if p.correction.startswith("corrected") else "")
                               for p in result.phases)
             ef = f", EF {result.ef_pct:.1f} %" if result.ef_pct is not None else ""
-            self.state.status = f"Segmented on {result.device}{ef}; {flags}."
+            self.state.status = f"Segmented on {result.device}{ef}; {flags}." + self._against_expert(node, result)
 
         await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment",
                         cleanup=bool(self.state.clean_up), close_myocardium=bool(self.state.close_myocardium),
                         correct=bool(self.state.correct), tta=bool(self.state.tta))
+
+    def _against_expert(self, node, result) -> str:
+        """Where the image's expert label map was loaded beside it (``NAME_gt`` for the image ``NAME``, as in
+        ACDC): the Dice of the result against it, for the status line."""
+        expert = self.scene.GetFirstNodeByName(f"{node.GetName()}_gt")
+        if expert is None or not expert.IsA("vtkMRMLSegmentationNode") or len(result.phases) != 1:
+            return ""
+        scores = SegmentLogic.agreement(result.phases[0].labels, expert)
+        return f" Dice against {expert.GetName()}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + "."
 
     async def run_superresolve(self):
         try:

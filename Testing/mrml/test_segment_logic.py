@@ -286,6 +286,12 @@ def test_an_expert_label_map_loads_as_a_segmentation_in_its_convention(scene, ac
     raw = read_labels(gt, allowed=(0, 1, 2, 3))
     back = mrml.labels_from_segmentation(node, raw.geometry)
     assert np.array_equal(back.array == 1, raw.array == 3) and np.array_equal(back.array == 3, raw.array == 1)
+    # a result compared with it (SegmentLogic.agreement): per structure the expert drew, on the expert's grid
+    assert SegmentLogic.agreement(back, node) == pytest.approx({"LV blood pool": 1.0, "LV myocardium": 1.0,
+                                                                "RV blood pool": 1.0})
+    eroded = back.with_array(np.where(back.array == 3, 0, back.array).astype(np.uint8))  # no RV
+    scores = SegmentLogic.agreement(eroded, node)
+    assert scores["RV blood pool"] == 0.0 and scores["LV blood pool"] == pytest.approx(1.0)
     ours = tmp_path / "subject_ED_gt.nii.gz"  # no Info.cfg: our values
     write_volume(subject.phases["ED"]["hr_gt"], ours)
     back = mrml.labels_from_segmentation(mrml.load_labels(ours, scene), subject.phases["ED"]["hr_gt"].geometry)

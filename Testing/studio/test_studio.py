@@ -237,7 +237,11 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
         page.get_by_label("Correct with the shape model: an implausible output made plausible").check()
         page.click("#segment")
         page.wait_for_selector("#results", timeout=120_000)
-        assert re.search(r"Segmented on cpu; result plausible", page.inner_text("#status"))
+        status = page.inner_text("#status")
+        assert re.search(r"Segmented on cpu; result plausible", status)
+        dices = re.search(r"Dice against patient031_frame01_gt: LV blood pool (\S+), LV myocardium (\S+), "
+                          r"RV blood pool (\S+)\.", status)  # the expert's map loaded beside the image
+        assert dices and all(float(d) > 0.8 for d in dices.groups()), status
         page.get_by_text("Scene").click()
         page.wait_for_selector(".segment-item", timeout=20_000)
         segments = page.inner_text("#segments")
