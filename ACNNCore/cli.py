@@ -98,12 +98,15 @@ def run_phantom(args) -> int:
 def _add_info(sub):
     p = sub.add_parser("info", help="check and describe an image, label map or data folder")
     p.add_argument("path", type=Path)
-    p.add_argument("--labels", action="store_true", help="treat a file as a label map (values 0-3)")
+    p.add_argument("--labels", action="store_true",
+                   help="treat a file as a label map (values 0-3); the default for a .seg.nrrd or a name like "
+                        "*_gt.nii.gz")
     p.set_defaults(run=run_info)
 
 
 def run_info(args) -> int:
     from .datasets import read_dataset
+    from .evaluation import is_label_file
     from .io import read_labels, read_volume
 
     path = args.path
@@ -115,13 +118,14 @@ def run_info(args) -> int:
             print(f"  {c.name:24s} {c.image.shape} spacing {tuple(round(s, 3) for s in c.image.spacing)}"
                   f"{'  labels ' + str(c.labels.shape) if c.labels is not None else ''}")
         return 0
-    volume = read_labels(path, allowed=(0, 1, 2, 3)) if args.labels else read_volume(path)
+    labels = args.labels or path.name.lower().endswith(".seg.nrrd") or is_label_file(path)
+    volume = read_labels(path, allowed=(0, 1, 2, 3)) if labels else read_volume(path)
     g = volume.geometry
     summary = {"file": str(path), "shape": g.shape, "spacing_mm": [round(s, 4) for s in g.spacing],
                "origin_lps_mm": [round(o, 4) for o in g.origin], "direction": np.round(g.direction, 4).tolist(),
                "dtype": str(volume.array.dtype),
                "range": [float(volume.array.min()), float(volume.array.max())]}
-    if args.labels:
+    if labels:
         values, counts = np.unique(volume.array, return_counts=True)
         summary["label_volumes_ml"] = {int(v): round(float(c) * g.voxel_volume_ml, 3) for v, c in zip(values, counts)}
     print(json.dumps(summary, indent=1))

@@ -68,5 +68,9 @@ def test_info_describes_files_and_folders(tmp_path):
     assert run.returncode == 0
     summary = json.loads(run.stdout)
     assert summary["spacing_mm"] == [1.25, 1.25, 2.0] and set(summary["label_volumes_ml"]) == {"0", "1", "2"}
+    named = json.loads(acnn("info", tmp_path / "ph" / "subject000" / "ED" / "hr_gt.nii.gz").stdout)
+    assert named["label_volumes_ml"] == summary["label_volumes_ml"]  # *_gt: a label map without --labels
+    image = json.loads(acnn("info", tmp_path / "ph" / "subject000" / "ED" / "lr.nii.gz").stdout)
+    assert "label_volumes_ml" not in image
     run = acnn("info", tmp_path / "ph")
     assert run.returncode == 0 and "2 cases" in run.stdout
