@@ -100,15 +100,18 @@ class SegmentLogic:
     def agreement(labels: Volume, reference_node) -> dict[str, float]:
         """Dice of a result against a reference segmentation node (an expert's label map, loaded with
         :func:`mrml.load_labels`), per structure the reference holds, compared on the reference's grid (an HR
-        result sampled at its slices): {segment name: Dice}."""
+        result sampled at its slices): {segment name: Dice}; {} for a reference with none of our structures."""
         import numpy as np
 
         from ACNNCore.labels import SEGMENTS
         from ACNNCore.metrics import dice
 
-        reference = mrml.labels_from_segmentation(reference_node)
+        try:
+            reference = mrml.labels_from_segmentation(reference_node)
+        except InputError:  # none of our segments in it
+            return {}
         values = [int(v) for v in np.unique(reference.array) if v in SEGMENTS]
-        return {SEGMENTS[v][0]: d for v, d in dice(labels, reference, values).items()}
+        return {SEGMENTS[v][0]: d for v, d in dice(labels, reference, values).items()} if values else {}
 
     def process(self, input_node, model: str = "acnn-seg-phantom", device: str = "auto", ed=None, es=None,
                 progress: Progress | None = None, cancelled=None, surfaces: bool = True,

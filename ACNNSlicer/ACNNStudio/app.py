@@ -296,6 +296,8 @@ class Studio:
         if expert is None or not expert.IsA("vtkMRMLSegmentationNode") or len(result.phases) != 1:
             return ""
         scores = SegmentLogic.agreement(result.phases[0].labels, expert)
+        if not scores:  # an empty map
+            return ""
         return f" Dice against {expert.GetName()}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + "."
 
     async def run_superresolve(self):

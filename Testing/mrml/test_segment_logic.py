@@ -292,6 +292,8 @@ def test_an_expert_label_map_loads_as_a_segmentation_in_its_convention(scene, ac
     eroded = back.with_array(np.where(back.array == 3, 0, back.array).astype(np.uint8))  # no RV
     scores = SegmentLogic.agreement(eroded, node)
     assert scores["RV blood pool"] == 0.0 and scores["LV blood pool"] == pytest.approx(1.0)
+    empty = mrml.labels_to_segmentation(back.with_array(np.zeros_like(back.array)), scene=scene, name="empty")
+    assert SegmentLogic.agreement(back, empty) == {}  # nothing drawn: nothing to compare
     ours = tmp_path / "subject_ED_gt.nii.gz"  # no Info.cfg: our values
     write_volume(subject.phases["ED"]["hr_gt"], ours)
     back = mrml.labels_from_segmentation(mrml.load_labels(ours, scene), subject.phases["ED"]["hr_gt"].geometry)
