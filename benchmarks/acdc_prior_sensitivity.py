@@ -125,7 +125,7 @@ def prior_terms(ae_name, models, data, cases: int = 24) -> dict:
 
     from ACNNCore.bundle import load_bundle
     from ACNNCore.datasets import read_dataset
-    from ACNNCore.losses import code_loss, freeze, one_hot
+    from ACNNCore.losses import freeze, shape_prior_loss
     from ACNNCore.training import TrainingSet
 
     ae = freeze(load_bundle(ae_name, expect_task=("ae",)).model)
@@ -136,11 +136,8 @@ def prior_terms(ae_name, models, data, cases: int = 24) -> dict:
         terms = []
         with torch.no_grad():
             for batch in loader:
-                labels = batch["labels"][None].long()
-                p = torch.softmax(net(batch["input"][None]), 1)
-                target = ae.encode(one_hot(labels, p.shape[1]))
-                terms.append([code_loss(ae.encode(q), target).item()
-                              for q in (p, one_hot(p.argmax(1), p.shape[1]))])
+                logits, labels = net(batch["input"][None]), batch["labels"][None].long()
+                terms.append([shape_prior_loss(ae.encode, logits, labels, hard).item() for hard in (False, True)])
         out[m] = tuple(np.mean(terms, 0))
     return out
 
