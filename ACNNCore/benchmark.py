@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from .bundle import read_meta, resolve
 from .errors import InputError
 from .evaluation import ef_agreement, evaluate_case
+from .experiments import ACDC_BUDGETS, ACDC_METHODS, ACDC_SEG_KEYS, BUDGETS, SPECS
 from .inference import CORRECTION_MAX_CHANGE, CORRECTION_REFUSED, check_max_change
 from .metrics import dice, on_grid_of, ssim, wilcoxon_p
 from .phantom.population import PhantomConfig, generate_subject, with_motion
@@ -28,36 +29,6 @@ LATENT_SEED = 2000  # the population whose codes are classified
 MOTIONS = (0.0, 1.0, 2.0, 3.0)
 
 
-@dataclass(frozen=True)
-class Budget:
-    epochs: int  # segmentation / SR networks
-    ae_epochs: int
-    tl_epochs: int
-    tl_predictor_epochs: int
-    test_subjects: int
-    latent_subjects: int
-    batch_size: int
-
-
-BUDGETS = {
-    "tiny": Budget(2, 2, 2, 1, 4, 12, 4),  # minutes on 2 CPU cores, small data: CI
-    "cpu": Budget(12, 15, 8, 5, 30, 60, 4),  # about an hour or two on a CPU at the default grid
-    "paper": Budget(100, 100, 50, 25, 100, 200, 8),  # the paper's scale: a GPU
-}
-
-# key -> (name in the tables, training settings, prior key)
-SPECS = {
-    "ae": ("AE", {"task": "ae"}, None),
-    "tl": ("T-L", {"task": "tl"}, "ae"),
-    "fcn2d": ("2D-FCN", {"task": "seg", "architecture": "FCN2D"}, None),
-    "seg3d": ("3D-Seg", {"task": "seg"}, None),
-    "unet3d": ("3D-UNet", {"task": "seg", "architecture": "UNet3D"}, None),
-    "seg3d-maug": ("3D-Seg-MAug", {"task": "seg", "augment": {"motion_mm": 3.0}}, None),
-    "acnn-seg": ("ACNN-Seg", {"task": "seg"}, "ae"),
-    "srcnn": ("SR-CNN", {"task": "sr", "architecture": "SRCNN"}, None),
-    "unet3d-sr": ("3D-UNet", {"task": "sr", "architecture": "UNet3D"}, None),
-    "acnn-sr": ("ACNN-SR", {"task": "sr"}, "tl"),
-}
 SEG_METHODS = ("fcn2d", "seg3d", "unet3d", "aeseg", "seg3d-maug", "acnn-seg")
 SR_METHODS = ("linear", "bspline", "srcnn", "unet3d-sr", "acnn-sr")
 US_METHODS = ("unet3d", "acnn-seg")
@@ -469,20 +440,9 @@ def parse_models(items) -> dict:
 
 # --- real data: ACDC ----------------------------------------------------------------------------
 
-ACDC_METHODS = {  # key -> (name, training settings, prior key)
-    "ae": ("AE", {"task": "ae"}, None),
-    "fcn2d": ("2D-FCN", {"task": "seg", "architecture": "FCN2D"}, None),
-    "unet3d": ("3D-UNet", {"task": "seg", "architecture": "UNet3D"}, None),
-    "seg": ("No prior (3D-Seg, K = 1)", {"task": "seg"}, None),
-    "acnn-seg": ("ACNN-Seg", {"task": "seg"}, "ae"),
-    # the same prior on the 2-D FCN: each slice segmented in 2-D, the stack's labels encoded by the AE in 3-D
-    "acnn-fcn2d": ("ACNN-Seg (2D-FCN)", {"task": "seg", "architecture": "FCN2D"}, "ae"),
-}
-ACDC_SEG_KEYS = ("fcn2d", "unet3d", "seg", "acnn-seg", "acnn-fcn2d")
 PRIOR_PAIRS = (("acnn-seg", "seg"), ("acnn-fcn2d", "fcn2d"))  # the prior's effect: each net with and without it
 ACDC_MOTIONS = (0.0, 2.0, 4.0)
 CROP = {"shape": [128, 128, 16], "spacing": [1.5, 1.5]}
-ACDC_BUDGETS = {"tiny": (1, 1), "cpu": (15, 25), "gpu": (160, 190), "paper": (150, 200)}  # (seg epochs, AE epochs)
 PAPER_ACDC = {"ED": {"PCA": 76.6, "AE": 83.3}, "ED+ES": {"PCA": 86.6, "AE": 91.6}}
 
 

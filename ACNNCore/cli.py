@@ -495,7 +495,7 @@ def run_evaluate(args) -> int:
 
 
 def _add_benchmark(sub):
-    from .benchmark import ACDC_BUDGETS, ACDC_METHODS, ACDC_SEG_KEYS, BUDGETS, SPECS
+    from .experiments import ACDC_BUDGETS, ACDC_METHODS, ACDC_SEG_KEYS, BUDGETS, SPECS
 
     p = sub.add_parser("benchmark", help="the paper's experiments: seg (Table I), sr (III), us (II), "
                                          "latent (III-F), acdc (real MR)",

@@ -55,6 +55,18 @@ def test_phantom_us_mode(tmp_path):
     assert coarse.shape == (64, 64, 64) and coarse.spacing == (1.75, 1.75, 1.875)
 
 
+def test_help_answers_without_loading_the_models():
+    """`acnn --help` and each command's help build the parser without importing torch or MONAI (seconds)."""
+    code = ("import sys; from ACNNCore.cli import build_parser; p = build_parser(); "
+            "p.parse_args(['benchmark', 'acdc', '--data', 'd', '--out', 'o']); "
+            "print(sorted(m for m in ('torch', 'monai', 'SimpleITK', 'vtk') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+    run = acnn("benchmark", "--help")
+    assert run.returncode == 0 and "acdc" in run.stdout and "acnn-fcn2d" in run.stdout
+
+
 def test_bad_arguments_give_one_line(tmp_path):
     for args in (["--motion", "-1"], ["--factor", "7"], ["--subjects", "0"], ["--us-grid", "8", "8", "8"]):
         run = acnn("phantom", "--out", tmp_path / "x", *args)
