@@ -11,6 +11,7 @@ import numpy as np
 
 from .errors import InputError
 from .inference import Segmenter
+from .labels import RV_BLOOD_POOL
 from .metrics import clinical_measures, ejection_fraction, plausibility
 from .volume import Volume
 
@@ -22,7 +23,7 @@ class PhaseResult:
     phase: str  # "ED", "ES", or "" for a single volume
     frame: int  # index in the sequence (0 for a single volume)
     labels: Volume  # on the HR grid aligned with the input
-    measures: dict  # lv_volume_ml, myo_volume_ml, myo_mass_g
+    measures: dict  # lv_volume_ml, myo_volume_ml, myo_mass_g; rv_volume_ml where the model segments the RV
     plausibility: dict  # ACNNCore.metrics.plausibility
     correction: str = ""  # with a shape model: what it did (ACNNCore.inference.ShapeModel.correct)
 
@@ -32,20 +33,26 @@ class SegmentResult:
     phases: list[PhaseResult]
     model: str
     device: str
-    ef_pct: float | None = None
+    ef_pct: float | None = None  # the LV's
+    rv_ef_pct: float | None = None  # where the model segments the RV
     volume_curve_ml: list[float] = field(default_factory=list)  # per frame, when ED/ES were detected
     frames: dict = field(default_factory=dict)  # frame index -> labels, every frame segmented
 
     def rows(self) -> list[dict]:
-        """The result table: one row per phase."""
-        return [{"Phase": p.phase or "-", "Frame": p.frame,
-                 "LV blood pool (ml)": round(p.measures["lv_volume_ml"], 1),
-                 "LV myocardium (ml)": round(p.measures["myo_volume_ml"], 1),
-                 "Myocardial mass (g)": round(p.measures["myo_mass_g"], 1),
-                 "EF (%)": None if self.ef_pct is None else round(self.ef_pct, 1),
-                 "Plausible": "yes" if p.plausibility["plausible"] else "no",
-                 "Problems": ", ".join(p.plausibility["problems"]),
-                 "Shape model": p.correction or "-"} for p in self.phases]
+        """The result table: one row per phase (RV columns where the model segments the RV)."""
+        rows = []
+        for p in self.phases:
+            row = {"Phase": p.phase or "-", "Frame": p.frame,
+                   "LV blood pool (ml)": round(p.measures["lv_volume_ml"], 1),
+                   "LV myocardium (ml)": round(p.measures["myo_volume_ml"], 1),
+                   "Myocardial mass (g)": round(p.measures["myo_mass_g"], 1),
+                   "EF (%)": None if self.ef_pct is None else round(self.ef_pct, 1)}
+            if "rv_volume_ml" in p.measures:
+                row.update({"RV blood pool (ml)": round(p.measures["rv_volume_ml"], 1),
+                            "RV EF (%)": None if self.rv_ef_pct is None else round(self.rv_ef_pct, 1)})
+            rows.append({**row, "Plausible": "yes" if p.plausibility["plausible"] else "no",
+                         "Problems": ", ".join(p.plausibility["problems"]), "Shape model": p.correction or "-"})
+        return rows
 
 
 def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = None, es: int | None = None,
@@ -66,20 +73,23 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         wanted = [("ED", ed), ("ES", es)]
     else:
         wanted = []
-    labels, corrections = {}, {}
+    labels, corrections, rv = {}, {}, False
     todo = [i for _, i in wanted] if wanted else list(range(len(frames)))
     for n, i in enumerate(todo):
         report(0.05 + 0.9 * n / len(todo), f"segmenting frame {i + 1} of {len(frames)}")
         result = segmenter(frames[i])
         labels[i], corrections[i] = result.labels, result.correction
+        rv = RV_BLOOD_POOL in result.label_names
     curve = []
     if not wanted:
         curve = [clinical_measures(labels[i])["lv_volume_ml"] for i in range(len(frames))]
         wanted = [("ED", int(np.argmax(curve))), ("ES", int(np.argmin(curve)))]
     report(0.95, "measuring")
-    phases = [PhaseResult(phase, i, labels[i], clinical_measures(labels[i]), plausibility(labels[i]),
+    phases = [PhaseResult(phase, i, labels[i], clinical_measures(labels[i], rv=rv), plausibility(labels[i]),
                           corrections[i]) for phase, i in wanted]
-    ef = None
-    if len(phases) == 2 and phases[0].measures["lv_volume_ml"] > 0:
-        ef = ejection_fraction(phases[0].measures["lv_volume_ml"], phases[1].measures["lv_volume_ml"])
-    return SegmentResult(phases, str(model), str(segmenter.runner.device), ef, curve, labels)
+    ef = {}
+    for key in ("lv_volume_ml", "rv_volume_ml") if rv else ("lv_volume_ml",):
+        if len(phases) == 2 and phases[0].measures[key] > 0:
+            ef[key] = ejection_fraction(phases[0].measures[key], phases[1].measures[key])
+    return SegmentResult(phases, str(model), str(segmenter.runner.device), ef.get("lv_volume_ml"),
+                         ef.get("rv_volume_ml"), curve, labels)

@@ -287,6 +287,7 @@ def _write_labels(labels, path: Path, names: dict, overwrite: bool) -> Path:
 def run_segment(args) -> int:
     from .inference import Segmenter, default_model
     from .io import check_writable, read_frames
+    from .labels import RV_BLOOD_POOL
     from .metrics import clinical_measures
 
     if args.input.is_dir():
@@ -305,10 +306,11 @@ def run_segment(args) -> int:
     result = segmenter(volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
-    m = clinical_measures(result.labels)
+    m = clinical_measures(result.labels, rv=RV_BLOOD_POOL in result.label_names)
     grid = "HR grid" if result.labels.shape[2] > volume.shape[2] else "the input's grid"  # K = 1: as acquired
     print(f"{args.out}: {grid} {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g"
+          + (f", RV blood pool {m['rv_volume_ml']:.1f} ml" if "rv_volume_ml" in m else "")
           + (f"; shape model: {result.correction}" if result.correction else ""))
     return 0
 
@@ -336,6 +338,9 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
           f"{ed.measures['lv_volume_ml']:.1f} ml, myocardium {ed.measures['myo_mass_g']:.1f} g), ES frame "
           f"{es.frame} ({es.measures['lv_volume_ml']:.1f} ml); EF "
           + ("-" if result.ef_pct is None else f"{result.ef_pct:.1f} %")
+          + ("" if "rv_volume_ml" not in ed.measures else
+             f"; RV blood pool {ed.measures['rv_volume_ml']:.1f} / {es.measures['rv_volume_ml']:.1f} ml, RV EF "
+             + ("-" if result.rv_ef_pct is None else f"{result.rv_ef_pct:.1f} %"))
           + f"; LV blood pool per frame (ml): {', '.join(f'{v:.1f}' for v in result.volume_curve_ml)}"
           + "".join(f"; {p.phase} {'plausible' if p.plausibility['plausible'] else 'IMPLAUSIBLE: '}"
                     + ", ".join(p.plausibility["problems"]) for p in result.phases)

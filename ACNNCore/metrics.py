@@ -5,16 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
-from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM, MYOCARDIUM_DENSITY_G_PER_ML
+from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM, MYOCARDIUM_DENSITY_G_PER_ML, RV_BLOOD_POOL
 from .volume import Volume
 
 
-def clinical_measures(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MYOCARDIUM) -> dict:
-    """LV blood-pool volume (ml), myocardial volume (ml) and mass (g, 1.05 g/ml) of a label map."""
+def clinical_measures(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MYOCARDIUM,
+                      rv: bool = False) -> dict:
+    """LV blood-pool volume (ml), myocardial volume (ml) and mass (g, 1.05 g/ml) of a label map; with ``rv``
+    (a model that segments the RV), also the RV blood pool's volume (ml)."""
     v = labels.geometry.voxel_volume_ml
     lv = float(np.count_nonzero(labels.array == blood)) * v
     myo = float(np.count_nonzero(labels.array == myocardium)) * v
-    return {"lv_volume_ml": lv, "myo_volume_ml": myo, "myo_mass_g": myo * MYOCARDIUM_DENSITY_G_PER_ML}
+    measures = {"lv_volume_ml": lv, "myo_volume_ml": myo, "myo_mass_g": myo * MYOCARDIUM_DENSITY_G_PER_ML}
+    if rv:
+        measures["rv_volume_ml"] = float(np.count_nonzero(labels.array == RV_BLOOD_POOL)) * v
+    return measures
 
 
 def ejection_fraction(edv: float, esv: float) -> float:

@@ -36,6 +36,9 @@ from ACNNSlicerLib.superresolve import SuperResolveLogic  # noqa: E402
 
 log = logging.getLogger("ACNN.studio")
 SLIDERS = 8  # latent dimensions shown (the most used first)
+RESULT_COLUMNS = (("Phase", "Phase"), ("LV (ml)", "LV blood pool (ml)"), ("Mass (g)", "Myocardial mass (g)"),
+                  ("EF (%)", "EF (%)"), ("RV (ml)", "RV blood pool (ml)"), ("RV EF (%)", "RV EF (%)"),
+                  ("Plausible", "Plausible"))  # (header, SegmentResult.rows() key); shown where it has values
 
 
 class Studio:
@@ -444,12 +447,12 @@ class Studio:
                 with v3.VTable(density="compact", v_if=("results.length",), id="results"):
                     with html.Thead():
                         with html.Tr():
-                            for h in ("Phase", "LV (ml)", "Mass (g)", "EF (%)", "Plausible"):
-                                html.Th(h)
+                            for h, key in RESULT_COLUMNS:
+                                html.Th(h, v_if=f"results.some(r => r['{key}'] != null)")  # columns with values
                     with html.Tbody():
                         with html.Tr(v_for="r in results", key="r.Phase"):
-                            for key in ("Phase", "LV blood pool (ml)", "Myocardial mass (g)", "EF (%)", "Plausible"):
-                                html.Td(f"{{{{ r['{key}'] }}}}")
+                            for h, key in RESULT_COLUMNS:
+                                html.Td(f"{{{{ r['{key}'] }}}}", v_if=f"results.some(r => r['{key}'] != null)")
                 html.Div("LV blood pool per frame (ml): {{ curve }}", v_if=("curve",), id="curve",
                          classes="text-caption mt-1")
 

@@ -51,12 +51,37 @@ def test_real_data_model_finds_the_heart_and_answers_on_the_input_grid(acdc_mode
 
     labels, source = read_labels(out, allowed=(0, 1, 2, 3)), read_volume(image)
     assert labels.geometry.same_as(source.geometry)  # K = 1: the acquired grid
-    assert f"the input's grid {labels.shape}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"the input's grid {labels.shape}" in printed
+    rv_ml = np.count_nonzero(labels.array == 3) * labels.geometry.voxel_volume_ml  # the RV's volume, too
+    assert f"RV blood pool {rv_ml:.1f} ml" in printed
     acdc = tmp_path / "p11_acdc.nii.gz"
     assert main(["segment", str(image), "--model", str(acdc_model), "--out", str(acdc), "--device", "cpu",
                  "--label-convention", "acdc"]) == 0
     swapped = read_labels(acdc, allowed=(0, 1, 2, 3)).array
     assert np.array_equal(swapped == 3, labels.array == 1) and np.array_equal(swapped == 1, labels.array == 3)
+
+
+def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, tmp_path, capsys):
+    """A 4-D cine segmented by the bundled real-data model (it has an RV): the RV's ED and ES volumes and its
+    EF, beside the LV's."""
+    from ACNNCore.io import read_frames, read_volume, write_frames
+
+    folder = acdc_root / "patient011"
+    ed, es = (read_volume(folder / f"patient011_frame{f}.nii.gz") for f in ("01", "08"))
+    write_frames([es, ed, es], tmp_path / "cine.nii.gz")
+    out = tmp_path / "cine_seg.nii.gz"
+    assert main(["segment", str(tmp_path / "cine.nii.gz"), "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    frames = read_frames(out)
+    rv = [np.count_nonzero(f.array == 3) * f.geometry.voxel_volume_ml for f in frames]
+    lv = [np.count_nonzero(f.array == 1) * f.geometry.voxel_volume_ml for f in frames]
+    e, s = int(np.argmax(lv)), int(np.argmin(lv))  # ED and ES by the LV's volume
+    assert (e, s) == (1, 0) and rv[s] < rv[e]
+    found = re.search(r"RV blood pool ([\d.]+) / ([\d.]+) ml, RV EF (-?[\d.]+) %", printed)
+    assert found, printed
+    assert [float(v) for v in found.groups()[:2]] == pytest.approx([rv[e], rv[s]], abs=0.06)
+    assert float(found.group(3)) == pytest.approx(100 * (rv[e] - rv[s]) / rv[e], abs=0.06)
 
 
 def test_full_resolution_config_trains_and_finds_the_heart(acdc_root, tmp_path):

@@ -57,7 +57,23 @@ def test_segment_volume_node(scene, subject):
     rows = mrml.table_rows(table)
     assert rows[0]["LV blood pool (ml)"] == pytest.approx(result.phases[0].measures["lv_volume_ml"], abs=0.05)
     assert rows[0]["Plausible"] in ("yes", "no")
+    assert "RV blood pool (ml)" not in rows[0]  # the phantom model has no RV
     assert seg.GetAttribute("ACNN.Plausible") in ("true", "false")
+
+
+def test_a_real_image_segmented_with_its_rv_measured(scene, acdc_root):
+    """The real-data model on an ACDC image node: three segments and the RV's volume in the measures table."""
+    from ACNNCore.io import read_volume
+
+    node = mrml.volume_to_node(read_volume(acdc_root / "patient031" / "patient031_frame01.nii.gz"), scene=scene,
+                               name="patient031")
+    result, (seg,), table = SegmentLogic().process(node, "acnn-seg-acdc", "cpu")
+    s = seg.GetSegmentation()
+    assert [s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments())][-1] == "RV blood pool"
+    labels = result.phases[0].labels
+    rv_ml = np.count_nonzero(labels.array == 3) * labels.geometry.voxel_volume_ml
+    (row,) = mrml.table_rows(table)
+    assert rv_ml > 50 and row["RV blood pool (ml)"] == pytest.approx(rv_ml, abs=0.05)
 
 
 def test_the_model_offered_suits_the_input(scene, subject):

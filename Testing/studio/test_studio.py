@@ -157,7 +157,7 @@ def test_segment_lists_segments_and_changes_the_3d_view(page):
     assert "LV blood pool" in segments and "LV myocardium" in segments
     assert wait_until_changed(page, before) > 1.0
     results = page.inner_text("#results")
-    assert "ED" in results and "ES" in results
+    assert "ED" in results and "ES" in results and "RV" not in results  # the phantom model has no RV
     assert re.search(r"EF \d+\.\d %", page.inner_text("#status"))
     assert len(re.findall(r"\d+", page.inner_text("#curve").split(":")[1])) == 2  # the cine's two frames
     assert "IMPLAUSIBLE" not in page.inner_text("#status")  # the ring closed: every phase passes the checks
@@ -239,6 +239,8 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
         page.wait_for_selector("#results", timeout=120_000)
         status = page.inner_text("#status")
         assert re.search(r"Segmented on cpu; result plausible", status)
+        header, row = (line.split("\t") for line in page.inner_text("#results").splitlines())
+        assert float(row[header.index("RV (ml)")]) > 50  # the RV's volume, too
         dices = re.search(r"Dice against patient031_frame01_gt: LV blood pool (\S+), LV myocardium (\S+), "
                           r"RV blood pool (\S+)\.", status)  # the expert's map loaded beside the image
         assert dices and all(float(d) > 0.8 for d in dices.groups()), status
