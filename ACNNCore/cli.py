@@ -312,6 +312,9 @@ def run_segment(args) -> int:
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g"
           + (f", RV blood pool {m['rv_volume_ml']:.1f} ml" if "rv_volume_ml" in m else "")
           + (f"; shape model: {result.correction}" if result.correction else ""))
+    if not m["lv_volume_ml"]:
+        print(f"acnn: no LV found in {args.input}: is it a short-axis cardiac stack of the kind {model} learnt "
+              f"from?", file=sys.stderr)
     return 0
 
 
@@ -375,6 +378,7 @@ def _segment_folder(args) -> int:
 
     from .datasets import read_dataset
     from .inference import Segmenter, default_model
+    from .labels import LV_BLOOD_POOL
 
     if args.out.suffix:
         raise InputError(f"the input is a folder: --out must be a folder too, not {args.out}")
@@ -385,14 +389,19 @@ def _segment_folder(args) -> int:
         raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs); pass --overwrite")
     segmenter = Segmenter(args.model or default_model(cases[0].image), args.device, args.clean_up,
                           args.close_myocardium, args.correct, **_max_change(args), tta=args.tta)
-    corrected = 0
+    corrected, empty = 0, []
     for case, target in zip(tqdm(cases, desc="segment", unit="case", disable=None), targets):
         result = segmenter(case.image)
         corrected += result.correction.startswith("corrected")
+        if not np.any(result.labels.array == LV_BLOOD_POOL):
+            empty.append(case.name)
         _write_labels(_convention(result.labels, args.label_convention), target,
                       _convention_names(result.label_names, args.label_convention), args.overwrite)
     print(f"segmented {len(cases)} cases into {args.out}"
           + (f"; the shape model corrected {corrected}" if args.correct else ""))
+    if empty:
+        print(f"acnn: no LV found in {len(empty)} of {len(cases)} cases ({', '.join(empty[:5])}"
+              f"{', ...' if len(empty) > 5 else ''})", file=sys.stderr)
     return 0
 
 

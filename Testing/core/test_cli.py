@@ -86,3 +86,24 @@ def test_info_describes_files_and_folders(tmp_path):
     assert "label_volumes_ml" not in image
     run = acnn("info", tmp_path / "ph")
     assert run.returncode == 0 and "2 cases" in run.stdout
+
+
+def test_segment_says_when_it_finds_no_heart(tmp_path):
+    """Noise segmented by the real-data model: nothing is found, the label map is written, and stderr says so;
+    a NaN voxel or a 2-D image is refused with one line."""
+    from ACNNCore.io import write_volume
+    from ACNNCore.volume import Volume
+
+    noise = np.random.default_rng(0).random((100, 100, 10)).astype(np.float32)
+    write_volume(Volume.from_array(noise, (1.5, 1.5, 8.0)), tmp_path / "noise.nii.gz")
+    run = acnn("segment", tmp_path / "noise.nii.gz", "--out", tmp_path / "seg.nii.gz", "--device", "cpu")
+    assert run.returncode == 0, run.stderr
+    assert not read_labels(tmp_path / "seg.nii.gz", allowed=(0, 1, 2, 3)).array.any()
+    assert "no LV found in" in run.stderr and "short-axis cardiac stack" in run.stderr
+    noise[5, 5, 5] = np.nan
+    write_volume(Volume.from_array(noise, (1.5, 1.5, 8.0)), tmp_path / "nan.nii.gz")
+    write_volume(Volume.from_array(noise[:, :, :1], (1.5, 1.5, 8.0)), tmp_path / "flat.nii.gz")
+    for name, says in (("nan", "1 NaN or infinite voxels"), ("flat", "is not a 3-D stack")):
+        run = acnn("segment", tmp_path / f"{name}.nii.gz", "--out", tmp_path / f"{name}_seg.nii.gz")
+        assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert not (tmp_path / f"{name}_seg.nii.gz").exists()
