@@ -253,10 +253,15 @@ def _add_inference(sub):
     p.add_argument("--overwrite", action="store_true")
     _device_arg(p)
     p.set_defaults(run=run_segment)
-    p = sub.add_parser("superresolve", help="super-resolve an LR stack into an HR image")
+    p = sub.add_parser("superresolve", help="super-resolve an LR stack into an HR image",
+                       description="The network sees its own window (120 mm for the bundled models): on a wider "
+                                   "image it is centred on the heart the real-data segmentation model finds, and "
+                                   "the rest is the input interpolated linearly. Notes on stderr say when the "
+                                   "image's slices differ from the model's or a phantom-trained model meets a "
+                                   "real image.")
     p.add_argument("input", type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--model", default="acnn-sr-phantom")
+    p.add_argument("--out", required=True, type=Path, help="OUT.nii.gz, .nrrd or .mha")
+    p.add_argument("--model", default="acnn-sr-phantom", help="bundled model name or bundle folder")
     p.add_argument("--overwrite", action="store_true")
     _device_arg(p)
     p.set_defaults(run=run_superresolve)
@@ -410,9 +415,13 @@ def run_superresolve(args) -> int:
     from .io import check_writable, read_volume, write_volume
 
     check_writable(args.out, args.overwrite)
-    hr = SuperResolver(args.model, args.device)(read_volume(args.input))
+    volume = read_volume(args.input)
+    resolver = SuperResolver(args.model, args.device)
+    hr = resolver(volume)
     write_volume(hr, args.out, overwrite=args.overwrite)
     print(f"{args.out}: HR grid {hr.shape} spacing {tuple(round(s, 3) for s in hr.spacing)}")
+    for note in resolver.caveats(volume):
+        print(f"acnn: note: {note}", file=sys.stderr)
     return 0
 
 

@@ -175,8 +175,12 @@ def default_model(volume: Volume) -> str:
     (96 x 96 x 12 of 1.25 x 1.25 x 10 mm), the real-data model (when bundled) for anything else."""
     from .bundle import available
 
-    phantom = volume.shape == (96, 96, 12) and np.allclose(volume.spacing, (1.25, 1.25, 10.0), atol=1e-3)
-    return "acnn-seg-acdc" if not phantom and "acnn-seg-acdc" in available() else "acnn-seg-phantom"
+    return "acnn-seg-acdc" if not _phantom_stack(volume) and "acnn-seg-acdc" in available() else "acnn-seg-phantom"
+
+
+def _phantom_stack(volume: Volume) -> bool:
+    """Whether ``volume`` is on the grid of the phantom's LR stacks (96 x 96 x 12 of 1.25 x 1.25 x 10 mm)."""
+    return volume.shape == (96, 96, 12) and np.allclose(volume.spacing, (1.25, 1.25, 10.0), atol=1e-3)
 
 
 def keep_largest_component(labels: Volume) -> Volume:
@@ -297,15 +301,18 @@ class _Model:
     def meta(self) -> dict:
         return self.runner.meta
 
-    def _channels_on_input_grid(self, volume: Volume, output) -> tuple[np.ndarray, Geometry, object]:
+    def _channels_on_input_grid(self, volume: Volume, output, center=None) -> tuple[np.ndarray, Geometry, object]:
         """Run the network (each network of an ensemble, averaging) and map its (C, X, Y, Z) output,
         ``output(logits)``, onto the HR grid aligned with ``volume``; outside the model's field of view
-        each channel takes its ``PAD`` value. Returns (channels, grid, intensity scaling)."""
+        each channel takes its ``PAD`` value. The model's window is centred on ``center`` (a physical point;
+        default: where a real-data model finds the heart, else the image centre). Returns (channels, grid,
+        intensity scaling)."""
         total = None
         for runner in self.runners:
             model = runner.bundle.model
             normalised, scaling = runner.normalised(volume)
-            center = runner.locate(normalised, model) if runner.meta["input"].get("localize") else None
+            if center is None and runner.meta["input"].get("localize"):
+                center = runner.locate(normalised, model)
             out = runner.output_geometry(volume)
             for view in self.views:
                 x, grid = runner.model_input(normalised, center, view=view)
@@ -382,29 +389,81 @@ class Segmenter(_Model):
             labels = clean_up(labels, close_myocardium=self.close_myocardium)
         return Segmentation(labels, probs.astype(np.float32), _label_names(self.meta), correction)
 
+    def heart_center(self, volume: Volume) -> np.ndarray | None:
+        """Where the (first) network's heart search ends in ``volume`` (a physical point), or None for a
+        model without one (trained on images of its own window) or where it finds nothing."""
+        runner = self.runner
+        if not runner.meta["input"].get("localize"):
+            return None
+        return runner.locate(runner.normalised(volume)[0], runner.bundle.model)
+
 
 def _label_names(meta: dict) -> dict:
     return {int(k): v["name"] for k, v in meta.get("labels", {}).items()}
 
 
 class SuperResolver(_Model):
-    """LR stack -> HR intensity image, with an ``sr`` bundle (ACNN-SR, SR or SR-CNN). Where the input reaches
-    beyond the model's field of view (a real image's chest around the heart), the HR image is the input
-    interpolated linearly (:func:`interpolate_stack`): the whole extent, the network's output where it looked."""
+    """LR stack -> HR intensity image, with an ``sr`` bundle (ACNN-SR, SR or SR-CNN). The network sees its own
+    window (120 mm for the bundled models): on an image wider than that it is centred on the heart that
+    ``locator``'s search finds (a segmentation model that has one; "auto": the bundled real-data model, for an
+    image that is not one of the phantom's stacks), else on the image centre. Beyond the window (a real
+    image's chest) the HR image is the input interpolated linearly (:func:`interpolate_stack`): the whole
+    extent, the network's output where it looked."""
 
     TASK = "sr"
     PAD = (np.nan,)  # outside the model's field of view: filled by interpolation
 
-    def __init__(self, model="acnn-sr-phantom", device: str = "auto"):
+    def __init__(self, model="acnn-sr-phantom", device: str = "auto", locator: str | None = "auto"):
         super().__init__(model, device)
+        self.device, self.locator, self._locators = device, locator, {}
 
-    def __call__(self, volume: Volume) -> Volume:
-        hr, out, scaling = self._channels_on_input_grid(volume, lambda image: image)
+    def __call__(self, volume: Volume, center=None) -> Volume:
+        """``center``: where to centre the network's window (a physical point; default :meth:`heart_center`)."""
+        if center is None:
+            center = self.heart_center(volume)
+        hr, out, scaling = self._channels_on_input_grid(volume, lambda image: image, center)
         hr = scaling.invert(hr[0]).astype(np.float32)
         outside = np.isnan(hr)
         if outside.any():
             hr[outside] = resample(volume, out, "linear").array[outside]
         return Volume(hr, out)
+
+    def window_mm(self) -> np.ndarray:
+        """The in-plane extent (mm) the network sees."""
+        spec = self.meta["input"]
+        return np.asarray(spec["shape"][:2], float) * np.asarray(spec["spacing"][:2], float)
+
+    def heart_center(self, volume: Volume) -> np.ndarray | None:
+        """The heart that ``locator`` finds, where ``volume`` reaches beyond the network's window; else None
+        (the window at the image centre)."""
+        if np.all(np.asarray(volume.geometry.extent_mm[:2]) <= self.window_mm() + 1e-6):
+            return None
+        locator = self.locator
+        if locator == "auto":
+            locator = default_model(volume)
+            if locator == "acnn-seg-phantom":  # the phantom's own stacks: the window covers the heart
+                return None
+        if not locator:
+            return None
+        if locator not in self._locators:
+            self._locators[locator] = Segmenter(locator, self.device)
+        return self._locators[locator].heart_center(volume)
+
+    def caveats(self, volume: Volume) -> list[str]:
+        """Why the result may be worth less than it looks, for the user: slices of another thickness than the
+        model learnt (resampled to it first: detail lost), a phantom-trained model on a real image."""
+        name, spec, notes = self.runner.bundle.path.name, self.meta["input"], []
+        if name == "model":  # a training run's folder/model: the run's name
+            name = self.runner.bundle.path.parent.name
+        learnt = float(spec["spacing"][2])
+        if abs(volume.spacing[2] - learnt) > 0.1 * learnt:
+            notes.append(f"{name} learnt {learnt:g} mm slices and this image has {volume.spacing[2]:g} mm: it is "
+                         f"resampled to {learnt:g} mm first, so detail is lost"
+                         + (" (linear interpolation may keep more)" if volume.spacing[2] < learnt else ""))
+        if self.meta.get("training", {}).get("data", {}).get("phantom") and not _phantom_stack(volume):
+            notes.append(f"{name} learnt from phantom images only (real MR has no high-resolution truth to learn "
+                         f"from): on a real image, read its output beside the input")
+        return notes
 
 
 def interpolate_stack(volume: Volume, factor: int, method: str = "linear") -> Volume:

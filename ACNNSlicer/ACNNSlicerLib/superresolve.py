@@ -22,6 +22,11 @@ class SuperResolveLogic:
     def resolver(self, model: str, device: str = "auto") -> SuperResolver:
         return cached(self._models, SuperResolver, model, device)
 
+    def caveats(self, volume: Volume, model: str, device: str = "auto") -> list[str]:
+        """What the user should mind about the result (:meth:`SuperResolver.caveats`: slices of another
+        thickness than the model learnt, a phantom-trained model on a real image)."""
+        return self.resolver(model, device).caveats(volume)
+
     @staticmethod
     def read_input(node) -> Volume:
         return mrml.volume_from_node(node)

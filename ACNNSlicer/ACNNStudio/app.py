@@ -314,7 +314,9 @@ class Studio:
         def apply(hr):
             out = SuperResolveLogic.apply(hr, node, self.state.sr_model)
             self.show(out)
-            self.state.status = f"Super-resolved: {out.GetName()} ({'x'.join(map(str, hr.shape))})."
+            notes = self.resolve.caveats(volume, self.state.sr_model, self.state.device)
+            self.state.status = (f"Super-resolved: {out.GetName()} ({'x'.join(map(str, hr.shape))})."
+                                 + "".join(f" Note: {n}." for n in notes))
 
         await self._run(self.resolve.compute, (volume, self.state.sr_model, self.state.device), apply, "SuperResolve")
 

@@ -23,9 +23,11 @@ class SuperResolve(ScriptedLoadableModule):
         self.parent.contributors = ["ACNN for 3D Slicer contributors"]
         self.parent.helpText = ("Super-resolves a thick-slice cine MR stack into a high-resolution volume over "
                                 "the same physical extent (ACNN-SR, Oktay et al., IEEE TMI 2017). The network "
-                                "sees a 120 mm box at the image's centre; beyond it the input is interpolated "
-                                "linearly. The bundled models learnt from phantom images (real data has no "
-                                "high-resolution ground truth to learn from).")
+                                "sees a 120 mm box, centred on the heart that the real-data segmentation model "
+                                "finds on a wider image; beyond it the input is interpolated linearly. The "
+                                "bundled models learnt from phantom images of 10 mm slices (real data has no "
+                                "high-resolution ground truth to learn from): the status line says when an "
+                                "image differs.")
         self.parent.acknowledgementText = "Method: O. Oktay et al., IEEE TMI 37(2), 2018."
 
 
@@ -55,13 +57,14 @@ class SuperResolveWidget(module_widget_base()):
 
         p = self._parameterNode
         volume = SuperResolveLogic.read_input(p.inputVolume)
-        self._input, self._model = p.inputVolume, p.model
+        self._input, self._model, self._volume, self._device = p.inputVolume, p.model, volume, p.device
         return BackgroundTask(self.logic.resolve.compute, volume, p.model, p.device)
 
     def _apply(self, hr) -> str:
         node = self.logic.resolve.apply(hr, self._input, self._model)
         slicer.util.setSliceViewerLayers(background=node, fit=True)
-        return f"Done: {node.GetName()}"
+        notes = self.logic.resolve.caveats(self._volume, self._model, self._device)
+        return f"Done: {node.GetName()}" + "".join(f". Note: {n}" for n in notes)
 
 
 class SuperResolveModuleLogic(ScriptedLoadableModuleLogic):

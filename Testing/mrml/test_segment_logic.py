@@ -167,6 +167,9 @@ def test_superresolve_output_geometry(scene, subject):
     assert hr.shape == (96, 96, 60) and hr.spacing == pytest.approx((1.25, 1.25, 2.0))
     assert hr.geometry.same_as(hr_geometry(lr.geometry, 5))
     assert np.allclose(hr.array, SuperResolver("acnn-sr-phantom", "cpu")(lr).array, atol=1e-4)
+    assert SuperResolveLogic().caveats(lr, "acnn-sr-phantom", "cpu") == []  # the phantom's stacks: nothing to mind
+    thin = Volume.from_array(lr.array, (1.25, 1.25, 5.0))
+    assert "learnt 10 mm slices" in SuperResolveLogic().caveats(thin, "acnn-sr-phantom", "cpu")[0]
     # the same physical extent as the input stack
     corners = lambda g: g.index_to_physical(np.array([[-0.5, -0.5, -0.5], np.array(g.shape) - 0.5]))  # noqa: E731
     assert np.allclose(corners(hr.geometry), corners(lr.geometry), atol=1e-4)

@@ -186,6 +186,21 @@ def test_shape_explorer_slider_changes_the_shape(page):
                            timeout=30_000)
 
 
+def test_superresolve_adds_a_volume(page):
+    """SuperResolve on the demo's ED stack: a new HR volume in the scene, and no note (the bundled model
+    learnt the phantom's own stacks)."""
+    page.get_by_text("SuperResolve", exact=True).click()
+    page.click("#superresolve")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Super-resolved')",
+                           timeout=120_000)
+    status = page.inner_text("#status")
+    assert re.search(r"Super-resolved: .* ACNN SR \(96x96x60\)\.$", status) and "Note" not in status, status
+    page.get_by_text("Scene").click()
+    page.wait_for_function("document.querySelector('#volumes').innerText.includes('ACNN SR')", timeout=10_000)
+    page.get_by_text("Scene").click()
+    page.get_by_text("SuperResolve", exact=True).click()
+
+
 def test_load_an_image_from_the_browser(page, tmp_path):
     from ACNNCore.io import write_volume
     from ACNNCore.phantom.population import PhantomConfig, generate_subject
@@ -265,4 +280,9 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
         time.sleep(2)
         assert coloured(page)[0] > 0.05  # the 3D view follows the shape to where the patient's heart lies
         page.screenshot(path=ARTIFACTS / "studio-acdc-shape.png")
+        page.get_by_text("SuperResolve", exact=True).click()  # the phantom-trained SR model on a real image
+        page.click("#superresolve")
+        page.wait_for_function("document.querySelector('#status').innerText.startsWith('Super-resolved')",
+                               timeout=120_000)
+        assert "Note: acnn-sr-phantom learnt from phantom images only" in page.inner_text("#status")
         assert studio["proc"].poll() is None
