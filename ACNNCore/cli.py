@@ -495,7 +495,7 @@ def _add_evaluate(sub):
 
 
 def run_evaluate(args) -> int:
-    from .evaluation import evaluate_files, format_summary, summarize, write_report, ef_agreement
+    from .evaluation import ef_summary, evaluate_files, format_summary, summarize, write_report
 
     if args.out is not None:
         from .io import check_writable
@@ -506,7 +506,7 @@ def run_evaluate(args) -> int:
         summary = write_report(rows, args.out, args.overwrite)
         print(f"report: {args.out} and {args.out.with_suffix('.csv')}")
     else:
-        summary = {"summary": summarize(rows), "ef": ef_agreement(rows)}
+        summary = {"summary": summarize(rows), **ef_summary(rows)}
     print(format_summary(summary))
     s = summary["summary"]
     if all(f"dice_{k}" in s for k in ("lv", "myo", "rv")) and s["dice_myo"]["mean"] > 0.5 \

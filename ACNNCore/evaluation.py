@@ -41,9 +41,10 @@ def evaluate_case(prediction: Volume, truth: Volume, structures=None) -> dict:
         row[f"dice_{name}"] = d[v]
         row[f"msd_mm_{name}"] = s[v]["msd_mm"]
         row[f"hd_mm_{name}"] = s[v]["hd_mm"]
-    for key, value in clinical_measures(prediction).items():
+    rv = RV_BLOOD_POOL in structures
+    for key, value in clinical_measures(prediction, rv=rv).items():
         row[f"pred_{key}"] = value
-    for key, value in clinical_measures(truth).items():
+    for key, value in clinical_measures(truth, rv=rv).items():
         row[f"gt_{key}"] = value
     p = plausibility(prediction)
     row["plausible"] = p["plausible"]
@@ -64,20 +65,29 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def ef_agreement(rows: list[dict]) -> dict | None:
-    """EF (predicted vs ground truth) over the subjects with both an ``*_ED`` and an ``*_ES`` case (an empty
-    predicted ED blood pool has no EF and is left out); None under three subjects."""
+def ef_agreement(rows: list[dict], chamber: str = "lv") -> dict | None:
+    """EF of the ``chamber`` ("lv", or "rv" where the rows have its volumes), predicted against ground truth,
+    over the subjects with both an ``*_ED`` and an ``*_ES`` case (an empty predicted ED blood pool has no EF
+    and is left out); None under three subjects."""
     by_name = {r["case"]: r for r in rows}
+    pred_key, gt_key = f"pred_{chamber}_volume_ml", f"gt_{chamber}_volume_ml"
     pairs = []
     for name, r in by_name.items():
-        if name.endswith("_ED") and name[:-3] + "_ES" in by_name and r["pred_lv_volume_ml"] > 0:
-            es = by_name[name[:-3] + "_ES"]
-            pairs.append((ejection_fraction(r["pred_lv_volume_ml"], es["pred_lv_volume_ml"]),
-                          ejection_fraction(r["gt_lv_volume_ml"], es["gt_lv_volume_ml"])))
+        es = by_name.get(name[:-3] + "_ES") if name.endswith("_ED") else None
+        if es is not None and all(k in r and k in es for k in (pred_key, gt_key)) and r[pred_key] > 0:
+            pairs.append((ejection_fraction(r[pred_key], es[pred_key]), ejection_fraction(r[gt_key], es[gt_key])))
     if len(pairs) < 3:
         return None
     pred, truth = zip(*pairs)
     return agreement(pred, truth)
+
+
+def ef_summary(rows: list[dict]) -> dict:
+    """The summary's EF entries: ``ef`` (the LV's) and, where the RV was compared, ``rv_ef``."""
+    out = {"ef": ef_agreement(rows)}
+    if any("pred_rv_volume_ml" in r for r in rows):
+        out["rv_ef"] = ef_agreement(rows, "rv")
+    return out
 
 
 # --- files ------------------------------------------------------------------------------
@@ -194,9 +204,9 @@ def write_report(rows: list[dict], out: Path, overwrite: bool = False) -> dict:
         raise InputError(f"--out must be a .json file, not {out}")
     check_writable(out, overwrite, image=False)
     check_writable(csv_path, overwrite, image=False)
-    summary = {"summary": summarize(rows), "ef": ef_agreement(rows), "per_case_csv": csv_path.name}
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    summary = {"summary": summarize(rows), **ef_summary(rows), "per_case_csv": csv_path.name}
+    with open(csv_path, "w", newline="") as f:  # every column of any case (the RV's only where compared)
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
     out.write_text(json.dumps(summary, indent=1))
@@ -211,8 +221,9 @@ def format_summary(summary: dict) -> str:
                 if f"{m}_{name}" in s]
         if cols:
             lines.append(f"  {SEGMENTS[v][0]:14s} " + ", ".join(cols))
-    ef = summary.get("ef")
-    if ef:
-        lines.append(f"  EF: r = {ef['r']:.3f}, bias {ef['bias']:+.1f} % (LoA {ef['loa'][0]:+.1f} to "
-                     f"{ef['loa'][1]:+.1f}), {ef['n']} subjects")
+    for key, name in (("ef", "EF"), ("rv_ef", "RV EF")):
+        ef = summary.get(key)
+        if ef:
+            lines.append(f"  {name}: r = {ef['r']:.3f}, bias {ef['bias']:+.1f} % (LoA {ef['loa'][0]:+.1f} to "
+                         f"{ef['loa'][1]:+.1f}), {ef['n']} subjects")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -92,14 +93,19 @@ def test_plausibility_of_constructed_maps():
 
 def test_evaluate_matches_segment_outputs_to_an_acdc_folder(tmp_path, capsys):
     """`acnn segment` names an ACDC data folder's outputs patientNNN_ED / _ES; `acnn evaluate` finds the expert
-    maps for them in the ACDC layout (Info.cfg gives the frames), also under their frame names, with the EF."""
+    maps for them in the ACDC layout (Info.cfg gives the frames), also under their frame names, with the LV's and
+    the RV's EF."""
     from ACNNCore.labels import OURS_TO_ACDC, remap
 
     gt, pred = tmp_path / "acdc", tmp_path / "pred"
     ed = ring_lv()
     es = ed.with_array(np.where((ed.array == 1) & (np.hypot(*np.mgrid[:40, :40] - 20) > 4)[..., None], 2,
                                 ed.array).astype(np.uint8))  # a smaller blood pool
-    for n, (f_ed, f_es) in {"patient001": (1, 12), "patient002": (1, 9), "patient003": (2, 14)}.items():
+    ed.array[31:38, 5:35, 4:16] = 3  # an RV beside it, smaller at ES by as much as each patient's number
+    for i, (n, (f_ed, f_es)) in enumerate({"patient001": (1, 12), "patient002": (1, 9),
+                                          "patient003": (2, 14)}.items()):
+        es.array[31:38, 5:35, 4:16] = 3
+        es.array[31:38, 5:10 + 3 * i, 4:16] = 0
         (gt / n).mkdir(parents=True)
         (gt / n / "Info.cfg").write_text(f"ED: {f_ed}\nES: {f_es}\nGroup: NOR\nHeight: 180\nWeight: 80\n")
         for f, v in ((f_ed, ed), (f_es, es)):
@@ -112,6 +118,8 @@ def test_evaluate_matches_segment_outputs_to_an_acdc_folder(tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["summary"]["cases"] == 6 and report["summary"]["dice_myo"]["mean"] == pytest.approx(1.0)
     assert report["ef"]["n"] == 3 and report["ef"]["bias"] == pytest.approx(0.0)
+    assert report["rv_ef"]["n"] == 3 and report["rv_ef"]["bias"] == pytest.approx(0.0)  # the RV's EF as well
+    assert re.search(r"\n  RV EF: r = 1\.000, bias \+0\.0 %", capsys.readouterr().out)
     rows = (tmp_path / "r.csv").read_text().splitlines()
     assert sorted(r.split(",")[0] for r in rows[1:]) == [f"patient00{i}_{p}" for i in (1, 2, 3) for p in ("ED", "ES")]
     (pred / "patient002_ES.nii.gz").unlink()
