@@ -605,6 +605,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if isinstance(getattr(args, "input", None), Path) and not args.input.exists():  # before loading models
+            raise InputError(f"no such file or folder: {args.input}")
         return args.run(args)
     except (InputError, TrainingError) as e:
         print(f"acnn: error: {e}", file=sys.stderr)

@@ -107,3 +107,7 @@ def test_segment_says_when_it_finds_no_heart(tmp_path):
         run = acnn("segment", tmp_path / f"{name}.nii.gz", "--out", tmp_path / f"{name}_seg.nii.gz")
         assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert not (tmp_path / f"{name}_seg.nii.gz").exists()
+    for command in ("segment", "superresolve"):  # a missing input: said before any model loads
+        run = acnn(command, tmp_path / "missing.nii.gz", "--out", tmp_path / "out.nii.gz")
+        assert run.returncode == 2 and run.stderr.strip() == f"acnn: error: no such file or folder: " \
+                                                              f"{tmp_path / 'missing.nii.gz'}"
