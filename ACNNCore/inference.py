@@ -1,8 +1,8 @@
 """Using trained models: a segmenter, a super-resolver and a shape model.
 
 Each takes a :class:`Volume` of any size and orientation: it is normalised and
-resampled onto the model's input grid (centred on the image), the network runs
-there, and the result is resampled onto an HR grid aligned with the input — the
+resampled onto the model's input grid (centred on the heart that a real-data
+model's search finds, else on the image), the network runs there, and the result is resampled onto an HR grid aligned with the input — the
 input's in-plane grid, with each acquired slice split into K thin slices — so
 that it overlays the input exactly in physical space.
 """
