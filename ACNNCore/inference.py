@@ -415,7 +415,7 @@ class SuperResolver(_Model):
 
     def __init__(self, model="acnn-sr-phantom", device: str = "auto", locator: str | None = "auto"):
         super().__init__(model, device)
-        self.device, self.locator, self._locators = device, locator, {}
+        self.locator, self._device, self._locators = locator, device, {}
 
     def __call__(self, volume: Volume, center=None) -> Volume:
         """``center``: where to centre the network's window (a physical point; default :meth:`heart_center`)."""
@@ -446,7 +446,7 @@ class SuperResolver(_Model):
         if not locator:
             return None
         if locator not in self._locators:
-            self._locators[locator] = Segmenter(locator, self.device)
+            self._locators[locator] = Segmenter(locator, self._device)
         return self._locators[locator].heart_center(volume)
 
     def caveats(self, volume: Volume) -> list[str]:
@@ -458,8 +458,9 @@ class SuperResolver(_Model):
         learnt = float(spec["spacing"][2])
         if abs(volume.spacing[2] - learnt) > 0.1 * learnt:
             notes.append(f"{name} learnt {learnt:g} mm slices and this image has {volume.spacing[2]:g} mm: it is "
-                         f"resampled to {learnt:g} mm first, so detail is lost"
-                         + (" (linear interpolation may keep more)" if volume.spacing[2] < learnt else ""))
+                         f"resampled to {learnt:g} mm first, "
+                         + ("so detail is lost (linear interpolation may keep more)" if volume.spacing[2] < learnt
+                            else "its slices interpolated"))
         if self.meta.get("training", {}).get("data", {}).get("phantom") and not _phantom_stack(volume):
             notes.append(f"{name} learnt from phantom images only (real MR has no high-resolution truth to learn "
                          f"from): on a real image, read its output beside the input")
