@@ -270,6 +270,10 @@ def _add_inference(sub):
     p.add_argument("--dim", type=int, default=None, help="code dimension (default: the most used)")
     p.add_argument("--steps", type=int, default=9)
     p.add_argument("--range", type=float, default=2.0, dest="k", help="k in mean +- k std")
+    p.add_argument("--from", dest="base", type=Path, metavar="LABEL_MAP",
+                   help="traverse around this label map's code instead of the mean code (an expert's map or a "
+                        "segmentation; ACDC's label values where an ACDC Info.cfg lies beside it), the shapes "
+                        "placed where it lies")
     p.add_argument("--out", required=True, type=Path, help="a .png montage, or a folder of .nii.gz label maps")
     p.add_argument("--overwrite", action="store_true")
     _device_arg(p)
@@ -433,17 +437,25 @@ def run_explore(args) -> int:
     dim = model.order[0] if args.dim is None else args.dim
     if args.steps < 2:
         raise InputError("--steps must be at least 2")
-    steps = model.traverse(dim, args.steps, args.k)
+    base = geometry = None
+    if args.base is not None:
+        from .evaluation import read_label_map
+
+        labels = read_label_map(args.base, "auto")
+        base, geometry = model.encode(labels), model.placement(labels)
+    steps = model.traverse(dim, args.steps, args.k, base, geometry)
     if args.out.suffix.lower() == ".png":
         if args.out.exists() and not args.overwrite:
             raise InputError(f"{args.out} exists; pass --overwrite to replace it")
         from .figures import traversal_montage
 
-        traversal_montage(steps, args.out, title=f"{model.runner.bundle.name}: dimension {dim}")
+        traversal_montage(steps, args.out, title=f"{model.runner.bundle.name}: dimension {dim}"
+                                                 + (f" around {args.base.name}" if args.base else ""))
     else:
         for i, (z, labels) in enumerate(steps):
             write_volume(labels, args.out / f"dim{dim:02d}_step{i:02d}_{z:+.2f}sd.nii.gz", overwrite=args.overwrite)
-    print(f"dimension {dim} over mean +- {args.k} std in {args.steps} steps: {args.out}")
+    print(f"dimension {dim} over mean +- {args.k} std in {args.steps} steps"
+          + (f", the other {model.code_size - 1} as {args.base.name} has them" if args.base else "") + f": {args.out}")
     return 0
 
 

@@ -152,8 +152,12 @@ def label_files(root: Path, ground_truth: bool) -> dict[str, Path]:
 
 
 def read_label_map(path: Path, convention: str = "ours") -> Volume:
-    """A label map from any supported file (``.seg.nrrd`` included), in our label values."""
+    """A label map from any supported file (``.seg.nrrd`` included), in our label values; ``convention``: the
+    file's values, "ours", "acdc", or "auto" (ACDC's where an ACDC ``Info.cfg`` lies beside the file)."""
     from .labels import ACDC_TO_OURS, remap
+
+    if convention == "auto":
+        convention = "acdc" if (Path(path).parent / "Info.cfg").is_file() else "ours"
 
     if format_of(path) == ".seg.nrrd":
         labels, names = read_segmentation(path)

@@ -620,8 +620,10 @@ class ShapeModel(_Model):
                                                  f"the way to the mean, prior weight {w:g}")
         return labels, "not corrected: no plausible shape found"
 
-    def traverse(self, dim: int, steps: int = 9, k: float = 2.0, base=None) -> list[tuple[float, Volume]]:
-        """Decode ``base`` (default: the mean code) with dimension ``dim`` swept over mean +- k std."""
+    def traverse(self, dim: int, steps: int = 9, k: float = 2.0, base=None,
+                 geometry: Geometry | None = None) -> list[tuple[float, Volume]]:
+        """Decode ``base`` (default: the mean code) with dimension ``dim`` swept over mean +- k std, on the
+        model's grid or placed on ``geometry`` (as :meth:`decode`)."""
         if not 0 <= dim < self.code_size:
             raise InputError(f"dimension {dim} is outside the {self.code_size}-d code")
         base = self.mean.copy() if base is None else np.asarray(base, np.float32).copy()
@@ -629,5 +631,5 @@ class ShapeModel(_Model):
         for z in np.linspace(-k, k, steps):
             code = base.copy()
             code[dim] = self.mean[dim] + z * self.std[dim]
-            out.append((float(z), self.decode(code)))
+            out.append((float(z), self.decode(code, geometry)))
         return out

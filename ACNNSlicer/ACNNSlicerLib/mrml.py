@@ -358,6 +358,4 @@ def load_labels(path, scene, name: str | None = None):
     from ACNNCore.evaluation import read_label_map
 
     path = Path(path)
-    convention = "acdc" if (path.parent / "Info.cfg").is_file() else "ours"
-    return labels_to_segmentation(read_label_map(path, convention), scene=scene,
-                                  name=name or path.name.split(".")[0])
+    return labels_to_segmentation(read_label_map(path, "auto"), scene=scene, name=name or path.name.split(".")[0])

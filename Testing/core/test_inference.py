@@ -13,7 +13,7 @@ from ACNNCore.bundle import prior_of
 from ACNNCore.errors import InputError
 from ACNNCore.inference import (CORRECTION_REFUSED, Segmenter, ShapeModel, SuperResolver, clean_up, heart_part,
                                 hr_geometry, interpolate_stack, keep_largest_component)
-from ACNNCore.io import read_segmentation, read_volume
+from ACNNCore.io import read_labels, read_segmentation, read_volume
 from ACNNCore.metrics import plausibility
 from ACNNCore.volume import Volume
 
@@ -358,6 +358,18 @@ def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
     run = acnn("explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--out", tmp_path / "steps")
     assert run.returncode == 0, run.stderr
     assert len(list((tmp_path / "steps").glob("dim03_step*.nii.gz"))) == 3
+    # around a subject's own code: its other dimensions kept, the shapes placed where its heart lies
+    gt = tiny_data / "subject002" / "ED" / "hr_gt.nii.gz"
+    run = acnn("explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--from", gt, "--out",
+               tmp_path / "around")
+    assert run.returncode == 0 and "the other 63 as hr_gt.nii.gz has them" in run.stdout, run.stderr
+    around = read_volume(tmp_path / "around" / "dim03_step01_+0.00sd.nii.gz")
+    mean = read_volume(tmp_path / "steps" / "dim03_step01_+0.00sd.nii.gz")
+    model, truth = ShapeModel(tiny_models["ae"], device="cpu"), read_labels(gt)
+    assert around.geometry.same_as(model.placement(truth)) and not around.geometry.same_as(mean.geometry)
+    code = model.encode(truth)
+    code[3] = model.mean[3]
+    assert np.array_equal(around.array, model.decode(code).array)
 
 
 def test_demo_command_runs_the_whole_pipeline(tiny_models, tmp_path):
