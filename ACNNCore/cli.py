@@ -137,7 +137,9 @@ def _add_train(sub):
                        description="Train a model on a data set (phantom, ACDC or image/label folder). "
                                    "Runs unchanged under `torchrun --nproc_per_node N`.")
     p.add_argument("task", choices=("ae", "tl", "seg", "sr"))
-    p.add_argument("--data", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path,
+                   help="a phantom data set (`acnn phantom`), the ACDC folder (patientNNN/Info.cfg), or a folder "
+                        "of image/label pairs (NAME + NAME_gt files, or images/ + labels/ of the same names)")
     p.add_argument("--out", required=True, type=Path,
                    help="run folder: config.yaml, log.csv, last.pt, model/ (best epoch), model-final/ (seg, sr: "
                         "last epoch)")
@@ -150,9 +152,10 @@ def _add_train(sub):
     p.add_argument("--overwrite", action="store_true",
                    help="start over in a non-empty --out (the earlier run's log, last.pt and models removed)")
     p.add_argument("--architecture", help="network: SubPixelNet (default seg/sr), FCN2D, UNet3D, SRCNN")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=int, help="passes over the training cases (default from TrainConfig or "
+                                               "--config)")
+    p.add_argument("--batch-size", type=int, help="cases per step")
+    p.add_argument("--lr", type=float, help="Adam's learning rate")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"),
                    help="constant (default) or cosine annealing to 0 over the epochs")
     p.add_argument("--lambda1", type=float, help="weight of the shape prior (paper: 0.01)")
@@ -168,8 +171,8 @@ def _add_train(sub):
                    help="epoch from which the contact term is added (default 10: after the net has found the "
                         "heart; 0 to fine-tune a trained net with it)")
     p.add_argument("--motion-augment", type=float, metavar="MM", help="per-slice motion augmentation (MAug)")
-    p.add_argument("--max-cases", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--max-cases", type=int, help="use only the first N cases (quick trials)")
+    p.add_argument("--seed", type=int, help="weights, split and augmentation draws")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--workers", type=int, help="data-loading processes (augmentation runs there); default 0")
     p.add_argument("--precision", choices=("fp32", "bf16"),
