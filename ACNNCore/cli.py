@@ -136,7 +136,10 @@ def _add_train(sub):
     p = sub.add_parser("train", help="train a model: ae (shape prior), tl (T-L network), seg, sr",
                        description="Train a model on a data set (phantom, ACDC or image/label folder). "
                                    "Runs unchanged under `torchrun --nproc_per_node N`.")
-    p.add_argument("task", choices=("ae", "tl", "seg", "sr"))
+    p.add_argument("task", choices=("ae", "tl", "seg", "sr"),
+                   help="ae: the shape prior (label maps); tl: the T-L network (image -> that shape code); seg: "
+                        "a segmentation network (ACNN-Seg with --prior); sr: super-resolution (ACNN-SR with "
+                        "--prior)")
     p.add_argument("--data", required=True, type=Path,
                    help="a phantom data set (`acnn phantom`), the ACDC folder (patientNNN/Info.cfg), or a folder "
                         "of image/label pairs (NAME + NAME_gt files, or images/ + labels/ of the same names)")
