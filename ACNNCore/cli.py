@@ -27,7 +27,8 @@ def _add_phantom(sub):
     p.add_argument("--out", required=True, type=Path, help="output folder (must be empty or absent)")
     p.add_argument("--subjects", type=int, default=6, help="number of subjects (groups cycle NOR, DCM, HCM)")
     p.add_argument("--seed", type=int, default=0, help="population seed (subject i is the same for any N)")
-    p.add_argument("--modality", choices=("mr", "us"), default="mr")
+    p.add_argument("--modality", choices=("mr", "us"), default="mr",
+                   help="mr: thick-slice cine MR stacks with HR truth (default); us: 3-D echo volumes")
     p.add_argument("--motion", type=float, default=0.0, metavar="MM",
                    help="largest per-slice in-plane shift between breath-holds (0 = none)")
     p.add_argument("--rotation", type=float, default=None, metavar="DEG",
@@ -97,7 +98,7 @@ def run_phantom(args) -> int:
 
 def _add_info(sub):
     p = sub.add_parser("info", help="check and describe an image, label map or data folder")
-    p.add_argument("path", type=Path)
+    p.add_argument("path", type=Path, help="an image, a label map or a data folder")
     p.add_argument("--labels", action="store_true",
                    help="treat a file as a label map (values 0-3); the default for a .seg.nrrd or a name like "
                         "*_gt.nii.gz")
@@ -176,7 +177,7 @@ def _add_train(sub):
     p.add_argument("--motion-augment", type=float, metavar="MM", help="per-slice motion augmentation (MAug)")
     p.add_argument("--max-cases", type=int, help="use only the first N cases (quick trials)")
     p.add_argument("--seed", type=int, help="weights, split and augmentation draws")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="auto (default): the GPU when there is one")
     p.add_argument("--workers", type=int, help="data-loading processes (augmentation runs there); default 0")
     p.add_argument("--precision", choices=("fp32", "bf16"),
                    help="bf16: mixed precision (forward passes in bfloat16, weights and losses in float32), faster "
@@ -256,7 +257,7 @@ def _add_inference(sub):
                         "and moved 3 mm in-plane, its probabilities averaged over the nine views")
     p.add_argument("--label-convention", choices=("ours", "acdc"), default="ours",
                    help="label values written: ours (1 LV, 2 myocardium, 3 RV) or acdc (1 RV, 2 myocardium, 3 LV)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
     p.set_defaults(run=run_segment)
     p = sub.add_parser("superresolve", help="super-resolve an LR stack into an HR image",
@@ -265,23 +266,23 @@ def _add_inference(sub):
                                    "the rest is the input interpolated linearly. Notes on stderr say when the "
                                    "image's slices differ from the model's or a phantom-trained model meets a "
                                    "real image.")
-    p.add_argument("input", type=Path)
+    p.add_argument("input", type=Path, help="a short-axis stack (any format SimpleITK reads)")
     p.add_argument("--out", required=True, type=Path, help="OUT.nii.gz, .nrrd or .mha")
     p.add_argument("--model", default="acnn-sr-phantom", help="bundled model name or bundle folder")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
     p.set_defaults(run=run_superresolve)
     p = sub.add_parser("explore", help="decode a traversal of one latent dimension over mean +- k std")
     p.add_argument("--model", default="ae-phantom", help="AE or T-L bundle")
     p.add_argument("--dim", type=int, default=None, help="code dimension (default: the most used)")
-    p.add_argument("--steps", type=int, default=9)
+    p.add_argument("--steps", type=int, default=9, help="shapes decoded along the dimension (default 9)")
     p.add_argument("--range", type=float, default=2.0, dest="k", help="k in mean +- k std")
     p.add_argument("--from", dest="base", type=Path, metavar="LABEL_MAP",
                    help="traverse around this label map's code instead of the mean code (an expert's map or a "
                         "segmentation; ACDC's label values where an ACDC Info.cfg lies beside it), the shapes "
                         "placed where it lies")
     p.add_argument("--out", required=True, type=Path, help="a .png montage, or a folder of .nii.gz label maps")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
     p.set_defaults(run=run_explore)
     p = sub.add_parser("models", help="list the bundled models")
@@ -477,10 +478,10 @@ def run_models(args) -> int:
 
 def _add_demo(sub):
     p = sub.add_parser("demo", help="the whole pipeline on a phantom subject: segment ED/ES, super-resolve, EF, Dice")
-    p.add_argument("--out", type=Path, default=Path("acnn-demo"))
-    p.add_argument("--seg-model", default="acnn-seg-phantom")
-    p.add_argument("--sr-model", default="acnn-sr-phantom")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("acnn-demo"), help="output folder (default acnn-demo)")
+    p.add_argument("--seg-model", default="acnn-seg-phantom", help="segmentation model (name or bundle folder)")
+    p.add_argument("--sr-model", default="acnn-sr-phantom", help="super-resolution model (name or bundle folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier demo in --out")
     _device_arg(p)
     p.set_defaults(run=run_demo)
 
@@ -508,7 +509,7 @@ def _add_evaluate(sub):
     p.add_argument("--pred-convention", choices=("ours", "acdc"), default="ours",
                    help="label values of the predictions (what `acnn segment --label-convention` wrote)")
     p.add_argument("--out", type=Path, help="summary JSON (per-case CSV written beside it)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(run=run_evaluate)
 
 
@@ -543,7 +544,9 @@ def _add_benchmark(sub):
                        description="Train what an experiment needs (into OUT/runs, reused and resumable), evaluate "
                                    "on held-out subjects (phantoms, or ACDC patients) and write OUT/EXPERIMENT.md "
                                    "with tables and figures.")
-    p.add_argument("experiment", choices=("seg", "sr", "us", "latent", "acdc"))
+    p.add_argument("experiment", choices=("seg", "sr", "us", "latent", "acdc"),
+                   help="seg: Table I; sr: Table III; us: Table II (3-D echo); latent: Section III-F; acdc: real "
+                        "cine MR")
     p.add_argument("--data", required=True, type=Path,
                    help="a phantom data set (`acnn phantom`; --modality us for us); for acdc, the ACDC folder")
     p.add_argument("--out", required=True, type=Path, help="report folder")

@@ -11,7 +11,7 @@ def add_parser(sub):
                        description="Start the ACNN Studio web server (trame-slicer) and print its URL.")
     p.add_argument("--data", type=Path, help="an image, segmentation or folder to load")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="the port to serve on (default 8080)")
     p.add_argument("--demo", action="store_true", help="load a phantom cine stack (ED, ES)")
     p.add_argument("--output", type=Path, help="default folder for saved results (./acnn-studio-output)")
     p.add_argument("--open", action="store_true", help="open a browser")

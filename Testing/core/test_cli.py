@@ -65,6 +65,14 @@ def test_help_answers_without_loading_the_models():
     assert run.stdout.strip() == "[]"
     run = acnn("benchmark", "--help")
     assert run.returncode == 0 and "acdc" in run.stdout and "acnn-fcn2d" in run.stdout
+    import argparse
+
+    from ACNNCore.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    silent = [f"{name} {a.option_strings or a.dest}" for name, p in commands.items() for a in p._actions
+              if not a.help]
+    assert "studio" in commands and not silent  # every argument of every command says what it takes
 
 
 def test_bad_arguments_give_one_line(tmp_path):
