@@ -12,10 +12,13 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from ACNNSlicerLib.gui import module_widget_base
 from typing import Annotated
 
-HELP = """Segments the left-ventricular blood pool and myocardium of a thick-slice cine MR short-axis stack
-on a high-resolution grid (each acquired slice split in K thin slices) with an Anatomically Constrained
-Neural Network (Oktay et al., IEEE TMI 2017). A cine sequence gives ED and ES (chosen, or detected from the
-blood-pool volume curve) and the ejection fraction. Each result is checked for anatomical plausibility."""
+HELP = """Segments the left-ventricular blood pool and myocardium (and, with the real-data model acnn-seg-acdc,
+the right-ventricular blood pool) of a thick-slice cine MR short-axis stack with an Anatomically Constrained
+Neural Network (Oktay et al., IEEE TMI 2017): the phantom model on a high-resolution grid (each acquired slice
+split in K thin slices), the real-data model on the slices as acquired, after finding the heart itself. A
+cine sequence gives ED and ES (chosen, or detected from the blood-pool volume curve) and the ejection
+fractions. Each result is checked for anatomical plausibility; the options clean it up, close the myocardial
+ring by rule or correct an implausible result with the learnt shape space."""
 
 
 class Segment(ScriptedLoadableModule):
