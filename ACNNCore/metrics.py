@@ -1,4 +1,6 @@
-"""Clinical measures of label maps (volumes, mass, ejection fraction)."""
+"""Metrics of label maps and images: clinical measures (volumes, mass, ejection fraction), Dice and surface
+distances in mm (MONAI), SSIM, agreement (Bland-Altman) and Wilcoxon tests, and the anatomical plausibility
+checks with the defects they find."""
 
 from __future__ import annotations
 
