@@ -18,12 +18,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import InputError
-from .networks import build_network
+
+if TYPE_CHECKING:  # torch, safetensors and the networks load where weights are read or written, so that
+    import torch   # reading a description (acnn models, acnn info MODEL) takes no time
 
 FORMAT = "acnn-bundle"
 FORMAT_VERSION = 1
@@ -74,6 +75,8 @@ def save_bundle(model: torch.nn.Module, folder, meta: dict, overwrite: bool = Fa
             raise ValueError(f"bundle metadata needs {key!r}")
     if (folder / "model.json").exists() and not overwrite:
         raise InputError(f"{folder} already holds a model; pass --overwrite to replace it")
+    from safetensors.torch import save_file
+
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
@@ -145,6 +148,35 @@ def prior_of(name_or_path) -> Path:
                      f"sha256 {checksum[:12]}...) is neither there nor bundled: name a shape model")
 
 
+def describe(name_or_path) -> dict:
+    """What a user asks of a bundle before using it (``acnn info MODEL``): task, network, labels, the grid it
+    takes and gives, how it was trained, its prior, its validation metrics and, for a shape model, its latent
+    statistics. Reads model.json only (no weights are loaded)."""
+    folder = resolve(name_or_path)
+    meta = read_meta(folder)
+    spec, training = meta.get("input", {}), meta.get("training", {})
+    out = {"bundle": str(folder), "name": meta.get("name"), "task": meta.get("task"),
+           "architecture": meta.get("architecture"), "parameters": meta.get("parameters"),
+           "labels": {int(v): d["name"] for v, d in meta.get("labels", {}).items()},
+           "input": {k: spec[k] for k in ("shape", "spacing", "factor", "slices", "localize") if k in spec},
+           "output_spacing": meta.get("output", {}).get("spacing"),
+           "trained": {"cases": training.get("data", {}).get("cases"),
+                       "phantom": bool(training.get("data", {}).get("phantom")),
+                       "epochs": training.get("config", {}).get("epochs"), "kept_epoch": training.get("epoch"),
+                       "command": training.get("command")},
+           "metrics": meta.get("metrics", {})}
+    if training.get("prior_sha256"):
+        try:
+            out["prior"] = str(prior_of(folder))
+        except InputError as e:
+            out["prior"] = str(e)
+    latent = meta.get("latent")
+    if latent:
+        out["latent"] = {"codes": latent.get("n"), "code_size": len(latent.get("mean", [])),
+                         "most_used_dimensions": latent.get("order", [])[:5]}
+    return out
+
+
 def load_bundle(name_or_path, device="cpu", expect_task=None) -> Bundle:
     """Load a bundle: check the description, the checksum and that the weights fit the architecture."""
     folder = resolve(name_or_path)
@@ -158,6 +190,10 @@ def load_bundle(name_or_path, device="cpu", expect_task=None) -> Bundle:
         raise InputError(f"{folder} has no model.safetensors")
     if meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
         raise InputError(f"{weights} does not match the checksum in model.json (modified or corrupted)")
+    from safetensors.torch import load_file
+
+    from .networks import build_network
+
     try:
         state = load_file(str(weights), device="cpu")
     except Exception as e:  # safetensors raises its own error types for a wrong file

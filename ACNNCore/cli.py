@@ -97,8 +97,9 @@ def run_phantom(args) -> int:
 
 
 def _add_info(sub):
-    p = sub.add_parser("info", help="check and describe an image, label map or data folder")
-    p.add_argument("path", type=Path, help="an image, a label map or a data folder")
+    p = sub.add_parser("info", help="check and describe an image, label map, data folder or model")
+    p.add_argument("path", type=Path, help="an image, a label map, a data folder, or a model (a bundle folder, a "
+                                            "training run's folder or a bundled model's name)")
     p.add_argument("--labels", action="store_true",
                    help="treat a file as a label map (values 0-3); the default for a .seg.nrrd or a name like "
                         "*_gt.nii.gz")
@@ -111,6 +112,13 @@ def run_info(args) -> int:
     from .io import read_labels, read_volume
 
     path = args.path
+    if _is_model(path):
+        from .bundle import describe
+
+        print(json.dumps(describe(path), indent=1))
+        return 0
+    if not path.exists():
+        raise InputError(f"no such file, folder or bundled model: {path}")
     if path.is_dir():
         cases = read_dataset(path)
         groups = sorted({c.meta.get("group", "-") for c in cases})
@@ -131,6 +139,15 @@ def run_info(args) -> int:
         summary["label_volumes_ml"] = {int(v): round(float(c) * g.voxel_volume_ml, 3) for v, c in zip(values, counts)}
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def _is_model(path: Path) -> bool:
+    """A model bundle (or a training run's folder) or the name of a bundled model."""
+    from .bundle import MODELS_DIR
+
+    if path.is_dir():
+        return (path / "model.json").is_file() or (path / "model" / "model.json").is_file()
+    return not path.exists() and len(path.parts) == 1 and (MODELS_DIR / path / "model.json").is_file()
 
 
 def _add_train(sub):

@@ -119,3 +119,23 @@ def test_segment_says_when_it_finds_no_heart(tmp_path):
         run = acnn(command, tmp_path / "missing.nii.gz", "--out", tmp_path / "out.nii.gz")
         assert run.returncode == 2 and run.stderr.strip() == f"acnn: error: no such file or folder: " \
                                                               f"{tmp_path / 'missing.nii.gz'}"
+
+
+def test_info_describes_a_model_without_loading_it():
+    """`acnn info NAME`: what a bundled model takes, gives and learnt from, and its prior found by checksum --
+    from model.json alone (no torch imported)."""
+    code = ("import sys; from ACNNCore.cli import main; main(['info', 'acnn-seg-acdc']); "
+            "print(sorted(m for m in ('torch', 'monai') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    text, imported = run.stdout.rsplit("\n", 2)[:2]
+    about = json.loads(text)
+    assert imported == "[]"
+    assert about["task"] == "seg" and about["labels"] == {"1": "LV blood pool", "2": "LV myocardium",
+                                                          "3": "RV blood pool"}
+    assert about["input"]["slices"] == "as acquired" and about["trained"]["phantom"] is False
+    assert about["prior"].endswith("ae-acdc")  # the AE it was trained with, by the checksum its bundle records
+    shape = json.loads(acnn("info", "ae-acdc").stdout)
+    assert shape["latent"]["code_size"] == 64 and len(shape["latent"]["most_used_dimensions"]) == 5
+    run = acnn("info", "no-such-model")
+    assert run.returncode == 2 and "no such file, folder or bundled model: no-such-model" in run.stderr
