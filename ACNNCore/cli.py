@@ -406,32 +406,52 @@ def _convention_names(names: dict, convention: str) -> dict:
 
 
 def _segment_folder(args) -> int:
-    """Every case of a data set (phantom, ACDC, folder) -> OUT/CASE.nii.gz, ready for ``acnn evaluate``."""
+    """Every case of a data set (phantom, ACDC, folder) -> OUT/CASE.nii.gz, ready for ``acnn evaluate``, and
+    OUT/measures.csv: each case's volumes, mass and plausibility, the EFs where a subject has ED and ES."""
+    import csv
+
     from tqdm import tqdm
 
     from .datasets import read_dataset
     from .inference import Segmenter, default_model
-    from .labels import LV_BLOOD_POOL
+    from .labels import RV_BLOOD_POOL
+    from .metrics import clinical_measures, ejection_fraction, plausibility
 
     if args.out.suffix:
         raise InputError(f"the input is a folder: --out must be a folder too, not {args.out}")
     cases = read_dataset(args.input)
     targets = [args.out / f"{c.name}.nii.gz" for c in cases]
-    existing = [t for t in targets if t.exists()]
+    table = args.out / "measures.csv"
+    existing = [t for t in [*targets, table] if t.exists()]
     if existing and not args.overwrite:
-        raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets)} outputs); pass --overwrite")
+        raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets) + 1} outputs); pass --overwrite")
     segmenter = Segmenter(args.model or default_model(cases[0].image), args.device, args.clean_up,
                           args.close_myocardium, args.correct, **_max_change(args), tta=args.tta)
-    corrected, empty = 0, []
+    rows = {}
     for case, target in zip(tqdm(cases, desc="segment", unit="case", disable=None), targets):
         result = segmenter(case.image)
-        corrected += result.correction.startswith("corrected")
-        if not np.any(result.labels.array == LV_BLOOD_POOL):
-            empty.append(case.name)
         _write_labels(_convention(result.labels, args.label_convention), target,
                       _convention_names(result.label_names, args.label_convention), args.overwrite)
-    print(f"segmented {len(cases)} cases into {args.out}"
-          + (f"; the shape model corrected {corrected}" if args.correct else ""))
+        m = clinical_measures(result.labels, rv=RV_BLOOD_POOL in result.label_names)
+        checks = plausibility(result.labels)
+        rows[case.name] = {"case": case.name, **{k: round(v, 2) for k, v in m.items()},
+                           "plausible": checks["plausible"], "problems": ";".join(checks["problems"]),
+                           "shape_model": result.correction}
+    for name, ed in rows.items():  # a subject's ED and ES: its EFs, on both rows
+        es = rows.get(name[:-3] + "_ES") if name.endswith("_ED") else None
+        for chamber in ("lv", "rv") if es is not None else ():
+            key = f"{chamber}_volume_ml"
+            if key in ed and ed[key] > 0:
+                ed[f"{chamber}_ef_pct"] = es[f"{chamber}_ef_pct"] = round(ejection_fraction(ed[key], es[key]), 1)
+    with open(table, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows.values() for k in r)))
+        writer.writeheader()
+        writer.writerows(rows.values())
+    corrected = sum(r["shape_model"].startswith("corrected") for r in rows.values())
+    implausible = sum(not r["plausible"] for r in rows.values())
+    print(f"segmented {len(cases)} cases into {args.out} ({implausible} implausible"
+          + (f", the shape model corrected {corrected}" if args.correct else "") + f"); measures: {table}")
+    empty = [name for name, r in rows.items() if not r["lv_volume_ml"]]
     if empty:
         print(f"acnn: no LV found in {len(empty)} of {len(cases)} cases ({', '.join(empty[:5])}"
               f"{', ...' if len(empty) > 5 else ''})", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 import subprocess
 import sys
 
@@ -193,6 +194,29 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     np.testing.assert_array_equal(read_volume(tmp_path / "tta.nii.gz").array, tta.array)
     phantom_only = acnn("benchmark", "seg", "--data", tmp_path, "--out", tmp_path / "b", "--tta")
     assert phantom_only.returncode == 2 and "options of the acdc benchmark" in phantom_only.stderr
+
+
+def test_segment_command_on_a_data_folder_writes_maps_and_measures(tiny_models, tiny_data, tmp_path):
+    """A phantom data folder: OUT/CASE.nii.gz per case and OUT/measures.csv with each case's volumes and
+    plausibility, and each subject's EF on its ED and ES rows; nothing overwritten without --overwrite."""
+    import csv
+
+    from ACNNCore.metrics import clinical_measures, ejection_fraction
+
+    out = tmp_path / "segs"
+    run = acnn("segment", tiny_data, "--out", out, "--model", tiny_models["seg"], "--device", "cpu")
+    assert run.returncode == 0, run.stderr
+    assert re.search(rf"segmented 16 cases into {out} \(\d+ implausible\); measures: {out / 'measures.csv'}",
+                     run.stdout), run.stdout
+    rows = {r["case"]: r for r in csv.DictReader(open(out / "measures.csv"))}
+    assert len(rows) == 16 and "rv_volume_ml" not in rows["subject000_ED"]  # the phantom model: no RV
+    ed, es = (clinical_measures(read_volume(out / f"subject003_{p}.nii.gz"))["lv_volume_ml"] for p in ("ED", "ES"))
+    assert float(rows["subject003_ED"]["lv_volume_ml"]) == pytest.approx(ed, abs=0.01)
+    ef = ejection_fraction(round(ed, 2), round(es, 2))
+    assert float(rows["subject003_ED"]["lv_ef_pct"]) == float(rows["subject003_ES"]["lv_ef_pct"]) == round(ef, 1)
+    assert rows["subject003_ED"]["plausible"] in ("True", "False")
+    again = acnn("segment", tiny_data, "--out", out, "--model", tiny_models["seg"], "--device", "cpu")
+    assert again.returncode == 2 and "pass --overwrite" in again.stderr
 
 
 def test_cleanup_removes_islands_and_fills_the_blood_pool(tiny_models, tiny_data, tmp_path):
