@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from pathlib import Path
 
@@ -137,7 +138,8 @@ def label_files(root: Path, ground_truth: bool) -> dict[str, Path]:
         return {_key(root, root.parent, ground_truth): root}
     if not root.is_dir():
         raise InputError(f"no such file or folder: {root}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES))
+    files = sorted(Path(folder) / name for folder, _, names in os.walk(root, followlinks=True)  # links too
+                   for name in names if name.lower().endswith(SUFFIXES))
     if ground_truth and any(is_label_file(p) for p in files):
         files = [p for p in files if is_label_file(p)]
     found: dict[str, Path] = {}

@@ -122,6 +122,12 @@ def test_evaluate_matches_segment_outputs_to_an_acdc_folder(tmp_path, capsys):
     assert re.search(r"\n  RV EF: r = 1\.000, bias \+0\.0 %", capsys.readouterr().out)
     rows = (tmp_path / "r.csv").read_text().splitlines()
     assert sorted(r.split(",")[0] for r in rows[1:]) == [f"patient00{i}_{p}" for i in (1, 2, 3) for p in ("ED", "ES")]
+    linked = tmp_path / "linked"  # a folder of links to the patients' folders, as users keep data sets
+    linked.mkdir()
+    for n in ("patient001", "patient002", "patient003"):
+        (linked / n).symlink_to(gt / n, target_is_directory=True)
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(linked), "--gt-convention", "acdc"]) == 0
+    assert "6 cases" in capsys.readouterr().out
     (pred / "patient002_ES.nii.gz").unlink()
     assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--gt-convention", "acdc"]) == 2
     assert "no prediction for 1 ground-truth case(s): patient002_ES" in capsys.readouterr().err
