@@ -168,7 +168,7 @@ def test_non_orthonormal_direction():
 
 @pytest.mark.parametrize("make, expected", [
     (lambda d: d / "missing.nii.gz", "no such file"),
-    (lambda d: (d / "x.txt").write_text("hi") or d / "x.txt", "unsupported file format"),
+    (lambda d: (d / "x.txt").write_text("hi") and d / "x.txt", "unsupported file format"),
     (lambda d: sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.float32)), str(d / "f.nii.gz"))
      or d / "f.nii.gz", "3-D volume is needed"),
 ])
