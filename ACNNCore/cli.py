@@ -109,7 +109,7 @@ def _add_info(sub):
 def run_info(args) -> int:
     from .datasets import read_dataset
     from .evaluation import is_label_file
-    from .io import read_labels, read_volume
+    from .io import looks_like_labels, read_labels, read_volume
 
     path = args.path
     if _is_model(path):
@@ -129,6 +129,7 @@ def run_info(args) -> int:
         return 0
     labels = args.labels or path.name.lower().endswith(".seg.nrrd") or is_label_file(path)
     volume = read_labels(path, allowed=(0, 1, 2, 3)) if labels else read_volume(path)
+    labels = labels or looks_like_labels(volume)  # integer values 0-3: what acnn segment writes
     g = volume.geometry
     summary = {"file": str(path), "shape": g.shape, "spacing_mm": [round(s, 4) for s in g.spacing],
                "origin_lps_mm": [round(o, 4) for o in g.origin], "direction": np.round(g.direction, 4).tolist(),

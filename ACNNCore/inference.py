@@ -17,6 +17,7 @@ import torch
 
 from .bundle import Bundle, load_bundle, prior_of
 from .errors import InputError
+from .io import looks_like_labels
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
 from .losses import one_hot
 from .networks import in_layout, to_device
@@ -52,6 +53,8 @@ def _check_input(volume: Volume) -> None:
     volume.check_finite()
     if min(volume.shape) < 2:
         raise InputError(f"image of shape {volume.shape} is not a 3-D stack")
+    if looks_like_labels(volume):
+        raise InputError("the input holds label values 0-3 only: a label map, not an image")
 
 
 VIEW = (0.0, (0.0, 0.0))  # a model's grid as it is: turned 0 degrees in-plane, moved 0 mm

@@ -88,6 +88,13 @@ def read_labels(path, allowed=(0, 1, 2)) -> Volume:
     return volume.with_array(volume.array.astype(np.uint8))
 
 
+def looks_like_labels(volume: Volume) -> bool:
+    """Whether a volume holds a label map rather than an image: integer voxels, all of them our (or ACDC's)
+    label values 0-3, some not 0 -- what ``acnn segment`` writes; no MR image is that."""
+    a = volume.array
+    return bool(np.issubdtype(a.dtype, np.integer) and a.any() and a.min() >= 0 and a.max() <= 3)
+
+
 def read_frames(path) -> list[Volume]:
     """Read a 3-D volume or a 4-D cine (time last) as a list of 3-D frames."""
     image = _read_sitk(path)

@@ -140,7 +140,7 @@ class Studio:
                 format_of(f)
                 if f.name.lower().endswith(".seg.nrrd"):
                     nodes.append(mrml.load_node(f, self.scene, "segmentation", name=f.name.split(".")[0]))
-                elif is_label_file(f):  # an expert's label map: a segmentation to compare with, or to encode
+                elif is_label_file(f) or _label_values(f):  # a label map: to compare with, or to encode
                     nodes.append(mrml.load_labels(f, self.scene))
                 else:  # ACNNCore reads it (3-D or a 4-D cine, scalar, finite: or a clear message)
                     nodes.append(mrml.load_cine(f, self.scene))
@@ -502,6 +502,17 @@ def _free(path: Path) -> Path:
     while (path.parent / f"{stem}-{n}{suffix}").exists():
         n += 1
     return path.parent / f"{stem}-{n}{suffix}"
+
+
+def _label_values(path: Path) -> bool:
+    """A 3-D file holding label values 0-3 (``acnn segment``'s outputs: ``CASE.nii.gz``) -- a segmentation
+    to show, not an image to segment."""
+    from ACNNCore.io import looks_like_labels, read_volume
+
+    try:
+        return looks_like_labels(read_volume(path))
+    except InputError:  # a 4-D cine or an unreadable file: the image reader says what is wrong
+        return False
 
 
 def main(data=None, host: str = "127.0.0.1", port: int = 8080, demo: bool = False, open_browser: bool = False,

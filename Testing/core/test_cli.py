@@ -115,6 +115,12 @@ def test_segment_says_when_it_finds_no_heart(tmp_path):
         run = acnn("segment", tmp_path / f"{name}.nii.gz", "--out", tmp_path / f"{name}_seg.nii.gz")
         assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert not (tmp_path / f"{name}_seg.nii.gz").exists()
+    labels = Volume.from_array((noise > 0.5).astype(np.uint8) * 2, (1.5, 1.5, 8.0))  # a label map for an image
+    write_volume(labels, tmp_path / "case.nii.gz")
+    for command in ("segment", "superresolve"):
+        run = acnn(command, tmp_path / "case.nii.gz", "--out", tmp_path / "out.nii.gz")
+        assert run.returncode == 2 and "a label map, not an image" in run.stderr, run.stderr
+    assert json.loads(acnn("info", tmp_path / "case.nii.gz").stdout)["label_volumes_ml"]  # described as labels
     for command in ("segment", "superresolve"):  # a missing input: said before any model loads
         run = acnn(command, tmp_path / "missing.nii.gz", "--out", tmp_path / "out.nii.gz")
         assert run.returncode == 2 and run.stderr.strip() == f"acnn: error: no such file or folder: " \

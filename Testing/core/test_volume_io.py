@@ -200,3 +200,14 @@ def test_in_plane_distance_ignores_the_offset_across_slices():
     # 3 voxels along i (4.5 mm), 2 along j (4 mm), 3 slices across (30 mm, not counted)
     assert g.in_plane_mm(a, g.index_to_physical((4, 3, 3))) == pytest.approx(np.hypot(4.5, 4.0))
     assert g.in_plane_mm(a, g.index_to_physical((1, 1, 2))) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_label_maps_are_told_from_images_by_their_values():
+    from ACNNCore.io import looks_like_labels
+
+    labels = np.zeros((8, 8, 4), np.uint8)
+    labels[2:5, 2:5] = 3
+    assert looks_like_labels(Volume.from_array(labels, (1, 1, 1)))
+    assert not looks_like_labels(Volume.from_array(labels * 0, (1, 1, 1)))  # empty: nothing to tell
+    assert not looks_like_labels(Volume.from_array(labels.astype(np.float32), (1, 1, 1)))  # a float image
+    assert not looks_like_labels(Volume.from_array(labels.astype(np.int16) * 100, (1, 1, 1)))  # an MR's values

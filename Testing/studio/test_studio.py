@@ -211,6 +211,11 @@ def test_load_an_image_from_the_browser(page, tmp_path):
                            timeout=30_000)
     page.get_by_text("Scene").click() if not page.locator("#volumes").is_visible() else None
     page.wait_for_function("document.querySelector('#volumes').innerText.includes('uploaded_stack')", timeout=10_000)
+    # what `acnn segment` writes (CASE.nii.gz, label values): a segmentation, not an image to segment
+    write_volume(generate_subject(1, 77, PhantomConfig()).phases["ES"]["hr_gt"], tmp_path / "case7.nii.gz")
+    page.set_input_files("#upload", str(tmp_path / "case7.nii.gz"))
+    page.wait_for_function("document.querySelector('#segments').innerText.includes('case7')", timeout=30_000)
+    assert "case7" not in page.inner_text("#volumes")
 
 
 def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path):
