@@ -131,6 +131,9 @@ class Studio:
         files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES)) \
             if path.is_dir() else [path]
         if not files:
+            inner = sorted(d for d in path.iterdir() if d.is_dir()) if path.is_dir() else []
+            if inner:  # a data set's root (ACDC's patientNNN/ folders): one subject at a time
+                raise InputError(f"{path} holds folders, not images: load one of them (e.g. {inner[0]})")
             raise InputError(f"no images ({', '.join(SUFFIXES)}) in {path}")
         nodes = []
         for f in files:

@@ -232,11 +232,14 @@ def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path)
     assert any(n.endswith(".seg.nrrd") for n in saved)
 
 
-def test_studio_command_refuses_a_missing_data_path(tmp_path, capsys):
+def test_studio_command_refuses_a_missing_data_path_or_a_data_set_root(tmp_path, capsys):
     from ACNNCore.cli import main
 
     assert main(["studio", "--data", str(tmp_path / "nothing.nii.gz")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+    (tmp_path / "root" / "patient001").mkdir(parents=True)  # a data set's root: one subject at a time
+    assert main(["studio", "--data", str(tmp_path / "root")]) == 2
+    assert "holds folders, not images: load one of them (e.g. " in capsys.readouterr().err
 
 
 def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_root, tmp_path):
