@@ -160,8 +160,7 @@ def describe(name_or_path) -> dict:
            "labels": {int(v): d["name"] for v, d in meta.get("labels", {}).items()},
            "input": {k: spec[k] for k in ("shape", "spacing", "factor", "slices", "localize") if k in spec},
            "output_spacing": meta.get("output", {}).get("spacing"),
-           "trained": {"cases": training.get("data", {}).get("cases"),
-                       "phantom": bool(training.get("data", {}).get("phantom")),
+           "trained": {"data": training.get("data"),  # path, cases; a phantom's seed and subjects where recorded
                        "epochs": training.get("config", {}).get("epochs"), "kept_epoch": training.get("epoch"),
                        "command": training.get("command")},
            "metrics": meta.get("metrics", {})}

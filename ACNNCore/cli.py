@@ -507,10 +507,20 @@ def run_explore(args) -> int:
 def run_models(args) -> int:
     from .bundle import available, read_meta, resolve
 
+    short = {"LV blood pool": "LV", "LV myocardium": "myo", "RV blood pool": "RV"}
     for name in available():
         meta = read_meta(resolve(name))
-        print(f"{name:22s} {meta['task']:4s} {meta['architecture']:16s} {meta.get('parameters', 0):>9,d} params  "
-              f"{json.dumps(meta.get('metrics', {}))}")
+        labels = {k: short.get(v["name"], v["name"]) for k, v in meta.get("labels", {}).items()}
+        metrics = [f"dice {labels.get(k[5:], k[5:])} {v:.3f}" if k.startswith("dice_") else
+                   f"PSNR {v:.1f} dB" if k == "psnr" else f"{k} {v:.3f}"
+                   for k, v in meta.get("metrics", {}).items() if k != "score"]
+        if meta["task"] == "sr":  # an image out, not labels
+            labels = {"": "image"}
+        cases = meta.get("training", {}).get("data", {}).get("cases")
+        print(f"{name:18s} {meta['task']:4s} {meta['architecture']:16s} {meta.get('parameters', 0):>8,d} params  "
+              f"{', '.join(labels.values()):12s} {f'{cases} cases' if cases else '':10s} "
+              f"validation: {', '.join(metrics) or '-'}")
+    print("(acnn info NAME: how a model was trained, the grid it takes and gives, its prior)")
     return 0
 
 

@@ -1,6 +1,7 @@
 """The `acnn` command line as a user runs it: a real subprocess, real files."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -139,9 +140,13 @@ def test_info_describes_a_model_without_loading_it():
     assert imported == "[]"
     assert about["task"] == "seg" and about["labels"] == {"1": "LV blood pool", "2": "LV myocardium",
                                                           "3": "RV blood pool"}
-    assert about["input"]["slices"] == "as acquired" and about["trained"]["phantom"] is False
+    assert about["input"]["slices"] == "as acquired" and about["trained"]["data"]["cases"] == 140
     assert about["prior"].endswith("ae-acdc")  # the AE it was trained with, by the checksum its bundle records
     shape = json.loads(acnn("info", "ae-acdc").stdout)
     assert shape["latent"]["code_size"] == 64 and len(shape["latent"]["most_used_dimensions"]) == 5
+    listed = {line.split()[0]: line for line in acnn("models").stdout.splitlines() if not line.startswith("(")}
+    assert {"acnn-seg-acdc", "acnn-seg-phantom", "acnn-sr-phantom", "ae-acdc"} <= set(listed)
+    assert re.search(r"LV, myo, RV +140 cases +validation: dice LV 0\.\d{3}, dice myo", listed["acnn-seg-acdc"])
+    assert re.search(r" image .* validation: PSNR \d+\.\d dB", listed["acnn-sr-phantom"])
     run = acnn("info", "no-such-model")
     assert run.returncode == 2 and "no such file, folder or bundled model: no-such-model" in run.stderr
