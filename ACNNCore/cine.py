@@ -76,8 +76,13 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
     labels, corrections, rv = {}, {}, False
     todo = [i for _, i in wanted] if wanted else list(range(len(frames)))
     for n, i in enumerate(todo):
-        report(0.05 + 0.9 * n / len(todo), f"segmenting frame {i + 1} of {len(frames)}")
-        result = segmenter(frames[i])
+        message = f"segmenting frame {i + 1} of {len(frames)}"
+        report(0.05 + 0.9 * n / len(todo), message)
+
+        def passes(done, total, n=n, message=message):  # an ensemble's or TTA's passes: finer steps, and cancel
+            report(0.05 + 0.9 * (n + done / total) / len(todo), f"{message} (pass {done} of {total})")
+
+        result = segmenter(frames[i], progress=passes if segmenter.passes > 1 else None)
         labels[i], corrections[i] = result.labels, result.correction
         rv = RV_BLOOD_POOL in result.label_names
     curve = []

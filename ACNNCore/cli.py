@@ -337,7 +337,7 @@ def run_segment(args) -> int:
                           **_max_change(args), tta=args.tta)
     if len(frames) > 1:
         return _segment_cine(args, segmenter, frames, model)
-    result = segmenter(volume)
+    result = _segment_with_bar(segmenter, volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
     m = clinical_measures(result.labels, rv=RV_BLOOD_POOL in result.label_names)
@@ -350,6 +350,16 @@ def run_segment(args) -> int:
         print(f"acnn: no LV found in {args.input}: is it a short-axis cardiac stack of the kind {model} learnt "
               f"from?", file=sys.stderr)
     return 0
+
+
+def _segment_with_bar(segmenter, volume):
+    """One image; a progress bar over the network passes where there are several (an ensemble, --tta)."""
+    if segmenter.passes == 1:
+        return segmenter(volume)
+    from tqdm import tqdm
+
+    with tqdm(total=segmenter.passes, desc="segment", unit="pass", disable=None) as bar:
+        return segmenter(volume, progress=lambda done, total: bar.update(done - bar.n))
 
 
 def _segment_cine(args, segmenter, frames: list, model: str) -> int:

@@ -304,13 +304,14 @@ class _Model:
     def meta(self) -> dict:
         return self.runner.meta
 
-    def _channels_on_input_grid(self, volume: Volume, output, center=None) -> tuple[np.ndarray, Geometry, object]:
+    def _channels_on_input_grid(self, volume: Volume, output, center=None,
+                                progress=None) -> tuple[np.ndarray, Geometry, object]:
         """Run the network (each network of an ensemble, averaging) and map its (C, X, Y, Z) output,
         ``output(logits)``, onto the HR grid aligned with ``volume``; outside the model's field of view
         each channel takes its ``PAD`` value. The model's window is centred on ``center`` (a physical point;
         default: where a real-data model finds the heart, else the image centre). Returns (channels, grid,
-        intensity scaling)."""
-        total = None
+        intensity scaling). ``progress(done, total)`` is called after each network's pass over each view."""
+        total, passes, done = None, len(self.runners) * len(self.views), 0
         for runner in self.runners:
             model = runner.bundle.model
             normalised, scaling = runner.normalised(volume)
@@ -325,7 +326,10 @@ class _Model:
                     pads = [self.PAD[min(i, len(self.PAD) - 1)] for i in range(len(channels))]
                     channels = resample_channels(channels, model_hr, out, pads)
                 total = channels.astype(np.float32) if total is None else total + channels
-        return total / (len(self.runners) * len(self.views)), out, scaling
+                done += 1
+                if progress is not None:
+                    progress(done, passes)
+        return total / passes, out, scaling
 
 
 def _ensemble_facts(meta: dict) -> dict:
@@ -382,8 +386,15 @@ class Segmenter(_Model):
                 raise InputError(f"shape model {self.shape_model.runner.bundle.path} knows the labels {theirs}, "
                                  f"this segmenter {ours}: they must be the same")
 
-    def __call__(self, volume: Volume) -> Segmentation:
-        probs, out, _ = self._channels_on_input_grid(volume, lambda logits: torch.softmax(logits, 1))
+    @property
+    def passes(self) -> int:
+        """Network passes per image: ensemble members x test-time views."""
+        return len(self.runners) * len(self.views)
+
+    def __call__(self, volume: Volume, progress=None) -> Segmentation:
+        """``progress(done, total)``: after each of the :attr:`passes` network passes (ensembles, TTA)."""
+        probs, out, _ = self._channels_on_input_grid(volume, lambda logits: torch.softmax(logits, 1),
+                                                     progress=progress)
         labels, correction = Volume(probs.argmax(0).astype(np.uint8), out), ""
         if self.shape_model is not None:
             labels, correction = self.shape_model.correct(labels, probs, max_change=self.max_change)

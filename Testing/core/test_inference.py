@@ -190,7 +190,11 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     assert wrong.returncode == 2 and "this needs seg" in wrong.stderr and "Traceback" not in wrong.stderr
     run = acnn("segment", lr_path, "--out", tmp_path / "tta.nii.gz", "--model", tiny_models["seg"], "--tta")
     assert run.returncode == 0, run.stderr
-    tta = Segmenter(tiny_models["seg"], "cpu", tta=True)(read_volume(lr_path)).labels
+    calls = []  # progress after each of the nine passes (the command's bar)
+    tta = Segmenter(tiny_models["seg"], "cpu", tta=True)(read_volume(lr_path),
+                                                         progress=lambda done, total: calls.append((done, total)))
+    tta = tta.labels
+    assert calls == [(i, 9) for i in range(1, 10)]
     np.testing.assert_array_equal(read_volume(tmp_path / "tta.nii.gz").array, tta.array)
     phantom_only = acnn("benchmark", "seg", "--data", tmp_path, "--out", tmp_path / "b", "--tta")
     assert phantom_only.returncode == 2 and "options of the acdc benchmark" in phantom_only.stderr

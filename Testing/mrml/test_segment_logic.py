@@ -232,6 +232,19 @@ def test_cancel_stops_before_anything_is_added(scene, subject):
         SegmentLogic().process(seq, "acnn-seg-phantom", "cpu", progress=lambda f, m: seen.append(m),
                                cancelled=lambda: len(seen) >= 2)
     assert len(seen) == 2 and node_ids(scene) == before
+    # with test-time augmentation a frame is nine passes: each reported, and Cancel heard between them
+    node = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="stack")
+    seen.clear()
+    SegmentLogic().process(node, "acnn-seg-phantom", "cpu", tta=True, progress=lambda f, m: seen.append((f, m)))
+    passes = [m for _, m in seen if "(pass " in m]
+    assert passes[-1] == "segmenting frame 1 of 1 (pass 9 of 9)" and len(passes) == 9
+    fractions = [f for f, _ in seen]
+    assert all(b >= a - 1e-9 for a, b in zip(fractions, fractions[1:]))
+    before, seen = node_ids(scene), []
+    with pytest.raises(Cancelled):
+        SegmentLogic().process(node, "acnn-seg-phantom", "cpu", tta=True, progress=lambda f, m: seen.append(m),
+                               cancelled=lambda: bool(seen) and seen[-1].endswith("(pass 3 of 9)"))
+    assert seen[-1] == "segmenting frame 1 of 1 (pass 3 of 9)" and node_ids(scene) == before
 
 
 def test_cuda_choice_falls_back_to_cpu_without_a_gpu(scene, subject):
