@@ -87,10 +87,12 @@ class SegmentLogic:
             node.SetAttribute("ACNN.Plausible", str(p.plausibility["plausible"]).lower())
             segmentations.append(node)
         table = mrml.rows_to_table(result.rows(), scene=scene, name=f"{base} ACNN measures")
+        table.SetAttribute("ACNN.Model", result.model)
         if result.volume_curve_ml:  # every frame of a cine segmented: the LV's volume over the cycle, and its plot
             curve = mrml.rows_to_table([{"Frame": t, "LV blood pool (ml)": round(v, 2)}
                                         for t, v in enumerate(result.volume_curve_ml)],
                                        scene=scene, name=f"{base} ACNN LV volume curve")
+            curve.SetAttribute("ACNN.Model", result.model)
             chart = mrml.plot_columns(curve, "Frame", "LV blood pool (ml)", scene, f"{base} ACNN LV volume curve")
             table.SetNodeReferenceID("ACNN.VolumeCurve", curve.GetID())
             table.SetNodeReferenceID("ACNN.VolumeCurveChart", chart.GetID())

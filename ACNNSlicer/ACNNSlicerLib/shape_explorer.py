@@ -102,6 +102,7 @@ class ShapeExplorerLogic:
             {1: "LV blood pool", 2: "LV myocardium"}
         node = mrml.labels_to_segmentation(labels, node=node, scene=scene, name=name, smoothing=0.3, decimation=0.0,
                                            names=names)
+        node.SetAttribute("ACNN.Model", self.model.runner.bundle.name)  # an ACNN result (the studio saves those)
         self.last_update_ms = (time.perf_counter() - t) * 1000
         return node
 

@@ -194,16 +194,17 @@ class Studio:
             self.state.upload = None
 
     def save_results(self):
-        """Every ACNN result (segmentations, SR volumes, the explored shape) into the save folder."""
+        """Every ACNN result -- segmentations, SR volumes, the explored shape, the measures tables (CSV) --
+        into the save folder; what was loaded from files is not written again."""
         out = Path(self.state.save_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
             written = []
-            for node in self.scene.GetNodesByClass("vtkMRMLSegmentationNode"):
-                written.append(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}.seg.nrrd")))
-            for node in self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode"):
-                if node.GetAttribute("ACNN.Model") is not None:
-                    written.append(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}.nii.gz")))
+            for kind, suffix in (("vtkMRMLSegmentationNode", ".seg.nrrd"), ("vtkMRMLScalarVolumeNode", ".nii.gz"),
+                                 ("vtkMRMLTableNode", ".csv")):
+                for node in self.scene.GetNodesByClass(kind):
+                    if node.GetAttribute("ACNN.Model") is not None:
+                        written.append(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}{suffix}")))
             self.state.status = f"Saved {len(written)} files to {out}." if written else "Nothing to save yet."
             self.state.error = ""
         except (OSError, InputError) as e:
@@ -499,8 +500,8 @@ def _free(path: Path) -> Path:
     """``path``, or ``path`` with -1, -2... before its suffix if it exists: nothing is overwritten."""
     if not path.exists():
         return path
-    stem, suffix = (path.name[: -len(".seg.nrrd")], ".seg.nrrd") if path.name.endswith(".seg.nrrd") \
-        else (path.name[: -len(".nii.gz")], ".nii.gz")
+    suffix = next((s for s in (".seg.nrrd", ".nii.gz") if path.name.endswith(s)), path.suffix)
+    stem = path.name[: -len(suffix)]
     n = 1
     while (path.parent / f"{stem}-{n}{suffix}").exists():
         n += 1

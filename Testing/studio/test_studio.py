@@ -229,7 +229,16 @@ def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path)
     page.click("#save")  # still answering: results are saved where --output said
     page.wait_for_function("document.querySelector('#status').innerText.startsWith('Saved')", timeout=30_000)
     saved = sorted(p.name for p in (studio["out"] / "saved").iterdir())
-    assert any(n.endswith(".seg.nrrd") for n in saved)
+    assert any(n.endswith(".seg.nrrd") for n in saved) and any(n.endswith("ACNN_SR.nii.gz") for n in saved), saved
+    measures = [n for n in saved if n.endswith("measures.csv")]  # the result table, for a spreadsheet
+    assert measures and "LV blood pool (ml)" in (studio["out"] / "saved" / measures[0]).read_text()
+    assert not any(n.startswith("case7") for n in saved)  # loaded from a file: not written again
+    page.click("#save")  # again: new names, nothing overwritten
+    deadline = time.time() + 30
+    while len(list((studio["out"] / "saved").iterdir())) < 2 * len(saved) and time.time() < deadline:
+        time.sleep(0.5)
+    again = sorted(p.name for p in (studio["out"] / "saved").iterdir())
+    assert len(again) == 2 * len(saved) and measures[0].replace(".csv", "-1.csv") in again, again
 
 
 def test_studio_command_refuses_a_missing_data_path_or_a_data_set_root(tmp_path, capsys):
