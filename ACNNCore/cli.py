@@ -143,12 +143,14 @@ def run_info(args) -> int:
 
 
 def _is_model(path: Path) -> bool:
-    """A model bundle (or a training run's folder) or the name of a bundled model."""
-    from .bundle import MODELS_DIR
+    """A model bundle (or a training run's folder) or the name of a bundled model: what ``bundle.resolve``
+    finds a model.json for."""
+    from .bundle import resolve
 
-    if path.is_dir():
-        return (path / "model.json").is_file() or (path / "model" / "model.json").is_file()
-    return not path.exists() and len(path.parts) == 1 and (MODELS_DIR / path / "model.json").is_file()
+    try:
+        return (resolve(path) / "model.json").is_file()
+    except InputError:  # neither a folder nor a bundled model's name
+        return False
 
 
 def _add_train(sub):
@@ -424,6 +426,7 @@ def _segment_folder(args) -> int:
     from tqdm import tqdm
 
     from .datasets import read_dataset
+    from .evaluation import ed_es_pairs
     from .inference import Segmenter, default_model
     from .labels import RV_BLOOD_POOL
     from .metrics import clinical_measures, ejection_fraction, plausibility
@@ -448,9 +451,8 @@ def _segment_folder(args) -> int:
         rows[case.name] = {"case": case.name, **{k: round(v, 2) for k, v in m.items()},
                            "plausible": checks["plausible"], "problems": ";".join(checks["problems"]),
                            "shape_model": result.correction}
-    for name, ed in rows.items():  # a subject's ED and ES: its EFs, on both rows
-        es = rows.get(name[:-3] + "_ES") if name.endswith("_ED") else None
-        for chamber in ("lv", "rv") if es is not None else ():
+    for ed, es in ed_es_pairs(rows):  # a subject's ED and ES: its EFs, on both rows
+        for chamber in ("lv", "rv"):
             key = f"{chamber}_volume_ml"
             if key in ed and ed[key] > 0:
                 ed[f"{chamber}_ef_pct"] = es[f"{chamber}_ef_pct"] = round(ejection_fraction(ed[key], es[key]), 1)

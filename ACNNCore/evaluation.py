@@ -66,16 +66,20 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+def ed_es_pairs(by_case: dict) -> list[tuple]:
+    """(ED, ES) of every subject with both an ``*_ED`` and an ``*_ES`` case, from {case name: value}."""
+    return [(v, by_case[name[:-3] + "_ES"]) for name, v in by_case.items()
+            if name.endswith("_ED") and name[:-3] + "_ES" in by_case]
+
+
 def ef_agreement(rows: list[dict], chamber: str = "lv") -> dict | None:
     """EF of the ``chamber`` ("lv", or "rv" where the rows have its volumes), predicted against ground truth,
     over the subjects with both an ``*_ED`` and an ``*_ES`` case (an empty predicted ED blood pool has no EF
     and is left out); None under three subjects."""
-    by_name = {r["case"]: r for r in rows}
     pred_key, gt_key = f"pred_{chamber}_volume_ml", f"gt_{chamber}_volume_ml"
     pairs = []
-    for name, r in by_name.items():
-        es = by_name.get(name[:-3] + "_ES") if name.endswith("_ED") else None
-        if es is not None and all(k in r and k in es for k in (pred_key, gt_key)) and r[pred_key] > 0:
+    for r, es in ed_es_pairs({r["case"]: r for r in rows}):
+        if all(k in r and k in es for k in (pred_key, gt_key)) and r[pred_key] > 0:
             pairs.append((ejection_fraction(r[pred_key], es[pred_key]), ejection_fraction(r[gt_key], es[gt_key])))
     if len(pairs) < 3:
         return None

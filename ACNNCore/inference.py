@@ -452,11 +452,7 @@ class SuperResolver(_Model):
         (the window at the image centre)."""
         if np.all(np.asarray(volume.geometry.extent_mm[:2]) <= self.window_mm() + 1e-6):
             return None
-        locator = self.locator
-        if locator == "auto":
-            locator = default_model(volume)
-            if locator == "acnn-seg-phantom":  # the phantom's own stacks: the window covers the heart
-                return None
+        locator = default_model(volume) if self.locator == "auto" else self.locator
         if not locator:
             return None
         if locator not in self._locators:
@@ -466,9 +462,7 @@ class SuperResolver(_Model):
     def caveats(self, volume: Volume) -> list[str]:
         """Why the result may be worth less than it looks, for the user: slices of another thickness than the
         model learnt (resampled to it first: detail lost), a phantom-trained model on a real image."""
-        name, spec, notes = self.runner.bundle.path.name, self.meta["input"], []
-        if name == "model":  # a training run's folder/model: the run's name
-            name = self.runner.bundle.path.parent.name
+        name, spec, notes = self.runner.bundle.name, self.meta["input"], []
         learnt = float(spec["spacing"][2])
         if abs(volume.spacing[2] - learnt) > 0.1 * learnt:
             notes.append(f"{name} learnt {learnt:g} mm slices and this image has {volume.spacing[2]:g} mm: it is "

@@ -338,8 +338,11 @@ def load_cine(path, scene, name: str | None = None):
 
     from ACNNCore.io import read_frames
 
-    frames = read_frames(path)
-    name = name or Path(path).name.split(".")[0]
+    return frames_to_node(read_frames(path), scene, name or Path(path).name.split(".")[0])
+
+
+def frames_to_node(frames: list, scene, name: str):
+    """Frames read by ``ACNNCore.io.read_frames``: several as a sequence node of volumes, one as a volume node."""
     if len(frames) == 1:
         return volume_to_node(frames[0], scene=scene, name=name)
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(name))

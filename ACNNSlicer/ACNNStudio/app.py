@@ -125,7 +125,7 @@ class Studio:
         """Load an image (.nii.gz, .nrrd, .mha), a segmentation (.seg.nrrd, or a label map named ``*_gt``,
         ``*_seg``..., an ACDC expert's in ACDC's values), or every one of a folder."""
         from ACNNCore.evaluation import is_label_file
-        from ACNNCore.io import SUFFIXES
+        from ACNNCore.io import SUFFIXES, looks_like_labels, read_frames
 
         path = Path(path)
         files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES)) \
@@ -143,10 +143,14 @@ class Studio:
                 format_of(f)
                 if f.name.lower().endswith(".seg.nrrd"):
                     nodes.append(mrml.load_node(f, self.scene, "segmentation", name=f.name.split(".")[0]))
-                elif is_label_file(f) or _label_values(f):  # a label map: to compare with, or to encode
+                elif is_label_file(f):  # an expert's label map: to compare with, or to encode
                     nodes.append(mrml.load_labels(f, self.scene))
                 else:  # ACNNCore reads it (3-D or a 4-D cine, scalar, finite: or a clear message)
-                    nodes.append(mrml.load_cine(f, self.scene))
+                    frames = read_frames(f)
+                    if len(frames) == 1 and looks_like_labels(frames[0]):  # label values (acnn segment's CASE.nii.gz)
+                        nodes.append(mrml.load_labels(f, self.scene))
+                    else:
+                        nodes.append(mrml.frames_to_node(frames, self.scene, f.name.split(".")[0]))
             except InputError as e:
                 raise InputError(f"{f.name}: {e}") from None
         volumes = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")]
@@ -506,17 +510,6 @@ def _free(path: Path) -> Path:
     while (path.parent / f"{stem}-{n}{suffix}").exists():
         n += 1
     return path.parent / f"{stem}-{n}{suffix}"
-
-
-def _label_values(path: Path) -> bool:
-    """A 3-D file holding label values 0-3 (``acnn segment``'s outputs: ``CASE.nii.gz``) -- a segmentation
-    to show, not an image to segment."""
-    from ACNNCore.io import looks_like_labels, read_volume
-
-    try:
-        return looks_like_labels(read_volume(path))
-    except InputError:  # a 4-D cine or an unreadable file: the image reader says what is wrong
-        return False
 
 
 def main(data=None, host: str = "127.0.0.1", port: int = 8080, demo: bool = False, open_browser: bool = False,
