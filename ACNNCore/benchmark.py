@@ -483,6 +483,8 @@ class AcdcBenchmark:
         self.data, self.out, self.device, self.say, self.workers = Path(data), Path(out), device, say, workers
         if not is_acdc(self.data):
             raise InputError(f"{self.data} is not in the ACDC layout (patientNNN/Info.cfg)")
+        if (self.data / "Info.cfg").is_file():
+            raise InputError(f"{self.data} is one patient's folder: give the ACDC folder that holds the patients")
         self.models = {k: str(v) for k, v in (models or {}).items()}  # KEY -> a trained bundle to use
         self.methods = tuple(methods)  # the segmentation methods evaluated
         self.correct = correct  # also each output corrected with the AE's shape space (ShapeModel.correct)

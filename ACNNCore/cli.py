@@ -564,10 +564,12 @@ def _add_evaluate(sub):
                                    "truth's grid in physical space (nearest neighbour).")
     p.add_argument("--pred", required=True, type=Path, help="a label map or a folder of them")
     p.add_argument("--gt", required=True, type=Path, help="a label map or a folder of them")
-    p.add_argument("--gt-convention", choices=("ours", "acdc"), default="ours",
-                   help="label values of the ground truth (acdc: 1 RV, 2 myocardium, 3 LV)")
-    p.add_argument("--pred-convention", choices=("ours", "acdc"), default="ours",
-                   help="label values of the predictions (what `acnn segment --label-convention` wrote)")
+    p.add_argument("--gt-convention", choices=("auto", "ours", "acdc"), default="auto",
+                   help="label values of the ground truth (acdc: 1 RV, 2 myocardium, 3 LV; ours: 1 LV, 2 "
+                        "myocardium, 3 RV; auto: ACDC's where an ACDC Info.cfg lies beside the file, ours otherwise)")
+    p.add_argument("--pred-convention", choices=("auto", "ours", "acdc"), default="auto",
+                   help="label values of the predictions (what `acnn segment --label-convention` wrote; auto as "
+                        "for the ground truth)")
     p.add_argument("--out", type=Path, help="summary JSON (per-case CSV written beside it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(run=run_evaluate)
@@ -590,9 +592,9 @@ def run_evaluate(args) -> int:
     s = summary["summary"]
     if all(f"dice_{k}" in s for k in ("lv", "myo", "rv")) and s["dice_myo"]["mean"] > 0.5 \
             and max(s["dice_lv"]["mean"], s["dice_rv"]["mean"]) < 0.2:  # the LV and RV swapped
-        other = {"ours": "acdc", "acdc": "ours"}[args.pred_convention]
-        print(f"acnn: the LV and RV hardly overlap the truth's while the myocardium does: are the predictions in "
-              f"the {other} label values? Then pass --pred-convention {other}", file=sys.stderr)
+        print("acnn: the LV and RV hardly overlap the truth's while the myocardium does: are the predictions and the "
+              "truth in different label values (ours: 1 LV, 3 RV; ACDC's: 1 RV, 3 LV)? Then say which with "
+              "--pred-convention or --gt-convention", file=sys.stderr)
     return 0
 
 

@@ -84,8 +84,10 @@ def read_acdc_info(path) -> dict:
 
 
 def is_acdc(root) -> bool:
+    """An ACDC data folder (patientNNN/Info.cfg) or one patient's folder (Info.cfg beside its frames)."""
     root = Path(root)
-    return root.is_dir() and any(p.is_dir() and (p / "Info.cfg").is_file() for p in root.glob("patient*"))
+    return root.is_dir() and ((root / "Info.cfg").is_file()
+                              or any(p.is_dir() and (p / "Info.cfg").is_file() for p in root.glob("patient*")))
 
 
 def read_acdc_patient(folder) -> list[Case]:
@@ -113,8 +115,10 @@ def read_acdc_patient(folder) -> list[Case]:
 
 
 def acdc_patients(root) -> list[Path]:
-    """The patient folders (patientNNN/Info.cfg) of an ACDC data folder, sorted."""
+    """The patient folders (patientNNN/Info.cfg) of an ACDC data folder, sorted; a patient's folder itself."""
     root = Path(root)
+    if (root / "Info.cfg").is_file():
+        return [root]
     patients = sorted(p for p in root.glob("patient*") if (p / "Info.cfg").is_file())
     if not patients:
         raise InputError(f"no ACDC patient folders (patientNNN/Info.cfg) under {root}")

@@ -187,10 +187,11 @@ def match(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     return [(k, found[k], g[k]) for k in sorted(g)]
 
 
-def evaluate_files(pred: Path, gt: Path, gt_convention: str = "ours", progress: bool = True,
-                   pred_convention: str = "ours") -> list[dict]:
+def evaluate_files(pred: Path, gt: Path, gt_convention: str = "auto", progress: bool = True,
+                   pred_convention: str = "auto") -> list[dict]:
     """One row per case (:func:`evaluate_case`), label maps matched by :func:`match`; each side's label values
-    in its convention ("ours" or "acdc"; a .seg.nrrd is read by its segments' names whatever the convention)."""
+    in its convention ("ours", "acdc" or "auto" as :func:`read_label_map`; a .seg.nrrd is read by its segments'
+    names whatever the convention)."""
     from tqdm import tqdm
 
     rows = []

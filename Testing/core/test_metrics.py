@@ -95,6 +95,7 @@ def test_evaluate_matches_segment_outputs_to_an_acdc_folder(tmp_path, capsys):
     """`acnn segment` names an ACDC data folder's outputs patientNNN_ED / _ES; `acnn evaluate` finds the expert
     maps for them in the ACDC layout (Info.cfg gives the frames), also under their frame names, with the LV's and
     the RV's EF."""
+    from ACNNCore.datasets import read_dataset
     from ACNNCore.labels import OURS_TO_ACDC, remap
 
     gt, pred = tmp_path / "acdc", tmp_path / "pred"
@@ -126,8 +127,16 @@ def test_evaluate_matches_segment_outputs_to_an_acdc_folder(tmp_path, capsys):
     linked.mkdir()
     for n in ("patient001", "patient002", "patient003"):
         (linked / n).symlink_to(gt / n, target_is_directory=True)
-    assert main(["evaluate", "--pred", str(pred), "--gt", str(linked), "--gt-convention", "acdc"]) == 0
-    assert "6 cases" in capsys.readouterr().out
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(linked)]) == 0  # ACDC's values found by Info.cfg
+    out = capsys.readouterr().out
+    assert "6 cases" in out and re.search(r"LV blood pool +dice 1\.000", out)
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt / "patient001")]) == 0  # one patient's folder
+    assert re.search(r"2 cases.*\n +LV blood pool +dice 1\.000", capsys.readouterr().out)
+    cases = read_dataset(gt / "patient001")  # read as ACDC: named by phase, labels in our values
+    assert [c.name for c in cases] == ["patient001_ED", "patient001_ES"] and cases[0].meta["group"] == "NOR"
+    assert np.array_equal(cases[0].labels.array, ed.array)
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--gt-convention", "ours"]) == 0
+    assert "--gt-convention" in capsys.readouterr().err  # LV and RV swapped: says which options to look at
     (pred / "patient002_ES.nii.gz").unlink()
     assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--gt-convention", "acdc"]) == 2
     assert "no prediction for 1 ground-truth case(s): patient002_ES" in capsys.readouterr().err
