@@ -98,8 +98,9 @@ def run_phantom(args) -> int:
 
 def _add_info(sub):
     p = sub.add_parser("info", help="check and describe an image, label map, data folder or model")
-    p.add_argument("path", type=Path, help="an image, a label map, a data folder, or a model (a bundle folder, a "
-                                            "training run's folder or a bundled model's name)")
+    p.add_argument("path", type=Path, help="an image (a file, a 4-D cine or a DICOM folder), a label map, a data "
+                                            "folder, or a model (a bundle folder, a training run's folder or a "
+                                            "bundled model's name)")
     p.add_argument("--labels", action="store_true",
                    help="treat a file as a label map (values 0-3); the default for a .seg.nrrd or a name like "
                         "*_gt.nii.gz")
@@ -109,7 +110,7 @@ def _add_info(sub):
 def run_info(args) -> int:
     from .datasets import read_dataset
     from .evaluation import is_label_file
-    from .io import looks_like_labels, read_labels, read_volume
+    from .io import is_dicom_folder, looks_like_labels, read_frames, read_labels
 
     path = args.path
     if _is_model(path):
@@ -119,7 +120,7 @@ def run_info(args) -> int:
         return 0
     if not path.exists():
         raise InputError(f"no such file, folder or bundled model: {path}")
-    if path.is_dir():
+    if path.is_dir() and not is_dicom_folder(path):
         cases = read_dataset(path)
         groups = sorted({c.meta.get("group", "-") for c in cases})
         print(f"{path}: {len(cases)} cases, groups {', '.join(groups)}")
@@ -127,14 +128,18 @@ def run_info(args) -> int:
             print(f"  {c.name:24s} {c.image.shape} spacing {tuple(round(s, 3) for s in c.image.spacing)}"
                   f"{'  labels ' + str(c.labels.shape) if c.labels is not None else ''}")
         return 0
-    labels = args.labels or path.name.lower().endswith(".seg.nrrd") or is_label_file(path)
-    volume = read_labels(path, allowed=(0, 1, 2, 3)) if labels else read_volume(path)
+    dicom = is_dicom_folder(path)
+    labels = args.labels or not dicom and (path.name.lower().endswith(".seg.nrrd") or is_label_file(path))
+    frames = [read_labels(path, allowed=(0, 1, 2, 3))] if labels else read_frames(path)  # a cine: its frames
+    volume = frames[0]
     labels = labels or looks_like_labels(volume)  # integer values 0-3: what acnn segment writes
     g = volume.geometry
-    summary = {"file": str(path), "shape": g.shape, "spacing_mm": [round(s, 4) for s in g.spacing],
+    summary = {"file": str(path), **({"frames": len(frames)} if len(frames) > 1 else {}),
+               **({"format": "DICOM"} if dicom else {}),
+               "shape": g.shape, "spacing_mm": [round(s, 4) for s in g.spacing],
                "origin_lps_mm": [round(o, 4) for o in g.origin], "direction": np.round(g.direction, 4).tolist(),
                "dtype": str(volume.array.dtype),
-               "range": [float(volume.array.min()), float(volume.array.max())]}
+               "range": [float(min(f.array.min() for f in frames)), float(max(f.array.max() for f in frames))]}
     if labels:
         values, counts = np.unique(volume.array, return_counts=True)
         summary["label_volumes_ml"] = {int(v): round(float(c) * g.voxel_volume_ml, 3) for v, c in zip(values, counts)}
@@ -247,9 +252,9 @@ def _device_arg(p):
 
 def _add_inference(sub):
     p = sub.add_parser("segment", help="segment an LR stack, a cine or every case of a data folder into label maps")
-    p.add_argument("input", type=Path, help="an image; a 4-D cine (every frame segmented into a 4-D label map, "
-                   "ED and ES found by the LV's volume, the EF printed); or a data folder (phantom, ACDC or "
-                   "image folder)")
+    p.add_argument("input", type=Path, help="an image (a file, or a folder of DICOM files of one stack); a 4-D "
+                   "cine, a file or DICOM (every frame segmented into a 4-D label map, ED and ES found by the LV's "
+                   "volume, the EF printed); or a data folder (phantom, ACDC or image folder)")
     p.add_argument("--out", required=True, type=Path,
                    help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd (a cine: a 4-D OUT.nii.gz, .nrrd or .mha); for a "
                    "data folder, a folder of CASE.nii.gz")
@@ -286,7 +291,7 @@ def _add_inference(sub):
                                    "the rest is the input interpolated linearly. Notes on stderr say when the "
                                    "image's slices differ from the model's or a phantom-trained model meets a "
                                    "real image.")
-    p.add_argument("input", type=Path, help="a short-axis stack (any format SimpleITK reads)")
+    p.add_argument("input", type=Path, help="a short-axis stack (.nii.gz, .nrrd, .mha, or a folder of DICOM files)")
     p.add_argument("--out", required=True, type=Path, help="OUT.nii.gz, .nrrd or .mha")
     p.add_argument("--model", default="acnn-sr-phantom", help="bundled model name or bundle folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -322,11 +327,11 @@ def _write_labels(labels, path: Path, names: dict, overwrite: bool) -> Path:
 
 def run_segment(args) -> int:
     from .inference import Segmenter, default_model
-    from .io import check_writable, read_frames
+    from .io import check_writable, is_dicom_folder, read_frames
     from .labels import RV_BLOOD_POOL
     from .metrics import clinical_measures
 
-    if args.input.is_dir():
+    if args.input.is_dir() and not is_dicom_folder(args.input):
         return _segment_folder(args)
     check_writable(args.out, args.overwrite)
     frames = read_frames(args.input)

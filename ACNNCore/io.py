@@ -1,9 +1,11 @@
 """Reading and writing volumes with their geometry (SimpleITK does the work).
 
 Formats: NIfTI (.nii, .nii.gz), NRRD (.nrrd), MetaImage (.mha, .mhd) and
-Slicer's segmentation files (.seg.nrrd, single layer). A 4-D cine file (time
-as the fourth dimension) reads as a list of 3-D frames with :func:`read_frames`
-and is written from one with :func:`write_frames`.
+Slicer's segmentation files (.seg.nrrd, single layer), and a folder of DICOM
+files holding one short-axis stack (one series, or one series per slice
+position as scanners often write cine). A 4-D cine file (time as the fourth
+dimension) or a DICOM cine reads as a list of 3-D frames with
+:func:`read_frames`; a cine is written from one with :func:`write_frames`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -75,7 +78,13 @@ def _check_nifti_finite(path) -> None:
 
 
 def read_volume(path) -> Volume:
-    """Read a 3-D scalar volume; a clear :class:`InputError` for anything else."""
+    """Read a 3-D scalar volume (a file, or a folder of DICOM files); a clear :class:`InputError` for anything
+    else."""
+    if is_dicom_folder(path):
+        frames = read_dicom(path)
+        if len(frames) > 1:
+            raise InputError(f"{path} is a DICOM cine of {len(frames)} frames; a 3-D volume is needed here")
+        return frames[0]
     image = _read_sitk(path)
     if format_of(path) in (".nii", ".nii.gz"):
         _check_nifti_finite(path)
@@ -96,7 +105,9 @@ def looks_like_labels(volume: Volume) -> bool:
 
 
 def read_frames(path) -> list[Volume]:
-    """Read a 3-D volume or a 4-D cine (time last) as a list of 3-D frames."""
+    """Read a 3-D volume or a 4-D cine (time last; a file or a DICOM folder) as a list of 3-D frames."""
+    if is_dicom_folder(path):
+        return read_dicom(path)
     image = _read_sitk(path)
     if format_of(path) in (".nii", ".nii.gz"):
         _check_nifti_finite(path)
@@ -106,6 +117,88 @@ def read_frames(path) -> list[Volume]:
     frames = []
     for t in range(size[3]):
         frames.append(_to_volume(sitk.Extract(image, size[:3] + [0], [0, 0, 0, t]), f"{path} frame {t}"))
+    return frames
+
+
+# --- DICOM ---------------------------------------------------------------------------
+
+def is_dicom_folder(path) -> bool:
+    """A folder holding DICOM image files (of one or more series)."""
+    path = Path(path)
+    return path.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+
+
+def _tag(reader: sitk.ImageFileReader, key: str, default: str = "") -> str:
+    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else default
+
+
+class _DicomImage(NamedTuple):
+    series: str
+    position: np.ndarray  # 0020,0032: the first voxel's centre (LPS, mm)
+    orientation: np.ndarray  # 0020,0037: row and column directions
+    order: tuple  # (trigger time, instance number): its place in time at its position
+    reader: sitk.ImageFileReader
+
+
+def _dicom_image(name: str, series: str) -> _DicomImage:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(name)
+    try:
+        reader.ReadImageInformation()
+        position = np.array([float(v) for v in _tag(reader, "0020|0032").split("\\")])
+        orientation = np.array([float(v) for v in _tag(reader, "0020|0037").split("\\")])
+    except (RuntimeError, ValueError):
+        position = orientation = np.zeros(0)
+    if position.shape != (3,) or orientation.shape != (6,):
+        raise InputError(f"{name}: a DICOM image without a readable position and orientation (0020,0032 / "
+                         f"0020,0037)")
+    if reader.GetSize()[2:3] not in ((), (1,)):
+        raise InputError(f"{name} is a multi-frame (enhanced) DICOM file; convert it first (e.g. dcm2niix)")
+    time = float(_tag(reader, "0018|1060") or 0.0)
+    return _DicomImage(series, position, orientation, (time, int(float(_tag(reader, "0020|0013") or 0))), reader)
+
+
+def read_dicom(folder) -> list[Volume]:
+    """The frames of the short-axis stack in a DICOM folder: one series, or several series that hold one
+    slice position each (how scanners often write a cine), the same orientation and in-plane grid. Slices are
+    ordered along the stack's normal; a position's images in time (trigger time, then instance number) make
+    the frames. Uneven slice gaps or positions with different numbers of images are refused."""
+    folder = Path(folder)
+    images = [_dicom_image(name, uid) for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+              for name in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)]
+    first = images[0]
+    size, pixel = first.reader.GetSize()[:2], first.reader.GetSpacing()[:2]
+    if not all(np.allclose(i.orientation, first.orientation, atol=1e-3) and i.reader.GetSize()[:2] == size
+               and np.allclose(i.reader.GetSpacing()[:2], pixel, atol=1e-4) for i in images):
+        series = sorted({i.series for i in images})
+        raise InputError(f"{folder} holds images of other orientations or grids ({len(series)} series: "
+                         f"{', '.join(series[:4])}{' ...' if len(series) > 4 else ''}); put the files of the "
+                         f"short-axis stack in a folder of their own")
+    row, col = first.orientation[:3], first.orientation[3:]
+    normal = np.cross(row, col)
+    in_plane = np.array([[(i.position - first.position) @ row, (i.position - first.position) @ col] for i in images])
+    if np.abs(in_plane).max() > 0.1:
+        raise InputError(f"{folder}: its slices are shifted against each other in their plane (up to "
+                         f"{np.abs(in_plane).max():.1f} mm): not one stack on one grid")
+    depth = np.round([i.position @ normal for i in images], 2)
+    positions = np.unique(depth)  # along the normal
+    stack = [sorted((i for i, d in zip(images, depth) if d == p), key=lambda i: i.order) for p in positions]
+    counts = sorted({len(s) for s in stack})
+    if len(counts) != 1:
+        raise InputError(f"{folder}: its {len(positions)} slice positions hold different numbers of images "
+                         f"({counts[0]} to {counts[-1]}): not one stack")
+    gaps = np.diff(positions)
+    if len(gaps) > 1 and np.ptp(gaps) > 0.01 * gaps.mean() + 0.01:
+        raise InputError(f"{folder}: the slices are unevenly spaced ({', '.join(f'{g:.2f}' for g in gaps)} mm); "
+                         f"resample the stack first")
+    thickness = float(_tag(first.reader, "0018|0050") or 1.0)
+    spacing = (*pixel, float(gaps.mean()) if len(gaps) else thickness)
+    frames = []
+    for t in range(counts[0]):
+        slices = [sitk.GetArrayFromImage(s[t].reader.Execute()).reshape(size[::-1]) for s in stack]
+        array = np.stack(slices).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
+        geometry = Geometry(array.shape, spacing, tuple(stack[0][0].position), np.stack([row, col, normal], 1))
+        frames.append(Volume(np.ascontiguousarray(array), geometry).check_finite(str(folder)))
     return frames
 
 

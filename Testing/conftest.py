@@ -50,3 +50,45 @@ def tiny_models(tiny_data, tmp_path_factory):
     seg = train(TrainConfig(task="seg", **small), tiny_data, root / "seg", prior=ae, progress=False)
     sr = train(TrainConfig(task="sr", **small), tiny_data, root / "sr", prior=tl, progress=False)
     return {"ae": ae, "tl": tl, "seg": seg, "sr": sr}
+
+
+def _write_dicom(frames, folder, per_slice_series=False, times=None):
+    """Frames (3-D volumes on one grid) as classic 2-D MR DICOM files, written the way scanners lay out a cine:
+    one series, or one series per slice position (``per_slice_series``); files named in no useful order,
+    instance numbers counting slices first, the trigger time (``times``, ms) giving each image's phase."""
+    import random
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    g = frames[0].geometry
+    study = "1.2.826.0.1.3680043.2.1125.77"
+    names = list(range(len(frames) * g.shape[2]))
+    random.Random(0).shuffle(names)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, frame in enumerate(frames):
+        for k in range(g.shape[2]):
+            image = sitk.GetImageFromArray(np.ascontiguousarray(frame.array[:, :, k].T.astype(np.int16)))
+            image.SetSpacing(g.spacing[:2])
+            series = f"{study}.{k + 1 if per_slice_series else 1}"
+            position = g.index_to_physical(np.array([0, 0, k]))
+            for tag, value in (("0020|000d", study), ("0020|000e", series), ("0008|0060", "MR"),
+                               ("0020|0032", "\\".join(f"{v:.6f}" for v in position)),
+                               ("0020|0037", "\\".join(f"{v:.8f}" for v in (*g.direction[:, 0], *g.direction[:, 1]))),
+                               ("0020|0013", str(k * len(frames) + t + 1)),
+                               ("0018|1060", f"{(times or range(len(frames)))[t] * 1.0:.1f}"),
+                               ("0008|0018", f"{series}.{k}.{t}")):
+                image.SetMetaData(tag, value)
+            name = folder / f"IM{names[t * g.shape[2] + k]:04d}"  # no suffix, as scanners write them
+            writer.SetFileName(str(name) + ".dcm")
+            writer.Execute(image)
+            Path(str(name) + ".dcm").rename(name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def write_dicom():
+    """``write_dicom(frames, folder, per_slice_series=False, times=None)``: frames as a folder of DICOM files."""
+    return _write_dicom

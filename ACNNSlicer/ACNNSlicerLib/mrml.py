@@ -353,6 +353,30 @@ def frames_to_node(frames: list, scene, name: str):
     return sequence
 
 
+def show_frame(sequence, frame: int = 0):
+    """The volume node that shows one frame of a sequence of volumes, as Slicer's Sequences module does: a
+    browser node (made once per sequence) and its proxy node, set to ``frame``. The proxy is hidden from node
+    lists (the sequence is what one segments); returns it."""
+    scene = sequence.GetScene()
+    if not 0 <= frame < sequence.GetNumberOfDataNodes():
+        raise InputError(f"frame {frame} is outside the sequence's {sequence.GetNumberOfDataNodes()} frames")
+    logic = slicer.vtkSlicerSequencesLogic()
+    logic.SetMRMLScene(scene)  # registers the browser node's class in a scene without the Sequences module
+    browser = next((b for b in scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
+                    if b.GetMasterSequenceNode() is sequence), None)
+    if browser is None:
+        browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{sequence.GetName()} browser")
+        browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    browser.SetSelectedItemNumber(frame)
+    logic.UpdateProxyNodesFromSequences(browser)
+    proxy = browser.GetProxyNode(sequence)
+    proxy.SetHideFromEditors(True)
+    if proxy.GetDisplayNode() is None:
+        proxy.CreateDefaultDisplayNodes()
+        _grey(proxy)
+    return proxy
+
+
 def load_labels(path, scene, name: str | None = None):
     """A label map file (an expert's, ``patientNNN_frameXX_gt.nii.gz``) as a segmentation node with our segment
     names and colours; its values in ACDC's convention where an ACDC ``Info.cfg`` lies beside it, else ours."""

@@ -122,14 +122,16 @@ class Studio:
             view.reset_view()
 
     def load(self, path) -> list:
-        """Load an image (.nii.gz, .nrrd, .mha), a segmentation (.seg.nrrd, or a label map named ``*_gt``,
-        ``*_seg``..., an ACDC expert's in ACDC's values), or every one of a folder."""
+        """Load an image (.nii.gz, .nrrd, .mha, or a folder of DICOM files of one stack or cine), a segmentation
+        (.seg.nrrd, or a label map named ``*_gt``, ``*_seg``..., an ACDC expert's in ACDC's values), or every one
+        of a folder."""
         from ACNNCore.evaluation import is_label_file
-        from ACNNCore.io import SUFFIXES, looks_like_labels, read_frames
+        from ACNNCore.io import SUFFIXES, is_dicom_folder, looks_like_labels, read_frames
 
         path = Path(path)
+        dicom = is_dicom_folder(path)
         files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES)) \
-            if path.is_dir() else [path]
+            if path.is_dir() and not dicom else [path]
         if not files:
             inner = sorted(d for d in path.iterdir() if d.is_dir()) if path.is_dir() else []
             if inner:  # a data set's root (ACDC's patientNNN/ folders): one subject at a time
@@ -140,6 +142,9 @@ class Studio:
             try:
                 from ACNNCore.io import format_of
 
+                if dicom:  # one stack, or a cine: a sequence node
+                    nodes.append(mrml.frames_to_node(read_frames(f), self.scene, f.name))
+                    continue
                 format_of(f)
                 if f.name.lower().endswith(".seg.nrrd"):
                     nodes.append(mrml.load_node(f, self.scene, "segmentation", name=f.name.split(".")[0]))
@@ -154,10 +159,10 @@ class Studio:
             except InputError as e:
                 raise InputError(f"{f.name}: {e}") from None
         volumes = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")]
-        if volumes:
-            self.show(volumes[0])
-        self.refresh_lists()
         cines = [n for n in nodes if n.IsA("vtkMRMLSequenceNode")]
+        if volumes or cines:
+            self.show(volumes[0] if volumes else mrml.show_frame(cines[0], 0))  # a cine: its first frame
+        self.refresh_lists()
         if cines:
             self.state.seg_input = cines[0].GetID()
         return nodes
@@ -285,6 +290,8 @@ class Studio:
             segmentations, _ = SegmentLogic.apply(result, node)
             for other in segmentations[1:]:
                 other.GetDisplayNode().SetVisibility(False)
+            if node.IsA("vtkMRMLSequenceNode"):  # a cine: the frame of the first result (ED) under it
+                self.app.display_manager.show_volume_in_slice_background(mrml.show_frame(node, result.phases[0].frame))
             for view in self.app.view_manager.get_threed_views():  # fitted to the new segmentation
                 view.reset_view()
             self.state.encode_source = segmentations[0].GetID()  # the Shape Explorer encodes the new result

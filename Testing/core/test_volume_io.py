@@ -211,3 +211,64 @@ def test_label_maps_are_told_from_images_by_their_values():
     assert not looks_like_labels(Volume.from_array(labels * 0, (1, 1, 1)))  # empty: nothing to tell
     assert not looks_like_labels(Volume.from_array(labels.astype(np.float32), (1, 1, 1)))  # a float image
     assert not looks_like_labels(Volume.from_array(labels.astype(np.int16) * 100, (1, 1, 1)))  # an MR's values
+
+
+# --- DICOM folders -------------------------------------------------------------------
+
+def test_dicom_stack_reads_with_its_geometry(tmp_path, oblique_volume, write_dicom):
+    volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
+    back = read_volume(write_dicom([volume], tmp_path / "dicom"))
+    np.testing.assert_array_equal(back.array, volume.array)
+    assert back.geometry.same_as(volume.geometry, atol=1e-4)
+    assert len(read_frames(tmp_path / "dicom")) == 1
+
+
+@pytest.mark.parametrize("per_slice_series", [False, True])
+def test_dicom_cine_reads_as_frames_in_time(tmp_path, oblique_volume, per_slice_series, write_dicom):
+    frames = [oblique_volume.with_array(np.full(oblique_volume.shape, 10 * t + 1, np.int16)) for t in range(4)]
+    for f in frames:
+        f.array[:, :, 1] += 100  # the slices told apart
+    folder = write_dicom(frames, tmp_path / "cine", per_slice_series, times=[0, 40, 80, 120])
+    back = read_frames(folder)
+    assert len(back) == 4 and all(b.geometry.same_as(oblique_volume.geometry, atol=1e-4) for b in back)
+    assert all(np.array_equal(a.array, b.array) for a, b in zip(frames, back))
+    with pytest.raises(InputError, match="DICOM cine of 4 frames"):
+        read_volume(folder)
+
+
+def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_dicom):
+    volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
+    uneven = write_dicom([volume], tmp_path / "uneven")
+    third = [p for p in uneven.iterdir() if sitk.ReadImage(str(p)).GetMetaData("0020|0013").strip() == "3"]
+    third[0].unlink()  # the third slice missing: a gap
+    with pytest.raises(InputError, match="unevenly spaced \\(7.50, 15.00, 7.50 mm\\)"):
+        read_volume(uneven)
+    cine = write_dicom([volume, volume], tmp_path / "cine")
+    next(cine.iterdir()).unlink()  # one image of the cine missing
+    with pytest.raises(InputError, match="5 slice positions hold different numbers of images \\(1 to 2\\)"):
+        read_frames(cine)
+    sheared = write_dicom([volume], tmp_path / "sheared")
+    path = next(sheared.iterdir())
+    image = sitk.ReadImage(str(path))
+    moved = np.array(image.GetMetaData("0020|0032").split("\\"), float) + 2.0 * volume.direction[:, 0]
+    image.SetMetaData("0020|0032", "\\".join(f"{v:.6f}" for v in moved))  # one slice 2 mm along its rows
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(str(path) + ".dcm")
+    writer.Execute(image)
+    path.unlink()
+    with pytest.raises(InputError, match="shifted against each other in their plane \\(up to 2.0 mm\\)"):
+        read_volume(sheared)
+    mixed = write_dicom([volume], tmp_path / "mixed")
+    turned = Volume(volume.array, Geometry(volume.shape, volume.spacing, volume.origin, np.eye(3)))
+    write_dicom([turned], tmp_path / "localizer")
+    for p in (tmp_path / "localizer").iterdir():  # another series of another orientation in the same folder
+        image = sitk.ReadImage(str(p))
+        image.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.77.9")
+        image.SetMetaData("0008|0018", image.GetMetaData("0008|0018") + ".9")
+        w = sitk.ImageFileWriter()
+        w.KeepOriginalImageUIDOn()
+        w.SetFileName(str(mixed / ("L" + p.name + ".dcm")))
+        w.Execute(image)
+    with pytest.raises(InputError, match="other orientations.*2 series"):
+        read_volume(mixed)

@@ -305,6 +305,32 @@ def test_a_4d_cine_file_becomes_a_sequence_and_is_segmented(scene, subject, tmp_
     assert back.geometry.same_as(frames[1].geometry, atol=1e-3)
 
 
+def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scene, acdc_root, tmp_path,
+                                                                           write_dicom):
+    """ACDC patient001's ED and ES frames written as a DICOM cine (one series per slice): loaded as a sequence on
+    the images' own grid, the Segment logic finds ED and ES and the EF it finds for the NIfTI frames."""
+    from ACNNCore.io import read_volume
+
+    folder = acdc_root / "patient001"
+    frames = [read_volume(folder / f"patient001_frame{f:02d}.nii.gz") for f in (1, 12)]
+    frames = [f.with_array(np.round(f.array * 1000).astype(np.int16)) for f in frames]
+    seq = mrml.load_cine(write_dicom(frames, tmp_path / "dicom", per_slice_series=True, times=[0, 330]), scene)
+    assert seq.IsA("vtkMRMLSequenceNode") and seq.GetNumberOfDataNodes() == 2
+    back = mrml.volume_from_node(seq.GetNthDataNode(1))
+    assert back.geometry.same_as(frames[1].geometry, atol=1e-3) and np.array_equal(back.array, frames[1].array)
+    shown = mrml.show_frame(seq, 1)  # what the slice views show: a proxy volume, as Slicer's Sequences module
+    assert np.array_equal(mrml.volume_from_node(shown).array, frames[1].array) and shown.GetHideFromEditors()
+    assert mrml.show_frame(seq, 0) is shown and np.array_equal(mrml.volume_from_node(shown).array, frames[0].array)
+    assert len(list(scene.GetNodesByClass("vtkMRMLSequenceBrowserNode"))) == 1
+    with pytest.raises(InputError, match="outside the sequence's 2 frames"):
+        mrml.show_frame(seq, 2)
+    result, segmentations, _ = SegmentLogic().process(seq, "acnn-seg-acdc", "cpu", surfaces=False)
+    segmenter = Segmenter("acnn-seg-acdc", "cpu")
+    expected = ejection_fraction(*(float(np.count_nonzero(segmenter(f).labels.array == 1)) for f in frames))
+    assert [(p.phase, p.frame) for p in result.phases] == [("ED", 0), ("ES", 1)]
+    assert result.ef_pct == pytest.approx(expected, abs=0.05) and result.rv_ef_pct > 20
+
+
 def test_an_expert_label_map_loads_as_a_segmentation_in_its_convention(scene, acdc_root, subject, tmp_path):
     """`mrml.load_labels` (the studio loads `*_gt` files with it): ACDC's values (1 RV, 3 LV) where Info.cfg
     lies beside the file, ours elsewhere; our segment names; the same voxels on the same grid."""

@@ -110,6 +110,13 @@ def view_3d(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.locator(VIEW_3D).screenshot())).convert("L"), float)
 
 
+def slice_view(page) -> np.ndarray:
+    from PIL import Image
+
+    view = page.locator(".layout-grid-item:has(.slice-slider-gutter)").first
+    return np.asarray(Image.open(io.BytesIO(view.screenshot())).convert("L"), float)
+
+
 def coloured(page) -> tuple[float, np.ndarray]:
     """The share of the 3D view's pixels in colour (segments), not the grey background, and where they lie
     (their centre as a fraction of the view's width and height)."""
@@ -202,7 +209,7 @@ def test_superresolve_adds_a_volume(page):
 
 
 def test_load_an_image_from_the_browser(page, tmp_path):
-    from ACNNCore.io import write_volume
+    from ACNNCore.io import write_frames, write_volume
     from ACNNCore.phantom.population import PhantomConfig, generate_subject
 
     write_volume(generate_subject(1, 77, PhantomConfig()).phases["ES"]["lr"], tmp_path / "uploaded_stack.nrrd")
@@ -216,6 +223,17 @@ def test_load_an_image_from_the_browser(page, tmp_path):
     page.set_input_files("#upload", str(tmp_path / "case7.nii.gz"))
     page.wait_for_function("document.querySelector('#segments').innerText.includes('case7')", timeout=30_000)
     assert "case7" not in page.inner_text("#volumes")
+    # a 4-D cine: offered to Segment as a cine, and its first frame shown in the slice views (not black)
+    subject = generate_subject(2, 78, PhantomConfig())
+    write_frames([subject.phases[p]["lr"] for p in ("ED", "ES")], tmp_path / "cine2.nii.gz")
+    before = slice_view(page)
+    page.set_input_files("#upload", str(tmp_path / "cine2.nii.gz"))
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded cine2.nii.gz')",
+                           timeout=30_000)
+    time.sleep(2)
+    after = slice_view(page)
+    assert np.abs(after - before).mean() > 1.0 and after.std() > 10  # the cine's frame, an image
+    assert "cine2 (cine, 2 frames)" in page.inner_text("body")
 
 
 def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path):
