@@ -88,6 +88,17 @@ def _write_dicom(frames, folder, per_slice_series=False, times=None):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _locale_kept():
+    """GDCM's DICOM writer (tests write DICOM files) sets the C locale for the whole process, after which Python
+    reads text files as ASCII: each test leaves the locale as it found it."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    locale.setlocale(locale.LC_ALL, saved)
+
+
 @pytest.fixture(scope="session")
 def write_dicom():
     """``write_dicom(frames, folder, per_slice_series=False, times=None)``: frames as a folder of DICOM files."""

@@ -354,9 +354,9 @@ def frames_to_node(frames: list, scene, name: str):
 
 
 def show_frame(sequence, frame: int = 0):
-    """The volume node that shows one frame of a sequence of volumes, as Slicer's Sequences module does: a
-    browser node (made once per sequence) and its proxy node, set to ``frame``. The proxy is hidden from node
-    lists (the sequence is what one segments); returns it."""
+    """The volume node that shows one frame of a sequence of volumes, as Slicer's Sequences module does: the
+    sequence's browser node (made here if it has none, its proxy then hidden from node lists: the sequence is
+    what one segments) set to ``frame``, and its proxy node, returned."""
     scene = sequence.GetScene()
     if not 0 <= frame < sequence.GetNumberOfDataNodes():
         raise InputError(f"frame {frame} is outside the sequence's {sequence.GetNumberOfDataNodes()} frames")
@@ -364,13 +364,15 @@ def show_frame(sequence, frame: int = 0):
     logic.SetMRMLScene(scene)  # registers the browser node's class in a scene without the Sequences module
     browser = next((b for b in scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
                     if b.GetMasterSequenceNode() is sequence), None)
-    if browser is None:
+    made = browser is None
+    if made:
         browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{sequence.GetName()} browser")
         browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
     browser.SetSelectedItemNumber(frame)
     logic.UpdateProxyNodesFromSequences(browser)
     proxy = browser.GetProxyNode(sequence)
-    proxy.SetHideFromEditors(True)
+    if made:
+        proxy.SetHideFromEditors(True)
     if proxy.GetDisplayNode() is None:
         proxy.CreateDefaultDisplayNodes()
         _grey(proxy)

@@ -88,9 +88,13 @@ class SegmentWidget(module_widget_base()):
                               tta=p.tta)
 
     def _apply(self, result) -> str:
+        from ACNNSlicerLib import mrml
+
         segmentations, table = self.logic.segment.apply(result, self._input)
-        if not self._input.IsA("vtkMRMLSequenceNode"):
-            slicer.util.setSliceViewerLayers(background=self._input, fit=True)
+        background = self._input  # a cine: its browser set to the first result's frame (ED), under it
+        if self._input.IsA("vtkMRMLSequenceNode"):
+            background = mrml.show_frame(self._input, result.phases[0].frame)
+        slicer.util.setSliceViewerLayers(background=background, fit=True)
         for node in segmentations[1:]:
             node.GetDisplayNode().SetVisibility(False)
         segmentations[0].GetDisplayNode().SetVisibility3D(True)

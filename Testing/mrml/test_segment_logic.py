@@ -324,6 +324,12 @@ def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scen
     assert len(list(scene.GetNodesByClass("vtkMRMLSequenceBrowserNode"))) == 1
     with pytest.raises(InputError, match="outside the sequence's 2 frames"):
         mrml.show_frame(seq, 2)
+    other = mrml.load_cine(tmp_path / "dicom", scene)  # one with a browser of its own (Slicer makes one on load)
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode")
+    browser.SetAndObserveMasterSequenceNodeID(other.GetID())
+    proxy = mrml.show_frame(other, 1)
+    assert browser.GetProxyNode(other) is proxy and browser.GetSelectedItemNumber() == 1
+    assert not proxy.GetHideFromEditors()  # the user's own browser's proxy stays in the lists
     result, segmentations, _ = SegmentLogic().process(seq, "acnn-seg-acdc", "cpu", surfaces=False)
     segmenter = Segmenter("acnn-seg-acdc", "cpu")
     expected = ejection_fraction(*(float(np.count_nonzero(segmenter(f).labels.array == 1)) for f in frames))
