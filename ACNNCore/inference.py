@@ -47,6 +47,14 @@ def hr_geometry(lr: Geometry, factor: int) -> Geometry:
                     tuple(first), lr.direction)
 
 
+def _slices_last(volume: Volume) -> tuple[Volume, tuple]:
+    """A checked input with its slice axis last (:meth:`Volume.slices_last`), and the order that turns a result
+    on its grid back to the input's axes."""
+    _check_input(volume)
+    volume, order = volume.slices_last()
+    return volume, tuple(int(i) for i in np.argsort(order))
+
+
 def _check_input(volume: Volume) -> None:
     if not isinstance(volume, Volume):
         raise InputError("expected an image volume")
@@ -183,7 +191,8 @@ def default_model(volume: Volume) -> str:
 
 def _phantom_stack(volume: Volume) -> bool:
     """Whether ``volume`` is on the grid of the phantom's LR stacks (96 x 96 x 12 of 1.25 x 1.25 x 10 mm)."""
-    return volume.shape == (96, 96, 12) and np.allclose(volume.spacing, (1.25, 1.25, 10.0), atol=1e-3)
+    axes = sorted(zip(volume.spacing, volume.shape))  # its slices along any axis
+    return [n for _, n in axes] == [96, 96, 12] and np.allclose([s for s, _ in axes], (1.25, 1.25, 10.0), atol=1e-3)
 
 
 def keep_largest_component(labels: Volume) -> Volume:
@@ -204,7 +213,11 @@ def clean_up(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MY
     """The clean-up of a label map: each structure's largest connected part (:func:`keep_largest_component`),
     then the LV blood pool without holes -- whatever it encloses in a short-axis slice (the third axis) is
     cavity, as ACDC's experts label papillary muscles and trabeculae. Gaps in the myocardium stay, unless
-    ``close_myocardium`` (:func:`_close_myocardium`)."""
+    ``close_myocardium`` (:func:`_close_myocardium`). A map whose slices lie along another axis is cleaned up
+    with them last (:meth:`Volume.slices_last`)."""
+    turned, order = labels.slices_last()
+    if order != (0, 1, 2):
+        return clean_up(turned, blood, myocardium, close_myocardium).permuted(np.argsort(order))
     a = keep_largest_component(labels).array.copy()
     _fill_cavity(a, blood)
     cleaned = labels.with_array(a)
@@ -392,7 +405,9 @@ class Segmenter(_Model):
         return len(self.runners) * len(self.views)
 
     def __call__(self, volume: Volume, progress=None) -> Segmentation:
-        """``progress(done, total)``: after each of the :attr:`passes` network passes (ensembles, TTA)."""
+        """``progress(done, total)``: after each of the :attr:`passes` network passes (ensembles, TTA). A stack
+        whose slices lie along another array axis is segmented with them last and the result turned back."""
+        volume, back = _slices_last(volume)
         probs, out, _ = self._channels_on_input_grid(volume, lambda logits: torch.softmax(logits, 1),
                                                      progress=progress)
         labels, correction = Volume(probs.argmax(0).astype(np.uint8), out), ""
@@ -401,7 +416,8 @@ class Segmenter(_Model):
             log.info("shape model: %s", correction)
         elif self.cleanup or self.close_myocardium:
             labels = clean_up(labels, close_myocardium=self.close_myocardium)
-        return Segmentation(labels, probs.astype(np.float32), _label_names(self.meta), correction)
+        probs = probs.astype(np.float32).transpose(0, *(1 + b for b in back))
+        return Segmentation(labels.permuted(back), probs, _label_names(self.meta), correction)
 
     def heart_center(self, volume: Volume) -> np.ndarray | None:
         """Where the (first) network's heart search ends in ``volume`` (a physical point), or None for a
@@ -409,7 +425,7 @@ class Segmenter(_Model):
         runner = self.runner
         if not runner.meta["input"].get("localize"):
             return None
-        return runner.locate(runner.normalised(volume)[0], runner.bundle.model)
+        return runner.locate(runner.normalised(_slices_last(volume)[0])[0], runner.bundle.model)
 
 
 def _label_names(meta: dict) -> dict:
@@ -433,6 +449,7 @@ class SuperResolver(_Model):
 
     def __call__(self, volume: Volume, center=None) -> Volume:
         """``center``: where to centre the network's window (a physical point; default :meth:`heart_center`)."""
+        volume, back = _slices_last(volume)
         if center is None:
             center = self.heart_center(volume)
         hr, out, scaling = self._channels_on_input_grid(volume, lambda image: image, center)
@@ -440,7 +457,7 @@ class SuperResolver(_Model):
         outside = np.isnan(hr)
         if outside.any():
             hr[outside] = resample(volume, out, "linear").array[outside]
-        return Volume(hr, out)
+        return Volume(hr, out).permuted(back)
 
     def window_mm(self) -> np.ndarray:
         """The in-plane extent (mm) the network sees."""
@@ -450,6 +467,7 @@ class SuperResolver(_Model):
     def heart_center(self, volume: Volume) -> np.ndarray | None:
         """The heart that ``locator`` finds, where ``volume`` reaches beyond the network's window; else None
         (the window at the image centre)."""
+        volume = _slices_last(volume)[0]
         if np.all(np.asarray(volume.geometry.extent_mm[:2]) <= self.window_mm() + 1e-6):
             return None
         locator = default_model(volume) if self.locator == "auto" else self.locator
@@ -463,6 +481,7 @@ class SuperResolver(_Model):
         """Why the result may be worth less than it looks, for the user: slices of another thickness than the
         model learnt (resampled to it first: detail lost), a phantom-trained model on a real image."""
         name, spec, notes = self.runner.bundle.name, self.meta["input"], []
+        volume = _slices_last(volume)[0]
         learnt = float(spec["spacing"][2])
         if abs(volume.spacing[2] - learnt) > 0.1 * learnt:
             notes.append(f"{name} learnt {learnt:g} mm slices and this image has {volume.spacing[2]:g} mm: it is "
@@ -518,6 +537,7 @@ class ShapeModel(_Model):
         ``as_trained``: for a model trained on real data's slices as acquired, the map's own slice spacing --
         the crop that model saw as a segmentation network's prior -- rather than the model's."""
         spacing = list(self.grid.spacing)
+        labels = labels.slices_last()[0]  # the model's grid takes its slices along the map's
         if as_trained and self.runner.as_acquired:
             spacing[2] = labels.spacing[2]
         return model_geometry(labels, self.grid.shape, spacing, labels_center(labels))
@@ -544,8 +564,7 @@ class ShapeModel(_Model):
         """An HR intensity image -> code through the T-L predictor."""
         if not hasattr(self.net, "predict"):
             raise InputError("encoding an image needs a T-L model (this is an autoencoder)")
-        _check_input(image)
-        normalised, _ = normalize_intensity(image)
+        normalised, _ = normalize_intensity(_slices_last(image)[0])
         on_grid = resample(normalised, model_geometry(normalised, self.grid.shape, self.grid.spacing), "linear")
         return self.runner.run(self.net.predict, torch.from_numpy(on_grid.array)[None, None])[0].numpy()
 
@@ -566,7 +585,8 @@ class ShapeModel(_Model):
         fewest voxels is returned, with how it was found; none passing, or that one changing more than
         ``max_change`` times the map's LV voxels (blood pool and myocardium; None: no limit, the whole map may
         be replaced as Painchaud et al. do), the cleaned-up map, with "not corrected" and why. A plausible map
-        is returned cleaned up ("plausible")."""
+        is returned cleaned up ("plausible"). A map whose slices lie along another axis is corrected with them
+        last (:meth:`Volume.slices_last`)."""
         from scipy import ndimage
 
         from .metrics import defects, plausibility
@@ -574,6 +594,11 @@ class ShapeModel(_Model):
         if probabilities is not None and probabilities.shape != (self.num_classes, *labels.shape):
             raise InputError(f"probabilities of shape {probabilities.shape} do not fit a {labels.shape} map of "
                              f"{self.num_classes} classes (this shape model's)")
+        turned, order = labels.slices_last()
+        if order != (0, 1, 2):
+            p = None if probabilities is None else probabilities.transpose(0, *(1 + o for o in order))
+            out, how = self.correct(turned, p, blood, myocardium, max_change)
+            return out.permuted(np.argsort(order)), how
         check_max_change(max_change)
         self._check_labels(labels)
         labels = clean_up(labels, blood, myocardium)

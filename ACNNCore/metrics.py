@@ -174,7 +174,7 @@ def contact_structure(spacing) -> np.ndarray:
 
 
 def plausibility(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MYOCARDIUM) -> dict:
-    """Anatomical plausibility of an LV label map (slices along the third axis are short-axis).
+    """Anatomical plausibility of an LV label map (its slices, along the axis of largest spacing, short-axis).
 
     Returns ``{"plausible": bool, "problems": [names], <check>: count}`` with counts per check of
     :data:`PLAUSIBILITY_CHECKS`: holes (3-D, in the blood pool, or background enclosed by the LV as a
@@ -184,6 +184,7 @@ def plausibility(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = L
     blood-pool area) where blood pool and background meet: in-plane, and through-plane (an open apex)
     where slices are thinner than 5 mm (thick slices cannot show the apical cap). A map without blood
     pool or myocardium is implausible."""
+    labels = labels.slices_last()[0]
     a = labels.array
     counts = {k: 0 for k in PLAUSIBILITY_CHECKS}
     if not (a == blood).any() or not (a == myocardium).any():
@@ -201,7 +202,9 @@ def defects(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MYO
     a = labels.array
     if not (a == blood).any() or not (a == myocardium).any():
         return np.zeros(a.shape, bool)
-    return np.any([mask for _, mask in _checks(labels, blood, myocardium).values()], axis=0)
+    turned, order = labels.slices_last()
+    mask = np.any([mask for _, mask in _checks(turned, blood, myocardium).values()], axis=0)
+    return mask.transpose(np.argsort(order))
 
 
 FULL = np.ones((3, 3, 3), bool)  # 26-connectivity: the parts of a structure

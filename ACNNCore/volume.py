@@ -128,6 +128,9 @@ class Geometry:
         return cls(tuple(d["shape"]), tuple(d["spacing"]), tuple(d["origin"]), np.asarray(d["direction"]))
 
 
+SLICE_RATIO = 1.5  # a stack's slice axis: spacing at least this many times the in-plane spacing
+
+
 @dataclass(frozen=True)
 class Volume:
     """A 3-D image or label map: ``array[i, j, k]`` on ``geometry``."""
@@ -166,6 +169,29 @@ class Volume:
     def with_array(self, array: np.ndarray) -> "Volume":
         """The same geometry with other voxels."""
         return Volume(np.asarray(array), self.geometry)
+
+    def permuted(self, order) -> "Volume":
+        """The same voxels at the same places with the array's axes in ``order`` (the geometry follows)."""
+        order = tuple(int(o) for o in order)
+        if order == (0, 1, 2):
+            return self
+        g = self.geometry
+        return Volume(np.ascontiguousarray(self.array.transpose(order)),
+                      Geometry(tuple(g.shape[o] for o in order), tuple(g.spacing[o] for o in order), g.origin,
+                               g.direction[:, list(order)]))
+
+    def slices_last(self) -> tuple["Volume", tuple]:
+        """The volume with its slice axis -- a stack's thick slices: the axis whose spacing is at least
+        ``SLICE_RATIO`` times the others' -- as the third array axis, where every model and check expects it,
+        by a cyclic turn of the axes (the grid's handedness kept: nothing is mirrored); and the order used
+        (``permuted(np.argsort(order))`` turns back). A volume without such an axis (near isotropic), or with
+        it third already, is returned as it is."""
+        spacing = np.asarray(self.spacing)
+        thick = int(np.argmax(spacing))
+        if thick == 2 or spacing[thick] < SLICE_RATIO * np.delete(spacing, thick).max():
+            return self, (0, 1, 2)
+        order = (1, 2, 0) if thick == 0 else (2, 0, 1)
+        return self.permuted(order), order
 
     def check_finite(self, name: str = "image") -> "Volume":
         if np.issubdtype(self.array.dtype, np.floating) and not np.all(np.isfinite(self.array)):

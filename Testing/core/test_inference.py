@@ -99,6 +99,36 @@ def test_segmenter_maps_back_onto_any_input_geometry(tiny_models, tiny_data):
                                expected.ijk_to_ras[:3, :3] @ np.ones(3))
 
 
+@pytest.mark.parametrize("order", [(2, 0, 1), (1, 2, 0)])
+def test_a_stack_with_its_slices_along_another_axis_gives_the_same_result(tiny_models, tiny_data, order):
+    """The same stack stored with its slices along the first or second array axis (the same voxels at the
+    same places): segmentation, super-resolution, plausibility and the shape code are those of the usual
+    layout, the outputs laid out as the input is. (Before, the networks took in-plane for through-plane.)"""
+    lr = _lr_case(tiny_data)
+    turned = lr.permuted(order)
+    assert turned.slices_last()[0].geometry.same_as(lr.geometry) and turned.spacing[2] < lr.spacing[2]
+    back = tuple(np.argsort(order))
+    segmenter = Segmenter(tiny_models["seg"], device="cpu", cleanup=True)
+    usual, other = segmenter(lr), segmenter(turned)
+    assert other.labels.shape == tuple(usual.labels.shape[o] for o in order)  # laid out as the input
+    assert np.array_equal(other.labels.permuted(back).array, usual.labels.array)
+    assert other.labels.permuted(back).geometry.same_as(usual.labels.geometry)
+    np.testing.assert_allclose(other.probabilities.transpose(0, *(1 + b for b in back)), usual.probabilities,
+                               atol=1e-5)
+    assert plausibility(other.labels) == plausibility(usual.labels)
+    hr = SuperResolver(tiny_models["sr"], device="cpu")
+    np.testing.assert_allclose(hr(turned).permuted(back).array, hr(lr).array, atol=1e-4)
+    shapes = ShapeModel(tiny_models["ae"], device="cpu")
+    np.testing.assert_allclose(shapes.encode(other.labels), shapes.encode(usual.labels), atol=1e-4)
+    raw = Segmenter(tiny_models["seg"], device="cpu")
+    usual, other = raw(lr), raw(turned)
+    for fix in (lambda r: clean_up(r.labels, close_myocardium=True),
+                lambda r: shapes.correct(r.labels, r.probabilities, max_change=None)[0]):
+        assert np.array_equal(fix(other).permuted(back).array, fix(usual).array)
+    near_isotropic = Volume.from_array(np.zeros((4, 4, 4)), (1.0, 1.4, 1.2))
+    assert near_isotropic.slices_last()[1] == (0, 1, 2)  # no slice axis to find: left as it is
+
+
 def test_super_resolver_geometry_and_intensity_units(tiny_models, tiny_data):
     lr = _lr_case(tiny_data)
     hr = SuperResolver(tiny_models["sr"], device="cpu")(lr)
