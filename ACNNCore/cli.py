@@ -348,7 +348,7 @@ def run_segment(args) -> int:
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
     m = clinical_measures(result.labels, rv=RV_BLOOD_POOL in result.label_names)
-    grid = "HR grid" if result.labels.shape[2] > volume.shape[2] else "the input's grid"  # K = 1: as acquired
+    grid = "HR grid" if result.labels.array.size > volume.array.size else "the input's grid"  # K = 1: as acquired
     print(f"{args.out}: {grid} {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g"
           + (f", RV blood pool {m['rv_volume_ml']:.1f} ml" if "rv_volume_ml" in m else "")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .io import SUFFIXES, read_labels, read_volume, strip_suffix
+from .io import SUFFIXES, is_dicom_folder, read_labels, read_volume, strip_suffix
 from .labels import ACDC_TO_OURS, remap
 from .volume import Volume
 
@@ -159,6 +159,10 @@ def read_folder(root, labels_required: bool = False) -> list[Case]:
             label = next((by_name[name + s] for s in LABEL_SUFFIXES if name + s in by_name), None)
             pairs.append((name, image, label))
     if not pairs:
+        dicom = [d for d in sorted(root.iterdir()) if is_dicom_folder(d)]
+        if dicom:  # a study's folder of series: one stack at a time
+            raise InputError(f"{root} holds folders of DICOM files, not a data set: give one of them (e.g. "
+                             f"{dicom[0]})")
         raise InputError(f"no images ({', '.join(SUFFIXES)}) in {root}")
     cases = []
     for name, image_path, label_path in pairs:

@@ -138,12 +138,17 @@ def test_evaluate_against_acdc_ground_truth(acdc_root, tmp_path, capsys):
     assert summary["hd_mm_lv"]["mean"] == pytest.approx(0.0)
     assert summary["dice_rv"]["mean"] == pytest.approx(1.0)  # the truth has an RV: it is compared too
     assert re.search(r"RV blood pool +dice 1\.000", capsys.readouterr().out)
-    # a prediction in ACDC's values (`acnn segment --label-convention acdc`): read as such, or a hint
-    assert main(["evaluate", "--pred", str(gt), "--gt", str(gt), "--gt-convention", "acdc"]) == 0
+    # a prediction in ACDC's values (`acnn segment --label-convention acdc`): read as such in an ACDC folder (its
+    # Info.cfg) or when told, else a hint naming the options
+    assert main(["evaluate", "--pred", str(gt), "--gt", str(gt)]) == 0
     out = capsys.readouterr()
-    assert re.search(r"LV blood pool +dice 0\.000", out.out) and "pass --pred-convention acdc" in out.err
-    assert main(["evaluate", "--pred", str(gt), "--gt", str(gt), "--gt-convention", "acdc",
-                 "--pred-convention", "acdc"]) == 0
+    assert re.search(r"LV blood pool +dice 1\.000", out.out) and not out.err
+    acdc_values = tmp_path / "written" / "patient001_frame01.nii.gz"
+    write_volume(raw, acdc_values)
+    assert main(["evaluate", "--pred", str(acdc_values), "--gt", str(gt)]) == 0
+    out = capsys.readouterr()
+    assert re.search(r"LV blood pool +dice 0\.000", out.out) and "--pred-convention or --gt-convention" in out.err
+    assert main(["evaluate", "--pred", str(acdc_values), "--gt", str(gt), "--pred-convention", "acdc"]) == 0
     out = capsys.readouterr()
     assert re.search(r"LV blood pool +dice 1\.000", out.out) and not out.err
 
