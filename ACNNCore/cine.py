@@ -26,6 +26,7 @@ class PhaseResult:
     measures: dict  # lv_volume_ml, myo_volume_ml, myo_mass_g; rv_volume_ml where the model segments the RV
     plausibility: dict  # ACNNCore.metrics.plausibility
     correction: str = ""  # with a shape model: what it did (ACNNCore.inference.ShapeModel.correct)
+    orientation: str = ""  # with Segmenter(orient=True): the in-plane view kept (Segmentation.orientation)
 
 
 @dataclass
@@ -37,6 +38,13 @@ class SegmentResult:
     rv_ef_pct: float | None = None  # where the model segments the RV
     volume_curve_ml: list[float] = field(default_factory=list)  # per frame, when ED/ES were detected
     frames: dict = field(default_factory=dict)  # frame index -> labels, every frame segmented
+
+    def orientation_note(self) -> str:
+        """Where the in-plane orientation was searched for (``orient``) and a frame was best seen turned or
+        mirrored: a sentence saying so; else ""."""
+        turned = [p for p in self.phases if p.orientation and not p.orientation.startswith("as stored")]
+        return "" if not turned else " The network was surest of " + "; ".join(
+            f"{p.phase or 'the image'} {p.orientation}" for p in turned) + "."
 
     def rows(self) -> list[dict]:
         """The result table: one row per phase (RV columns where the model segments the RV)."""
@@ -73,7 +81,7 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         wanted = [("ED", ed), ("ES", es)]
     else:
         wanted = []
-    labels, corrections, rv = {}, {}, False
+    labels, corrections, orientations, rv = {}, {}, {}, False
     todo = [i for _, i in wanted] if wanted else list(range(len(frames)))
     for n, i in enumerate(todo):
         message = f"segmenting frame {i + 1} of {len(frames)}"
@@ -83,7 +91,7 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
             report(0.05 + 0.9 * (n + done / total) / len(todo), f"{message} (pass {done} of {total})")
 
         result = segmenter(frames[i], progress=passes if segmenter.passes > 1 else None)
-        labels[i], corrections[i] = result.labels, result.correction
+        labels[i], corrections[i], orientations[i] = result.labels, result.correction, result.orientation
         rv = RV_BLOOD_POOL in result.label_names
     curve = []
     if not wanted:
@@ -91,7 +99,7 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         wanted = [("ED", int(np.argmax(curve))), ("ES", int(np.argmin(curve)))]
     report(0.95, "measuring")
     phases = [PhaseResult(phase, i, labels[i], clinical_measures(labels[i], rv=rv), plausibility(labels[i]),
-                          corrections[i]) for phase, i in wanted]
+                          corrections[i], orientations[i]) for phase, i in wanted]
     ef = {}
     for key in ("lv_volume_ml", "rv_volume_ml") if rv else ("lv_volume_ml",):
         if len(phases) == 2 and phases[0].measures[key] > 0:

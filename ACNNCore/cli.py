@@ -280,6 +280,11 @@ def _add_inference(sub):
     p.add_argument("--tta", action="store_true",
                    help="test-time augmentation: the network also sees the input turned by +-5 and +-10 degrees "
                         "and moved 3 mm in-plane, its probabilities averaged over the nine views")
+    p.add_argument("--orient", action="store_true",
+                   help="find the image's in-plane orientation: the network shown the stack in each of the eight "
+                        "turns and mirrorings of its rows and columns, the output it is surest of kept (for images "
+                        "stored otherwise than the training images, e.g. rows reversed by a converter; about nine "
+                        "times the work)")
     p.add_argument("--label-convention", choices=("ours", "acdc"), default="ours",
                    help="label values written: ours (1 LV, 2 myocardium, 3 RV) or acdc (1 RV, 2 myocardium, 3 LV)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -341,7 +346,7 @@ def run_segment(args) -> int:
     volume = frames[0]
     model = args.model or default_model(volume)
     segmenter = Segmenter(model, args.device, args.clean_up, args.close_myocardium, args.correct,
-                          **_max_change(args), tta=args.tta)
+                          **_max_change(args), tta=args.tta, orient=args.orient)
     if len(frames) > 1:
         return _segment_cine(args, segmenter, frames, model)
     result = _segment_with_bar(segmenter, volume)
@@ -353,6 +358,8 @@ def run_segment(args) -> int:
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g"
           + (f", RV blood pool {m['rv_volume_ml']:.1f} ml" if "rv_volume_ml" in m else "")
           + (f"; shape model: {result.correction}" if result.correction else ""))
+    if result.orientation:
+        print(f"orientation: the network was surest of the image {result.orientation}")
     if not m["lv_volume_ml"]:
         print(f"acnn: no LV found in {args.input}: is it a short-axis cardiac stack of the kind {model} learnt "
               f"from?", file=sys.stderr)
@@ -399,6 +406,8 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
           + "".join(f"; {p.phase} {'plausible' if p.plausibility['plausible'] else 'IMPLAUSIBLE: '}"
                     + ", ".join(p.plausibility["problems"]) for p in result.phases)
           + (f"; the shape model corrected {corrected} of ED and ES" if args.correct else ""))
+    for p in result.phases if args.orient else ():
+        print(f"orientation of {p.phase}: the network was surest of the frame {p.orientation}")
     return 0
 
 
@@ -445,7 +454,8 @@ def _segment_folder(args) -> int:
     if existing and not args.overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets) + 1} outputs); pass --overwrite")
     segmenter = Segmenter(args.model or default_model(cases[0].image), args.device, args.clean_up,
-                          args.close_myocardium, args.correct, **_max_change(args), tta=args.tta)
+                          args.close_myocardium, args.correct, **_max_change(args), tta=args.tta,
+                          orient=args.orient)
     rows = {}
     for case, target in zip(tqdm(cases, desc="segment", unit="case", disable=None), targets):
         result = segmenter(case.image)
@@ -455,7 +465,8 @@ def _segment_folder(args) -> int:
         checks = plausibility(result.labels)
         rows[case.name] = {"case": case.name, **{k: round(v, 2) for k, v in m.items()},
                            "plausible": checks["plausible"], "problems": ";".join(checks["problems"]),
-                           "shape_model": result.correction}
+                           "shape_model": result.correction,
+                           **({"orientation": result.orientation} if args.orient else {})}
     for ed, es in ed_es_pairs(rows):  # a subject's ED and ES: its EFs, on both rows
         for chamber in ("lv", "rv"):
             key = f"{chamber}_volume_ml"

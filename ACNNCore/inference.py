@@ -72,6 +72,46 @@ VIEW = (0.0, (0.0, 0.0))  # a model's grid as it is: turned 0 degrees in-plane, 
 TTA_VIEWS = (VIEW, (-10.0, (0.0, 0.0)), (-5.0, (0.0, 0.0)), (5.0, (0.0, 0.0)), (10.0, (0.0, 0.0)),
              (0.0, (3.0, 3.0)), (0.0, (3.0, -3.0)), (0.0, (-3.0, 3.0)), (0.0, (-3.0, -3.0)))
 
+# the in-plane orientations a network may be shown a stack in (Segmenter(orient=True), `acnn segment --orient`):
+# the eight turns and mirrorings of its array's in-plane axes, as (axes swapped, first reversed, second reversed)
+IN_PLANE_VIEWS = tuple((t, f0, f1) for t in (False, True) for f0 in (False, True) for f1 in (False, True))
+
+
+def in_plane_view(volume: Volume, view) -> Volume:
+    """``volume`` (slices last) with its array turned or mirrored in-plane by ``view`` (of
+    :data:`IN_PLANE_VIEWS`): the same voxels at the same places, laid out otherwise."""
+    swapped, first, second = view
+    volume = volume.permuted((1, 0, 2)) if swapped else volume
+    volume = volume.flipped(0) if first else volume
+    return volume.flipped(1) if second else volume
+
+
+def _from_view(array: np.ndarray, view) -> np.ndarray:
+    """An array laid out as :func:`in_plane_view` lays out a volume (its last three axes X, Y, Z) back in the
+    volume's own layout."""
+    swapped, first, second = view
+    array = np.flip(array, -2) if second else array
+    array = np.flip(array, -3) if first else array
+    return np.ascontiguousarray(np.swapaxes(array, -3, -2) if swapped else array)
+
+
+def describe_view(view) -> str:
+    """How :func:`in_plane_view` lays the array out, in words."""
+    swapped, first, second = view
+    if not any(view):
+        return "as stored"
+    return "with its " + ", then ".join(
+        [w for w, on in (("in-plane axes swapped", swapped), ("first axis reversed", first),
+                         ("second axis reversed", second)) if on])
+
+
+def sureness(probs: np.ndarray) -> float:
+    """How sure a network is of its output: the mean top-class probability over the voxels it labels
+    foreground ((C, X, Y, Z) probabilities); 0 where it labels none."""
+    foreground = probs.argmax(0) > 0
+    return float(probs.max(0)[foreground].mean()) if foreground.any() else 0.0
+
+
 # the heart search (_Runner.locate): at most 4 looks over the model's window after the whole image, until the
 # centre moves less than 3 mm in-plane; the heart is the part of highest size x sureness ** 20 (heart_part)
 LOCATE_WINDOWS, LOCATE_SETTLED_MM, SURENESS_POWER = 4, 3.0, 20
@@ -278,6 +318,7 @@ class Segmentation:
     probabilities: np.ndarray  # (C, X, Y, Z) float32 on the same grid
     label_names: dict  # value -> name
     correction: str = ""  # with a shape model: what ShapeModel.correct did ("plausible", "corrected ...")
+    orientation: str = ""  # with Segmenter(orient=True): the in-plane view kept, and why
 
     def volumes_ml(self) -> dict:
         v = self.labels.geometry.voxel_volume_ml
@@ -377,11 +418,14 @@ class Segmenter(_Model):
 
     def __init__(self, model="acnn-seg-phantom", device: str = "auto", cleanup: bool = False,
                  close_myocardium: bool = False, shape_model=None, max_change: float | None = CORRECTION_MAX_CHANGE,
-                 tta: bool = False):
+                 tta: bool = False, orient: bool = False):
         check_max_change(max_change)
         super().__init__(model, device)
         if tta:  # test-time augmentation: each network's output averaged over TTA_VIEWS
             self.views = TTA_VIEWS
+        # the stack shown in each of IN_PLANE_VIEWS, the output the network is surest of kept: for images stored
+        # turned or mirrored against the training images' layout (a converter's flipped rows)
+        self.orient = orient
         self.cleanup = cleanup  # clean_up(): each structure's largest connected part, blood pool without holes
         self.close_myocardium = close_myocardium  # the clean-up, then the myocardial ring closed
         # ShapeModel.correct(): the clean-up, then an implausible output corrected with a learnt shape space --
@@ -401,15 +445,19 @@ class Segmenter(_Model):
 
     @property
     def passes(self) -> int:
-        """Network passes per image: ensemble members x test-time views."""
-        return len(self.runners) * len(self.views)
+        """Network passes per image: ensemble members x test-time views (x in-plane orientations)."""
+        return len(self.runners) * len(self.views) * (len(IN_PLANE_VIEWS) if self.orient else 1)
 
     def __call__(self, volume: Volume, progress=None) -> Segmentation:
         """``progress(done, total)``: after each of the :attr:`passes` network passes (ensembles, TTA). A stack
         whose slices lie along another array axis is segmented with them last and the result turned back."""
         volume, back = _slices_last(volume)
-        probs, out, _ = self._channels_on_input_grid(volume, lambda logits: torch.softmax(logits, 1),
-                                                     progress=progress)
+        if self.orient:
+            probs, out, orientation = self._oriented(volume, progress)
+        else:
+            probs, out, _ = self._channels_on_input_grid(volume, lambda logits: torch.softmax(logits, 1),
+                                                         progress=progress)
+            orientation = ""
         labels, correction = Volume(probs.argmax(0).astype(np.uint8), out), ""
         if self.shape_model is not None:
             labels, correction = self.shape_model.correct(labels, probs, max_change=self.max_change)
@@ -417,7 +465,21 @@ class Segmenter(_Model):
         elif self.cleanup or self.close_myocardium:
             labels = clean_up(labels, close_myocardium=self.close_myocardium)
         probs = probs.astype(np.float32).transpose(0, *(1 + b for b in back))
-        return Segmentation(labels.permuted(back), probs, _label_names(self.meta), correction)
+        return Segmentation(labels.permuted(back), probs, _label_names(self.meta), correction, orientation)
+
+    def _oriented(self, volume: Volume, progress=None) -> tuple[np.ndarray, Geometry, str]:
+        """The probabilities of the in-plane view (:data:`IN_PLANE_VIEWS`) the network is surest of
+        (:func:`sureness`), on ``volume``'s own output grid: each view segmented as if the image were stored
+        so, heart search and all (a network shown a mirrored chest may look for the heart in the wrong place)."""
+        each, tried = len(self.runners) * len(self.views), []
+        for k, view in enumerate(IN_PLANE_VIEWS):
+            report = None if progress is None else (lambda done, _, k=k: progress(k * each + done, self.passes))
+            probs, _, _ = self._channels_on_input_grid(in_plane_view(volume, view),
+                                                       lambda logits: torch.softmax(logits, 1), progress=report)
+            tried.append((sureness(probs), view, probs))
+        sure, view, probs = max(tried, key=lambda t: t[0])
+        why = f"{describe_view(view)} (sureness {sure:.3f}" + (f"; as stored {tried[0][0]:.3f})" if any(view) else ")")
+        return _from_view(probs, view), self.runner.output_geometry(volume), why
 
     def heart_center(self, volume: Volume) -> np.ndarray | None:
         """Where the (first) network's heart search ends in ``volume`` (a physical point), or None for a

@@ -180,6 +180,16 @@ class Volume:
                       Geometry(tuple(g.shape[o] for o in order), tuple(g.spacing[o] for o in order), g.origin,
                                g.direction[:, list(order)]))
 
+    def flipped(self, axis: int) -> "Volume":
+        """The same voxels at the same places with the array reversed along ``axis`` (the geometry follows)."""
+        g = self.geometry
+        last = [0, 0, 0]
+        last[axis] = g.shape[axis] - 1
+        direction = g.direction.copy()
+        direction[:, axis] *= -1
+        return Volume(np.ascontiguousarray(np.flip(self.array, axis)),
+                      Geometry(g.shape, g.spacing, tuple(g.index_to_physical(last)), direction))
+
     def slices_last(self) -> tuple["Volume", tuple]:
         """The volume with its slice axis -- a stack's thick slices: the axis whose spacing is at least
         ``SLICE_RATIO`` times the others' -- as the third array axis, where every model and check expects it,

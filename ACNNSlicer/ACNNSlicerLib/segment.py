@@ -36,10 +36,10 @@ class SegmentLogic:
             return None
 
     def segmenter(self, model: str, device: str = "auto", tta: bool = False, cleanup: bool = False,
-                  close_myocardium: bool = False, correct: bool = False) -> Segmenter:
+                  close_myocardium: bool = False, correct: bool = False, orient: bool = False) -> Segmenter:
         """The model loaded once per device and options (``correct``: with the shape model it was trained with)."""
         return cached(self._models, Segmenter, model, device, tta=tta, cleanup=cleanup,
-                      close_myocardium=close_myocardium, shape_model=True if correct else None)
+                      close_myocardium=close_myocardium, shape_model=True if correct else None, orient=orient)
 
     @staticmethod
     def read_input(node) -> list[Volume]:
@@ -54,18 +54,20 @@ class SegmentLogic:
     def compute(self, frames: list[Volume], model: str, device: str = "auto", ed: int | None = None,
                 es: int | None = None, progress: Progress | None = None, cancelled=None,
                 cleanup: bool = False, close_myocardium: bool = False, correct: bool = False,
-                tta: bool = False) -> SegmentResult:
+                tta: bool = False, orient: bool = False) -> SegmentResult:
         """Segment one volume, or the ED and ES frames of a cine sequence (given, or detected as the frames of
         largest and smallest LV blood-pool volume, which segments every frame). ``cleanup``: each structure's
         largest connected part, the LV blood pool without holes (``ACNNCore.inference.clean_up``);
         ``close_myocardium``: that, and the myocardial ring closed where it is open; ``correct``: the clean-up,
         and an implausible output corrected with the shape model the network was trained with
         (``ACNNCore.inference.ShapeModel.correct``); ``tta``: test-time augmentation, the network's probabilities
-        averaged over nine views of each frame (``ACNNCore.inference.TTA_VIEWS``)."""
+        averaged over nine views of each frame (``ACNNCore.inference.TTA_VIEWS``); ``orient``: each frame shown
+        in the eight in-plane turns and mirrorings of its array, the output the network is surest of kept
+        (``ACNNCore.inference.IN_PLANE_VIEWS``; for images stored otherwise than the training images)."""
         if close_myocardium and correct:
             raise InputError("close the myocardium by rule or correct with the shape model, not both")
         step(progress, cancelled, 0.0, f"loading {model}")
-        segmenter = self.segmenter(model, device, tta, cleanup, close_myocardium, correct)
+        segmenter = self.segmenter(model, device, tta, cleanup, close_myocardium, correct, orient)
         result = segment_frames(segmenter, frames, ed, es, lambda f, m: step(progress, cancelled, f, m), model)
         step(progress, None, 1.0, "done")
         return result
@@ -117,9 +119,10 @@ class SegmentLogic:
 
     def process(self, input_node, model: str = "acnn-seg-phantom", device: str = "auto", ed=None, es=None,
                 progress: Progress | None = None, cancelled=None, surfaces: bool = True,
-                cleanup: bool = False, close_myocardium: bool = False, correct: bool = False, tta: bool = False):
+                cleanup: bool = False, close_myocardium: bool = False, correct: bool = False, tta: bool = False,
+                orient: bool = False):
         """Blocking: read, compute, apply. Returns (result, segmentation nodes, table node)."""
         result = self.compute(self.read_input(input_node), model, device, ed, es, progress, cancelled,
-                              cleanup, close_myocardium, correct, tta)
+                              cleanup, close_myocardium, correct, tta, orient)
         segmentations, table = self.apply(result, input_node, surfaces)
         return result, segmentations, table

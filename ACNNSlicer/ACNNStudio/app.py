@@ -79,6 +79,7 @@ class Studio:
         s.close_myocardium = False
         s.correct = False
         s.tta = False
+        s.orient = False
         s.busy, s.progress, s.status = False, 0, "Load an image, or start with --demo."
         s.error = ""
         s.results = []
@@ -301,11 +302,12 @@ class Studio:
                               + (" (corrected)" if p.correction.startswith("corrected") else "")
                               for p in result.phases)
             ef = f", EF {result.ef_pct:.1f} %" if result.ef_pct is not None else ""
-            self.state.status = f"Segmented on {result.device}{ef}; {flags}." + self._against_expert(node, result)
+            self.state.status = (f"Segmented on {result.device}{ef}; {flags}." + result.orientation_note()
+                                 + self._against_expert(node, result))
 
         await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment",
                         cleanup=bool(self.state.clean_up), close_myocardium=bool(self.state.close_myocardium),
-                        correct=bool(self.state.correct), tta=bool(self.state.tta))
+                        correct=bool(self.state.correct), tta=bool(self.state.tta), orient=bool(self.state.orient))
 
     def _against_expert(self, node, result) -> str:
         """Where the image's expert label map was loaded beside it (``NAME_gt`` for the image ``NAME``, as in
@@ -460,6 +462,8 @@ class Studio:
                              label="Correct with the shape model: an implausible output made plausible")
                 v3.VCheckbox(v_model=("tta",), density="compact", hide_details=True,
                              label="Test-time augmentation: the network's output averaged over nine views")
+                v3.VCheckbox(v_model=("orient",), density="compact", hide_details=True, id="orient",
+                             label="Find the in-plane orientation: the surest of eight turns and mirrorings")
                 self._run_buttons(self.run_segment, "segment")
                 with v3.VTable(density="compact", v_if=("results.length",), id="results"):
                     with html.Thead():

@@ -18,7 +18,9 @@ Neural Network (Oktay et al., IEEE TMI 2017): the phantom model on a high-resolu
 split in K thin slices), the real-data model on the slices as acquired, after finding the heart itself. A
 cine sequence gives ED and ES (chosen, or detected from the blood-pool volume curve) and the ejection
 fractions. Each result is checked for anatomical plausibility; the options clean it up, close the myocardial
-ring by rule or correct an implausible result with the learnt shape space."""
+ring by rule or correct an implausible result with the learnt shape space. A network knows the layout of its
+training images' rows and columns: for an image stored turned or mirrored (rows reversed by a converter, say),
+"Find the in-plane orientation" shows it the stack in all eight in-plane layouts and keeps the surest output."""
 
 
 class Segment(ScriptedLoadableModule):
@@ -43,6 +45,7 @@ class SegmentParameterNode:
     closeMyocardium: bool = False
     correct: bool = False
     tta: bool = False
+    orient: bool = False
     edFrame: int = 0
     esFrame: int = 0
 
@@ -85,7 +88,7 @@ class SegmentWidget(module_widget_base()):
         self._input = p.inputNode
         return BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es,
                               cleanup=p.cleanUp, close_myocardium=p.closeMyocardium, correct=p.correct,
-                              tta=p.tta)
+                              tta=p.tta, orient=p.orient)
 
     def _apply(self, result) -> str:
         from ACNNSlicerLib import mrml
@@ -108,7 +111,7 @@ class SegmentWidget(module_widget_base()):
         flags = [("plausible" if p.plausibility["plausible"] else "IMPLAUSIBLE: " + ", ".join(p.plausibility["problems"]))
                  + (" (corrected by the shape model)" if p.correction.startswith("corrected") else "")
                  for p in result.phases]
-        return f"Done on {result.device}. " + "; ".join(flags)
+        return f"Done on {result.device}. " + "; ".join(flags) + result.orientation_note()
 
 
 class SegmentModuleLogic(ScriptedLoadableModuleLogic):

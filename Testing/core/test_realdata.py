@@ -241,6 +241,35 @@ def test_a_real_stack_stored_slices_first_is_segmented_as_it_is_slices_last(acdc
     assert first.shape == (10, 216, 256) and np.array_equal(first.array.transpose(1, 2, 0), usual.array)
 
 
+def test_orient_finds_the_layout_the_network_learnt(acdc_root, tmp_path, capsys):
+    """ACDC patient001 ED stored mirrored (its first array axis reversed: the RV on the other side of the
+    array) and turned a quarter: as stored the real-data model misses the RV; with `--orient` it segments each
+    exactly as it segments the image stored as it learnt it, and says how it saw it."""
+    from ACNNCore.evaluation import evaluate_case
+    from ACNNCore.inference import Segmenter, describe_view, in_plane_view
+    from ACNNCore.io import write_volume
+
+    case = read_acdc_patient(acdc_root / "patient001")[0]
+    segmenter, usual = Segmenter("acnn-seg-acdc", "cpu", orient=True), Segmenter("acnn-seg-acdc", "cpu")(case.image)
+    for view, kept in (((False, True, False), (False, True, False)),  # a mirroring undoes itself
+                       ((True, False, True), (True, True, False))):  # a quarter turn: the other way back
+        stored, calls = in_plane_view(case.image, view), []
+        result = segmenter(stored, progress=lambda done, total: calls.append((done, total)))
+        assert calls[-1] == (8, 8) == (8, segmenter.passes)  # each view one pass (and its heart search)
+        assert result.orientation.startswith(describe_view(kept) + " (sureness 0.9") and \
+            "as stored 0." in result.orientation, result.orientation
+        assert result.labels.geometry.same_as(stored.geometry)  # laid out as the input
+        assert np.array_equal(in_plane_view(result.labels, kept).array, usual.labels.array)
+        assert evaluate_case(result.labels, case.labels, (1, 2, 3))["dice_rv"] > 0.9
+    mirrored = in_plane_view(case.image, (False, True, False))
+    assert evaluate_case(Segmenter("acnn-seg-acdc", "cpu")(mirrored).labels, case.labels, (1, 2, 3))["dice_rv"] < 0.2
+    write_volume(mirrored, tmp_path / "mirrored.nii.gz")
+    assert main(["segment", str(tmp_path / "mirrored.nii.gz"), "--out", str(tmp_path / "seg.nii.gz"), "--orient",
+                 "--device", "cpu"]) == 0
+    assert "orientation: the network was surest of the image with its first axis reversed (sureness" in \
+        capsys.readouterr().out
+
+
 def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     """--models and --methods: the bundled ACDC models evaluated as they are (nothing trained), the other
     methods and the paired ACNN-Seg / no-prior parts left out; an unknown key is refused."""

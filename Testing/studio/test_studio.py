@@ -285,10 +285,12 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
                    for s in ("LV blood pool", "LV myocardium", "RV blood pool")), experts
         page.get_by_text("Scene").click()
         page.get_by_label("Correct with the shape model: an implausible output made plausible").check()
+        page.get_by_label("Find the in-plane orientation: the surest of eight turns and mirrorings").check()
         page.click("#segment")
         page.wait_for_selector("#results", timeout=120_000)
         status = page.inner_text("#status")
         assert re.search(r"Segmented on cpu; result plausible", status)
+        assert "surest of" not in status  # the orientation searched for, and the image as stored the surest
         header, row = (line.split("\t") for line in page.inner_text("#results").splitlines())
         assert float(row[header.index("RV (ml)")]) > 50  # the RV's volume, too
         dices = re.search(r"Dice against patient031_frame01_gt: LV blood pool (\S+), LV myocardium (\S+), "
