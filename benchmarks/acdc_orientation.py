@@ -22,17 +22,18 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(model: str, patients, max_images: int = 0) -> dict:
-    """{stored view: {"stored": [(lv, myo, rv) Dice per image], "orient": [...], "back": images restored}}."""
+def measure(model: str, patients, max_images: int = 0, layouts=None) -> dict:
+    """{stored layout (a view of IN_PLANE_VIEWS, all by default): {"stored": [(lv, myo, rv) Dice per image],
+    "orient": [...], "back": images restored}}."""
     from ACNNCore.datasets import read_acdc_patient
     from ACNNCore.evaluation import evaluate_case
     from ACNNCore.inference import IN_PLANE_VIEWS, Segmenter, in_plane_view
 
     plain, orient = Segmenter(model, "cpu"), Segmenter(model, "cpu", orient=True)
     cases = [c for p in patients for c in read_acdc_patient(p)][: max_images or None]
-    table = {view: {"stored": [], "orient": [], "back": 0} for view in IN_PLANE_VIEWS}
+    table = {view: {"stored": [], "orient": [], "back": 0} for view in layouts or IN_PLANE_VIEWS}
     for case in tqdm(cases, desc="images", leave=False):
-        for view in IN_PLANE_VIEWS:
+        for view in table:
             image = in_plane_view(case.image, view)
             for key, segmenter in (("stored", plain), ("orient", orient)):
                 result = segmenter(image)

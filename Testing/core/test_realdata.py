@@ -270,6 +270,23 @@ def test_orient_finds_the_layout_the_network_learnt(acdc_root, tmp_path, capsys)
         capsys.readouterr().out
 
 
+def test_orientation_benchmark_scores_each_stored_layout(acdc_root):
+    """benchmarks/acdc_orientation.py on one image stored two ways: the mirrored one loses the RV as stored,
+    and with --orient both give the same scores and come back to the learnt layout."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_orientation import measure
+
+    mirrored = (False, True, False)
+    table = measure("acnn-seg-acdc", [acdc_root / "patient001"], 1, [(False, False, False), mirrored])
+    as_learnt = table[(False, False, False)]
+    assert table[mirrored]["stored"][0][2] < 0.2 < 0.9 < as_learnt["stored"][0][2]  # the RV lost, mirrored
+    assert table[mirrored]["orient"] == as_learnt["orient"] == as_learnt["stored"]
+    assert table[mirrored]["back"] == as_learnt["back"] == 1
+
+
 def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     """--models and --methods: the bundled ACDC models evaluated as they are (nothing trained), the other
     methods and the paired ACNN-Seg / no-prior parts left out; an unknown key is refused."""
