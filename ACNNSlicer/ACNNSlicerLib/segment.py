@@ -101,6 +101,20 @@ class SegmentLogic:
         return segmentations, table
 
     @staticmethod
+    def against_expert(result: SegmentResult, input_node) -> str:
+        """Where the image's expert label map is in the scene as a segmentation named as in ACDC (``NAME_gt``
+        for the image ``NAME``, as :func:`mrml.load_labels` loads it): the result's Dice against it, a sentence
+        for the status line; else ""."""
+        scene = input_node.GetScene()
+        expert = scene.GetFirstNodeByName(f"{input_node.GetName()}_gt") if scene is not None else None
+        if expert is None or not expert.IsA("vtkMRMLSegmentationNode") or len(result.phases) != 1:
+            return ""
+        scores = SegmentLogic.agreement(result.phases[0].labels, expert)
+        if not scores:  # an empty map
+            return ""
+        return f" Dice against {expert.GetName()}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + "."
+
+    @staticmethod
     def agreement(labels: Volume, reference_node) -> dict[str, float]:
         """Dice of a result against a reference segmentation node (an expert's label map, loaded with
         :func:`mrml.load_labels`), per structure the reference holds, compared on the reference's grid (an HR

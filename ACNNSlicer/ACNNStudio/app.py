@@ -303,22 +303,11 @@ class Studio:
                               for p in result.phases)
             ef = f", EF {result.ef_pct:.1f} %" if result.ef_pct is not None else ""
             self.state.status = (f"Segmented on {result.device}{ef}; {flags}." + result.orientation_note()
-                                 + self._against_expert(node, result))
+                                 + SegmentLogic.against_expert(result, node))
 
         await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment",
                         cleanup=bool(self.state.clean_up), close_myocardium=bool(self.state.close_myocardium),
                         correct=bool(self.state.correct), tta=bool(self.state.tta), orient=bool(self.state.orient))
-
-    def _against_expert(self, node, result) -> str:
-        """Where the image's expert label map was loaded beside it (``NAME_gt`` for the image ``NAME``, as in
-        ACDC): the Dice of the result against it, for the status line."""
-        expert = self.scene.GetFirstNodeByName(f"{node.GetName()}_gt")
-        if expert is None or not expert.IsA("vtkMRMLSegmentationNode") or len(result.phases) != 1:
-            return ""
-        scores = SegmentLogic.agreement(result.phases[0].labels, expert)
-        if not scores:  # an empty map
-            return ""
-        return f" Dice against {expert.GetName()}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + "."
 
     async def run_superresolve(self):
         try:

@@ -111,7 +111,8 @@ class SegmentWidget(module_widget_base()):
         flags = [("plausible" if p.plausibility["plausible"] else "IMPLAUSIBLE: " + ", ".join(p.plausibility["problems"]))
                  + (" (corrected by the shape model)" if p.correction.startswith("corrected") else "")
                  for p in result.phases]
-        return f"Done on {result.device}. " + "; ".join(flags) + result.orientation_note()
+        return (f"Done on {result.device}. " + "; ".join(flags) + result.orientation_note()
+                + self.logic.segment.against_expert(result, self._input))
 
 
 class SegmentModuleLogic(ScriptedLoadableModuleLogic):

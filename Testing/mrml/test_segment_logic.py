@@ -353,7 +353,7 @@ def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scen
 def test_an_expert_label_map_loads_as_a_segmentation_in_its_convention(scene, acdc_root, subject, tmp_path):
     """`mrml.load_labels` (the studio loads `*_gt` files with it): ACDC's values (1 RV, 3 LV) where Info.cfg
     lies beside the file, ours elsewhere; our segment names; the same voxels on the same grid."""
-    from ACNNCore.io import read_labels, write_volume
+    from ACNNCore.io import read_labels, read_volume, write_volume
 
     gt = acdc_root / "patient031" / "patient031_frame01_gt.nii.gz"
     node = mrml.load_labels(gt, scene)
@@ -371,6 +371,16 @@ def test_an_expert_label_map_loads_as_a_segmentation_in_its_convention(scene, ac
     assert scores["RV blood pool"] == 0.0 and scores["LV blood pool"] == pytest.approx(1.0)
     empty = mrml.labels_to_segmentation(back.with_array(np.zeros_like(back.array)), scene=scene, name="empty")
     assert SegmentLogic.agreement(back, empty) == {}  # nothing drawn: nothing to compare
+    # the status line's sentence, for a result of the image named as the expert's map without "_gt"
+    from ACNNCore.cine import PhaseResult, SegmentResult
+
+    image = mrml.volume_to_node(read_volume(acdc_root / "patient031" / "patient031_frame01.nii.gz"), scene=scene,
+                                name="patient031_frame01")
+    result = SegmentResult([PhaseResult("", 0, eroded, {}, {})], "m", "cpu")
+    assert SegmentLogic.against_expert(result, image) == " Dice against patient031_frame01_gt: LV blood pool " \
+                                                         "1.000, LV myocardium 1.000, RV blood pool 0.000."
+    image.SetName("another")
+    assert SegmentLogic.against_expert(result, image) == ""  # no expert's map of that name
     ours = tmp_path / "subject_ED_gt.nii.gz"  # no Info.cfg: our values
     write_volume(subject.phases["ED"]["hr_gt"], ours)
     back = mrml.labels_from_segmentation(mrml.load_labels(ours, scene), subject.phases["ED"]["hr_gt"].geometry)
