@@ -26,7 +26,8 @@ class PhaseResult:
     measures: dict  # lv_volume_ml, myo_volume_ml, myo_mass_g; rv_volume_ml where the model segments the RV
     plausibility: dict  # ACNNCore.metrics.plausibility
     correction: str = ""  # with a shape model: what it did (ACNNCore.inference.ShapeModel.correct)
-    orientation: str = ""  # with Segmenter(orient=True): the in-plane view kept (Segmentation.orientation)
+    orientation: str = ""  # with Segmenter(orient=True): the in-plane view kept (Segmentation.orientation; a
+    # cine's, searched for in its first frame segmented)
 
 
 @dataclass
@@ -40,11 +41,12 @@ class SegmentResult:
     frames: dict = field(default_factory=dict)  # frame index -> labels, every frame segmented
 
     def orientation_note(self) -> str:
-        """Where the in-plane orientation was searched for (``orient``) and a frame was best seen turned or
-        mirrored: a sentence saying so; else ""."""
-        turned = [p for p in self.phases if p.orientation and not p.orientation.startswith("as stored")]
-        return "" if not turned else " The network was surest of " + "; ".join(
-            f"{p.phase or 'the image'} {p.orientation}" for p in turned) + "."
+        """Where the in-plane orientation was searched for (``orient``; a cine's frames share the one found) and
+        the image was best seen turned or mirrored: a sentence saying so; else ""."""
+        found = self.phases[0].orientation if self.phases else ""
+        if not found or found.startswith("as stored"):
+            return ""
+        return f" The network was surest of {'the frames' if len(self.phases) > 1 else 'the image'} {found}."
 
     def rows(self) -> list[dict]:
         """The result table: one row per phase (RV columns where the model segments the RV)."""
@@ -81,7 +83,7 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         wanted = [("ED", ed), ("ES", es)]
     else:
         wanted = []
-    labels, corrections, orientations, rv = {}, {}, {}, False
+    labels, corrections, orientations, rv, view, found = {}, {}, {}, False, None, ""
     todo = [i for _, i in wanted] if wanted else list(range(len(frames)))
     for n, i in enumerate(todo):
         message = f"segmenting frame {i + 1} of {len(frames)}"
@@ -90,8 +92,10 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         def passes(done, total, n=n, message=message):  # an ensemble's or TTA's passes: finer steps, and cancel
             report(0.05 + 0.9 * (n + done / total) / len(todo), f"{message} (pass {done} of {total})")
 
-        result = segmenter(frames[i], progress=passes if segmenter.passes > 1 else None)
-        labels[i], corrections[i], orientations[i] = result.labels, result.correction, result.orientation
+        # a cine's frames share their layout: with the orientation search, it is searched for in the first
+        result = segmenter(frames[i], progress=passes if segmenter.passes > 1 else None, view=view)
+        view, found = (result.view, result.orientation) if n == 0 else (view, found)
+        labels[i], corrections[i], orientations[i] = result.labels, result.correction, found
         rv = RV_BLOOD_POOL in result.label_names
     curve = []
     if not wanted:

@@ -406,8 +406,8 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
           + "".join(f"; {p.phase} {'plausible' if p.plausibility['plausible'] else 'IMPLAUSIBLE: '}"
                     + ", ".join(p.plausibility["problems"]) for p in result.phases)
           + (f"; the shape model corrected {corrected} of ED and ES" if args.correct else ""))
-    for p in result.phases if args.orient else ():
-        print(f"orientation of {p.phase}: the network was surest of the frame {p.orientation}")
+    if args.orient:  # searched for in the first frame, kept for the others
+        print(f"orientation: the network was surest of the cine's frames {result.phases[0].orientation}")
     return 0
 
 

@@ -319,6 +319,7 @@ class Segmentation:
     label_names: dict  # value -> name
     correction: str = ""  # with a shape model: what ShapeModel.correct did ("plausible", "corrected ...")
     orientation: str = ""  # with Segmenter(orient=True): the in-plane view kept, and why
+    view: tuple | None = None  # that view (of IN_PLANE_VIEWS); None without the search
 
     def volumes_ml(self) -> dict:
         v = self.labels.geometry.voxel_volume_ml
@@ -448,16 +449,20 @@ class Segmenter(_Model):
         """Network passes per image: ensemble members x test-time views (x in-plane orientations)."""
         return len(self.runners) * len(self.views) * (len(IN_PLANE_VIEWS) if self.orient else 1)
 
-    def __call__(self, volume: Volume, progress=None) -> Segmentation:
+    def __call__(self, volume: Volume, progress=None, view=None) -> Segmentation:
         """``progress(done, total)``: after each of the :attr:`passes` network passes (ensembles, TTA). A stack
-        whose slices lie along another array axis is segmented with them last and the result turned back."""
+        whose slices lie along another array axis is segmented with them last and the result turned back.
+        ``view``: with ``orient``, the in-plane layout to use (another frame's :attr:`Segmentation.view`)
+        instead of searching for it."""
         volume, back = _slices_last(volume)
-        if self.orient:
-            probs, out, orientation = self._oriented(volume, progress)
+        orientation = ""
+        if self.orient and view is None:
+            probs, out, orientation, view = self._oriented(volume, progress)
         else:
-            probs, out, _ = self._channels_on_input_grid(volume, lambda logits: torch.softmax(logits, 1),
-                                                         progress=progress)
-            orientation = ""
+            probs, _, _ = self._channels_on_input_grid(in_plane_view(volume, view or IN_PLANE_VIEWS[0]),
+                                                       lambda logits: torch.softmax(logits, 1), progress=progress)
+            probs, out = _from_view(probs, view or IN_PLANE_VIEWS[0]), self.runner.output_geometry(volume)
+            orientation = f"{describe_view(view)} (as given)" if self.orient else ""
         labels, correction = Volume(probs.argmax(0).astype(np.uint8), out), ""
         if self.shape_model is not None:
             labels, correction = self.shape_model.correct(labels, probs, max_change=self.max_change)
@@ -465,9 +470,10 @@ class Segmenter(_Model):
         elif self.cleanup or self.close_myocardium:
             labels = clean_up(labels, close_myocardium=self.close_myocardium)
         probs = probs.astype(np.float32).transpose(0, *(1 + b for b in back))
-        return Segmentation(labels.permuted(back), probs, _label_names(self.meta), correction, orientation)
+        return Segmentation(labels.permuted(back), probs, _label_names(self.meta), correction, orientation,
+                            view if self.orient else None)
 
-    def _oriented(self, volume: Volume, progress=None) -> tuple[np.ndarray, Geometry, str]:
+    def _oriented(self, volume: Volume, progress=None) -> tuple[np.ndarray, Geometry, str, tuple]:
         """The probabilities of the in-plane view (:data:`IN_PLANE_VIEWS`) the network is surest of
         (:func:`sureness`), on ``volume``'s own output grid: each view segmented as if the image were stored
         so, heart search and all (a network shown a mirrored chest may look for the heart in the wrong place)."""
@@ -479,7 +485,7 @@ class Segmenter(_Model):
             tried.append((sureness(probs), view, probs))
         sure, view, probs = max(tried, key=lambda t: t[0])
         why = f"{describe_view(view)} (sureness {sure:.3f}" + (f"; as stored {tried[0][0]:.3f})" if any(view) else ")")
-        return _from_view(probs, view), self.runner.output_geometry(volume), why
+        return _from_view(probs, view), self.runner.output_geometry(volume), why, view
 
     def heart_center(self, volume: Volume) -> np.ndarray | None:
         """Where the (first) network's heart search ends in ``volume`` (a physical point), or None for a

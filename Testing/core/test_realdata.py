@@ -82,6 +82,20 @@ def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, tmp_path, cap
     assert found, printed
     assert [float(v) for v in found.groups()[:2]] == pytest.approx([rv[e], rv[s]], abs=0.06)
     assert float(found.group(3)) == pytest.approx(100 * (rv[e] - rv[s]) / rv[e], abs=0.06)
+    # the same cine stored mirrored, with --orient: the layout searched for in its first frame and kept for the
+    # others (one line), the same maps and the same measures as the cine stored as the network learnt it
+    from ACNNCore.inference import in_plane_view
+
+    mirrored = (False, True, False)
+    write_frames([in_plane_view(f, mirrored) for f in (es, ed, es)], tmp_path / "mirrored.nii.gz")
+    assert main(["segment", str(tmp_path / "mirrored.nii.gz"), "--out", str(tmp_path / "m_seg.nii.gz"), "--orient",
+                 "--device", "cpu"]) == 0
+    again = capsys.readouterr().out
+    assert again.count("orientation:") == 1 and \
+        "orientation: the network was surest of the cine's frames with its first axis reversed (sureness" in again
+    assert again.split("; ", 1)[1].split("\n")[0] == printed.split("; ", 1)[1].split("\n")[0]  # the measures
+    assert all(np.array_equal(in_plane_view(m, mirrored).array, f.array)
+               for m, f in zip(read_frames(tmp_path / "m_seg.nii.gz"), frames))
 
 
 def test_full_resolution_config_trains_and_finds_the_heart(acdc_root, tmp_path):
