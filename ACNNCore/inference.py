@@ -453,15 +453,15 @@ class Segmenter(_Model):
         """``progress(done, total)``: after each of the :attr:`passes` network passes (ensembles, TTA). A stack
         whose slices lie along another array axis is segmented with them last and the result turned back.
         ``view``: with ``orient``, the in-plane layout to use (another frame's :attr:`Segmentation.view`)
-        instead of searching for it."""
+        instead of searching for it. The clean-up and the shape model's correction work in the layout the
+        network saw (the shape model learnt it too); the result is laid out as the input."""
         volume, back = _slices_last(volume)
-        orientation = ""
+        softmax = lambda logits: torch.softmax(logits, 1)  # noqa: E731
         if self.orient and view is None:
             probs, out, orientation, view = self._oriented(volume, progress)
         else:
-            probs, _, _ = self._channels_on_input_grid(in_plane_view(volume, view or IN_PLANE_VIEWS[0]),
-                                                       lambda logits: torch.softmax(logits, 1), progress=progress)
-            probs, out = _from_view(probs, view or IN_PLANE_VIEWS[0]), self.runner.output_geometry(volume)
+            view = view or IN_PLANE_VIEWS[0]
+            probs, out, _ = self._channels_on_input_grid(in_plane_view(volume, view), softmax, progress=progress)
             orientation = f"{describe_view(view)} (as given)" if self.orient else ""
         labels, correction = Volume(probs.argmax(0).astype(np.uint8), out), ""
         if self.shape_model is not None:
@@ -469,23 +469,25 @@ class Segmenter(_Model):
             log.info("shape model: %s", correction)
         elif self.cleanup or self.close_myocardium:
             labels = clean_up(labels, close_myocardium=self.close_myocardium)
-        probs = probs.astype(np.float32).transpose(0, *(1 + b for b in back))
+        labels = Volume(_from_view(labels.array, view), self.runner.output_geometry(volume))  # the input's layout
+        probs = _from_view(probs, view).astype(np.float32).transpose(0, *(1 + b for b in back))
         return Segmentation(labels.permuted(back), probs, _label_names(self.meta), correction, orientation,
                             view if self.orient else None)
 
     def _oriented(self, volume: Volume, progress=None) -> tuple[np.ndarray, Geometry, str, tuple]:
         """The probabilities of the in-plane view (:data:`IN_PLANE_VIEWS`) the network is surest of
-        (:func:`sureness`), on ``volume``'s own output grid: each view segmented as if the image were stored
-        so, heart search and all (a network shown a mirrored chest may look for the heart in the wrong place)."""
+        (:func:`sureness`), on that view's output grid: each view segmented as if the image were stored so,
+        heart search and all (a network shown a mirrored chest may look for the heart in the wrong place).
+        Returns (probabilities, grid, what was found, the view)."""
         each, tried = len(self.runners) * len(self.views), []
         for k, view in enumerate(IN_PLANE_VIEWS):
             report = None if progress is None else (lambda done, _, k=k: progress(k * each + done, self.passes))
-            probs, _, _ = self._channels_on_input_grid(in_plane_view(volume, view),
-                                                       lambda logits: torch.softmax(logits, 1), progress=report)
-            tried.append((sureness(probs), view, probs))
-        sure, view, probs = max(tried, key=lambda t: t[0])
+            probs, out, _ = self._channels_on_input_grid(in_plane_view(volume, view),
+                                                         lambda logits: torch.softmax(logits, 1), progress=report)
+            tried.append((sureness(probs), view, probs, out))
+        sure, view, probs, out = max(tried, key=lambda t: t[0])
         why = f"{describe_view(view)} (sureness {sure:.3f}" + (f"; as stored {tried[0][0]:.3f})" if any(view) else ")")
-        return _from_view(probs, view), self.runner.output_geometry(volume), why, view
+        return probs, out, why, view
 
     def heart_center(self, volume: Volume) -> np.ndarray | None:
         """Where the (first) network's heart search ends in ``volume`` (a physical point), or None for a

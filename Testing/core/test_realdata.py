@@ -277,6 +277,13 @@ def test_orient_finds_the_layout_the_network_learnt(acdc_root, tmp_path, capsys)
         assert evaluate_case(result.labels, case.labels, (1, 2, 3))["dice_rv"] > 0.9
     mirrored = in_plane_view(case.image, (False, True, False))
     assert evaluate_case(Segmenter("acnn-seg-acdc", "cpu")(mirrored).labels, case.labels, (1, 2, 3))["dice_rv"] < 0.2
+    # with the shape model's correction (patient031 ED: the output needs one), done in the layout the network and
+    # the shape model learnt: the same map as for the image stored so
+    image = read_acdc_patient(acdc_root / "patient031")[0].image
+    usual = Segmenter("acnn-seg-acdc", "cpu", shape_model=True)(image)
+    corrected = Segmenter("acnn-seg-acdc", "cpu", shape_model=True, orient=True)(in_plane_view(image, (True, False, False)))
+    assert usual.correction.startswith("corrected") and corrected.correction == usual.correction
+    assert np.array_equal(in_plane_view(corrected.labels, (True, False, False)).array, usual.labels.array)
     write_volume(mirrored, tmp_path / "mirrored.nii.gz")
     assert main(["segment", str(tmp_path / "mirrored.nii.gz"), "--out", str(tmp_path / "seg.nii.gz"), "--orient",
                  "--device", "cpu"]) == 0
