@@ -94,7 +94,8 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
 
         # a cine's frames share their layout: with the orientation search, it is searched for in the first
         result = segmenter(frames[i], progress=passes if segmenter.passes > 1 else None, view=view)
-        view, found = (result.view, result.orientation) if n == 0 else (view, found)
+        if n == 0:
+            view, found = result.view, result.orientation
         labels[i], corrections[i], orientations[i] = result.labels, result.correction, found
         rv = RV_BLOOD_POOL in result.label_names
     curve = []

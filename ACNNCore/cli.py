@@ -120,7 +120,8 @@ def run_info(args) -> int:
         return 0
     if not path.exists():
         raise InputError(f"no such file, folder or bundled model: {path}")
-    if path.is_dir() and not is_dicom_folder(path):
+    dicom = is_dicom_folder(path)
+    if path.is_dir() and not dicom:
         cases = read_dataset(path)
         groups = sorted({c.meta.get("group", "-") for c in cases})
         print(f"{path}: {len(cases)} cases, groups {', '.join(groups)}")
@@ -128,7 +129,6 @@ def run_info(args) -> int:
             print(f"  {c.name:24s} {c.image.shape} spacing {tuple(round(s, 3) for s in c.image.spacing)}"
                   f"{'  labels ' + str(c.labels.shape) if c.labels is not None else ''}")
         return 0
-    dicom = is_dicom_folder(path)
     labels = args.labels or not dicom and (path.name.lower().endswith(".seg.nrrd") or is_label_file(path))
     frames = [read_labels(path, allowed=(0, 1, 2, 3))] if labels else read_frames(path)  # a cine: its frames
     volume = frames[0]

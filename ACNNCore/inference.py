@@ -105,6 +105,11 @@ def describe_view(view) -> str:
                          ("second axis reversed", second)) if on])
 
 
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    """A segmentation network's logits (N, C, X, Y, Z) -> class probabilities."""
+    return torch.softmax(logits, 1)
+
+
 def sureness(probs: np.ndarray) -> float:
     """How sure a network is of its output: the mean top-class probability over the voxels it labels
     foreground ((C, X, Y, Z) probabilities); 0 where it labels none."""
@@ -188,7 +193,7 @@ class _Runner:
         center = None
         for look in range(1 + LOCATE_WINDOWS):
             x, grid = self.model_input(normalised, center, shape=whole if look == 0 else None)
-            heart = heart_part(self.run(lambda t: torch.softmax(model(t), 1), x)[0].numpy())
+            heart = heart_part(self.run(lambda t: _softmax(model(t)), x)[0].numpy())
             if heart is None:
                 return center
             found = grid.index_to_physical(np.argwhere(heart).mean(0))
@@ -456,12 +461,11 @@ class Segmenter(_Model):
         instead of searching for it. The clean-up and the shape model's correction work in the layout the
         network saw (the shape model learnt it too); the result is laid out as the input."""
         volume, back = _slices_last(volume)
-        softmax = lambda logits: torch.softmax(logits, 1)  # noqa: E731
         if self.orient and view is None:
             probs, out, orientation, view = self._oriented(volume, progress)
         else:
             view = view or IN_PLANE_VIEWS[0]
-            probs, out, _ = self._channels_on_input_grid(in_plane_view(volume, view), softmax, progress=progress)
+            probs, out, _ = self._channels_on_input_grid(in_plane_view(volume, view), _softmax, progress=progress)
             orientation = f"{describe_view(view)} (as given)" if self.orient else ""
         labels, correction = Volume(probs.argmax(0).astype(np.uint8), out), ""
         if self.shape_model is not None:
@@ -482,8 +486,7 @@ class Segmenter(_Model):
         each, tried = len(self.runners) * len(self.views), []
         for k, view in enumerate(IN_PLANE_VIEWS):
             report = None if progress is None else (lambda done, _, k=k: progress(k * each + done, self.passes))
-            probs, out, _ = self._channels_on_input_grid(in_plane_view(volume, view),
-                                                         lambda logits: torch.softmax(logits, 1), progress=report)
+            probs, out, _ = self._channels_on_input_grid(in_plane_view(volume, view), _softmax, progress=report)
             tried.append((sureness(probs), view, probs, out))
         sure, view, probs, out = max(tried, key=lambda t: t[0])
         why = f"{describe_view(view)} (sureness {sure:.3f}" + (f"; as stored {tried[0][0]:.3f})" if any(view) else ")")

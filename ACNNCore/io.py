@@ -122,10 +122,20 @@ def read_frames(path) -> list[Volume]:
 
 # --- DICOM ---------------------------------------------------------------------------
 
+def _is_dicom_file(path: Path) -> bool:
+    """A DICOM file (Part 10: "DICM" after its 128-byte preamble), told by its first bytes alone."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
 def is_dicom_folder(path) -> bool:
-    """A folder holding DICOM image files (of one or more series)."""
+    """A folder holding DICOM files (read by :func:`read_dicom`): a look at the files' first bytes, cheap
+    enough to ask before every read (GDCM's series scan parses every header, as :func:`read_dicom` does once)."""
     path = Path(path)
-    return path.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+    return path.is_dir() and any(p.is_file() and _is_dicom_file(p) for p in path.iterdir())
 
 
 def _tag(reader: sitk.ImageFileReader, key: str, default: str = "") -> str:
@@ -166,6 +176,8 @@ def read_dicom(folder) -> list[Volume]:
     folder = Path(folder)
     images = [_dicom_image(name, uid) for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
               for name in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)]
+    if not images:
+        raise InputError(f"{folder} holds DICOM files but no image series")
     first = images[0]
     size, pixel = first.reader.GetSize()[:2], first.reader.GetSpacing()[:2]
     if not all(np.allclose(i.orientation, first.orientation, atol=1e-3) and i.reader.GetSize()[:2] == size

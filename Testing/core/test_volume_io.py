@@ -272,3 +272,7 @@ def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_di
         w.Execute(image)
     with pytest.raises(InputError, match="other orientations.*2 series"):
         read_volume(mixed)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "IM0").write_bytes(bytes(128) + b"DICM" + b"not a data set")  # DICOM by its magic only
+    with pytest.raises(InputError, match="holds DICOM files but no image series"):
+        read_volume(tmp_path / "broken")
