@@ -122,7 +122,7 @@ def read_frames(path) -> list[Volume]:
 
 # --- DICOM ---------------------------------------------------------------------------
 
-def _is_dicom_file(path: Path) -> bool:
+def is_dicom_file(path: Path) -> bool:
     """A DICOM file (Part 10: "DICM" after its 128-byte preamble), told by its first bytes alone."""
     try:
         with open(path, "rb") as f:
@@ -135,7 +135,7 @@ def is_dicom_folder(path) -> bool:
     """A folder holding DICOM files (read by :func:`read_dicom`): a look at the files' first bytes, cheap
     enough to ask before every read (GDCM's series scan parses every header, as :func:`read_dicom` does once)."""
     path = Path(path)
-    return path.is_dir() and any(p.is_file() and _is_dicom_file(p) for p in path.iterdir())
+    return path.is_dir() and any(p.is_file() and is_dicom_file(p) for p in path.iterdir())
 
 
 def _tag(reader: sitk.ImageFileReader, key: str, default: str = "") -> str:

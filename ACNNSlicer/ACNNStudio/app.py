@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import traceback
+import zipfile
 from pathlib import Path
 
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
@@ -40,6 +41,39 @@ RESULT_COLUMNS = (("Phase", "Phase"), ("LV (ml)", "LV blood pool (ml)"), ("Mass 
                   ("EF (%)", "EF (%)"), ("RV (ml)", "RV blood pool (ml)"), ("RV EF (%)", "RV EF (%)"),
                   ("Plausible", "Plausible"))  # (header, SegmentResult.rows() key); shown where it has values
 
+
+
+def uploaded_items(paths, folder: Path) -> list[Path]:
+    """What a user uploaded, as :meth:`Studio.load` takes it: DICOM files chosen together as one folder (a
+    stack or a cine), a ``.zip`` unpacked into its folders of DICOM files and its image files, anything else
+    as it is."""
+    from ACNNCore.io import SUFFIXES, is_dicom_file, is_dicom_folder
+
+    items, dicom = [], folder / "DICOM"
+    for path in map(Path, paths):
+        if path.suffix.lower() == ".zip":
+            root = folder / path.stem
+            try:
+                with zipfile.ZipFile(path) as z:
+                    z.extractall(root)  # names are kept inside root (zipfile drops "..", "/")
+            except zipfile.BadZipFile:
+                raise InputError(f"{path.name} is not a zip file") from None
+            found = sorted(p for p in root.rglob("*") if not any(
+                part.startswith((".", "__MACOSX")) for part in p.relative_to(root).parts))
+            inner = [p for p in found if p.is_dir() and is_dicom_folder(p)] + (
+                [root] if is_dicom_folder(root) else [])
+            inner += [p for p in found if p.is_file() and p.name.lower().endswith(SUFFIXES)]
+            if not inner:
+                raise InputError(f"{path.name} holds no DICOM files and no images ({', '.join(SUFFIXES)})")
+            items += inner
+        elif is_dicom_file(path):
+            dicom.mkdir(exist_ok=True)
+            path.rename(dicom / path.name)
+            if dicom not in items:
+                items.append(dicom)
+        else:
+            items.append(path)
+    return items
 
 class Studio:
     def __init__(self, server=None, output_dir: Path | None = None):
@@ -190,11 +224,11 @@ class Studio:
         files = upload if isinstance(upload, list) else [upload]
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                paths = write_client_files_to_dir(files, tmp)
-                for p in paths:
-                    self.load(p)
+                items = uploaded_items(write_client_files_to_dir(files, tmp), Path(tmp))
+                for item in items:
+                    self.load(item)
             self.state.error = ""
-            self.state.status = f"Loaded {', '.join(Path(p).name for p in paths)}."
+            self.state.status = f"Loaded {', '.join(p.name for p in items)}."
         except InputError as e:
             self.fail(f"Cannot load: {e}")
         except Exception as e:  # never take the server down
@@ -400,9 +434,9 @@ class Studio:
         with VAppLayout(self.server, fill_height=True) as self.ui:
             with v3.VAppBar(density="compact"):
                 v3.VAppBarTitle("ACNN Studio")
-                v3.VFileInput(v_model=("upload", None), label="Open image or segmentation", density="compact",
-                              hide_details=True, style="max-width: 320px", classes="mx-2", prepend_icon="mdi-folder-open",
-                              accept=".nii,.gz,.nrrd,.mha,.mhd", __properties=["accept"], id="upload")
+                v3.VFileInput(v_model=("upload", None), label="Open image, segmentation or DICOM",
+                              multiple=True, density="compact", hide_details=True, style="max-width: 320px",
+                              classes="mx-2", prepend_icon="mdi-folder-open", id="upload")
                 v3.VTextField(v_model=("save_dir",), label="Save folder", density="compact", hide_details=True,
                               style="max-width: 320px", classes="mx-2")
                 v3.VBtn("Save results", click=self.save_results, id="save", variant="tonal")

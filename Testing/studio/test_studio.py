@@ -236,6 +236,29 @@ def test_load_an_image_from_the_browser(page, tmp_path):
     assert "cine2 (cine, 2 frames)" in page.inner_text("body")
 
 
+def test_load_dicom_files_or_a_zip_of_them_from_the_browser(page, tmp_path, write_dicom):
+    """DICOM has no single file to choose: the files chosen together, or a zip of their folder, load as a cine."""
+    import zipfile
+
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject
+
+    subject = generate_subject(3, 79, PhantomConfig())
+    frames = [subject.phases[p]["lr"] for p in ("ED", "ES")]
+    frames = [f.with_array(np.round(f.array * 1000).astype(np.int16)) for f in frames]
+    folder = write_dicom(frames, tmp_path / "scanner", per_slice_series=True)
+    page.set_input_files("#upload", sorted(str(f) for f in folder.iterdir()))
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded DICOM.')", timeout=30_000)
+    assert "DICOM (cine, 2 frames)" in page.inner_text("body")
+    with zipfile.ZipFile(tmp_path / "study.zip", "w") as z:
+        for f in folder.iterdir():
+            z.write(f, f"sax_cine/{f.name}")
+    page.set_input_files("#upload", str(tmp_path / "study.zip"))
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded sax_cine.')",
+                           timeout=30_000)
+    assert "sax_cine (cine, 2 frames)" in page.inner_text("body")
+    page.screenshot(path=ARTIFACTS / "studio-dicom.png")
+
+
 def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path):
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"this is not a NIfTI file")

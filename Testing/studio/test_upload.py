@@ -1,0 +1,57 @@
+"""What a user uploads to the studio, as the studio loads it: DICOM files chosen together, a zip of a DICOM
+folder, images as they are (real files; the browser's part is in test_studio)."""
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from ACNNCore.errors import InputError
+from ACNNCore.io import read_frames, write_volume
+from ACNNCore.phantom.population import PhantomConfig, generate_subject
+
+uploaded_items = pytest.importorskip("ACNNStudio.app", reason="trame-slicer is not installed").uploaded_items
+
+
+@pytest.fixture(scope="module")
+def cine():
+    subject = generate_subject(0, 5, PhantomConfig())
+    return [subject.phases[p]["lr"].with_array(np.round(subject.phases[p]["lr"].array * 1000).astype(np.int16))
+            for p in ("ED", "ES")]
+
+
+def test_dicom_files_chosen_together_load_as_one_cine(cine, write_dicom, tmp_path):
+    source = write_dicom(cine, tmp_path / "scanner", per_slice_series=True)
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    for f in source.iterdir():  # what the browser sends: the files, no folder
+        (upload / f.name).write_bytes(f.read_bytes())
+    write_volume(cine[0], upload / "other.nii.gz")
+    items = uploaded_items(sorted(upload.iterdir()), upload)
+    assert [p.name for p in items] == ["DICOM", "other.nii.gz"]
+    frames = read_frames(items[0])
+    assert len(frames) == 2 and all(np.array_equal(f.array, c.array) for f, c in zip(frames, cine))
+
+
+def test_a_zip_of_a_dicom_folder_loads_its_folder(cine, write_dicom, tmp_path):
+    source = write_dicom(cine, tmp_path / "scanner")
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    with zipfile.ZipFile(upload / "study.zip", "w") as z:
+        for f in source.iterdir():
+            z.write(f, f"patient7/cine_sax/{f.name}")
+        z.writestr("__MACOSX/patient7/cine_sax/._IM0000", b"resource fork")  # what macOS's zip adds
+        z.writestr("patient7/notes.txt", "not an image")
+    items = uploaded_items([upload / "study.zip"], upload)
+    assert [p.name for p in items] == ["cine_sax"]
+    assert len(read_frames(items[0])) == 2
+
+
+def test_an_upload_with_nothing_to_load_is_refused_by_name(tmp_path):
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as z:
+        z.writestr("readme.txt", "no images")
+    with pytest.raises(InputError, match="empty.zip holds no DICOM files and no images"):
+        uploaded_items([tmp_path / "empty.zip"], tmp_path)
+    (tmp_path / "fake.zip").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="fake.zip is not a zip file"):
+        uploaded_items([tmp_path / "fake.zip"], tmp_path)
