@@ -1,15 +1,16 @@
 """Reading and writing volumes with their geometry (SimpleITK does the work).
 
 Formats: NIfTI (.nii, .nii.gz), NRRD (.nrrd), MetaImage (.mha, .mhd) and
-Slicer's segmentation files (.seg.nrrd, single layer), and a folder of DICOM
-files holding one short-axis stack (one series, or one series per slice
-position as scanners often write cine). A 4-D cine file (time as the fourth
+Slicer's segmentation files (.seg.nrrd, single layer), and a folder (or a
+tree of folders) of DICOM files holding one short-axis stack (one series, or
+one series per slice position as scanners often write cine). A 4-D cine file (time as the fourth
 dimension) or a DICOM cine reads as a list of 3-D frames with
 :func:`read_frames`; a cine is written from one with :func:`write_frames`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +22,7 @@ import SimpleITK as sitk
 from .errors import InputError
 from .volume import Geometry, Volume
 
+log = logging.getLogger(__name__)
 SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
@@ -132,10 +134,13 @@ def is_dicom_file(path: Path) -> bool:
 
 
 def is_dicom_folder(path) -> bool:
-    """A folder holding DICOM files (read by :func:`read_dicom`): a look at the files' first bytes, cheap
-    enough to ask before every read (GDCM's series scan parses every header, as :func:`read_dicom` does once)."""
+    """A folder holding DICOM files, in it or in its subfolders (a study's or a CD's tree: :func:`read_dicom`
+    reads it as one); a look at the files' first bytes, cheap enough to ask before every read (GDCM's series
+    scan parses every header, as :func:`read_dicom` does once). Image files of other formats are not looked
+    into."""
     path = Path(path)
-    return path.is_dir() and any(p.is_file() and is_dicom_file(p) for p in path.iterdir())
+    return path.is_dir() and any(p.is_file() and not p.name.lower().endswith(SUFFIXES) and is_dicom_file(p)
+                                 for p in path.rglob("*"))
 
 
 def _tag(reader: sitk.ImageFileReader, key: str, default: str = "") -> str:
@@ -144,13 +149,14 @@ def _tag(reader: sitk.ImageFileReader, key: str, default: str = "") -> str:
 
 class _DicomImage(NamedTuple):
     series: str
+    description: str  # 0008,103e, and the folder it lies in: how a user knows the series
     position: np.ndarray  # 0020,0032: the first voxel's centre (LPS, mm)
     orientation: np.ndarray  # 0020,0037: row and column directions
     order: tuple  # (trigger time, instance number): its place in time at its position
     reader: sitk.ImageFileReader
 
 
-def _dicom_image(name: str, series: str) -> _DicomImage:
+def _dicom_image(name: str, series: str, folder: Path) -> _DicomImage:
     reader = sitk.ImageFileReader()
     reader.SetFileName(name)
     try:
@@ -165,27 +171,43 @@ def _dicom_image(name: str, series: str) -> _DicomImage:
     if reader.GetSize()[2:3] not in ((), (1,)):
         raise InputError(f"{name} is a multi-frame (enhanced) DICOM file; convert it first (e.g. dcm2niix)")
     time = float(_tag(reader, "0018|1060") or 0.0)
-    return _DicomImage(series, position, orientation, (time, int(float(_tag(reader, "0020|0013") or 0))), reader)
+    description = f"{_tag(reader, '0008|103e') or 'series ' + series} in {folder}"
+    return _DicomImage(series, description, position, orientation, (time, int(float(_tag(reader, "0020|0013") or 0))), reader)
 
 
 def read_dicom(folder) -> list[Volume]:
-    """The frames of the short-axis stack in a DICOM folder: one series, or several series that hold one
-    slice position each (how scanners often write a cine), the same orientation and in-plane grid. Slices are
-    ordered along the stack's normal; a position's images in time (trigger time, then instance number) make
-    the frames. Uneven slice gaps or positions with different numbers of images are refused."""
+    """The frames of the short-axis stack in a DICOM folder (its subfolders too): one series, or several series
+    that hold one slice position each (how scanners often write a cine), the same orientation and in-plane grid.
+    Slices are ordered along the stack's normal; a position's images in time (trigger time, then instance
+    number) make the frames. Images of other orientations or grids beside one stack (long-axis views, a
+    localizer's slice) are left out, saying so; several stacks, uneven slice gaps or positions with different
+    numbers of images are refused."""
     folder = Path(folder)
-    images = [_dicom_image(name, uid) for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-              for name in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)]
+    folders = sorted({p.parent for p in folder.rglob("*") if p.is_file() and is_dicom_file(p)})
+    images = [_dicom_image(name, uid, d.relative_to(folder.parent)) for d in folders
+              for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(d))
+              for name in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(d), uid)]
     if not images:
         raise InputError(f"{folder} holds DICOM files but no image series")
+    groups: list[list[_DicomImage]] = []  # by orientation and in-plane grid: a stack, or one position's images
+    for i in images:
+        group = next((g for g in groups if _same_grid(g[0], i)), None)
+        group.append(i) if group else groups.append([i])
+    stacks = [g for g in groups if len(_positions(g)) > 1] if len(groups) > 1 else groups
+    if len(stacks) > 1:
+        raise InputError(f"{folder} holds {len(stacks)} stacks of different orientations or grids: "
+                         f"{'; '.join(_describe(g) for g in stacks[:4])}{' ...' if len(stacks) > 4 else ''}; put "
+                         f"the files of the short-axis stack in a folder of their own")
+    if not stacks:
+        raise InputError(f"{folder} holds no stack: {len(images)} images of {len(groups)} orientations or grids, "
+                         f"each at one slice position")
+    images = stacks[0]
+    left_out = [g for g in groups if g is not images]
+    if left_out:
+        log.warning("%s: read %s; left out %d images of other orientations or grids (%s)", folder,
+                    _describe(images), sum(map(len, left_out)), "; ".join(_describe(g) for g in left_out[:4]))
     first = images[0]
     size, pixel = first.reader.GetSize()[:2], first.reader.GetSpacing()[:2]
-    if not all(np.allclose(i.orientation, first.orientation, atol=1e-3) and i.reader.GetSize()[:2] == size
-               and np.allclose(i.reader.GetSpacing()[:2], pixel, atol=1e-4) for i in images):
-        series = sorted({i.series for i in images})
-        raise InputError(f"{folder} holds images of other orientations or grids ({len(series)} series: "
-                         f"{', '.join(series[:4])}{' ...' if len(series) > 4 else ''}); put the files of the "
-                         f"short-axis stack in a folder of their own")
     row, col = first.orientation[:3], first.orientation[3:]
     normal = np.cross(row, col)
     in_plane = np.array([[(i.position - first.position) @ row, (i.position - first.position) @ col] for i in images])
@@ -212,6 +234,25 @@ def read_dicom(folder) -> list[Volume]:
         geometry = Geometry(array.shape, spacing, tuple(stack[0][0].position), np.stack([row, col, normal], 1))
         frames.append(Volume(np.ascontiguousarray(array), geometry).check_finite(str(folder)))
     return frames
+
+
+def _same_grid(a: _DicomImage, b: _DicomImage) -> bool:
+    return (np.allclose(a.orientation, b.orientation, atol=1e-3) and a.reader.GetSize()[:2] == b.reader.GetSize()[:2]
+            and np.allclose(a.reader.GetSpacing()[:2], b.reader.GetSpacing()[:2], atol=1e-4))
+
+
+def _positions(images) -> np.ndarray:
+    """The slice positions of images of one orientation, along its normal (mm, rounded to 0.01)."""
+    normal = np.cross(images[0].orientation[:3], images[0].orientation[3:])
+    return np.unique(np.round([i.position @ normal for i in images], 2))
+
+
+def _describe(images) -> str:
+    """Images of one orientation and grid as a user knows them: how many, where, and their series."""
+    names = sorted({i.description for i in images})
+    positions = len(_positions(images))
+    return (f"{positions} slice position{'s' * (positions > 1)}, {len(images)} images ({', '.join(names[:3])}"
+            f"{' ...' if len(names) > 3 else ''})")
 
 
 def to_sitk(volume: Volume) -> sitk.Image:

@@ -45,8 +45,8 @@ RESULT_COLUMNS = (("Phase", "Phase"), ("LV (ml)", "LV blood pool (ml)"), ("Mass 
 
 def uploaded_items(paths, folder: Path) -> list[Path]:
     """What a user uploaded, as :meth:`Studio.load` takes it: DICOM files chosen together as one folder (a
-    stack or a cine), a ``.zip`` unpacked into its folders of DICOM files and its image files, anything else
-    as it is."""
+    stack or a cine), a ``.zip`` unpacked (its DICOM files, in whatever folders, as one stack or cine; its
+    image files each), anything else as it is."""
     from ACNNCore.io import SUFFIXES, is_dicom_file, is_dicom_folder
 
     items, dicom = [], folder / "DICOM"
@@ -58,11 +58,9 @@ def uploaded_items(paths, folder: Path) -> list[Path]:
                     z.extractall(root)  # names are kept inside root (zipfile drops "..", "/")
             except zipfile.BadZipFile:
                 raise InputError(f"{path.name} is not a zip file") from None
-            found = sorted(p for p in root.rglob("*") if not any(
-                part.startswith((".", "__MACOSX")) for part in p.relative_to(root).parts))
-            inner = [p for p in found if p.is_dir() and is_dicom_folder(p)] + (
-                [root] if is_dicom_folder(root) else [])
-            inner += [p for p in found if p.is_file() and p.name.lower().endswith(SUFFIXES)]
+            inner = [root] if is_dicom_folder(root) else []  # its DICOM files, in whatever folders: one stack
+            inner += sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES)
+                            and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(root).parts))
             if not inner:
                 raise InputError(f"{path.name} holds no DICOM files and no images ({', '.join(SUFFIXES)})")
             items += inner

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from ACNNCore.errors import InputError
-from ACNNCore.io import (read_frames, read_labels, read_segmentation, read_volume, write_frames,
+from ACNNCore.io import (is_dicom_folder, read_frames, read_labels, read_segmentation, read_volume, write_frames,
                          write_segmentation, write_volume)
 from ACNNCore.labels import SEGMENTS
 from ACNNCore.volume import Geometry, Volume
@@ -270,9 +270,48 @@ def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_di
         w.KeepOriginalImageUIDOn()
         w.SetFileName(str(mixed / ("L" + p.name + ".dcm")))
         w.Execute(image)
-    with pytest.raises(InputError, match="other orientations.*2 series"):
+    with pytest.raises(InputError, match="2 stacks of different orientations or grids: 5 slice positions, 5 images "
+                       "\\(cine_sax in mixed\\); 5 slice positions"):
         read_volume(mixed)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "IM0").write_bytes(bytes(128) + b"DICM" + b"not a data set")  # DICOM by its magic only
     with pytest.raises(InputError, match="holds DICOM files but no image series"):
         read_volume(tmp_path / "broken")
+
+
+def test_a_study_tree_reads_as_its_one_stack(tmp_path, oblique_volume, write_dicom, caplog):
+    """A cine written one series per slice, each series in a folder of its own (as exports from a scanner or a
+    PACS lay a study out), beside a long-axis cine: the short-axis frames, the long-axis images left out and
+    named. Two stacks, or none, are refused."""
+    volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
+    frames = [volume, volume.with_array(volume.array // 2)]
+    study = tmp_path / "study"
+    written = write_dicom(frames, tmp_path / "flat", per_slice_series=True, times=[0, 40])
+    for p in written.iterdir():  # each series in its folder: study/SE<n>/
+        series = sitk.ReadImage(str(p)).GetMetaData("0020|000e").rsplit(".", 1)[1]
+        (study / "DICOM" / f"SE{series}").mkdir(parents=True, exist_ok=True)
+        p.rename(study / "DICOM" / f"SE{series}" / p.name)
+    (study / "DICOMDIR").write_bytes(b"an index, not an image")
+    long_axis = Volume(volume.array[:, :, :1], Geometry((*volume.shape[:2], 1), volume.spacing, volume.origin,
+                                                        np.eye(3)))
+    write_dicom([long_axis, long_axis], study / "DICOM" / "SE99", times=[0, 40], description="cine_4ch")
+    assert is_dicom_folder(study)
+    with caplog.at_level("WARNING", logger="ACNNCore.io"):
+        back = read_frames(study)
+    assert len(back) == 2 and all(np.array_equal(a.array, b.array) for a, b in zip(frames, back))
+    assert back[0].geometry.same_as(volume.geometry, atol=1e-4)
+    assert "left out 2 images of other orientations or grids (1 slice position, 2 images (cine_4ch in " \
+           "study/DICOM/SE99))" in caplog.text
+    write_dicom([volume], study / "DICOM" / "SE98", description="t1_sax")  # a second stack on another grid
+    for p in (study / "DICOM" / "SE98").iterdir():
+        image = sitk.ReadImage(str(p))
+        image.SetSpacing((2.0, 2.0, 1.0))
+        sitk.WriteImage(image, str(p) + ".dcm")
+        p.unlink()
+    with pytest.raises(InputError, match="2 stacks .*cine_sax in study/DICOM/SE1, .*t1_sax in study/DICOM/SE98"):
+        read_frames(study)
+    two_chamber = Volume(long_axis.array, Geometry(long_axis.shape, volume.spacing, volume.origin,
+                                                   np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]])))
+    write_dicom([two_chamber, two_chamber], study / "DICOM" / "SE99" / "2ch", times=[0, 40], description="cine_2ch")
+    with pytest.raises(InputError, match="SE99 holds no stack: 4 images of 2 orientations or grids, each at one"):
+        read_frames(study / "DICOM" / "SE99")

@@ -33,7 +33,7 @@ def test_dicom_files_chosen_together_load_as_one_cine(cine, write_dicom, tmp_pat
     assert len(frames) == 2 and all(np.array_equal(f.array, c.array) for f, c in zip(frames, cine))
 
 
-def test_a_zip_of_a_dicom_folder_loads_its_folder(cine, write_dicom, tmp_path):
+def test_a_zip_of_a_dicom_folder_loads_its_stack(cine, write_dicom, tmp_path):
     source = write_dicom(cine, tmp_path / "scanner")
     upload = tmp_path / "upload"
     upload.mkdir()
@@ -43,7 +43,7 @@ def test_a_zip_of_a_dicom_folder_loads_its_folder(cine, write_dicom, tmp_path):
         z.writestr("__MACOSX/patient7/cine_sax/._IM0000", b"resource fork")  # what macOS's zip adds
         z.writestr("patient7/notes.txt", "not an image")
     items = uploaded_items([upload / "study.zip"], upload)
-    assert [p.name for p in items] == ["cine_sax"]
+    assert [p.name for p in items] == ["study"]
     assert len(read_frames(items[0])) == 2
 
 
