@@ -486,15 +486,18 @@ class Studio:
                 v3.VCheckbox(v_model=("orient",), density="compact", hide_details=True, id="orient",
                              label="Find the in-plane orientation: the surest of eight turns and mirrorings")
                 self._run_buttons(self.run_segment, "segment")
-                with v3.VTable(density="compact", v_if=("results.length",), id="results"):
+                # seven columns in the panel's width: small type, narrow cells
+                with v3.VTable(density="compact", v_if=("results.length",), id="results", classes="text-caption"):
                     with html.Thead():
                         with html.Tr():
                             for h, key in RESULT_COLUMNS:
-                                html.Th(h, v_if=f"results.some(r => r['{key}'] != null)")  # columns with values
+                                html.Th(h, v_if=f"results.some(r => r['{key}'] != null)",  # columns with values
+                                        classes="px-1")
                     with html.Tbody():
                         with html.Tr(v_for="r in results", key="r.Phase"):
                             for h, key in RESULT_COLUMNS:
-                                html.Td(f"{{{{ r['{key}'] }}}}", v_if=f"results.some(r => r['{key}'] != null)")
+                                html.Td(f"{{{{ r['{key}'] }}}}", v_if=f"results.some(r => r['{key}'] != null)",
+                                        classes="px-1")
                 html.Div("LV blood pool per frame (ml): {{ curve }}", v_if=("curve",), id="curve",
                          classes="text-caption mt-1")
 
