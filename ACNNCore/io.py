@@ -204,8 +204,8 @@ def read_dicom(folder) -> list[Volume]:
     images = stacks[0]
     left_out = [g for g in groups if g is not images]
     if left_out:
-        log.warning("%s: read %s; left out %d images of other orientations or grids (%s)", folder,
-                    _describe(images), sum(map(len, left_out)), "; ".join(_describe(g) for g in left_out[:4]))
+        log.warning("%s: read %s; left out %s of other orientations or grids (%s)", folder, _describe(images),
+                    _count(sum(map(len, left_out)), "image"), "; ".join(_describe(g) for g in left_out[:4]))
     first = images[0]
     size, pixel = first.reader.GetSize()[:2], first.reader.GetSpacing()[:2]
     row, col = first.orientation[:3], first.orientation[3:]
@@ -247,12 +247,15 @@ def _positions(images) -> np.ndarray:
     return np.unique(np.round([i.position @ normal for i in images], 2))
 
 
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'s' * (n != 1)}"
+
+
 def _describe(images) -> str:
     """Images of one orientation and grid as a user knows them: how many, where, and their series."""
     names = sorted({i.description for i in images})
-    positions = len(_positions(images))
-    return (f"{positions} slice position{'s' * (positions > 1)}, {len(images)} images ({', '.join(names[:3])}"
-            f"{' ...' if len(names) > 3 else ''})")
+    return (f"{_count(len(_positions(images)), 'slice position')}, {_count(len(images), 'image')} "
+            f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})")
 
 
 def to_sitk(volume: Volume) -> sitk.Image:

@@ -43,6 +43,24 @@ RESULT_COLUMNS = (("Phase", "Phase"), ("LV (ml)", "LV blood pool (ml)"), ("Mass 
 
 
 
+class _Told(logging.Handler):
+    """The warnings ACNNCore logs meanwhile (DICOM images left out...), to say them in the status line."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        logging.getLogger("ACNNCore").addHandler(self)
+        return self
+
+    def __exit__(self, *_):
+        logging.getLogger("ACNNCore").removeHandler(self)
+
+
 def uploaded_items(paths, folder: Path) -> list[Path]:
     """What a user uploaded, as :meth:`Studio.load` takes it: DICOM files chosen together as one folder (a
     stack or a cine), a ``.zip`` unpacked (its DICOM files, in whatever folders, as one stack or cine; its
@@ -221,12 +239,13 @@ class Studio:
             return
         files = upload if isinstance(upload, list) else [upload]
         try:
-            with tempfile.TemporaryDirectory() as tmp:
+            with tempfile.TemporaryDirectory() as tmp, _Told() as told:
                 items = uploaded_items(write_client_files_to_dir(files, tmp), Path(tmp))
                 for item in items:
                     self.load(item)
             self.state.error = ""
-            self.state.status = f"Loaded {', '.join(p.name for p in items)}."
+            self.state.status = " ".join([f"Loaded {', '.join(p.name for p in items)}."]
+                                         + [m.replace(f"{tmp}/", "") + "." for m in told.messages])
         except InputError as e:
             self.fail(f"Cannot load: {e}")
         except Exception as e:  # never take the server down

@@ -241,6 +241,7 @@ def test_load_dicom_files_or_a_zip_of_them_from_the_browser(page, tmp_path, writ
     import zipfile
 
     from ACNNCore.phantom.population import PhantomConfig, generate_subject
+    from ACNNCore.volume import Geometry, Volume
 
     subject = generate_subject(3, 79, PhantomConfig())
     frames = [subject.phases[p]["lr"] for p in ("ED", "ES")]
@@ -249,13 +250,21 @@ def test_load_dicom_files_or_a_zip_of_them_from_the_browser(page, tmp_path, writ
     page.set_input_files("#upload", sorted(str(f) for f in folder.iterdir()))
     page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded DICOM.')", timeout=30_000)
     assert "DICOM (cine, 2 frames)" in page.inner_text("body")
-    with zipfile.ZipFile(tmp_path / "study.zip", "w") as z:
+    f = frames[0]
+    long_axis = Volume(f.array[:, :, :1], Geometry((*f.shape[:2], 1), f.spacing, f.origin,
+                                                    np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]])))
+    write_dicom([long_axis], tmp_path / "la", description="cine_2ch")
+    with zipfile.ZipFile(tmp_path / "study.zip", "w") as z:  # a study: the short-axis cine and a long-axis view
         for f in folder.iterdir():
             z.write(f, f"sax_cine/{f.name}")
+        for f in (tmp_path / "la").iterdir():
+            z.write(f, f"la_2ch/{f.name}")
     page.set_input_files("#upload", str(tmp_path / "study.zip"))
     page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded study.')",
                            timeout=30_000)
     assert "study (cine, 2 frames)" in page.inner_text("body")
+    assert "left out 1 image of other orientations or grids (1 slice position, 1 image (cine_2ch in " \
+           "study/la_2ch))" in page.inner_text("#status")
     page.screenshot(path=ARTIFACTS / "studio-dicom.png")
 
 
