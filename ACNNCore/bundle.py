@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,19 @@ if TYPE_CHECKING:  # torch, safetensors and the networks load where weights are 
 FORMAT = "acnn-bundle"
 FORMAT_VERSION = 1
 TASKS = ("seg", "sr", "ae", "tl")
-MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+
+
+def _models_dir() -> Path:
+    """The bundled models: ``Resources/Models`` beside ACNNCore (a clone, an editable install, the Slicer
+    extension), else where a wheel (``pip install .``) put them, ``share/acnn-slicer/Models`` under the
+    environment's or the user's data folder."""
+    beside = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+    installed = [Path(sysconfig.get_path("data", scheme)) / "share" / "acnn-slicer" / "Models"
+                 for scheme in (sysconfig.get_default_scheme(), sysconfig.get_preferred_scheme("user"))]
+    return next((d for d in (beside, *installed) if d.is_dir()), beside)
+
+
+MODELS_DIR = _models_dir()
 # a training run's model bundles (``ACNNCore.training`` writes them): its best epoch's, its last epoch's
 BEST_MODEL, FINAL_MODEL = "model", "model-final"
 
