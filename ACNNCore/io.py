@@ -125,7 +125,10 @@ def read_frames(path) -> list[Volume]:
 # --- DICOM ---------------------------------------------------------------------------
 
 def is_dicom_file(path: Path) -> bool:
-    """A DICOM file (Part 10: "DICM" after its 128-byte preamble), told by its first bytes alone."""
+    """A DICOM file (Part 10: "DICM" after its 128-byte preamble), told by its first bytes alone; a CD's index
+    (DICOMDIR) is not taken for one."""
+    if Path(path).name.upper() == "DICOMDIR":
+        return False
     try:
         with open(path, "rb") as f:
             return f.read(132)[128:] == b"DICM"

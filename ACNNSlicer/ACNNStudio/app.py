@@ -82,6 +82,8 @@ def uploaded_items(paths, folder: Path) -> list[Path]:
             if not inner:
                 raise InputError(f"{path.name} holds no DICOM files and no images ({', '.join(SUFFIXES)})")
             items += inner
+        elif path.name.upper() == "DICOMDIR":  # chosen with the files: their index, nothing to load
+            continue
         elif is_dicom_file(path):
             dicom.mkdir(exist_ok=True)
             path.rename(dicom / path.name)

@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 from ACNNCore.errors import InputError
-from ACNNCore.io import (is_dicom_folder, read_frames, read_labels, read_segmentation, read_volume, write_frames,
-                         write_segmentation, write_volume)
+from ACNNCore.io import (is_dicom_file, is_dicom_folder, read_frames, read_labels, read_segmentation, read_volume,
+                         write_frames, write_segmentation, write_volume)
 from ACNNCore.labels import SEGMENTS
 from ACNNCore.volume import Geometry, Volume
 
@@ -291,7 +291,8 @@ def test_a_study_tree_reads_as_its_one_stack(tmp_path, oblique_volume, write_dic
         series = sitk.ReadImage(str(p)).GetMetaData("0020|000e").rsplit(".", 1)[1]
         (study / "DICOM" / f"SE{series}").mkdir(parents=True, exist_ok=True)
         p.rename(study / "DICOM" / f"SE{series}" / p.name)
-    (study / "DICOMDIR").write_bytes(b"an index, not an image")
+    (study / "DICOMDIR").write_bytes(bytes(128) + b"DICM" + b"a CD's index, not an image")
+    assert not is_dicom_file(study / "DICOMDIR") and is_dicom_file(next((study / "DICOM" / "SE1").iterdir()))
     long_axis = Volume(volume.array[:, :, :1], Geometry((*volume.shape[:2], 1), volume.spacing, volume.origin,
                                                         np.eye(3)))
     write_dicom([long_axis, long_axis], study / "DICOM" / "SE99", times=[0, 40], description="cine_4ch")

@@ -27,6 +27,7 @@ def test_dicom_files_chosen_together_load_as_one_cine(cine, write_dicom, tmp_pat
     for f in source.iterdir():  # what the browser sends: the files, no folder
         (upload / f.name).write_bytes(f.read_bytes())
     write_volume(cine[0], upload / "other.nii.gz")
+    (upload / "DICOMDIR").write_bytes(bytes(128) + b"DICM" + b"their index, chosen with them")
     items = uploaded_items(sorted(upload.iterdir()), upload)
     assert [p.name for p in items] == ["DICOM", "other.nii.gz"]
     frames = read_frames(items[0])
