@@ -253,8 +253,9 @@ def _device_arg(p):
 def _add_inference(sub):
     p = sub.add_parser("segment", help="segment an LR stack, a cine or every case of a data folder into label maps")
     p.add_argument("input", type=Path, help="an image (a file, or a folder or a study's tree of folders of DICOM "
-                   "files holding one short-axis stack); a 4-D cine, a file or DICOM (every frame segmented into a 4-D label map, ED and ES found by the LV's "
-                   "volume, the EF printed); or a data folder (phantom, ACDC or image folder)")
+                   "files holding one short-axis stack); a 4-D cine, a file or DICOM (every frame segmented into a "
+                   "4-D label map, ED and ES found by the LV's volume, the EF printed); or a data folder (phantom, "
+                   "ACDC or image folder)")
     p.add_argument("--out", required=True, type=Path,
                    help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd (a cine: a 4-D OUT.nii.gz, .nrrd or .mha); for a "
                    "data folder, a folder of CASE.nii.gz")

@@ -3,9 +3,9 @@
 Formats: NIfTI (.nii, .nii.gz), NRRD (.nrrd), MetaImage (.mha, .mhd) and
 Slicer's segmentation files (.seg.nrrd, single layer), and a folder (or a
 tree of folders) of DICOM files holding one short-axis stack (one series, or
-one series per slice position as scanners often write cine). A 4-D cine file (time as the fourth
-dimension) or a DICOM cine reads as a list of 3-D frames with
-:func:`read_frames`; a cine is written from one with :func:`write_frames`.
+one series per slice position as scanners often write cine). A 4-D cine file
+(time as the fourth dimension) or a DICOM cine reads as a list of 3-D frames
+with :func:`read_frames`; a cine is written from one with :func:`write_frames`.
 """
 
 from __future__ import annotations
@@ -151,7 +151,6 @@ def _tag(reader: sitk.ImageFileReader, key: str, default: str = "") -> str:
 
 
 class _DicomImage(NamedTuple):
-    series: str
     description: str  # 0008,103e, and the folder it lies in: how a user knows the series
     position: np.ndarray  # 0020,0032: the first voxel's centre (LPS, mm)
     orientation: np.ndarray  # 0020,0037: row and column directions
@@ -175,7 +174,8 @@ def _dicom_image(name: str, series: str, folder: Path) -> _DicomImage:
         raise InputError(f"{name} is a multi-frame (enhanced) DICOM file; convert it first (e.g. dcm2niix)")
     time = float(_tag(reader, "0018|1060") or 0.0)
     description = f"{_tag(reader, '0008|103e') or 'series ' + series} in {folder}"
-    return _DicomImage(series, description, position, orientation, (time, int(float(_tag(reader, "0020|0013") or 0))), reader)
+    order = (time, int(float(_tag(reader, "0020|0013") or 0)))
+    return _DicomImage(description, position, orientation, order, reader)
 
 
 def read_dicom(folder) -> list[Volume]:

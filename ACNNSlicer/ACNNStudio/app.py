@@ -42,7 +42,6 @@ RESULT_COLUMNS = (("Phase", "Phase"), ("LV (ml)", "LV blood pool (ml)"), ("Mass 
                   ("Plausible", "Plausible"))  # (header, SegmentResult.rows() key); shown where it has values
 
 
-
 class _Told(logging.Handler):
     """The warnings ACNNCore logs meanwhile (DICOM images left out...), to say them in the status line."""
 
@@ -92,6 +91,7 @@ def uploaded_items(paths, folder: Path) -> list[Path]:
         else:
             items.append(path)
     return items
+
 
 class Studio:
     def __init__(self, server=None, output_dir: Path | None = None):
