@@ -333,7 +333,8 @@ def load_node(path, scene, kind: str = "volume", name: str | None = None):
 
 
 def load_cine(path, scene, name: str | None = None):
-    """A 4-D cine file (time last) as a sequence node of volumes; a 3-D file as one volume node."""
+    """A 4-D cine file (time last) or a DICOM cine (a folder or a study's tree) as a sequence node of volumes; a
+    3-D file or DICOM stack as one volume node."""
     from pathlib import Path
 
     from ACNNCore.io import read_frames

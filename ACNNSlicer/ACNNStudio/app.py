@@ -247,7 +247,7 @@ class Studio:
                     self.load(item)
             self.state.error = ""
             self.state.status = " ".join([f"Loaded {', '.join(p.name for p in items)}."]
-                                         + [m.replace(f"{tmp}/", "") + "." for m in told.messages])
+                                         + [m.replace(str(Path(tmp)) + os.sep, "") + "." for m in told.messages])
         except InputError as e:
             self.fail(f"Cannot load: {e}")
         except Exception as e:  # never take the server down

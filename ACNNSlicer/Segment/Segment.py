@@ -20,7 +20,9 @@ cine sequence gives ED and ES (chosen, or detected from the blood-pool volume cu
 fractions. Each result is checked for anatomical plausibility; the options clean it up, close the myocardial
 ring by rule or correct an implausible result with the learnt shape space. A network knows the layout of its
 training images' rows and columns: for an image stored turned or mirrored (rows reversed by a converter, say),
-"Find the in-plane orientation" shows it the stack in all eight in-plane layouts and keeps the surest output."""
+"Find the in-plane orientation" shows it the stack in all eight in-plane layouts and keeps the surest output.
+"DICOM folder..." reads a folder, or a study's tree of folders, of DICOM files as one stack or cine, also a cine
+written one series per slice position."""
 
 
 class Segment(ScriptedLoadableModule):
@@ -67,6 +69,28 @@ class SegmentWidget(module_widget_base()):
     def setup(self):
         super().setup()
         self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._inputChanged)
+        self.ui.loadDicomButton.connect("clicked(bool)", self._loadDicom)
+
+    def _loadDicom(self):
+        """A folder, or a study's tree of folders, of DICOM files read by ACNNCore as one stack or cine (a
+        cine written one series per slice position comes in whole), shown and chosen as the input."""
+        import qt
+
+        from ACNNCore.errors import InputError
+        from ACNNSlicerLib import mrml
+
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, "DICOM folder of a short-axis stack or cine")
+        if not folder:
+            return
+        try:
+            with slicer.util.WaitCursor():
+                node = mrml.load_cine(folder, slicer.mrmlScene)
+        except InputError as e:
+            slicer.util.errorDisplay(str(e))
+            return
+        shown = mrml.show_frame(node, 0) if node.IsA("vtkMRMLSequenceNode") else node
+        slicer.util.setSliceViewerLayers(background=shown, fit=True)
+        self.ui.inputSelector.setCurrentNode(node)
 
     def _inputChanged(self, node):
         """A new input: offer the bundled model that suits it (phantom stacks: the phantom model; else the real
