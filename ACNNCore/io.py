@@ -137,13 +137,17 @@ def is_dicom_file(path: Path) -> bool:
 
 
 def is_dicom_folder(path) -> bool:
-    """A folder holding DICOM files, in it or in its subfolders (a study's or a CD's tree: :func:`read_dicom`
-    reads it as one); a look at the files' first bytes, cheap enough to ask before every read (GDCM's series
-    scan parses every header, as :func:`read_dicom` does once). Image files of other formats are not looked
-    into."""
+    """A folder holding DICOM files, or a tree of folders (a study's, a CD's) whose only images are DICOM files:
+    :func:`read_dicom` reads either as one. A folder holding images of other formats somewhere below (a data
+    set beside its DICOM originals) is not one. A look at the files' names and first bytes, cheap enough to ask
+    before every read (GDCM's series scan parses every header, as :func:`read_dicom` does once)."""
     path = Path(path)
-    return path.is_dir() and any(p.is_file() and not p.name.lower().endswith(SUFFIXES) and is_dicom_file(p)
-                                 for p in path.rglob("*"))
+    if not path.is_dir():
+        return False
+    if any(p.is_file() and is_dicom_file(p) for p in path.iterdir()):
+        return True
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return not any(p.name.lower().endswith(SUFFIXES) for p in files) and any(map(is_dicom_file, files))
 
 
 def _tag(reader: sitk.ImageFileReader, key: str, default: str = "") -> str:

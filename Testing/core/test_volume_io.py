@@ -297,6 +297,10 @@ def test_a_study_tree_reads_as_its_one_stack(tmp_path, oblique_volume, write_dic
                                                         np.eye(3)))
     write_dicom([long_axis, long_axis], study / "DICOM" / "SE99", times=[0, 40], description="cine_4ch")
     assert is_dicom_folder(study)
+    data = tmp_path / "data"  # a data set keeping its DICOM originals beside: still a data set
+    write_volume(volume, data / "images" / "case1.nii.gz")
+    write_dicom([volume], data / "originals" / "case1")
+    assert not is_dicom_folder(data) and is_dicom_folder(data / "originals")
     with caplog.at_level("WARNING", logger="ACNNCore.io"):
         back = read_frames(study)
     assert len(back) == 2 and all(np.array_equal(a.array, b.array) for a, b in zip(frames, back))
