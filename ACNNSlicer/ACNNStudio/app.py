@@ -196,7 +196,7 @@ class Studio:
                 from ACNNCore.io import format_of
 
                 if dicom:  # one stack, or a cine: a sequence node
-                    nodes.append(mrml.frames_to_node(read_frames(f), self.scene, f.name))
+                    nodes.append(mrml.load_cine(f, self.scene, f.name))
                     continue
                 format_of(f)
                 if f.name.lower().endswith(".seg.nrrd"):
