@@ -3,7 +3,8 @@
 Formats: NIfTI (.nii, .nii.gz), NRRD (.nrrd), MetaImage (.mha, .mhd) and
 Slicer's segmentation files (.seg.nrrd, single layer), and a folder (or a
 tree of folders) of DICOM files holding one short-axis stack (one series, or
-one series per slice position as scanners often write cine). A 4-D cine file
+one series per slice position as scanners often write cine; classic files or
+enhanced multi-frame ones). A 4-D cine file
 (time as the fourth dimension) or a DICOM cine reads as a list of 3-D frames
 with :func:`read_frames`; a cine is written from one with :func:`write_frames`.
 """
@@ -150,56 +151,106 @@ def is_dicom_folder(path) -> bool:
     return not any(p.name.lower().endswith(SUFFIXES) for p in files) and any(map(is_dicom_file, files))
 
 
-def _tag(reader: sitk.ImageFileReader, key: str, default: str = "") -> str:
-    return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else default
-
-
 class _DicomImage(NamedTuple):
+    """One 2-D image of a DICOM folder: a classic file, or one frame of a multi-frame (enhanced) file."""
     description: str  # 0008,103e, and the folder it lies in: how a user knows the series
     position: np.ndarray  # 0020,0032: the first voxel's centre (LPS, mm)
     orientation: np.ndarray  # 0020,0037: row and column directions
-    order: tuple  # (trigger time, instance number): its place in time at its position
-    reader: sitk.ImageFileReader
+    order: tuple  # (trigger time, instance number, frame): its place in time at its position
+    size: tuple  # (columns, rows)
+    spacing: tuple  # (between columns, between rows) mm: along x, then y
+    thickness: float  # 0018,0050 (mm)
+    file: str
+    frame: int  # its frame in the file (0 in a classic file)
+    rescale: tuple  # (slope, intercept) taking what GDCM reads to this frame's values: (1, 0) but where an
+    # enhanced file's frames are scaled differently (GDCM applies the first frame's scaling to all)
 
 
-def _dicom_image(name: str, series: str, folder: Path) -> _DicomImage:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(name)
+def _attribute(ds, keyword: str, frame: int | None = None):
+    """An attribute of a DICOM image (its value, or None): of frame ``frame`` of an enhanced file, found in that
+    frame's functional groups, else in the shared ones (each group a sequence of one item: Plane Position,
+    Pixel Measures, Cardiac Synchronization, a converter's Unassigned Attributes ...), else in the data set."""
+    groups = []
+    if frame is not None:
+        groups = [ds.PerFrameFunctionalGroupsSequence[frame], *ds.get("SharedFunctionalGroupsSequence", [])]
+    for group in groups:
+        for element in group:
+            if element.VR == "SQ" and len(element.value) and keyword in element.value[0]:
+                return element.value[0][keyword].value
+    return ds.get(keyword)
+
+
+def _numbers(value, n: int) -> np.ndarray:
+    """A DICOM multi-value of ``n`` numbers as floats; empty where it is absent or not that."""
     try:
-        reader.ReadImageInformation()
-        position = np.array([float(v) for v in _tag(reader, "0020|0032").split("\\")])
-        orientation = np.array([float(v) for v in _tag(reader, "0020|0037").split("\\")])
-    except (RuntimeError, ValueError):
-        position = orientation = np.zeros(0)
-    if position.shape != (3,) or orientation.shape != (6,):
-        raise InputError(f"{name}: a DICOM image without a readable position and orientation (0020,0032 / "
-                         f"0020,0037)")
-    if reader.GetSize()[2:3] not in ((), (1,)):
-        raise InputError(f"{name} is a multi-frame (enhanced) DICOM file; convert it first (e.g. dcm2niix)")
-    time = float(_tag(reader, "0018|1060") or 0.0)
-    description = f"{_tag(reader, '0008|103e') or 'series ' + series} in {folder}"
-    order = (time, int(float(_tag(reader, "0020|0013") or 0)))
-    return _DicomImage(description, position, orientation, order, reader)
+        numbers = np.array([float(v) for v in value], float) if value is not None else np.zeros(0)
+    except (TypeError, ValueError):
+        return np.zeros(0)
+    return numbers if numbers.shape == (n,) else np.zeros(0)
+
+
+def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
+    """The 2-D images a DICOM file holds, from its header (pydicom): itself, or each frame of an enhanced
+    (multi-frame) file with that frame's position, orientation, pixel spacing and time; none for a file that
+    holds no image (a report, a presentation state) or cannot be parsed. An image without a position or
+    orientation (a secondary capture) comes back with empty ones, to be left out."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # pydicom raises many kinds on a broken file: it holds no image we can read
+        return []
+    if "Rows" not in ds or "Columns" not in ds:
+        return []
+    series = ds.get("SeriesDescription") or f"series {ds.get('SeriesInstanceUID', '?')}"
+    n = int(ds.get("NumberOfFrames") or 1)
+    enhanced = "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) == n
+    if n > 1 and not enhanced:
+        raise InputError(f"{path}: a multi-frame DICOM file without per-frame positions (functional groups); "
+                         f"convert it first (e.g. dcm2niix)")
+    frames = range(n) if enhanced else [None]
+
+    def scaling(frame):
+        return (float(_attribute(ds, "RescaleSlope", frame) or 1.0),
+                float(_attribute(ds, "RescaleIntercept", frame) or 0.0))
+
+    read_as = scaling(0 if enhanced else None)
+    images = []
+    for frame in frames:
+        times = (_attribute(ds, k, frame) for k in ("NominalCardiacTriggerDelayTime", "TriggerTime",
+                                                    "TemporalPositionIndex"))  # the first given (0 is one)
+        time = next((t for t in times if t not in (None, "")), 0.0)
+        spacing = _numbers(_attribute(ds, "PixelSpacing", frame), 2)[::-1]  # (rows apart, columns apart) -> x, y
+        slope, intercept = scaling(frame) if enhanced else read_as
+        images.append(_DicomImage(
+            f"{series} in {where}", _numbers(_attribute(ds, "ImagePositionPatient", frame), 3),
+            _numbers(_attribute(ds, "ImageOrientationPatient", frame), 6),
+            (float(time), int(ds.get("InstanceNumber") or 0), frame or 0), (int(ds.Columns), int(ds.Rows)),
+            tuple(spacing) if spacing.size else (1.0, 1.0),
+            float(_attribute(ds, "SliceThickness", frame) or 1.0), str(path), frame or 0,
+            (slope / read_as[0], intercept - read_as[1] * slope / read_as[0])))
+    return images
 
 
 def read_dicom(folder) -> list[Volume]:
     """The frames of the short-axis stack in a DICOM folder (its subfolders too): one series, or several series
-    that hold one slice position each (how scanners often write a cine), the same orientation and in-plane grid.
+    that hold one slice position each (how scanners often write a cine), the same orientation and in-plane grid;
+    classic files, one image each, or enhanced (multi-frame) files, each frame with its own position and time.
     Slices are ordered along the stack's normal; a position's images in time (trigger time, then instance
-    number) make the frames. Images of other orientations or grids beside one stack (long-axis views, a
-    localizer's slice) are left out, saying so; several stacks, uneven slice gaps or positions with different
-    numbers of images are refused."""
+    number and frame) make the frames. Images of other orientations or grids beside one stack (long-axis views,
+    a localizer's slice) and images without a position (secondary captures) are left out, saying so; several
+    stacks, uneven slice gaps or positions with different numbers of images are refused."""
     folder = Path(folder)
-    folders = sorted({p.parent for p in folder.rglob("*") if p.is_file() and is_dicom_file(p)})
-    images = [_dicom_image(name, uid, d.relative_to(folder.parent)) for d in folders
-              for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(d))
-              for name in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(d), uid)]
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_dicom_file(p))
+    images = [i for p in files for i in _dicom_images(p, p.parent.relative_to(folder.parent))]
     if not images:
-        raise InputError(f"{folder} holds DICOM files but no image series")
+        raise InputError(f"{folder} holds DICOM files but no images")
+    unplaced = [i for i in images if not (i.position.size and i.orientation.size)]
     groups: list[list[_DicomImage]] = []  # by orientation and in-plane grid: a stack, or one position's images
     for i in images:
-        group = next((g for g in groups if _same_grid(g[0], i)), None)
-        group.append(i) if group else groups.append([i])
+        if i.position.size and i.orientation.size:
+            group = next((g for g in groups if _same_grid(g[0], i)), None)
+            group.append(i) if group else groups.append([i])
     stacks = [g for g in groups if len(_positions(g)) > 1] if len(groups) > 1 else groups
     if len(stacks) > 1:
         raise InputError(f"{folder} holds {len(stacks)} stacks of different orientations or grids: "
@@ -207,14 +258,17 @@ def read_dicom(folder) -> list[Volume]:
                          f"the files of the short-axis stack in a folder of their own")
     if not stacks:
         raise InputError(f"{folder} holds no stack: {len(images)} images of {len(groups)} orientations or grids, "
-                         f"each at one slice position")
+                         f"each at one slice position" if groups else
+                         f"{folder} holds no image with a position and orientation (0020,0032 / 0020,0037): "
+                         f"{_describe(unplaced)}")
     images = stacks[0]
-    left_out = [g for g in groups if g is not images]
+    left_out = [_describe(g) for g in groups if g is not images]
     if left_out:
         log.warning("%s: read %s; left out %s of other orientations or grids (%s)", folder, _describe(images),
-                    _count(sum(map(len, left_out)), "image"), "; ".join(_describe(g) for g in left_out[:4]))
+                    _count(sum(len(g) for g in groups if g is not images), "image"), "; ".join(left_out[:4]))
+    if unplaced:
+        log.warning("%s: left out %s", folder, _describe(unplaced))
     first = images[0]
-    size, pixel = first.reader.GetSize()[:2], first.reader.GetSpacing()[:2]
     row, col = first.orientation[:3], first.orientation[3:]
     normal = np.cross(row, col)
     in_plane = np.array([[(i.position - first.position) @ row, (i.position - first.position) @ col] for i in images])
@@ -232,20 +286,28 @@ def read_dicom(folder) -> list[Volume]:
     if len(gaps) > 1 and np.ptp(gaps) > 0.01 * gaps.mean() + 0.01:
         raise InputError(f"{folder}: the slices are unevenly spaced ({', '.join(f'{g:.2f}' for g in gaps)} mm); "
                          f"resample the stack first")
-    thickness = float(_tag(first.reader, "0018|0050") or 1.0)
-    spacing = (*pixel, float(gaps.mean()) if len(gaps) else thickness)
+    spacing = (*first.spacing, float(gaps.mean()) if len(gaps) else first.thickness)
+    pixels = {}  # each file's pixel values (frames, rows, columns), decoded once by GDCM
+
+    def pixels_of(image: _DicomImage) -> np.ndarray:
+        if image.file not in pixels:
+            pixels[image.file] = sitk.GetArrayFromImage(sitk.ReadImage(image.file))
+            pixels[image.file] = pixels[image.file].reshape(-1, *pixels[image.file].shape[-2:])
+        slope, intercept = image.rescale
+        array = pixels[image.file][image.frame]
+        return array if (slope, intercept) == (1.0, 0.0) else (array * slope + intercept).astype(np.float32)
+
     frames = []
     for t in range(counts[0]):
-        slices = [sitk.GetArrayFromImage(s[t].reader.Execute()).reshape(size[::-1]) for s in stack]
-        array = np.stack(slices).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
+        array = np.stack([pixels_of(s[t]) for s in stack]).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
         geometry = Geometry(array.shape, spacing, tuple(stack[0][0].position), np.stack([row, col, normal], 1))
         frames.append(Volume(np.ascontiguousarray(array), geometry).check_finite(str(folder)))
     return frames
 
 
 def _same_grid(a: _DicomImage, b: _DicomImage) -> bool:
-    return (np.allclose(a.orientation, b.orientation, atol=1e-3) and a.reader.GetSize()[:2] == b.reader.GetSize()[:2]
-            and np.allclose(a.reader.GetSpacing()[:2], b.reader.GetSpacing()[:2], atol=1e-4))
+    return (np.allclose(a.orientation, b.orientation, atol=1e-3) and a.size == b.size
+            and np.allclose(a.spacing, b.spacing, atol=1e-4))
 
 
 def _positions(images) -> np.ndarray:
@@ -259,10 +321,12 @@ def _count(n: int, thing: str) -> str:
 
 
 def _describe(images) -> str:
-    """Images of one orientation and grid as a user knows them: how many, where, and their series."""
+    """Images of one orientation and grid (or without a position) as a user knows them: how many, where, and
+    their series."""
     names = sorted({i.description for i in images})
-    return (f"{_count(len(_positions(images)), 'slice position')}, {_count(len(images), 'image')} "
-            f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})")
+    where = (f"{_count(len(_positions(images)), 'slice position')}, " if images[0].position.size else "")
+    what = _count(len(images), "image") + ("" if images[0].position.size else " without a position")
+    return f"{where}{what} ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
 
 
 def to_sitk(volume: Volume) -> sitk.Image:

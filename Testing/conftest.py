@@ -89,6 +89,35 @@ def _write_dicom(frames, folder, per_slice_series=False, times=None, description
     return folder
 
 
+def _to_enhanced(classic, folder):
+    """Each series of a folder of classic MR DICOM files as one enhanced (multi-frame) file, by highdicom's
+    standard conversion (Legacy Converted Enhanced MR: per-frame positions, the trigger time among each frame's
+    converted attributes) -- how newer scanners write a cine: one file a series."""
+    import logging
+
+    import highdicom
+    import pydicom
+
+    logging.getLogger("highdicom").setLevel(logging.ERROR)  # what our classic files lack (window, thickness)
+    series = {}
+    for p in sorted(classic.iterdir()):
+        ds = pydicom.dcmread(p)
+        series.setdefault(ds.SeriesInstanceUID, []).append(ds)
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, (uid, images) in enumerate(series.items(), 1):
+        enhanced = highdicom.legacy.LegacyConvertedEnhancedMRImage(
+            images, series_instance_uid=uid + ".1", series_number=n, sop_instance_uid=f"{uid}.1.{n}",
+            instance_number=1)
+        enhanced.save_as(folder / f"EN{n:03d}")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def to_enhanced():
+    """``to_enhanced(classic, folder)``: each series of a classic DICOM folder as one enhanced file in folder."""
+    return _to_enhanced
+
+
 @pytest.fixture(autouse=True)
 def _locale_kept():
     """GDCM's DICOM writer (tests write DICOM files) sets the C locale for the whole process, after which Python

@@ -22,7 +22,7 @@ ring by rule or correct an implausible result with the learnt shape space. A net
 training images' rows and columns: for an image stored turned or mirrored (rows reversed by a converter, say),
 "Find the in-plane orientation" shows it the stack in all eight in-plane layouts and keeps the surest output.
 "DICOM folder..." reads a folder, or a study's tree of folders, of DICOM files as one stack or cine, also a cine
-written one series per slice position."""
+written one series per slice position, or as enhanced (multi-frame) files."""
 
 
 class Segment(ScriptedLoadableModule):

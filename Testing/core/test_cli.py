@@ -97,10 +97,10 @@ def test_info_describes_files_and_folders(tmp_path):
     assert run.returncode == 0 and "2 cases" in run.stdout
 
 
-def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write_dicom):
+def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write_dicom, to_enhanced):
     """A phantom subject's ED and ES stacks as a DICOM cine (one series per slice, as scanners write it):
     `acnn info` sees two frames, `acnn segment` gives the same 4-D label map and EF as for the same frames in a
-    4-D NIfTI."""
+    4-D NIfTI; so does a study's tree of folders, and the cine as enhanced DICOM (one multi-frame file a slice)."""
     from ACNNCore.io import read_frames, write_frames
     from ACNNCore.phantom.population import PhantomConfig, generate_subject
 
@@ -122,6 +122,9 @@ def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write
     (tmp_path / "study").mkdir()  # a study: a folder of series folders, read as the one stack it holds
     (tmp_path / "dicom").rename(tmp_path / "study" / "cine")
     run = acnn("segment", tmp_path / "study", "--out", tmp_path / "seg-study.nii.gz", "--device", "cpu")
+    assert run.returncode == 0 and f"EF {ef[0]} %" in run.stdout, run.stderr
+    to_enhanced(tmp_path / "study" / "cine", tmp_path / "enhanced")
+    run = acnn("segment", tmp_path / "enhanced", "--out", tmp_path / "seg-enhanced.nii.gz", "--device", "cpu")
     assert run.returncode == 0 and f"EF {ef[0]} %" in run.stdout, run.stderr
 
 

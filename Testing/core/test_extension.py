@@ -60,3 +60,16 @@ def test_logic_imports_no_gui():
         assert "slicer.app" not in text, path
     for path in (ROOT / "ACNNCore").rglob("*.py"):
         assert not re.search(r"^\s*(import|from) (slicer|ACNNSlicerLib|trame)", path.read_text(), re.M), path
+
+
+def test_slicer_installs_the_libraries_the_package_needs():
+    """The packages the Slicer modules install on first use are the package's dependencies (torch comes by the
+    PyTorch extension; numpy and SimpleITK are Slicer's own; matplotlib draws the command line's and benchmarks'
+    figures only): one the library comes to need is not forgotten."""
+    from ACNNSlicerLib.dependencies import PACKAGES
+
+    listed = re.search(r"^dependencies = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(), re.S | re.M).group(1)
+    needed = {re.match(r'\s*"([\w.-]+)', line).group(1).lower() for line in listed.splitlines()
+              if line.strip().startswith('"')}
+    installed = {re.match(r"[\w.-]+", r).group(0).lower() for r in PACKAGES.values()}
+    assert needed - {"torch", "numpy", "simpleitk", "matplotlib"} == installed

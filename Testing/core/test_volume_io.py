@@ -275,8 +275,71 @@ def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_di
         read_volume(mixed)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "IM0").write_bytes(bytes(128) + b"DICM" + b"not a data set")  # DICOM by its magic only
-    with pytest.raises(InputError, match="holds DICOM files but no image series"):
+    with pytest.raises(InputError, match="holds DICOM files but no images$"):
         read_volume(tmp_path / "broken")
+
+
+@pytest.mark.parametrize("per_slice_series", [False, True])
+def test_enhanced_dicom_reads_as_its_classic_files_do(tmp_path, oblique_volume, per_slice_series, write_dicom,
+                                                     to_enhanced, caplog):
+    """A cine as enhanced (multi-frame) DICOM -- the whole cine in one file, or one file per slice position --
+    reads as the same frames on the same grid as the classic files it was converted from; frames stored out of
+    time order, timed by the Cardiac Synchronization group, or scaled differently frame by frame read right; a
+    screenshot without a position beside the stack is left out, saying so."""
+    import copy
+
+    import pydicom
+
+    frames = [oblique_volume.with_array(np.round(oblique_volume.array * 300 + 40 * t).astype(np.int16))
+              for t in range(3)]
+    classic = write_dicom(frames, tmp_path / "classic", per_slice_series, times=[0, 40, 80])
+    enhanced = to_enhanced(classic, tmp_path / "enhanced")
+    assert len(list(enhanced.iterdir())) == (5 if per_slice_series else 1)
+    expected = read_frames(classic)
+    back = read_frames(enhanced)
+    assert len(back) == 3 and all(b.geometry.same_as(oblique_volume.geometry, atol=1e-4) for b in back)
+    assert all(np.array_equal(a.array, b.array) for a, b in zip(expected, back))
+    path = next(enhanced.iterdir())  # frames reversed in the file, timed as a scanner's enhanced MR times them
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
+    items = list(ds.PerFrameFunctionalGroupsSequence)
+    for item in items:
+        timing = pydicom.Dataset()
+        timing.NominalCardiacTriggerDelayTime = item.UnassignedPerFrameConvertedAttributesSequence[0].TriggerTime
+        item.CardiacSynchronizationSequence = [timing]
+        del item.UnassignedPerFrameConvertedAttributesSequence[0].TriggerTime
+    ds.PerFrameFunctionalGroupsSequence = items[::-1]
+    ds.PixelData = np.ascontiguousarray(pixels[::-1]).tobytes()
+    ds.save_as(path)
+    assert all(np.array_equal(a.array, b.array) for a, b in zip(expected, read_frames(enhanced)))
+    scaling = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence  # then scaled frame by frame
+    del ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence
+    for n, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        item.PixelValueTransformationSequence = copy.deepcopy(scaling)
+        item.PixelValueTransformationSequence[0].RescaleSlope = 2 + n
+        item.PixelValueTransformationSequence[0].RescaleIntercept = -n
+    ds.save_as(path)
+    scaled = read_frames(enhanced)
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    for f, item in enumerate(ds.PerFrameFunctionalGroupsSequence):  # file frame f: stored * (2 + f) - f
+        t = int(item.CardiacSynchronizationSequence[0].NominalCardiacTriggerDelayTime) // 40
+        position = (item if "PlanePositionSequence" in item else shared).PlanePositionSequence[0].ImagePositionPatient
+        k = int(np.round(np.linalg.solve(oblique_volume.direction * oblique_volume.spacing,
+                                         np.array(position, float) - oblique_volume.origin)[2]))
+        np.testing.assert_allclose(scaled[t].array[:, :, k], expected[t].array[:, :, k] * (2 + f) - f)
+    others = [k for k in range(5) if not np.array_equal(scaled[0].array[:, :, k], expected[0].array[:, :, k])]
+    assert len(others) == (1 if per_slice_series else 5)  # the files not changed read as before
+    screenshot = pydicom.dcmread(next(classic.iterdir()))  # a secondary capture: no position, no orientation
+    del screenshot.ImagePositionPatient, screenshot.ImageOrientationPatient
+    screenshot.SeriesDescription = "report"
+    screenshot.save_as(enhanced / "SC0001")
+    with caplog.at_level("WARNING", logger="ACNNCore.io"):
+        assert len(read_frames(enhanced)) == 3
+    assert "left out 1 image without a position (report in enhanced)" in caplog.text
+    ds.NumberOfFrames, ds.PerFrameFunctionalGroupsSequence = len(items), pydicom.Sequence()
+    ds.save_as(path)
+    with pytest.raises(InputError, match="a multi-frame DICOM file without per-frame positions"):
+        read_frames(enhanced)
 
 
 def test_a_study_tree_reads_as_its_one_stack(tmp_path, oblique_volume, write_dicom, caplog):
