@@ -335,7 +335,7 @@ def run_segment(args) -> int:
     from .inference import Segmenter, default_model
     from .io import check_writable, is_dicom_folder, read_frames
     from .labels import RV_BLOOD_POOL
-    from .metrics import clinical_measures
+    from .metrics import clinical_measures, plausibility
 
     if args.input.is_dir() and not is_dicom_folder(args.input):
         return _segment_folder(args)
@@ -358,6 +358,7 @@ def run_segment(args) -> int:
     print(f"{args.out}: {grid} {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g"
           + (f", RV blood pool {m['rv_volume_ml']:.1f} ml" if "rv_volume_ml" in m else "")
+          + f"; {_plausible(plausibility(result.labels))}"
           + (f"; shape model: {result.correction}" if result.correction else ""))
     if result.orientation:
         print(f"orientation: the network was surest of the image {result.orientation}")
@@ -404,12 +405,16 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
              f"; RV blood pool {ed.measures['rv_volume_ml']:.1f} / {es.measures['rv_volume_ml']:.1f} ml, RV EF "
              + ("-" if result.rv_ef_pct is None else f"{result.rv_ef_pct:.1f} %"))
           + f"; LV blood pool per frame (ml): {', '.join(f'{v:.1f}' for v in result.volume_curve_ml)}"
-          + "".join(f"; {p.phase} {'plausible' if p.plausibility['plausible'] else 'IMPLAUSIBLE: '}"
-                    + ", ".join(p.plausibility["problems"]) for p in result.phases)
+          + "".join(f"; {p.phase} {_plausible(p.plausibility)}" for p in result.phases)
           + (f"; the shape model corrected {corrected} of ED and ES" if args.correct else ""))
     if args.orient:  # searched for in the first frame, kept for the others
         print(f"orientation: the network was surest of the cine's frames {result.phases[0].orientation}")
     return 0
+
+
+def _plausible(checks: dict) -> str:
+    """metrics.plausibility's verdict in a word, and what failed."""
+    return "plausible" if checks["plausible"] else "IMPLAUSIBLE: " + ", ".join(checks["problems"])
 
 
 def _max_change(args) -> dict:

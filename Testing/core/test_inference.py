@@ -209,6 +209,7 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     labels = read_volume(tmp_path / "seg.nii.gz")
     assert labels.geometry.same_as(hr_geometry(read_volume(lr_path).geometry, 5))
     assert f"HR grid {labels.shape}" in run.stdout  # K = 5
+    assert re.search(r"; (plausible|IMPLAUSIBLE: [a-z_, ]+)\n", run.stdout), run.stdout  # its plausibility
     run = acnn("segment", lr_path, "--out", tmp_path / "seg.seg.nrrd", "--model", tiny_models["seg"])
     assert run.returncode == 0, run.stderr
     seg, names = read_segmentation(tmp_path / "seg.seg.nrrd")
