@@ -39,6 +39,7 @@ class SegmentResult:
     rv_ef_pct: float | None = None  # where the model segments the RV
     volume_curve_ml: list[float] = field(default_factory=list)  # per frame, when ED/ES were detected
     frames: dict = field(default_factory=dict)  # frame index -> labels, every frame segmented
+    label_names: dict = field(default_factory=dict)  # value -> name, the model's
 
     def orientation_note(self) -> str:
         """Where the in-plane orientation was searched for (``orient``; a cine's frames share the one found) and
@@ -83,7 +84,7 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         wanted = [("ED", ed), ("ES", es)]
     else:
         wanted = []
-    labels, corrections, orientations, rv, view, found = {}, {}, {}, False, None, ""
+    labels, corrections, orientations, rv, names, view, found = {}, {}, {}, False, {}, None, ""
     todo = [i for _, i in wanted] if wanted else list(range(len(frames)))
     for n, i in enumerate(todo):
         message = f"segmenting frame {i + 1} of {len(frames)}"
@@ -97,7 +98,7 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         if n == 0:
             view, found = result.view, result.orientation
         labels[i], corrections[i], orientations[i] = result.labels, result.correction, found
-        rv = RV_BLOOD_POOL in result.label_names
+        rv, names = RV_BLOOD_POOL in result.label_names, result.label_names
     curve = []
     if not wanted:
         curve = [clinical_measures(labels[i])["lv_volume_ml"] for i in range(len(frames))]
@@ -110,4 +111,4 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         if len(phases) == 2 and phases[0].measures[key] > 0:
             ef[key] = ejection_fraction(phases[0].measures[key], phases[1].measures[key])
     return SegmentResult(phases, str(model), str(segmenter.runner.device), ef.get("lv_volume_ml"),
-                         ef.get("rv_volume_ml"), curve, labels)
+                         ef.get("rv_volume_ml"), curve, labels, names)

@@ -110,7 +110,7 @@ def _add_info(sub):
 def run_info(args) -> int:
     from .datasets import read_dataset
     from .evaluation import is_label_file
-    from .io import is_dicom_folder, looks_like_labels, read_frames, read_labels
+    from .io import dicom_studies, is_dicom_folder, looks_like_labels, read_dicom, read_frames, read_labels
 
     path = args.path
     if _is_model(path):
@@ -121,6 +121,17 @@ def run_info(args) -> int:
     if not path.exists():
         raise InputError(f"no such file, folder or bundled model: {path}")
     dicom = is_dicom_folder(path)
+    studies = dicom_studies(path) if dicom else {}
+    if len(studies) > 1:  # a folder of DICOM studies: each as acnn segment would read it
+        print(f"{path}: {len(studies)} DICOM studies")
+        for name, study in studies.items():
+            try:
+                frames = read_dicom(*study)
+                print(f"  {name:24s} {len(frames)} frame{'s' * (len(frames) > 1)} of {frames[0].shape} spacing "
+                      f"{tuple(round(s, 3) for s in frames[0].spacing)}")
+            except InputError as e:
+                print(f"  {name:24s} not read: {e}")
+        return 0
     if path.is_dir() and not dicom:
         cases = read_dataset(path)
         groups = sorted({c.meta.get("group", "-") for c in cases})
@@ -333,12 +344,14 @@ def _write_labels(labels, path: Path, names: dict, overwrite: bool) -> Path:
 
 def run_segment(args) -> int:
     from .inference import Segmenter, default_model
-    from .io import check_writable, is_dicom_folder, read_frames
+    from .io import check_writable, dicom_studies, is_dicom_folder, read_frames
     from .labels import RV_BLOOD_POOL
     from .metrics import clinical_measures, plausibility
 
-    if args.input.is_dir() and not is_dicom_folder(args.input):
-        return _segment_folder(args)
+    if args.input.is_dir():  # a data set, or a folder of DICOM studies: each segmented
+        studies = dicom_studies(args.input) if is_dicom_folder(args.input) else None
+        if studies is None or len(studies) > 1:
+            return _segment_folder(args, studies)
     check_writable(args.out, args.overwrite)
     frames = read_frames(args.input)
     if len(frames) > 1 and str(args.out).lower().endswith(".seg.nrrd"):
@@ -438,59 +451,86 @@ def _convention_names(names: dict, convention: str) -> dict:
     return names if convention == "ours" else {OURS_TO_ACDC[v]: n for v, n in names.items()}
 
 
-def _segment_folder(args) -> int:
-    """Every case of a data set (phantom, ACDC, folder) -> OUT/CASE.nii.gz, ready for ``acnn evaluate``, and
-    OUT/measures.csv: each case's volumes, mass and plausibility, the EFs where a subject has ED and ES."""
+def _segment_folder(args, studies: dict | None = None) -> int:
+    """Every case of a data set (phantom, ACDC, folder), or every study of a folder of DICOM studies (``studies``:
+    io.dicom_studies's, each a stack or a cine) -> OUT/NAME.nii.gz (a cine's: 4-D, every frame), ready for
+    ``acnn evaluate``, and OUT/measures.csv: each case's volumes, mass and plausibility (a cine's ED and ES as
+    NAME_ED and NAME_ES), the EFs where a subject has ED and ES. A study that cannot be read is skipped, saying
+    why, and the command ends with status 1."""
     import csv
 
     from tqdm import tqdm
 
+    from .cine import segment_frames
     from .datasets import read_dataset
     from .evaluation import ed_es_pairs
     from .inference import Segmenter, default_model
-    from .labels import RV_BLOOD_POOL
-    from .metrics import clinical_measures, ejection_fraction, plausibility
+    from .io import read_dicom, write_frames
+    from .metrics import ejection_fraction
 
     if args.out.suffix:
         raise InputError(f"the input is a folder: --out must be a folder too, not {args.out}")
-    cases = read_dataset(args.input)
-    targets = [args.out / f"{c.name}.nii.gz" for c in cases]
+    if studies is None:
+        items = {c.name: (lambda c=c: [c.image]) for c in read_dataset(args.input)}
+    else:
+        items = {name: (lambda s=s: read_dicom(*s)) for name, s in studies.items()}
+    targets = {name: args.out / f"{name}.nii.gz" for name in items}
     table = args.out / "measures.csv"
-    existing = [t for t in [*targets, table] if t.exists()]
+    existing = [t for t in [*targets.values(), table] if t.exists()]
     if existing and not args.overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets) + 1} outputs); pass --overwrite")
-    segmenter = Segmenter(args.model or default_model(cases[0].image), args.device, args.clean_up,
-                          args.close_myocardium, args.correct, **_max_change(args), tta=args.tta,
-                          orient=args.orient)
-    rows = {}
-    for case, target in zip(tqdm(cases, desc="segment", unit="case", disable=None), targets):
-        result = segmenter(case.image)
-        _write_labels(_convention(result.labels, args.label_convention), target,
-                      _convention_names(result.label_names, args.label_convention), args.overwrite)
-        m = clinical_measures(result.labels, rv=RV_BLOOD_POOL in result.label_names)
-        checks = plausibility(result.labels)
-        rows[case.name] = {"case": case.name, **{k: round(v, 2) for k, v in m.items()},
-                           "plausible": checks["plausible"], "problems": ";".join(checks["problems"]),
-                           "shape_model": result.correction,
-                           **({"orientation": result.orientation} if args.orient else {})}
+    segmenter, rows, skipped = None, {}, []
+    for name, read in tqdm(items.items(), desc="segment", unit="study" if studies else "case", disable=None):
+        try:
+            frames = read()
+        except InputError as e:
+            if studies is None:
+                raise
+            print(f"acnn: skipped {name}: {e}", file=sys.stderr)
+            skipped.append(name)
+            continue
+        if segmenter is None:
+            segmenter = Segmenter(args.model or default_model(frames[0]), args.device, args.clean_up,
+                                  args.close_myocardium, args.correct, **_max_change(args), tta=args.tta,
+                                  orient=args.orient)
+        result = segment_frames(segmenter, frames)
+        if len(frames) > 1:
+            write_frames([_convention(result.frames[t], args.label_convention) for t in range(len(frames))],
+                         targets[name], overwrite=args.overwrite)
+        else:
+            _write_labels(_convention(result.phases[0].labels, args.label_convention), targets[name],
+                          _convention_names(result.label_names, args.label_convention), args.overwrite)
+        for p in result.phases:
+            case = f"{name}_{p.phase}" if p.phase else name
+            rows[case] = {"case": case, **({"frame": p.frame} if p.phase else {}),
+                          **{k: round(v, 2) for k, v in p.measures.items()},
+                          "plausible": p.plausibility["plausible"], "problems": ";".join(p.plausibility["problems"]),
+                          "shape_model": p.correction, **({"orientation": p.orientation} if args.orient else {})}
     for ed, es in ed_es_pairs(rows):  # a subject's ED and ES: its EFs, on both rows
         for chamber in ("lv", "rv"):
             key = f"{chamber}_volume_ml"
             if key in ed and ed[key] > 0:
                 ed[f"{chamber}_ef_pct"] = es[f"{chamber}_ef_pct"] = round(ejection_fraction(ed[key], es[key]), 1)
-    with open(table, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows.values() for k in r)))
-        writer.writeheader()
-        writer.writerows(rows.values())
+    if rows:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with open(table, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows.values() for k in r)))
+            writer.writeheader()
+            writer.writerows(rows.values())
     corrected = sum(r["shape_model"].startswith("corrected") for r in rows.values())
     implausible = sum(not r["plausible"] for r in rows.values())
-    print(f"segmented {len(cases)} cases into {args.out} ({implausible} implausible"
-          + (f", the shape model corrected {corrected}" if args.correct else "") + f"); measures: {table}")
+    done = f"{len(items) - len(skipped)} of {len(items)} studies" if studies else f"{len(items)} cases"
+    print(f"segmented {done} into {args.out} ({implausible} of {len(rows)} outputs implausible"
+          + (f", the shape model corrected {corrected}" if args.correct else "")
+          + (f"); measures: {table}" if rows else ")"))
     empty = [name for name, r in rows.items() if not r["lv_volume_ml"]]
     if empty:
-        print(f"acnn: no LV found in {len(empty)} of {len(cases)} cases ({', '.join(empty[:5])}"
+        print(f"acnn: no LV found in {len(empty)} of {len(rows)} outputs ({', '.join(empty[:5])}"
               f"{', ...' if len(empty) > 5 else ''})", file=sys.stderr)
-    return 0
+    if skipped:
+        print(f"acnn: {len(skipped)} of {len(items)} studies could not be read: {', '.join(skipped)}",
+              file=sys.stderr)
+    return 1 if skipped else 0
 
 
 def run_superresolve(args) -> int:

@@ -164,6 +164,7 @@ class _DicomImage(NamedTuple):
     frame: int  # its frame in the file (0 in a classic file)
     rescale: tuple  # (slope, intercept) taking what GDCM reads to this frame's values: (1, 0) but where an
     # enhanced file's frames are scaled differently (GDCM applies the first frame's scaling to all)
+    study: str  # 0020,000d: images of two studies (two patients, two visits) never make one stack
 
 
 def _attribute(ds, keyword: str, frame: int | None = None):
@@ -228,23 +229,71 @@ def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
             (float(time), int(ds.get("InstanceNumber") or 0), frame or 0), (int(ds.Columns), int(ds.Rows)),
             tuple(spacing) if spacing.size else (1.0, 1.0),
             float(_attribute(ds, "SliceThickness", frame) or 1.0), str(path), frame or 0,
-            (slope / read_as[0], intercept - read_as[1] * slope / read_as[0])))
+            (slope / read_as[0], intercept - read_as[1] * slope / read_as[0]), str(ds.get("StudyInstanceUID", ""))))
     return images
 
 
-def read_dicom(folder) -> list[Volume]:
+def _images_of(folder: Path) -> list[_DicomImage]:
+    """Every image of the DICOM files in a folder and its subfolders."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_dicom_file(p))
+    images = [i for p in files for i in _dicom_images(p, p.parent.relative_to(folder.parent))]
+    if not images:
+        raise InputError(f"{folder} holds DICOM files but no images")
+    return images
+
+
+class DicomStudy(NamedTuple):
+    folder: Path  # the highest folder holding its files and no other study's (else the folder asked about)
+    uid: str  # 0020,000d
+
+
+def dicom_studies(folder) -> dict[str, DicomStudy]:
+    """The studies whose images a DICOM folder holds, by name: the highest folder below ``folder`` that holds
+    all of a study's files and no other study's ("patient07", "exports_p2" for exports/p2), else the study's
+    patient ID, else its number; one study in the whole folder is named by the folder. Read one with
+    ``read_dicom(*study)``."""
+    folder = Path(folder)
+    images = _images_of(folder)
+    uids = list(dict.fromkeys(i.study for i in images))
+    if len(uids) == 1:
+        return {folder.name: DicomStudy(folder, uids[0])}
+    studies = {}
+    for n, uid in enumerate(uids, 1):
+        common = Path(os.path.commonpath([Path(i.file).parent for i in images if i.study == uid]))
+        others = [Path(i.file) for i in images if i.study != uid]
+        parts = common.relative_to(folder).parts
+        k = next((k for k in range(1, len(parts) + 1)  # the highest folder of its own
+                  if not any(o.is_relative_to(folder.joinpath(*parts[:k])) for o in others)), 0)
+        name = "_".join(parts[:k])
+        if not name:
+            import pydicom
+
+            name = str(pydicom.dcmread(next(i.file for i in images if i.study == uid),
+                                       stop_before_pixels=True).get("PatientID", "")) or f"study{n}"
+        studies[name if name not in studies else f"{name}_{n}"] = DicomStudy(folder.joinpath(*parts[:k]), uid)
+    return studies
+
+
+def read_dicom(folder, study: str | None = None) -> list[Volume]:
     """The frames of the short-axis stack in a DICOM folder (its subfolders too): one series, or several series
     that hold one slice position each (how scanners often write a cine), the same orientation and in-plane grid;
     classic files, one image each, or enhanced (multi-frame) files, each frame with its own position and time.
     Slices are ordered along the stack's normal; a position's images in time (trigger time, then instance
     number and frame) make the frames. Images of other orientations or grids beside one stack (long-axis views,
     a localizer's slice) and images without a position (secondary captures) are left out, saying so; several
-    stacks, uneven slice gaps or positions with different numbers of images are refused."""
+    stacks, uneven slice gaps or positions with different numbers of images are refused, and so is a folder
+    holding several studies, unless ``study`` (a study instance UID, see :func:`dicom_studies`) picks one."""
     folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_dicom_file(p))
-    images = [i for p in files for i in _dicom_images(p, p.parent.relative_to(folder.parent))]
-    if not images:
-        raise InputError(f"{folder} holds DICOM files but no images")
+    images = _images_of(folder)
+    if study is not None:
+        images = [i for i in images if i.study == study]
+        if not images:
+            raise InputError(f"{folder} holds no images of study {study}")
+    elif len({i.study for i in images}) > 1:
+        names = list(dicom_studies(folder))
+        raise InputError(f"{folder} holds {len(names)} studies ({', '.join(names[:4])}{' ...' * (len(names) > 4)}), "
+                         f"not one stack: give one study's folder (acnn segment takes the folder and segments "
+                         f"each)")
     unplaced = [i for i in images if not (i.position.size and i.orientation.size)]
     groups: list[list[_DicomImage]] = []  # by orientation and in-plane grid: a stack, or one position's images
     for i in images:

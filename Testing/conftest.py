@@ -52,17 +52,18 @@ def tiny_models(tiny_data, tmp_path_factory):
     return {"ae": ae, "tl": tl, "seg": seg, "sr": sr}
 
 
-def _write_dicom(frames, folder, per_slice_series=False, times=None, description="cine_sax"):
+def _write_dicom(frames, folder, per_slice_series=False, times=None, description="cine_sax",
+                 study="1.2.826.0.1.3680043.2.1125.77", patient=""):
     """Frames (3-D volumes on one grid) as classic 2-D MR DICOM files, written the way scanners lay out a cine:
     one series, or one series per slice position (``per_slice_series``); files named in no useful order,
-    instance numbers counting slices first, the trigger time (``times``, ms) giving each image's phase."""
+    instance numbers counting slices first, the trigger time (``times``, ms) giving each image's phase; one
+    study (its UID ``study``, of patient ``patient``)."""
     import random
 
     import numpy as np
     import SimpleITK as sitk
 
     g = frames[0].geometry
-    study = "1.2.826.0.1.3680043.2.1125.77"
     names = list(range(len(frames) * g.shape[2]))
     random.Random(0).shuffle(names)
     writer = sitk.ImageFileWriter()
@@ -74,7 +75,7 @@ def _write_dicom(frames, folder, per_slice_series=False, times=None, description
             image.SetSpacing(g.spacing[:2])
             series = f"{study}.{k + 1 if per_slice_series else 1}"
             position = g.index_to_physical(np.array([0, 0, k]))
-            for tag, value in (("0020|000d", study), ("0020|000e", series), ("0008|0060", "MR"),
+            for tag, value in (("0020|000d", study), ("0020|000e", series), ("0008|0060", "MR"), ("0010|0020", patient),
                                ("0008|103e", description),
                                ("0020|0032", "\\".join(f"{v:.6f}" for v in position)),
                                ("0020|0037", "\\".join(f"{v:.8f}" for v in (*g.direction[:, 0], *g.direction[:, 1]))),
@@ -131,6 +132,6 @@ def _locale_kept():
 
 @pytest.fixture(scope="session")
 def write_dicom():
-    """``write_dicom(frames, folder, per_slice_series=False, times=None, description="cine_sax")``: frames as a
-    folder of DICOM files."""
+    """``write_dicom(frames, folder, per_slice_series=False, times=None, description="cine_sax", study=UID,
+    patient="")``: frames as a folder of DICOM files."""
     return _write_dicom

@@ -1,5 +1,6 @@
 """The `acnn` command line as a user runs it: a real subprocess, real files."""
 
+import csv
 import json
 import re
 import subprocess
@@ -126,6 +127,50 @@ def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write
     to_enhanced(tmp_path / "study" / "cine", tmp_path / "enhanced")
     run = acnn("segment", tmp_path / "enhanced", "--out", tmp_path / "seg-enhanced.nii.gz", "--device", "cpu")
     assert run.returncode == 0 and f"EF {ef[0]} %" in run.stdout, run.stderr
+
+
+def test_a_folder_of_dicom_studies_is_segmented_study_by_study(tmp_path, write_dicom):
+    """A folder of exported studies (a cine, a single stack, and one that is not one stack): `acnn info` lists
+    them, and `acnn segment` segments each into OUT/STUDY.nii.gz (the cine's 4-D), measures.csv with the cine's
+    ED and ES (frame, volumes, EF) and the stack's row; the study that cannot be read skipped, named, and the
+    status 1."""
+    from ACNNCore.io import read_frames
+    from ACNNCore.metrics import clinical_measures
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject
+    from ACNNCore.volume import Geometry, Volume
+
+    def stacks(seed):
+        subject = generate_subject(0, seed, PhantomConfig())
+        return [subject.phases[p]["lr"].with_array(np.round(subject.phases[p]["lr"].array * 1000).astype(np.int16))
+                for p in ("ED", "ES")]
+
+    cine, other = stacks(777), stacks(778)
+    write_dicom(cine, tmp_path / "studies" / "p1", per_slice_series=True, times=[0, 320], study="1.2.3.1")
+    write_dicom(other[:1], tmp_path / "studies" / "p2" / "sax", study="1.2.3.2")
+    g = other[0].geometry  # p3: its short-axis stack beside a second stack on another grid
+    write_dicom(other[:1], tmp_path / "studies" / "p3" / "a", study="1.2.3.3")
+    write_dicom([Volume(other[0].array, Geometry(g.shape, (2.0, 2.0, g.spacing[2]), g.origin, g.direction))],
+                tmp_path / "studies" / "p3" / "b", study="1.2.3.3", description="t1")
+    run = acnn("info", tmp_path / "studies")  # what segment will find
+    assert run.returncode == 0 and "3 DICOM studies" in run.stdout, run.stderr
+    assert re.search(r"p1 +2 frames of \(", run.stdout) and re.search(r"p2 +1 frame of \(", run.stdout)
+    assert re.search(r"p3 +not read: .*holds 2 stacks", run.stdout), run.stdout
+    run = acnn("segment", tmp_path / "studies", "--out", tmp_path / "out", "--device", "cpu")
+    assert run.returncode == 1, run.stderr
+    assert "skipped p3: " in run.stderr and "holds 2 stacks" in run.stderr and "Traceback" not in run.stderr
+    assert "segmented 2 of 3 studies" in run.stdout, run.stdout
+    labels = read_frames(tmp_path / "out" / "p1.nii.gz")
+    assert len(labels) == 2 and len(read_frames(tmp_path / "out" / "p2.nii.gz")) == 1
+    assert not (tmp_path / "out" / "p3.nii.gz").exists()
+    with open(tmp_path / "out" / "measures.csv") as f:
+        rows = {r["case"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"p1_ED", "p1_ES", "p2"}
+    assert (rows["p1_ED"]["frame"], rows["p1_ES"]["frame"], rows["p2"]["frame"]) == ("0", "1", "")
+    ed, es = (clinical_measures(labels[t])["lv_volume_ml"] for t in (0, 1))
+    assert float(rows["p1_ED"]["lv_volume_ml"]) == round(ed, 2) and float(rows["p1_ES"]["lv_volume_ml"]) == round(es, 2)
+    assert float(rows["p1_ED"]["lv_ef_pct"]) == round(100 * (ed - es) / ed, 1) > 20
+    run = acnn("segment", tmp_path / "studies", "--out", tmp_path / "out", "--device", "cpu")
+    assert run.returncode == 2 and "exists" in run.stderr and "--overwrite" in run.stderr
 
 
 def test_segment_says_when_it_finds_no_heart(tmp_path):

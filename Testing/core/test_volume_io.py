@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 from ACNNCore.errors import InputError
-from ACNNCore.io import (is_dicom_file, is_dicom_folder, read_frames, read_labels, read_segmentation, read_volume,
-                         write_frames, write_segmentation, write_volume)
+from ACNNCore.io import (dicom_studies, is_dicom_file, is_dicom_folder, read_dicom, read_frames, read_labels,
+                         read_segmentation, read_volume, write_frames, write_segmentation, write_volume)
 from ACNNCore.labels import SEGMENTS
 from ACNNCore.volume import Geometry, Volume
 
@@ -279,6 +279,31 @@ def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_di
         read_volume(tmp_path / "broken")
 
 
+def test_a_folder_of_studies_is_not_read_as_one_stack(tmp_path, oblique_volume, write_dicom):
+    """Two patients' stacks on the same grid, one above the other, made one 10-slice stack before: a folder
+    holding several studies is refused, naming them (by folder, else patient ID), and each reads by its UID."""
+    volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
+    above = Volume(volume.array + 1, Geometry(volume.shape, volume.spacing,
+                                              volume.origin + 5 * 7.5 * volume.direction[:, 2], volume.direction))
+    write_dicom([volume], tmp_path / "studies" / "patientA" / "SE1", study="1.2.3.1", patient="A1")
+    write_dicom([above], tmp_path / "studies" / "patientB", study="1.2.3.2", patient="B2")
+    with pytest.raises(InputError, match="holds 2 studies \\(patientA, patientB\\), not one stack"):
+        read_frames(tmp_path / "studies")
+    root = tmp_path / "studies"
+    studies = dicom_studies(root)
+    assert studies == {"patientA": (root / "patientA", "1.2.3.1"), "patientB": (root / "patientB", "1.2.3.2")}
+    assert dicom_studies(root / "patientA") == {"patientA": (root / "patientA", "1.2.3.1")}
+    for (_, uid), v in zip(studies.values(), (volume, above)):
+        (back,) = read_dicom(root, uid)
+        assert np.array_equal(back.array, v.array) and back.geometry.same_as(v.geometry, atol=1e-4)
+    for f in write_dicom([above], tmp_path / "C", study="1.2.3.3", patient="C3").iterdir():
+        f.rename(root / "patientA" / "SE1" / f"C{f.name}")  # two studies' files in one folder
+    assert dicom_studies(root) == {"A1": (root, "1.2.3.1"), "patientB": (root / "patientB", "1.2.3.2"),
+                                   "C3": (root, "1.2.3.3")}
+    (back,) = read_dicom(*dicom_studies(root)["C3"])
+    assert np.array_equal(back.array, above.array)
+
+
 @pytest.mark.parametrize("per_slice_series", [False, True])
 def test_enhanced_dicom_reads_as_its_classic_files_do(tmp_path, oblique_volume, per_slice_series, write_dicom,
                                                      to_enhanced, caplog):
@@ -370,12 +395,9 @@ def test_a_study_tree_reads_as_its_one_stack(tmp_path, oblique_volume, write_dic
     assert back[0].geometry.same_as(volume.geometry, atol=1e-4)
     assert "left out 2 images of other orientations or grids (1 slice position, 2 images (cine_4ch in " \
            "study/DICOM/SE99))" in caplog.text
-    write_dicom([volume], study / "DICOM" / "SE98", description="t1_sax")  # a second stack on another grid
-    for p in (study / "DICOM" / "SE98").iterdir():
-        image = sitk.ReadImage(str(p))
-        image.SetSpacing((2.0, 2.0, 1.0))
-        sitk.WriteImage(image, str(p) + ".dcm")
-        p.unlink()
+    coarse = Volume(volume.array, Geometry(volume.shape, (2.0, 2.0, volume.spacing[2]), volume.origin,
+                                           volume.direction))
+    write_dicom([coarse], study / "DICOM" / "SE98", description="t1_sax")  # a second stack on another grid
     with pytest.raises(InputError, match="2 stacks .*cine_sax in study/DICOM/SE1, .*t1_sax in study/DICOM/SE98"):
         read_frames(study)
     two_chamber = Volume(long_axis.array, Geometry(long_axis.shape, volume.spacing, volume.origin,
