@@ -342,6 +342,22 @@ def load_cine(path, scene, name: str | None = None):
     return frames_to_node(read_frames(path), scene, name or Path(path).name.split(".")[0])
 
 
+def load_dicom(path, scene) -> list:
+    """Each study of a DICOM folder as a node -- a stack as a volume node, a cine as a sequence node of volumes
+    -- named by the study's folder (``ACNNCore.io.dicom_studies``): one for a study's tree, one per patient or
+    visit for a folder of exports. Every study is read before any node is made, so a study that cannot be
+    read leaves the scene as it was."""
+    from ACNNCore.io import dicom_studies, read_dicom
+
+    read = {}
+    for name, study in dicom_studies(path).items():
+        try:
+            read[name] = read_dicom(*study)
+        except InputError as e:
+            raise InputError(f"study {name}: {e}") from None
+    return [frames_to_node(frames, scene, name) for name, frames in read.items()]
+
+
 def frames_to_node(frames: list, scene, name: str):
     """Frames read by ``ACNNCore.io.read_frames``: several as a sequence node of volumes, one as a volume node."""
     if len(frames) == 1:

@@ -175,9 +175,9 @@ class Studio:
             view.reset_view()
 
     def load(self, path) -> list:
-        """Load an image (.nii.gz, .nrrd, .mha, or a folder of DICOM files of one stack or cine), a segmentation
-        (.seg.nrrd, or a label map named ``*_gt``, ``*_seg``..., an ACDC expert's in ACDC's values), or every one
-        of a folder."""
+        """Load an image (.nii.gz, .nrrd, .mha, or a folder of DICOM files: a stack or cine, or several studies
+        each), a segmentation (.seg.nrrd, or a label map named ``*_gt``, ``*_seg``..., an ACDC expert's in
+        ACDC's values), or every one of a folder."""
         from ACNNCore.evaluation import is_label_file
         from ACNNCore.io import SUFFIXES, is_dicom_folder, looks_like_labels, read_frames
 
@@ -195,8 +195,8 @@ class Studio:
             try:
                 from ACNNCore.io import format_of
 
-                if dicom:  # one stack, or a cine: a sequence node
-                    nodes.append(mrml.load_cine(f, self.scene, f.name))
+                if dicom:  # each study: one stack, or a cine (a sequence node)
+                    nodes += mrml.load_dicom(f, self.scene)
                     continue
                 format_of(f)
                 if f.name.lower().endswith(".seg.nrrd"):

@@ -73,7 +73,8 @@ class SegmentWidget(module_widget_base()):
 
     def _loadDicom(self):
         """A folder, or a study's tree of folders, of DICOM files read by ACNNCore as one stack or cine (a
-        cine written one series per slice position comes in whole), shown and chosen as the input."""
+        cine written one series per slice position comes in whole), shown and chosen as the input; a folder
+        of several studies loads each, the first chosen."""
         import qt
 
         from ACNNCore.errors import InputError
@@ -84,7 +85,7 @@ class SegmentWidget(module_widget_base()):
             return
         try:
             with slicer.util.WaitCursor():
-                node = mrml.load_cine(folder, slicer.mrmlScene)
+                node = mrml.load_dicom(folder, slicer.mrmlScene)[0]
         except InputError as e:
             slicer.util.errorDisplay(str(e))
             return

@@ -327,8 +327,8 @@ def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scen
     folder = acdc_root / "patient001"
     frames = [read_volume(folder / f"patient001_frame{f:02d}.nii.gz") for f in (1, 12)]
     frames = [f.with_array(np.round(f.array * 1000).astype(np.int16)) for f in frames]
-    seq = mrml.load_cine(write_dicom(frames, tmp_path / "dicom", per_slice_series=True, times=[0, 330]), scene)
-    assert seq.IsA("vtkMRMLSequenceNode") and seq.GetNumberOfDataNodes() == 2
+    (seq,) = mrml.load_dicom(write_dicom(frames, tmp_path / "dicom", per_slice_series=True, times=[0, 330]), scene)
+    assert seq.IsA("vtkMRMLSequenceNode") and seq.GetNumberOfDataNodes() == 2 and seq.GetName() == "dicom"
     back = mrml.volume_from_node(seq.GetNthDataNode(1))
     assert back.geometry.same_as(frames[1].geometry, atol=1e-3) and np.array_equal(back.array, frames[1].array)
     shown = mrml.show_frame(seq, 1)  # what the slice views show: a proxy volume, as Slicer's Sequences module
@@ -348,6 +348,30 @@ def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scen
     expected = ejection_fraction(*(float(np.count_nonzero(segmenter(f).labels.array == 1)) for f in frames))
     assert [(p.phase, p.frame) for p in result.phases] == [("ED", 0), ("ES", 1)]
     assert result.ef_pct == pytest.approx(expected, abs=0.05) and result.rv_ef_pct > 20
+
+
+def test_a_folder_of_dicom_studies_loads_a_node_each(scene, tmp_path, write_dicom):
+    """Several patients' exports in one folder (what the desktop module's DICOM button and the studio load): a
+    node per study, named by its folder -- a cine as a sequence, a stack as a volume; a study that cannot be
+    read is named and leaves the scene as it was."""
+    from ACNNCore.volume import Geometry, Volume
+
+    volume = Volume.from_array(np.arange(8 * 9 * 4, dtype=np.int16).reshape(8, 9, 4), (1.5, 1.4, 8.0))
+    write_dicom([volume, volume.with_array(volume.array // 2)], tmp_path / "exports" / "p1", times=[0, 300],
+                study="1.2.3.1")
+    write_dicom([volume], tmp_path / "exports" / "p2" / "sax", study="1.2.3.2")
+    cine, stack = mrml.load_dicom(tmp_path / "exports", scene)
+    assert (cine.GetName(), stack.GetName()) == ("p1", "p2")
+    assert cine.IsA("vtkMRMLSequenceNode") and cine.GetNumberOfDataNodes() == 2
+    assert stack.IsA("vtkMRMLScalarVolumeNode") and np.array_equal(mrml.volume_from_node(stack).array, volume.array)
+    g = volume.geometry  # p3: two stacks on different grids in one study
+    write_dicom([volume], tmp_path / "exports" / "p3" / "a", study="1.2.3.3")
+    write_dicom([Volume(volume.array, Geometry(g.shape, (2.0, 2.0, 8.0), g.origin, g.direction))],
+                tmp_path / "exports" / "p3" / "b", study="1.2.3.3")
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(InputError, match="study p3: .* holds 2 stacks"):
+        mrml.load_dicom(tmp_path / "exports", scene)
+    assert scene.GetNumberOfNodes() == before
 
 
 def test_an_expert_label_map_loads_as_a_segmentation_in_its_convention(scene, acdc_root, subject, tmp_path):

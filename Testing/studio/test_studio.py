@@ -237,7 +237,8 @@ def test_load_an_image_from_the_browser(page, tmp_path):
 
 
 def test_load_dicom_files_or_a_zip_of_them_from_the_browser(page, tmp_path, write_dicom):
-    """DICOM has no single file to choose: the files chosen together, or a zip of their folder, load as a cine."""
+    """DICOM has no single file to choose: the files chosen together, or a zip of their folder, load as a cine;
+    a zip of several patients' exports loads each, offered to Segment."""
     import zipfile
 
     from ACNNCore.phantom.population import PhantomConfig, generate_subject
@@ -266,6 +267,18 @@ def test_load_dicom_files_or_a_zip_of_them_from_the_browser(page, tmp_path, writ
     assert "left out 1 image of other orientations or grids (1 slice position, 1 image (cine_2ch in " \
            "study/la_2ch))" in page.inner_text("#status")
     page.screenshot(path=ARTIFACTS / "studio-dicom.png")
+    write_dicom(frames[:1], tmp_path / "p2", study="1.2.3.2")  # two patients' exports: a node each
+    with zipfile.ZipFile(tmp_path / "exports.zip", "w") as z:
+        for f in folder.iterdir():
+            z.write(f, f"p1/{f.name}")
+        for f in (tmp_path / "p2").iterdir():
+            z.write(f, f"p2/sax/{f.name}")
+    page.set_input_files("#upload", str(tmp_path / "exports.zip"))
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded exports.')",
+                           timeout=30_000)
+    assert "p1 (cine, 2 frames)" in page.inner_text("body")  # the cine chosen for Segment
+    page.get_by_text("Scene").click() if not page.locator("#volumes").is_visible() else None
+    page.wait_for_function("document.querySelector('#volumes').innerText.includes('p2')", timeout=10_000)
 
 
 def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path):
