@@ -255,27 +255,24 @@ def test_load_dicom_files_or_a_zip_of_them_from_the_browser(page, tmp_path, writ
     long_axis = Volume(f.array[:, :, :1], Geometry((*f.shape[:2], 1), f.spacing, f.origin,
                                                     np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]])))
     write_dicom([long_axis], tmp_path / "la", description="cine_2ch")
-    with zipfile.ZipFile(tmp_path / "study.zip", "w") as z:  # a study: the short-axis cine and a long-axis view
-        for f in folder.iterdir():
-            z.write(f, f"sax_cine/{f.name}")
-        for f in (tmp_path / "la").iterdir():
-            z.write(f, f"la_2ch/{f.name}")
-    page.set_input_files("#upload", str(tmp_path / "study.zip"))
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded study.')",
-                           timeout=30_000)
+
+    def upload_zip(name, folders):
+        """The folders' files zipped, each folder under its name in the zip, uploaded and loaded."""
+        with zipfile.ZipFile(tmp_path / f"{name}.zip", "w") as z:
+            for inside, source in folders.items():
+                for f in source.iterdir():
+                    z.write(f, f"{inside}/{f.name}")
+        page.set_input_files("#upload", str(tmp_path / f"{name}.zip"))
+        page.wait_for_function(f"document.querySelector('#status').innerText.includes('Loaded {name}.')",
+                               timeout=30_000)
+
+    upload_zip("study", {"sax_cine": folder, "la_2ch": tmp_path / "la"})  # the short-axis cine, a long-axis view
     assert "study (cine, 2 frames)" in page.inner_text("body")
     assert "left out 1 image of other orientations or grids (1 slice position, 1 image (cine_2ch in " \
            "study/la_2ch))" in page.inner_text("#status")
     page.screenshot(path=ARTIFACTS / "studio-dicom.png")
     write_dicom(frames[:1], tmp_path / "p2", study="1.2.3.2")  # two patients' exports: a node each
-    with zipfile.ZipFile(tmp_path / "exports.zip", "w") as z:
-        for f in folder.iterdir():
-            z.write(f, f"p1/{f.name}")
-        for f in (tmp_path / "p2").iterdir():
-            z.write(f, f"p2/sax/{f.name}")
-    page.set_input_files("#upload", str(tmp_path / "exports.zip"))
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded exports.')",
-                           timeout=30_000)
+    upload_zip("exports", {"p1": folder, "p2/sax": tmp_path / "p2"})
     assert "p1 (cine, 2 frames)" in page.inner_text("body")  # the cine chosen for Segment
     page.get_by_text("Scene").click() if not page.locator("#volumes").is_visible() else None
     page.wait_for_function("document.querySelector('#volumes').innerText.includes('p2')", timeout=10_000)
