@@ -90,10 +90,11 @@ def _write_dicom(frames, folder, per_slice_series=False, times=None, description
     return folder
 
 
-def _to_enhanced(classic, folder):
+def _to_enhanced(classic, folder, transfer_syntax="1.2.840.10008.1.2.1"):
     """Each series of a folder of classic MR DICOM files as one enhanced (multi-frame) file, by highdicom's
     standard conversion (Legacy Converted Enhanced MR: per-frame positions, the trigger time among each frame's
-    converted attributes) -- how newer scanners write a cine: one file a series."""
+    converted attributes) -- how newer scanners write a cine: one file a series; its pixels uncompressed
+    (explicit VR little endian) or as ``transfer_syntax`` says."""
     import logging
 
     import highdicom
@@ -108,14 +109,15 @@ def _to_enhanced(classic, folder):
     for n, (uid, images) in enumerate(series.items(), 1):
         enhanced = highdicom.legacy.LegacyConvertedEnhancedMRImage(
             images, series_instance_uid=uid + ".1", series_number=n, sop_instance_uid=f"{uid}.1.{n}",
-            instance_number=1)
+            instance_number=1, transfer_syntax_uid=transfer_syntax)
         enhanced.save_as(folder / f"EN{n:03d}")
     return folder
 
 
 @pytest.fixture(scope="session")
 def to_enhanced():
-    """``to_enhanced(classic, folder)``: each series of a classic DICOM folder as one enhanced file in folder."""
+    """``to_enhanced(classic, folder, transfer_syntax=EXPLICIT_VR_LE)``: each series of a classic DICOM folder as
+    one enhanced file in folder."""
     return _to_enhanced
 
 

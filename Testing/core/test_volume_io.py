@@ -308,9 +308,10 @@ def test_a_folder_of_studies_is_not_read_as_one_stack(tmp_path, oblique_volume, 
 def test_enhanced_dicom_reads_as_its_classic_files_do(tmp_path, oblique_volume, per_slice_series, write_dicom,
                                                      to_enhanced, caplog):
     """A cine as enhanced (multi-frame) DICOM -- the whole cine in one file, or one file per slice position --
-    reads as the same frames on the same grid as the classic files it was converted from; frames stored out of
-    time order, timed by the Cardiac Synchronization group, or scaled differently frame by frame read right; a
-    screenshot without a position beside the stack is left out, saying so."""
+    reads as the same frames on the same grid as the classic files it was converted from (uncompressed, or RLE
+    compressed: GDCM decodes); frames stored out of time order, timed by the Cardiac Synchronization group, or
+    scaled differently frame by frame read right; a screenshot without a position beside the stack is left
+    out, saying so."""
     import copy
 
     import pydicom
@@ -324,6 +325,8 @@ def test_enhanced_dicom_reads_as_its_classic_files_do(tmp_path, oblique_volume, 
     back = read_frames(enhanced)
     assert len(back) == 3 and all(b.geometry.same_as(oblique_volume.geometry, atol=1e-4) for b in back)
     assert all(np.array_equal(a.array, b.array) for a, b in zip(expected, back))
+    compressed = to_enhanced(classic, tmp_path / "rle", transfer_syntax="1.2.840.10008.1.2.5")  # RLE lossless
+    assert all(np.array_equal(a.array, b.array) for a, b in zip(expected, read_frames(compressed)))
     path = next(enhanced.iterdir())  # frames reversed in the file, timed as a scanner's enhanced MR times them
     ds = pydicom.dcmread(path)
     pixels = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
