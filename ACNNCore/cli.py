@@ -469,7 +469,8 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     from .metrics import ejection_fraction
 
     if args.out.suffix:
-        raise InputError(f"the input is a folder: --out must be a folder too, not {args.out}")
+        what = f"a folder of {len(studies)} DICOM studies" if studies else "a folder"
+        raise InputError(f"the input is {what}: --out must be a folder too, not {args.out}")
     if studies is None:
         items = {c.name: (lambda c=c: [c.image]) for c in read_dataset(args.input)}
     else:

@@ -155,6 +155,8 @@ def test_a_folder_of_dicom_studies_is_segmented_study_by_study(tmp_path, write_d
     assert run.returncode == 0 and "3 DICOM studies" in run.stdout, run.stderr
     assert re.search(r"p1 +2 frames of \(", run.stdout) and re.search(r"p2 +1 frame of \(", run.stdout)
     assert re.search(r"p3 +not read: .*holds 2 stacks", run.stdout), run.stdout
+    run = acnn("segment", tmp_path / "studies", "--out", tmp_path / "out.nii.gz")
+    assert run.returncode == 2 and "is a folder of 3 DICOM studies: --out must be a folder too" in run.stderr
     run = acnn("segment", tmp_path / "studies", "--out", tmp_path / "out", "--device", "cpu")
     assert run.returncode == 1, run.stderr
     assert "skipped p3: " in run.stderr and "holds 2 stacks" in run.stderr and "Traceback" not in run.stderr
