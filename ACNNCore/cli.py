@@ -457,16 +457,12 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     ``acnn evaluate``, and OUT/measures.csv: each case's volumes, mass and plausibility (a cine's ED and ES as
     NAME_ED and NAME_ES), the EFs where a subject has ED and ES. A study that cannot be read is skipped, saying
     why, and the command ends with status 1."""
-    import csv
-
     from tqdm import tqdm
 
     from .cine import segment_frames
     from .datasets import read_dataset
-    from .evaluation import ed_es_pairs
     from .inference import Segmenter, default_model
     from .io import read_dicom, write_frames
-    from .metrics import ejection_fraction
 
     if args.out.suffix:
         what = f"a folder of {len(studies)} DICOM studies" if studies else "a folder"
@@ -507,17 +503,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
                           **{k: round(v, 2) for k, v in p.measures.items()},
                           "plausible": p.plausibility["plausible"], "problems": ";".join(p.plausibility["problems"]),
                           "shape_model": p.correction, **({"orientation": p.orientation} if args.orient else {})}
-    for ed, es in ed_es_pairs(rows):  # a subject's ED and ES: its EFs, on both rows
-        for chamber in ("lv", "rv"):
-            key = f"{chamber}_volume_ml"
-            if key in ed and ed[key] > 0:
-                ed[f"{chamber}_ef_pct"] = es[f"{chamber}_ef_pct"] = round(ejection_fraction(ed[key], es[key]), 1)
-    if rows:
-        args.out.mkdir(parents=True, exist_ok=True)
-        with open(table, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows.values() for k in r)))
-            writer.writeheader()
-            writer.writerows(rows.values())
+        _write_measures(rows, table)  # after each: a long batch stopped keeps what it measured
     corrected = sum(r["shape_model"].startswith("corrected") for r in rows.values())
     implausible = sum(not r["plausible"] for r in rows.values())
     done = f"{len(items) - len(skipped)} of {len(items)} studies" if studies else f"{len(items)} cases"
@@ -532,6 +518,25 @@ def _segment_folder(args, studies: dict | None = None) -> int:
         print(f"acnn: {len(skipped)} of {len(items)} studies could not be read: {', '.join(skipped)}",
               file=sys.stderr)
     return 1 if skipped else 0
+
+
+def _write_measures(rows: dict, table: Path) -> None:
+    """measures.csv: the rows, with each subject's EFs on its ED and ES rows."""
+    import csv
+
+    from .evaluation import ed_es_pairs
+    from .metrics import ejection_fraction
+
+    for ed, es in ed_es_pairs(rows):
+        for chamber in ("lv", "rv"):
+            key = f"{chamber}_volume_ml"
+            if key in ed and ed[key] > 0:
+                ed[f"{chamber}_ef_pct"] = es[f"{chamber}_ef_pct"] = round(ejection_fraction(ed[key], es[key]), 1)
+    table.parent.mkdir(parents=True, exist_ok=True)
+    with open(table, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows.values() for k in r)))
+        writer.writeheader()
+        writer.writerows(rows.values())
 
 
 def run_superresolve(args) -> int:

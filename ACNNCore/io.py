@@ -340,7 +340,10 @@ def read_dicom(folder, study: str | None = None) -> list[Volume]:
 
     def pixels_of(image: _DicomImage) -> np.ndarray:
         if image.file not in pixels:
-            pixels[image.file] = sitk.GetArrayFromImage(sitk.ReadImage(image.file))
+            try:
+                pixels[image.file] = sitk.GetArrayFromImage(sitk.ReadImage(image.file))
+            except RuntimeError:  # truncated, or a compression GDCM lacks
+                raise InputError(f"{image.file}: its pixel data cannot be read (a truncated file?)") from None
             pixels[image.file] = pixels[image.file].reshape(-1, *pixels[image.file].shape[-2:])
         slope, intercept = image.rescale
         array = pixels[image.file][image.frame]

@@ -130,10 +130,10 @@ def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write
 
 
 def test_a_folder_of_dicom_studies_is_segmented_study_by_study(tmp_path, write_dicom):
-    """A folder of exported studies (a cine, a single stack, and one that is not one stack): `acnn info` lists
-    them, and `acnn segment` segments each into OUT/STUDY.nii.gz (the cine's 4-D), measures.csv with the cine's
-    ED and ES (frame, volumes, EF) and the stack's row; the study that cannot be read skipped, named, and the
-    status 1."""
+    """A folder of exported studies (a cine, a single stack, one that is not one stack, one with a file cut
+    short): `acnn info` lists them, and `acnn segment` segments each into OUT/STUDY.nii.gz (the cine's 4-D),
+    measures.csv with the cine's ED and ES (frame, volumes, EF) and the stack's row; the studies that cannot be
+    read skipped, named, and the status 1."""
     from ACNNCore.io import read_frames
     from ACNNCore.metrics import clinical_measures
     from ACNNCore.phantom.population import PhantomConfig, generate_subject
@@ -151,19 +151,24 @@ def test_a_folder_of_dicom_studies_is_segmented_study_by_study(tmp_path, write_d
     write_dicom(other[:1], tmp_path / "studies" / "p3" / "a", study="1.2.3.3")
     write_dicom([Volume(other[0].array, Geometry(g.shape, (2.0, 2.0, g.spacing[2]), g.origin, g.direction))],
                 tmp_path / "studies" / "p3" / "b", study="1.2.3.3", description="t1")
+    write_dicom(other[1:], tmp_path / "studies" / "p4", study="1.2.3.4")  # p4: a file cut short in copying
+    cut = next((tmp_path / "studies" / "p4").iterdir())
+    cut.write_bytes(cut.read_bytes()[:-100])
     run = acnn("info", tmp_path / "studies")  # what segment will find
-    assert run.returncode == 0 and "3 DICOM studies" in run.stdout, run.stderr
+    assert run.returncode == 0 and "4 DICOM studies" in run.stdout, run.stderr
     assert re.search(r"p1 +2 frames of \(", run.stdout) and re.search(r"p2 +1 frame of \(", run.stdout)
     assert re.search(r"p3 +not read: .*holds 2 stacks", run.stdout), run.stdout
+    assert re.search(rf"p4 +not read: {cut}: its pixel data cannot be read", run.stdout), run.stdout
     run = acnn("segment", tmp_path / "studies", "--out", tmp_path / "out.nii.gz")
-    assert run.returncode == 2 and "is a folder of 3 DICOM studies: --out must be a folder too" in run.stderr
+    assert run.returncode == 2 and "is a folder of 4 DICOM studies: --out must be a folder too" in run.stderr
     run = acnn("segment", tmp_path / "studies", "--out", tmp_path / "out", "--device", "cpu")
     assert run.returncode == 1, run.stderr
     assert "skipped p3: " in run.stderr and "holds 2 stacks" in run.stderr and "Traceback" not in run.stderr
-    assert "segmented 2 of 3 studies" in run.stdout, run.stdout
+    assert "skipped p4: " in run.stderr and "2 of 4 studies could not be read: p3, p4" in run.stderr
+    assert "segmented 2 of 4 studies" in run.stdout, run.stdout
     labels = read_frames(tmp_path / "out" / "p1.nii.gz")
     assert len(labels) == 2 and len(read_frames(tmp_path / "out" / "p2.nii.gz")) == 1
-    assert not (tmp_path / "out" / "p3.nii.gz").exists()
+    assert not (tmp_path / "out" / "p3.nii.gz").exists() and not (tmp_path / "out" / "p4.nii.gz").exists()
     with open(tmp_path / "out" / "measures.csv") as f:
         rows = {r["case"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"p1_ED", "p1_ES", "p2"}
