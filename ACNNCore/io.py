@@ -165,6 +165,7 @@ class _DicomImage(NamedTuple):
     rescale: tuple  # (slope, intercept) taking what GDCM reads to this frame's values: (1, 0) but where an
     # enhanced file's frames are scaled differently (GDCM applies the first frame's scaling to all)
     study: str  # 0020,000d: images of two studies (two patients, two visits) never make one stack
+    series: str  # 0020,000e
 
 
 def _attribute(ds, keyword: str, frame: int | None = None):
@@ -229,7 +230,8 @@ def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
             (float(time), int(ds.get("InstanceNumber") or 0), frame or 0), (int(ds.Columns), int(ds.Rows)),
             tuple(spacing) if spacing.size else (1.0, 1.0),
             float(_attribute(ds, "SliceThickness", frame) or 1.0), str(path), frame or 0,
-            (slope / read_as[0], intercept - read_as[1] * slope / read_as[0]), str(ds.get("StudyInstanceUID", ""))))
+            (slope / read_as[0], intercept - read_as[1] * slope / read_as[0]), str(ds.get("StudyInstanceUID", "")),
+            str(ds.get("SeriesInstanceUID", ""))))
     return images
 
 
@@ -280,9 +282,11 @@ def read_dicom(folder, study: str | None = None) -> list[Volume]:
     classic files, one image each, or enhanced (multi-frame) files, each frame with its own position and time.
     Slices are ordered along the stack's normal; a position's images in time (trigger time, then instance
     number and frame) make the frames. Images of other orientations or grids beside one stack (long-axis views,
-    a localizer's slice) and images without a position (secondary captures) are left out, saying so; several
-    stacks, uneven slice gaps or positions with different numbers of images are refused, and so is a folder
-    holding several studies, unless ``study`` (a study instance UID, see :func:`dicom_studies`) picks one."""
+    a localizer's slice), single-frame stacks beside one cine (late enhancement, T1 maps) and images without a
+    position (secondary captures) are left out, saying so; several stacks otherwise (two cines, two
+    single-frame stacks), uneven slice gaps or positions with different numbers of images are refused, and so
+    is a folder holding several studies, unless ``study`` (a study instance UID, see :func:`dicom_studies`)
+    picks one."""
     folder = Path(folder)
     images = _images_of(folder)
     if study is not None:
@@ -295,26 +299,29 @@ def read_dicom(folder, study: str | None = None) -> list[Volume]:
                          f"not one stack: give one study's folder (acnn segment takes the folder and segments "
                          f"each)")
     unplaced = [i for i in images if not (i.position.size and i.orientation.size)]
-    groups: list[list[_DicomImage]] = []  # by orientation and in-plane grid: a stack, or one position's images
+    grids: list[list[_DicomImage]] = []  # by orientation and in-plane grid
     for i in images:
         if i.position.size and i.orientation.size:
-            group = next((g for g in groups if _same_grid(g[0], i)), None)
-            group.append(i) if group else groups.append([i])
+            grid = next((g for g in grids if _same_grid(g[0], i)), None)
+            grid.append(i) if grid else grids.append([i])
+    groups = [g for grid in grids for g in _by_series(grid)]  # a stack each, or one position's images
     stacks = [g for g in groups if len(_positions(g)) > 1] if len(groups) > 1 else groups
-    if len(stacks) > 1:
-        raise InputError(f"{folder} holds {len(stacks)} stacks of different orientations or grids: "
+    cines = [g for g in stacks if len(g) > len(_positions(g))]  # several images a position
+    if len(stacks) > 1 and len(cines) != 1:
+        raise InputError(f"{folder} holds {len(stacks)} stacks (of different orientations, grids or series): "
                          f"{'; '.join(_describe(g) for g in stacks[:4])}{' ...' if len(stacks) > 4 else ''}; put "
                          f"the files of the short-axis stack in a folder of their own")
     if not stacks:
-        raise InputError(f"{folder} holds no stack: {len(images)} images of {len(groups)} orientations or grids, "
+        raise InputError(f"{folder} holds no stack: {len(images)} images of {len(grids)} orientations or grids, "
                          f"each at one slice position" if groups else
                          f"{folder} holds no image with a position and orientation (0020,0032 / 0020,0037): "
                          f"{_describe(unplaced)}")
-    images = stacks[0]
+    images = cines[0] if len(stacks) > 1 else stacks[0]  # beside single-frame stacks (LGE, T1 maps): the cine
     left_out = [_describe(g) for g in groups if g is not images]
     if left_out:
-        log.warning("%s: read %s; left out %s of other orientations or grids (%s)", folder, _describe(images),
-                    _count(sum(len(g) for g in groups if g is not images), "image"), "; ".join(left_out[:4]))
+        log.warning("%s: read %s; left out %s of other orientations, grids or series (%s)", folder,
+                    _describe(images), _count(sum(len(g) for g in groups if g is not images), "image"),
+                    "; ".join(left_out[:4]))
     if unplaced:
         log.warning("%s: left out %s", folder, _describe(unplaced))
     first = images[0]
@@ -355,6 +362,22 @@ def read_dicom(folder, study: str | None = None) -> list[Volume]:
         geometry = Geometry(array.shape, spacing, tuple(stack[0][0].position), np.stack([row, col, normal], 1))
         frames.append(Volume(np.ascontiguousarray(array), geometry).check_finite(str(folder)))
     return frames
+
+
+def _by_series(images: list[_DicomImage]) -> list[list[_DicomImage]]:
+    """Images of one orientation and grid split into what may be one stack: a series holding several slice
+    positions on its own (a cine and a late-enhancement stack planned on the same slices stay apart); series
+    holding one position each (a cine written one series per slice) together, where they hold as many images."""
+    series: dict[str, list] = {}
+    for i in images:
+        series.setdefault(i.series, []).append(i)
+    stacks, per_slice = [], {}
+    for s in series.values():
+        if len(_positions(s)) > 1:
+            stacks.append(s)
+        else:
+            per_slice.setdefault(len(s), []).extend(s)
+    return stacks + list(per_slice.values())
 
 
 def _same_grid(a: _DicomImage, b: _DicomImage) -> bool:

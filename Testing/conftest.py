@@ -53,11 +53,11 @@ def tiny_models(tiny_data, tmp_path_factory):
 
 
 def _write_dicom(frames, folder, per_slice_series=False, times=None, description="cine_sax",
-                 study="1.2.826.0.1.3680043.2.1125.77", patient=""):
+                 study="1.2.826.0.1.3680043.2.1125.77", patient="", series=1):
     """Frames (3-D volumes on one grid) as classic 2-D MR DICOM files, written the way scanners lay out a cine:
     one series, or one series per slice position (``per_slice_series``); files named in no useful order,
     instance numbers counting slices first, the trigger time (``times``, ms) giving each image's phase; one
-    study (its UID ``study``, of patient ``patient``)."""
+    study (its UID ``study``, of patient ``patient``), series numbered from ``series`` (their UIDs from it)."""
     import random
 
     import numpy as np
@@ -73,15 +73,15 @@ def _write_dicom(frames, folder, per_slice_series=False, times=None, description
         for k in range(g.shape[2]):
             image = sitk.GetImageFromArray(np.ascontiguousarray(frame.array[:, :, k].T.astype(np.int16)))
             image.SetSpacing(g.spacing[:2])
-            series = f"{study}.{k + 1 if per_slice_series else 1}"
+            uid = f"{study}.{series + k if per_slice_series else series}"
             position = g.index_to_physical(np.array([0, 0, k]))
-            for tag, value in (("0020|000d", study), ("0020|000e", series), ("0008|0060", "MR"), ("0010|0020", patient),
+            for tag, value in (("0020|000d", study), ("0020|000e", uid), ("0008|0060", "MR"), ("0010|0020", patient),
                                ("0008|103e", description),
                                ("0020|0032", "\\".join(f"{v:.6f}" for v in position)),
                                ("0020|0037", "\\".join(f"{v:.8f}" for v in (*g.direction[:, 0], *g.direction[:, 1]))),
                                ("0020|0013", str(k * len(frames) + t + 1)),
                                ("0018|1060", f"{(times or range(len(frames)))[t] * 1.0:.1f}"),
-                               ("0008|0018", f"{series}.{k}.{t}")):
+                               ("0008|0018", f"{uid}.{k}.{t}")):
                 image.SetMetaData(tag, value)
             name = folder / f"IM{names[t * g.shape[2] + k]:04d}"  # no suffix, as scanners write them
             writer.SetFileName(str(name) + ".dcm")
@@ -135,5 +135,5 @@ def _locale_kept():
 @pytest.fixture(scope="session")
 def write_dicom():
     """``write_dicom(frames, folder, per_slice_series=False, times=None, description="cine_sax", study=UID,
-    patient="")``: frames as a folder of DICOM files."""
+    patient="", series=1)``: frames as a folder of DICOM files."""
     return _write_dicom

@@ -270,7 +270,7 @@ def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_di
         w.KeepOriginalImageUIDOn()
         w.SetFileName(str(mixed / ("L" + p.name + ".dcm")))
         w.Execute(image)
-    with pytest.raises(InputError, match="2 stacks of different orientations or grids: 5 slice positions, 5 images "
+    with pytest.raises(InputError, match="2 stacks \\(of different orientations, grids or series\\): 5 slice positions, 5 images "
                        "\\(cine_sax in mixed\\); 5 slice positions"):
         read_volume(mixed)
     (tmp_path / "broken").mkdir()
@@ -396,12 +396,23 @@ def test_a_study_tree_reads_as_its_one_stack(tmp_path, oblique_volume, write_dic
         back = read_frames(study)
     assert len(back) == 2 and all(np.array_equal(a.array, b.array) for a, b in zip(frames, back))
     assert back[0].geometry.same_as(volume.geometry, atol=1e-4)
-    assert "left out 2 images of other orientations or grids (1 slice position, 2 images (cine_4ch in " \
+    assert "left out 2 images of other orientations, grids or series (1 slice position, 2 images (cine_4ch in " \
            "study/DICOM/SE99))" in caplog.text
+    # single-frame stacks beside the cine: late enhancement planned on the cine's slices (same grid, positions),
+    # a T1 map on another grid -- left out; they were read as frames of the cine before
+    write_dicom([volume.with_array(volume.array * 3)], study / "DICOM" / "SE50", times=[300], description="lge_sax",
+                series=50)
     coarse = Volume(volume.array, Geometry(volume.shape, (2.0, 2.0, volume.spacing[2]), volume.origin,
                                            volume.direction))
-    write_dicom([coarse], study / "DICOM" / "SE98", description="t1_sax")  # a second stack on another grid
-    with pytest.raises(InputError, match="2 stacks .*cine_sax in study/DICOM/SE1, .*t1_sax in study/DICOM/SE98"):
+    write_dicom([coarse], study / "DICOM" / "SE98", description="t1_sax", series=98)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ACNNCore.io"):
+        back = read_frames(study)
+    assert len(back) == 2 and all(np.array_equal(a.array, b.array) for a, b in zip(frames, back))
+    assert "5 slice positions, 5 images (lge_sax in study/DICOM/SE50)" in caplog.text
+    assert "5 slice positions, 5 images (t1_sax in study/DICOM/SE98)" in caplog.text
+    write_dicom([coarse, coarse], study / "DICOM" / "SE97", times=[0, 40], series=97)  # a second cine: which?
+    with pytest.raises(InputError, match="4 stacks .*cine_sax in study/DICOM/SE1, .*cine_sax in study/DICOM/SE97"):
         read_frames(study)
     two_chamber = Volume(long_axis.array, Geometry(long_axis.shape, volume.spacing, volume.origin,
                                                    np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]])))

@@ -268,7 +268,7 @@ def test_load_dicom_files_or_a_zip_of_them_from_the_browser(page, tmp_path, writ
 
     upload_zip("study", {"sax_cine": folder, "la_2ch": tmp_path / "la"})  # the short-axis cine, a long-axis view
     assert "study (cine, 2 frames)" in page.inner_text("body")
-    assert "left out 1 image of other orientations or grids (1 slice position, 1 image (cine_2ch in " \
+    assert "left out 1 image of other orientations, grids or series (1 slice position, 1 image (cine_2ch in " \
            "study/la_2ch))" in page.inner_text("#status")
     page.screenshot(path=ARTIFACTS / "studio-dicom.png")
     write_dicom(frames[:1], tmp_path / "p2", study="1.2.3.2")  # two patients' exports: a node each
