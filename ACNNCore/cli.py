@@ -477,7 +477,9 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     if existing and not args.overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets) + 1} outputs); pass --overwrite")
     segmenter, rows, skipped = None, {}, []
-    for name, read in tqdm(items.items(), desc="segment", unit="study" if studies else "case", disable=None):
+    bar = tqdm(items.items(), desc="segment", unit="study" if studies else "case", disable=None)
+    for name, read in bar:
+        bar.set_postfix_str(name)  # which one a slow step is on
         try:
             frames = read()
         except InputError as e:
