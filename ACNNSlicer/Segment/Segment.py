@@ -22,7 +22,8 @@ ring by rule or correct an implausible result with the learnt shape space. A net
 training images' rows and columns: for an image stored turned or mirrored (rows reversed by a converter, say),
 "Find the in-plane orientation" shows it the stack in all eight in-plane layouts and keeps the surest output.
 "DICOM folder..." reads a folder, or a study's tree of folders, of DICOM files as one stack or cine, also a cine
-written one series per slice position, or as enhanced (multi-frame) files."""
+written one series per slice position, or as enhanced (multi-frame) files; other views and single-frame stacks
+beside the cine (late enhancement, T1 maps) are left out, and a folder of several patients' exports loads each."""
 
 
 class Segment(ScriptedLoadableModule):
