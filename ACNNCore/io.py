@@ -166,6 +166,7 @@ class _DicomImage(NamedTuple):
     # enhanced file's frames are scaled differently (GDCM applies the first frame's scaling to all)
     study: str  # 0020,000d: images of two studies (two patients, two visits) never make one stack
     series: str  # 0020,000e
+    protocol: str  # 0008,103e as written ("" where absent)
 
 
 def _attribute(ds, keyword: str, frame: int | None = None):
@@ -231,7 +232,7 @@ def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
             tuple(spacing) if spacing.size else (1.0, 1.0),
             float(_attribute(ds, "SliceThickness", frame) or 1.0), str(path), frame or 0,
             (slope / read_as[0], intercept - read_as[1] * slope / read_as[0]), str(ds.get("StudyInstanceUID", "")),
-            str(ds.get("SeriesInstanceUID", ""))))
+            str(ds.get("SeriesInstanceUID", "")), str(ds.get("SeriesDescription", ""))))
     return images
 
 
@@ -367,7 +368,9 @@ def read_dicom(folder, study: str | None = None) -> list[Volume]:
 def _by_series(images: list[_DicomImage]) -> list[list[_DicomImage]]:
     """Images of one orientation and grid split into what may be one stack: a series holding several slice
     positions on its own (a cine and a late-enhancement stack planned on the same slices stay apart); series
-    holding one position each (a cine written one series per slice) together, where they hold as many images."""
+    holding one position each (a cine written one series per slice) together, where they hold as many images;
+    single-frame series on the same positions under one series description (a cine written one series per
+    phase) together."""
     series: dict[str, list] = {}
     for i in images:
         series.setdefault(i.series, []).append(i)
@@ -377,7 +380,14 @@ def _by_series(images: list[_DicomImage]) -> list[list[_DicomImage]]:
             stacks.append(s)
         else:
             per_slice.setdefault(len(s), []).extend(s)
-    return stacks + list(per_slice.values())
+    phases: dict[tuple, list] = {}  # a cine written one series per phase: single-frame stacks of one description
+    for s in stacks:  # on the same positions
+        if len(s) == len(_positions(s)) and s[0].protocol:
+            phases.setdefault((s[0].protocol, tuple(_positions(s))), []).append(s)
+    joined = [g for g in phases.values() if len(g) > 1]
+    parts = {id(s) for g in joined for s in g}
+    return ([s for s in stacks if id(s) not in parts] + [[i for s in g for i in s] for g in joined]
+            + list(per_slice.values()))
 
 
 def _same_grid(a: _DicomImage, b: _DicomImage) -> bool:

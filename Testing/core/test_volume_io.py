@@ -236,6 +236,20 @@ def test_dicom_cine_reads_as_frames_in_time(tmp_path, oblique_volume, per_slice_
         read_volume(folder)
 
 
+def test_a_dicom_cine_written_one_series_per_phase_reads_as_one(tmp_path, oblique_volume, write_dicom):
+    """Some exports write a cine one series per phase (each a stack of every slice position), under one series
+    description: its phases make the frames. A single-frame stack of another description on the same slices
+    (late enhancement) stays apart."""
+    frames = [oblique_volume.with_array(np.round(oblique_volume.array * 300 + 50 * t).astype(np.int16))
+              for t in range(3)]
+    for t, frame in enumerate(frames):
+        write_dicom([frame], tmp_path / "cine" / f"phase{t}", times=[40 * (2 - t) + 5], series=10 + t)
+    back = read_frames(tmp_path / "cine")
+    assert len(back) == 3 and all(np.array_equal(a.array, b.array) for a, b in zip(frames[::-1], back))
+    write_dicom([frames[0]], tmp_path / "cine" / "lge", times=[300], series=50, description="lge_sax")
+    assert all(np.array_equal(a.array, b.array) for a, b in zip(frames[::-1], read_frames(tmp_path / "cine")))
+
+
 def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_dicom):
     volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
     uneven = write_dicom([volume], tmp_path / "uneven")
