@@ -153,7 +153,6 @@ def is_dicom_folder(path) -> bool:
 
 class _DicomImage(NamedTuple):
     """One 2-D image of a DICOM folder: a classic file, or one frame of a multi-frame (enhanced) file."""
-    description: str  # 0008,103e, and the folder it lies in: how a user knows the series
     position: np.ndarray  # 0020,0032: the first voxel's centre (LPS, mm)
     orientation: np.ndarray  # 0020,0037: row and column directions
     order: tuple  # (trigger time, instance number, frame): its place in time at its position
@@ -167,6 +166,12 @@ class _DicomImage(NamedTuple):
     study: str  # 0020,000d: images of two studies (two patients, two visits) never make one stack
     series: str  # 0020,000e
     protocol: str  # 0008,103e as written ("" where absent)
+    folder: Path  # where its file lies, from the folder read
+
+    @property
+    def description(self) -> str:
+        """How a user knows its series: the series description (else UID) and the folder it lies in."""
+        return f"{self.protocol or 'series ' + self.series} in {self.folder}"
 
 
 def _attribute(ds, keyword: str, frame: int | None = None):
@@ -205,7 +210,6 @@ def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
         return []
     if "Rows" not in ds or "Columns" not in ds:
         return []
-    series = ds.get("SeriesDescription") or f"series {ds.get('SeriesInstanceUID', '?')}"
     n = int(ds.get("NumberOfFrames") or 1)
     enhanced = "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) == n
     if n > 1 and not enhanced:
@@ -226,13 +230,13 @@ def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
         spacing = _numbers(_attribute(ds, "PixelSpacing", frame), 2)[::-1]  # (rows apart, columns apart) -> x, y
         slope, intercept = scaling(frame) if enhanced else read_as
         images.append(_DicomImage(
-            f"{series} in {where}", _numbers(_attribute(ds, "ImagePositionPatient", frame), 3),
+            _numbers(_attribute(ds, "ImagePositionPatient", frame), 3),
             _numbers(_attribute(ds, "ImageOrientationPatient", frame), 6),
             (float(time), int(ds.get("InstanceNumber") or 0), frame or 0), (int(ds.Columns), int(ds.Rows)),
             tuple(spacing) if spacing.size else (1.0, 1.0),
             float(_attribute(ds, "SliceThickness", frame) or 1.0), str(path), frame or 0,
             (slope / read_as[0], intercept - read_as[1] * slope / read_as[0]), str(ds.get("StudyInstanceUID", "")),
-            str(ds.get("SeriesInstanceUID", "")), str(ds.get("SeriesDescription", ""))))
+            str(ds.get("SeriesInstanceUID", "?")), str(ds.get("SeriesDescription", "")), where))
     return images
 
 
@@ -256,7 +260,11 @@ def dicom_studies(folder) -> dict[str, DicomStudy]:
     patient ID, else its number; one study in the whole folder is named by the folder. Read one with
     ``read_dicom(*study)``."""
     folder = Path(folder)
-    images = _images_of(folder)
+    return _studies(folder, _images_of(folder))
+
+
+def _studies(folder: Path, images: list[_DicomImage]) -> dict[str, DicomStudy]:
+    """:func:`dicom_studies` of images already read from ``folder``."""
     uids = list(dict.fromkeys(i.study for i in images))
     if len(uids) == 1:
         return {folder.name: DicomStudy(folder, uids[0])}
@@ -295,16 +303,16 @@ def read_dicom(folder, study: str | None = None) -> list[Volume]:
         if not images:
             raise InputError(f"{folder} holds no images of study {study}")
     elif len({i.study for i in images}) > 1:
-        names = list(dicom_studies(folder))
+        names = list(_studies(folder, images))
         raise InputError(f"{folder} holds {len(names)} studies ({', '.join(names[:4])}{' ...' * (len(names) > 4)}), "
                          f"not one stack: give one study's folder (acnn segment takes the folder and segments "
                          f"each)")
+    placed = [i for i in images if i.position.size and i.orientation.size]
     unplaced = [i for i in images if not (i.position.size and i.orientation.size)]
     grids: list[list[_DicomImage]] = []  # by orientation and in-plane grid
-    for i in images:
-        if i.position.size and i.orientation.size:
-            grid = next((g for g in grids if _same_grid(g[0], i)), None)
-            grid.append(i) if grid else grids.append([i])
+    for i in placed:
+        grid = next((g for g in grids if _same_grid(g[0], i)), None)
+        grid.append(i) if grid else grids.append([i])
     groups = [g for grid in grids for g in _by_series(grid)]  # a stack each, or one position's images
     stacks = [g for g in groups if len(_positions(g)) > 1] if len(groups) > 1 else groups
     cines = [g for g in stacks if len(g) > len(_positions(g))]  # several images a position
@@ -349,10 +357,10 @@ def read_dicom(folder, study: str | None = None) -> list[Volume]:
     def pixels_of(image: _DicomImage) -> np.ndarray:
         if image.file not in pixels:
             try:
-                pixels[image.file] = sitk.GetArrayFromImage(sitk.ReadImage(image.file))
+                array = sitk.GetArrayFromImage(sitk.ReadImage(image.file))
             except RuntimeError:  # truncated, or a compression GDCM lacks
                 raise InputError(f"{image.file}: its pixel data cannot be read (a truncated file?)") from None
-            pixels[image.file] = pixels[image.file].reshape(-1, *pixels[image.file].shape[-2:])
+            pixels[image.file] = array.reshape(-1, *array.shape[-2:])
         slope, intercept = image.rescale
         array = pixels[image.file][image.frame]
         return array if (slope, intercept) == (1.0, 0.0) else (array * slope + intercept).astype(np.float32)
