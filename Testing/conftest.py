@@ -132,6 +132,23 @@ def _locale_kept():
     locale.setlocale(locale.LC_ALL, saved)
 
 
+def _phantom_cine(index, seed):
+    """Phantom subject ``index`` of ``seed``: its ED and ES LR stacks in integers, as a scanner stores them."""
+    import numpy as np
+
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject
+
+    subject = generate_subject(index, seed, PhantomConfig())
+    return [subject.phases[p]["lr"].with_array(np.round(subject.phases[p]["lr"].array * 1000).astype(np.int16))
+            for p in ("ED", "ES")]
+
+
+@pytest.fixture(scope="session")
+def phantom_cine():
+    """``phantom_cine(index, seed)``: a phantom subject's ED and ES stacks in integers, to write as DICOM."""
+    return _phantom_cine
+
+
 @pytest.fixture(scope="session")
 def write_dicom():
     """``write_dicom(frames, folder, per_slice_series=False, times=None, description="cine_sax", study=UID,

@@ -98,16 +98,13 @@ def test_info_describes_files_and_folders(tmp_path):
     assert run.returncode == 0 and "2 cases" in run.stdout
 
 
-def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write_dicom, to_enhanced):
+def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write_dicom, to_enhanced, phantom_cine):
     """A phantom subject's ED and ES stacks as a DICOM cine (one series per slice, as scanners write it):
     `acnn info` sees two frames, `acnn segment` gives the same 4-D label map and EF as for the same frames in a
     4-D NIfTI; so does a study's tree of folders, and the cine as enhanced DICOM (one multi-frame file a slice)."""
     from ACNNCore.io import read_frames, write_frames
-    from ACNNCore.phantom.population import PhantomConfig, generate_subject
 
-    subject = generate_subject(0, 777, PhantomConfig())
-    frames = [subject.phases[p]["lr"] for p in ("ED", "ES")]
-    frames = [f.with_array(np.round(f.array * 1000).astype(np.int16)) for f in frames]
+    frames = phantom_cine(0, 777)
     write_dicom(frames, tmp_path / "dicom", per_slice_series=True, times=[0, 320])
     write_frames(frames, tmp_path / "cine.nii.gz")
     summary = json.loads(acnn("info", tmp_path / "dicom").stdout)
@@ -129,22 +126,16 @@ def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write
     assert run.returncode == 0 and f"EF {ef[0]} %" in run.stdout, run.stderr
 
 
-def test_a_folder_of_dicom_studies_is_segmented_study_by_study(tmp_path, write_dicom):
+def test_a_folder_of_dicom_studies_is_segmented_study_by_study(tmp_path, write_dicom, phantom_cine):
     """A folder of exported studies (a cine, a single stack, one that is not one stack, one with a file cut
     short): `acnn info` lists them, and `acnn segment` segments each into OUT/STUDY.nii.gz (the cine's 4-D),
     measures.csv with the cine's ED and ES (frame, volumes, EF) and the stack's row; the studies that cannot be
     read skipped, named, and the status 1."""
     from ACNNCore.io import read_frames
     from ACNNCore.metrics import clinical_measures
-    from ACNNCore.phantom.population import PhantomConfig, generate_subject
     from ACNNCore.volume import Geometry, Volume
 
-    def stacks(seed):
-        subject = generate_subject(0, seed, PhantomConfig())
-        return [subject.phases[p]["lr"].with_array(np.round(subject.phases[p]["lr"].array * 1000).astype(np.int16))
-                for p in ("ED", "ES")]
-
-    cine, other = stacks(777), stacks(778)
+    cine, other = phantom_cine(0, 777), phantom_cine(0, 778)
     write_dicom(cine, tmp_path / "studies" / "p1", per_slice_series=True, times=[0, 320], study="1.2.3.1")
     write_dicom(other[:1], tmp_path / "studies" / "p2" / "sax", study="1.2.3.2")
     g = other[0].geometry  # p3: its short-axis stack beside a second stack on another grid

@@ -236,17 +236,14 @@ def test_load_an_image_from_the_browser(page, tmp_path):
     assert "cine2 (cine, 2 frames)" in page.inner_text("body")
 
 
-def test_load_dicom_files_or_a_zip_of_them_from_the_browser(page, tmp_path, write_dicom):
+def test_load_dicom_files_or_a_zip_of_them_from_the_browser(page, tmp_path, write_dicom, phantom_cine):
     """DICOM has no single file to choose: the files chosen together, or a zip of their folder, load as a cine;
     a zip of several patients' exports loads each, offered to Segment."""
     import zipfile
 
-    from ACNNCore.phantom.population import PhantomConfig, generate_subject
     from ACNNCore.volume import Geometry, Volume
 
-    subject = generate_subject(3, 79, PhantomConfig())
-    frames = [subject.phases[p]["lr"] for p in ("ED", "ES")]
-    frames = [f.with_array(np.round(f.array * 1000).astype(np.int16)) for f in frames]
+    frames = phantom_cine(3, 79)
     folder = write_dicom(frames, tmp_path / "scanner", per_slice_series=True)
     page.set_input_files("#upload", sorted(str(f) for f in folder.iterdir()))
     page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded DICOM.')", timeout=30_000)

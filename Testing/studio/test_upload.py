@@ -8,16 +8,13 @@ import pytest
 
 from ACNNCore.errors import InputError
 from ACNNCore.io import read_frames, write_volume
-from ACNNCore.phantom.population import PhantomConfig, generate_subject
 
 uploaded_items = pytest.importorskip("ACNNStudio.app", reason="trame-slicer is not installed").uploaded_items
 
 
 @pytest.fixture(scope="module")
-def cine():
-    subject = generate_subject(0, 5, PhantomConfig())
-    return [subject.phases[p]["lr"].with_array(np.round(subject.phases[p]["lr"].array * 1000).astype(np.int16))
-            for p in ("ED", "ES")]
+def cine(phantom_cine):
+    return phantom_cine(0, 5)
 
 
 def test_dicom_files_chosen_together_load_as_one_cine(cine, write_dicom, tmp_path):
