@@ -110,7 +110,8 @@ def _add_info(sub):
 def run_info(args) -> int:
     from .datasets import read_dataset
     from .evaluation import is_label_file
-    from .io import dicom_studies, is_dicom_folder, looks_like_labels, read_dicom, read_frames, read_labels
+    from .dicom import dicom_studies, is_dicom_folder, read_dicom
+    from .io import looks_like_labels, read_frames, read_labels
 
     path = args.path
     if _is_model(path):
@@ -344,7 +345,8 @@ def _write_labels(labels, path: Path, names: dict, overwrite: bool) -> Path:
 
 def run_segment(args) -> int:
     from .inference import Segmenter, default_model
-    from .io import check_writable, dicom_studies, is_dicom_folder, read_frames
+    from .dicom import dicom_studies, is_dicom_folder
+    from .io import check_writable, read_frames
     from .labels import RV_BLOOD_POOL
     from .metrics import clinical_measures, plausibility
 
@@ -453,7 +455,7 @@ def _convention_names(names: dict, convention: str) -> dict:
 
 def _segment_folder(args, studies: dict | None = None) -> int:
     """Every case of a data set (phantom, ACDC, folder), or every study of a folder of DICOM studies (``studies``:
-    io.dicom_studies's, each a stack or a cine) -> OUT/NAME.nii.gz (a cine's: 4-D, every frame), ready for
+    dicom.dicom_studies's, each a stack or a cine) -> OUT/NAME.nii.gz (a cine's: 4-D, every frame), ready for
     ``acnn evaluate``, and OUT/measures.csv: each case's volumes, mass and plausibility (a cine's ED and ES as
     NAME_ED and NAME_ES), the EFs where a subject has ED and ES. A study that cannot be read is skipped, saying
     why, and the command ends with status 1."""
@@ -462,7 +464,8 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     from .cine import segment_frames
     from .datasets import read_dataset
     from .inference import Segmenter, default_model
-    from .io import read_dicom, write_frames
+    from .dicom import read_dicom
+    from .io import write_frames
 
     if args.out.suffix:
         what = f"a folder of {len(studies)} DICOM studies" if studies else "a folder"

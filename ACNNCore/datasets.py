@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .io import SUFFIXES, is_dicom_folder, read_labels, read_volume, strip_suffix
+from .dicom import is_dicom_folder
+from .io import SUFFIXES, read_labels, read_volume, strip_suffix
 from .labels import ACDC_TO_OURS, remap
 from .volume import Volume
 

@@ -344,10 +344,10 @@ def load_cine(path, scene, name: str | None = None):
 
 def load_dicom(path, scene) -> list:
     """Each study of a DICOM folder as a node -- a stack as a volume node, a cine as a sequence node of volumes
-    -- named by the study's folder (``ACNNCore.io.dicom_studies``): one for a study's tree, one per patient or
+    -- named by the study's folder (``ACNNCore.dicom.dicom_studies``): one for a study's tree, one per patient or
     visit for a folder of exports. Every study is read before any node is made, so a study that cannot be
     read leaves the scene as it was."""
-    from ACNNCore.io import dicom_studies, read_dicom
+    from ACNNCore.dicom import dicom_studies, read_dicom
 
     read = {}
     for name, study in dicom_studies(path).items():

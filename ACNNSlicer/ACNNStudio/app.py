@@ -64,7 +64,8 @@ def uploaded_items(paths, folder: Path) -> list[Path]:
     """What a user uploaded, as :meth:`Studio.load` takes it: DICOM files chosen together as one folder (a
     stack or a cine), a ``.zip`` unpacked (its DICOM files, in whatever folders, as one stack or cine; its
     image files each), anything else as it is."""
-    from ACNNCore.io import SUFFIXES, is_dicom_file, is_dicom_folder
+    from ACNNCore.dicom import is_dicom_file, is_dicom_folder
+    from ACNNCore.io import SUFFIXES
 
     items, dicom = [], folder / "DICOM"
     for path in map(Path, paths):
@@ -179,7 +180,8 @@ class Studio:
         each), a segmentation (.seg.nrrd, or a label map named ``*_gt``, ``*_seg``..., an ACDC expert's in
         ACDC's values), or every one of a folder."""
         from ACNNCore.evaluation import is_label_file
-        from ACNNCore.io import SUFFIXES, is_dicom_folder, looks_like_labels, read_frames
+        from ACNNCore.dicom import is_dicom_folder
+        from ACNNCore.io import SUFFIXES, looks_like_labels, read_frames
 
         path = Path(path)
         dicom = is_dicom_folder(path)

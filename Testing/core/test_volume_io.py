@@ -9,8 +9,9 @@ import pytest
 import SimpleITK as sitk
 
 from ACNNCore.errors import InputError
-from ACNNCore.io import (dicom_studies, is_dicom_file, is_dicom_folder, read_dicom, read_frames, read_labels,
-                         read_segmentation, read_volume, write_frames, write_segmentation, write_volume)
+from ACNNCore.dicom import dicom_studies, is_dicom_file, is_dicom_folder, read_dicom
+from ACNNCore.io import (read_frames, read_labels, read_segmentation, read_volume, write_frames, write_segmentation,
+                         write_volume)
 from ACNNCore.labels import SEGMENTS
 from ACNNCore.volume import Geometry, Volume
 
@@ -375,7 +376,7 @@ def test_enhanced_dicom_reads_as_its_classic_files_do(tmp_path, oblique_volume, 
     del screenshot.ImagePositionPatient, screenshot.ImageOrientationPatient
     screenshot.SeriesDescription = "report"
     screenshot.save_as(enhanced / "SC0001")
-    with caplog.at_level("WARNING", logger="ACNNCore.io"):
+    with caplog.at_level("WARNING", logger="ACNNCore.dicom"):
         assert len(read_frames(enhanced)) == 3
     assert "left out 1 image without a position (report in enhanced)" in caplog.text
     ds.NumberOfFrames, ds.PerFrameFunctionalGroupsSequence = len(items), pydicom.Sequence()
@@ -406,7 +407,7 @@ def test_a_study_tree_reads_as_its_one_stack(tmp_path, oblique_volume, write_dic
     write_volume(volume, data / "images" / "case1.nii.gz")
     write_dicom([volume], data / "originals" / "case1")
     assert not is_dicom_folder(data) and is_dicom_folder(data / "originals")
-    with caplog.at_level("WARNING", logger="ACNNCore.io"):
+    with caplog.at_level("WARNING", logger="ACNNCore.dicom"):
         back = read_frames(study)
     assert len(back) == 2 and all(np.array_equal(a.array, b.array) for a, b in zip(frames, back))
     assert back[0].geometry.same_as(volume.geometry, atol=1e-4)
@@ -420,7 +421,7 @@ def test_a_study_tree_reads_as_its_one_stack(tmp_path, oblique_volume, write_dic
                                            volume.direction))
     write_dicom([coarse], study / "DICOM" / "SE98", description="t1_sax", series=98)
     caplog.clear()
-    with caplog.at_level("WARNING", logger="ACNNCore.io"):
+    with caplog.at_level("WARNING", logger="ACNNCore.dicom"):
         back = read_frames(study)
     assert len(back) == 2 and all(np.array_equal(a.array, b.array) for a, b in zip(frames, back))
     assert "5 slice positions, 5 images (lge_sax in study/DICOM/SE50)" in caplog.text

@@ -1,0 +1,326 @@
+"""DICOM: a folder (or a study's tree of folders) of MR images read as the short-axis stack or cine it holds,
+and segmentations written back as DICOM SEG on those images.
+
+pydicom reads the headers (classic files, one image each, or enhanced multi-frame files, each frame with its own
+position and time); GDCM (through SimpleITK) decodes the pixels; highdicom writes the segmentation objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .io import SUFFIXES
+from .volume import Geometry, Volume
+
+log = logging.getLogger(__name__)
+
+
+def is_dicom_file(path: Path) -> bool:
+    """A DICOM file (Part 10: "DICM" after its 128-byte preamble), told by its first bytes alone; a CD's index
+    (DICOMDIR) is not taken for one."""
+    if Path(path).name.upper() == "DICOMDIR":
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def is_dicom_folder(path) -> bool:
+    """A folder holding DICOM files, or a tree of folders (a study's, a CD's) whose only images are DICOM files:
+    :func:`read_dicom` reads either as one. A folder holding images of other formats somewhere below (a data
+    set beside its DICOM originals) is not one. A look at the files' names and first bytes, cheap enough to ask
+    before every read (GDCM's series scan parses every header, as :func:`read_dicom` does once)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if any(p.is_file() and is_dicom_file(p) for p in path.iterdir()):
+        return True
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return not any(p.name.lower().endswith(SUFFIXES) for p in files) and any(map(is_dicom_file, files))
+
+
+class _DicomImage(NamedTuple):
+    """One 2-D image of a DICOM folder: a classic file, or one frame of a multi-frame (enhanced) file."""
+    position: np.ndarray  # 0020,0032: the first voxel's centre (LPS, mm)
+    orientation: np.ndarray  # 0020,0037: row and column directions
+    order: tuple  # (trigger time, instance number, frame): its place in time at its position
+    size: tuple  # (columns, rows)
+    spacing: tuple  # (between columns, between rows) mm: along x, then y
+    thickness: float  # 0018,0050 (mm)
+    file: str
+    frame: int  # its frame in the file (0 in a classic file)
+    rescale: tuple  # (slope, intercept) taking what GDCM reads to this frame's values: (1, 0) but where an
+    # enhanced file's frames are scaled differently (GDCM applies the first frame's scaling to all)
+    study: str  # 0020,000d: images of two studies (two patients, two visits) never make one stack
+    series: str  # 0020,000e
+    protocol: str  # 0008,103e as written ("" where absent)
+    folder: Path  # where its file lies, from the folder read
+
+    @property
+    def description(self) -> str:
+        """How a user knows its series: the series description (else UID) and the folder it lies in."""
+        return f"{self.protocol or 'series ' + self.series} in {self.folder}"
+
+
+def _attribute(ds, keyword: str, frame: int | None = None):
+    """An attribute of a DICOM image (its value, or None): of frame ``frame`` of an enhanced file, found in that
+    frame's functional groups, else in the shared ones (each group a sequence of one item: Plane Position,
+    Pixel Measures, Cardiac Synchronization, a converter's Unassigned Attributes ...), else in the data set."""
+    groups = []
+    if frame is not None:
+        groups = [ds.PerFrameFunctionalGroupsSequence[frame], *ds.get("SharedFunctionalGroupsSequence", [])]
+    for group in groups:
+        for element in group:
+            if element.VR == "SQ" and len(element.value) and keyword in element.value[0]:
+                return element.value[0][keyword].value
+    return ds.get(keyword)
+
+
+def _numbers(value, n: int) -> np.ndarray:
+    """A DICOM multi-value of ``n`` numbers as floats; empty where it is absent or not that."""
+    try:
+        numbers = np.array([float(v) for v in value], float) if value is not None else np.zeros(0)
+    except (TypeError, ValueError):
+        return np.zeros(0)
+    return numbers if numbers.shape == (n,) else np.zeros(0)
+
+
+def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
+    """The 2-D images a DICOM file holds, from its header (pydicom): itself, or each frame of an enhanced
+    (multi-frame) file with that frame's position, orientation, pixel spacing and time; none for a file that
+    holds no image (a report, a presentation state) or cannot be parsed. An image without a position or
+    orientation (a secondary capture) comes back with empty ones, to be left out."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # pydicom raises many kinds on a broken file: it holds no image we can read
+        return []
+    if "Rows" not in ds or "Columns" not in ds:
+        return []
+    n = int(ds.get("NumberOfFrames") or 1)
+    enhanced = "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) == n
+    if n > 1 and not enhanced:
+        raise InputError(f"{path}: a multi-frame DICOM file without per-frame positions (functional groups); "
+                         f"convert it first (e.g. dcm2niix)")
+    frames = range(n) if enhanced else [None]
+
+    def scaling(frame):
+        return (float(_attribute(ds, "RescaleSlope", frame) or 1.0),
+                float(_attribute(ds, "RescaleIntercept", frame) or 0.0))
+
+    read_as = scaling(0 if enhanced else None)
+    images = []
+    for frame in frames:
+        times = (_attribute(ds, k, frame) for k in ("NominalCardiacTriggerDelayTime", "TriggerTime",
+                                                    "TemporalPositionIndex"))  # the first given (0 is one)
+        time = next((t for t in times if t not in (None, "")), 0.0)
+        spacing = _numbers(_attribute(ds, "PixelSpacing", frame), 2)[::-1]  # (rows apart, columns apart) -> x, y
+        slope, intercept = scaling(frame) if enhanced else read_as
+        images.append(_DicomImage(
+            _numbers(_attribute(ds, "ImagePositionPatient", frame), 3),
+            _numbers(_attribute(ds, "ImageOrientationPatient", frame), 6),
+            (float(time), int(ds.get("InstanceNumber") or 0), frame or 0), (int(ds.Columns), int(ds.Rows)),
+            tuple(spacing) if spacing.size else (1.0, 1.0),
+            float(_attribute(ds, "SliceThickness", frame) or 1.0), str(path), frame or 0,
+            (slope / read_as[0], intercept - read_as[1] * slope / read_as[0]), str(ds.get("StudyInstanceUID", "")),
+            str(ds.get("SeriesInstanceUID", "?")), str(ds.get("SeriesDescription", "")), where))
+    return images
+
+
+def _images_of(folder: Path) -> list[_DicomImage]:
+    """Every image of the DICOM files in a folder and its subfolders."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_dicom_file(p))
+    images = [i for p in files for i in _dicom_images(p, p.parent.relative_to(folder.parent))]
+    if not images:
+        raise InputError(f"{folder} holds DICOM files but no images")
+    return images
+
+
+class DicomStudy(NamedTuple):
+    folder: Path  # the highest folder holding its files and no other study's (else the folder asked about)
+    uid: str  # 0020,000d
+
+
+def dicom_studies(folder) -> dict[str, DicomStudy]:
+    """The studies whose images a DICOM folder holds, by name: the highest folder below ``folder`` that holds
+    all of a study's files and no other study's ("patient07", "exports_p2" for exports/p2), else the study's
+    patient ID, else its number; one study in the whole folder is named by the folder. Read one with
+    ``read_dicom(*study)``."""
+    folder = Path(folder)
+    return _studies(folder, _images_of(folder))
+
+
+def _studies(folder: Path, images: list[_DicomImage]) -> dict[str, DicomStudy]:
+    """:func:`dicom_studies` of images already read from ``folder``."""
+    uids = list(dict.fromkeys(i.study for i in images))
+    if len(uids) == 1:
+        return {folder.name: DicomStudy(folder, uids[0])}
+    studies = {}
+    for n, uid in enumerate(uids, 1):
+        common = Path(os.path.commonpath([Path(i.file).parent for i in images if i.study == uid]))
+        others = [Path(i.file) for i in images if i.study != uid]
+        parts = common.relative_to(folder).parts
+        k = next((k for k in range(1, len(parts) + 1)  # the highest folder of its own
+                  if not any(o.is_relative_to(folder.joinpath(*parts[:k])) for o in others)), 0)
+        name = "_".join(parts[:k])
+        if not name:
+            import pydicom
+
+            name = str(pydicom.dcmread(next(i.file for i in images if i.study == uid),
+                                       stop_before_pixels=True).get("PatientID", "")) or f"study{n}"
+        studies[name if name not in studies else f"{name}_{n}"] = DicomStudy(folder.joinpath(*parts[:k]), uid)
+    return studies
+
+
+def read_dicom(folder, study: str | None = None) -> list[Volume]:
+    """The frames of the short-axis stack in a DICOM folder (its subfolders too): one series, or several series
+    that hold one slice position each (how scanners often write a cine), the same orientation and in-plane grid;
+    classic files, one image each, or enhanced (multi-frame) files, each frame with its own position and time.
+    Slices are ordered along the stack's normal; a position's images in time (trigger time, then instance
+    number and frame) make the frames. Images of other orientations or grids beside one stack (long-axis views,
+    a localizer's slice), single-frame stacks beside one cine (late enhancement, T1 maps) and images without a
+    position (secondary captures) are left out, saying so; several stacks otherwise (two cines, two
+    single-frame stacks), uneven slice gaps or positions with different numbers of images are refused, and so
+    is a folder holding several studies, unless ``study`` (a study instance UID, see :func:`dicom_studies`)
+    picks one."""
+    stack, geometry = _stack(folder, study)
+    pixels = {}  # each file's pixel values (frames, rows, columns), decoded once by GDCM
+
+    def pixels_of(image: _DicomImage) -> np.ndarray:
+        if image.file not in pixels:
+            try:
+                array = sitk.GetArrayFromImage(sitk.ReadImage(image.file))
+            except RuntimeError:  # truncated, or a compression GDCM lacks
+                raise InputError(f"{image.file}: its pixel data cannot be read (a truncated file?)") from None
+            pixels[image.file] = array.reshape(-1, *array.shape[-2:])
+        slope, intercept = image.rescale
+        array = pixels[image.file][image.frame]
+        return array if (slope, intercept) == (1.0, 0.0) else (array * slope + intercept).astype(np.float32)
+
+    frames = []
+    for t in range(len(stack[0])):
+        array = np.stack([pixels_of(s[t]) for s in stack]).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
+        frames.append(Volume(np.ascontiguousarray(array), geometry).check_finite(str(folder)))
+    return frames
+
+
+def _stack(folder, study: str | None) -> tuple[list[list[_DicomImage]], Geometry]:
+    """:func:`read_dicom`'s choice of images, from their headers: the stack's images by slice position (along the
+    normal), each position's in time, and the grid they make."""
+    folder = Path(folder)
+    images = _images_of(folder)
+    if study is not None:
+        images = [i for i in images if i.study == study]
+        if not images:
+            raise InputError(f"{folder} holds no images of study {study}")
+    elif len({i.study for i in images}) > 1:
+        names = list(_studies(folder, images))
+        raise InputError(f"{folder} holds {len(names)} studies ({', '.join(names[:4])}{' ...' * (len(names) > 4)}), "
+                         f"not one stack: give one study's folder (acnn segment takes the folder and segments "
+                         f"each)")
+    placed = [i for i in images if i.position.size and i.orientation.size]
+    unplaced = [i for i in images if not (i.position.size and i.orientation.size)]
+    grids: list[list[_DicomImage]] = []  # by orientation and in-plane grid
+    for i in placed:
+        grid = next((g for g in grids if _same_grid(g[0], i)), None)
+        grid.append(i) if grid else grids.append([i])
+    groups = [g for grid in grids for g in _by_series(grid)]  # a stack each, or one position's images
+    stacks = [g for g in groups if len(_positions(g)) > 1] if len(groups) > 1 else groups
+    cines = [g for g in stacks if len(g) > len(_positions(g))]  # several images a position
+    if len(stacks) > 1 and len(cines) != 1:
+        raise InputError(f"{folder} holds {len(stacks)} stacks (of different orientations, grids or series): "
+                         f"{'; '.join(_describe(g) for g in stacks[:4])}{' ...' if len(stacks) > 4 else ''}; put "
+                         f"the files of the short-axis stack in a folder of their own")
+    if not stacks:
+        raise InputError(f"{folder} holds no stack: {len(images)} images of {len(grids)} orientations or grids, "
+                         f"each at one slice position" if groups else
+                         f"{folder} holds no image with a position and orientation (0020,0032 / 0020,0037): "
+                         f"{_describe(unplaced)}")
+    images = cines[0] if len(stacks) > 1 else stacks[0]  # beside single-frame stacks (LGE, T1 maps): the cine
+    left_out = [_describe(g) for g in groups if g is not images]
+    if left_out:
+        log.warning("%s: read %s; left out %s of other orientations, grids or series (%s)", folder,
+                    _describe(images), _count(sum(len(g) for g in groups if g is not images), "image"),
+                    "; ".join(left_out[:4]))
+    if unplaced:
+        log.warning("%s: left out %s", folder, _describe(unplaced))
+    first = images[0]
+    row, col = first.orientation[:3], first.orientation[3:]
+    normal = np.cross(row, col)
+    in_plane = np.array([[(i.position - first.position) @ row, (i.position - first.position) @ col] for i in images])
+    if np.abs(in_plane).max() > 0.1:
+        raise InputError(f"{folder}: its slices are shifted against each other in their plane (up to "
+                         f"{np.abs(in_plane).max():.1f} mm): not one stack on one grid")
+    depth = np.round([i.position @ normal for i in images], 2)
+    positions = np.unique(depth)  # along the normal
+    stack = [sorted((i for i, d in zip(images, depth) if d == p), key=lambda i: i.order) for p in positions]
+    counts = sorted({len(s) for s in stack})
+    if len(counts) != 1:
+        raise InputError(f"{folder}: its {len(positions)} slice positions hold different numbers of images "
+                         f"({counts[0]} to {counts[-1]}): not one stack")
+    gaps = np.diff(positions)
+    if len(gaps) > 1 and np.ptp(gaps) > 0.01 * gaps.mean() + 0.01:
+        raise InputError(f"{folder}: the slices are unevenly spaced ({', '.join(f'{g:.2f}' for g in gaps)} mm); "
+                         f"resample the stack first")
+    spacing = (*first.spacing, float(gaps.mean()) if len(gaps) else first.thickness)
+    return stack, Geometry((*first.size, len(stack)), spacing, tuple(stack[0][0].position),
+                           np.stack([row, col, normal], 1))
+
+
+def _by_series(images: list[_DicomImage]) -> list[list[_DicomImage]]:
+    """Images of one orientation and grid split into what may be one stack: a series holding several slice
+    positions on its own (a cine and a late-enhancement stack planned on the same slices stay apart); series
+    holding one position each (a cine written one series per slice) together, where they hold as many images;
+    single-frame series on the same positions under one series description (a cine written one series per
+    phase) together."""
+    series: dict[str, list] = {}
+    for i in images:
+        series.setdefault(i.series, []).append(i)
+    stacks, per_slice = [], {}
+    for s in series.values():
+        if len(_positions(s)) > 1:
+            stacks.append(s)
+        else:
+            per_slice.setdefault(len(s), []).extend(s)
+    phases: dict[tuple, list] = {}  # a cine written one series per phase: single-frame stacks of one description
+    for s in stacks:  # on the same positions
+        if len(s) == len(_positions(s)) and s[0].protocol:
+            phases.setdefault((s[0].protocol, tuple(_positions(s))), []).append(s)
+    joined = [g for g in phases.values() if len(g) > 1]
+    parts = {id(s) for g in joined for s in g}
+    return ([s for s in stacks if id(s) not in parts] + [[i for s in g for i in s] for g in joined]
+            + list(per_slice.values()))
+
+
+def _same_grid(a: _DicomImage, b: _DicomImage) -> bool:
+    return (np.allclose(a.orientation, b.orientation, atol=1e-3) and a.size == b.size
+            and np.allclose(a.spacing, b.spacing, atol=1e-4))
+
+
+def _positions(images) -> np.ndarray:
+    """The slice positions of images of one orientation, along its normal (mm, rounded to 0.01)."""
+    normal = np.cross(images[0].orientation[:3], images[0].orientation[3:])
+    return np.unique(np.round([i.position @ normal for i in images], 2))
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'s' * (n != 1)}"
+
+
+def _describe(images) -> str:
+    """Images of one orientation and grid (or without a position) as a user knows them: how many, where, and
+    their series."""
+    names = sorted({i.description for i in images})
+    where = (f"{_count(len(_positions(images)), 'slice position')}, " if images[0].position.size else "")
+    what = _count(len(images), "image") + ("" if images[0].position.size else " without a position")
+    return f"{where}{what} ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
