@@ -300,6 +300,11 @@ def _add_inference(sub):
                         "times the work)")
     p.add_argument("--label-convention", choices=("ours", "acdc"), default="ours",
                    help="label values written: ours (1 LV, 2 myocardium, 3 RV) or acdc (1 RV, 2 myocardium, 3 LV)")
+    p.add_argument("--dicom-seg", type=Path, metavar="FOLDER",
+                   help="for DICOM input: the labels also written as DICOM Segmentation objects on the input's "
+                        "images into FOLDER (SEG_001.dcm ..., one per frame of a cine), for a PACS or a DICOM "
+                        "viewer; for a folder of studies, FOLDER/STUDY/; with a model that labels the acquired "
+                        "slices (the real-data models)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
     p.set_defaults(run=run_segment)
@@ -355,6 +360,8 @@ def run_segment(args) -> int:
         if studies is None or len(studies) > 1:
             return _segment_folder(args, studies)
     check_writable(args.out, args.overwrite)
+    if args.dicom_seg and not is_dicom_folder(args.input):
+        raise InputError(f"--dicom-seg writes segmentations on DICOM images: {args.input} is not a folder of them")
     frames = read_frames(args.input)
     if len(frames) > 1 and str(args.out).lower().endswith(".seg.nrrd"):
         raise InputError(f"{args.input} is a cine of {len(frames)} frames: its labels are written as a 4-D "
@@ -363,11 +370,13 @@ def run_segment(args) -> int:
     model = args.model or default_model(volume)
     segmenter = Segmenter(model, args.device, args.clean_up, args.close_myocardium, args.correct,
                           **_max_change(args), tta=args.tta, orient=args.orient)
+    _check_dicom_seg(args, segmenter, args.dicom_seg)
     if len(frames) > 1:
         return _segment_cine(args, segmenter, frames, model)
     result = _segment_with_bar(segmenter, volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
+    _write_dicom_seg(args, [result.labels], result.label_names, args.input, args.dicom_seg)
     m = clinical_measures(result.labels, rv=RV_BLOOD_POOL in result.label_names)
     grid = "HR grid" if result.labels.array.size > volume.array.size else "the input's grid"  # K = 1: as acquired
     print(f"{args.out}: {grid} {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
@@ -422,9 +431,35 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
           + f"; LV blood pool per frame (ml): {', '.join(f'{v:.1f}' for v in result.volume_curve_ml)}"
           + "".join(f"; {p.phase} {_plausible(p.plausibility)}" for p in result.phases)
           + (f"; the shape model corrected {corrected} of ED and ES" if args.correct else ""))
+    _write_dicom_seg(args, [result.frames[t] for t in range(len(frames))], result.label_names, args.input,
+                     args.dicom_seg)
     if args.orient:  # searched for in the first frame, kept for the others
         print(f"orientation: the network was surest of the cine's frames {result.phases[0].orientation}")
     return 0
+
+
+def _check_dicom_seg(args, segmenter, folder: Path | None) -> None:
+    """Before the work: --dicom-seg's folder must not hold segmentations already (unless --overwrite), and the
+    model must label the acquired slices (a SEG labels the images themselves)."""
+    if folder is None:
+        return
+    if not segmenter.runner.as_acquired:
+        raise InputError(f"--dicom-seg: {segmenter.runner.bundle.path.name} outputs a finer grid than the input's "
+                         f"slices (a sub-pixel model); a DICOM SEG labels the acquired images: use a real-data "
+                         f"model (acnn-seg-acdc)")
+    if folder.is_dir() and any(folder.glob("SEG_*.dcm")) and not args.overwrite:
+        raise InputError(f"{folder} holds DICOM segmentations already; pass --overwrite to replace them")
+
+
+def _write_dicom_seg(args, frames: list, names: dict, source, folder: Path | None, study: str | None = None):
+    """--dicom-seg: the labels (our convention, each frame's) as DICOM SEG objects on the source images."""
+    if folder is None:
+        return
+    from .dicom import write_dicom_seg
+
+    paths = write_dicom_seg([_convention(f, args.label_convention) for f in frames], source, folder,
+                            _convention_names(names, args.label_convention), study, overwrite=args.overwrite)
+    print(f"{folder}: {len(paths)} DICOM segmentation{'s' * (len(paths) != 1)} on the images of {source}")
 
 
 def _plausible(checks: dict) -> str:
@@ -457,20 +492,23 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     """Every case of a data set (phantom, ACDC, folder), or every study of a folder of DICOM studies (``studies``:
     dicom.dicom_studies's, each a stack or a cine) -> OUT/NAME.nii.gz (a cine's: 4-D, every frame), ready for
     ``acnn evaluate``, and OUT/measures.csv: each case's volumes, mass and plausibility (a cine's ED and ES as
-    NAME_ED and NAME_ES), the EFs where a subject has ED and ES. A study that cannot be read is skipped, saying
-    why, and the command ends with status 1."""
+    NAME_ED and NAME_ES), the EFs where a subject has ED and ES; with --dicom-seg, each study's DICOM SEG into
+    its folder of that. A study that cannot be read is skipped, saying why, and the command ends with status 1;
+    so does a study whose labels a SEG cannot be written for (files without a frame of reference)."""
     from tqdm import tqdm
 
     from .cine import segment_frames
     from .datasets import read_dataset
-    from .inference import Segmenter, default_model
     from .dicom import read_dicom
+    from .inference import Segmenter, default_model
     from .io import write_frames
 
     if args.out.suffix:
         what = f"a folder of {len(studies)} DICOM studies" if studies else "a folder"
         raise InputError(f"the input is {what}: --out must be a folder too, not {args.out}")
     if studies is None:
+        if args.dicom_seg:
+            raise InputError(f"--dicom-seg writes segmentations on DICOM images: {args.input} is a data set")
         items = {c.name: (lambda c=c: [c.image]) for c in read_dataset(args.input)}
     else:
         items = {name: (lambda s=s: read_dicom(*s)) for name, s in studies.items()}
@@ -479,7 +517,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     existing = [t for t in [*targets.values(), table] if t.exists()]
     if existing and not args.overwrite:
         raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets) + 1} outputs); pass --overwrite")
-    segmenter, rows, skipped = None, {}, []
+    segmenter, rows, skipped, no_seg = None, {}, [], []
     bar = tqdm(items.items(), desc="segment", unit="study" if studies else "case", disable=None)
     for name, read in bar:
         bar.set_postfix_str(name)  # which one a slow step is on
@@ -495,6 +533,8 @@ def _segment_folder(args, studies: dict | None = None) -> int:
             segmenter = Segmenter(args.model or default_model(frames[0]), args.device, args.clean_up,
                                   args.close_myocardium, args.correct, **_max_change(args), tta=args.tta,
                                   orient=args.orient)
+            for other in studies or {}:
+                _check_dicom_seg(args, segmenter, args.dicom_seg and args.dicom_seg / other)
         result = segment_frames(segmenter, frames)
         if len(frames) > 1:
             write_frames([_convention(result.frames[t], args.label_convention) for t in range(len(frames))],
@@ -502,6 +542,13 @@ def _segment_folder(args, studies: dict | None = None) -> int:
         else:
             _write_labels(_convention(result.phases[0].labels, args.label_convention), targets[name],
                           _convention_names(result.label_names, args.label_convention), args.overwrite)
+        if studies:
+            try:
+                _write_dicom_seg(args, [result.frames[t] for t in range(len(frames))], result.label_names,
+                                 studies[name].folder, args.dicom_seg and args.dicom_seg / name, studies[name].uid)
+            except InputError as e:  # its labels are written; a study whose files a SEG cannot refer to
+                print(f"acnn: no DICOM SEG for {name}: {e}", file=sys.stderr)
+                no_seg.append(name)
         for p in result.phases:
             case = f"{name}_{p.phase}" if p.phase else name
             rows[case] = {"case": case, **({"frame": p.frame} if p.phase else {}),
@@ -522,7 +569,9 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     if skipped:
         print(f"acnn: {len(skipped)} of {len(items)} studies could not be read: {', '.join(skipped)}",
               file=sys.stderr)
-    return 1 if skipped else 0
+    if no_seg:
+        print(f"acnn: no DICOM SEG for {len(no_seg)} of {len(items)} studies: {', '.join(no_seg)}", file=sys.stderr)
+    return 1 if skipped or no_seg else 0
 
 
 def _write_measures(rows: dict, table: Path) -> None:

@@ -324,3 +324,97 @@ def _describe(images) -> str:
     where = (f"{_count(len(_positions(images)), 'slice position')}, " if images[0].position.size else "")
     what = _count(len(images), "image") + ("" if images[0].position.size else " without a position")
     return f"{where}{what} ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
+
+
+def write_dicom_seg(frames: list[Volume], source, out, names: dict, study: str | None = None,
+                    overwrite: bool = False) -> list[Path]:
+    """Label maps on a DICOM stack's or cine's own grid -- one per frame, as :func:`read_dicom` read ``source``
+    (``study``) -- written as a DICOM Segmentation series into the folder ``out``: one object per frame
+    (``SEG_001.dcm`` ...; a SEG holds one position once, so a cine's frames are instances of one series), each on
+    its frame's source images (their study, frame of reference and patient; per-frame references to the image
+    each SEG frame labels), every label value in ``names`` ({value: name}) a segment (binary, the structure's
+    code from ``labels.DICOM_CODES``). Maps on another grid (a sub-pixel model's HR output) are refused: a SEG
+    labels the images themselves. Nothing is written unless every object can be."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    from . import __version__
+    from .labels import DICOM_CODES
+
+    stack, geometry = _stack(source, study)
+    if len(frames) != len(stack[0]):
+        raise InputError(f"{len(frames)} label maps for {source}'s {len(stack[0])} frames")
+    for t, labels in enumerate(frames):
+        if not labels.geometry.same_as(geometry):
+            raise InputError(f"label map {t} lies on {labels.shape} voxels of {labels.spacing} mm, not on the grid "
+                             f"of {source}'s images ({geometry.shape}, {geometry.spacing} mm): a DICOM SEG labels "
+                             f"the images themselves (a sub-pixel model's HR output cannot be one)")
+    out = Path(out)
+    targets = [out / f"SEG_{t + 1:03d}.dcm" for t in range(len(frames))]
+    if any(p.exists() for p in targets) and not overwrite:
+        raise InputError(f"{next(p for p in targets if p.exists())} exists; pass --overwrite to replace it")
+    headers = {}
+    for image in (i for s in stack for i in s):
+        if image.file not in headers:
+            ds = headers[image.file] = pydicom.dcmread(image.file, stop_before_pixels=True)
+            groups = [*ds.get("SharedFunctionalGroupsSequence", []), *ds.get("PerFrameFunctionalGroupsSequence", [])]
+            for item in [ds, *(m for g in groups for m in g.get("PixelMeasuresSequence", []))]:
+                if not item.get("SliceThickness"):  # highdicom needs it (DICOM lets it be absent or empty)
+                    item.SliceThickness = image.thickness
+    first = headers[stack[0][0].file]
+    for key in ("FrameOfReferenceUID", "SOPInstanceUID", "StudyInstanceUID"):
+        if key not in first:
+            raise InputError(f"{stack[0][0].file} has no {key}: a DICOM SEG cannot refer to its images")
+    algorithm = hd.AlgorithmIdentificationSequence(name="ACNN", version=__version__,
+                                                   family=codes.cid7162.ArtificialIntelligence)
+    segments = []
+    for value in range(1, max(names) + 1):
+        name = names.get(value, f"label {value}")
+        code, meaning = DICOM_CODES.get(name, ("85756007", "Tissue"))
+        segments.append(hd.seg.SegmentDescription(
+            value, name, segmented_property_category=codes.SCT.AnatomicalStructure,
+            segmented_property_type=hd.sr.CodedConcept(code, "SCT", meaning),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm))
+    spacing_xy, normal = geometry.spacing[:2], geometry.direction[:, 2]
+    orientation = hd.PlaneOrientationSequence(hd.CoordinateSystemNames.PATIENT,
+                                              [float(v) for v in stack[0][0].orientation])
+    measures = hd.PixelMeasuresSequence(pixel_spacing=[float(spacing_xy[1]), float(spacing_xy[0])],  # rows, columns
+                                        slice_thickness=float(stack[0][0].thickness),
+                                        spacing_between_slices=float(geometry.spacing[2]))
+    series, objects = hd.UID(), []
+    number = int(first.get("SeriesNumber") or 0) + 1000  # numbered after its source, as a scanner's derived series
+    for t, labels in enumerate(frames):
+        images = [s[t] for s in stack]  # by position along the normal
+        sources = [headers[f] for f in dict.fromkeys(i.file for i in images)]
+        positions = [hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT, [float(v) for v in i.position])
+                     for i in images]
+        seg = hd.seg.Segmentation(
+            sources[:1], labels.array.transpose(2, 1, 0).astype(np.uint8),  # (x, y, z) -> frames of (rows, columns)
+            hd.seg.SegmentationTypeValues.BINARY, segments, series, number, hd.UID(), t + 1, "ACNN for 3D Slicer",
+            "ACNN", __version__, "-", plane_positions=positions, plane_orientation=orientation,
+            pixel_measures=measures, further_source_images=sources[1:] or None, omit_empty_frames=False,
+            series_description="ACNN labels", content_label="ACNN",
+            content_description=f"frame {t + 1} of {len(frames)}" if len(frames) > 1 else None)
+        by_depth = {round(float(i.position @ normal), 2): i for i in images}
+        for item in seg.PerFrameFunctionalGroupsSequence:  # each SEG frame -> the image it labels (highdicom
+            image = by_depth[round(float(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient,
+                                                    float) @ normal), 2)]  # matches a cine's by position alone)
+            reference = pydicom.Dataset()
+            reference.ReferencedSOPClassUID = headers[image.file].SOPClassUID
+            reference.ReferencedSOPInstanceUID = headers[image.file].SOPInstanceUID
+            if "NumberOfFrames" in headers[image.file]:
+                reference.ReferencedFrameNumber = image.frame + 1
+            reference.PurposeOfReferenceCodeSequence = [hd.sr.CodedConcept(
+                "121322", "DCM", "Source image for image processing operation")]
+            reference.SpatialLocationsPreserved = "YES"
+            derivation = pydicom.Dataset()
+            derivation.DerivationCodeSequence = [hd.sr.CodedConcept("113076", "DCM", "Segmentation")]
+            derivation.SourceImageSequence = [reference]
+            item.DerivationImageSequence = [derivation]
+        objects.append(seg)
+    out.mkdir(parents=True, exist_ok=True)
+    for seg, path in zip(objects, targets):
+        seg.save_as(path)
+    return targets
+

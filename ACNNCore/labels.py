@@ -9,6 +9,14 @@ SEGMENTS = {
     RV_BLOOD_POOL: ("RV blood pool", (0.376, 0.573, 0.851)),
 }
 
+#: name -> the structure's code for DICOM SEG (SNOMED CT, from DICOM CID 7152 "Cardiac Structure Segmentation
+#: Type" and "Myocardium"), as (code value, code meaning); the segment's label says which part ("LV blood pool")
+DICOM_CODES = {
+    "LV blood pool": ("87878005", "Left ventricle"),
+    "LV myocardium": ("74281007", "Myocardium"),
+    "RV blood pool": ("53085002", "Right ventricle"),
+}
+
 #: ACDC ground truth: 1 RV cavity, 2 LV myocardium, 3 LV cavity -> ours
 ACDC_TO_OURS = {0: BACKGROUND, 1: RV_BLOOD_POOL, 2: LV_MYOCARDIUM, 3: LV_BLOOD_POOL}
 OURS_TO_ACDC = {v: k for k, v in ACDC_TO_OURS.items()}

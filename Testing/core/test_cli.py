@@ -171,6 +171,52 @@ def test_a_folder_of_dicom_studies_is_segmented_study_by_study(tmp_path, write_d
     assert run.returncode == 2 and "exists" in run.stderr and "--overwrite" in run.stderr
 
 
+def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, phantom_cine):
+    """`--dicom-seg FOLDER`: a DICOM cine's labels also written as DICOM SEG objects on its images, one per
+    frame, holding the 4-D map's labels; a folder of studies gets FOLDER/STUDY/. Refused before any work: a
+    sub-pixel model (its grid is not the images'), input that is not DICOM, segmentations already there. A
+    study whose files a SEG cannot refer to (no frame of reference) gets its label map, not a SEG, and status 1."""
+    import highdicom
+    import pydicom
+
+    from ACNNCore.io import read_frames
+
+    cine = phantom_cine(0, 777)
+    write_dicom(cine, tmp_path / "studies" / "p1", per_slice_series=True, times=[0, 320], study="1.2.3.1")
+    write_dicom(cine[1:], tmp_path / "studies" / "p2", study="1.2.3.2")
+    for path in write_dicom(cine[:1], tmp_path / "studies" / "p3", study="1.2.3.3").iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.FrameOfReferenceUID
+        ds.save_as(path)
+    model = ("--model", "acnn-seg-acdc", "--device", "cpu")
+    run = acnn("segment", tmp_path / "studies" / "p1", "--out", tmp_path / "p1.nii.gz", "--dicom-seg",
+               tmp_path / "seg", *model)
+    assert run.returncode == 0 and f"{tmp_path / 'seg'}: 2 DICOM segmentations" in run.stdout, run.stderr
+    labels = read_frames(tmp_path / "p1.nii.gz")
+    assert all(f.array.any() for f in labels)
+    g = labels[0].geometry
+    for t, frame in enumerate(labels):
+        seg = highdicom.seg.segread(tmp_path / "seg" / f"SEG_{t + 1:03d}.dcm")
+        back = np.zeros(g.shape, np.uint8)
+        for pixels, item in zip(seg.pixel_array, seg.PerFrameFunctionalGroupsSequence):
+            z = int(round(g.physical_to_index(item.PlanePositionSequence[0].ImagePositionPatient)[2]))
+            back[:, :, z] += pixels.T * item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        np.testing.assert_array_equal(back, frame.array)
+    refusals = ((tmp_path / "studies" / "p1", model, "holds DICOM segmentations already; pass --overwrite"),
+                (tmp_path / "studies" / "p1", ("--model", "acnn-seg-phantom"), "a sub-pixel model"),
+                (tmp_path / "p1.nii.gz", model, "is not a folder of them"))
+    for n, (source, options, says) in enumerate(refusals):
+        run = acnn("segment", source, "--out", tmp_path / f"again{n}.nii.gz", "--dicom-seg", tmp_path / "seg",
+                   *options)
+        assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert not (tmp_path / f"again{n}.nii.gz").exists()
+    run = acnn("segment", tmp_path / "studies", "--out", tmp_path / "out", "--dicom-seg", tmp_path / "segs", *model)
+    assert run.returncode == 1 and "no DICOM SEG for p3: " in run.stderr and "has no FrameOfReferenceUID" in run.stderr
+    assert "no DICOM SEG for 1 of 3 studies: p3" in run.stderr and (tmp_path / "out" / "p3.nii.gz").exists()
+    assert sorted(p.relative_to(tmp_path / "segs").as_posix() for p in (tmp_path / "segs").rglob("*.dcm")) == [
+        "p1/SEG_001.dcm", "p1/SEG_002.dcm", "p2/SEG_001.dcm"]
+
+
 def test_segment_says_when_it_finds_no_heart(tmp_path):
     """Noise segmented by the real-data model: nothing is found, the label map is written, and stderr says so;
     a NaN voxel or a 2-D image is refused with one line."""

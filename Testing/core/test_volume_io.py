@@ -434,3 +434,68 @@ def test_a_study_tree_reads_as_its_one_stack(tmp_path, oblique_volume, write_dic
     write_dicom([two_chamber, two_chamber], study / "DICOM" / "SE99" / "2ch", times=[0, 40], description="cine_2ch")
     with pytest.raises(InputError, match="SE99 holds no stack: 4 images of 2 orientations or grids, each at one"):
         read_frames(study / "DICOM" / "SE99")
+
+
+# --- DICOM SEG -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("per_slice_series", [False, True])
+@pytest.mark.parametrize("enhanced", [False, True])
+def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, oblique_volume, per_slice_series,
+                                                                 enhanced, write_dicom, to_enhanced):
+    """A cine's label maps as DICOM SEG, one object per frame in one series, on the cine's own files (one
+    series or one per slice; classic or enhanced): every SEG frame lies where the image it refers to lies, that
+    image is of its own phase, and its pixels are that image's labels, segment by segment (the oblique,
+    non-square grid catches rows and columns swapped); segments named and coded; the source's study and frame of
+    reference kept. Labels on another grid, or as many maps as frames not given, are refused; files there are not
+    overwritten unless asked."""
+    import highdicom
+    import pydicom
+
+    from ACNNCore.dicom import _dicom_images, write_dicom_seg
+    from ACNNCore.labels import DICOM_CODES, SEGMENTS
+
+    frames = [oblique_volume.with_array(np.round(oblique_volume.array * 300 + 40 * t).astype(np.int16))
+              for t in range(3)]
+    source = write_dicom(frames, tmp_path / "classic", per_slice_series, times=[0, 40, 80])
+    if enhanced:
+        source = to_enhanced(source, tmp_path / "enhanced")
+    rng = np.random.default_rng(1)
+    labels = [oblique_volume.with_array(rng.integers(0, 4, oblique_volume.shape).astype(np.uint8)) for _ in frames]
+    names = {v: n for v, (n, _) in SEGMENTS.items()}
+    paths = write_dicom_seg(labels, source, tmp_path / "seg", names)
+    assert [p.name for p in paths] == ["SEG_001.dcm", "SEG_002.dcm", "SEG_003.dcm"]
+    images = {}  # (SOP instance UID, frame number or None) -> (position, trigger time)
+    for path in source.iterdir():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        for image in _dicom_images(path, source):
+            images[ds.SOPInstanceUID, image.frame + 1 if "NumberOfFrames" in ds else None] = image
+    source_header = pydicom.dcmread(next(source.iterdir()), stop_before_pixels=True)
+    g = oblique_volume.geometry
+    seen, series = set(), highdicom.seg.segread(paths[0]).SeriesInstanceUID
+    for t, path in enumerate(paths):
+        seg = highdicom.seg.segread(path)
+        assert seg.SeriesInstanceUID == series and seg.InstanceNumber == t + 1
+        assert seg.StudyInstanceUID == source_header.StudyInstanceUID
+        assert seg.FrameOfReferenceUID == source_header.FrameOfReferenceUID
+        assert [(s.SegmentNumber, s.SegmentLabel, s.SegmentedPropertyTypeCodeSequence[0].CodeValue)
+                for s in seg.SegmentSequence] == [(v, n, DICOM_CODES[n][0]) for v, n in names.items()]
+        pixels = seg.pixel_array
+        for k, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+            reference = item.DerivationImageSequence[0].SourceImageSequence[0]
+            image = images[reference.ReferencedSOPInstanceUID, reference.get("ReferencedFrameNumber")]
+            position = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
+            np.testing.assert_allclose(position, image.position, atol=1e-3)
+            assert image.order[0] == 40 * t  # the image of this phase
+            z = int(round(g.physical_to_index(position)[2]))
+            segment = item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+            np.testing.assert_array_equal(pixels[k], labels[t].array[:, :, z].T == segment)
+            seen.add((t, z, segment))
+    assert len(seen) == 3 * g.shape[2] * 3  # every phase, slice and segment
+    hr = Volume.from_array(np.zeros((7, 9, 10), np.uint8), (1.25, 0.9, 3.75), g.origin, g.direction)
+    for maps, says in (([hr] * 3, "not on the grid"), (labels[:2], "2 label maps for")):
+        with pytest.raises(InputError, match=says):
+            write_dicom_seg(maps, source, tmp_path / "other", names)
+        assert not (tmp_path / "other").exists()
+    with pytest.raises(InputError, match="exists; pass --overwrite"):
+        write_dicom_seg(labels, source, tmp_path / "seg", names)
+    assert write_dicom_seg(labels, source, tmp_path / "seg", names, overwrite=True) == paths
