@@ -376,7 +376,6 @@ def run_segment(args) -> int:
     result = _segment_with_bar(segmenter, volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
-    _write_dicom_seg(args, [result.labels], result.label_names, args.input, args.dicom_seg)
     m = clinical_measures(result.labels, rv=RV_BLOOD_POOL in result.label_names)
     grid = "HR grid" if result.labels.array.size > volume.array.size else "the input's grid"  # K = 1: as acquired
     print(f"{args.out}: {grid} {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
@@ -384,6 +383,7 @@ def run_segment(args) -> int:
           + (f", RV blood pool {m['rv_volume_ml']:.1f} ml" if "rv_volume_ml" in m else "")
           + f"; {_plausible(plausibility(result.labels))}"
           + (f"; shape model: {result.correction}" if result.correction else ""))
+    _write_dicom_seg(args, [result.labels], result.label_names, args.input, args.dicom_seg)
     if result.orientation:
         print(f"orientation: the network was surest of the image {result.orientation}")
     if not m["lv_volume_ml"]:
@@ -492,8 +492,8 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     """Every case of a data set (phantom, ACDC, folder), or every study of a folder of DICOM studies (``studies``:
     dicom.dicom_studies's, each a stack or a cine) -> OUT/NAME.nii.gz (a cine's: 4-D, every frame), ready for
     ``acnn evaluate``, and OUT/measures.csv: each case's volumes, mass and plausibility (a cine's ED and ES as
-    NAME_ED and NAME_ES), the EFs where a subject has ED and ES; with --dicom-seg, each study's DICOM SEG into
-    its folder of that. A study that cannot be read is skipped, saying why, and the command ends with status 1;
+    NAME_ED and NAME_ES), the EFs where a subject has ED and ES; with --dicom-seg FOLDER, each study's DICOM SEG
+    objects into FOLDER/NAME. A study that cannot be read is skipped, saying why, and the command ends with status 1;
     so does a study whose labels a SEG cannot be written for (files without a frame of reference)."""
     from tqdm import tqdm
 

@@ -202,6 +202,10 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
             z = int(round(g.physical_to_index(item.PlanePositionSequence[0].ImagePositionPatient)[2]))
             back[:, :, z] += pixels.T * item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
         np.testing.assert_array_equal(back, frame.array)
+    run = acnn("segment", tmp_path / "studies" / "p2", "--out", tmp_path / "p2.nii.gz", "--dicom-seg",
+               tmp_path / "seg2", *model)  # one stack
+    assert run.returncode == 0 and f"{tmp_path / 'seg2'}: 1 DICOM segmentation on" in run.stdout, run.stderr
+    assert [p.name for p in (tmp_path / "seg2").iterdir()] == ["SEG_001.dcm"]
     refusals = ((tmp_path / "studies" / "p1", model, "holds DICOM segmentations already; pass --overwrite"),
                 (tmp_path / "studies" / "p1", ("--model", "acnn-seg-phantom"), "a sub-pixel model"),
                 (tmp_path / "p1.nii.gz", model, "is not a folder of them"))
