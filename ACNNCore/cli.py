@@ -104,7 +104,22 @@ def _add_info(sub):
     p.add_argument("--labels", action="store_true",
                    help="treat a file as a label map (values 0-3); the default for a .seg.nrrd or a name like "
                         "*_gt.nii.gz")
+    _series_arg(p)
     p.set_defaults(run=run_info)
+
+
+def _series_arg(p):
+    p.add_argument("--series", metavar="DESCRIPTION|NUMBER",
+                   help="for DICOM input: only the series of this description (any case), number or UID -- the "
+                        "short-axis cine of a full study that also holds perfusion, T1 mapping or a second cine "
+                        "(a cine written one series per slice: their shared description)")
+
+
+def _dicom_only(args, path: Path, dicom: bool, what: str = "not a folder of DICOM files") -> None:
+    """The DICOM options refused, by name, for input that is not DICOM."""
+    for option, value in (("--series", args.series), ("--dicom-seg", getattr(args, "dicom_seg", None))):
+        if value is not None and not dicom:
+            raise InputError(f"{option} is for DICOM input: {path} is {what}")
 
 
 def run_info(args) -> int:
@@ -122,12 +137,13 @@ def run_info(args) -> int:
     if not path.exists():
         raise InputError(f"no such file, folder or bundled model: {path}")
     dicom = is_dicom_folder(path)
+    _dicom_only(args, path, dicom)
     studies = dicom_studies(path) if dicom else {}
     if len(studies) > 1:  # a folder of DICOM studies: each as acnn segment would read it
         print(f"{path}: {len(studies)} DICOM studies")
         for name, study in studies.items():
             try:
-                frames = read_dicom(*study)
+                frames = read_dicom(*study, series=args.series)
                 print(f"  {name:24s} {len(frames)} frame{'s' * (len(frames) > 1)} of {frames[0].shape} spacing "
                       f"{tuple(round(s, 3) for s in frames[0].spacing)}")
             except InputError as e:
@@ -142,7 +158,8 @@ def run_info(args) -> int:
                   f"{'  labels ' + str(c.labels.shape) if c.labels is not None else ''}")
         return 0
     labels = args.labels or not dicom and (path.name.lower().endswith(".seg.nrrd") or is_label_file(path))
-    frames = [read_labels(path, allowed=(0, 1, 2, 3))] if labels else read_frames(path)  # a cine: its frames
+    frames = ([read_labels(path, allowed=(0, 1, 2, 3))] if labels else  # a cine: its frames
+              read_dicom(path, series=args.series) if dicom else read_frames(path))
     volume = frames[0]
     labels = labels or looks_like_labels(volume)  # integer values 0-3: what acnn segment writes
     g = volume.geometry
@@ -300,6 +317,7 @@ def _add_inference(sub):
                         "times the work)")
     p.add_argument("--label-convention", choices=("ours", "acdc"), default="ours",
                    help="label values written: ours (1 LV, 2 myocardium, 3 RV) or acdc (1 RV, 2 myocardium, 3 LV)")
+    _series_arg(p)
     p.add_argument("--dicom-seg", type=Path, metavar="FOLDER",
                    help="for DICOM input: the labels also written as DICOM Segmentation objects on the input's "
                         "images into FOLDER (SEG_001.dcm ..., one per frame of a cine), for a PACS or a DICOM "
@@ -350,7 +368,7 @@ def _write_labels(labels, path: Path, names: dict, overwrite: bool) -> Path:
 
 def run_segment(args) -> int:
     from .inference import Segmenter, default_model
-    from .dicom import dicom_studies, is_dicom_folder
+    from .dicom import dicom_studies, is_dicom_folder, read_dicom
     from .io import check_writable, read_frames
     from .labels import RV_BLOOD_POOL
     from .metrics import clinical_measures, plausibility
@@ -360,9 +378,9 @@ def run_segment(args) -> int:
         if studies is None or len(studies) > 1:
             return _segment_folder(args, studies)
     check_writable(args.out, args.overwrite)
-    if args.dicom_seg and not is_dicom_folder(args.input):
-        raise InputError(f"--dicom-seg writes segmentations on DICOM images: {args.input} is not a folder of them")
-    frames = read_frames(args.input)
+    dicom = is_dicom_folder(args.input)
+    _dicom_only(args, args.input, dicom)
+    frames = read_dicom(args.input, series=args.series) if dicom else read_frames(args.input)
     if len(frames) > 1 and str(args.out).lower().endswith(".seg.nrrd"):
         raise InputError(f"{args.input} is a cine of {len(frames)} frames: its labels are written as a 4-D "
                          f"label map (.nii.gz, .nrrd or .mha), not {args.out}")
@@ -458,7 +476,7 @@ def _write_dicom_seg(args, frames: list, names: dict, source, folder: Path | Non
     from .dicom import write_dicom_seg
 
     paths = write_dicom_seg([_convention(f, args.label_convention) for f in frames], source, folder,
-                            _convention_names(names, args.label_convention), study, overwrite=args.overwrite)
+                            _convention_names(names, args.label_convention), study, args.series, args.overwrite)
     print(f"{folder}: {len(paths)} DICOM segmentation{'s' * (len(paths) != 1)} on the images of {source}")
 
 
@@ -507,11 +525,10 @@ def _segment_folder(args, studies: dict | None = None) -> int:
         what = f"a folder of {len(studies)} DICOM studies" if studies else "a folder"
         raise InputError(f"the input is {what}: --out must be a folder too, not {args.out}")
     if studies is None:
-        if args.dicom_seg:
-            raise InputError(f"--dicom-seg writes segmentations on DICOM images: {args.input} is a data set")
+        _dicom_only(args, args.input, False, "a data set")
         items = {c.name: (lambda c=c: [c.image]) for c in read_dataset(args.input)}
     else:
-        items = {name: (lambda s=s: read_dicom(*s)) for name, s in studies.items()}
+        items = {name: (lambda s=s: read_dicom(*s, series=args.series)) for name, s in studies.items()}
     targets = {name: args.out / f"{name}.nii.gz" for name in items}
     table = args.out / "measures.csv"
     existing = [t for t in [*targets.values(), table] if t.exists()]

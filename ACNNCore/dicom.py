@@ -63,6 +63,7 @@ class _DicomImage(NamedTuple):
     study: str  # 0020,000d: images of two studies (two patients, two visits) never make one stack
     series: str  # 0020,000e
     protocol: str  # 0008,103e as written ("" where absent)
+    number: str  # 0020,0011 as written ("" where absent)
     folder: Path  # where its file lies, from the folder read
 
     @property
@@ -133,7 +134,8 @@ def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
             tuple(spacing) if spacing.size else (1.0, 1.0),
             float(_attribute(ds, "SliceThickness", frame) or 1.0), str(path), frame or 0,
             (slope / read_as[0], intercept - read_as[1] * slope / read_as[0]), str(ds.get("StudyInstanceUID", "")),
-            str(ds.get("SeriesInstanceUID", "?")), str(ds.get("SeriesDescription", "")), where))
+            str(ds.get("SeriesInstanceUID", "?")), str(ds.get("SeriesDescription", "")),
+            str(ds.get("SeriesNumber", "") or ""), where))
     return images
 
 
@@ -182,7 +184,7 @@ def _studies(folder: Path, images: list[_DicomImage]) -> dict[str, DicomStudy]:
     return studies
 
 
-def read_dicom(folder, study: str | None = None) -> list[Volume]:
+def read_dicom(folder, study: str | None = None, series: str | None = None) -> list[Volume]:
     """The frames of the short-axis stack in a DICOM folder (its subfolders too): one series, or several series
     that hold one slice position each (how scanners often write a cine), the same orientation and in-plane grid;
     classic files, one image each, or enhanced (multi-frame) files, each frame with its own position and time.
@@ -192,8 +194,10 @@ def read_dicom(folder, study: str | None = None) -> list[Volume]:
     position (secondary captures) are left out, saying so; several stacks otherwise (two cines, two
     single-frame stacks), uneven slice gaps or positions with different numbers of images are refused, and so
     is a folder holding several studies, unless ``study`` (a study instance UID, see :func:`dicom_studies`)
-    picks one."""
-    stack, geometry = _stack(folder, study)
+    picks one. ``series`` reads only the series of that description (any case), number or UID: one of several
+    stacks (a full study's cine beside perfusion or T1-mapping series), or its series together where a cine is
+    written one series per slice."""
+    stack, geometry = _stack(folder, study, series)
     pixels = {}  # each file's pixel values (frames, rows, columns), decoded once by GDCM
 
     def pixels_of(image: _DicomImage) -> np.ndarray:
@@ -214,7 +218,7 @@ def read_dicom(folder, study: str | None = None) -> list[Volume]:
     return frames
 
 
-def _stack(folder, study: str | None) -> tuple[list[list[_DicomImage]], Geometry]:
+def _stack(folder, study: str | None, series: str | None = None) -> tuple[list[list[_DicomImage]], Geometry]:
     """:func:`read_dicom`'s choice of images, from their headers: the stack's images by slice position (along the
     normal), each position's in time, and the grid they make."""
     folder = Path(folder)
@@ -223,6 +227,13 @@ def _stack(folder, study: str | None) -> tuple[list[list[_DicomImage]], Geometry
         images = [i for i in images if i.study == study]
         if not images:
             raise InputError(f"{folder} holds no images of study {study}")
+    if series is not None:
+        chosen = [i for i in images if series.casefold() in (i.protocol.casefold(), i.number, i.series)]
+        if not chosen:
+            known = sorted({f"{i.protocol or '(no description)'} (number {i.number or '-'})" for i in images})
+            raise InputError(f"{folder} holds no series {series!r}; its series: {', '.join(known[:12])}"
+                             f"{' ...' if len(known) > 12 else ''}")
+        images = chosen
     elif len({i.study for i in images}) > 1:
         names = list(_studies(folder, images))
         raise InputError(f"{folder} holds {len(names)} studies ({', '.join(names[:4])}{' ...' * (len(names) > 4)}), "
@@ -239,8 +250,9 @@ def _stack(folder, study: str | None) -> tuple[list[list[_DicomImage]], Geometry
     cines = [g for g in stacks if len(g) > len(_positions(g))]  # several images a position
     if len(stacks) > 1 and len(cines) != 1:
         raise InputError(f"{folder} holds {len(stacks)} stacks (of different orientations, grids or series): "
-                         f"{'; '.join(_describe(g) for g in stacks[:4])}{' ...' if len(stacks) > 4 else ''}; put "
-                         f"the files of the short-axis stack in a folder of their own")
+                         f"{'; '.join(_describe(g) for g in stacks[:4])}{' ...' if len(stacks) > 4 else ''}; pick "
+                         f"the short-axis stack's series by its description or number (acnn segment --series), "
+                         f"or put its files in a folder of their own")
     if not stacks:
         raise InputError(f"{folder} holds no stack: {len(images)} images of {len(grids)} orientations or grids, "
                          f"each at one slice position" if groups else
@@ -327,9 +339,9 @@ def _describe(images) -> str:
 
 
 def write_dicom_seg(frames: list[Volume], source, out, names: dict, study: str | None = None,
-                    overwrite: bool = False) -> list[Path]:
+                    series: str | None = None, overwrite: bool = False) -> list[Path]:
     """Label maps on a DICOM stack's or cine's own grid -- one per frame, as :func:`read_dicom` read ``source``
-    (``study``) -- written as a DICOM Segmentation series into the folder ``out``: one object per frame
+    (``study``, ``series``) -- written as a DICOM Segmentation series into the folder ``out``: one object per frame
     (``SEG_001.dcm`` ...; a SEG holds one position once, so a cine's frames are instances of one series), each on
     its frame's source images (their study, frame of reference and patient; per-frame references to the image
     each SEG frame labels), every label value in ``names`` ({value: name}) a segment (binary, the structure's
@@ -342,7 +354,7 @@ def write_dicom_seg(frames: list[Volume], source, out, names: dict, study: str |
     from . import __version__
     from .labels import DICOM_CODES
 
-    stack, geometry = _stack(source, study)
+    stack, geometry = _stack(source, study, series)
     if len(frames) != len(stack[0]):
         raise InputError(f"{len(frames)} label maps for {source}'s {len(stack[0])} frames")
     for t, labels in enumerate(frames):

@@ -175,20 +175,31 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
     """`--dicom-seg FOLDER`: a DICOM cine's labels also written as DICOM SEG objects on its images, one per
     frame, holding the 4-D map's labels; a folder of studies gets FOLDER/STUDY/. Refused before any work: a
     sub-pixel model (its grid is not the images'), input that is not DICOM, segmentations already there. A
-    study whose files a SEG cannot refer to (no frame of reference) gets its label map, not a SEG, and status 1."""
+    study whose files a SEG cannot refer to (no frame of reference) gets its label map, not a SEG, and status 1.
+    A study holding a second cine (perfusion) is read, segmented and labelled by `--series`."""
     import highdicom
     import pydicom
 
     from ACNNCore.io import read_frames
+    from ACNNCore.volume import Geometry, Volume
 
     cine = phantom_cine(0, 777)
     write_dicom(cine, tmp_path / "studies" / "p1", per_slice_series=True, times=[0, 320], study="1.2.3.1")
+    g = cine[0].geometry  # beside the cine, perfusion: three slices of it, four times
+    perfusion = [Volume(cine[0].array[:, :, 2:5] + 10 * t, Geometry((*g.shape[:2], 3), g.spacing,
+                                                                    g.index_to_physical((0, 0, 2)), g.direction))
+                 for t in range(4)]
+    write_dicom(perfusion, tmp_path / "studies" / "p1" / "perf", study="1.2.3.1", series=90, description="perf")
+    run = acnn("info", tmp_path / "studies" / "p1")
+    assert run.returncode == 2 and "holds 2 stacks" in run.stderr and "--series" in run.stderr, run.stderr
+    run = acnn("info", tmp_path / "studies" / "p1", "--series", "CINE_SAX")
+    assert run.returncode == 0 and json.loads(run.stdout)["frames"] == 2, run.stderr
     write_dicom(cine[1:], tmp_path / "studies" / "p2", study="1.2.3.2")
     for path in write_dicom(cine[:1], tmp_path / "studies" / "p3", study="1.2.3.3").iterdir():
         ds = pydicom.dcmread(path)
         del ds.FrameOfReferenceUID
         ds.save_as(path)
-    model = ("--model", "acnn-seg-acdc", "--device", "cpu")
+    model = ("--model", "acnn-seg-acdc", "--device", "cpu", "--series", "cine_sax")
     run = acnn("segment", tmp_path / "studies" / "p1", "--out", tmp_path / "p1.nii.gz", "--dicom-seg",
                tmp_path / "seg", *model)
     assert run.returncode == 0 and f"{tmp_path / 'seg'}: 2 DICOM segmentations" in run.stdout, run.stderr
@@ -207,8 +218,10 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
     assert run.returncode == 0 and f"{tmp_path / 'seg2'}: 1 DICOM segmentation on" in run.stdout, run.stderr
     assert [p.name for p in (tmp_path / "seg2").iterdir()] == ["SEG_001.dcm"]
     refusals = ((tmp_path / "studies" / "p1", model, "holds DICOM segmentations already; pass --overwrite"),
-                (tmp_path / "studies" / "p1", ("--model", "acnn-seg-phantom"), "a sub-pixel model"),
-                (tmp_path / "p1.nii.gz", model, "is not a folder of them"))
+                (tmp_path / "studies" / "p1", ("--model", "acnn-seg-phantom", "--series", "cine_sax"),
+                 "a sub-pixel model"),
+                (tmp_path / "p1.nii.gz", model, "--series is for DICOM input: "),
+                (tmp_path / "p1.nii.gz", model[:4], "--dicom-seg is for DICOM input: "))
     for n, (source, options, says) in enumerate(refusals):
         run = acnn("segment", source, "--out", tmp_path / f"again{n}.nii.gz", "--dicom-seg", tmp_path / "seg",
                    *options)

@@ -294,6 +294,34 @@ def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_di
         read_volume(tmp_path / "broken")
 
 
+def test_a_series_picks_the_stack_of_a_full_study(tmp_path, oblique_volume, write_dicom):
+    """A full study's export: the short-axis cine (one series per slice) beside perfusion (its own cine of three
+    slices on the same grid) and a late-enhancement stack: two cines, refused, naming the stacks and --series;
+    ``series`` reads one by its description (any case) or number; a series not there is refused, naming those
+    there."""
+    volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
+    cine = [volume.with_array(volume.array + 40 * t) for t in range(3)]
+    write_dicom(cine, tmp_path / "study" / "cine", per_slice_series=True, times=[0, 40, 80], series=10)
+    g = volume.geometry
+    perfusion = [Volume(volume.array[:, :, :3] + 7 * t, Geometry((7, 9, 3), g.spacing, g.origin, g.direction))
+                 for t in range(4)]
+    write_dicom(perfusion, tmp_path / "study" / "perf", times=[0, 500, 1000, 1500], series=30,
+                description="Perfusion")
+    write_dicom([volume], tmp_path / "study" / "lge", series=40, description="lge_sax")
+    with pytest.raises(InputError, match="holds 3 stacks .*lge_sax in study/lge.*Perfusion in study/perf.*"
+                                         "cine_sax in study/cine.*acnn segment --series"):
+        read_frames(tmp_path / "study")
+    back = read_dicom(tmp_path / "study", series="CINE_SAX")
+    assert len(back) == 3 and all(np.array_equal(a.array, b.array) for a, b in zip(cine, back))
+    back = read_dicom(tmp_path / "study", series="30")
+    assert len(back) == 4 and all(np.array_equal(a.array, b.array) for a, b in zip(perfusion, back))
+    (back,) = read_dicom(tmp_path / "study", series="lge_sax")
+    np.testing.assert_array_equal(back.array, volume.array)
+    with pytest.raises(InputError, match="holds no series 'cine'; its series: Perfusion \\(number 30\\), "
+                                         "cine_sax \\(number 10\\), cine_sax \\(number 11\\)"):
+        read_dicom(tmp_path / "study", series="cine")
+
+
 def test_a_folder_of_studies_is_not_read_as_one_stack(tmp_path, oblique_volume, write_dicom):
     """Two patients' stacks on the same grid, one above the other, made one 10-slice stack before: a folder
     holding several studies is refused, naming them (by folder, else patient ID), and each reads by its UID."""
