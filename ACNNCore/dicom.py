@@ -197,8 +197,40 @@ def read_dicom(folder, study: str | None = None, series: str | None = None) -> l
     picks one. ``series`` reads only the series of that description (any case), number or UID: one of several
     stacks (a full study's cine beside perfusion or T1-mapping series), or its series together where a cine is
     written one series per slice."""
-    stack, geometry = _stack(folder, study, series)
-    pixels = {}  # each file's pixel values (frames, rows, columns), decoded once by GDCM
+    stacks, groups, unplaced = _stacks(folder, study, series)
+    return _pixels(folder, *_assemble(folder, _choose(folder, stacks, groups, unplaced)))
+
+
+def read_dicom_stacks(folder, study: str | None = None) -> dict[str, list[Volume]]:
+    """What a viewer shows of a DICOM study's folder: the stack :func:`read_dicom` reads, where it reads one,
+    by the folder's name; else -- several cines, as a full study's export holds (the short-axis cine beside
+    perfusion, T1 mapping, a second cine) -- every stack, by its series description, cines first and the one
+    of most slice positions first of all (a stack that is not one stack on one grid left out, saying why)."""
+    folder = Path(folder)
+    stacks, groups, unplaced = _stacks(folder, study, None)
+    try:
+        return {folder.name: _pixels(folder, *_assemble(folder, _choose(folder, stacks, groups, unplaced)))}
+    except InputError:
+        if len(stacks) < 2:
+            raise
+    stacks = sorted(stacks, key=lambda g: (len(g) == len(_positions(g)), -len(_positions(g))))
+    read, problems = {}, []
+    for images in stacks:
+        name = images[0].protocol or f"series {images[0].number or images[0].series}"
+        try:
+            read[name if name not in read else f"{name} {len(read) + 1}"] = _pixels(folder, *_assemble(folder, images))
+        except InputError as e:
+            problems.append(f"{name}: {e}")
+    if problems:
+        log.warning("%s: left out %s", folder, "; ".join(problems))
+    if not read:
+        raise InputError(f"{folder}: none of its {len(stacks)} stacks can be read ({'; '.join(problems)})")
+    return read
+
+
+def _pixels(folder, stack: list[list[_DicomImage]], geometry: Geometry) -> list[Volume]:
+    """The frames of a stack's images, each file's pixels decoded once by GDCM."""
+    pixels = {}  # each file's pixel values (frames, rows, columns)
 
     def pixels_of(image: _DicomImage) -> np.ndarray:
         if image.file not in pixels:
@@ -221,12 +253,24 @@ def read_dicom(folder, study: str | None = None, series: str | None = None) -> l
 def _stack(folder, study: str | None, series: str | None = None) -> tuple[list[list[_DicomImage]], Geometry]:
     """:func:`read_dicom`'s choice of images, from their headers: the stack's images by slice position (along the
     normal), each position's in time, and the grid they make."""
+    return _assemble(folder, _choose(folder, *_stacks(folder, study, series)))
+
+
+def _stacks(folder, study: str | None, series: str | None) -> tuple[list, list, list]:
+    """The images of a DICOM folder (of ``study``, of ``series``) in what may be stacks: (the stacks -- groups
+    of several slice positions --, every group of one orientation, grid and series, the images without a
+    position)."""
     folder = Path(folder)
     images = _images_of(folder)
     if study is not None:
         images = [i for i in images if i.study == study]
         if not images:
             raise InputError(f"{folder} holds no images of study {study}")
+    elif len({i.study for i in images}) > 1:
+        names = list(_studies(folder, images))
+        raise InputError(f"{folder} holds {len(names)} studies ({', '.join(names[:4])}{' ...' * (len(names) > 4)}), "
+                         f"not one stack: give one study's folder (acnn segment takes the folder and segments "
+                         f"each)")
     if series is not None:
         chosen = [i for i in images if series.casefold() in (i.protocol.casefold(), i.number, i.series)]
         if not chosen:
@@ -234,11 +278,6 @@ def _stack(folder, study: str | None, series: str | None = None) -> tuple[list[l
             raise InputError(f"{folder} holds no series {series!r}; its series: {', '.join(known[:12])}"
                              f"{' ...' if len(known) > 12 else ''}")
         images = chosen
-    elif len({i.study for i in images}) > 1:
-        names = list(_studies(folder, images))
-        raise InputError(f"{folder} holds {len(names)} studies ({', '.join(names[:4])}{' ...' * (len(names) > 4)}), "
-                         f"not one stack: give one study's folder (acnn segment takes the folder and segments "
-                         f"each)")
     placed = [i for i in images if i.position.size and i.orientation.size]
     unplaced = [i for i in images if not (i.position.size and i.orientation.size)]
     grids: list[list[_DicomImage]] = []  # by orientation and in-plane grid
@@ -247,17 +286,23 @@ def _stack(folder, study: str | None, series: str | None = None) -> tuple[list[l
         grid.append(i) if grid else grids.append([i])
     groups = [g for grid in grids for g in _by_series(grid)]  # a stack each, or one position's images
     stacks = [g for g in groups if len(_positions(g)) > 1] if len(groups) > 1 else groups
+    if not stacks:
+        raise InputError(f"{folder} holds no stack: {len(images)} images of {len(grids)} orientations or grids, "
+                         f"each at one slice position" if groups else
+                         f"{folder} holds no image with a position and orientation (0020,0032 / 0020,0037): "
+                         f"{_describe(unplaced)}")
+    return stacks, groups, unplaced
+
+
+def _choose(folder, stacks: list, groups: list, unplaced: list) -> list[_DicomImage]:
+    """The one stack of :func:`_stacks`'s (beside single-frame stacks, the one cine), the rest left out saying
+    so; several stacks otherwise refused."""
     cines = [g for g in stacks if len(g) > len(_positions(g))]  # several images a position
     if len(stacks) > 1 and len(cines) != 1:
         raise InputError(f"{folder} holds {len(stacks)} stacks (of different orientations, grids or series): "
                          f"{'; '.join(_describe(g) for g in stacks[:4])}{' ...' if len(stacks) > 4 else ''}; pick "
                          f"the short-axis stack's series by its description or number (acnn segment --series), "
                          f"or put its files in a folder of their own")
-    if not stacks:
-        raise InputError(f"{folder} holds no stack: {len(images)} images of {len(grids)} orientations or grids, "
-                         f"each at one slice position" if groups else
-                         f"{folder} holds no image with a position and orientation (0020,0032 / 0020,0037): "
-                         f"{_describe(unplaced)}")
     images = cines[0] if len(stacks) > 1 else stacks[0]  # beside single-frame stacks (LGE, T1 maps): the cine
     left_out = [_describe(g) for g in groups if g is not images]
     if left_out:
@@ -266,6 +311,12 @@ def _stack(folder, study: str | None, series: str | None = None) -> tuple[list[l
                     "; ".join(left_out[:4]))
     if unplaced:
         log.warning("%s: left out %s", folder, _describe(unplaced))
+    return images
+
+
+def _assemble(folder, images: list[_DicomImage]) -> tuple[list[list[_DicomImage]], Geometry]:
+    """One stack's images by slice position (along the normal), each position's in time, and the grid they
+    make; refused where they are not one stack on one grid."""
     first = images[0]
     row, col = first.orientation[:3], first.orientation[3:]
     normal = np.cross(row, col)

@@ -345,16 +345,19 @@ def load_cine(path, scene, name: str | None = None):
 def load_dicom(path, scene) -> list:
     """Each study of a DICOM folder as a node -- a stack as a volume node, a cine as a sequence node of volumes
     -- named by the study's folder (``ACNNCore.dicom.dicom_studies``): one for a study's tree, one per patient or
-    visit for a folder of exports. Every study is read before any node is made, so a study that cannot be
-    read leaves the scene as it was."""
-    from ACNNCore.dicom import dicom_studies, read_dicom
+    visit for a folder of exports; a full study's several cines (the short-axis cine beside perfusion, T1
+    mapping) a node each, named by the study and the series description, the short-axis-like cine (most slice
+    positions) first (``ACNNCore.dicom.read_dicom_stacks``). Every study is read before any node is made, so a
+    study that cannot be read leaves the scene as it was."""
+    from ACNNCore.dicom import dicom_studies, read_dicom_stacks
 
     read = {}
     for name, study in dicom_studies(path).items():
         try:
-            read[name] = read_dicom(*study)
+            stacks = read_dicom_stacks(*study)
         except InputError as e:
             raise InputError(f"study {name}: {e}") from None
+        read.update({name if len(stacks) == 1 else f"{name} {series}": frames for series, frames in stacks.items()})
     return [frames_to_node(frames, scene, name) for name, frames in read.items()]
 
 

@@ -75,7 +75,8 @@ class SegmentWidget(module_widget_base()):
     def _loadDicom(self):
         """A folder, or a study's tree of folders, of DICOM files read by ACNNCore as one stack or cine (a
         cine written one series per slice position comes in whole), shown and chosen as the input; a folder
-        of several studies loads each, the first chosen."""
+        of several studies loads each, and a full study's several cines (perfusion, T1 mapping) each, the
+        first chosen (the cine of most slices)."""
         import qt
 
         from ACNNCore.errors import InputError

@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from ACNNCore.errors import InputError
-from ACNNCore.dicom import dicom_studies, is_dicom_file, is_dicom_folder, read_dicom
+from ACNNCore.dicom import dicom_studies, is_dicom_file, is_dicom_folder, read_dicom, read_dicom_stacks
 from ACNNCore.io import (read_frames, read_labels, read_segmentation, read_volume, write_frames, write_segmentation,
                          write_volume)
 from ACNNCore.labels import SEGMENTS
@@ -298,7 +298,7 @@ def test_a_series_picks_the_stack_of_a_full_study(tmp_path, oblique_volume, writ
     """A full study's export: the short-axis cine (one series per slice) beside perfusion (its own cine of three
     slices on the same grid) and a late-enhancement stack: two cines, refused, naming the stacks and --series;
     ``series`` reads one by its description (any case) or number; a series not there is refused, naming those
-    there."""
+    there. A viewer reads every stack (`read_dicom_stacks`)."""
     volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
     cine = [volume.with_array(volume.array + 40 * t) for t in range(3)]
     write_dicom(cine, tmp_path / "study" / "cine", per_slice_series=True, times=[0, 40, 80], series=10)
@@ -320,6 +320,11 @@ def test_a_series_picks_the_stack_of_a_full_study(tmp_path, oblique_volume, writ
     with pytest.raises(InputError, match="holds no series 'cine'; its series: Perfusion \\(number 30\\), "
                                          "cine_sax \\(number 10\\), cine_sax \\(number 11\\)"):
         read_dicom(tmp_path / "study", series="cine")
+    stacks = read_dicom_stacks(tmp_path / "study")  # what a viewer loads: each, the short-axis cine first
+    assert [(name, len(frames)) for name, frames in stacks.items()] == [("cine_sax", 3), ("Perfusion", 4),
+                                                                       ("lge_sax", 1)]
+    assert all(np.array_equal(a.array, b.array) for a, b in zip(cine, stacks["cine_sax"]))
+    assert list(read_dicom_stacks(tmp_path / "study" / "cine")) == ["cine"]  # one stack: by its folder
 
 
 def test_a_folder_of_studies_is_not_read_as_one_stack(tmp_path, oblique_volume, write_dicom):

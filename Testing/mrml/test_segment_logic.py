@@ -352,8 +352,9 @@ def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scen
 
 def test_a_folder_of_dicom_studies_loads_a_node_each(scene, tmp_path, write_dicom):
     """Several patients' exports in one folder (what the desktop module's DICOM button and the studio load): a
-    node per study, named by its folder -- a cine as a sequence, a stack as a volume; a study that cannot be
-    read is named and leaves the scene as it was."""
+    node per study, named by its folder -- a cine as a sequence, a stack as a volume; a full study's several
+    stacks (cine, perfusion, late enhancement) a node each, named by their series, the cine of most slices
+    first; a study that cannot be read is named and leaves the scene as it was."""
     from ACNNCore.volume import Geometry, Volume
 
     volume = Volume.from_array(np.arange(8 * 9 * 4, dtype=np.int16).reshape(8, 9, 4), (1.5, 1.4, 8.0))
@@ -364,12 +365,20 @@ def test_a_folder_of_dicom_studies_loads_a_node_each(scene, tmp_path, write_dico
     assert (cine.GetName(), stack.GetName()) == ("p1", "p2")
     assert cine.IsA("vtkMRMLSequenceNode") and cine.GetNumberOfDataNodes() == 2
     assert stack.IsA("vtkMRMLScalarVolumeNode") and np.array_equal(mrml.volume_from_node(stack).array, volume.array)
-    g = volume.geometry  # p3: two stacks on different grids in one study
-    write_dicom([volume], tmp_path / "exports" / "p3" / "a", study="1.2.3.3")
-    write_dicom([Volume(volume.array, Geometry(g.shape, (2.0, 2.0, 8.0), g.origin, g.direction))],
-                tmp_path / "exports" / "p3" / "b", study="1.2.3.3")
+    g = volume.geometry  # p3: a full study: perfusion (two slices, three times), the cine, an LGE stack
+    perfusion = Volume(volume.array[:, :, :2], Geometry((8, 9, 2), g.spacing, g.origin, g.direction))
+    write_dicom([perfusion] * 3, tmp_path / "study" / "perf", times=[0, 500, 1000], study="1.2.3.3", series=20,
+                description="perf")
+    write_dicom([volume, volume], tmp_path / "study" / "cine", times=[0, 300], study="1.2.3.3", series=30)
+    write_dicom([volume], tmp_path / "study" / "lge", study="1.2.3.3", series=40, description="lge")
+    nodes = mrml.load_dicom(tmp_path / "study", scene)
+    assert [(n.GetName(), n.GetNumberOfDataNodes() if n.IsA("vtkMRMLSequenceNode") else 1) for n in nodes] == [
+        ("study cine_sax", 2), ("study perf", 3), ("study lge", 1)]
+    write_dicom([volume], tmp_path / "exports" / "p4", study="1.2.3.4")  # p4: a file cut short in copying
+    cut = next((tmp_path / "exports" / "p4").iterdir())
+    cut.write_bytes(cut.read_bytes()[:-100])
     before = scene.GetNumberOfNodes()
-    with pytest.raises(InputError, match="study p3: .* holds 2 stacks"):
+    with pytest.raises(InputError, match="study p4: .*its pixel data cannot be read"):
         mrml.load_dicom(tmp_path / "exports", scene)
     assert scene.GetNumberOfNodes() == before
 
