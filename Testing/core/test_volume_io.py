@@ -335,9 +335,10 @@ def test_a_folder_of_studies_is_not_read_as_one_stack(tmp_path, oblique_volume, 
                                               volume.origin + 5 * 7.5 * volume.direction[:, 2], volume.direction))
     write_dicom([volume], tmp_path / "studies" / "patientA" / "SE1", study="1.2.3.1", patient="A1")
     write_dicom([above], tmp_path / "studies" / "patientB", study="1.2.3.2", patient="B2")
-    with pytest.raises(InputError, match="holds 2 studies \\(patientA, patientB\\), not one stack"):
-        read_frames(tmp_path / "studies")
     root = tmp_path / "studies"
+    for read in (lambda: read_frames(root), lambda: read_dicom(root, series="cine_sax")):  # a series: of each
+        with pytest.raises(InputError, match="holds 2 studies \\(patientA, patientB\\), not one stack"):
+            read()
     studies = dicom_studies(root)
     assert studies == {"patientA": (root / "patientA", "1.2.3.1"), "patientB": (root / "patientB", "1.2.3.2")}
     assert dicom_studies(root / "patientA") == {"patientA": (root / "patientA", "1.2.3.1")}
