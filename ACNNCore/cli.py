@@ -125,7 +125,7 @@ def _dicom_only(args, path: Path, dicom: bool, what: str = "not a folder of DICO
 def run_info(args) -> int:
     from .datasets import read_dataset
     from .evaluation import is_label_file
-    from .dicom import dicom_studies, is_dicom_folder, read_dicom
+    from .dicom import dicom_studies, is_dicom_folder, read_dicom, read_dicom_stacks
     from .io import looks_like_labels, read_frames, read_labels
 
     path = args.path
@@ -139,15 +139,23 @@ def run_info(args) -> int:
     dicom = is_dicom_folder(path)
     _dicom_only(args, path, dicom)
     studies = dicom_studies(path) if dicom else {}
+    def line(name, frames):
+        return (f"  {name:24s} {len(frames)} frame{'s' * (len(frames) > 1)} of {frames[0].shape} spacing "
+                f"{tuple(round(s, 3) for s in frames[0].spacing)}")
+
     if len(studies) > 1:  # a folder of DICOM studies: each as acnn segment would read it
         print(f"{path}: {len(studies)} DICOM studies")
         for name, study in studies.items():
             try:
-                frames = read_dicom(*study, series=args.series)
-                print(f"  {name:24s} {len(frames)} frame{'s' * (len(frames) > 1)} of {frames[0].shape} spacing "
-                      f"{tuple(round(s, 3) for s in frames[0].spacing)}")
+                print(line(name, read_dicom(*study, series=args.series)))
             except InputError as e:
                 print(f"  {name:24s} not read: {e}")
+        return 0
+    stacks = read_dicom_stacks(path) if dicom and args.series is None else {}
+    if len(stacks) > 1:  # a full study's several cines: acnn segment reads the one --series names
+        print(f"{path}: {len(stacks)} stacks; segment one with --series DESCRIPTION")
+        for name, frames in stacks.items():
+            print(line(name, frames))
         return 0
     if path.is_dir() and not dicom:
         cases = read_dataset(path)
@@ -159,6 +167,7 @@ def run_info(args) -> int:
         return 0
     labels = args.labels or not dicom and (path.name.lower().endswith(".seg.nrrd") or is_label_file(path))
     frames = ([read_labels(path, allowed=(0, 1, 2, 3))] if labels else  # a cine: its frames
+              next(iter(stacks.values())) if stacks else
               read_dicom(path, series=args.series) if dicom else read_frames(path))
     volume = frames[0]
     labels = labels or looks_like_labels(volume)  # integer values 0-3: what acnn segment writes

@@ -190,7 +190,10 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
                                                                     g.index_to_physical((0, 0, 2)), g.direction))
                  for t in range(4)]
     write_dicom(perfusion, tmp_path / "studies" / "p1" / "perf", study="1.2.3.1", series=90, description="perf")
-    run = acnn("info", tmp_path / "studies" / "p1")
+    run = acnn("info", tmp_path / "studies" / "p1")  # its stacks, to pick from
+    assert run.returncode == 0 and "p1: 2 stacks; segment one with --series" in run.stdout, run.stderr
+    assert re.search(r"cine_sax +2 frames of .*\n +perf +4 frames of \(", run.stdout), run.stdout
+    run = acnn("segment", tmp_path / "studies" / "p1", "--out", tmp_path / "p1.nii.gz")
     assert run.returncode == 2 and "holds 2 stacks" in run.stderr and "--series" in run.stderr, run.stderr
     run = acnn("info", tmp_path / "studies" / "p1", "--series", "CINE_SAX")
     assert run.returncode == 0 and json.loads(run.stdout)["frames"] == 2, run.stderr
