@@ -197,8 +197,7 @@ def read_dicom(folder, study: str | None = None, series: str | None = None) -> l
     picks one. ``series`` reads only the series of that description (any case), number or UID: one of several
     stacks (a full study's cine beside perfusion or T1-mapping series), or its series together where a cine is
     written one series per slice."""
-    stacks, groups, unplaced = _stacks(folder, study, series)
-    return _pixels(folder, *_assemble(folder, _choose(folder, stacks, groups, unplaced)))
+    return _pixels(folder, *_stack(folder, study, series))
 
 
 def read_dicom_stacks(folder, study: str | None = None) -> dict[str, list[Volume]]:
