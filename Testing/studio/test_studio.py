@@ -238,7 +238,8 @@ def test_load_an_image_from_the_browser(page, tmp_path):
 
 def test_load_dicom_files_or_a_zip_of_them_from_the_browser(page, tmp_path, write_dicom, phantom_cine):
     """DICOM has no single file to choose: the files chosen together, or a zip of their folder, load as a cine;
-    a zip of several patients' exports loads each, offered to Segment."""
+    a zip of several patients' exports loads each, offered to Segment; a full study's cines load each, the
+    short-axis cine offered to Segment."""
     import zipfile
 
     from ACNNCore.volume import Geometry, Volume
@@ -273,6 +274,15 @@ def test_load_dicom_files_or_a_zip_of_them_from_the_browser(page, tmp_path, writ
     assert "p1 (cine, 2 frames)" in page.inner_text("body")  # the cine chosen for Segment
     page.get_by_text("Scene").click() if not page.locator("#volumes").is_visible() else None
     page.wait_for_function("document.querySelector('#volumes').innerText.includes('p2')", timeout=10_000)
+    g = frames[0].geometry  # a full study: the short-axis cine beside perfusion (three slices, three times)
+    perfusion = Volume(frames[0].array[:, :, 2:5], Geometry((*g.shape[:2], 3), g.spacing,
+                                                            g.index_to_physical((0, 0, 2)), g.direction))
+    write_dicom([perfusion] * 3, tmp_path / "perf", times=[0, 400, 800], series=70, description="perfusion")
+    upload_zip("full", {"sax_cine": folder, "perfusion": tmp_path / "perf"})
+    assert "full cine_sax (cine, 2 frames)" in page.inner_text("body")  # chosen for Segment: the short-axis cine
+    page.wait_for_function("document.querySelector('#volumes').innerText.includes('full perfusion')",
+                           timeout=10_000)
+    page.screenshot(path=ARTIFACTS / "studio-full-study.png")
 
 
 def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path):
