@@ -388,6 +388,11 @@ def _describe(images) -> str:
     return f"{where}{what} ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
 
 
+# type 2 attributes of the patient and study (present, may be empty) that a SEG copies from its source images
+_EMPTY_ALLOWED = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+                  "AccessionNumber", "ReferringPhysicianName")
+
+
 def write_dicom_seg(frames: list[Volume], source, out, names: dict, study: str | None = None,
                     series: str | None = None, overwrite: bool = False) -> list[Path]:
     """Label maps on a DICOM stack's or cine's own grid -- one per frame, as :func:`read_dicom` read ``source``
@@ -424,8 +429,13 @@ def write_dicom_seg(frames: list[Volume], source, out, names: dict, study: str |
             for item in [ds, *(m for g in groups for m in g.get("PixelMeasuresSequence", []))]:
                 if not item.get("SliceThickness"):  # highdicom needs it (DICOM lets it be absent or empty)
                     item.SliceThickness = image.thickness
+            if not groups and "PixelSpacing" not in ds:  # read as 1 mm (a secondary capture's)
+                ds.PixelSpacing = list(image.spacing[::-1])
+            for key in _EMPTY_ALLOWED:  # the SEG copies them; anonymised exports drop some
+                if key not in ds:
+                    setattr(ds, key, "")
     first = headers[stack[0][0].file]
-    for key in ("FrameOfReferenceUID", "SOPInstanceUID", "StudyInstanceUID"):
+    for key in ("FrameOfReferenceUID", "SOPInstanceUID", "SOPClassUID", "StudyInstanceUID"):
         if key not in first:
             raise InputError(f"{stack[0][0].file} has no {key}: a DICOM SEG cannot refer to its images")
     algorithm = hd.AlgorithmIdentificationSequence(name="ACNN", version=__version__,
@@ -451,13 +461,16 @@ def write_dicom_seg(frames: list[Volume], source, out, names: dict, study: str |
         sources = [headers[f] for f in dict.fromkeys(i.file for i in images)]
         positions = [hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT, [float(v) for v in i.position])
                      for i in images]
-        seg = hd.seg.Segmentation(
-            sources[:1], labels.array.transpose(2, 1, 0).astype(np.uint8),  # (x, y, z) -> frames of (rows, columns)
-            hd.seg.SegmentationTypeValues.BINARY, segments, series, number, hd.UID(), t + 1, "ACNN for 3D Slicer",
-            "ACNN", __version__, "-", plane_positions=positions, plane_orientation=orientation,
-            pixel_measures=measures, further_source_images=sources[1:] or None, omit_empty_frames=False,
-            series_description="ACNN labels", content_label="ACNN",
-            content_description=f"frame {t + 1} of {len(frames)}" if len(frames) > 1 else None)
+        array = labels.array.transpose(2, 1, 0).astype(np.uint8)  # (x, y, z) -> frames of (rows, columns)
+        try:
+            seg = hd.seg.Segmentation(
+                sources[:1], array, hd.seg.SegmentationTypeValues.BINARY, segments, series, number, hd.UID(),
+                t + 1, "ACNN for 3D Slicer", "ACNN", __version__, "-", plane_positions=positions,
+                plane_orientation=orientation, pixel_measures=measures, further_source_images=sources[1:] or None,
+                omit_empty_frames=False, series_description="ACNN labels", content_label="ACNN",
+                content_description=f"frame {t + 1} of {len(frames)}" if len(frames) > 1 else None)
+        except (AttributeError, TypeError, ValueError) as e:  # what highdicom finds missing or wrong in the source
+            raise InputError(f"{source}: a DICOM SEG cannot refer to these images: {e}") from None
         by_depth = {round(float(i.position @ normal), 2): i for i in images}
         for item in seg.PerFrameFunctionalGroupsSequence:  # each SEG frame -> the image it labels (highdicom
             image = by_depth[round(float(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient,

@@ -533,3 +533,32 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
     with pytest.raises(InputError, match="exists; pass --overwrite"):
         write_dicom_seg(labels, source, tmp_path / "seg", names)
     assert write_dicom_seg(labels, source, tmp_path / "seg", names, overwrite=True) == paths
+
+
+def test_dicom_seg_of_an_anonymised_export(tmp_path, oblique_volume, write_dicom):
+    """Anonymisers drop the patient's and study's type-2 attributes (present, may be empty) that a SEG copies:
+    it is written with them empty. Files a SEG cannot refer to (no SOP class) are refused by name, nothing
+    written."""
+    import highdicom
+    import pydicom
+
+    from ACNNCore.dicom import write_dicom_seg
+
+    volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
+    source = write_dicom([volume], tmp_path / "anonymised", patient="P7")
+    for path in source.iterdir():
+        ds = pydicom.dcmread(path)
+        for key in ("PatientID", "PatientName", "StudyDate", "StudyTime", "AccessionNumber"):
+            delattr(ds, key)
+        ds.save_as(path)
+    labels = volume.with_array((volume.array > 0).astype(np.uint8))
+    (path,) = write_dicom_seg([labels], source, tmp_path / "seg", {1: "LV blood pool"})
+    seg = highdicom.seg.segread(path)
+    assert seg.PatientID == "" and seg.StudyDate == "" and seg.NumberOfFrames == volume.shape[2]
+    for path in source.iterdir():
+        ds = pydicom.dcmread(path)
+        del ds.SOPClassUID
+        ds.save_as(path, enforce_file_format=False)
+    with pytest.raises(InputError, match="has no SOPClassUID: a DICOM SEG cannot refer to its images"):
+        write_dicom_seg([labels], source, tmp_path / "seg2", {1: "LV blood pool"})
+    assert not (tmp_path / "seg2").exists()
