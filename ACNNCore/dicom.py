@@ -203,8 +203,9 @@ def read_dicom(folder, study: str | None = None, series: str | None = None) -> l
 def read_dicom_stacks(folder, study: str | None = None) -> dict[str, list[Volume]]:
     """What a viewer shows of a DICOM study's folder: the stack :func:`read_dicom` reads, where it reads one,
     by the folder's name; else -- several cines, as a full study's export holds (the short-axis cine beside
-    perfusion, T1 mapping, a second cine) -- every stack, by its series description, cines first and the one
-    of most slice positions first of all (a stack that is not one stack on one grid left out, saying why)."""
+    perfusion, T1 mapping, a second cine) -- every stack, by its series description (else number), what
+    ``read_dicom(series=)`` takes, cines first and the one of most slice positions first of all (a stack that
+    is not one stack on one grid left out, saying why)."""
     folder = Path(folder)
     stacks, groups, unplaced = _stacks(folder, study, None)
     try:
@@ -215,7 +216,7 @@ def read_dicom_stacks(folder, study: str | None = None) -> dict[str, list[Volume
     stacks = sorted(stacks, key=lambda g: (len(g) == len(_positions(g)), -len(_positions(g))))
     read, problems = {}, []
     for images in stacks:
-        name = images[0].protocol or f"series {images[0].number or images[0].series}"
+        name = images[0].protocol or images[0].number or images[0].series
         try:
             read[name if name not in read else f"{name} {len(read) + 1}"] = _pixels(folder, *_assemble(folder, images))
         except InputError as e:
@@ -393,11 +394,12 @@ _EMPTY_ALLOWED = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", 
                   "AccessionNumber", "ReferringPhysicianName")
 
 
-def write_dicom_seg(frames: list[Volume], source, out, names: dict, study: str | None = None,
+def write_dicom_seg(frames: list[Volume] | dict[int, Volume], source, out, names: dict, study: str | None = None,
                     series: str | None = None, overwrite: bool = False) -> list[Path]:
     """Label maps on a DICOM stack's or cine's own grid -- one per frame, as :func:`read_dicom` read ``source``
-    (``study``, ``series``) -- written as a DICOM Segmentation series into the folder ``out``: one object per frame
-    (``SEG_001.dcm`` ...; a SEG holds one position once, so a cine's frames are instances of one series), each on
+    (``study``, ``series``), or some frames' ({frame index: labels}, a cine's ED and ES) -- written as a DICOM
+    Segmentation series into the folder ``out``: one object per frame (``SEG_001.dcm`` for the first frame ...;
+    a SEG holds one position once, so a cine's frames are instances of one series), each on
     its frame's source images (their study, frame of reference and patient; per-frame references to the image
     each SEG frame labels), every label value in ``names`` ({value: name}) a segment (binary, the structure's
     code from ``labels.DICOM_CODES``). Maps on another grid (a sub-pixel model's HR output) are refused: a SEG
@@ -410,15 +412,19 @@ def write_dicom_seg(frames: list[Volume], source, out, names: dict, study: str |
     from .labels import DICOM_CODES
 
     stack, geometry = _stack(source, study, series)
-    if len(frames) != len(stack[0]):
+    if isinstance(frames, dict):
+        if not all(0 <= t < len(stack[0]) for t in frames):
+            raise InputError(f"frames {sorted(frames)} asked of {source}'s {len(stack[0])} frames")
+    elif len(frames) != len(stack[0]):
         raise InputError(f"{len(frames)} label maps for {source}'s {len(stack[0])} frames")
-    for t, labels in enumerate(frames):
+    frames = dict(sorted(frames.items())) if isinstance(frames, dict) else dict(enumerate(frames))
+    for t, labels in frames.items():
         if not labels.geometry.same_as(geometry):
             raise InputError(f"label map {t} lies on {labels.shape} voxels of {labels.spacing} mm, not on the grid "
                              f"of {source}'s images ({geometry.shape}, {geometry.spacing} mm): a DICOM SEG labels "
                              f"the images themselves (a sub-pixel model's HR output cannot be one)")
     out = Path(out)
-    targets = [out / f"SEG_{t + 1:03d}.dcm" for t in range(len(frames))]
+    targets = [out / f"SEG_{t + 1:03d}.dcm" for t in frames]
     if any(p.exists() for p in targets) and not overwrite:
         raise InputError(f"{next(p for p in targets if p.exists())} exists; pass --overwrite to replace it")
     headers = {}
@@ -456,7 +462,7 @@ def write_dicom_seg(frames: list[Volume], source, out, names: dict, study: str |
                                         spacing_between_slices=float(geometry.spacing[2]))
     series, objects = hd.UID(), []
     number = int(first.get("SeriesNumber") or 0) + 1000  # numbered after its source, as a scanner's derived series
-    for t, labels in enumerate(frames):
+    for t, labels in frames.items():
         images = [s[t] for s in stack]  # by position along the normal
         sources = [headers[f] for f in dict.fromkeys(i.file for i in images)]
         positions = [hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT, [float(v) for v in i.position])
@@ -468,7 +474,7 @@ def write_dicom_seg(frames: list[Volume], source, out, names: dict, study: str |
                 t + 1, "ACNN for 3D Slicer", "ACNN", __version__, "-", plane_positions=positions,
                 plane_orientation=orientation, pixel_measures=measures, further_source_images=sources[1:] or None,
                 omit_empty_frames=False, series_description="ACNN labels", content_label="ACNN",
-                content_description=f"frame {t + 1} of {len(frames)}" if len(frames) > 1 else None)
+                content_description=f"frame {t + 1} of {len(stack[0])}" if len(stack[0]) > 1 else None)
         except (AttributeError, TypeError, ValueError) as e:  # what highdicom finds missing or wrong in the source
             raise InputError(f"{source}: a DICOM SEG cannot refer to these images: {e}") from None
         by_depth = {round(float(i.position @ normal), 2): i for i in images}

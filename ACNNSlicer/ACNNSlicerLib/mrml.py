@@ -348,7 +348,8 @@ def load_dicom(path, scene) -> list:
     visit for a folder of exports; a full study's several cines (the short-axis cine beside perfusion, T1
     mapping) a node each, named by the study and the series description, the short-axis-like cine (most slice
     positions) first (``ACNNCore.dicom.read_dicom_stacks``). Every study is read before any node is made, so a
-    study that cannot be read leaves the scene as it was."""
+    study that cannot be read leaves the scene as it was. Each node records where its images lie
+    (:data:`DICOM_SOURCE`: folder, study UID, series), for DICOM SEG to refer to them."""
     from ACNNCore.dicom import dicom_studies, read_dicom_stacks
 
     read = {}
@@ -357,8 +358,21 @@ def load_dicom(path, scene) -> list:
             stacks = read_dicom_stacks(*study)
         except InputError as e:
             raise InputError(f"study {name}: {e}") from None
-        read.update({name if len(stacks) == 1 else f"{name} {series}": frames for series, frames in stacks.items()})
-    return [frames_to_node(frames, scene, name) for name, frames in read.items()]
+        for series, frames in stacks.items():
+            several = len(stacks) > 1
+            read[f"{name} {series}" if several else name] = frames, (str(study.folder), study.uid,
+                                                                     series if several else "")
+    nodes = []
+    for name, (frames, source) in read.items():
+        nodes.append(frames_to_node(frames, scene, name))
+        for key, value in zip(DICOM_SOURCE, source):
+            nodes[-1].SetAttribute(key, value)
+    return nodes
+
+
+#: the attributes of a node loaded from DICOM files that say where they lie: their folder, study UID and the
+#: series picked ("" where the folder holds one stack), as ``ACNNCore.dicom.read_dicom`` takes them
+DICOM_SOURCE = ("ACNN.DicomFolder", "ACNN.DicomStudy", "ACNN.DicomSeries")
 
 
 def frames_to_node(frames: list, scene, name: str):

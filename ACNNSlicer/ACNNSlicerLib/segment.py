@@ -87,6 +87,8 @@ class SegmentLogic:
             node = mrml.labels_to_segmentation(p.labels, scene=scene, name=name, surfaces=surfaces)
             node.SetAttribute("ACNN.Model", result.model)
             node.SetAttribute("ACNN.Plausible", str(p.plausibility["plausible"]).lower())
+            node.SetAttribute("ACNN.Frame", str(p.frame))  # of the input, for DICOM SEG
+            node.SetNodeReferenceID("ACNN.Input", input_node.GetID())
             segmentations.append(node)
         table = mrml.rows_to_table(result.rows(), scene=scene, name=f"{base} ACNN measures")
         table.SetAttribute("ACNN.Model", result.model)
@@ -99,6 +101,41 @@ class SegmentLogic:
             table.SetNodeReferenceID("ACNN.VolumeCurve", curve.GetID())
             table.SetNodeReferenceID("ACNN.VolumeCurveChart", chart.GetID())
         return segmentations, table
+
+    @staticmethod
+    def write_dicom_seg(segmentations: list, folder, overwrite: bool = False) -> list:
+        """Results of :meth:`apply` on an input loaded from DICOM files (:func:`mrml.load_dicom`) as DICOM SEG
+        objects on those files, into ``folder``: each result on its frame's images (a cine's ED and ES:
+        ``SEG_NNN.dcm``, NNN its frame); the result as the node holds it now (edited, if it was). Refused for
+        an input not loaded from DICOM, or a sub-pixel model's result (its grid is not the images')."""
+        from ACNNCore.dicom import write_dicom_seg
+        from ACNNCore.labels import SEGMENTS
+
+        by_input: dict = {}
+        for node in segmentations:
+            source = node.GetNodeReference("ACNN.Input")
+            if source is None or node.GetAttribute("ACNN.Frame") is None:
+                raise InputError(f"{node.GetName()!r} is not an ACNN result: no input to refer to")
+            by_input.setdefault(source.GetID(), (source, []))[1].append(node)
+        written = []
+        for source, nodes in by_input.values():
+            where = [source.GetAttribute(key) for key in mrml.DICOM_SOURCE]
+            if where[0] is None:
+                raise InputError(f"{source.GetName()!r} was not loaded from DICOM files: a DICOM SEG refers to "
+                                 f"the images it labels")
+            frames, labels = SegmentLogic.read_input(source), {}
+            for node in nodes:
+                t = int(node.GetAttribute("ACNN.Frame"))
+                labels[t] = mrml.labels_from_segmentation(node)  # on its own grid
+                if not labels[t].geometry.same_as(frames[t].geometry):
+                    raise InputError(f"{node.GetName()!r} lies on a finer grid than {source.GetName()!r} (a "
+                                     f"sub-pixel model's): a DICOM SEG labels the acquired images; use a real-data "
+                                     f"model (acnn-seg-acdc)")
+            segments = {n.GetSegmentation().GetNthSegment(i).GetName()
+                        for n in nodes for i in range(n.GetSegmentation().GetNumberOfSegments())}
+            names = {v: name for v, (name, _) in SEGMENTS.items() if name in segments}
+            written += write_dicom_seg(labels, where[0], folder, names, where[1], where[2] or None, overwrite)
+        return written
 
     @staticmethod
     def against_expert(result: SegmentResult, input_node) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import tempfile
 import traceback
 import zipfile
@@ -106,6 +107,8 @@ class Studio:
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
         self.segment, self.resolve, self.explorer = SegmentLogic(), SuperResolveLogic(), ShapeExplorerLogic()
         self.output_dir = Path(output_dir or Path.cwd() / "acnn-studio-output")
+        # what was uploaded, kept while the studio runs: a DICOM SEG refers to the files its input came from
+        self.uploads = tempfile.TemporaryDirectory(prefix="acnn-studio-uploads-")
         self.task: BackgroundTask | None = None
         self.shape_node = None
         self._init_state()
@@ -242,8 +245,9 @@ class Studio:
         if not upload:
             return
         files = upload if isinstance(upload, list) else [upload]
+        tmp = tempfile.mkdtemp(dir=self.uploads.name)
         try:
-            with tempfile.TemporaryDirectory() as tmp, _Told() as told:
+            with _Told() as told:
                 items = uploaded_items(write_client_files_to_dir(files, tmp), Path(tmp))
                 for item in items:
                     self.load(item)
@@ -251,8 +255,10 @@ class Studio:
             self.state.status = " ".join([f"Loaded {', '.join(p.name for p in items)}."]
                                          + [m.replace(str(Path(tmp)) + os.sep, "") + "." for m in told.messages])
         except InputError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
             self.fail(f"Cannot load: {e}")
         except Exception as e:  # never take the server down
+            shutil.rmtree(tmp, ignore_errors=True)
             log.error(traceback.format_exc())
             self.fail(f"Cannot load: {e}")
         finally:
@@ -260,17 +266,27 @@ class Studio:
 
     def save_results(self):
         """Every ACNN result -- segmentations, SR volumes, the explored shape, the measures tables (CSV) --
-        into the save folder; what was loaded from files is not written again."""
+        into the save folder; what was loaded from files is not written again. The segmentations of an input
+        loaded from DICOM files also as DICOM SEG on them, in a folder ``INPUT_DICOM_SEG``."""
         out = Path(self.state.save_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
-            written = []
+            written, dicom, notes = [], {}, []
             for kind, suffix in (("vtkMRMLSegmentationNode", ".seg.nrrd"), ("vtkMRMLScalarVolumeNode", ".nii.gz"),
                                  ("vtkMRMLTableNode", ".csv")):
                 for node in self.scene.GetNodesByClass(kind):
                     if node.GetAttribute("ACNN.Model") is not None:
                         written.append(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}{suffix}")))
-            self.state.status = f"Saved {len(written)} files to {out}." if written else "Nothing to save yet."
+                        source = node.GetNodeReference("ACNN.Input")
+                        if source is not None and source.GetAttribute(mrml.DICOM_SOURCE[0]):
+                            dicom.setdefault(source.GetID(), (source, []))[1].append(node)
+            for source, nodes in dicom.values():
+                try:
+                    written += SegmentLogic.write_dicom_seg(nodes, _free(out / f"{_safe(source.GetName())}_DICOM_SEG"))
+                except InputError as e:  # a sub-pixel model's result
+                    notes.append(f" No DICOM SEG for {source.GetName()}: {e}")
+            self.state.status = (f"Saved {len(written)} files to {out}." if written else "Nothing to save yet.") \
+                + "".join(notes)
             self.state.error = ""
         except (OSError, InputError) as e:
             self.fail(f"Cannot save: {e}")

@@ -533,6 +533,11 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
     with pytest.raises(InputError, match="exists; pass --overwrite"):
         write_dicom_seg(labels, source, tmp_path / "seg", names)
     assert write_dicom_seg(labels, source, tmp_path / "seg", names, overwrite=True) == paths
+    some = write_dicom_seg({2: labels[2], 0: labels[0]}, source, tmp_path / "some", names)  # a cine's ED and ES
+    assert [p.name for p in some] == ["SEG_001.dcm", "SEG_003.dcm"]
+    assert highdicom.seg.segread(some[1]).InstanceNumber == 3
+    with pytest.raises(InputError, match="frames \\[3\\] asked of .*'s 3 frames"):
+        write_dicom_seg({3: labels[0]}, source, tmp_path / "other", names)
 
 
 def test_dicom_seg_of_an_anonymised_export(tmp_path, oblique_volume, write_dicom):

@@ -316,6 +316,8 @@ def test_a_4d_cine_file_becomes_a_sequence_and_is_segmented(scene, subject, tmp_
     assert [p.frame for p in result.phases][0] == 1 and result.ef_pct > 20
     back = mrml.volume_from_node(seq.GetNthDataNode(1))
     assert back.geometry.same_as(frames[1].geometry, atol=1e-3)
+    with pytest.raises(InputError, match="'cine' was not loaded from DICOM files"):  # no images to refer to
+        SegmentLogic.write_dicom_seg(segmentations, tmp_path / "seg")
 
 
 def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scene, acdc_root, tmp_path,
@@ -348,6 +350,18 @@ def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scen
     expected = ejection_fraction(*(float(np.count_nonzero(segmenter(f).labels.array == 1)) for f in frames))
     assert [(p.phase, p.frame) for p in result.phases] == [("ED", 0), ("ES", 1)]
     assert result.ef_pct == pytest.approx(expected, abs=0.05) and result.rv_ef_pct > 20
+    import highdicom  # the results as DICOM SEG on the files they were loaded from, each on its own frame's
+
+    paths = SegmentLogic.write_dicom_seg(segmentations, tmp_path / "seg")
+    assert [p.name for p in paths] == ["SEG_001.dcm", "SEG_002.dcm"]
+    g = frames[0].geometry
+    for path, phase in zip(paths, result.phases):
+        seg, back = highdicom.seg.segread(path), np.zeros(g.shape, np.uint8)
+        for pixels, item in zip(seg.pixel_array, seg.PerFrameFunctionalGroupsSequence):
+            z = int(round(g.physical_to_index(item.PlanePositionSequence[0].ImagePositionPatient)[2]))
+            back[:, :, z] += pixels.T * item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        assert np.array_equal(back, phase.labels.array)
+        assert [s.SegmentLabel for s in seg.SegmentSequence] == ["LV blood pool", "LV myocardium", "RV blood pool"]
 
 
 def test_a_folder_of_dicom_studies_loads_a_node_each(scene, tmp_path, write_dicom):

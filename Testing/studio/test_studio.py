@@ -372,3 +372,42 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
                                timeout=120_000)
         assert "Note: acnn-sr-phantom learnt from phantom images only" in page.inner_text("#status")
         assert studio["proc"].poll() is None
+
+
+def test_a_dicom_upload_segmented_and_saved_as_dicom_seg(browser, acdc_root, tmp_path, write_dicom):
+    """A real patient's cine uploaded as a zip of DICOM files (one series per slice), segmented by the real-data
+    model and saved: beside the .seg.nrrd files, DICOM SEG objects on the uploaded images -- ED's on its frame's,
+    ES's on its -- holding the LV the results table measured."""
+    import zipfile
+
+    import highdicom
+
+    from ACNNCore.io import read_volume
+
+    folder = acdc_root / "patient031"  # ED frame 1, ES frame 10
+    frames = [read_volume(folder / f"patient031_frame{f:02d}.nii.gz") for f in (1, 10)]
+    frames = [f.with_array(np.round(f.array * 1000).astype(np.int16)) for f in frames]
+    source = write_dicom(frames, tmp_path / "dicom", per_slice_series=True, times=[0, 300])
+    with zipfile.ZipFile(tmp_path / "patient031.zip", "w") as z:
+        for f in source.iterdir():
+            z.write(f, f"patient031/{f.name}")
+    with running_studio(tmp_path) as studio, browser_page(browser, studio["url"]) as page:
+        page.set_input_files("#upload", str(tmp_path / "patient031.zip"))
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded patient031.')",
+                               timeout=30_000)
+        assert "patient031 (cine, 2 frames)" in page.inner_text("body") and "acnn-seg-acdc" in page.inner_text("body")
+        page.click("#segment")
+        page.wait_for_selector("#results", timeout=120_000)
+        header, *rows = (line.split("\t") for line in page.inner_text("#results").splitlines())
+        lv = {row[header.index("Phase")]: float(row[header.index("LV (ml)")]) for row in rows}
+        page.click("#save")
+        page.wait_for_function("document.querySelector('#status').innerText.startsWith('Saved')", timeout=60_000)
+        saved = studio["out"] / "saved" / "patient031_DICOM_SEG"
+        assert sorted(p.name for p in saved.iterdir()) == ["SEG_001.dcm", "SEG_002.dcm"], page.inner_text("#status")
+        for path, phase in zip(sorted(saved.iterdir()), ("ED", "ES")):
+            seg = highdicom.seg.segread(path)
+            voxel_ml = np.prod(frames[0].spacing) / 1000
+            lv_pixels = sum(int(pixels.sum()) for pixels, item in zip(seg.pixel_array,
+                                                                      seg.PerFrameFunctionalGroupsSequence)
+                            if item.SegmentIdentificationSequence[0].ReferencedSegmentNumber == 1)
+            assert lv_pixels * voxel_ml == pytest.approx(lv[phase], abs=0.1), phase
