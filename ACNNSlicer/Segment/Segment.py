@@ -23,7 +23,9 @@ training images' rows and columns: for an image stored turned or mirrored (rows 
 "Find the in-plane orientation" shows it the stack in all eight in-plane layouts and keeps the surest output.
 "DICOM folder..." reads a folder, or a study's tree of folders, of DICOM files as one stack or cine, also a cine
 written one series per slice position, or as enhanced (multi-frame) files; other views and single-frame stacks
-beside the cine (late enhancement, T1 maps) are left out, and a folder of several patients' exports loads each."""
+beside the cine (late enhancement, T1 maps) are left out, a full study's several cines (perfusion, T1 mapping)
+load each, and a folder of several patients' exports loads each. "Save as DICOM SEG..." writes a result on such
+an input as DICOM Segmentation objects on its files."""
 
 
 class Segment(ScriptedLoadableModule):
@@ -71,6 +73,26 @@ class SegmentWidget(module_widget_base()):
         super().setup()
         self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._inputChanged)
         self.ui.loadDicomButton.connect("clicked(bool)", self._loadDicom)
+        self.ui.saveDicomSegButton.connect("clicked(bool)", self._saveDicomSeg)
+        self._segmentations = []
+
+    def _saveDicomSeg(self):
+        """The last result as DICOM SEG objects on the DICOM files its input was read from, into a folder."""
+        import qt
+
+        from ACNNCore.errors import InputError
+        from ACNNSlicerLib import SegmentLogic
+
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, "Folder for the DICOM SEG objects")
+        if not folder:
+            return
+        try:
+            with slicer.util.WaitCursor():
+                paths = SegmentLogic.write_dicom_seg(self._segmentations, folder)
+        except InputError as e:
+            slicer.util.errorDisplay(str(e))
+            return
+        slicer.util.infoDisplay(f"Wrote {len(paths)} DICOM SEG object{'s' * (len(paths) != 1)} to {folder}.")
 
     def _loadDicom(self):
         """A folder, or a study's tree of folders, of DICOM files read by ACNNCore as one stack or cine (a
@@ -120,7 +142,11 @@ class SegmentWidget(module_widget_base()):
     def _apply(self, result) -> str:
         from ACNNSlicerLib import mrml
 
+        from ACNNSlicerLib.mrml import DICOM_SOURCE
+
         segmentations, table = self.logic.segment.apply(result, self._input)
+        self._segmentations = segmentations  # for "Save as DICOM SEG...", where the input came from DICOM files
+        self.ui.saveDicomSegButton.enabled = bool(self._input.GetAttribute(DICOM_SOURCE[0]))
         background = self._input  # a cine: its browser set to the first result's frame (ED), under it
         if self._input.IsA("vtkMRMLSequenceNode"):
             background = mrml.show_frame(self._input, result.phases[0].frame)
