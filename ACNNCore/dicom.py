@@ -412,12 +412,13 @@ def write_dicom_seg(frames: list[Volume] | dict[int, Volume], source, out, names
     from .labels import DICOM_CODES
 
     stack, geometry = _stack(source, study, series)
-    if isinstance(frames, dict):
-        if not all(0 <= t < len(stack[0]) for t in frames):
-            raise InputError(f"frames {sorted(frames)} asked of {source}'s {len(stack[0])} frames")
-    elif len(frames) != len(stack[0]):
-        raise InputError(f"{len(frames)} label maps for {source}'s {len(stack[0])} frames")
-    frames = dict(sorted(frames.items())) if isinstance(frames, dict) else dict(enumerate(frames))
+    if not isinstance(frames, dict):  # every frame's
+        if len(frames) != len(stack[0]):
+            raise InputError(f"{len(frames)} label maps for {source}'s {len(stack[0])} frames")
+        frames = dict(enumerate(frames))
+    if not all(0 <= t < len(stack[0]) for t in frames):
+        raise InputError(f"frames {sorted(frames)} asked of {source}'s {len(stack[0])} frames")
+    frames = dict(sorted(frames.items()))
     for t, labels in frames.items():
         if not labels.geometry.same_as(geometry):
             raise InputError(f"label map {t} lies on {labels.shape} voxels of {labels.spacing} mm, not on the grid "
