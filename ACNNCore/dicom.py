@@ -23,15 +23,30 @@ log = logging.getLogger(__name__)
 
 
 def is_dicom_file(path: Path) -> bool:
-    """A DICOM file (Part 10: "DICM" after its 128-byte preamble), told by its first bytes alone; a CD's index
-    (DICOMDIR) is not taken for one."""
+    """A DICOM file, told by its first bytes alone: Part 10 ("DICM" after its 128-byte preamble), or a bare data
+    set as older scanners and PACS exports write it (:func:`_bare_data_set`); a CD's index (DICOMDIR) is not
+    taken for one."""
     if Path(path).name.upper() == "DICOMDIR":
         return False
     try:
         with open(path, "rb") as f:
-            return f.read(132)[128:] == b"DICM"
+            head = f.read(132)
     except OSError:
         return False
+    return head[128:] == b"DICM" or _bare_data_set(head)
+
+
+def _bare_data_set(head: bytes) -> bool:
+    """A DICOM data set without the Part-10 preamble: its first element one of the file meta (group 0002) or
+    identifying (group 0008) group's, little endian, followed by an explicit VR (two capitals) or, in implicit
+    VR, a short length -- as pydicom (``force=True``) and GDCM read it."""
+    if len(head) < 8:
+        return False
+    group, element = int.from_bytes(head[:2], "little"), int.from_bytes(head[2:4], "little")
+    if group not in (0x0002, 0x0008) or element > 0x0020:
+        return False
+    vr = head[4:6]
+    return (vr.isalpha() and vr.isupper()) or int.from_bytes(head[4:8], "little") < 1024
 
 
 def is_dicom_folder(path) -> bool:
@@ -95,15 +110,20 @@ def _numbers(value, n: int) -> np.ndarray:
     return numbers if numbers.shape == (n,) else np.zeros(0)
 
 
+def _header(path):
+    """A DICOM file's header (pydicom), a bare data set's too (:func:`is_dicom_file` having told it one)."""
+    import pydicom
+
+    return pydicom.dcmread(path, stop_before_pixels=True, force=True)
+
+
 def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
     """The 2-D images a DICOM file holds, from its header (pydicom): itself, or each frame of an enhanced
     (multi-frame) file with that frame's position, orientation, pixel spacing and time; none for a file that
     holds no image (a report, a presentation state) or cannot be parsed. An image without a position or
     orientation (a secondary capture) comes back with empty ones, to be left out."""
-    import pydicom
-
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = _header(path)
     except Exception:  # pydicom raises many kinds on a broken file: it holds no image we can read
         return []
     if "Rows" not in ds or "Columns" not in ds:
@@ -176,10 +196,7 @@ def _studies(folder: Path, images: list[_DicomImage]) -> dict[str, DicomStudy]:
                   if not any(o.is_relative_to(folder.joinpath(*parts[:k])) for o in others)), 0)
         name = "_".join(parts[:k])
         if not name:
-            import pydicom
-
-            name = str(pydicom.dcmread(next(i.file for i in images if i.study == uid),
-                                       stop_before_pixels=True).get("PatientID", "")) or f"study{n}"
+            name = str(_header(next(i.file for i in images if i.study == uid)).get("PatientID", "")) or f"study{n}"
         studies[name if name not in studies else f"{name}_{n}"] = DicomStudy(folder.joinpath(*parts[:k]), uid)
     return studies
 
@@ -235,7 +252,7 @@ def _pixels(folder, stack: list[list[_DicomImage]], geometry: Geometry) -> list[
     def pixels_of(image: _DicomImage) -> np.ndarray:
         if image.file not in pixels:
             try:
-                array = sitk.GetArrayFromImage(sitk.ReadImage(image.file))
+                array = sitk.GetArrayFromImage(sitk.ReadImage(image.file, imageIO="GDCMImageIO"))
             except RuntimeError:  # truncated, or a compression GDCM lacks
                 raise InputError(f"{image.file}: its pixel data cannot be read (a truncated file?)") from None
             pixels[image.file] = array.reshape(-1, *array.shape[-2:])
@@ -431,7 +448,7 @@ def write_dicom_seg(frames: list[Volume] | dict[int, Volume], source, out, names
     headers = {}
     for image in (i for s in stack for i in s):
         if image.file not in headers:
-            ds = headers[image.file] = pydicom.dcmread(image.file, stop_before_pixels=True)
+            ds = headers[image.file] = _header(image.file)
             groups = [*ds.get("SharedFunctionalGroupsSequence", []), *ds.get("PerFrameFunctionalGroupsSequence", [])]
             for item in [ds, *(m for g in groups for m in g.get("PixelMeasuresSequence", []))]:
                 if not item.get("SliceThickness"):  # highdicom needs it (DICOM lets it be absent or empty)

@@ -251,6 +251,46 @@ def test_a_dicom_cine_written_one_series_per_phase_reads_as_one(tmp_path, obliqu
     assert all(np.array_equal(a.array, b.array) for a, b in zip(frames[::-1], read_frames(tmp_path / "cine")))
 
 
+def test_dicom_files_without_the_part_10_preamble_read_as_the_others(tmp_path, oblique_volume, write_dicom):
+    """Older scanners and PACS exports write bare data sets: no 128-byte preamble and "DICM", sometimes no file
+    meta either (implicit VR little endian). They are found, read, and labelled by a DICOM SEG as Part-10 files
+    are; other files beginning with those bytes' look-alikes are not taken for DICOM."""
+    import highdicom
+    import pydicom
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_dataset
+
+    from ACNNCore.dicom import write_dicom_seg
+
+    frames = [oblique_volume.with_array(np.round(oblique_volume.array * 300 + 40 * t).astype(np.int16))
+              for t in range(2)]
+    source = write_dicom(frames, tmp_path / "part10", times=[0, 300])
+    (tmp_path / "bare").mkdir()
+    for n, path in enumerate(sorted(source.iterdir())):
+        ds = pydicom.dcmread(path)
+        if n % 2:  # file meta kept, preamble dropped
+            ds.preamble = None
+            ds.save_as(tmp_path / "bare" / path.name, enforce_file_format=False)
+        else:  # the data set alone, implicit VR little endian
+            with DicomFileLike(open(tmp_path / "bare" / path.name, "wb")) as f:
+                f.is_little_endian, f.is_implicit_VR = True, True
+                write_dataset(f, ds)
+    bare = tmp_path / "bare"
+    assert all(is_dicom_file(p) and open(p, "rb").read(132)[128:] != b"DICM" for p in bare.iterdir())
+    assert is_dicom_folder(bare)
+    back = read_frames(bare)
+    assert len(back) == 2 and all(np.array_equal(a.array, b.array) and a.geometry.same_as(b.geometry, atol=1e-4)
+                                  for a, b in zip(frames, back))
+    labels = [f.with_array((f.array > 150).astype(np.uint8)) for f in frames]
+    paths = write_dicom_seg(labels, bare, tmp_path / "seg", {1: "LV blood pool"})
+    assert len(paths) == 2 and highdicom.seg.segread(paths[1]).NumberOfFrames == frames[0].shape[2]
+    for name, head in (("text.txt", b"\x08\x00 not a data set, two bytes alike"), ("short", b"\x08\x00"),
+                       ("long", b"\x08\x00\x05\x00" + (10 ** 6).to_bytes(4, "little")),
+                       ("nifti.nii", (348).to_bytes(4, "little") + bytes(200))):
+        (tmp_path / name).write_bytes(head)
+        assert not is_dicom_file(tmp_path / name)
+
+
 def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_dicom):
     volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
     uneven = write_dicom([volume], tmp_path / "uneven")
