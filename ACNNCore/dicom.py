@@ -220,9 +220,9 @@ def read_dicom(folder, study: str | None = None, series: str | None = None) -> l
 def read_dicom_stacks(folder, study: str | None = None) -> dict[str, list[Volume]]:
     """What a viewer shows of a DICOM study's folder: the stack :func:`read_dicom` reads, where it reads one,
     by the folder's name; else -- several cines, as a full study's export holds (the short-axis cine beside
-    perfusion, T1 mapping, a second cine) -- every stack, by its series description (else number), what
-    ``read_dicom(series=)`` takes, cines first and the one of most slice positions first of all (a stack that
-    is not one stack on one grid left out, saying why)."""
+    perfusion, T1 mapping, a second cine) -- every stack, by what ``read_dicom(series=)`` takes to read it
+    (:func:`_selector`: its series description, else number), cines first and the one of most slice positions
+    first of all (a stack that is not one stack on one grid left out, saying why)."""
     folder = Path(folder)
     stacks, groups, unplaced = _stacks(folder, study, None)
     try:
@@ -233,7 +233,7 @@ def read_dicom_stacks(folder, study: str | None = None) -> dict[str, list[Volume
     stacks = sorted(stacks, key=lambda g: (len(g) == len(_positions(g)), -len(_positions(g))))
     read, problems = {}, []
     for images in stacks:
-        name = images[0].protocol or images[0].number or images[0].series
+        name = _selector(images, [i for g in stacks if g is not images for i in g])
         try:
             read[name if name not in read else f"{name} {len(read) + 1}"] = _pixels(folder, *_assemble(folder, images))
         except InputError as e:
@@ -243,6 +243,17 @@ def read_dicom_stacks(folder, study: str | None = None) -> dict[str, list[Volume
     if not read:
         raise InputError(f"{folder}: none of its {len(stacks)} stacks can be read ({'; '.join(problems)})")
     return read
+
+
+def _selector(images: list[_DicomImage], others: list[_DicomImage]) -> str:
+    """What ``read_dicom(series=)`` takes to read a stack's images apart from the ``others``: their series
+    description, else (two stacks of one description: a repeated cine) their series number, else their UID."""
+    for field in ("protocol", "number", "series"):
+        key = getattr(images[0], field).casefold()
+        if key and all(getattr(i, field).casefold() == key for i in images) and \
+                not any(getattr(i, field).casefold() == key for i in others):
+            return getattr(images[0], field)
+    return images[0].protocol or images[0].series  # several series, none of them its own (not to be picked)
 
 
 def _pixels(folder, stack: list[list[_DicomImage]], geometry: Geometry) -> list[Volume]:

@@ -338,7 +338,7 @@ def test_a_series_picks_the_stack_of_a_full_study(tmp_path, oblique_volume, writ
     """A full study's export: the short-axis cine (one series per slice) beside perfusion (its own cine of three
     slices on the same grid) and a late-enhancement stack: two cines, refused, naming the stacks and --series;
     ``series`` reads one by its description (any case) or number; a series not there is refused, naming those
-    there. A viewer reads every stack (`read_dicom_stacks`)."""
+    there. A viewer reads every stack (`read_dicom_stacks`), each named as ``series`` takes it."""
     volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
     cine = [volume.with_array(volume.array + 40 * t) for t in range(3)]
     write_dicom(cine, tmp_path / "study" / "cine", per_slice_series=True, times=[0, 40, 80], series=10)
@@ -365,6 +365,16 @@ def test_a_series_picks_the_stack_of_a_full_study(tmp_path, oblique_volume, writ
                                                                        ("lge_sax", 1)]
     assert all(np.array_equal(a.array, b.array) for a, b in zip(cine, stacks["cine_sax"]))
     assert list(read_dicom_stacks(tmp_path / "study" / "cine")) == ["cine"]  # one stack: by its folder
+    # perfusion repeated under the same description: each named by its series number, which --series takes
+    write_dicom([f.with_array(f.array + 1000) for f in perfusion], tmp_path / "study" / "perf2",
+                times=[0, 500, 1000, 1500], series=31, description="Perfusion")
+    stacks = read_dicom_stacks(tmp_path / "study")
+    assert [(name, len(frames)) for name, frames in stacks.items()] == [("cine_sax", 3), ("30", 4), ("31", 4),
+                                                                       ("lge_sax", 1)]
+    for name, frames in stacks.items():
+        assert all(np.array_equal(a.array, b.array) for a, b in zip(frames, read_dicom(tmp_path / "study",
+                                                                                        series=name)))
+    assert all(np.array_equal(a.array + 1000, b.array) for a, b in zip(perfusion, stacks["31"]))
 
 
 def test_a_folder_of_studies_is_not_read_as_one_stack(tmp_path, oblique_volume, write_dicom):
