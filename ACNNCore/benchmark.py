@@ -606,7 +606,8 @@ class AcdcBenchmark:
                 f"![{r['case']}: image, no prior, {a}, expert]({figure})")
 
     def segmentation(self) -> str:
-        from .inference import Segmenter, ShapeModel, clean_up
+        from .inference import Segmenter, ShapeModel
+        from .postprocessing import clean_up
 
         cases = self._cases()
         shape = ShapeModel(self.model("ae"), self.device) if self.correct else None

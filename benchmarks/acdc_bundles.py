@@ -35,8 +35,9 @@ def held_out_patients(data: Path, val_fraction: float = 0.1, seed: int = 0) -> l
 def segmentation(model: str, patients, tta: bool = False) -> str:
     from ACNNCore.datasets import read_acdc_patient
     from ACNNCore.evaluation import evaluate_case
-    from ACNNCore.inference import Segmenter, clean_up
+    from ACNNCore.inference import Segmenter
     from ACNNCore.metrics import plausibility
+    from ACNNCore.postprocessing import clean_up
 
     segment, rows, start = Segmenter(model, "cpu", tta=tta), [], time.perf_counter()
     for case in (c for p in patients for c in read_acdc_patient(p)):

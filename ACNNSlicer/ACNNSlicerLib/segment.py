@@ -57,7 +57,7 @@ class SegmentLogic:
                 tta: bool = False, orient: bool = False) -> SegmentResult:
         """Segment one volume, or the ED and ES frames of a cine sequence (given, or detected as the frames of
         largest and smallest LV blood-pool volume, which segments every frame). ``cleanup``: each structure's
-        largest connected part, the LV blood pool without holes (``ACNNCore.inference.clean_up``);
+        largest connected part, the LV blood pool without holes (``ACNNCore.postprocessing.clean_up``);
         ``close_myocardium``: that, and the myocardial ring closed where it is open; ``correct``: the clean-up,
         and an implausible output corrected with the shape model the network was trained with
         (``ACNNCore.inference.ShapeModel.correct``); ``tta``: test-time augmentation, the network's probabilities

@@ -12,8 +12,9 @@ import torch
 
 from ACNNCore.bundle import prior_of
 from ACNNCore.errors import InputError
-from ACNNCore.inference import (CORRECTION_REFUSED, Segmenter, ShapeModel, SuperResolver, clean_up, heart_part,
-                                hr_geometry, interpolate_stack, keep_largest_component)
+from ACNNCore.inference import (CORRECTION_REFUSED, Segmenter, ShapeModel, SuperResolver, heart_part, hr_geometry,
+                                interpolate_stack)
+from ACNNCore.postprocessing import clean_up, keep_largest_component
 from ACNNCore.io import read_labels, read_segmentation, read_volume
 from ACNNCore.metrics import plausibility
 from ACNNCore.volume import Volume

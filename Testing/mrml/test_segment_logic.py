@@ -101,7 +101,8 @@ def test_the_model_offered_suits_the_input(scene, subject):
 
 
 def test_segment_with_the_cleanup(scene, subject):
-    from ACNNCore.inference import ShapeModel, clean_up
+    from ACNNCore.inference import ShapeModel
+    from ACNNCore.postprocessing import clean_up
 
     lr = subject.phases["ES"]["lr"]
     frames = [lr]
