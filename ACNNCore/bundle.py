@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, OutputExists
 
 if TYPE_CHECKING:  # torch, safetensors and the networks load where weights are read or written, so that
     import torch   # reading a description (acnn models, acnn info MODEL) takes no time
@@ -87,7 +87,7 @@ def save_bundle(model: torch.nn.Module, folder, meta: dict, overwrite: bool = Fa
         if key not in meta:
             raise ValueError(f"bundle metadata needs {key!r}")
     if (folder / "model.json").exists() and not overwrite:
-        raise InputError(f"{folder} already holds a model; pass --overwrite to replace it")
+        raise OutputExists(folder, f"{folder} already holds a model; pass --overwrite to replace it")
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)

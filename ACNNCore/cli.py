@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import InputError, TrainingError
+from .errors import InputError, OutputExists, TrainingError
 
 
 def _add_phantom(sub):
@@ -475,7 +475,7 @@ def _check_dicom_seg(args, segmenter, folder: Path | None) -> None:
                          f"slices (a sub-pixel model); a DICOM SEG labels the acquired images: use a real-data "
                          f"model (acnn-seg-acdc)")
     if folder.is_dir() and any(folder.glob("SEG_*.dcm")) and not args.overwrite:
-        raise InputError(f"{folder} holds DICOM segmentations already; pass --overwrite to replace them")
+        raise OutputExists(folder, f"{folder} holds DICOM segmentations already; pass --overwrite to replace them")
 
 
 def _write_dicom_seg(args, frames: list, names: dict, source, folder: Path | None, study: str | None = None):
@@ -542,7 +542,8 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     table = args.out / "measures.csv"
     existing = [t for t in [*targets.values(), table] if t.exists()]
     if existing and not args.overwrite:
-        raise InputError(f"{existing[0]} exists ({len(existing)} of {len(targets) + 1} outputs); pass --overwrite")
+        raise OutputExists(existing[0], f"{existing[0]} exists ({len(existing)} of {len(targets) + 1} outputs); pass "
+                                        f"--overwrite")
     segmenter, rows, skipped, no_seg = None, {}, [], []
     bar = tqdm(items.items(), desc="segment", unit="study" if studies else "case", disable=None)
     for name, read in bar:
@@ -651,7 +652,7 @@ def run_explore(args) -> int:
     steps = model.traverse(dim, args.steps, args.k, base, geometry)
     if args.out.suffix.lower() == ".png":
         if args.out.exists() and not args.overwrite:
-            raise InputError(f"{args.out} exists; pass --overwrite to replace it")
+            raise OutputExists(args.out)
         from .figures import traversal_montage
 
         traversal_montage(steps, args.out, title=f"{model.runner.bundle.name}: dimension {dim}"

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
+from .errors import InputError, OutputExists
 from .io import SUFFIXES
 from .volume import Geometry, Volume
 
@@ -455,7 +455,7 @@ def write_dicom_seg(frames: list[Volume] | dict[int, Volume], source, out, names
     out = Path(out)
     targets = [out / f"SEG_{t + 1:03d}.dcm" for t in frames]
     if any(p.exists() for p in targets) and not overwrite:
-        raise InputError(f"{next(p for p in targets if p.exists())} exists; pass --overwrite to replace it")
+        raise OutputExists(next(p for p in targets if p.exists()))
     headers = {}
     for image in (i for s in stack for i in s):
         if image.file not in headers:

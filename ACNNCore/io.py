@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
+from .errors import InputError, OutputExists
 from .volume import Geometry, Volume
 
 SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
@@ -145,7 +145,7 @@ def check_writable(path, overwrite: bool = False, image: bool = True) -> Path:
     if image:
         format_of(path)
     if path.exists() and not overwrite:
-        raise InputError(f"{path} exists; pass --overwrite to replace it")
+        raise OutputExists(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -128,14 +128,15 @@ class ShapeExplorerLogic:
         return self.code
 
     @staticmethod
-    def save(node, path) -> str:
-        """Save the shown shape (a segmentation node) as .seg.nrrd (or a label map .nii.gz / .nrrd)."""
+    def save(node, path, overwrite: bool = False) -> str:
+        """Save the shown shape (a segmentation node) as .seg.nrrd (or a label map .nii.gz / .nrrd); a file
+        there already is replaced only with ``overwrite`` (else ``OutputExists``)."""
         from pathlib import Path
 
         from ACNNCore.io import check_writable, write_volume
 
         path = Path(path)
         if str(path).lower().endswith(".seg.nrrd"):
-            check_writable(path)
+            check_writable(path, overwrite)
             return mrml.save_node(node, path)
-        return str(write_volume(mrml.labels_from_segmentation(node), path))
+        return str(write_volume(mrml.labels_from_segmentation(node), path, overwrite))

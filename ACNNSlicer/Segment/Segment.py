@@ -80,18 +80,26 @@ class SegmentWidget(module_widget_base()):
         """The last result as DICOM SEG objects on the DICOM files its input was read from, into a folder."""
         import qt
 
-        from ACNNCore.errors import InputError
+        from ACNNCore.errors import InputError, OutputExists
         from ACNNSlicerLib import SegmentLogic
 
         folder = qt.QFileDialog.getExistingDirectory(self.parent, "Folder for the DICOM SEG objects")
         if not folder:
             return
-        try:
-            with slicer.util.WaitCursor():
-                paths = SegmentLogic.write_dicom_seg(self._segmentations, folder)
-        except InputError as e:
-            slicer.util.errorDisplay(str(e))
-            return
+        overwrite = False
+        while True:
+            try:
+                with slicer.util.WaitCursor():
+                    paths = SegmentLogic.write_dicom_seg(self._segmentations, folder, overwrite)
+                break
+            except OutputExists as e:  # asked once: the second try replaces
+                if overwrite or not slicer.util.confirmYesNoDisplay(
+                        f"{folder} holds DICOM SEG objects already ({e.path.name}). Replace them?"):
+                    return
+                overwrite = True
+            except InputError as e:
+                slicer.util.errorDisplay(str(e))
+                return
         slicer.util.infoDisplay(f"Wrote {len(paths)} DICOM SEG object{'s' * (len(paths) != 1)} to {folder}.")
 
     def _loadDicom(self):
@@ -142,11 +150,9 @@ class SegmentWidget(module_widget_base()):
     def _apply(self, result) -> str:
         from ACNNSlicerLib import mrml
 
-        from ACNNSlicerLib.mrml import DICOM_SOURCE
-
         segmentations, table = self.logic.segment.apply(result, self._input)
         self._segmentations = segmentations  # for "Save as DICOM SEG...", where the input came from DICOM files
-        self.ui.saveDicomSegButton.enabled = bool(self._input.GetAttribute(DICOM_SOURCE[0]))
+        self.ui.saveDicomSegButton.enabled = bool(self._input.GetAttribute(mrml.DICOM_SOURCE[0]))
         background = self._input  # a cine: its browser set to the first result's frame (ED), under it
         if self._input.IsA("vtkMRMLSequenceNode"):
             background = mrml.show_frame(self._input, result.phases[0].frame)

@@ -151,8 +151,8 @@ class ShapeExplorerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         path = qt.QFileDialog.getSaveFileName(self.parent, "Save the shape", "shape.seg.nrrd",
                                               "Segmentation (*.seg.nrrd);;Label map (*.nii.gz *.nrrd)")
-        if path:
-            self._run(self.logic.explorer.save, node, path)
+        if path:  # the file dialog has asked before replacing a file
+            self._run(self.logic.explorer.save, node, path, True)
 
 
 class ShapeExplorerModuleLogic(ScriptedLoadableModuleLogic):

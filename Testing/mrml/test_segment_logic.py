@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ACNNCore.errors import InputError
+from ACNNCore.errors import InputError, OutputExists
 from ACNNCore.inference import Segmenter, SuperResolver, hr_geometry
 from ACNNCore.metrics import dice, ejection_fraction
 from ACNNCore.volume import Volume
@@ -363,6 +363,9 @@ def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scen
             back[:, :, z] += pixels.T * item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
         assert np.array_equal(back, phase.labels.array)
         assert [s.SegmentLabel for s in seg.SegmentSequence] == ["LV blood pool", "LV myocardium", "RV blood pool"]
+    with pytest.raises(OutputExists, match="SEG_001.dcm exists"):  # the module asks before replacing them
+        SegmentLogic.write_dicom_seg(segmentations, tmp_path / "seg")
+    assert SegmentLogic.write_dicom_seg(segmentations, tmp_path / "seg", overwrite=True) == paths
 
 
 def test_a_folder_of_dicom_studies_loads_a_node_each(scene, tmp_path, write_dicom):

@@ -1,9 +1,11 @@
 """ShapeExplorer logic on real MRML nodes: sliders over mean +- 2 std, live decoding, encoding, saving."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from ACNNCore.errors import InputError
+from ACNNCore.errors import InputError, OutputExists
 from ACNNCore.inference import ShapeModel
 from ACNNSlicerLib import SegmentLogic, ShapeExplorerLogic, mrml
 
@@ -78,8 +80,13 @@ def test_save_the_current_shape(explorer, scene, tmp_path):
     path = explorer.save(node, tmp_path / "shape.seg.nrrd")
     reloaded = mrml.load_node(path, scene, "segmentation")
     assert np.array_equal(mrml.labels_from_segmentation(reloaded).array, mrml.labels_from_segmentation(node).array)
-    with pytest.raises(InputError, match="exists"):
+    with pytest.raises(OutputExists, match="exists") as refused:  # the GUI asks (Qt's file dialog), then replaces
         explorer.save(node, tmp_path / "shape.seg.nrrd")
+    assert refused.value.path == tmp_path / "shape.seg.nrrd"
+    Path(path).write_bytes(b"not a segmentation")
+    explorer.save(node, tmp_path / "shape.seg.nrrd", overwrite=True)
+    reloaded = mrml.load_node(path, scene, "segmentation")
+    assert np.array_equal(mrml.labels_from_segmentation(reloaded).array, mrml.labels_from_segmentation(node).array)
     explorer.save(node, tmp_path / "shape.nii.gz")
     assert (tmp_path / "shape.nii.gz").is_file()
 
