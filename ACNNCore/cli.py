@@ -125,7 +125,7 @@ def _dicom_only(args, path: Path, dicom: bool, what: str = "not a folder of DICO
 def run_info(args) -> int:
     from .datasets import read_dataset
     from .evaluation import is_label_file
-    from .dicom import dicom_studies, is_dicom_folder, read_dicom, read_dicom_stacks
+    from .dicom import dicom_studies, is_dicom_folder, is_dicom_seg, read_dicom, read_dicom_seg, read_dicom_stacks
     from .io import looks_like_labels, read_frames, read_labels
 
     path = args.path
@@ -165,15 +165,17 @@ def run_info(args) -> int:
             print(f"  {c.name:24s} {c.image.shape} spacing {tuple(round(s, 3) for s in c.image.spacing)}"
                   f"{'  labels ' + str(c.labels.shape) if c.labels is not None else ''}")
         return 0
-    labels = args.labels or not dicom and (path.name.lower().endswith(".seg.nrrd") or is_label_file(path))
-    frames = ([read_labels(path, allowed=(0, 1, 2, 3))] if labels else  # a cine: its frames
+    seg = is_dicom_seg(path)  # a DICOM SEG file: its segments as our labels
+    labels = seg or args.labels or not dicom and (path.name.lower().endswith(".seg.nrrd") or is_label_file(path))
+    frames = ([read_dicom_seg(path)] if seg else
+              [read_labels(path, allowed=(0, 1, 2, 3))] if labels else  # a cine: its frames
               next(iter(stacks.values())) if stacks else
               read_dicom(path, series=args.series) if dicom else read_frames(path))
     volume = frames[0]
     labels = labels or looks_like_labels(volume)  # integer values 0-3: what acnn segment writes
     g = volume.geometry
     summary = {"file": str(path), **({"frames": len(frames)} if len(frames) > 1 else {}),
-               **({"format": "DICOM"} if dicom else {}),
+               **({"format": "DICOM"} if dicom else {"format": "DICOM SEG"} if seg else {}),
                "shape": g.shape, "spacing_mm": [round(s, 4) for s in g.spacing],
                "origin_lps_mm": [round(o, 4) for o in g.origin], "direction": np.round(g.direction, 4).tolist(),
                "dtype": str(volume.array.dtype),

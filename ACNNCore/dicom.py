@@ -418,6 +418,59 @@ def _describe(images) -> str:
 
 
 # type 2 attributes of the patient and study (present, may be empty) that a SEG copies from its source images
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"  # the SOP class of a DICOM SEG
+
+
+def is_dicom_seg(path) -> bool:
+    """A DICOM Segmentation object (a file, told by its SOP class), such as :func:`write_dicom_seg` writes."""
+    path = Path(path)
+    if not (path.is_file() and is_dicom_file(path)):
+        return False
+    try:
+        return str(_header(path).get("SOPClassUID", "")) == SEGMENTATION_STORAGE
+    except Exception:  # pydicom raises many kinds on a broken file: not one we can read
+        return False
+
+
+def read_dicom_seg(path) -> Volume:
+    """A DICOM SEG as a label map in our values, on the grid of its frames (their positions, orientation and
+    spacing; slices ordered along the normal of the rows and columns, as :func:`read_dicom` orders a stack's):
+    each segment taken as ours by its SNOMED CT property type (``labels.DICOM_CODES``), else by its label
+    ("LV blood pool", any case); other segments (a left atrium, say) left out, saying so. Overlapping
+    segments, which one label map cannot hold, are refused."""
+    import highdicom as hd
+
+    from .labels import DICOM_CODES, SEGMENTS
+
+    try:
+        seg = hd.seg.segread(path)
+        volume = seg.get_volume(combine_segments=True, dtype=np.uint8)  # voxel = segment number
+    except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise InputError(f"{path}: cannot be read as one label map ({e})") from None
+    by_code = {DICOM_CODES[name][0]: value for value, (name, _) in SEGMENTS.items()}
+    by_name = {name.casefold(): value for value, (name, _) in SEGMENTS.items()}
+    mapping, left_out = {}, []
+    for item in seg.SegmentSequence:
+        code = item.SegmentedPropertyTypeCodeSequence[0].CodeValue
+        value = by_code.get(str(code)) or by_name.get(str(item.SegmentLabel).casefold())
+        mapping[int(item.SegmentNumber)] = value or 0
+        if not value:
+            left_out.append(f"{item.SegmentLabel} ({item.SegmentedPropertyTypeCodeSequence[0].CodeMeaning})")
+    if left_out:
+        log.warning("%s: left out segments that are none of ours: %s", path, ", ".join(left_out))
+    from .labels import remap
+
+    array = remap(np.asarray(volume.array), {0: 0, **mapping}).transpose(2, 1, 0)  # (slice, row, column) -> x, y, z
+    affine = np.asarray(volume.affine, float)
+    axes = affine[:3, [2, 1, 0]]  # along columns (x), rows (y), slices (z)
+    spacing = np.linalg.norm(axes, axis=0)
+    direction, origin = axes / spacing, affine[:3, 3]
+    if array.shape[2] > 1 and direction[:, 2] @ np.cross(direction[:, 0], direction[:, 1]) < 0:
+        array, origin = array[:, :, ::-1], origin + axes[:, 2] * (array.shape[2] - 1)
+        direction[:, 2] *= -1
+    return Volume(np.ascontiguousarray(array), Geometry(array.shape, spacing, origin, direction))
+
+
 _EMPTY_ALLOWED = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
                   "AccessionNumber", "ReferringPhysicianName")
 
@@ -489,6 +542,7 @@ def write_dicom_seg(frames: list[Volume] | dict[int, Volume], source, out, names
     measures = hd.PixelMeasuresSequence(pixel_spacing=[float(spacing_xy[1]), float(spacing_xy[0])],  # rows, columns
                                         slice_thickness=float(stack[0][0].thickness),
                                         spacing_between_slices=float(geometry.spacing[2]))
+    gap = pydicom.valuerep.DS(float(geometry.spacing[2]), auto_format=True)
     series, objects = hd.UID(), []
     number = int(first.get("SeriesNumber") or 0) + 1000  # numbered after its source, as a scanner's derived series
     for t, labels in frames.items():
@@ -506,6 +560,10 @@ def write_dicom_seg(frames: list[Volume] | dict[int, Volume], source, out, names
                 content_description=f"frame {t + 1} of {len(stack[0])}" if len(stack[0]) > 1 else None)
         except (AttributeError, TypeError, ValueError) as e:  # what highdicom finds missing or wrong in the source
             raise InputError(f"{source}: a DICOM SEG cannot refer to these images: {e}") from None
+        for group in seg.SharedFunctionalGroupsSequence:  # highdicom copies the source's pixel measures where the
+            for item in group.get("PixelMeasuresSequence", []):  # pixel spacing agrees, its slice spacing too,
+                item.SpacingBetweenSlices = gap  # which classic files may leave wrong (1 for a 2-D image):
+                # the SEG's frames lie as the positions say, which a reader filling omitted frames goes by
         by_depth = {round(float(i.position @ normal), 2): i for i in images}
         for item in seg.PerFrameFunctionalGroupsSequence:  # each SEG frame -> the image it labels (highdicom
             image = by_depth[round(float(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient,

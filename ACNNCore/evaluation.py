@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .dicom import is_dicom_seg, read_dicom_seg
 from .errors import InputError
 from .io import SUFFIXES, format_of, read_labels, read_segmentation
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM, RV_BLOOD_POOL, SEGMENTS
@@ -100,17 +101,22 @@ def ef_summary(rows: list[dict]) -> dict:
 _TAGS = re.compile(r"(_hr_gt|_us_gt|_gt|_label|_labels|_seg|_pred|_prediction)$")
 
 
+def _suffix(path) -> str:
+    """A label map file's suffix: an image format's, or ``.dcm`` (a DICOM SEG)."""
+    return ".dcm" if str(path).lower().endswith(".dcm") else format_of(path)
+
+
 def is_label_file(path: Path) -> bool:
     """Named as a label map: ``_gt``, ``_seg``, ``_label(s)``, ``_pred(iction)`` before the suffix (ACDC's
-    ``patientNNN_frameXX_gt.nii.gz``, a phantom's ``hr_gt.nii.gz``)."""
+    ``patientNNN_frameXX_gt.nii.gz``, a phantom's ``hr_gt.nii.gz``); a DICOM SEG whatever its name."""
     path = Path(path)
-    return bool(_TAGS.search("_" + path.name[: -len(format_of(path))]))
+    return _suffix(path) == ".dcm" or bool(_TAGS.search("_" + path.name[: -len(_suffix(path))]))
 
 
 def case_key(path: Path, root: Path) -> str:
     """``root/sub/ED/hr_gt.nii.gz`` -> ``sub_ED``; ``root/p001_ED_pred.nii.gz`` -> ``p001_ED``."""
     rel = path.relative_to(root) if path != root else Path(path.name)
-    stem = str(rel)[: -len(format_of(rel))].replace("\\", "/").replace("/", "_")
+    stem = str(rel)[: -len(_suffix(rel))].replace("\\", "/").replace("/", "_")
     return _TAGS.sub("", "_" + stem if stem.startswith("_") else stem).strip("_") or stem
 
 
@@ -143,7 +149,8 @@ def label_files(root: Path, ground_truth: bool) -> dict[str, Path]:
     if not root.is_dir():
         raise InputError(f"no such file or folder: {root}")
     files = sorted(Path(folder) / name for folder, _, names in os.walk(root, followlinks=True)  # links too
-                   for name in names if name.lower().endswith(SUFFIXES))
+                   for name in names if name.lower().endswith(SUFFIXES)
+                   or name.lower().endswith(".dcm") and is_dicom_seg(Path(folder) / name))
     if ground_truth and any(is_label_file(p) for p in files):
         files = [p for p in files if is_label_file(p)]
     found: dict[str, Path] = {}
@@ -153,15 +160,18 @@ def label_files(root: Path, ground_truth: bool) -> dict[str, Path]:
             raise InputError(f"two files for case {key!r}: {found[key]} and {p}")
         found[key] = p
     if not found:
-        raise InputError(f"no label maps ({', '.join(SUFFIXES)}) under {root}")
+        raise InputError(f"no label maps ({', '.join(SUFFIXES)}, DICOM SEG .dcm) under {root}")
     return found
 
 
 def read_label_map(path: Path, convention: str = "ours") -> Volume:
-    """A label map from any supported file (``.seg.nrrd`` included), in our label values; ``convention``: the
-    file's values, "ours", "acdc", or "auto" (ACDC's where an ACDC ``Info.cfg`` lies beside the file)."""
+    """A label map from any supported file (``.seg.nrrd`` and DICOM SEG included: read by their segments'
+    names or codes), in our label values; ``convention``: the file's values, "ours", "acdc", or "auto" (ACDC's
+    where an ACDC ``Info.cfg`` lies beside the file)."""
     from .labels import ACDC_TO_OURS, remap
 
+    if is_dicom_seg(path):
+        return read_dicom_seg(path)
     if convention == "auto":
         convention = "acdc" if (Path(path).parent / "Info.cfg").is_file() else "ours"
 

@@ -7,12 +7,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from ACNNCore.io import read_labels, read_volume
 
 
 def acnn(*args):
-    return subprocess.run([sys.executable, "-m", "ACNNCore.cli", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "ACNNCore.cli", *map(str, args)], capture_output=True,
+                          encoding="utf-8")
 
 
 def test_phantom_command_writes_the_documented_layout(tmp_path):
@@ -176,7 +178,8 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
     frame, holding the 4-D map's labels; a folder of studies gets FOLDER/STUDY/. Refused before any work: a
     sub-pixel model (its grid is not the images'), input that is not DICOM, segmentations already there. A
     study whose files a SEG cannot refer to (no frame of reference) gets its label map, not a SEG, and status 1.
-    A study holding a second cine (perfusion) is read, segmented and labelled by `--series`."""
+    A study holding a second cine (perfusion) is read, segmented and labelled by `--series`. A SEG reads back
+    (`acnn info`, `acnn evaluate --gt SEG_001.dcm`) as the label map it was written from."""
     import highdicom
     import pydicom
 
@@ -220,6 +223,18 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
                tmp_path / "seg2", *model)  # one stack
     assert run.returncode == 0 and f"{tmp_path / 'seg2'}: 1 DICOM segmentation on" in run.stdout, run.stderr
     assert [p.name for p in (tmp_path / "seg2").iterdir()] == ["SEG_001.dcm"]
+    run = acnn("info", tmp_path / "seg2" / "SEG_001.dcm")  # a SEG read back: as a label map on the images' grid
+    (p2,) = read_frames(tmp_path / "p2.nii.gz")
+    info = json.loads(run.stdout)
+    assert info["format"] == "DICOM SEG" and info["shape"] == list(p2.shape), run.stderr
+    assert info["label_volumes_ml"]["1"] == pytest.approx(np.count_nonzero(p2.array == 1) * p2.geometry.voxel_volume_ml,
+                                                             abs=1e-3)
+    run = acnn("evaluate", "--pred", tmp_path / "p2.nii.gz", "--gt", tmp_path / "seg2" / "SEG_001.dcm", "--out",
+               tmp_path / "ev.json")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((tmp_path / "ev.json").read_text(), parse_constant=float)["summary"]
+    assert summary["cases"] == 1 and summary["dice_lv"]["mean"] == 1.0, run.stderr
+    assert summary["dice_myo"]["mean"] == 1.0 and summary["dice_rv"]["mean"] == 1.0
     refusals = ((tmp_path / "studies" / "p1", model, "holds DICOM segmentations already; pass --overwrite"),
                 (tmp_path / "studies" / "p1", ("--model", "acnn-seg-phantom", "--series", "cine_sax"),
                  "a sub-pixel model"),

@@ -9,7 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 from ACNNCore.errors import InputError
-from ACNNCore.dicom import dicom_studies, is_dicom_file, is_dicom_folder, read_dicom, read_dicom_stacks
+from ACNNCore.dicom import (dicom_studies, is_dicom_file, is_dicom_folder, is_dicom_seg, read_dicom, read_dicom_seg,
+                            read_dicom_stacks)
 from ACNNCore.io import (read_frames, read_labels, read_segmentation, read_volume, write_frames, write_segmentation,
                          write_volume)
 from ACNNCore.labels import SEGMENTS
@@ -530,8 +531,8 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
     series or one per slice; classic or enhanced): every SEG frame lies where the image it refers to lies, that
     image is of its own phase, and its pixels are that image's labels, segment by segment (the oblique,
     non-square grid catches rows and columns swapped); segments named and coded; the source's study and frame of
-    reference kept. Labels on another grid, or as many maps as frames not given, are refused; files there are not
-    overwritten unless asked."""
+    reference kept; each reads back (`read_dicom_seg`) as its label map on the images' grid. Labels on another
+    grid, or as many maps as frames not given, are refused; files there are not overwritten unless asked."""
     import highdicom
     import pydicom
 
@@ -575,6 +576,10 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
             np.testing.assert_array_equal(pixels[k], labels[t].array[:, :, z].T == segment)
             seen.add((t, z, segment))
     assert len(seen) == 3 * g.shape[2] * 3  # every phase, slice and segment
+    for t, path in enumerate(paths):  # read back as label maps: on the images' own grid, slice spacing included
+        assert is_dicom_seg(path) and not is_dicom_seg(next(source.iterdir()))
+        back = read_dicom_seg(path)
+        assert back.geometry.same_as(g, atol=1e-4) and np.array_equal(back.array, labels[t].array)
     hr = Volume.from_array(np.zeros((7, 9, 10), np.uint8), (1.25, 0.9, 3.75), g.origin, g.direction)
     for maps, says in (([hr] * 3, "not on the grid"), (labels[:2], "2 label maps for")):
         with pytest.raises(InputError, match=says):
@@ -588,6 +593,27 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
     assert highdicom.seg.segread(some[1]).InstanceNumber == 3
     with pytest.raises(InputError, match="frames \\[3\\] asked of .*'s 3 frames"):
         write_dicom_seg({3: labels[0]}, source, tmp_path / "other", names)
+
+
+def test_a_dicom_seg_reads_as_our_labels_by_its_segments_codes(tmp_path, oblique_volume, write_dicom, caplog):
+    """A SEG's segments become our label values by their SNOMED CT codes, else their labels, whatever their
+    numbers; a segment that is none of ours (a left atrium) is left out, saying so."""
+    from ACNNCore.dicom import write_dicom_seg
+
+    volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
+    source = write_dicom([volume], tmp_path / "dicom")
+    a = np.zeros(volume.shape, np.uint8)
+    a[1:3], a[3:5], a[5:] = 1, 2, 3  # segment 1: myocardium, 2: left atrium, 3: LV blood pool
+    (path,) = write_dicom_seg([volume.with_array(a)], source, tmp_path / "seg",
+                              {1: "LV myocardium", 2: "Left atrium", 3: "lv BLOOD pool"})
+    with caplog.at_level("WARNING", logger="ACNNCore.dicom"):
+        back = read_dicom_seg(path)
+    expected = np.zeros_like(a)
+    expected[1:3], expected[5:] = 2, 1  # ours: 2 myocardium, 1 LV blood pool (by its label); the atrium gone
+    assert np.array_equal(back.array, expected) and back.geometry.same_as(volume.geometry, atol=1e-4)
+    assert "left out segments that are none of ours: Left atrium (Tissue)" in caplog.text
+    with pytest.raises(InputError, match="cannot be read as one label map"):
+        read_dicom_seg(next(source.iterdir()))  # an image, not a SEG
 
 
 def test_dicom_seg_of_an_anonymised_export(tmp_path, oblique_volume, write_dicom):
