@@ -230,8 +230,18 @@ def write_report(rows: list[dict], out: Path, overwrite: bool = False) -> dict:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
-    out.write_text(json.dumps(summary, indent=1))
+    out.write_text(json.dumps(_strict(summary), indent=1, allow_nan=False))
     return summary
+
+
+def _strict(value):
+    """``value`` as strict JSON holds it: NaN (a distance to a structure one side lacks, a mean of none) as
+    null, which every JSON reader takes (Python's ``json`` writes NaN, which browsers, jq and pandas refuse)."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
 def format_summary(summary: dict) -> str:

@@ -232,7 +232,7 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
     run = acnn("evaluate", "--pred", tmp_path / "p2.nii.gz", "--gt", tmp_path / "seg2" / "SEG_001.dcm", "--out",
                tmp_path / "ev.json")
     assert run.returncode == 0, run.stderr
-    summary = json.loads((tmp_path / "ev.json").read_text(), parse_constant=float)["summary"]
+    summary = json.loads((tmp_path / "ev.json").read_text())["summary"]
     assert summary["cases"] == 1 and summary["dice_lv"]["mean"] == 1.0, run.stderr
     assert summary["dice_myo"]["mean"] == 1.0 and summary["dice_rv"]["mean"] == 1.0
     refusals = ((tmp_path / "studies" / "p1", model, "holds DICOM segmentations already; pass --overwrite"),

@@ -162,6 +162,16 @@ def test_evaluate_cli_on_folders(tmp_path, capsys):
     a_es = next(r for r in rows if r.startswith("a_ES")).split(",")
     assert float(a_es[1]) < 0.99 and float(a_es[3]) == pytest.approx(3.0)  # HD one slice
     assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp_path / "r.json")]) == 2
+    empty = good.with_array(np.where(good.array == 2, 0, good.array).astype(np.uint8))  # no myocardium
+    write_volume(empty, tmp_path / "empty.nii.gz")
+    assert main(["evaluate", "--pred", str(tmp_path / "empty.nii.gz"), "--gt", str(gt / "a_ED_gt.nii.gz"), "--out",
+                 str(tmp_path / "e.json")]) == 0
+    summary = json.loads((tmp_path / "e.json").read_text(), parse_constant=_not_json)["summary"]  # strict JSON
+    assert summary["dice_myo"]["mean"] == 0.0 and summary["msd_mm_myo"]["mean"] is None  # no distance: null
+
+
+def _not_json(constant):
+    raise AssertionError(f"{constant} is not JSON")
 
 
 def test_label_files_are_told_by_their_names():
