@@ -40,6 +40,8 @@ def strip_suffix(path) -> str:
 
 def _read_sitk(path) -> sitk.Image:
     path = Path(path)
+    if path.is_file() and not path.name.lower().endswith(SUFFIXES):
+        _not_one_dicom_file(path)
     format_of(path)
     if not path.is_file():
         raise InputError(f"no such file: {path}")
@@ -48,6 +50,19 @@ def _read_sitk(path) -> sitk.Image:
     except RuntimeError as e:
         detail = str(e).strip().splitlines()[-1] if str(e).strip() else "unreadable"
         raise InputError(f"cannot read {path}: {detail}") from None
+
+
+def _not_one_dicom_file(path: Path) -> None:
+    """A single DICOM file given where an image is read: say what to give instead (a stack's images are read as
+    the folder holding them; a DICOM SEG is a label map)."""
+    from .dicom import is_dicom_file, is_dicom_seg
+
+    if is_dicom_seg(path):
+        raise InputError(f"{path} is a DICOM SEG, a label map: acnn info and acnn evaluate read it; to segment, give "
+                         f"the folder of the images it labels")
+    if is_dicom_file(path):
+        raise InputError(f"{path} is one DICOM file: give the folder holding the stack's (or cine's) files, which "
+                         f"are read together")
 
 
 def _to_volume(image: sitk.Image, path) -> Volume:

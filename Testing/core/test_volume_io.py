@@ -597,7 +597,8 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
 
 def test_a_dicom_seg_reads_as_our_labels_by_its_segments_codes(tmp_path, oblique_volume, write_dicom, caplog):
     """A SEG's segments become our label values by their SNOMED CT codes, else their labels, whatever their
-    numbers; a segment that is none of ours (a left atrium) is left out, saying so."""
+    numbers; a segment that is none of ours (a left atrium) is left out, saying so. A SEG, or one DICOM image,
+    given where an image is read is refused saying what to give."""
     from ACNNCore.dicom import write_dicom_seg
 
     volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
@@ -614,6 +615,10 @@ def test_a_dicom_seg_reads_as_our_labels_by_its_segments_codes(tmp_path, oblique
     assert "left out segments that are none of ours: Left atrium (Tissue)" in caplog.text
     with pytest.raises(InputError, match="cannot be read as one label map"):
         read_dicom_seg(next(source.iterdir()))  # an image, not a SEG
+    with pytest.raises(InputError, match="is a DICOM SEG, a label map: acnn info and acnn evaluate read it"):
+        read_volume(path)  # given to segment
+    with pytest.raises(InputError, match="is one DICOM file: give the folder holding the stack's"):
+        read_frames(next(source.iterdir()))
 
 
 def test_dicom_seg_of_an_anonymised_export(tmp_path, oblique_volume, write_dicom):
