@@ -120,14 +120,14 @@ def _header(path):
 def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
     """The 2-D images a DICOM file holds, from its header (pydicom): itself, or each frame of an enhanced
     (multi-frame) file with that frame's position, orientation, pixel spacing and time; none for a file that
-    holds no image (a report, a presentation state) or cannot be parsed. An image without a position or
-    orientation (a secondary capture) comes back with empty ones, to be left out."""
+    holds no image (a report, a presentation state, a DICOM SEG's labels) or cannot be parsed. An image
+    without a position or orientation (a secondary capture) comes back with empty ones, to be left out."""
     try:
         ds = _header(path)
     except Exception:  # pydicom raises many kinds on a broken file: it holds no image we can read
         return []
-    if "Rows" not in ds or "Columns" not in ds:
-        return []
+    if "Rows" not in ds or "Columns" not in ds or str(ds.get("SOPClassUID", "")) == SEGMENTATION_STORAGE:
+        return []  # no image (a report, a presentation state), or labels (a DICOM SEG beside its images)
     n = int(ds.get("NumberOfFrames") or 1)
     enhanced = "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) == n
     if n > 1 and not enhanced:

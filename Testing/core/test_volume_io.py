@@ -531,8 +531,9 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
     series or one per slice; classic or enhanced): every SEG frame lies where the image it refers to lies, that
     image is of its own phase, and its pixels are that image's labels, segment by segment (the oblique,
     non-square grid catches rows and columns swapped); segments named and coded; the source's study and frame of
-    reference kept; each reads back (`read_dicom_seg`) as its label map on the images' grid. Labels on another
-    grid, or as many maps as frames not given, are refused; files there are not overwritten unless asked."""
+    reference kept; each reads back (`read_dicom_seg`) as its label map on the images' grid, and in the images'
+    folder is not taken for images. Labels on another grid, or as many maps as frames not given, are refused;
+    files there are not overwritten unless asked."""
     import highdicom
     import pydicom
 
@@ -580,6 +581,13 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
         assert is_dicom_seg(path) and not is_dicom_seg(next(source.iterdir()))
         back = read_dicom_seg(path)
         assert back.geometry.same_as(g, atol=1e-4) and np.array_equal(back.array, labels[t].array)
+    import shutil
+
+    for path in paths:  # SEG objects beside their images (written there, or a PACS export's) are not images
+        shutil.copy(path, source / path.name)
+    assert all(np.array_equal(a.array, b.array) for a, b in zip(frames, read_frames(source)))
+    for path in paths:
+        (source / path.name).unlink()
     hr = Volume.from_array(np.zeros((7, 9, 10), np.uint8), (1.25, 0.9, 3.75), g.origin, g.direction)
     for maps, says in (([hr] * 3, "not on the grid"), (labels[:2], "2 label maps for")):
         with pytest.raises(InputError, match=says):
