@@ -417,7 +417,6 @@ def _describe(images) -> str:
     return f"{where}{what} ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
 
 
-# type 2 attributes of the patient and study (present, may be empty) that a SEG copies from its source images
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"  # the SOP class of a DICOM SEG
 
 
@@ -440,7 +439,7 @@ def read_dicom_seg(path) -> Volume:
     segments, which one label map cannot hold, are refused."""
     import highdicom as hd
 
-    from .labels import DICOM_CODES, SEGMENTS
+    from .labels import DICOM_CODES, SEGMENTS, remap
 
     try:
         seg = hd.seg.segread(path)
@@ -458,8 +457,6 @@ def read_dicom_seg(path) -> Volume:
             left_out.append(f"{item.SegmentLabel} ({item.SegmentedPropertyTypeCodeSequence[0].CodeMeaning})")
     if left_out:
         log.warning("%s: left out segments that are none of ours: %s", path, ", ".join(left_out))
-    from .labels import remap
-
     array = remap(np.asarray(volume.array), {0: 0, **mapping}).transpose(2, 1, 0)  # (slice, row, column) -> x, y, z
     affine = np.asarray(volume.affine, float)
     axes = affine[:3, [2, 1, 0]]  # along columns (x), rows (y), slices (z)
@@ -471,6 +468,7 @@ def read_dicom_seg(path) -> Volume:
     return Volume(np.ascontiguousarray(array), Geometry(array.shape, spacing, origin, direction))
 
 
+# type 2 attributes of the patient and study (present, may be empty) that a SEG copies from its source images
 _EMPTY_ALLOWED = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
                   "AccessionNumber", "ReferringPhysicianName")
 
