@@ -104,38 +104,41 @@ class SegmentLogic:
 
     @staticmethod
     def write_dicom_seg(segmentations: list, folder, overwrite: bool = False) -> list:
-        """Results of :meth:`apply` on an input loaded from DICOM files (:func:`mrml.load_dicom`) as DICOM SEG
+        """Results of :meth:`apply` on one input loaded from DICOM files (:func:`mrml.load_dicom`) as DICOM SEG
         objects on those files, into ``folder``: each result on its frame's images (a cine's ED and ES:
         ``SEG_NNN.dcm``, NNN its frame); the result as the node holds it now (edited, if it was). Refused for
-        an input not loaded from DICOM, or a sub-pixel model's result (its grid is not the images')."""
+        results of several inputs (their SEG objects would share names: a folder each), an input not loaded
+        from DICOM, or a sub-pixel model's result (its grid is not the images')."""
         from ACNNCore.dicom import write_dicom_seg
         from ACNNCore.labels import SEGMENTS
 
-        by_input: dict = {}
+        if not segmentations:
+            return []
+        sources = {}
         for node in segmentations:
             source = node.GetNodeReference("ACNN.Input")
             if source is None or node.GetAttribute("ACNN.Frame") is None:
                 raise InputError(f"{node.GetName()!r} is not an ACNN result: no input to refer to")
-            by_input.setdefault(source.GetID(), (source, []))[1].append(node)
-        written = []
-        for source, nodes in by_input.values():
-            where = [source.GetAttribute(key) for key in mrml.DICOM_SOURCE]
-            if where[0] is None:
-                raise InputError(f"{source.GetName()!r} was not loaded from DICOM files: a DICOM SEG refers to "
-                                 f"the images it labels")
-            frames, labels = SegmentLogic.read_input(source), {}
-            for node in nodes:
-                t = int(node.GetAttribute("ACNN.Frame"))
-                labels[t] = mrml.labels_from_segmentation(node)  # on its own grid
-                if not labels[t].geometry.same_as(frames[t].geometry):
-                    raise InputError(f"{node.GetName()!r} lies on a finer grid than {source.GetName()!r} (a "
-                                     f"sub-pixel model's): a DICOM SEG labels the acquired images; use a real-data "
-                                     f"model (acnn-seg-acdc)")
-            segments = {n.GetSegmentation().GetNthSegment(i).GetName()
-                        for n in nodes for i in range(n.GetSegmentation().GetNumberOfSegments())}
-            names = {v: name for v, (name, _) in SEGMENTS.items() if name in segments}
-            written += write_dicom_seg(labels, where[0], folder, names, where[1], where[2] or None, overwrite)
-        return written
+            sources[source.GetID()] = source
+        if len(sources) != 1:
+            raise InputError(f"results of {len(sources)} inputs: write each input's into a folder of its own")
+        (source,) = sources.values()
+        where = [source.GetAttribute(key) for key in mrml.DICOM_SOURCE]
+        if where[0] is None:
+            raise InputError(f"{source.GetName()!r} was not loaded from DICOM files: a DICOM SEG refers to the "
+                             f"images it labels")
+        frames, labels = SegmentLogic.read_input(source), {}
+        for node in segmentations:
+            t = int(node.GetAttribute("ACNN.Frame"))
+            labels[t] = mrml.labels_from_segmentation(node)  # on its own grid
+            if not labels[t].geometry.same_as(frames[t].geometry):
+                raise InputError(f"{node.GetName()!r} lies on a finer grid than {source.GetName()!r} (a sub-pixel "
+                                 f"model's): a DICOM SEG labels the acquired images; use a real-data model "
+                                 f"(acnn-seg-acdc)")
+        segments = {n.GetSegmentation().GetNthSegment(i).GetName()
+                    for n in segmentations for i in range(n.GetSegmentation().GetNumberOfSegments())}
+        names = {v: name for v, (name, _) in SEGMENTS.items() if name in segments}
+        return write_dicom_seg(labels, where[0], folder, names, where[1], where[2] or None, overwrite)
 
     @staticmethod
     def against_expert(result: SegmentResult, input_node) -> str:

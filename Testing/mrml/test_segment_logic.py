@@ -319,6 +319,11 @@ def test_a_4d_cine_file_becomes_a_sequence_and_is_segmented(scene, subject, tmp_
     assert back.geometry.same_as(frames[1].geometry, atol=1e-3)
     with pytest.raises(InputError, match="'cine' was not loaded from DICOM files"):  # no images to refer to
         SegmentLogic.write_dicom_seg(segmentations, tmp_path / "seg")
+    _, other, _ = SegmentLogic().process(mrml.volume_to_node(frames[1], scene=scene, name="ED"), "acnn-seg-phantom",
+                                         "cpu", surfaces=False)
+    with pytest.raises(InputError, match="results of 2 inputs: write each input's into a folder of its own"):
+        SegmentLogic.write_dicom_seg(segmentations + other, tmp_path / "seg")  # their SEG objects would share names
+    assert SegmentLogic.write_dicom_seg([], tmp_path / "seg") == [] and not (tmp_path / "seg").exists()
 
 
 def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scene, acdc_root, tmp_path,
