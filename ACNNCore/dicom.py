@@ -540,7 +540,6 @@ def write_dicom_seg(frames: list[Volume] | dict[int, Volume], source, out, names
     measures = hd.PixelMeasuresSequence(pixel_spacing=[float(spacing_xy[1]), float(spacing_xy[0])],  # rows, columns
                                         slice_thickness=float(stack[0][0].thickness),
                                         spacing_between_slices=float(geometry.spacing[2]))
-    gap = pydicom.valuerep.DS(float(geometry.spacing[2]), auto_format=True)
     series, objects = hd.UID(), []
     number = int(first.get("SeriesNumber") or 0) + 1000  # numbered after its source, as a scanner's derived series
     for t, labels in frames.items():
@@ -558,10 +557,12 @@ def write_dicom_seg(frames: list[Volume] | dict[int, Volume], source, out, names
                 content_description=f"frame {t + 1} of {len(stack[0])}" if len(stack[0]) > 1 else None)
         except (AttributeError, TypeError, ValueError) as e:  # what highdicom finds missing or wrong in the source
             raise InputError(f"{source}: a DICOM SEG cannot refer to these images: {e}") from None
-        for group in seg.SharedFunctionalGroupsSequence:  # highdicom copies the source's pixel measures where the
-            for item in group.get("PixelMeasuresSequence", []):  # pixel spacing agrees, its slice spacing too,
-                item.SpacingBetweenSlices = gap  # which classic files may leave wrong (1 for a 2-D image):
-                # the SEG's frames lie as the positions say, which a reader filling omitted frames goes by
+        # highdicom puts the source's pixel measures in place of ours where the pixel spacing agrees, its slice
+        # spacing too, which classic files may state wrongly (1 mm for a 2-D image); a reader filling omitted
+        # frames goes by it: ours, as the frames' positions give it
+        for group in seg.SharedFunctionalGroupsSequence:
+            for item in group.get("PixelMeasuresSequence", []):
+                item.SpacingBetweenSlices = measures[0].SpacingBetweenSlices
         by_depth = {round(float(i.position @ normal), 2): i for i in images}
         for item in seg.PerFrameFunctionalGroupsSequence:  # each SEG frame -> the image it labels (highdicom
             image = by_depth[round(float(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient,

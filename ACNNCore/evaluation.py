@@ -109,10 +109,10 @@ def _suffix(path) -> str:
 def is_label_file(path: Path) -> bool:
     """Named as a label map: ``_gt``, ``_seg``, ``_label(s)``, ``_pred(iction)`` before the suffix (ACDC's
     ``patientNNN_frameXX_gt.nii.gz``, a phantom's ``hr_gt.nii.gz``); a DICOM SEG whatever its name."""
-    path = Path(path)
-    if not path.name.lower().endswith((*SUFFIXES, ".dcm")):
-        return False
-    return _suffix(path) == ".dcm" or bool(_TAGS.search("_" + path.name[: -len(_suffix(path))]))
+    name = Path(path).name
+    if name.lower().endswith(".dcm"):
+        return True
+    return name.lower().endswith(SUFFIXES) and bool(_TAGS.search("_" + name[: -len(format_of(name))]))
 
 
 def case_key(path: Path, root: Path) -> str:
