@@ -159,12 +159,19 @@ def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
     return images
 
 
+def dicom_files(folder) -> list[Path]:
+    """The DICOM files in a folder and its subfolders, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_dicom_file(p))
+
+
 def _images_of(folder: Path) -> list[_DicomImage]:
     """Every image of the DICOM files in a folder and its subfolders."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_dicom_file(p))
+    files = dicom_files(folder)
     images = [i for p in files for i in _dicom_images(p, p.parent.relative_to(folder.parent))]
     if not images:
-        raise InputError(f"{folder} holds DICOM files but no images")
+        segs = sum(map(is_dicom_seg, files))
+        raise InputError(f"{folder} holds DICOM files but no images" + (
+            f" ({_count(segs, 'DICOM SEG')}, label maps: give acnn info or acnn evaluate one of them)" if segs else ""))
     return images
 
 
@@ -466,6 +473,23 @@ def read_dicom_seg(path) -> Volume:
         array, origin = array[:, :, ::-1], origin + axes[:, 2] * (array.shape[2] - 1)
         direction[:, 2] *= -1
     return Volume(np.ascontiguousarray(array), Geometry(array.shape, spacing, origin, direction))
+
+
+def read_dicom_segs(folder) -> dict[str, Volume]:
+    """Every DICOM SEG in a folder and its subfolders (:func:`read_dicom_seg`), by name: its series description
+    ("ACNN labels"), followed by its instance number where its series has several (a cine's frames: "ACNN
+    labels 1", "ACNN labels 2"...), else by its file's name; none in a folder of images alone."""
+    headers = {p: _header(p) for p in dicom_files(folder) if is_dicom_seg(p)}
+    series = [str(h.get("SeriesInstanceUID", "")) for h in headers.values()]
+    labels = {}
+    for (path, header), uid in zip(headers.items(), series):
+        name = str(header.get("SeriesDescription", "") or path.name.split(".")[0])
+        if series.count(uid) > 1:
+            name += f" {header.get('InstanceNumber', '') or path.name.split('.')[0]}"
+        if name in labels:  # two series of one description
+            name += f" {path.name.split('.')[0]}"
+        labels[name] = read_dicom_seg(path)
+    return labels
 
 
 # type 2 attributes of the patient and study (present, may be empty) that a SEG copies from its source images

@@ -349,11 +349,17 @@ def load_dicom(path, scene) -> list:
     mapping) a node each, named by the study and the series description, the short-axis-like cine (most slice
     positions) first (``ACNNCore.dicom.read_dicom_stacks``). Every study is read before any node is made, so a
     study that cannot be read leaves the scene as it was. Each node records where its images lie
-    (:data:`DICOM_SOURCE`: folder, study UID, series), for DICOM SEG to refer to them."""
-    from ACNNCore.dicom import dicom_studies, read_dicom_stacks
+    (:data:`DICOM_SOURCE`: folder, study UID, series), for DICOM SEG to refer to them. DICOM SEG objects in the
+    folder (beside their images, or alone) come after the images, each a segmentation node named by the folder
+    and its series (``ACNNCore.dicom.read_dicom_segs``)."""
+    from pathlib import Path
 
+    from ACNNCore.dicom import dicom_files, dicom_studies, read_dicom_segs, read_dicom_stacks
+
+    labels = read_dicom_segs(path)
+    studies = dicom_studies(path) if len(labels) < len(dicom_files(path)) else {}  # a folder of SEGs alone: none
     read = {}
-    for name, study in dicom_studies(path).items():
+    for name, study in studies.items():
         try:
             stacks = read_dicom_stacks(*study)
         except InputError as e:
@@ -367,6 +373,8 @@ def load_dicom(path, scene) -> list:
         nodes.append(frames_to_node(frames, scene, name))
         for key, value in zip(DICOM_SOURCE, source):
             nodes[-1].SetAttribute(key, value)
+    for name, label_map in labels.items():
+        nodes.append(labels_to_segmentation(label_map, scene=scene, name=f"{Path(path).name} {name}"))
     return nodes
 
 

@@ -106,7 +106,7 @@ class SegmentWidget(module_widget_base()):
         """A folder, or a study's tree of folders, of DICOM files read by ACNNCore as one stack or cine (a
         cine written one series per slice position comes in whole), shown and chosen as the input; a folder
         of several studies loads each, and a full study's several cines (perfusion, T1 mapping) each, the
-        first chosen (the cine of most slices)."""
+        first chosen (the cine of most slices). DICOM SEG objects among them load as segmentations."""
         import qt
 
         from ACNNCore.errors import InputError
@@ -117,9 +117,12 @@ class SegmentWidget(module_widget_base()):
             return
         try:
             with slicer.util.WaitCursor():
-                node = mrml.load_dicom(folder, slicer.mrmlScene)[0]
+                nodes = mrml.load_dicom(folder, slicer.mrmlScene)
         except InputError as e:
             slicer.util.errorDisplay(str(e))
+            return
+        node = next((n for n in nodes if not n.IsA("vtkMRMLSegmentationNode")), None)
+        if node is None:  # DICOM SEG alone: shown on whatever image is
             return
         shown = mrml.show_frame(node, 0) if node.IsA("vtkMRMLSequenceNode") else node
         slicer.util.setSliceViewerLayers(background=shown, fit=True)

@@ -223,6 +223,9 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
                tmp_path / "seg2", *model)  # one stack
     assert run.returncode == 0 and f"{tmp_path / 'seg2'}: 1 DICOM segmentation on" in run.stdout, run.stderr
     assert [p.name for p in (tmp_path / "seg2").iterdir()] == ["SEG_001.dcm"]
+    run = acnn("info", tmp_path / "seg")  # a folder of SEGs alone: no images, says how to read them
+    assert run.returncode == 2 and "holds DICOM files but no images (2 DICOM SEGs, label maps: give acnn info or " \
+                                   "acnn evaluate one of them)" in run.stderr, run.stderr
     run = acnn("info", tmp_path / "seg2" / "SEG_001.dcm")  # a SEG read back: as a label map on the images' grid
     (p2,) = read_frames(tmp_path / "p2.nii.gz")
     info = json.loads(run.stdout)

@@ -406,6 +406,41 @@ def test_a_folder_of_dicom_studies_loads_a_node_each(scene, tmp_path, write_dico
     assert scene.GetNumberOfNodes() == before
 
 
+def test_dicom_seg_objects_load_as_segmentations_beside_their_images(scene, tmp_path, write_dicom):
+    """A study's folder holding DICOM SEG objects (``acnn segment --dicom-seg`` writes them; PACS exports hold
+    them): the images as before, each SEG a segmentation node after them with our segments on the images' grid;
+    a folder of SEGs alone (the studio's upload of a SEG file) loads them alone; the whole read before any node
+    is made."""
+    from ACNNCore.dicom import write_dicom_seg
+    from ACNNCore.labels import SEGMENTS
+
+    volume = rotated(Volume.from_array(np.arange(8 * 9 * 4, dtype=np.int16).reshape(8, 9, 4), (1.5, 1.4, 8.0)))
+    g = volume.geometry  # oblique, as a scanner's
+    study = write_dicom([volume, volume], tmp_path / "study" / "cine", times=[0, 300])
+    ed, es = np.zeros(g.shape, np.uint8), np.zeros(g.shape, np.uint8)
+    ed[2:5, 3:6, 1:3], ed[5, 3:6, 1:3] = 1, 2
+    es[2:4, 3:5, 1:3], es[6, 2:4, :] = 1, 3
+    labels = [volume.with_array(ed), volume.with_array(es)]
+    write_dicom_seg(labels, study, tmp_path / "study" / "seg", {v: n for v, (n, _) in SEGMENTS.items()})
+    cine, *segmentations = mrml.load_dicom(tmp_path / "study", scene)
+    assert cine.IsA("vtkMRMLSequenceNode") and cine.GetNumberOfDataNodes() == 2  # the SEGs are no frames
+    assert [n.GetName() for n in segmentations] == ["study ACNN labels 1", "study ACNN labels 2"]
+    for node, expected in zip(segmentations, labels):
+        back = mrml.labels_from_segmentation(node, g)
+        assert np.array_equal(back.array, expected.array)
+        assert {node.GetSegmentation().GetNthSegment(i).GetName()
+                for i in range(node.GetSegmentation().GetNumberOfSegments())} <= {n for n, _ in SEGMENTS.values()}
+    alone = mrml.load_dicom(tmp_path / "study" / "seg", scene)  # a folder of SEGs alone
+    assert [n.GetName() for n in alone] == ["seg ACNN labels 1", "seg ACNN labels 2"]
+    assert np.array_equal(mrml.labels_from_segmentation(alone[1], g).array, labels[1].array)
+    broken = tmp_path / "study" / "seg" / "SEG_002.dcm"
+    broken.write_bytes(broken.read_bytes()[:-50])
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(InputError, match="SEG_002.dcm"):
+        mrml.load_dicom(tmp_path / "study", scene)
+    assert scene.GetNumberOfNodes() == before
+
+
 def test_an_expert_label_map_loads_as_a_segmentation_in_its_convention(scene, acdc_root, subject, tmp_path):
     """`mrml.load_labels` (the studio loads `*_gt` files with it): ACDC's values (1 RV, 3 LV) where Info.cfg
     lies beside the file, ours elsewhere; our segment names; the same voxels on the same grid."""

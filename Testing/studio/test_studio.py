@@ -411,3 +411,9 @@ def test_a_dicom_upload_segmented_and_saved_as_dicom_seg(browser, acdc_root, tmp
                                                                       seg.PerFrameFunctionalGroupsSequence)
                             if item.SegmentIdentificationSequence[0].ReferencedSegmentNumber == 1)
             assert lv_pixels * voxel_ml == pytest.approx(lv[phase], abs=0.1), phase
+        page.set_input_files("#upload", [str(p) for p in sorted(saved.iterdir())])  # the SEGs uploaded: loaded
+        page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded DICOM.')",
+                               timeout=30_000)
+        page.get_by_text("Scene").click() if not page.locator("#segments").is_visible() else None
+        page.wait_for_function("document.querySelector('#segments').innerText.includes("
+                               "'DICOM ACNN labels 2: RV blood pool')", timeout=10_000)
