@@ -605,7 +605,8 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
 
 def test_a_dicom_seg_reads_as_our_labels_by_its_segments_codes(tmp_path, oblique_volume, write_dicom, caplog):
     """A SEG's segments become our label values by their SNOMED CT codes, else their labels, whatever their
-    numbers; a segment that is none of ours (a left atrium) is left out, saying so. A SEG, or one DICOM image,
+    numbers; a segment that is none of ours (a left atrium) is left out, saying so; another tool's SEG of
+    overlapping segments is refused, naming the file. A SEG, or one DICOM image,
     given where an image is read is refused saying what to give."""
     from ACNNCore.dicom import write_dicom_seg
 
@@ -623,6 +624,23 @@ def test_a_dicom_seg_reads_as_our_labels_by_its_segments_codes(tmp_path, oblique
     assert "left out segments that are none of ours: Left atrium (Tissue)" in caplog.text
     with pytest.raises(InputError, match="cannot be read as one label map"):
         read_dicom_seg(next(source.iterdir()))  # an image, not a SEG
+    import highdicom as hd  # another tool's SEG of overlapping segments: one label map cannot hold them
+    import pydicom
+    from pydicom.sr.codedict import codes
+
+    images = [pydicom.dcmread(f) for f in sorted(source.iterdir())]
+    for image in images:
+        image.SliceThickness = image.SpacingBetweenSlices = volume.spacing[2]
+    masks = np.zeros((len(images), images[0].Rows, images[0].Columns, 2), bool)  # (frame, row, column, segment)
+    masks[1:3, 1:4, 1:4, 0] = masks[1:3, 2:5, 2:5, 1] = True
+    algorithm = hd.AlgorithmIdentificationSequence("other", codes.cid7162.ArtificialIntelligence, "1")
+    segments = [hd.seg.SegmentDescription(n, name, codes.SCT.AnatomicalStructure, hd.sr.CodedConcept(code, "SCT", name),
+                                          hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm)
+                for n, (name, code) in enumerate((("LV blood pool", "1"), ("LV myocardium", "2")), 1)]
+    hd.seg.Segmentation(images, masks, hd.seg.SegmentationTypeValues.BINARY, segments, hd.UID(), 1, hd.UID(), 1,
+                        "other", "other", "1", "-").save_as(tmp_path / "overlapping.dcm")
+    with pytest.raises(InputError, match="overlapping.dcm: cannot be read as one label map .*segments overlap"):
+        read_dicom_seg(tmp_path / "overlapping.dcm")
     with pytest.raises(InputError, match="is a DICOM SEG, a label map: acnn info and acnn evaluate read it"):
         read_volume(path)  # given to segment
     with pytest.raises(InputError, match="is one DICOM file: give the folder holding the stack's"):
