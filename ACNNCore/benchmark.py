@@ -415,7 +415,7 @@ def _classify_pca(maps: tuple, y, components: int) -> tuple[float, float]:
     x = np.hstack(maps).astype(np.float32)
     n = min(components, len(y) - len(y) // _folds(y) - 1)
     starts = np.cumsum([0] + sizes)
-    pcas = ColumnTransformer([(f"pca{i}", PCA(n, random_state=0), list(range(starts[i], starts[i + 1])))
+    pcas = ColumnTransformer([(f"pca{i}", PCA(n, random_state=0), slice(starts[i], starts[i + 1]))
                               for i in range(len(maps))])
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
