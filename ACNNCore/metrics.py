@@ -220,12 +220,32 @@ def stray_parts(mask: np.ndarray) -> np.ndarray:
     return (parts > 0) & (parts != 1 + int(np.argmax(np.bincount(parts.ravel())[1:])))
 
 
+def in_plane_box(mask: np.ndarray, margin: int = 1) -> tuple[slice, slice, slice]:
+    """The in-plane box around a mask's voxels, ``margin`` voxels wider on each side (within the array), every
+    slice: where holes, connected parts and in-plane contact of what the mask holds can be found as in the whole
+    array -- a margin of one voxel of what it does not hold joins all that lies outside."""
+    where = np.flatnonzero(mask.any(axis=(1, 2))), np.flatnonzero(mask.any(axis=(0, 2)))
+    if not where[0].size:
+        return slice(0, 0), slice(0, 0), slice(None)
+    return (*(slice(max(int(w[0]) - margin, 0), int(w[-1]) + margin + 1) for w in where), slice(None))
+
+
 def _checks(labels: Volume, blood: int, myocardium: int) -> dict:
     """{check of PLAUSIBILITY_CHECKS: (count, mask of the voxels at fault)} of a map holding both
-    structures."""
+    structures; worked out in the LV's in-plane box (:func:`in_plane_box`), the masks on the whole map."""
+    box = in_plane_box(np.isin(labels.array, (blood, myocardium)))
+    checks = _checks_in(labels.array[box], labels.spacing, blood, myocardium)
+    for name, (count, mask) in checks.items():
+        whole = np.zeros(labels.shape, bool)
+        whole[box] = mask
+        checks[name] = count, whole
+    return checks
+
+
+def _checks_in(a: np.ndarray, spacing, blood: int, myocardium: int) -> dict:
+    """:func:`_checks` of an array."""
     from scipy import ndimage
 
-    a = labels.array
     bp, myo = a == blood, a == myocardium
     lv = bp | myo
     pool_holes, lv_holes = ndimage.binary_fill_holes(bp) & ~bp, ndimage.binary_fill_holes(lv) & ~lv
@@ -239,7 +259,7 @@ def _checks(labels: Volume, blood: int, myocardium: int) -> dict:
         open_ring[..., k] = ndimage.binary_dilation(bp[..., k], cross) & ~bp[..., k] & (a[..., k] != myocardium)
     # The base is open to the atrium; elsewhere, the apex included, blood must not meet the background,
     # in-plane or through-plane (an open apex) where slices are thin enough to see the apical cap.
-    contact = ndimage.binary_dilation(bp, contact_structure(labels.spacing)) & ~bp & (a == 0)
+    contact = ndimage.binary_dilation(bp, contact_structure(spacing)) & ~bp & (a == 0)
     contact[..., :apical.start] = False
     contact[..., apical.stop:] = False
     return {"holes": (ndimage.label(pool_holes)[1] + ndimage.label(lv_holes)[1], pool_holes | lv_holes),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
+from .metrics import in_plane_box
 from .volume import Volume
 
 
@@ -18,9 +19,10 @@ def keep_largest_component(labels: Volume) -> Volume:
     values = [int(v) for v in np.unique(labels.array) if v]
     if not values:
         return labels
+    a, box = labels.array.copy(), in_plane_box(labels.array > 0, 0)  # the parts lie in the labels' box
     # a copy: MONAI's transform edits a numpy input in place
-    cleaned = KeepLargestConnectedComponent(applied_labels=values, independent=True)(labels.array[None].copy())
-    return labels.with_array(np.asarray(cleaned)[0].astype(labels.array.dtype))
+    a[box] = np.asarray(KeepLargestConnectedComponent(applied_labels=values, independent=True)(a[box][None].copy()))[0]
+    return labels.with_array(a)
 
 
 def clean_up(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MYOCARDIUM,
@@ -43,8 +45,11 @@ def _fill_cavity(a: np.ndarray, blood: int) -> None:
     """In place: whatever the blood pool encloses in a short-axis slice (the third axis) becomes blood pool."""
     from scipy import ndimage
 
-    for k in range(a.shape[2]):
-        a[..., k][ndimage.binary_fill_holes(a[..., k] == blood)] = blood
+    pool = a[in_plane_box(a == blood)]  # a view of the blood pool's box, filled slice by slice (in-plane cross)
+    pool[ndimage.binary_fill_holes(pool == blood, IN_PLANE)] = blood
+
+
+IN_PLANE = np.pad(np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)[..., None], ((0, 0), (0, 0), (1, 1)))
 
 
 def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
@@ -61,7 +66,9 @@ def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
 
     from .metrics import contact_structure, lv_thirds, stray_parts
 
-    a = labels.array.copy()
+    whole = labels.array.copy()
+    box = in_plane_box((whole == blood) | (whole == myocardium))  # the LV only shrinks or fills what it encloses
+    a = whole[box]  # a view: changed in place
     structure = contact_structure(labels.spacing)
 
     for _ in range(2 * a.shape[2] + 2):
@@ -84,4 +91,4 @@ def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
             a[..., k][ndimage.binary_fill_holes(loose[..., k]) & ((a[..., k] == blood) | loose[..., k])] = 0
         if np.array_equal(a, before):
             break
-    return labels.with_array(a)
+    return labels.with_array(whole)

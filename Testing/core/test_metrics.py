@@ -86,6 +86,13 @@ def test_plausibility_of_constructed_maps():
     r = plausibility(good.with_array(a))
     assert r["not_enclosed"] == 3 and r["touches_background"] >= 3  # (and the slices above and below)
     a = good.array.copy()
+    a[20:30, 19:22, 9:12] = 1  # a cut through the wall to its outer edge: blood at the LV's outermost voxels
+    r = plausibility(good.with_array(a))  # (the checks work in the LV's box: its margin holds what blood meets)
+    assert r["not_enclosed"] == 3 and r["touches_background"] == 3
+    from ACNNCore.postprocessing import clean_up
+
+    assert plausibility(clean_up(good.with_array(a), close_myocardium=True))["plausible"]  # the rule sees it too
+    a = good.array.copy()
     a[..., 2:4][a[..., 2:4] == 2] = 0  # no apical cap
     assert plausibility(good.with_array(a))["problems"] == ["touches_background"]
     assert not plausibility(good.with_array(np.zeros_like(good.array)))["plausible"]
