@@ -475,6 +475,19 @@ def read_dicom_seg(path) -> Volume:
     return Volume(np.ascontiguousarray(array), Geometry(array.shape, spacing, origin, direction))
 
 
+def seg_sources(path) -> frozenset[tuple[str, int]]:
+    """The images a DICOM SEG labels: (SOP instance UID, frame number; 0 for a single-frame image) of each,
+    from its frames' derivation references, else from its list of referenced instances."""
+    header = _header(path)
+    sources = {(str(source.ReferencedSOPInstanceUID), int(source.get("ReferencedFrameNumber") or 0))
+               for frame in header.get("PerFrameFunctionalGroupsSequence", [])
+               for derivation in frame.get("DerivationImageSequence", [])
+               for source in derivation.get("SourceImageSequence", [])}
+    return frozenset(sources or {(str(instance.ReferencedSOPInstanceUID), 0)
+                                 for series in header.get("ReferencedSeriesSequence", [])
+                                 for instance in series.get("ReferencedInstanceSequence", [])})
+
+
 def read_dicom_segs(folder) -> dict[str, Volume]:
     """Every DICOM SEG in a folder and its subfolders (:func:`read_dicom_seg`), by name: its series description
     ("ACNN labels"), followed by its instance number where its series has several (a cine's frames: "ACNN

@@ -187,16 +187,35 @@ def read_label_map(path: Path, convention: str = "ours") -> Volume:
 
 
 def match(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
-    """Pairs (case, prediction, ground truth); a ground-truth case without a prediction is an error."""
+    """Pairs (case, prediction, ground truth) by case name; a DICOM SEG without a prediction of its name, with
+    the prediction SEG of the same images (:func:`_same_images`); a ground-truth case without a prediction is an
+    error."""
     p, g = label_files(pred, False), label_files(gt, True)
     if Path(pred).is_file() and Path(gt).is_file():
         return [(next(iter(g)), Path(pred), Path(gt))]
     found = {k: next((p[n] for n in (k, *acdc_names(g[k])) if n in p), None) for k in g}
+    unnamed = [k for k, f in found.items() if f is None and _suffix(g[k]) == ".dcm"]
+    if unnamed:  # SEGs named otherwise: paired by the images they label
+        from .dicom import seg_sources
+
+        segs = {f: seg_sources(f) for f in p.values() if _suffix(f) == ".dcm"}
+        for k in unnamed:
+            found[k] = _same_images(seg_sources(g[k]), segs)
     missing = sorted(k for k, f in found.items() if f is None)
     if missing:
         raise InputError(f"no prediction for {len(missing)} ground-truth case(s): {', '.join(missing[:10])}"
                          f"{' ...' if len(missing) > 10 else ''} (predictions found: {', '.join(sorted(p)[:5])})")
     return [(k, found[k], g[k]) for k in sorted(g)]
+
+
+def _same_images(wanted: frozenset, segs: dict[Path, frozenset]) -> Path | None:
+    """Of DICOM SEGs ({file: the images it labels, ``dicom.seg_sources``}), the one labelling most of the
+    ``wanted`` images (an expert's SEG of a cine's ED frame, named by another tool, and ours of it); None where
+    none shares one, or two share as many."""
+    shared = sorted(((len(wanted & images), f) for f, images in segs.items()), key=lambda s: -s[0])
+    if not shared or not shared[0][0] or len(shared) > 1 and shared[1][0] == shared[0][0]:
+        return None
+    return shared[0][1]
 
 
 def evaluate_files(pred: Path, gt: Path, gt_convention: str = "auto", progress: bool = True,

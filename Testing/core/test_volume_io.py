@@ -533,7 +533,8 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
     non-square grid catches rows and columns swapped); segments named and coded; the source's study and frame of
     reference kept; each reads back (`read_dicom_seg`) as its label map on the images' grid, and in the images'
     folder is not taken for images. Labels on another grid, or as many maps as frames not given, are refused;
-    files there are not overwritten unless asked."""
+    files there are not overwritten unless asked. `acnn evaluate` pairs SEGs named otherwise (an expert's) with
+    ours by the images (and enhanced files' frames) they label."""
     import highdicom
     import pydicom
 
@@ -601,6 +602,17 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
     assert highdicom.seg.segread(some[1]).InstanceNumber == 3
     with pytest.raises(InputError, match="frames \\[3\\] asked of .*'s 3 frames"):
         write_dicom_seg({3: labels[0]}, source, tmp_path / "other", names)
+    from ACNNCore.evaluation import match
+
+    (tmp_path / "expert").mkdir()  # another tool's SEGs of ED and ES, named its way: paired by their images
+    for name, path in zip(("ed", "es"), some):
+        shutil.copy(path, tmp_path / "expert" / f"{name}.dcm")
+    assert match(tmp_path / "seg", tmp_path / "expert") == [("ed", paths[0], tmp_path / "expert" / "ed.dcm"),
+                                                             ("es", paths[2], tmp_path / "expert" / "es.dcm")]
+    again = write_dicom(frames, tmp_path / "again", per_slice_series, times=[0, 40, 80], study="1.2.3.9")  # new UIDs
+    write_dicom_seg(labels, again, tmp_path / "of_others", names)
+    with pytest.raises(InputError, match="no prediction for 2 ground-truth case"):  # SEGs of other images
+        match(tmp_path / "of_others", tmp_path / "expert")
 
 
 def test_a_dicom_seg_reads_as_our_labels_by_its_segments_codes(tmp_path, oblique_volume, write_dicom, caplog):
