@@ -417,3 +417,5 @@ def test_a_dicom_upload_segmented_and_saved_as_dicom_seg(browser, acdc_root, tmp
         page.get_by_text("Scene").click() if not page.locator("#segments").is_visible() else None
         page.wait_for_function("document.querySelector('#segments').innerText.includes("
                                "'DICOM ACNN labels 2: RV blood pool')", timeout=10_000)
+        time.sleep(2)  # the views' next frames
+        page.screenshot(path=ARTIFACTS / "studio-dicom-seg.png")
