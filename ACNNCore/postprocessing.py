@@ -41,6 +41,10 @@ def clean_up(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MY
     return _close_myocardium(cleaned, blood, myocardium) if close_myocardium else cleaned
 
 
+#: 4-connectivity within a slice (the third axis), none across slices: a 3-D operation done slice by slice
+IN_PLANE = np.pad(np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)[..., None], ((0, 0), (0, 0), (1, 1)))
+
+
 def _fill_cavity(a: np.ndarray, blood: int) -> None:
     """In place: whatever the blood pool encloses in a short-axis slice (the third axis) becomes blood pool."""
     from scipy import ndimage
@@ -48,8 +52,6 @@ def _fill_cavity(a: np.ndarray, blood: int) -> None:
     pool = a[in_plane_box(a == blood)]  # a view of the blood pool's box, filled slice by slice (in-plane cross)
     pool[ndimage.binary_fill_holes(pool == blood, IN_PLANE)] = blood
 
-
-IN_PLANE = np.pad(np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)[..., None], ((0, 0), (0, 0), (1, 1)))
 
 
 def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
