@@ -125,7 +125,8 @@ def _dicom_only(args, path: Path, dicom: bool, what: str = "not a folder of DICO
 def run_info(args) -> int:
     from .datasets import read_dataset
     from .evaluation import is_label_file
-    from .dicom import dicom_studies, is_dicom_folder, is_dicom_seg, read_dicom, read_dicom_seg, read_dicom_stacks
+    from .dicom import (dicom_files, dicom_studies, is_dicom_folder, is_dicom_seg, read_dicom, read_dicom_seg,
+                        read_dicom_stacks)
     from .io import looks_like_labels, read_frames, read_labels
 
     path = args.path
@@ -139,9 +140,15 @@ def run_info(args) -> int:
     dicom = is_dicom_folder(path)
     _dicom_only(args, path, dicom)
     studies = dicom_studies(path) if dicom else {}
+    segs = [p.relative_to(path).as_posix() for p in dicom_files(path) if is_dicom_seg(p)] if dicom else []
+
     def line(name, frames):
         return (f"  {name:24s} {len(frames)} frame{'s' * (len(frames) > 1)} of {frames[0].shape} spacing "
                 f"{tuple(round(s, 3) for s in frames[0].spacing)}")
+
+    def print_segs():  # SEG objects lying among the images (labels: Slicer and the studio load them with them)
+        if segs:
+            print(f"  DICOM SEG: {', '.join(segs[:5])}{' ...' if len(segs) > 5 else ''}")
 
     if len(studies) > 1:  # a folder of DICOM studies: each as acnn segment would read it
         print(f"{path}: {len(studies)} DICOM studies")
@@ -150,12 +157,14 @@ def run_info(args) -> int:
                 print(line(name, read_dicom(*study, series=args.series)))
             except InputError as e:
                 print(f"  {name:24s} not read: {e}")
+        print_segs()
         return 0
     stacks = read_dicom_stacks(path) if dicom and args.series is None else {}
     if len(stacks) > 1:  # a full study's several cines: acnn segment reads the one --series names
         print(f"{path}: {len(stacks)} stacks; segment one with --series DESCRIPTION")
         for name, frames in stacks.items():
             print(line(name, frames))
+        print_segs()
         return 0
     if path.is_dir() and not dicom:
         cases = read_dataset(path)
@@ -179,7 +188,8 @@ def run_info(args) -> int:
                "shape": g.shape, "spacing_mm": [round(s, 4) for s in g.spacing],
                "origin_lps_mm": [round(o, 4) for o in g.origin], "direction": np.round(g.direction, 4).tolist(),
                "dtype": str(volume.array.dtype),
-               "range": [float(min(f.array.min() for f in frames)), float(max(f.array.max() for f in frames))]}
+               "range": [float(min(f.array.min() for f in frames)), float(max(f.array.max() for f in frames))],
+               **({"dicom_seg": segs} if segs else {})}
     if labels:
         values, counts = np.unique(volume.array, return_counts=True)
         summary["label_volumes_ml"] = {int(v): round(float(c) * g.voxel_volume_ml, 3) for v, c in zip(values, counts)}

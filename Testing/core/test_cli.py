@@ -173,13 +173,14 @@ def test_a_folder_of_dicom_studies_is_segmented_study_by_study(tmp_path, write_d
     assert run.returncode == 2 and "exists" in run.stderr and "--overwrite" in run.stderr
 
 
-def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, phantom_cine):
+def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, phantom_cine, capsys):
     """`--dicom-seg FOLDER`: a DICOM cine's labels also written as DICOM SEG objects on its images, one per
     frame, holding the 4-D map's labels; a folder of studies gets FOLDER/STUDY/. Refused before any work: a
     sub-pixel model (its grid is not the images'), input that is not DICOM, segmentations already there. A
     study whose files a SEG cannot refer to (no frame of reference) gets its label map, not a SEG, and status 1.
     A study holding a second cine (perfusion) is read, segmented and labelled by `--series`. A SEG reads back
-    (`acnn info`, `acnn evaluate --gt SEG_001.dcm`) as the label map it was written from."""
+    (`acnn info`, `acnn evaluate --gt SEG_001.dcm`) as the label map it was written from; SEGs lying among a
+    study's images are listed by `acnn info`."""
     import highdicom
     import pydicom
 
@@ -253,6 +254,16 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
     assert "no DICOM SEG for 1 of 3 studies: p3" in run.stderr and (tmp_path / "out" / "p3.nii.gz").exists()
     assert sorted(p.relative_to(tmp_path / "segs").as_posix() for p in (tmp_path / "segs").rglob("*.dcm")) == [
         "p1/SEG_001.dcm", "p1/SEG_002.dcm", "p2/SEG_001.dcm"]
+    import shutil
+
+    from ACNNCore.cli import main
+
+    shutil.copytree(tmp_path / "segs" / "p1", tmp_path / "studies" / "p1" / "labels")  # SEGs among the images
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "studies" / "p1")]) == 0  # listed beside the stacks
+    assert "  DICOM SEG: labels/SEG_001.dcm, labels/SEG_002.dcm\n" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "studies" / "p1"), "--series", "cine_sax"]) == 0
+    assert json.loads(capsys.readouterr().out)["dicom_seg"] == ["labels/SEG_001.dcm", "labels/SEG_002.dcm"]
 
 
 def test_segment_says_when_it_finds_no_heart(tmp_path):
