@@ -496,11 +496,12 @@ def read_dicom_segs(folder) -> dict[str, Volume]:
     series = [str(h.get("SeriesInstanceUID", "")) for h in headers.values()]
     labels = {}
     for (path, header), uid in zip(headers.items(), series):
-        name = str(header.get("SeriesDescription", "") or path.name.split(".")[0])
+        stem = path.name.split(".")[0]
+        name = str(header.get("SeriesDescription", "") or stem)
         if series.count(uid) > 1:
-            name += f" {header.get('InstanceNumber', '') or path.name.split('.')[0]}"
+            name += f" {header.get('InstanceNumber', '') or stem}"
         if name in labels:  # two series of one description
-            name += f" {path.name.split('.')[0]}"
+            name += f" {stem}"
         labels[name] = read_dicom_seg(path)
     return labels
 

@@ -53,7 +53,6 @@ def _fill_cavity(a: np.ndarray, blood: int) -> None:
     pool[ndimage.binary_fill_holes(pool == blood, IN_PLANE)] = blood
 
 
-
 def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
     """The myocardial ring closed where a cleaned-up label map leaves it open. Until nothing changes:
     what the LV encloses becomes LV (blood pool where it meets the blood pool, else myocardium) and what the
