@@ -8,7 +8,6 @@ motion augmentation, and AE-Seg a 3D-UNet followed by the autoencoder (see
 from __future__ import annotations
 
 import torch
-from monai.networks.nets import UNet
 from torch import nn
 
 from .autoencoder import ConvAutoencoder
@@ -23,6 +22,8 @@ class FCN2D(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 3, factor: int = 5,
                  channels=(28, 56, 112, 224), num_res_units: int = 1, context: int = 0):
+        from monai.networks.nets import UNet  # here, not at the top: importing MONAI takes seconds
+
         super().__init__()
         self.factor = factor
         self.context = context
@@ -46,6 +47,8 @@ class UNet3D(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 3, factor: int = 5,
                  channels=(16, 32, 64, 128), strides=((2, 2, 2), (2, 2, 2), (2, 2, 1)), num_res_units: int = 1):
+        from monai.networks.nets import UNet
+
         super().__init__()
         self.factor = factor
         self.net = UNet(3, in_channels, out_channels, channels, strides=strides, num_res_units=num_res_units)
