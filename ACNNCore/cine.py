@@ -84,7 +84,7 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         wanted = [("ED", ed), ("ES", es)]
     else:
         wanted = []
-    labels, corrections, orientations, rv, names, view, found = {}, {}, {}, False, {}, None, ""
+    labels, corrections, orientations, rv, names, view, found, heart = {}, {}, {}, False, {}, None, "", None
     todo = [i for _, i in wanted] if wanted else list(range(len(frames)))
     for n, i in enumerate(todo):
         message = f"segmenting frame {i + 1} of {len(frames)}"
@@ -93,10 +93,12 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         def passes(done, total, n=n, message=message):  # an ensemble's or TTA's passes: finer steps, and cancel
             report(0.05 + 0.9 * (n + done / total) / len(todo), f"{message} (pass {done} of {total})")
 
-        # a cine's frames share their layout: with the orientation search, it is searched for in the first
-        result = segmenter(frames[i], progress=passes if segmenter.passes > 1 else None, view=view)
+        # a cine's frames share their layout: with the orientation search, it is searched for in the first; and
+        # each frame's heart search starts where the last frame's ended (windows only: the heart moves a little)
+        result = segmenter(frames[i], progress=passes if segmenter.passes > 1 else None, view=view, near=heart)
         if n == 0:
             view, found = result.view, result.orientation
+        heart = result.heart
         labels[i], corrections[i], orientations[i] = result.labels, result.correction, found
         rv, names = RV_BLOOD_POOL in result.label_names, result.label_names
     curve = []

@@ -180,23 +180,26 @@ class _Runner:
         k = max(1, int(round(volume.spacing[2] / self.meta["output"]["spacing"][2])))
         return hr_geometry(volume.geometry, k)
 
-    def locate(self, normalised: Volume, model) -> np.ndarray | None:
+    def locate(self, normalised: Volume, model, near=None) -> np.ndarray | None:
         """Where the heart is (the coarse stage of real-data models). First the network over the whole field
         of view at its own spacing (it is fully convolutional): it was never trained on anything that large
         and also labels other things (round bright structures, parts of the liver), so the heart is the part
         :func:`heart_part` picks. Then over its own window there, re-centred on the heart part it sees in it,
         until the centre moves less than ``LOCATE_SETTLED_MM`` in-plane (at most ``LOCATE_WINDOWS`` windows).
-        ``normalised``: the image, by :meth:`normalised`. None where the network labels nothing."""
+        ``near``: where the heart was found in another frame of the same cine (a physical point): the windows
+        start there, without the pass over the whole field of view (the whole search where the first window
+        shows no heart). ``normalised``: the image, by :meth:`normalised`. None where the network labels
+        nothing."""
         spec = self.meta["input"]
         extent = np.asarray(normalised.geometry.extent_mm[:2]) / np.asarray(spec["spacing"][:2])
         m = max(16, getattr(model, "multiple", 16))  # what the net's in-plane strides need
         whole = [int(min(512 // m * m, np.ceil(e / m) * m)) for e in extent] + [normalised.shape[2]]
-        center = None
-        for look in range(1 + LOCATE_WINDOWS):
+        center = None if near is None else np.asarray(near, float)
+        for look in range(0 if near is None else 1, 1 + LOCATE_WINDOWS):
             x, grid = self.model_input(normalised, center, shape=whole if look == 0 else None)
             heart = heart_part(self.run(lambda t: _softmax(model(t)), x)[0].numpy())
             if heart is None:
-                return center
+                return center if near is None else self.locate(normalised, model)
             found = grid.index_to_physical(np.argwhere(heart).mean(0))
             settled = center is not None and grid.in_plane_mm(center, found) < LOCATE_SETTLED_MM
             center = found
@@ -249,6 +252,8 @@ class Segmentation:
     correction: str = ""  # with a shape model: what ShapeModel.correct did ("plausible", "corrected ...")
     orientation: str = ""  # with Segmenter(orient=True): the in-plane view kept, and why
     view: tuple | None = None  # that view (of IN_PLANE_VIEWS); None without the search
+    heart: np.ndarray | None = None  # where the network's window was centred (physical, in that view's layout):
+    # where a real-data model found the heart; None for the image centre
 
     def volumes_ml(self) -> dict:
         v = self.labels.geometry.voxel_volume_ml
@@ -288,19 +293,21 @@ class _Model:
     def meta(self) -> dict:
         return self.runner.meta
 
-    def _channels_on_input_grid(self, volume: Volume, output, center=None,
-                                progress=None) -> tuple[np.ndarray, Geometry, object]:
+    def _channels_on_input_grid(self, volume: Volume, output, center=None, progress=None,
+                                near=None) -> tuple[np.ndarray, Geometry, object, np.ndarray | None]:
         """Run the network (each network of an ensemble, averaging) and map its (C, X, Y, Z) output,
         ``output(logits)``, onto the HR grid aligned with ``volume``; outside the model's field of view
         each channel takes its ``PAD`` value. The model's window is centred on ``center`` (a physical point;
-        default: where a real-data model finds the heart, else the image centre). Returns (channels, grid,
-        intensity scaling). ``progress(done, total)`` is called after each network's pass over each view."""
+        default: where a real-data model finds the heart -- the search starting ``near`` a point where given
+        (:meth:`_Runner.locate`) --, else the image centre). Returns (channels, grid, intensity scaling, the
+        window's centre: None for the image centre). ``progress(done, total)`` is called after each network's
+        pass over each view."""
         total, passes, done = None, len(self.runners) * len(self.views), 0
         for runner in self.runners:
             model = runner.bundle.model
             normalised, scaling = runner.normalised(volume)
             if center is None and runner.meta["input"].get("localize"):
-                center = runner.locate(normalised, model)
+                center = runner.locate(normalised, model, near)
             out = runner.output_geometry(volume)
             for view in self.views:
                 x, grid = runner.model_input(normalised, center, view=view)
@@ -313,7 +320,7 @@ class _Model:
                 done += 1
                 if progress is not None:
                     progress(done, passes)
-        return total / passes, out, scaling
+        return total / passes, out, scaling, center
 
 
 def _ensemble_facts(meta: dict) -> dict:
@@ -378,18 +385,20 @@ class Segmenter(_Model):
         """Network passes per image: ensemble members x test-time views (x in-plane orientations)."""
         return len(self.runners) * len(self.views) * (len(IN_PLANE_VIEWS) if self.orient else 1)
 
-    def __call__(self, volume: Volume, progress=None, view=None) -> Segmentation:
+    def __call__(self, volume: Volume, progress=None, view=None, near=None) -> Segmentation:
         """``progress(done, total)``: after each of the :attr:`passes` network passes (ensembles, TTA). A stack
         whose slices lie along another array axis is segmented with them last and the result turned back.
         ``view``: with ``orient``, the in-plane layout to use (another frame's :attr:`Segmentation.view`)
-        instead of searching for it. The clean-up and the shape model's correction work in the layout the
-        network saw (the shape model learnt it too); the result is laid out as the input."""
+        instead of searching for it; ``near``: where to start the heart search (another frame's
+        :attr:`Segmentation.heart`, with its view). The clean-up and the shape model's correction work in the
+        layout the network saw (the shape model learnt it too); the result is laid out as the input."""
         volume, back = _slices_last(volume)
         if self.orient and view is None:
-            probs, out, orientation, view = self._oriented(volume, progress)
+            probs, out, orientation, view, heart = self._oriented(volume, progress)
         else:
             view = view or IN_PLANE_VIEWS[0]
-            probs, out, _ = self._channels_on_input_grid(in_plane_view(volume, view), _softmax, progress=progress)
+            probs, out, _, heart = self._channels_on_input_grid(in_plane_view(volume, view), _softmax,
+                                                                progress=progress, near=near)
             orientation = f"{describe_view(view)} (as given)" if self.orient else ""
         labels, correction = Volume(probs.argmax(0).astype(np.uint8), out), ""
         if self.shape_model is not None:
@@ -400,21 +409,22 @@ class Segmenter(_Model):
         labels = Volume(_from_view(labels.array, view), self.runner.output_geometry(volume))  # the input's layout
         probs = _from_view(probs, view).astype(np.float32).transpose(0, *(1 + b for b in back))
         return Segmentation(labels.permuted(back), probs, _label_names(self.meta), correction, orientation,
-                            view if self.orient else None)
+                            view if self.orient else None, heart)
 
-    def _oriented(self, volume: Volume, progress=None) -> tuple[np.ndarray, Geometry, str, tuple]:
+    def _oriented(self, volume: Volume, progress=None) -> tuple[np.ndarray, Geometry, str, tuple, np.ndarray]:
         """The probabilities of the in-plane view (:data:`IN_PLANE_VIEWS`) the network is surest of
         (:func:`sureness`), on that view's output grid: each view segmented as if the image were stored so,
         heart search and all (a network shown a mirrored chest may look for the heart in the wrong place).
-        Returns (probabilities, grid, what was found, the view)."""
+        Returns (probabilities, grid, what was found, the view, where its window was centred)."""
         each, tried = len(self.runners) * len(self.views), []
         for k, view in enumerate(IN_PLANE_VIEWS):
             report = None if progress is None else (lambda done, _, k=k: progress(k * each + done, self.passes))
-            probs, out, _ = self._channels_on_input_grid(in_plane_view(volume, view), _softmax, progress=report)
-            tried.append((sureness(probs), view, probs, out))
-        sure, view, probs, out = max(tried, key=lambda t: t[0])
+            probs, out, _, heart = self._channels_on_input_grid(in_plane_view(volume, view), _softmax,
+                                                                progress=report)
+            tried.append((sureness(probs), view, probs, out, heart))
+        sure, view, probs, out, heart = max(tried, key=lambda t: t[0])
         why = f"{describe_view(view)} (sureness {sure:.3f}" + (f"; as stored {tried[0][0]:.3f})" if any(view) else ")")
-        return probs, out, why, view
+        return probs, out, why, view, heart
 
     def heart_center(self, volume: Volume) -> np.ndarray | None:
         """Where the (first) network's heart search ends in ``volume`` (a physical point), or None for a
@@ -449,7 +459,7 @@ class SuperResolver(_Model):
         volume, back = _slices_last(volume)
         if center is None:
             center = self.heart_center(volume)
-        hr, out, scaling = self._channels_on_input_grid(volume, lambda image: image, center)
+        hr, out, scaling, _ = self._channels_on_input_grid(volume, lambda image: image, center)
         hr = scaling.invert(hr[0]).astype(np.float32)
         outside = np.isnan(hr)
         if outside.any():

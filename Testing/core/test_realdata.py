@@ -72,7 +72,7 @@ def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, tmp_path, cap
 
     folder = acdc_root / "patient011"
     ed, es = (read_volume(folder / f"patient011_frame{f}.nii.gz") for f in ("01", "08"))
-    write_frames([es, ed, es], tmp_path / "cine.nii.gz")
+    write_frames([es, ed], tmp_path / "cine.nii.gz")
     out = tmp_path / "cine_seg.nii.gz"
     assert main(["segment", str(tmp_path / "cine.nii.gz"), "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
@@ -90,7 +90,7 @@ def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, tmp_path, cap
     from ACNNCore.inference import in_plane_view
 
     mirrored = (False, True, False)
-    write_frames([in_plane_view(f, mirrored) for f in (es, ed, es)], tmp_path / "mirrored.nii.gz")
+    write_frames([in_plane_view(f, mirrored) for f in (es, ed)], tmp_path / "mirrored.nii.gz")
     assert main(["segment", str(tmp_path / "mirrored.nii.gz"), "--out", str(tmp_path / "m_seg.nii.gz"), "--orient",
                  "--device", "cpu"]) == 0
     again = capsys.readouterr().out
@@ -99,6 +99,36 @@ def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, tmp_path, cap
     assert again.split("; ", 1)[1].split("\n")[0] == printed.split("; ", 1)[1].split("\n")[0]  # the measures
     assert all(np.array_equal(in_plane_view(m, mirrored).array, f.array)
                for m, f in zip(read_frames(tmp_path / "m_seg.nii.gz"), frames))
+
+
+def test_a_cine_s_heart_search_starts_where_the_last_frame_s_ended(acdc_root):
+    """Each frame of a cine after the first looks for the heart from where the last frame's search ended:
+    windows only, no pass over the whole field of view (a cine segmented twice as fast); a start with no heart
+    in its window falls back to the whole search."""
+    from ACNNCore.bundle import available
+    from ACNNCore.cine import segment_frames
+    from ACNNCore.inference import LOCATE_SETTLED_MM, Segmenter
+    from ACNNCore.io import read_volume
+
+    if "acnn-seg-acdc" not in available():
+        pytest.skip("acnn-seg-acdc is not bundled")
+    ed, es = (read_volume(acdc_root / "patient011" / f"patient011_frame{f}.nii.gz") for f in ("01", "08"))
+    segmenter = Segmenter("acnn-seg-acdc", "cpu")
+    inputs = []  # the in-plane shape of every input the network sees
+    segmenter.runner.bundle.model.register_forward_hook(lambda m, args, out: inputs.append(args[0].shape[2:4]))
+    first = segmenter(ed)
+    window = tuple(segmenter.meta["input"]["shape"][:2])
+    assert len(inputs) >= 3 and inputs[0] != window and inputs[-1] == window  # the whole field of view first
+    full = segmenter(es)
+    inputs.clear()
+    warm = segmenter(es, near=first.heart)
+    assert set(inputs) == {window} and len(inputs) < len(segmenter.runners) * 3  # windows alone, fewer passes
+    assert np.linalg.norm(warm.heart - full.heart) < 2 * LOCATE_SETTLED_MM
+    lost = segmenter(es, near=first.heart + np.array([1000.0, 0, 0]))  # no heart in its window: the whole search
+    assert np.allclose(lost.heart, full.heart) and np.array_equal(lost.labels.array, full.labels.array)
+    result = segment_frames(segmenter, [ed, es])
+    np.testing.assert_array_equal(result.frames[0].array, first.labels.array)
+    np.testing.assert_array_equal(result.frames[1].array, warm.labels.array)
 
 
 def test_full_resolution_config_trains_and_finds_the_heart(acdc_root, tmp_path):
@@ -412,6 +442,23 @@ def test_heart_search_benchmark_measures_how_far_the_search_ends(acdc_root):
     found, seconds = distances("acnn-seg-acdc", [acdc_root / "patient090"])
     assert sorted(found) == ["patient090_ED", "patient090_ES"] and seconds > 0
     assert all(0 <= mm < 35 for mm in found.values())
+
+
+def test_cine_search_benchmark_compares_both_searches(acdc_root, capsys):
+    """benchmarks/acdc_cine_search.py: ES segmented afresh and from ED's heart, both scored."""
+    import sys
+    from pathlib import Path
+
+    from ACNNCore.bundle import available
+
+    if "acnn-seg-acdc" not in available():
+        pytest.skip("acnn-seg-acdc is not bundled")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_cine_search import compare
+
+    result = compare("acnn-seg-acdc", [acdc_root / "patient090"])
+    afresh, warm, apart = result["rows"]["patient090"]
+    assert min(afresh + warm) > 0.7 and 0 <= apart < 10 and result["seconds"]["from ED"] > 0
 
 
 def test_calibration_benchmark_moves_the_border_by_its_offsets():
