@@ -39,7 +39,7 @@ def compare(model: str, patients) -> dict:
         start = time.perf_counter()
         warm = segmenter(es.image, near=first.heart)
         seconds["from ED"] += time.perf_counter() - start
-        scores = [[dice(r.labels, es.labels, (1, 2, 3))[v] for v in (1, 2, 3)] for r in (afresh, warm)]
+        scores = [list(dice(r.labels, es.labels, (1, 2, 3)).values()) for r in (afresh, warm)]
         rows[patient.name] = (*scores, float(np.linalg.norm(afresh.heart - warm.heart)))
     return {"rows": rows, "seconds": seconds}
 
