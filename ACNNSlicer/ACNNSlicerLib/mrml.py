@@ -421,6 +421,29 @@ def show_frame(sequence, frame: int = 0):
     return proxy
 
 
+def remove_node(node) -> None:
+    """A node out of its scene with what it alone uses: its display and storage nodes, and for a sequence
+    its browser nodes (:func:`show_frame`'s) with their proxy nodes -- what Slicer's Data module removes with
+    it. Nodes that refer to it keep nothing of it (MRML clears their references)."""
+    scene = node.GetScene()
+    if scene is None:
+        return
+    doomed = [node]
+    if node.IsA("vtkMRMLSequenceNode"):
+        for browser in list(scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")):
+            if browser.GetMasterSequenceNode() is node:
+                proxy = browser.GetProxyNode(node)
+                doomed += [browser] + ([proxy] if proxy is not None else [])
+    for n in list(doomed):
+        if n.IsA("vtkMRMLDisplayableNode"):
+            doomed += [n.GetNthDisplayNode(i) for i in range(n.GetNumberOfDisplayNodes())]
+        if n.IsA("vtkMRMLStorableNode") and n.GetStorageNode() is not None:
+            doomed.append(n.GetStorageNode())
+    for n in doomed:
+        if n is not None and n.GetScene() is scene:
+            scene.RemoveNode(n)
+
+
 def load_labels(path, scene, name: str | None = None):
     """A label map file (an expert's, ``patientNNN_frameXX_gt.nii.gz``) as a segmentation node with our segment
     names and colours; its values in ACDC's convention where an ACDC ``Info.cfg`` lies beside it, else ours."""

@@ -41,6 +41,8 @@ SLIDERS = 8  # latent dimensions shown (the most used first)
 RESULT_COLUMNS = (("Phase", "Phase"), ("LV (ml)", "LV blood pool (ml)"), ("Mass (g)", "Myocardial mass (g)"),
                   ("EF (%)", "EF (%)"), ("RV (ml)", "RV blood pool (ml)"), ("RV EF (%)", "RV EF (%)"),
                   ("Plausible", "Plausible"))  # (header, SegmentResult.rows() key); shown where it has values
+UPLOAD = "ACNN.Upload"  # a node's attribute: the server's folder holding the upload it was loaded from
+SAVED = "ACNN.SavedAs"  # a result's attribute: the file Save results last wrote it to
 
 
 class _Told(logging.Handler):
@@ -122,7 +124,7 @@ class Studio:
     def _init_state(self):
         s = self.state
         s.trame__title = "ACNN Studio"
-        s.volumes, s.inputs, s.segmentations, s.segments = [], [], [], []
+        s.volumes, s.inputs, s.segmentations = [], [], []
         s.seg_input, s.sr_input, s.encode_source = None, None, None
         s.seg_models, s.sr_models, s.shape_models = SegmentLogic.models(), SuperResolveLogic.models(), \
             ShapeExplorerLogic.models()
@@ -145,6 +147,7 @@ class Studio:
         s.save_dir = str(self.output_dir)
         s.upload = None
         s.change("upload")(self._on_upload)
+        s.remove_dialog, s.remove_id, s.remove_question = False, None, ""
         for i in range(SLIDERS):
             s[f"z{i}"] = 0.0
             s.change(f"z{i}")(self._slider_changed(i))
@@ -158,13 +161,15 @@ class Studio:
         self.state.volumes = [{"title": n.GetName(), "value": n.GetID()} for n in volumes]
         self.state.inputs = self.state.volumes + [{"title": f"{n.GetName()} (cine, {n.GetNumberOfDataNodes()} frames)",
                                                    "value": n.GetID()} for n in sequences]
-        self.state.segmentations = [{"title": n.GetName(), "value": n.GetID()} for n in segs]
-        self.state.segments = [f"{n.GetName()}: {n.GetSegmentation().GetNthSegment(i).GetName()}"
-                               for n in segs for i in range(n.GetSegmentation().GetNumberOfSegments())]
+        self.state.segmentations = [{"title": n.GetName(), "value": n.GetID(), "segments": ", ".join(
+            s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments()))}
+            for n, s in ((n, n.GetSegmentation()) for n in segs)]
         if self.state.seg_input not in [i["value"] for i in self.state.inputs]:
             self.state.seg_input = self.state.inputs[0]["value"] if self.state.inputs else None
         if self.state.sr_input not in [i["value"] for i in self.state.volumes]:
             self.state.sr_input = self.state.volumes[0]["value"] if self.state.volumes else None
+        if self.state.encode_source not in [i["value"] for i in self.state.segmentations + self.state.volumes]:
+            self.state.encode_source = None
 
     def fail(self, message: str):
         self.state.error = message
@@ -250,7 +255,8 @@ class Studio:
             with _Told() as told:
                 items = uploaded_items(write_client_files_to_dir(files, tmp), Path(tmp))
                 for item in items:
-                    self.load(item)
+                    for node in self.load(item):
+                        node.SetAttribute(UPLOAD, tmp)  # its files go when the last of its nodes does
             self.state.error = ""
             self.state.status = " ".join([f"Loaded {', '.join(p.name for p in items)}."]
                                          + [m.replace(str(Path(tmp)) + os.sep, "") + "." for m in told.messages])
@@ -277,6 +283,7 @@ class Studio:
                 for node in self.scene.GetNodesByClass(kind):
                     if node.GetAttribute("ACNN.Model") is not None:
                         written.append(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}{suffix}")))
+                        node.SetAttribute(SAVED, str(written[-1]))
                         source = node.GetNodeReference("ACNN.Input")
                         if source is not None and source.GetAttribute(mrml.DICOM_SOURCE[0]):
                             dicom.setdefault(source.GetID(), (source, []))[1].append(node)
@@ -303,6 +310,65 @@ class Studio:
         name = ShapeExplorerLogic.prior_of(self.state.seg_model)
         if name in self.state.shape_models:
             self.state.shape_model = name
+
+    # --- removing ------------------------------------------------------------------------
+
+    def _nodes(self) -> list:
+        return [self.scene.GetNthNode(i) for i in range(self.scene.GetNumberOfNodes())]
+
+    def removal_question(self, node) -> str:
+        """What removing a node from the scene would cost, asked before it is removed."""
+        said = [f"Remove {node.GetName()}?"]
+        if node.GetAttribute("ACNN.Model") is not None and node.GetAttribute(SAVED) is None:
+            said.append("It is a result not saved yet: it will be lost (Save results keeps it).")
+        unsaved = [n for n in self._nodes() if n.GetNodeReferenceID("ACNN.Input") == node.GetID()
+                   and n.GetAttribute(SAVED) is None]
+        if unsaved and node.GetAttribute(mrml.DICOM_SOURCE[0]):
+            said.append(f"{_count(len(unsaved), 'result')} made from it, not saved yet, can then no longer be "
+                        f"saved as DICOM SEG on its images.")
+        upload = node.GetAttribute(UPLOAD)
+        if upload and not any(n.GetAttribute(UPLOAD) == upload for n in self._nodes() if n is not node):
+            said.append("The files uploaded for it are deleted from the server.")
+        return " ".join(said)
+
+    def ask_remove(self, node_id):
+        """The remove button of a node in the Scene list: what it would cost, for the user to confirm."""
+        node = self.scene.GetNodeByID(node_id) if node_id else None
+        if node is None:
+            return
+        if self.task is not None:
+            self.fail("Cannot remove while a run is going: wait for it, or cancel it.")
+            return
+        self.state.remove_id, self.state.remove_question = node_id, self.removal_question(node)
+        self.state.remove_dialog = True
+
+    def remove(self, node_id=None):
+        """Remove a node (the one the user confirmed) with what it alone uses; the files uploaded for it go
+        with the last node loaded from them."""
+        node_id = node_id or self.state.remove_id
+        self.state.remove_dialog, self.state.remove_id = False, None
+        node = self.scene.GetNodeByID(node_id) if node_id else None
+        if node is None:
+            return
+        if self.task is not None:
+            self.fail("Cannot remove while a run is going: wait for it, or cancel it.")
+            return
+        name, upload = node.GetName(), node.GetAttribute(UPLOAD)
+        mrml.remove_node(node)
+        if upload and not any(n.GetAttribute(UPLOAD) == upload for n in self._nodes()):
+            shutil.rmtree(upload, ignore_errors=True)
+        if not any(c.GetBackgroundVolumeID() for c in self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")):
+            self._show_first()
+        self.refresh_lists()
+        self.state.error, self.state.status = "", f"Removed {name}."
+
+    def _show_first(self):
+        """The first volume left (a cine's first frame) under the slice views, where the one shown was removed."""
+        volumes = [n for n in self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+                   if not n.IsA("vtkMRMLLabelMapVolumeNode") and not n.GetHideFromEditors()]
+        cines = list(self.scene.GetNodesByClass("vtkMRMLSequenceNode"))
+        if volumes or cines:
+            self.show(volumes[0] if volumes else mrml.show_frame(cines[0], 0))
 
     # --- running ---------------------------------------------------------------------------
 
@@ -483,7 +549,7 @@ class Studio:
                               classes="ma-2", id="error")
                     v3.VProgressLinear(model_value=("progress",), active=("busy",), color="primary")
                     html.Div("{{ status }}", classes="text-caption pa-2", id="status")
-                with v3.VExpansionPanels(multiple=True, model_value=([0, 2],)):
+                with v3.VExpansionPanels(multiple=True, v_model=("panels", [0, 2])):  # kept open as the user left them
                     self._segment_panel()
                     self._superresolve_panel()
                     self._shape_panel()
@@ -491,13 +557,29 @@ class Studio:
                         with v3.VExpansionPanelText():
                             html.Div("Volumes", classes="text-subtitle-2")
                             with v3.VList(density="compact", id="volumes"):
-                                v3.VListItem(v_for="v in inputs", key="v.value", title=("v.title",))
-                            html.Div("Segments", classes="text-subtitle-2")
+                                with v3.VListItem(v_for="v in inputs", key="v.value", title=("v.title",),
+                                                  classes="volume-item"):
+                                    self._remove_button("v")
+                            html.Div("Segmentations", classes="text-subtitle-2")
                             with v3.VList(density="compact", id="segments"):
-                                v3.VListItem(v_for="s in segments", key="s", title=("s",), classes="segment-item")
+                                with v3.VListItem(v_for="s in segmentations", key="s.value", title=("s.title",),
+                                                  subtitle=("s.segments",), classes="segment-item"):
+                                    self._remove_button("s")
+            with v3.VDialog(v_model=("remove_dialog",), max_width=440):
+                with v3.VCard(title="Remove from the scene", id="remove-dialog"):
+                    v3.VCardText("{{ remove_question }}", id="remove-question")
+                    with v3.VCardActions():
+                        v3.VSpacer()
+                        v3.VBtn("Keep", click="remove_dialog = false", id="remove-keep")
+                        v3.VBtn("Remove", click=self.remove, color="error", id="remove-confirm")
             with v3.VMain():
                 with html.Div(style="position: relative; width: 100%; height: calc(100vh - 48px);", id="views"):
                     self.layout_manager.initialize_layout_grid(self.ui)
+
+    def _remove_button(self, item: str):
+        with v3.Template(v_slot_append=True):
+            v3.VBtn(icon="mdi-close", size="small", variant="text", density="compact", disabled=("busy",),
+                    click=(self.ask_remove, f"[{item}.value]"), classes="remove", title="Remove from the scene")
 
     def _device_and_model(self, models, model):
         v3.VSelect(v_model=(model,), items=(models,), label="Model", density="compact")
@@ -568,6 +650,10 @@ class Studio:
                     v3.VSelect(v_model=("encode_source",), items=("segmentations.concat(volumes)",),
                                label="Encode a segmentation (or, T-L, an image)", density="compact", classes="mt-2")
                     v3.VBtn("Encode", click=self.encode_shape, id="encode-shape")
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'s' * (n != 1)}"
 
 
 def _safe(name: str) -> str:

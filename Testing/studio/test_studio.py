@@ -37,7 +37,9 @@ def free_port() -> int:
 def running_studio(out: Path, *args):
     """`acnn studio ARGS` on a free loopback port; yields its URL, the output folder and the process."""
     port = free_port()
-    env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow", "PYTHONUNBUFFERED": "1"}
+    (out / "server-tmp").mkdir()  # where the server keeps uploads
+    env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow", "PYTHONUNBUFFERED": "1",
+           "TMPDIR": str(out / "server-tmp")}
     log = open(out / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "ACNNCore.cli", "studio", *map(str, args), "--port", str(port),
                              "--output", str(out / "saved")], stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -329,9 +331,9 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
         assert "acnn-seg-acdc" in body and "ae-acdc" in body  # the model that suits it, and its prior
         page.get_by_text("Scene").click()
         page.wait_for_selector(".segment-item", timeout=20_000)
-        experts = page.inner_text("#segments")
-        assert all(f"patient031_frame{f}_gt: {s}" in experts for f in ("01", "10")
-                   for s in ("LV blood pool", "LV myocardium", "RV blood pool")), experts
+        experts = page.locator(".segment-item").all_inner_texts()  # each segmentation, its segments under it
+        assert all(any(f"patient031_frame{f}_gt" in e and "LV blood pool, LV myocardium, RV blood pool" in e
+                       for e in experts) for f in ("01", "10")), experts
         page.get_by_text("Scene").click()
         page.get_by_label("Correct with the shape model: an implausible output made plausible").check()
         page.get_by_label("Find the in-plane orientation: the surest of eight turns and mirrorings").check()
@@ -395,7 +397,8 @@ def test_a_dicom_upload_segmented_and_saved_as_dicom_seg(browser, acdc_root, tmp
         page.set_input_files("#upload", str(tmp_path / "patient031.zip"))
         page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded patient031.')",
                                timeout=30_000)
-        assert "patient031 (cine, 2 frames)" in page.inner_text("body") and "acnn-seg-acdc" in page.inner_text("body")
+        page.wait_for_function("document.body.innerText.includes('acnn-seg-acdc')", timeout=10_000)  # chosen next
+        assert "patient031 (cine, 2 frames)" in page.inner_text("body")
         page.click("#segment")
         page.wait_for_selector("#results", timeout=120_000)
         header, *rows = (line.split("\t") for line in page.inner_text("#results").splitlines())
@@ -415,7 +418,22 @@ def test_a_dicom_upload_segmented_and_saved_as_dicom_seg(browser, acdc_root, tmp
         page.wait_for_function("document.querySelector('#status').innerText.includes('Loaded DICOM.')",
                                timeout=30_000)
         page.get_by_text("Scene").click() if not page.locator("#segments").is_visible() else None
-        page.wait_for_function("document.querySelector('#segments').innerText.includes("
-                               "'DICOM ACNN labels 2: RV blood pool')", timeout=10_000)
+        page.wait_for_function("[...document.querySelectorAll('.segment-item')].some(e => e.innerText.includes("
+                               "'DICOM ACNN labels 2') && e.innerText.includes('RV blood pool'))", timeout=10_000)
         time.sleep(2)  # the views' next frames
         page.screenshot(path=ARTIFACTS / "studio-dicom-seg.png")
+        uploads = [p for p in (tmp_path / "server-tmp").iterdir() if p.name.startswith("acnn-studio-uploads-")]
+        assert len(uploads) == 1 and len(list(uploads[0].iterdir())) == 2  # the zip's and the SEGs' uploads
+        # the uploaded cine removed, once the user has said so: its uploaded files go, the SEGs' stay
+        page.locator(".volume-item", has_text="patient031 (cine").locator(".remove").click()
+        page.wait_for_selector("#remove-question", timeout=10_000)
+        question = page.inner_text("#remove-question")
+        assert question.startswith("Remove patient031?") and "files uploaded for it are deleted" in question
+        assert "not saved" not in question  # its results were saved
+        time.sleep(0.5)  # the dialog faded in
+        page.screenshot(path=ARTIFACTS / "studio-remove.png")
+        page.click("#remove-confirm")
+        page.wait_for_function("document.querySelector('#status').innerText == 'Removed patient031.'",
+                               timeout=10_000)
+        assert "patient031" not in page.inner_text("#volumes")
+        assert len(list(uploads[0].iterdir())) == 1

@@ -1,0 +1,70 @@
+"""The studio's scene, in process (a real Studio on the Slicer core, no browser; test_studio clicks the same in
+Chromium): what a user uploads stays on the server while a node loaded from it is in the scene, and goes with
+the last of them; removing asks first, saying what would be lost."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trame_slicer", reason="trame-slicer is not installed")
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    from ACNNStudio.app import Studio
+
+    return Studio(output_dir=tmp_path_factory.mktemp("saved"))
+
+
+def upload(studio, folder: Path) -> list:
+    """The files of a folder as the browser sends them, uploaded; the nodes they made."""
+    before = {studio.scene.GetNthNode(i).GetID() for i in range(studio.scene.GetNumberOfNodes())}
+    studio._on_upload(upload=[{"name": f.name, "content": f.read_bytes()} for f in sorted(folder.iterdir())])
+    assert not studio.state.error, studio.state.error
+    return [n for n in (studio.scene.GetNthNode(i) for i in range(studio.scene.GetNumberOfNodes()))
+            if n.GetID() not in before and n.GetAttribute("ACNN.Upload")]
+
+
+def test_removing_an_uploaded_cine_asks_what_is_lost_and_frees_its_files(studio, phantom_cine, write_dicom,
+                                                                        tmp_path):
+    from ACNNStudio.app import SAVED, UPLOAD
+    from ACNNSlicerLib import mrml
+    from ACNNSlicerLib.segment import SegmentLogic
+
+    scene = studio.scene
+    (cine,) = upload(studio, write_dicom(phantom_cine(4, 81), tmp_path / "dicom", per_slice_series=True))
+    (other,) = upload(studio, write_dicom(phantom_cine(5, 82)[:1], tmp_path / "other", study="1.2.3.9"))
+    files = Path(cine.GetAttribute(UPLOAD))
+    assert cine.IsA("vtkMRMLSequenceNode") and any(files.rglob("*")) and files.is_relative_to(studio.uploads.name)
+    assert studio.state.seg_input == cine.GetID()  # offered to Segment
+    result, segmentations, table = SegmentLogic().process(cine, "acnn-seg-phantom", surfaces=False)
+    studio.show(mrml.show_frame(cine, 1))  # the cine's frame under the slice views
+
+    asked = studio.removal_question(cine)
+    assert "2 results made from it, not saved yet, can then no longer be saved as DICOM SEG" in asked, asked
+    assert "The files uploaded for it are deleted from the server." in asked
+    assert "not saved yet: it will be lost" in studio.removal_question(segmentations[0])
+    studio.save_results()
+    assert all(Path(n.GetAttribute(SAVED)).is_file() for n in segmentations)
+    assert "not saved" not in studio.removal_question(cine) + studio.removal_question(segmentations[0])
+
+    studio.ask_remove(cine.GetID())  # the button: a question, nothing removed yet
+    assert studio.state.remove_dialog and studio.state.remove_question == studio.removal_question(cine)
+    assert scene.GetNodeByID(cine.GetID()) is not None
+    studio.remove()  # confirmed
+    assert not studio.state.remove_dialog and studio.state.status == f"Removed {cine.GetName()}."
+    assert cine.GetScene() is None and not files.exists()  # its uploaded files gone with it
+    assert not list(scene.GetNodesByClass("vtkMRMLSequenceBrowserNode"))  # its browser and proxy too
+    assert [n.GetID() for n in scene.GetNodesByClass("vtkMRMLVolumeNode")] == [other.GetID()]
+    assert all(n.GetScene() is scene and n.GetNodeReference("ACNN.Input") is None for n in segmentations)
+    assert studio.state.seg_input == other.GetID()  # the inputs offered follow
+    assert cine.GetID() not in [v["value"] for v in studio.state.inputs]
+    background = {c.GetBackgroundVolumeID() for c in scene.GetNodesByClass("vtkMRMLSliceCompositeNode")}
+    assert background == {other.GetID()}  # the views show what is left
+
+    studio.remove(segmentations[0].GetID())
+    assert segmentations[0].GetScene() is None and segmentations[1].GetScene() is scene
+    assert [s["value"] for s in studio.state.segmentations] == [segmentations[1].GetID()]
+    assert Path(other.GetAttribute(UPLOAD)).exists()  # another upload's files stay
