@@ -7,6 +7,7 @@ position and time); GDCM (through SimpleITK) decodes the pixels; highdicom write
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -122,12 +123,28 @@ def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
     (multi-frame) file with that frame's position, orientation, pixel spacing and time; none for a file that
     holds no image (a report, a presentation state, a DICOM SEG's labels) or cannot be parsed. An image
     without a position or orientation (a secondary capture) comes back with empty ones, to be left out."""
+    return [image._replace(folder=where) for image in _read_file(*_identity(path))[1]]
+
+
+def _identity(path) -> tuple[str, int, int, int]:
+    """A file as :func:`_read_file` knows it: its path, and its inode, modification time and size, which
+    change when it is written again."""
+    stat = os.stat(path)
+    return str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=16384)  # a large study's files; about a kilobyte each
+def _read_file(path: str, inode: int, mtime_ns: int, size: int) -> tuple[str, tuple[_DicomImage, ...]]:
+    """A DICOM file's SOP class and images (:func:`_dicom_images`, their folder left empty), its header parsed
+    once while the file stays as it is: a folder is looked through several times as it is loaded (its SEGs,
+    its studies, each study's stacks), and its headers are most of that time."""
     try:
         ds = _header(path)
     except Exception:  # pydicom raises many kinds on a broken file: it holds no image we can read
-        return []
-    if "Rows" not in ds or "Columns" not in ds or str(ds.get("SOPClassUID", "")) == SEGMENTATION_STORAGE:
-        return []  # no image (a report, a presentation state), or labels (a DICOM SEG beside its images)
+        return "", ()
+    sop_class = str(ds.get("SOPClassUID", ""))
+    if "Rows" not in ds or "Columns" not in ds or sop_class == SEGMENTATION_STORAGE:
+        return sop_class, ()  # no image (a report, a presentation state), or labels (a DICOM SEG beside its images)
     n = int(ds.get("NumberOfFrames") or 1)
     enhanced = "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) == n
     if n > 1 and not enhanced:
@@ -155,8 +172,8 @@ def _dicom_images(path: Path, where: Path) -> list[_DicomImage]:
             float(_attribute(ds, "SliceThickness", frame) or 1.0), str(path), frame or 0,
             (slope / read_as[0], intercept - read_as[1] * slope / read_as[0]), str(ds.get("StudyInstanceUID", "")),
             str(ds.get("SeriesInstanceUID", "?")), str(ds.get("SeriesDescription", "")),
-            str(ds.get("SeriesNumber", "") or ""), where))
-    return images
+            str(ds.get("SeriesNumber", "") or ""), Path()))
+    return sop_class, tuple(images)
 
 
 def dicom_files(folder) -> list[Path]:
@@ -433,8 +450,8 @@ def is_dicom_seg(path) -> bool:
     if not (path.is_file() and is_dicom_file(path)):
         return False
     try:
-        return str(_header(path).get("SOPClassUID", "")) == SEGMENTATION_STORAGE
-    except Exception:  # pydicom raises many kinds on a broken file: not one we can read
+        return _read_file(*_identity(path))[0] == SEGMENTATION_STORAGE
+    except InputError:  # images it cannot read (a multi-frame file without positions): not a SEG
         return False
 
 

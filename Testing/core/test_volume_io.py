@@ -225,6 +225,32 @@ def test_dicom_stack_reads_with_its_geometry(tmp_path, oblique_volume, write_dic
     assert len(read_frames(tmp_path / "dicom")) == 1
 
 
+def test_a_dicom_folders_headers_are_parsed_once_while_its_files_stay_as_they_are(tmp_path, oblique_volume,
+                                                                                 write_dicom, monkeypatch):
+    """Loading a folder looks through it several times (its SEGs, its studies, each study's stacks: Slicer's and
+    the studio's load, `acnn info`); each file's header is parsed once, and again only once the file is written
+    again."""
+    import time
+
+    from ACNNCore import dicom
+
+    volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
+    folder = write_dicom([volume, volume], tmp_path / "dicom", times=[0, 300])
+    parsed = []
+    real = dicom._header
+    monkeypatch.setattr(dicom, "_header", lambda path: parsed.append(path) or real(path))
+    assert not any(map(is_dicom_seg, folder.iterdir()))
+    for study in dicom_studies(folder).values():
+        assert len(read_dicom_stacks(*study)[folder.name]) == 2
+    assert len(read_frames(folder)) == 2
+    assert sorted(map(str, parsed)) == sorted(map(str, folder.iterdir()))  # each file once
+    time.sleep(0.05)  # the files written again, on another grid: read again
+    moved = Volume(volume.array, Geometry(volume.shape, (1.5, 1.1, 7.5), volume.origin, volume.direction))
+    write_dicom([moved, moved], folder, times=[0, 300])
+    assert read_frames(folder)[0].geometry.same_as(moved.geometry, atol=1e-4)
+    assert len(parsed) == 2 * len(list(folder.iterdir()))
+
+
 @pytest.mark.parametrize("per_slice_series", [False, True])
 def test_dicom_cine_reads_as_frames_in_time(tmp_path, oblique_volume, per_slice_series, write_dicom):
     frames = [oblique_volume.with_array(np.full(oblique_volume.shape, 10 * t + 1, np.int16)) for t in range(4)]
