@@ -148,6 +148,7 @@ class Studio:
         s.upload = None
         s.change("upload")(self._on_upload)
         s.remove_dialog, s.remove_id, s.remove_question = False, None, ""
+        s.shown = None  # the volume under the slice views
         for i in range(SLIDERS):
             s[f"z{i}"] = 0.0
             s.change(f"z{i}")(self._slider_changed(i))
@@ -162,8 +163,10 @@ class Studio:
         self.state.inputs = self.state.volumes + [{"title": f"{n.GetName()} (cine, {n.GetNumberOfDataNodes()} frames)",
                                                    "value": n.GetID()} for n in sequences]
         self.state.segmentations = [{"title": n.GetName(), "value": n.GetID(), "segments": ", ".join(
-            s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments()))}
+            s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments())),
+            "visible": n.GetDisplayNode() is not None and bool(n.GetDisplayNode().GetVisibility())}
             for n, s in ((n, n.GetSegmentation()) for n in segs)]
+        self.state.shown = self._shown()
         if self.state.seg_input not in [i["value"] for i in self.state.inputs]:
             self.state.seg_input = self.state.inputs[0]["value"] if self.state.inputs else None
         if self.state.sr_input not in [i["value"] for i in self.state.volumes]:
@@ -182,6 +185,41 @@ class Studio:
         self.app.display_manager.show_volume_in_slice_background(node)
         for view in self.app.view_manager.get_views():
             view.reset_view()
+
+    def _shown(self) -> str | None:
+        """The volume (or cine, whose frame it is) under the slice views, as the Scene panel lists it."""
+        shown = next((c.GetBackgroundVolumeID() for c in self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+                      if c.GetBackgroundVolumeID()), None)
+        for browser in self.scene.GetNodesByClass("vtkMRMLSequenceBrowserNode"):
+            cine = browser.GetMasterSequenceNode()
+            if cine is not None and browser.GetProxyNode(cine) is not None and \
+                    browser.GetProxyNode(cine).GetID() == shown:
+                return cine.GetID()
+        return shown
+
+    def show_node(self, node_id):
+        """The eye of a volume in the Scene panel: that volume under the slice views (a cine: its frame shown
+        last, else the first)."""
+        node = self.scene.GetNodeByID(node_id) if node_id else None
+        if node is None:
+            return
+        if node.IsA("vtkMRMLSequenceNode"):
+            browser = next((b for b in self.scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
+                            if b.GetMasterSequenceNode() is node), None)
+            node = mrml.show_frame(node, browser.GetSelectedItemNumber() if browser is not None else 0)
+        self.show(node)
+        self.refresh_lists()
+
+    def toggle_visibility(self, node_id):
+        """The eye of a segmentation in the Scene panel: shown or hidden in the slice and 3-D views."""
+        node = self.scene.GetNodeByID(node_id) if node_id else None
+        if node is None:
+            return
+        if node.GetDisplayNode() is None:
+            node.CreateDefaultDisplayNodes()
+        else:
+            node.GetDisplayNode().SetVisibility(not node.GetDisplayNode().GetVisibility())
+        self.refresh_lists()
 
     def load(self, path) -> list:
         """Load an image (.nii.gz, .nrrd, .mha, or a folder of DICOM files: a stack or cine, or several studies
@@ -559,12 +597,13 @@ class Studio:
                             with v3.VList(density="compact", id="volumes"):
                                 with v3.VListItem(v_for="v in inputs", key="v.value", title=("v.title",),
                                                   classes="volume-item"):
-                                    self._remove_button("v")
+                                    self._item_buttons("v", "v.value === shown", self.show_node,
+                                                       "Show in the slice views")
                             html.Div("Segmentations", classes="text-subtitle-2")
                             with v3.VList(density="compact", id="segments"):
                                 with v3.VListItem(v_for="s in segmentations", key="s.value", title=("s.title",),
                                                   subtitle=("s.segments",), classes="segment-item"):
-                                    self._remove_button("s")
+                                    self._item_buttons("s", "s.visible", self.toggle_visibility, "Show or hide")
             with v3.VDialog(v_model=("remove_dialog",), max_width=440):
                 with v3.VCard(title="Remove from the scene", id="remove-dialog"):
                     v3.VCardText("{{ remove_question }}", id="remove-question")
@@ -576,8 +615,11 @@ class Studio:
                 with html.Div(style="position: relative; width: 100%; height: calc(100vh - 48px);", id="views"):
                     self.layout_manager.initialize_layout_grid(self.ui)
 
-    def _remove_button(self, item: str):
+    def _item_buttons(self, item: str, shown: str, eye, eye_title: str):
+        """A Scene list item's eye (open where ``shown``; clicked: ``eye(the node's ID)``) and remove button."""
         with v3.Template(v_slot_append=True):
+            v3.VBtn(icon=(f"{shown} ? 'mdi-eye' : 'mdi-eye-off-outline'",), size="small", variant="text",
+                    density="compact", click=(eye, f"[{item}.value]"), classes="eye", title=eye_title)
             v3.VBtn(icon="mdi-close", size="small", variant="text", density="compact", disabled=("busy",),
                     click=(self.ask_remove, f"[{item}.value]"), classes="remove", title="Remove from the scene")
 

@@ -42,6 +42,19 @@ def test_removing_an_uploaded_cine_asks_what_is_lost_and_frees_its_files(studio,
     result, segmentations, table = SegmentLogic().process(cine, "acnn-seg-phantom", surfaces=False)
     studio.show(mrml.show_frame(cine, 1))  # the cine's frame under the slice views
 
+    def background():
+        return {c.GetBackgroundVolumeID() for c in scene.GetNodesByClass("vtkMRMLSliceCompositeNode")}
+
+    studio.show_node(other.GetID())  # the eyes of the Scene panel: a volume under the slice views...
+    assert background() == {other.GetID()} and studio.state.shown == other.GetID()
+    studio.show_node(cine.GetID())  # ... a cine's frame shown last
+    assert background() == {mrml.show_frame(cine, 1).GetID()} and studio.state.shown == cine.GetID()
+    studio.toggle_visibility(segmentations[1].GetID())  # a segmentation hidden, and shown again
+    assert not segmentations[1].GetDisplayNode().GetVisibility()
+    assert [s["visible"] for s in studio.state.segmentations] == [True, False]
+    studio.toggle_visibility(segmentations[1].GetID())
+    assert segmentations[1].GetDisplayNode().GetVisibility() and studio.state.segmentations[1]["visible"]
+
     asked = studio.removal_question(cine)
     assert "2 results made from it, not saved yet, can then no longer be saved as DICOM SEG" in asked, asked
     assert "The files uploaded for it are deleted from the server." in asked
@@ -61,8 +74,7 @@ def test_removing_an_uploaded_cine_asks_what_is_lost_and_frees_its_files(studio,
     assert all(n.GetScene() is scene and n.GetNodeReference("ACNN.Input") is None for n in segmentations)
     assert studio.state.seg_input == other.GetID()  # the inputs offered follow
     assert cine.GetID() not in [v["value"] for v in studio.state.inputs]
-    background = {c.GetBackgroundVolumeID() for c in scene.GetNodesByClass("vtkMRMLSliceCompositeNode")}
-    assert background == {other.GetID()}  # the views show what is left
+    assert background() == {other.GetID()} and studio.state.shown == other.GetID()  # the views show what is left
 
     studio.remove(segmentations[0].GetID())
     assert segmentations[0].GetScene() is None and segmentations[1].GetScene() is scene

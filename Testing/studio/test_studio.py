@@ -424,6 +424,12 @@ def test_a_dicom_upload_segmented_and_saved_as_dicom_seg(browser, acdc_root, tmp
         page.screenshot(path=ARTIFACTS / "studio-dicom-seg.png")
         uploads = [p for p in (tmp_path / "server-tmp").iterdir() if p.name.startswith("acnn-studio-uploads-")]
         assert len(uploads) == 1 and len(list(uploads[0].iterdir())) == 2  # the zip's and the SEGs' uploads
+        ed = page.locator(".segment-item", has_text="patient031 ED")  # its eye: hidden, then shown again
+        ed.locator(".eye .mdi-eye").wait_for(timeout=10_000)
+        ed.locator(".eye").click()
+        ed.locator(".eye .mdi-eye-off-outline").wait_for(timeout=10_000)
+        ed.locator(".eye").click()
+        ed.locator(".eye .mdi-eye").wait_for(timeout=10_000)
         # the uploaded cine removed, once the user has said so: its uploaded files go, the SEGs' stay
         page.locator(".volume-item", has_text="patient031 (cine").locator(".remove").click()
         page.wait_for_selector("#remove-question", timeout=10_000)
