@@ -10,6 +10,8 @@ that it overlays the input exactly in physical space.
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -630,35 +632,42 @@ class ShapeModel(_Model):
         grid = self.placement(labels, as_trained=True)
         code = self.encode(labels, grid)
         pads = [1.0] + [0.0] * (self.num_classes - 1)
-        decoded = {}
+        decoded = {}  # each step's decoded shape, log q on the box
+        for step in CORRECTION_STEPS:
+            q = self.probabilities(code + step * (self.mean - code))
+            decoded[step] = np.log(np.clip(resample_channels(q, grid, sub.geometry, pads), 1e-4, 1.0))
+
+        def lightest(step, region):
+            """(voxels changed, candidate, step, weight) of the lightest weight whose candidate passes; None."""
+            for w in CORRECTION_WEIGHTS:
+                fused = decoded[step] if np.isinf(w) else log_p + w * decoded[step]
+                candidate = clean_up(sub.with_array(np.where(region, fused.argmax(0), sub.array).astype(np.uint8)),
+                                     blood, myocardium)
+                if plausibility(candidate, blood, myocardium)["plausible"]:
+                    return int(np.count_nonzero(candidate.array != sub.array)), candidate, step, w
+            return None
+
         cross = ndimage.generate_binary_structure(2, 1)
-        for radius in (CORRECTION_RADII if at_fault.any() else ()) + (None,):  # no defect to grow: a structure missing
-            region = np.ones(sub.shape, bool) if radius is None else \
-                ndimage.binary_dilation(at_fault, ndimage.iterate_structure(cross, radius)[..., None])
-            found = []  # (voxels changed, candidate, step, weight): for each step, the lightest weight that passes
-            for step in CORRECTION_STEPS:
-                if step not in decoded:
-                    q = self.probabilities(code + step * (self.mean - code))
-                    decoded[step] = np.log(np.clip(resample_channels(q, grid, sub.geometry, pads), 1e-4, 1.0))
-                for w in CORRECTION_WEIGHTS:
-                    fused = decoded[step] if np.isinf(w) else log_p + w * decoded[step]
-                    candidate = clean_up(sub.with_array(np.where(region, fused.argmax(0), sub.array).astype(np.uint8)),
-                                         blood, myocardium)
-                    if plausibility(candidate, blood, myocardium)["plausible"]:
-                        found.append((int(np.count_nonzero(candidate.array != sub.array)), candidate, step, w))
-                        break
-            if found:
-                changed, candidate, step, w = min(found, key=lambda f: f[0])
-                where = "everywhere" if radius is None else f"within {radius} voxels of its defects"
-                lv = int(np.count_nonzero(np.isin(labels.array, (blood, myocardium))))
-                if max_change is not None and changed > max_change * lv:
-                    return labels, (f"{CORRECTION_REFUSED} ({where}) changes {changed} "
-                                    f"voxels, {changed / lv:.0%} of the LV's {lv}, more than {max_change:.0%}")
-                out = labels.array.copy()
-                out[box] = candidate.array
-                return labels.with_array(out), (f"corrected {where}: {changed} voxels changed, code {step:.2f} of "
-                                                 f"the way to the mean, prior weight {w:g}")
-        return labels, "not corrected: no plausible shape found"
+        # the steps' searches side by side (their connected-component work lets other threads run)
+        with ThreadPoolExecutor(min(len(CORRECTION_STEPS), os.cpu_count() or 1)) as pool:
+            for radius in (CORRECTION_RADII if at_fault.any() else ()) + (None,):  # no defect: a structure missing
+                region = np.ones(sub.shape, bool) if radius is None else \
+                    ndimage.binary_dilation(at_fault, ndimage.iterate_structure(cross, radius)[..., None])
+                found = [f for f in pool.map(lightest, CORRECTION_STEPS, [region] * len(CORRECTION_STEPS)) if f]
+                if found:
+                    break
+        if not found:
+            return labels, "not corrected: no plausible shape found"
+        changed, candidate, step, w = min(found, key=lambda f: f[0])  # of the smallest region where any passes
+        where = "everywhere" if radius is None else f"within {radius} voxels of its defects"
+        lv = int(np.count_nonzero(np.isin(labels.array, (blood, myocardium))))
+        if max_change is not None and changed > max_change * lv:
+            return labels, (f"{CORRECTION_REFUSED} ({where}) changes {changed} "
+                            f"voxels, {changed / lv:.0%} of the LV's {lv}, more than {max_change:.0%}")
+        out = labels.array.copy()
+        out[box] = candidate.array
+        return labels.with_array(out), (f"corrected {where}: {changed} voxels changed, code {step:.2f} of "
+                                         f"the way to the mean, prior weight {w:g}")
 
     def traverse(self, dim: int, steps: int = 9, k: float = 2.0, base=None,
                  geometry: Geometry | None = None) -> list[tuple[float, Volume]]:
