@@ -109,7 +109,8 @@ class Studio:
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
         self.segment, self.resolve, self.explorer = SegmentLogic(), SuperResolveLogic(), ShapeExplorerLogic()
         self.output_dir = Path(output_dir or Path.cwd() / "acnn-studio-output")
-        # what was uploaded, kept while the studio runs: a DICOM SEG refers to the files its input came from
+        # what was uploaded, kept while a node loaded from it is in the scene (a DICOM SEG refers to the files its
+        # input came from), and deleted with the last of them or when the studio stops
         self.uploads = tempfile.TemporaryDirectory(prefix="acnn-studio-uploads-")
         self.task: BackgroundTask | None = None
         self.shape_node = None
