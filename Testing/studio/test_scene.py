@@ -80,3 +80,27 @@ def test_removing_an_uploaded_cine_asks_what_is_lost_and_frees_its_files(studio,
     assert segmentations[0].GetScene() is None and segmentations[1].GetScene() is scene
     assert [s["value"] for s in studio.state.segmentations] == [segmentations[1].GetID()]
     assert Path(other.GetAttribute(UPLOAD)).exists()  # another upload's files stay
+
+
+def test_nothing_is_removed_while_a_run_is_going(studio, phantom_cine, write_dicom, tmp_path):
+    import time
+
+    from ACNNSlicerLib.common import BackgroundTask
+
+    (stack,) = upload(studio, write_dicom(phantom_cine(6, 83)[:1], tmp_path / "dicom"))
+
+    def run(progress, cancelled):  # a run that goes until it is cancelled
+        while not cancelled():
+            time.sleep(0.01)
+
+    studio.task = BackgroundTask(run)
+    try:
+        studio.ask_remove(stack.GetID())
+        assert not studio.state.remove_dialog and "Cannot remove while a run is going" in studio.state.error
+        studio.remove(stack.GetID())
+        assert stack.GetScene() is studio.scene
+    finally:
+        studio.task.cancel()
+        studio.task = None
+    studio.remove(stack.GetID())
+    assert stack.GetScene() is None
