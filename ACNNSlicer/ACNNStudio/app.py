@@ -370,13 +370,18 @@ class Studio:
             said.append("The files uploaded for it are deleted from the server.")
         return " ".join(said)
 
+    def _removable(self, node_id):
+        """The node of that ID, where it may be removed now: none while a run is going (saying so)."""
+        node = self.scene.GetNodeByID(node_id) if node_id else None
+        if node is not None and self.task is not None:
+            self.fail("Cannot remove while a run is going: wait for it, or cancel it.")
+            return None
+        return node
+
     def ask_remove(self, node_id):
         """The remove button of a node in the Scene list: what it would cost, for the user to confirm."""
-        node = self.scene.GetNodeByID(node_id) if node_id else None
+        node = self._removable(node_id)
         if node is None:
-            return
-        if self.task is not None:
-            self.fail("Cannot remove while a run is going: wait for it, or cancel it.")
             return
         self.state.remove_id, self.state.remove_question = node_id, self.removal_question(node)
         self.state.remove_dialog = True
@@ -386,11 +391,8 @@ class Studio:
         with the last node loaded from them."""
         node_id = node_id or self.state.remove_id
         self.state.remove_dialog, self.state.remove_id = False, None
-        node = self.scene.GetNodeByID(node_id) if node_id else None
+        node = self._removable(node_id)
         if node is None:
-            return
-        if self.task is not None:
-            self.fail("Cannot remove while a run is going: wait for it, or cancel it.")
             return
         name, upload = node.GetName(), node.GetAttribute(UPLOAD)
         mrml.remove_node(node)
