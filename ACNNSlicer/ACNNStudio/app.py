@@ -150,6 +150,8 @@ class Studio:
         s.change("upload")(self._on_upload)
         s.remove_dialog, s.remove_id, s.remove_question = False, None, ""
         s.shown = None  # the volume under the slice views
+        s.frames, s.frame = 0, 0  # a cine's frames, where one is shown, and the one shown
+        s.change("frame")(self._frame_changed)
         for i in range(SLIDERS):
             s[f"z{i}"] = 0.0
             s.change(f"z{i}")(self._slider_changed(i))
@@ -168,6 +170,9 @@ class Studio:
             "visible": n.GetDisplayNode() is not None and bool(n.GetDisplayNode().GetVisibility())}
             for n, s in ((n, n.GetSegmentation()) for n in segs)]
         self.state.shown = self._shown()
+        cine = self._shown_cine()
+        self.state.frames = cine[0].GetNumberOfDataNodes() if cine else 0
+        self.state.frame = cine[1].GetSelectedItemNumber() if cine else 0
         if self.state.seg_input not in [i["value"] for i in self.state.inputs]:
             self.state.seg_input = self.state.inputs[0]["value"] if self.state.inputs else None
         if self.state.sr_input not in [i["value"] for i in self.state.volumes]:
@@ -197,6 +202,21 @@ class Studio:
                     browser.GetProxyNode(cine).GetID() == shown:
                 return cine.GetID()
         return shown
+
+    def _shown_cine(self):
+        """(the cine, its browser node) whose frame is under the slice views; None where a volume is."""
+        node = self.scene.GetNodeByID(self.state.shown) if self.state.shown else None
+        if node is None or not node.IsA("vtkMRMLSequenceNode"):
+            return None
+        browser = next((b for b in self.scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
+                        if b.GetMasterSequenceNode() is node), None)
+        return (node, browser) if browser is not None else None
+
+    def _frame_changed(self, frame=0, **_):
+        """The frame slider: that frame of the cine shown, where the slice views stay as they are."""
+        cine = self._shown_cine()
+        if cine and int(frame) != cine[1].GetSelectedItemNumber() and 0 <= int(frame) < self.state.frames:
+            mrml.show_frame(cine[0], int(frame))
 
     def show_node(self, node_id):
         """The eye of a volume in the Scene panel: that volume under the slice views (a cine: its frame shown
@@ -590,6 +610,9 @@ class Studio:
                               classes="ma-2", id="error")
                     v3.VProgressLinear(model_value=("progress",), active=("busy",), color="primary")
                     html.Div("{{ status }}", classes="text-caption pa-2", id="status")
+                    with html.Div(v_if=("frames > 1",), id="frame", classes="mx-3"):  # the cine shown's frames
+                        v3.VSlider(v_model=("frame",), min=0, max=("frames - 1",), step=1, density="compact",
+                                   label=("'Frame ' + (frame + 1) + ' of ' + frames",), hide_details=True)
                 with v3.VExpansionPanels(multiple=True, v_model=("panels", [0, 2])):  # kept open as the user left them
                     self._segment_panel()
                     self._superresolve_panel()

@@ -5,6 +5,7 @@ the last of them; removing asks first, saying what would be lost."""
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("trame_slicer", reason="trame-slicer is not installed")
@@ -15,7 +16,9 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 def studio(tmp_path_factory):
     from ACNNStudio.app import Studio
 
-    return Studio(output_dir=tmp_path_factory.mktemp("saved"))
+    studio = Studio(output_dir=tmp_path_factory.mktemp("saved"))
+    studio.state.ready()  # as the server marks it on start: changes flushed, their listeners called
+    return studio
 
 
 def upload(studio, folder: Path) -> list:
@@ -104,3 +107,20 @@ def test_nothing_is_removed_while_a_run_is_going(studio, phantom_cine, write_dic
         studio.task = None
     studio.remove(stack.GetID())
     assert stack.GetScene() is None
+
+
+def test_the_frame_slider_steps_through_the_cine_shown(studio, phantom_cine, write_dicom, tmp_path):
+    from ACNNSlicerLib import mrml
+
+    frames = phantom_cine(7, 84)
+    (cine,) = upload(studio, write_dicom(frames, tmp_path / "dicom", per_slice_series=True))
+    studio.show_node(cine.GetID())
+    proxy = mrml.show_frame(cine, 0)
+    assert studio.state.shown == cine.GetID() and studio.state.frames == 2 and studio.state.frame == 0
+    before = mrml.volume_from_node(proxy).array.copy()
+    studio.state.frame = 1
+    studio.state.flush()  # as the slider does
+    assert not np.array_equal(mrml.volume_from_node(proxy).array, before)  # the second frame under the views
+    assert np.allclose(mrml.volume_from_node(proxy).array, frames[1].array)
+    studio.remove(cine.GetID())
+    assert studio.state.frames == 0

@@ -171,6 +171,15 @@ def test_segment_lists_segments_and_changes_the_3d_view(page):
     assert len(re.findall(r"\d+", page.inner_text("#curve").split(":")[1])) == 2  # the cine's two frames
     assert "IMPLAUSIBLE" not in page.inner_text("#status")  # the ring closed: every phase passes the checks
     page.screenshot(path=ARTIFACTS / "studio-segment.png")
+    # the cine's ED frame under the views, and a slider through its frames
+    assert page.inner_text("#frame").startswith("Frame ")
+    ed = page.inner_text("#frame")
+    before = slice_view(page)
+    page.locator("#frame .v-slider-thumb").focus()
+    page.keyboard.press("ArrowRight" if ed == "Frame 1 of 2" else "ArrowLeft")
+    page.wait_for_function(f"document.querySelector('#frame').innerText != '{ed}'", timeout=10_000)
+    time.sleep(2)  # the views' next frames
+    assert np.abs(slice_view(page) - before).mean() > 1.0  # the other frame shown
 
 
 def test_shape_explorer_slider_changes_the_shape(page):
