@@ -404,8 +404,7 @@ def show_frame(sequence, frame: int = 0):
         raise InputError(f"frame {frame} is outside the sequence's {sequence.GetNumberOfDataNodes()} frames")
     logic = slicer.vtkSlicerSequencesLogic()
     logic.SetMRMLScene(scene)  # registers the browser node's class in a scene without the Sequences module
-    browser = next((b for b in scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
-                    if b.GetMasterSequenceNode() is sequence), None)
+    browser = browser_of(sequence)
     made = browser is None
     if made:
         browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{sequence.GetName()} browser")
@@ -419,6 +418,13 @@ def show_frame(sequence, frame: int = 0):
         proxy.CreateDefaultDisplayNodes()
         _grey(proxy)
     return proxy
+
+
+def browser_of(sequence):
+    """The sequence browser node that plays a sequence (:func:`show_frame` makes one), or None."""
+    scene = sequence.GetScene()
+    return None if scene is None else next((b for b in scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
+                                            if b.GetMasterSequenceNode() is sequence), None)
 
 
 def remove_node(node) -> None:

@@ -156,10 +156,14 @@ class Studio:
             s[f"z{i}"] = 0.0
             s.change(f"z{i}")(self._slider_changed(i))
 
+    def _volumes(self) -> list:
+        """The volumes a user knows: not label maps, not a cine's frame (its proxy, hidden from editors)."""
+        return [n for n in self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+                if not n.IsA("vtkMRMLLabelMapVolumeNode") and not n.GetHideFromEditors()]
+
     def refresh_lists(self):
         """Volumes, sequences, segmentations and their segments, as the panels list them."""
-        volumes = [n for n in self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
-                   if not n.IsA("vtkMRMLLabelMapVolumeNode") and not n.GetHideFromEditors()]
+        volumes = self._volumes()
         sequences = list(self.scene.GetNodesByClass("vtkMRMLSequenceNode"))
         segs = list(self.scene.GetNodesByClass("vtkMRMLSegmentationNode"))
         self.state.volumes = [{"title": n.GetName(), "value": n.GetID()} for n in volumes]
@@ -206,10 +210,7 @@ class Studio:
     def _shown_cine(self):
         """(the cine, its browser node) whose frame is under the slice views; None where a volume is."""
         node = self.scene.GetNodeByID(self.state.shown) if self.state.shown else None
-        if node is None or not node.IsA("vtkMRMLSequenceNode"):
-            return None
-        browser = next((b for b in self.scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
-                        if b.GetMasterSequenceNode() is node), None)
+        browser = mrml.browser_of(node) if node is not None and node.IsA("vtkMRMLSequenceNode") else None
         return (node, browser) if browser is not None else None
 
     def _frame_changed(self, frame=0, **_):
@@ -225,8 +226,7 @@ class Studio:
         if node is None:
             return
         if node.IsA("vtkMRMLSequenceNode"):
-            browser = next((b for b in self.scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
-                            if b.GetMasterSequenceNode() is node), None)
+            browser = mrml.browser_of(node)
             node = mrml.show_frame(node, browser.GetSelectedItemNumber() if browser is not None else 0)
         self.show(node)
         self.refresh_lists()
@@ -383,8 +383,8 @@ class Studio:
         unsaved = [n for n in self._nodes() if n.GetNodeReferenceID("ACNN.Input") == node.GetID()
                    and n.GetAttribute(SAVED) is None]
         if unsaved and node.GetAttribute(mrml.DICOM_SOURCE[0]):
-            said.append(f"{_count(len(unsaved), 'result')} made from it, not saved yet, can then no longer be "
-                        f"saved as DICOM SEG on its images.")
+            said.append(f"{len(unsaved)} result{'s' * (len(unsaved) != 1)} made from it, not saved yet, can then no "
+                        f"longer be saved as DICOM SEG on its images.")
         upload = node.GetAttribute(UPLOAD)
         if upload and not any(n.GetAttribute(UPLOAD) == upload for n in self._nodes() if n is not node):
             said.append("The files uploaded for it are deleted from the server.")
@@ -418,16 +418,14 @@ class Studio:
         mrml.remove_node(node)
         if upload and not any(n.GetAttribute(UPLOAD) == upload for n in self._nodes()):
             shutil.rmtree(upload, ignore_errors=True)
-        if not any(c.GetBackgroundVolumeID() for c in self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")):
+        if self._shown() is None:
             self._show_first()
         self.refresh_lists()
         self.state.error, self.state.status = "", f"Removed {name}."
 
     def _show_first(self):
         """The first volume left (a cine's first frame) under the slice views, where the one shown was removed."""
-        volumes = [n for n in self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
-                   if not n.IsA("vtkMRMLLabelMapVolumeNode") and not n.GetHideFromEditors()]
-        cines = list(self.scene.GetNodesByClass("vtkMRMLSequenceNode"))
+        volumes, cines = self._volumes(), list(self.scene.GetNodesByClass("vtkMRMLSequenceNode"))
         if volumes or cines:
             self.show(volumes[0] if volumes else mrml.show_frame(cines[0], 0))
 
@@ -718,10 +716,6 @@ class Studio:
                     v3.VSelect(v_model=("encode_source",), items=("segmentations.concat(volumes)",),
                                label="Encode a segmentation (or, T-L, an image)", density="compact", classes="mt-2")
                     v3.VBtn("Encode", click=self.encode_shape, id="encode-shape")
-
-
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}{'s' * (n != 1)}"
 
 
 def _safe(name: str) -> str:
