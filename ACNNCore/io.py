@@ -52,6 +52,12 @@ def _read_sitk(path) -> sitk.Image:
         raise InputError(f"cannot read {path}: {detail}") from None
 
 
+def check_readable(path) -> None:
+    """Read an image file once to learn whether it can be: an :class:`InputError` saying what is wrong if not (for
+    readers that fail worse: MRML's segmentation reader aborts the process on a NRRD cut short)."""
+    _read_sitk(path)
+
+
 def _not_one_dicom_file(path: Path) -> None:
     """A single DICOM file given where an image is read: say what to give instead (a stack's images are read as
     the folder holding them; a DICOM SEG is a label map)."""

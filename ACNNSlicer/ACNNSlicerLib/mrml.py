@@ -309,9 +309,13 @@ def load_node(path, scene, kind: str = "volume", name: str | None = None):
     """Read a file into a new node with a fresh storage node: ``volume``, ``labelmap`` or ``segmentation``."""
     from pathlib import Path
 
+    from ACNNCore.io import check_readable
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such file: {path}")
+    if kind == "segmentation":  # MRML's reader aborts the process on a NRRD whose header or data is cut short
+        check_readable(path)
     classes = {"volume": ("vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode"),
                "labelmap": ("vtkMRMLLabelMapVolumeNode", "vtkMRMLVolumeArchetypeStorageNode"),
                "segmentation": ("vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode")}
@@ -352,30 +356,41 @@ def load_dicom(path, scene) -> list:
     (:data:`DICOM_SOURCE`: folder, study UID, series), for DICOM SEG to refer to them. DICOM SEG objects in the
     folder (beside their images, or alone) come after the images, each a segmentation node named by the folder
     and its series (``ACNNCore.dicom.read_dicom_segs``)."""
+    return [make(scene=scene) for make in read_dicom_nodes(path)]
+
+
+def read_dicom_nodes(path) -> list:
+    """What :func:`load_dicom` adds, read without a scene (so a worker thread can read while a GUI stays live): for
+    each node, in the same order, a function that adds it, ``make(scene=scene) -> node``. Reading is nearly all
+    of the time (a 360-file cine: 1.4 s read, 0.1 s to make its node)."""
+    from functools import partial
     from pathlib import Path
 
     from ACNNCore.dicom import dicom_files, dicom_studies, read_dicom_segs, read_dicom_stacks
 
     labels = read_dicom_segs(path)
     studies = dicom_studies(path) if len(labels) < len(dicom_files(path)) else {}  # a folder of SEGs alone: none
-    read = {}
+    makers = []
     for name, study in studies.items():
         try:
             stacks = read_dicom_stacks(*study)
         except InputError as e:
             raise InputError(f"study {name}: {e}") from None
+        several = len(stacks) > 1
         for series, frames in stacks.items():
-            several = len(stacks) > 1
-            read[f"{name} {series}" if several else name] = frames, (str(study.folder), study.uid,
-                                                                     series if several else "")
-    nodes = []
-    for name, (frames, source) in read.items():
-        nodes.append(frames_to_node(frames, scene, name))
-        for key, value in zip(DICOM_SOURCE, source):
-            nodes[-1].SetAttribute(key, value)
+            source = dict(zip(DICOM_SOURCE, (str(study.folder), study.uid, series if several else "")))
+            makers.append(partial(_with_attributes, frames_to_node, source, frames,
+                                  name=f"{name} {series}" if several else name))
     for name, label_map in labels.items():
-        nodes.append(labels_to_segmentation(label_map, scene=scene, name=f"{Path(path).name} {name}"))
-    return nodes
+        makers.append(partial(labels_to_segmentation, label_map, name=f"{Path(path).name} {name}"))
+    return makers
+
+
+def _with_attributes(make, attributes: dict, *args, **kwargs):
+    node = make(*args, **kwargs)
+    for key, value in attributes.items():
+        node.SetAttribute(key, value)
+    return node
 
 
 #: the attributes of a node loaded from DICOM files that say where they lie: their folder, study UID and the

@@ -245,10 +245,19 @@ class Studio:
     def load(self, path) -> list:
         """Load an image (.nii.gz, .nrrd, .mha, or a folder of DICOM files: a stack or cine, or several studies
         each), a segmentation (.seg.nrrd, or a label map named ``*_gt``, ``*_seg``..., an ACDC expert's in
-        ACDC's values), or every one of a folder."""
-        from ACNNCore.evaluation import is_label_file
+        ACDC's values), or every one of a folder; show the first image. Everything is read before a node is
+        made: what cannot be read leaves the scene as it was."""
+        return self.add(self.read(path))
+
+    @staticmethod
+    def read(path) -> list:
+        """What :meth:`load` adds, read without touching the scene (a worker thread reads an upload while the
+        views stay live): for each node a function that adds it, ``make(scene=scene) -> node``."""
+        from functools import partial
+
         from ACNNCore.dicom import is_dicom_folder
-        from ACNNCore.io import SUFFIXES, looks_like_labels, read_frames
+        from ACNNCore.evaluation import is_label_file, read_label_map
+        from ACNNCore.io import SUFFIXES, format_of, looks_like_labels, read_frames
 
         path = Path(path)
         dicom = is_dicom_folder(path)
@@ -259,31 +268,44 @@ class Studio:
             if inner:  # a data set's root (ACDC's patientNNN/ folders): one subject at a time
                 raise InputError(f"{path} holds folders, not images: load one of them (e.g. {inner[0]})")
             raise InputError(f"no images ({', '.join(SUFFIXES)}) in {path}")
-        nodes = []
+        makers = []
         for f in files:
+            name = f.name.split(".")[0]
             try:
-                from ACNNCore.io import format_of
-
                 if dicom:  # each study: one stack, or a cine (a sequence node)
-                    nodes += mrml.load_dicom(f, self.scene)
+                    makers += mrml.read_dicom_nodes(f)
                     continue
                 format_of(f)
-                if f.name.lower().endswith(".seg.nrrd"):
-                    nodes.append(mrml.load_node(f, self.scene, "segmentation", name=f.name.split(".")[0]))
-                elif is_label_file(f):  # an expert's label map: to compare with, or to encode
-                    nodes.append(mrml.load_labels(f, self.scene))
-                else:  # ACNNCore reads it (3-D or a 4-D cine, scalar, finite: or a clear message)
-                    frames = read_frames(f)
-                    if len(frames) == 1 and looks_like_labels(frames[0]):  # label values (acnn segment's CASE.nii.gz)
-                        nodes.append(mrml.load_labels(f, self.scene))
-                    else:
-                        nodes.append(mrml.frames_to_node(frames, self.scene, f.name.split(".")[0]))
+                if f.name.lower().endswith(".seg.nrrd"):  # read by MRML's storage node, as it is added
+                    makers.append(partial(mrml.load_node, f, kind="segmentation", name=name))
+                    continue
+                # an expert's label map (to compare with, or to encode), in ACDC's values where Info.cfg says so;
+                # else ACNNCore reads it (3-D or a 4-D cine, scalar, finite: or a clear message)
+                frames = None if is_label_file(f) else read_frames(f)
+                if frames is None or len(frames) == 1 and looks_like_labels(frames[0]):  # acnn segment's CASE.nii.gz
+                    makers.append(partial(mrml.labels_to_segmentation, read_label_map(f, "auto"), name=name))
+                else:
+                    makers.append(partial(mrml.frames_to_node, frames, name=name))
             except InputError as e:
                 raise InputError(f"{f.name}: {e}") from None
+        return makers
+
+    def add(self, makers) -> list:
+        """The nodes :meth:`read` read, added to the scene; the first image shown (a cine: its first frame) and
+        chosen for Segment. All or none: a file MRML cannot read (a .seg.nrrd, read as it is added) takes the
+        nodes added before it out again."""
+        nodes = []
+        try:
+            for make in makers:
+                nodes.append(make(scene=self.scene))
+        except Exception:
+            for node in nodes:
+                mrml.remove_node(node)
+            raise
         volumes = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")]
         cines = [n for n in nodes if n.IsA("vtkMRMLSequenceNode")]
         if volumes or cines:
-            self.show(volumes[0] if volumes else mrml.show_frame(cines[0], 0))  # a cine: its first frame
+            self.show(volumes[0] if volumes else mrml.show_frame(cines[0], 0))
         self.refresh_lists()
         if cines:
             self.state.seg_input = cines[0].GetID()
@@ -305,29 +327,38 @@ class Studio:
         self.state.seg_input = cine.GetID()
         self.state.status = "Demo: a phantom cine stack (ED, ES) with 2 mm slice misalignment."
 
-    def _on_upload(self, upload=None, **_):
+    async def _on_upload(self, upload=None, **_):
+        """Files from the browser: written to a folder of their own and read in a worker thread, the views
+        live meanwhile (a study of a few thousand DICOM files takes seconds), then added to the scene."""
         if not upload:
             return
         files = upload if isinstance(upload, list) else [upload]
         tmp = tempfile.mkdtemp(dir=self.uploads.name)
+        with self.state:
+            self.state.error = ""
+            self.state.status = f"Loading {files[0]['name']}" + (f" and {len(files) - 1} more" if files[1:] else "")
         try:
             with _Told() as told:
-                items = uploaded_items(write_client_files_to_dir(files, tmp), Path(tmp))
-                for item in items:
-                    for node in self.load(item):
+                items, makers = await asyncio.to_thread(self._read_upload, files, Path(tmp))
+                with self.state:
+                    for node in self.add(makers):
                         node.SetAttribute(UPLOAD, tmp)  # its files go when the last of its nodes does
-            self.state.error = ""
-            self.state.status = " ".join([f"Loaded {', '.join(p.name for p in items)}."]
-                                         + [m.replace(str(Path(tmp)) + os.sep, "") + "." for m in told.messages])
-        except InputError as e:
+                    notes = [m.replace(str(Path(tmp)) + os.sep, "") + "." for m in told.messages]
+                    self.state.status = " ".join([f"Loaded {', '.join(p.name for p in items)}.", *notes])
+        except Exception as e:  # an InputError's message, or anything else logged: never take the server down
             shutil.rmtree(tmp, ignore_errors=True)
-            self.fail(f"Cannot load: {e}")
-        except Exception as e:  # never take the server down
-            shutil.rmtree(tmp, ignore_errors=True)
-            log.error(traceback.format_exc())
-            self.fail(f"Cannot load: {e}")
+            if not isinstance(e, InputError):
+                log.error(traceback.format_exc())
+            with self.state:
+                self.fail(f"Cannot load: {e}")
         finally:
-            self.state.upload = None
+            with self.state:
+                self.state.upload = None
+
+    def _read_upload(self, files, folder: Path):
+        """(the items uploaded, the makers of their nodes): run in a worker thread, the scene untouched."""
+        items = uploaded_items(write_client_files_to_dir(files, str(folder)), folder)
+        return items, [make for item in items for make in self.read(item)]
 
     def save_results(self):
         """Every ACNN result -- segmentations, SR volumes, the explored shape, the measures tables (CSV) --

@@ -206,6 +206,14 @@ def test_results_save_and_reload_through_storage_nodes(scene, subject, tmp_path)
 
     labels, names = read_segmentation(tmp_path / "seg.seg.nrrd")
     assert set(names.values()) == {"LV blood pool", "LV myocardium"}
+    # a file cut short (an upload broken off): a clear error, where MRML's own reader aborts the process
+    data = (tmp_path / "seg.seg.nrrd").read_bytes()
+    before = node_ids(scene)
+    for cut in (data[:data.index(b"\n\n") + 2], data[:-40], data[:40]):
+        (tmp_path / "cut.seg.nrrd").write_bytes(cut)
+        with pytest.raises(InputError, match="cannot read .*cut.seg.nrrd"):
+            mrml.load_node(tmp_path / "cut.seg.nrrd", scene, "segmentation")
+    assert node_ids(scene) == before
 
 
 def test_bad_inputs_give_clear_errors_and_leave_the_scene_unchanged(scene, subject, tmp_path):

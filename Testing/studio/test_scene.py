@@ -2,6 +2,7 @@
 Chromium): what a user uploads stays on the server while a node loaded from it is in the scene, and goes with
 the last of them; removing asks first, saying what would be lost."""
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -21,10 +22,15 @@ def studio(tmp_path_factory):
     return studio
 
 
+def as_sent(folder: Path) -> list[dict]:
+    """A folder's files as the browser sends them."""
+    return [{"name": f.name, "content": f.read_bytes()} for f in sorted(folder.iterdir())]
+
+
 def upload(studio, folder: Path) -> list:
     """The files of a folder as the browser sends them, uploaded; the nodes they made."""
     before = {studio.scene.GetNthNode(i).GetID() for i in range(studio.scene.GetNumberOfNodes())}
-    studio._on_upload(upload=[{"name": f.name, "content": f.read_bytes()} for f in sorted(folder.iterdir())])
+    asyncio.run(studio._on_upload(upload=as_sent(folder)))
     assert not studio.state.error, studio.state.error
     return [n for n in (studio.scene.GetNthNode(i) for i in range(studio.scene.GetNumberOfNodes()))
             if n.GetID() not in before and n.GetAttribute("ACNN.Upload")]
@@ -124,3 +130,50 @@ def test_the_frame_slider_steps_through_the_cine_shown(studio, phantom_cine, wri
     assert np.allclose(mrml.volume_from_node(proxy).array, frames[1].array)
     studio.remove(cine.GetID())
     assert studio.state.frames == 0
+
+
+def test_an_upload_is_read_while_the_server_goes_on(studio, phantom_cine, write_dicom, tmp_path):
+    """The files are read in a worker thread: the event loop (views, other clicks) runs meanwhile, the status
+    says what is loading; the nodes are added on the loop once all is read."""
+    folder = write_dicom(phantom_cine(8, 85) * 5, tmp_path / "dicom")  # 10 frames, 120 files
+    nodes_before = studio.scene.GetNumberOfNodes()
+    seen = []
+
+    async def both():
+        task = asyncio.create_task(studio._on_upload(upload=as_sent(folder)))
+        while not task.done():  # the loop's other work, as a click or a view's render would be
+            seen.append((studio.state.status, studio.scene.GetNumberOfNodes()))
+            await asyncio.sleep(0.005)
+        await task
+
+    asyncio.run(both())
+    assert not studio.state.error, studio.state.error
+    assert len(seen) > 5  # on the old code, which read on the loop: 1
+    assert {status for status, _ in seen[1:]} == {"Loading IM0000 and 119 more"}
+    assert {count for _, count in seen} == {nodes_before}  # nothing added while reading
+    cine = studio._node(studio.state.seg_input)  # chosen for Segment once loaded
+    assert cine.GetAttribute("ACNN.Upload") and cine.GetNumberOfDataNodes() == 10
+    assert studio.state.status == "Loaded DICOM."
+    studio.remove(cine.GetID())
+
+
+def test_an_upload_that_cannot_be_read_adds_nothing(studio, phantom_cine, tmp_path):
+    """Several files uploaded together are all read before any is added: one that cannot be read leaves the scene
+    as it was, and its files are not kept."""
+    from ACNNCore.io import write_volume
+
+    (tmp_path / "up").mkdir()
+    write_volume(phantom_cine(9, 86)[0], tmp_path / "up" / "a.nii.gz")
+    (tmp_path / "up" / "b.nii.gz").write_bytes(b"not an image")
+    nodes_before, kept = studio.scene.GetNumberOfNodes(), set(Path(studio.uploads.name).iterdir())
+    asyncio.run(studio._on_upload(upload=as_sent(tmp_path / "up")))
+    assert studio.state.error.startswith("Cannot load: b.nii.gz")
+    assert studio.scene.GetNumberOfNodes() == nodes_before  # a.nii.gz, read, not added either
+    assert set(Path(studio.uploads.name).iterdir()) == kept
+    # a segmentation file is read by MRML as it is added, after the image before it was: that is taken out again
+    (tmp_path / "up" / "b.nii.gz").unlink()
+    (tmp_path / "up" / "c.seg.nrrd").write_bytes(b"NRRD0004\n# a header cut short\n")
+    asyncio.run(studio._on_upload(upload=as_sent(tmp_path / "up")))
+    assert studio.state.error.startswith("Cannot load:") and "c.seg.nrrd" in studio.state.error
+    assert studio.scene.GetNumberOfNodes() == nodes_before
+    assert set(Path(studio.uploads.name).iterdir()) == kept
