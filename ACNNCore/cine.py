@@ -93,9 +93,13 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         def passes(done, total, n=n, message=message):  # an ensemble's or TTA's passes: finer steps, and cancel
             report(0.05 + 0.9 * (n + done / total) / len(todo), f"{message} (pass {done} of {total})")
 
+        def correcting(n=n, message=message):  # the shape model's search: seconds, so cancel is heard in it
+            report(0.05 + 0.9 * (n + 1) / len(todo), f"{message} (correcting with the shape model)")
+
         # a cine's frames share their layout: with the orientation search, it is searched for in the first; and
         # each frame's heart search starts where the last frame's ended (windows only: the heart moves a little)
-        result = segmenter(frames[i], progress=passes if segmenter.passes > 1 else None, view=view, near=heart)
+        result = segmenter(frames[i], progress=passes if segmenter.passes > 1 else None, view=view, near=heart,
+                           checkpoint=correcting)
         if n == 0:
             view, found = result.view, result.orientation
         heart = result.heart

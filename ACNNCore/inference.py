@@ -387,8 +387,9 @@ class Segmenter(_Model):
         """Network passes per image: ensemble members x test-time views (x in-plane orientations)."""
         return len(self.runners) * len(self.views) * (len(IN_PLANE_VIEWS) if self.orient else 1)
 
-    def __call__(self, volume: Volume, progress=None, view=None, near=None) -> Segmentation:
-        """``progress(done, total)``: after each of the :attr:`passes` network passes (ensembles, TTA). A stack
+    def __call__(self, volume: Volume, progress=None, view=None, near=None, checkpoint=None) -> Segmentation:
+        """``progress(done, total)``: after each of the :attr:`passes` network passes (ensembles, TTA);
+        ``checkpoint()``: during the shape model's correction (:meth:`ShapeModel.correct`). A stack
         whose slices lie along another array axis is segmented with them last and the result turned back.
         ``view``: with ``orient``, the in-plane layout to use (another frame's :attr:`Segmentation.view`)
         instead of searching for it; ``near``: where to start the heart search (another frame's
@@ -404,7 +405,8 @@ class Segmenter(_Model):
             orientation = f"{describe_view(view)} (as given)" if self.orient else ""
         labels, correction = Volume(probs.argmax(0).astype(np.uint8), out), ""
         if self.shape_model is not None:
-            labels, correction = self.shape_model.correct(labels, probs, max_change=self.max_change)
+            labels, correction = self.shape_model.correct(labels, probs, max_change=self.max_change,
+                                                          checkpoint=checkpoint)
             log.info("shape model: %s", correction)
         elif self.cleanup or self.close_myocardium:
             labels = clean_up(labels, close_myocardium=self.close_myocardium)
@@ -578,8 +580,8 @@ class ShapeModel(_Model):
         return self.runner.run(self.net.predict, torch.from_numpy(on_grid.array)[None, None])[0].numpy()
 
     def correct(self, labels: Volume, probabilities: np.ndarray | None = None, blood: int = LV_BLOOD_POOL,
-                myocardium: int = LV_MYOCARDIUM, max_change: float | None = CORRECTION_MAX_CHANGE
-                ) -> tuple[Volume, str]:
+                myocardium: int = LV_MYOCARDIUM, max_change: float | None = CORRECTION_MAX_CHANGE,
+                checkpoint=None) -> tuple[Volume, str]:
         """The plausible label map nearest a segmenter's implausible one that this shape model offers: the
         shape space as a prior at test time (after Painchaud et al., MICCAI 2019, who replace the whole map).
 
@@ -595,7 +597,9 @@ class ShapeModel(_Model):
         ``max_change`` times the map's LV voxels (blood pool and myocardium; None: no limit, the whole map may
         be replaced as Painchaud et al. do), the cleaned-up map, with "not corrected" and why. A plausible map
         is returned cleaned up ("plausible"). A map whose slices lie along another axis is corrected with them
-        last (:meth:`Volume.slices_last`)."""
+        last (:meth:`Volume.slices_last`). ``checkpoint()``, where given, is called as the search starts and
+        before each region is searched (a GUI's progress, and its way to cancel by raising: a search takes up to
+        seconds)."""
         from scipy import ndimage
 
         from .metrics import defects, plausibility
@@ -606,7 +610,7 @@ class ShapeModel(_Model):
         turned, order = labels.slices_last()
         if order != (0, 1, 2):
             p = None if probabilities is None else probabilities.transpose(0, *(1 + o for o in order))
-            out, how = self.correct(turned, p, blood, myocardium, max_change)
+            out, how = self.correct(turned, p, blood, myocardium, max_change, checkpoint)
             return out.permuted(np.argsort(order)), how
         check_max_change(max_change)
         self._check_labels(labels)
@@ -615,6 +619,8 @@ class ShapeModel(_Model):
             return labels, "plausible"
         if not (labels.array == blood).any() and not (labels.array == myocardium).any():
             return labels, "not corrected: no LV found"
+        checkpoint = checkpoint or (lambda: None)
+        checkpoint()
         # all work is done in-plane in the box around the structures that the widest region can reach
         labelled = np.argwhere(labels.array > 0)
         margin = max(CORRECTION_RADII) + 2
@@ -651,6 +657,7 @@ class ShapeModel(_Model):
         # the steps' searches side by side (their connected-component work lets other threads run)
         with ThreadPoolExecutor(min(len(CORRECTION_STEPS), os.cpu_count() or 1)) as pool:
             for radius in (CORRECTION_RADII if at_fault.any() else ()) + (None,):  # no defect: a structure missing
+                checkpoint()
                 region = np.ones(sub.shape, bool) if radius is None else \
                     ndimage.binary_dilation(at_fault, ndimage.iterate_structure(cross, radius)[..., None])
                 found = [f for f in pool.map(lightest, CORRECTION_STEPS, [region] * len(CORRECTION_STEPS)) if f]

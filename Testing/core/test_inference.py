@@ -359,6 +359,25 @@ def test_a_shape_model_corrects_an_implausible_map_where_it_is_wrong_and_leaves_
         assert changed.any() and not (changed & ~near).any()  # only around the gap
         assert 2 in out.array[changed] and set(out.array[changed]) <= {1, 2}  # the LV closed
         assert set(np.flatnonzero(changed.any((0, 1)))) <= {k - 1, k, k + 1}
+    # the search calls its checkpoint as it starts and before each region (here one: the first passes); what it
+    # raises (a GUI's Cancel) stops the search
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_before_the_region():
+        calls.append(0)
+        if len(calls) == 2:
+            raise Stop
+
+    assert shape.correct(gappy, probabilities, checkpoint=lambda: calls.append(0))[1] == how and len(calls) == 2
+    calls.clear()
+    with pytest.raises(Stop):
+        shape.correct(gappy, probabilities, checkpoint=stop_before_the_region)
+    calls.clear()
+    shape.correct(truth, checkpoint=lambda: calls.append(0))
+    assert not calls  # a plausible map: nothing to search
     # a correction that must change more of the LV than allowed is refused, saying how much it would change
     out, how = shape.correct(gappy, probabilities)
     changed, lv = np.count_nonzero(out.array != a), np.count_nonzero((a == 1) | (a == 2))

@@ -269,6 +269,25 @@ def test_cancel_stops_before_anything_is_added(scene, subject):
     assert seen[-1] == "segmenting frame 1 of 1 (pass 3 of 9)" and node_ids(scene) == before
 
 
+def test_cancel_is_heard_while_the_shape_model_corrects(acdc_root):
+    """The correction's search takes seconds on an implausible output: its progress is reported, and Cancel
+    stops it there (patient 085's ED, which the bundled model's clean-up leaves implausible)."""
+    from ACNNCore.io import read_volume
+    from ACNNSlicerLib.common import Cancelled
+
+    frames = [read_volume(acdc_root / "patient085" / "patient085_frame01.nii.gz")]
+    seen = []
+    result = SegmentLogic().compute(frames, "acnn-seg-acdc", "cpu", correct=True,
+                                    progress=lambda f, m: seen.append(m))
+    assert result.phases[0].correction.startswith("corrected"), result.phases[0].correction
+    assert "segmenting frame 1 of 1 (correcting with the shape model)" in seen
+    seen.clear()
+    with pytest.raises(Cancelled):
+        SegmentLogic().compute(frames, "acnn-seg-acdc", "cpu", correct=True, progress=lambda f, m: seen.append(m),
+                               cancelled=lambda: bool(seen) and seen[-1].endswith("(correcting with the shape model)"))
+    assert seen[-1].endswith("(correcting with the shape model)")
+
+
 def test_cuda_choice_falls_back_to_cpu_without_a_gpu(scene, subject):
     import torch
 
