@@ -113,6 +113,7 @@ class Studio:
         # input came from), and deleted with the last of them or when the studio stops
         self.uploads = tempfile.TemporaryDirectory(prefix="acnn-studio-uploads-")
         self.task: BackgroundTask | None = None
+        self._loading = 0  # uploads being read
         self.shape_node = None
         self._init_state()
         self.state.change("seg_input")(self._choose_seg_model)
@@ -147,6 +148,7 @@ class Studio:
         s.shape_loaded, s.shape_voxels, s.shape_ms = False, 0, 0
         s.save_dir = str(self.output_dir)
         s.upload = None
+        s.loading = False  # an upload being read (the progress bar runs)
         s.change("upload")(self._on_upload)
         s.remove_dialog, s.remove_id, s.remove_question = False, None, ""
         s.shown = None  # the volume under the slice views
@@ -334,8 +336,9 @@ class Studio:
             return
         files = upload if isinstance(upload, list) else [upload]
         tmp = tempfile.mkdtemp(dir=self.uploads.name)
-        with self.state:
-            self.state.error = ""
+        self._loading += 1
+        with self.state:  # the input cleared at once (it would list every file's name meanwhile), the bar running
+            self.state.upload, self.state.loading, self.state.error = None, True, ""
             self.state.status = f"Loading {files[0]['name']}" + (f" and {len(files) - 1} more" if files[1:] else "")
         try:
             with _Told() as told:
@@ -352,8 +355,9 @@ class Studio:
             with self.state:
                 self.fail(f"Cannot load: {e}")
         finally:
+            self._loading -= 1
             with self.state:
-                self.state.upload = None
+                self.state.loading = self._loading > 0
 
     def _read_upload(self, files, folder: Path):
         """(the items uploaded, the makers of their nodes): run in a worker thread, the scene untouched."""
@@ -637,7 +641,8 @@ class Studio:
                 with html.Div(style="position: sticky; top: 0; z-index: 10; background: white;"):
                     v3.VAlert(v_if=("error",), text=("error",), type="error", density="compact", closable=True,
                               classes="ma-2", id="error")
-                    v3.VProgressLinear(model_value=("progress",), active=("busy",), color="primary")
+                    v3.VProgressLinear(model_value=("progress",), active=("busy || loading",), color="primary",
+                                       indeterminate=("loading && !busy",), id="progress")
                     html.Div("{{ status }}", classes="text-caption pa-2", id="status")
                     with html.Div(v_if=("frames > 1",), id="frame", classes="mx-3"):  # the cine shown's frames
                         v3.VSlider(v_model=("frame",), min=0, max=("frames - 1",), step=1, density="compact",

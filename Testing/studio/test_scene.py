@@ -143,6 +143,7 @@ def test_an_upload_is_read_while_the_server_goes_on(studio, phantom_cine, write_
         task = asyncio.create_task(studio._on_upload(upload=as_sent(folder)))
         while not task.done():  # the loop's other work, as a click or a view's render would be
             seen.append((studio.state.status, studio.scene.GetNumberOfNodes()))
+            assert task.done() or len(seen) == 1 or studio.state.loading
             await asyncio.sleep(0.005)
         await task
 
@@ -150,6 +151,7 @@ def test_an_upload_is_read_while_the_server_goes_on(studio, phantom_cine, write_
     assert not studio.state.error, studio.state.error
     assert len(seen) > 5  # on the old code, which read on the loop: 1
     assert {status for status, _ in seen[1:]} == {"Loading IM0000 and 119 more"}
+    assert studio.state.loading is False and studio.state.upload is None
     assert {count for _, count in seen} == {nodes_before}  # nothing added while reading
     cine = studio._node(studio.state.seg_input)  # chosen for Segment once loaded
     assert cine.GetAttribute("ACNN.Upload") and cine.GetNumberOfDataNodes() == 10
