@@ -304,10 +304,8 @@ class Studio:
             for node in nodes:
                 mrml.remove_node(node)
             raise
-        volumes = [n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")]
         cines = [n for n in nodes if n.IsA("vtkMRMLSequenceNode")]
-        if volumes or cines:
-            self.show(volumes[0] if volumes else mrml.show_frame(cines[0], 0))
+        self._show_first([n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")], cines)
         self.refresh_lists()
         if cines:
             self.state.seg_input = cines[0].GetID()
@@ -420,10 +418,15 @@ class Studio:
         if unsaved and node.GetAttribute(mrml.DICOM_SOURCE[0]):
             said.append(f"{len(unsaved)} result{'s' * (len(unsaved) != 1)} made from it, not saved yet, can then no "
                         f"longer be saved as DICOM SEG on its images.")
-        upload = node.GetAttribute(UPLOAD)
-        if upload and not any(n.GetAttribute(UPLOAD) == upload for n in self._nodes() if n is not node):
+        if self._upload_only_of(node):
             said.append("The files uploaded for it are deleted from the server.")
         return " ".join(said)
+
+    def _upload_only_of(self, node) -> str | None:
+        """The folder of the upload a node was loaded from, where no other node in the scene was loaded from it."""
+        upload = node.GetAttribute(UPLOAD)
+        return upload if upload and not any(n.GetAttribute(UPLOAD) == upload for n in self._nodes()
+                                            if n is not node) else None
 
     def _removable(self, node_id):
         """The node of that ID, where it may be removed now: none while a run is going (saying so)."""
@@ -449,18 +452,17 @@ class Studio:
         node = self._removable(node_id)
         if node is None:
             return
-        name, upload = node.GetName(), node.GetAttribute(UPLOAD)
+        name, upload = node.GetName(), self._upload_only_of(node)
         mrml.remove_node(node)
-        if upload and not any(n.GetAttribute(UPLOAD) == upload for n in self._nodes()):
+        if upload:
             shutil.rmtree(upload, ignore_errors=True)
-        if self._shown() is None:
-            self._show_first()
+        if self._shown() is None:  # the views show what is left
+            self._show_first(self._volumes(), list(self.scene.GetNodesByClass("vtkMRMLSequenceNode")))
         self.refresh_lists()
         self.state.error, self.state.status = "", f"Removed {name}."
 
-    def _show_first(self):
-        """The first volume left (a cine's first frame) under the slice views, where the one shown was removed."""
-        volumes, cines = self._volumes(), list(self.scene.GetNodesByClass("vtkMRMLSequenceNode"))
+    def _show_first(self, volumes: list, cines: list):
+        """The first of these volumes under the slice views, else the first frame of the first of these cines."""
         if volumes or cines:
             self.show(volumes[0] if volumes else mrml.show_frame(cines[0], 0))
 

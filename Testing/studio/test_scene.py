@@ -29,11 +29,10 @@ def as_sent(folder: Path) -> list[dict]:
 
 def upload(studio, folder: Path) -> list:
     """The files of a folder as the browser sends them, uploaded; the nodes they made."""
-    before = {studio.scene.GetNthNode(i).GetID() for i in range(studio.scene.GetNumberOfNodes())}
+    before = {n.GetID() for n in studio._nodes()}
     asyncio.run(studio._on_upload(upload=as_sent(folder)))
     assert not studio.state.error, studio.state.error
-    return [n for n in (studio.scene.GetNthNode(i) for i in range(studio.scene.GetNumberOfNodes()))
-            if n.GetID() not in before and n.GetAttribute("ACNN.Upload")]
+    return [n for n in studio._nodes() if n.GetID() not in before and n.GetAttribute("ACNN.Upload")]
 
 
 def test_removing_an_uploaded_cine_asks_what_is_lost_and_frees_its_files(studio, phantom_cine, write_dicom,
