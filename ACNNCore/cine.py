@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
-from .inference import Segmenter
+from .inference import CLOSED_BY_RULE, Segmenter
 from .labels import RV_BLOOD_POOL
 from .metrics import clinical_measures, ejection_fraction, plausibility
 from .volume import Volume
@@ -28,6 +28,14 @@ class PhaseResult:
     correction: str = ""  # with a shape model: what it did (ACNNCore.inference.ShapeModel.correct)
     orientation: str = ""  # with Segmenter(orient=True): the in-plane view kept (Segmentation.orientation; a
     # cine's, searched for in its first frame segmented)
+
+    @property
+    def repair(self) -> str:
+        """What changed the network's output to make it plausible, for a flag beside it: "corrected by the
+        shape model", "ring closed by rule" (the shape model failed and ``close_myocardium`` took over) or ""."""
+        if self.correction.startswith("corrected"):
+            return "corrected by the shape model"
+        return "ring closed by rule" if self.correction.endswith(CLOSED_BY_RULE) else ""
 
 
 @dataclass

@@ -319,7 +319,8 @@ def _add_inference(sub):
     p.add_argument("--close-myocardium", action="store_true",
                    help="the clean-up, then the myocardial ring closed where the LV blood pool meets anything "
                         "else outside the basal third (those blood-pool voxels become myocardium): a rule that "
-                        "makes every output pass the plausibility checks")
+                        "makes every output pass the plausibility checks; with --correct, applied where the shape "
+                        "model finds no plausible shape or its correction is refused")
     p.add_argument("--correct", nargs="?", const=True, metavar="SHAPE_MODEL",
                    help="the clean-up, then an implausible output replaced by the nearest plausible one that a "
                         "learnt shape space offers, changing as little as it can: the AE the model was trained with "
@@ -459,7 +460,6 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
     labels = [_convention(result.frames[t], args.label_convention) for t in range(len(frames))]
     write_frames(labels, args.out, overwrite=args.overwrite)
     ed, es = result.phases
-    corrected = sum(p.correction.startswith("corrected") for p in result.phases)
     print(f"{args.out}: {len(frames)} frames of {result.frames[0].shape}; ED frame {ed.frame} (LV blood pool "
           f"{ed.measures['lv_volume_ml']:.1f} ml, myocardium {ed.measures['myo_mass_g']:.1f} g), ES frame "
           f"{es.frame} ({es.measures['lv_volume_ml']:.1f} ml); EF "
@@ -468,8 +468,8 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
              f"; RV blood pool {ed.measures['rv_volume_ml']:.1f} / {es.measures['rv_volume_ml']:.1f} ml, RV EF "
              + ("-" if result.rv_ef_pct is None else f"{result.rv_ef_pct:.1f} %"))
           + f"; LV blood pool per frame (ml): {', '.join(f'{v:.1f}' for v in result.volume_curve_ml)}"
-          + "".join(f"; {p.phase} {_plausible(p.plausibility)}" for p in result.phases)
-          + (f"; the shape model corrected {corrected} of ED and ES" if args.correct else ""))
+          + "".join(f"; {p.phase} {_plausible(p.plausibility)}" + (f" ({p.repair})" if p.repair else "")
+                    for p in result.phases))
     _write_dicom_seg(args, [result.frames[t] for t in range(len(frames))], result.label_names, args.input,
                      args.dicom_seg)
     if args.orient:  # searched for in the first frame, kept for the others

@@ -337,6 +337,7 @@ CORRECTION_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)  # how far the code moves toward 
 CORRECTION_WEIGHTS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, np.inf)  # of the decoded shape against p
 CORRECTION_MAX_CHANGE = 0.25  # of the LV's voxels: a correction that must change more replaces the output, refused
 CORRECTION_REFUSED = "not corrected: the nearest plausible shape found"  # how a refusal over that limit begins
+CLOSED_BY_RULE = "the ring closed by rule instead"  # ends a correction's note where close_myocardium took over
 
 
 def check_max_change(max_change: float | None) -> None:
@@ -368,12 +369,11 @@ class Segmenter(_Model):
         self.cleanup = cleanup  # clean_up(): each structure's largest connected part, blood pool without holes
         self.close_myocardium = close_myocardium  # the clean-up, then the myocardial ring closed
         # ShapeModel.correct(): the clean-up, then an implausible output corrected with a learnt shape space --
-        # a shape model (bundle, name or ShapeModel), or True: the prior the (first) network was trained with
+        # a shape model (bundle, name or ShapeModel), or True: the prior the (first) network was trained with;
+        # with close_myocardium as well, what the correction leaves implausible is then closed by rule
         self.shape_model = None
         self.max_change = max_change  # ShapeModel.correct's limit on how much of the LV a correction changes
         if shape_model is not None and shape_model is not False:
-            if close_myocardium:
-                raise InputError("close the myocardium by rule or correct with a shape model, not both")
             if shape_model is True:
                 shape_model = prior_of(self.runner.bundle.path)
             self.shape_model = shape_model if isinstance(shape_model, ShapeModel) else ShapeModel(shape_model, device)
@@ -407,6 +407,8 @@ class Segmenter(_Model):
         if self.shape_model is not None:
             labels, correction = self.shape_model.correct(labels, probs, max_change=self.max_change,
                                                           checkpoint=checkpoint)
+            if self.close_myocardium and correction.startswith("not corrected"):  # the rule where the model failed
+                labels, correction = clean_up(labels, close_myocardium=True), f"{correction}; {CLOSED_BY_RULE}"
             log.info("shape model: %s", correction)
         elif self.cleanup or self.close_myocardium:
             labels = clean_up(labels, close_myocardium=self.close_myocardium)

@@ -60,12 +60,11 @@ class SegmentLogic:
         largest connected part, the LV blood pool without holes (``ACNNCore.postprocessing.clean_up``);
         ``close_myocardium``: that, and the myocardial ring closed where it is open; ``correct``: the clean-up,
         and an implausible output corrected with the shape model the network was trained with
-        (``ACNNCore.inference.ShapeModel.correct``); ``tta``: test-time augmentation, the network's probabilities
+        (``ACNNCore.inference.ShapeModel.correct``; with ``close_myocardium``, the ring is closed by rule where
+        the correction fails); ``tta``: test-time augmentation, the network's probabilities
         averaged over nine views of each frame (``ACNNCore.inference.TTA_VIEWS``); ``orient``: each frame shown
         in the eight in-plane turns and mirrorings of its array, the output the network is surest of kept
         (``ACNNCore.inference.IN_PLANE_VIEWS``; for images stored otherwise than the training images)."""
-        if close_myocardium and correct:
-            raise InputError("close the myocardium by rule or correct with the shape model, not both")
         step(progress, cancelled, 0.0, f"loading {model}")
         segmenter = self.segmenter(model, device, tta, cleanup, close_myocardium, correct, orient)
         result = segment_frames(segmenter, frames, ed, es, lambda f, m: step(progress, cancelled, f, m), model)

@@ -532,7 +532,7 @@ class Studio:
             self.state.results = result.rows()
             self.state.curve = ", ".join(f"{v:.0f}" for v in result.volume_curve_ml)
             flags = ", ".join(f"{p.phase or 'result'} {'plausible' if p.plausibility['plausible'] else 'IMPLAUSIBLE'}"
-                              + (" (corrected)" if p.correction.startswith("corrected") else "")
+                              + (f" ({p.repair})" if p.repair else "")
                               for p in result.phases)
             ef = f", EF {result.ef_pct:.1f} %" if result.ef_pct is not None else ""
             self.state.status = (f"Segmented on {result.device}{ef}; {flags}." + result.orientation_note()

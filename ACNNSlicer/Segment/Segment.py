@@ -18,7 +18,8 @@ Neural Network (Oktay et al., IEEE TMI 2017): the phantom model on a high-resolu
 split in K thin slices), the real-data model on the slices as acquired, after finding the heart itself. A
 cine sequence gives ED and ES (chosen, or detected from the blood-pool volume curve) and the ejection
 fractions. Each result is checked for anatomical plausibility; the options clean it up, close the myocardial
-ring by rule or correct an implausible result with the learnt shape space. A network knows the layout of its
+ring by rule or correct an implausible result with the learnt shape space (both: the rule closes what the
+correction leaves implausible). A network knows the layout of its
 training images' rows and columns: for an image stored turned or mirrored (rows reversed by a converter, say),
 "Find the in-plane orientation" shows it the stack in all eight in-plane layouts and keeps the surest output.
 "DICOM folder..." reads a folder, or a study's tree of folders, of DICOM files as one stack or cine, also a cine
@@ -171,7 +172,7 @@ class SegmentWidget(module_widget_base()):
         if chart is not None:
             slicer.modules.plots.logic().ShowChartInLayout(chart)
         flags = [("plausible" if p.plausibility["plausible"] else "IMPLAUSIBLE: " + ", ".join(p.plausibility["problems"]))
-                 + (" (corrected by the shape model)" if p.correction.startswith("corrected") else "")
+                 + (f" ({p.repair})" if p.repair else "")
                  for p in result.phases]
         return (f"Done on {result.device}. " + "; ".join(flags) + result.orientation_note()
                 + self.logic.segment.against_expert(result, self._input))

@@ -394,8 +394,6 @@ def test_a_shape_model_corrects_an_implausible_map_where_it_is_wrong_and_leaves_
     with pytest.raises(InputError, match="values up to 3"):
         shape.correct(truth.with_array(np.where(a == 2, 3, a).astype(np.uint8)))
     # in the segmenter and on the command line: the clean-up, then the correction
-    with pytest.raises(InputError, match="not both"):
-        Segmenter(tiny_models["seg"], "cpu", close_myocardium=True, shape_model="ae-phantom")
     with pytest.raises(InputError, match="must be the same"):
         Segmenter(tiny_models["seg"], "cpu", shape_model="ae-acdc")
     lr = _lr_case(tiny_data, "subject001", "ES")

@@ -324,6 +324,32 @@ def test_orient_finds_the_layout_the_network_learnt(acdc_root, tmp_path, capsys)
         capsys.readouterr().out
 
 
+def test_the_ring_is_closed_by_rule_where_the_shape_model_finds_no_plausible_shape(acdc_root, tmp_path, capsys):
+    """acnn-seg-acdc on patient074 ED (a training image, so this checks the pipeline): the output's apical slice
+    has blood pool and no myocardium, and so has every shape ae-acdc decodes there (the mean code's too), so
+    the correction finds nothing plausible; with --close-myocardium as well, the rule closes what it left."""
+    from ACNNCore.bundle import available
+    from ACNNCore.cine import PhaseResult
+    from ACNNCore.inference import CLOSED_BY_RULE, Segmenter
+    from ACNNCore.io import read_volume
+    from ACNNCore.postprocessing import clean_up
+
+    if not {"acnn-seg-acdc", "ae-acdc"} <= set(available()):
+        pytest.skip("acnn-seg-acdc and ae-acdc are not bundled")
+    image = acdc_root / "patient074" / "patient074_frame01.nii.gz"
+    alone = Segmenter("acnn-seg-acdc", "cpu", shape_model=True)(read_volume(image))
+    assert alone.correction == "not corrected: no plausible shape found"
+    assert not plausibility(alone.labels)["plausible"]
+    assert main(["segment", str(image), "--out", str(tmp_path / "seg.nii.gz"), "--correct", "--close-myocardium",
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"; plausible; shape model: {alone.correction}; {CLOSED_BY_RULE}" in out, out
+    closed = read_labels(tmp_path / "seg.nii.gz", (0, 1, 2, 3))
+    np.testing.assert_array_equal(closed.array, clean_up(alone.labels, close_myocardium=True).array)
+    assert PhaseResult("", 0, closed, {}, plausibility(closed), f"{alone.correction}; {CLOSED_BY_RULE}").repair == \
+        "ring closed by rule"  # the flag the Segment module and the studio show
+
+
 def test_orientation_benchmark_scores_each_stored_layout(acdc_root):
     """benchmarks/acdc_orientation.py on one image stored two ways: the mirrored one loses the RV as stored,
     and with --orient both give the same scores and come back to the learnt layout."""

@@ -119,8 +119,9 @@ def test_segment_with_the_cleanup(scene, subject):
     expected, how = ShapeModel("ae-phantom", "cpu").correct(raw, probabilities)
     assert np.array_equal(result.phases[0].labels.array, expected.array) and result.phases[0].correction == how
     assert result.rows()[0]["Shape model"] == how
-    with pytest.raises(InputError, match="not both"):
-        logic.compute(frames, "acnn-seg-phantom", "cpu", close_myocardium=True, correct=True)
+    # both: the rule only where the correction fails (here it does not: the same as correcting alone)
+    both = logic.compute(frames, "acnn-seg-phantom", "cpu", close_myocardium=True, correct=True).phases[0]
+    assert np.array_equal(both.labels.array, expected.array) and both.correction == how
     # test-time augmentation: a segmenter of its own (the plain one stays cached as it was)
     augmented = logic.compute(frames, "acnn-seg-phantom", "cpu", tta=True).phases[0].labels
     assert logic.segmenter("acnn-seg-phantom", "cpu", tta=True) is not logic.segmenter("acnn-seg-phantom", "cpu")
