@@ -9,6 +9,7 @@ the scene on the loop's thread. Errors become a message in the UI: the server ke
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import shutil
@@ -42,7 +43,8 @@ RESULT_COLUMNS = (("Phase", "Phase"), ("LV (ml)", "LV blood pool (ml)"), ("Mass 
                   ("EF (%)", "EF (%)"), ("RV (ml)", "RV blood pool (ml)"), ("RV EF (%)", "RV EF (%)"),
                   ("Plausible", "Plausible"))  # (header, SegmentResult.rows() key); shown where it has values
 UPLOAD = "ACNN.Upload"  # a node's attribute: the server's folder holding the upload it was loaded from
-SAVED = "ACNN.SavedAs"  # a result's attribute: the file Save results last wrote it to
+SAVED = "ACNN.SavedAs"  # a result's attribute: the file Save results last wrote it to (or "DOWNLOAD: file")
+DOWNLOAD = "acnn-results.zip"  # the name Download gives the results' zip
 
 
 class _Told(logging.Handler):
@@ -118,6 +120,7 @@ class Studio:
         self._init_state()
         self.state.change("seg_input")(self._choose_seg_model)
         self.state.change("seg_model")(self._choose_shape_model)
+        self.server.trigger("download_results")(self._download)
         self._build_ui()
         self.layout_manager.set_layout("Quad View")
 
@@ -350,8 +353,8 @@ class Studio:
             shutil.rmtree(tmp, ignore_errors=True)
             if not isinstance(e, InputError):
                 log.error(traceback.format_exc())
-            with self.state:
-                self.fail(f"Cannot load: {e}")
+            with self.state:  # the server's folder left out of the message: the names are the user's
+                self.fail(f"Cannot load: {str(e).replace(str(Path(tmp)) + os.sep, '')}")
         finally:
             self._loading -= 1
             with self.state:
@@ -362,33 +365,64 @@ class Studio:
         items = uploaded_items(write_client_files_to_dir(files, str(folder)), folder)
         return items, [make for item in items for make in self.read(item)]
 
-    def save_results(self):
+    def _write_results(self, out: Path, saved_as=str) -> tuple[list[Path], str]:
         """Every ACNN result -- segmentations, SR volumes, the explored shape, the measures tables (CSV) --
-        into the save folder; what was loaded from files is not written again. The segmentations of an input
-        loaded from DICOM files also as DICOM SEG on them, in a folder ``INPUT_DICOM_SEG``."""
+        written into ``out``; what was loaded from files is not written again. The segmentations of an input
+        loaded from DICOM files also as DICOM SEG on them, in a folder ``INPUT_DICOM_SEG``. Each result is
+        marked saved (``SAVED``: ``saved_as(its file)``). Returns the files written and notes to say."""
+        out.mkdir(parents=True, exist_ok=True)
+        written, dicom, notes = [], {}, []
+        for kind, suffix in (("vtkMRMLSegmentationNode", ".seg.nrrd"), ("vtkMRMLScalarVolumeNode", ".nii.gz"),
+                             ("vtkMRMLTableNode", ".csv")):
+            for node in self.scene.GetNodesByClass(kind):
+                if node.GetAttribute("ACNN.Model") is not None:
+                    written.append(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}{suffix}")))
+                    node.SetAttribute(SAVED, saved_as(Path(written[-1])))
+                    source = node.GetNodeReference("ACNN.Input")
+                    if source is not None and source.GetAttribute(mrml.DICOM_SOURCE[0]):
+                        dicom.setdefault(source.GetID(), (source, []))[1].append(node)
+        for source, nodes in dicom.values():
+            try:
+                written += SegmentLogic.write_dicom_seg(nodes, _free(out / f"{_safe(source.GetName())}_DICOM_SEG"))
+            except InputError as e:  # a sub-pixel model's result
+                notes.append(f" No DICOM SEG for {source.GetName()}: {e}")
+        return [Path(w) for w in written], "".join(notes)
+
+    def save_results(self):
+        """The results (:meth:`_write_results`) into the save folder, on the server, never over a file."""
         out = Path(self.state.save_dir)
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            written, dicom, notes = [], {}, []
-            for kind, suffix in (("vtkMRMLSegmentationNode", ".seg.nrrd"), ("vtkMRMLScalarVolumeNode", ".nii.gz"),
-                                 ("vtkMRMLTableNode", ".csv")):
-                for node in self.scene.GetNodesByClass(kind):
-                    if node.GetAttribute("ACNN.Model") is not None:
-                        written.append(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}{suffix}")))
-                        node.SetAttribute(SAVED, str(written[-1]))
-                        source = node.GetNodeReference("ACNN.Input")
-                        if source is not None and source.GetAttribute(mrml.DICOM_SOURCE[0]):
-                            dicom.setdefault(source.GetID(), (source, []))[1].append(node)
-            for source, nodes in dicom.values():
-                try:
-                    written += SegmentLogic.write_dicom_seg(nodes, _free(out / f"{_safe(source.GetName())}_DICOM_SEG"))
-                except InputError as e:  # a sub-pixel model's result
-                    notes.append(f" No DICOM SEG for {source.GetName()}: {e}")
+            written, notes = self._write_results(out)
             self.state.status = (f"Saved {len(written)} files to {out}." if written else "Nothing to save yet.") \
-                + "".join(notes)
+                + notes
             self.state.error = ""
         except (OSError, InputError) as e:
             self.fail(f"Cannot save: {e}")
+
+    def results_zip(self) -> bytes | None:
+        """The results (:meth:`_write_results`) as a zip file for the browser to download (the studio on
+        another machine than the browser); None, saying so, where there is none."""
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp) / DOWNLOAD.removesuffix(".zip")
+                written, notes = self._write_results(folder, lambda f: f"{DOWNLOAD}: {f.relative_to(folder)}")
+                if not written:
+                    self.state.status = "Nothing to download yet."
+                    return None
+                buffer = io.BytesIO()
+                with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+                    for path in written:
+                        z.write(path, path.relative_to(tmp))
+        except (OSError, InputError) as e:
+            self.fail(f"Cannot download: {e}")
+            return None
+        self.state.status, self.state.error = f"Downloading {len(written)} files as {DOWNLOAD}." + notes, ""
+        return buffer.getvalue()
+
+    def _download(self):
+        """The trigger behind Download: the zip as a binary attachment (None: nothing to download)."""
+        data = self.results_zip()
+        return None if data is None else self.server.protocol.addAttachment(memoryview(data))
 
     def _choose_seg_model(self, **_):
         """The model that suits the chosen input (phantom stacks get the phantom model)."""
@@ -412,7 +446,7 @@ class Studio:
         """What removing a node from the scene would cost, asked before it is removed."""
         said = [f"Remove {node.GetName()}?"]
         if node.GetAttribute("ACNN.Model") is not None and node.GetAttribute(SAVED) is None:
-            said.append("It is a result not saved yet: it will be lost (Save results keeps it).")
+            said.append("It is a result not saved yet: it will be lost (Save results or Download keeps it).")
         unsaved = [n for n in self._nodes() if n.GetNodeReferenceID("ACNN.Input") == node.GetID()
                    and n.GetAttribute(SAVED) is None]
         if unsaved and node.GetAttribute(mrml.DICOM_SOURCE[0]):
@@ -639,6 +673,10 @@ class Studio:
                 v3.VTextField(v_model=("save_dir",), label="Save folder", density="compact", hide_details=True,
                               style="max-width: 320px", classes="mx-2")
                 v3.VBtn("Save results", click=self.save_results, id="save", variant="tonal")
+                # the same files zipped, to the browser's downloads (a studio served from another machine)
+                v3.VBtn("Download", prepend_icon="mdi-download", variant="tonal", classes="ml-2", id="download",
+                        click=f"trigger('download_results').then(z => z && utils.download('{DOWNLOAD}', z, "
+                              "'application/zip'))")
             with v3.VNavigationDrawer(width=400, permanent=True):
                 with html.Div(style="position: sticky; top: 0; z-index: 10; background: white;"):
                     v3.VAlert(v_if=("error",), text=("error",), type="error", density="compact", closable=True,

@@ -37,11 +37,16 @@ def upload(studio, folder: Path) -> list:
 
 def test_removing_an_uploaded_cine_asks_what_is_lost_and_frees_its_files(studio, phantom_cine, write_dicom,
                                                                         tmp_path):
+    import io
+    import zipfile
+
+    from ACNNCore.io import read_segmentation
     from ACNNStudio.app import SAVED, UPLOAD
     from ACNNSlicerLib import mrml
     from ACNNSlicerLib.segment import SegmentLogic
 
     scene = studio.scene
+    assert studio.results_zip() is None and studio.state.status == "Nothing to download yet."
     (cine,) = upload(studio, write_dicom(phantom_cine(4, 81), tmp_path / "dicom", per_slice_series=True))
     (other,) = upload(studio, write_dicom(phantom_cine(5, 82)[:1], tmp_path / "other", study="1.2.3.9"))
     files = Path(cine.GetAttribute(UPLOAD))
@@ -67,8 +72,23 @@ def test_removing_an_uploaded_cine_asks_what_is_lost_and_frees_its_files(studio,
     assert "2 results made from it, not saved yet, can then no longer be saved as DICOM SEG" in asked, asked
     assert "The files uploaded for it are deleted from the server." in asked
     assert "not saved yet: it will be lost" in studio.removal_question(segmentations[0])
+    # Download: the files Save results writes, zipped for the browser; nothing kept on the server
+    with zipfile.ZipFile(io.BytesIO(studio.results_zip())) as z:
+        names = z.namelist()
+        z.extractall(tmp_path / "downloaded")
+    assert studio.state.status.startswith(f"Downloading {len(names)} files as acnn-results.zip.")
+    assert all(n.startswith("acnn-results/") for n in names)
+    assert sum(n.endswith(".seg.nrrd") for n in names) == 2 and \
+        all(n.endswith((".seg.nrrd", ".csv")) for n in names), names  # the two phases' segmentations, tables
+    assert {n.GetAttribute(SAVED) for n in segmentations} <= {f"acnn-results.zip: {Path(n).name}" for n in names}
+    assert "not saved" not in studio.removal_question(cine) + studio.removal_question(segmentations[0])
+    assert not any(Path(studio.state.save_dir).glob("*"))
     studio.save_results()
     assert all(Path(n.GetAttribute(SAVED)).is_file() for n in segmentations)
+    for n in segmentations:  # the same labels as downloaded
+        saved = Path(n.GetAttribute(SAVED))
+        assert np.array_equal(read_segmentation(saved)[0].array,
+                              read_segmentation(tmp_path / "downloaded" / "acnn-results" / saved.name)[0].array)
     assert "not saved" not in studio.removal_question(cine) + studio.removal_question(segmentations[0])
 
     studio.ask_remove(cine.GetID())  # the button: a question, nothing removed yet

@@ -301,7 +301,8 @@ def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path)
     bad.write_bytes(b"this is not a NIfTI file")
     page.set_input_files("#upload", str(bad))
     page.wait_for_selector("#error", timeout=30_000)
-    assert "broken.nii.gz" in page.inner_text("#error")
+    error = page.inner_text("#error")
+    assert error.startswith("Cannot load: broken.nii.gz: cannot read broken.nii.gz") and "server-tmp" not in error
     page.screenshot(path=ARTIFACTS / "studio-error.png")
     assert studio["proc"].poll() is None
     page.click("#save")  # still answering: results are saved where --output said
@@ -317,6 +318,27 @@ def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path)
         time.sleep(0.5)
     again = sorted(p.name for p in (studio["out"] / "saved").iterdir())
     assert len(again) == 2 * len(saved) and measures[0].replace(".csv", "-1.csv") in again, again
+
+
+def test_download_gives_the_results_as_a_zip(page, studio, tmp_path):
+    """Download: the files Save results writes, zipped, to the browser's downloads (for a studio served from
+    another machine); nothing more in the server's save folder."""
+    import zipfile
+
+    saved = sorted((studio["out"] / "saved").iterdir())
+    with page.expect_download(timeout=60_000) as download:
+        page.click("#download")
+    path = tmp_path / download.value.suggested_filename
+    download.value.save_as(path)
+    assert path.name == "acnn-results.zip"
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        assert "LV blood pool (ml)" in next(z.read(n).decode() for n in names if n.endswith("measures.csv"))
+    assert all(n.startswith("acnn-results/") for n in names), names
+    assert any(n.endswith(".seg.nrrd") for n in names) and any(n.endswith("ACNN_SR.nii.gz") for n in names), names
+    assert not any(n.startswith("acnn-results/case7") for n in names)  # loaded from a file: not written again
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Downloading')", timeout=10_000)
+    assert sorted((studio["out"] / "saved").iterdir()) == saved
 
 
 def test_studio_command_refuses_a_missing_data_path_or_a_data_set_root(tmp_path, capsys):
