@@ -23,12 +23,12 @@ os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 import numpy as np  # noqa: E402
 import slicer  # noqa: E402
 from trame.app import get_server  # noqa: E402
+from trame.app.file_upload import ClientFile  # noqa: E402
 from trame.ui.vuetify3 import VAppLayout  # noqa: E402
 from trame.widgets import html  # noqa: E402
 from trame.widgets import vuetify3 as v3  # noqa: E402
 from trame_slicer.core import LayoutManager, SlicerApp  # noqa: E402
 from trame_slicer.rca_view import register_rca_factories  # noqa: E402
-from trame_slicer.utils import write_client_files_to_dir  # noqa: E402
 
 from ACNNCore.errors import InputError  # noqa: E402
 from ACNNSlicerLib import mrml  # noqa: E402
@@ -44,6 +44,7 @@ RESULT_COLUMNS = (("Phase", "Phase"), ("LV (ml)", "LV blood pool (ml)"), ("Mass 
                   ("Plausible", "Plausible"))  # (header, SegmentResult.rows() key); shown where it has values
 UPLOAD = "ACNN.Upload"  # a node's attribute: the server's folder holding the upload it was loaded from
 SAVED = "ACNN.SavedAs"  # a result's attribute: the file Save results last wrote it to (or "DOWNLOAD: file")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # hosts that serve this machine only
 DOWNLOAD = "acnn-results.zip"  # the name Download gives the results' zip
 
 
@@ -63,6 +64,19 @@ class _Told(logging.Handler):
 
     def __exit__(self, *_):
         logging.getLogger("ACNNCore").removeHandler(self)
+
+
+def write_uploads(files: list[dict], folder: Path) -> list[Path]:
+    """The files a browser sent, written into ``folder`` under their base names (a client may send any name:
+    none reaches outside the folder), a name taken twice numbered (``_free``)."""
+    paths = []
+    for file in map(ClientFile, files):
+        name = Path(file.name.replace("\\", "/")).name
+        if name in ("", ".", ".."):
+            raise InputError(f"cannot take a file named {file.name!r}")
+        paths.append(_free(folder / name))
+        paths[-1].write_bytes(file.content)
+    return paths
 
 
 def uploaded_items(paths, folder: Path) -> list[Path]:
@@ -100,7 +114,7 @@ def uploaded_items(paths, folder: Path) -> list[Path]:
 
 
 class Studio:
-    def __init__(self, server=None, output_dir: Path | None = None):
+    def __init__(self, server=None, output_dir: Path | None = None, save_anywhere: bool = True):
         self.server = server or get_server(None, client_type="vue3")
         self.state, self.ctrl = self.server.state, self.server.controller
         self.app = SlicerApp()
@@ -111,6 +125,9 @@ class Studio:
         self.layout_manager.register_layout_dict(LayoutManager.default_grid_configuration())
         self.segment, self.resolve, self.explorer = SegmentLogic(), SuperResolveLogic(), ShapeExplorerLogic()
         self.output_dir = Path(output_dir or Path.cwd() / "acnn-studio-output")
+        # whether the browser may name the save folder: not for a studio served beyond this machine, where
+        # whoever reaches it could write where the server may; results then go to output_dir, or Download
+        self.save_anywhere = save_anywhere
         # what was uploaded, kept while a node loaded from it is in the scene (a DICOM SEG refers to the files its
         # input came from), and deleted with the last of them or when the studio stops
         self.uploads = tempfile.TemporaryDirectory(prefix="acnn-studio-uploads-")
@@ -362,7 +379,7 @@ class Studio:
 
     def _read_upload(self, files, folder: Path):
         """(the items uploaded, the makers of their nodes): run in a worker thread, the scene untouched."""
-        items = uploaded_items(write_client_files_to_dir(files, str(folder)), folder)
+        items = uploaded_items(write_uploads(files, folder), folder)
         return items, [make for item in items for make in self.read(item)]
 
     def _write_results(self, out: Path, saved_as=str) -> tuple[list[Path], str]:
@@ -390,7 +407,7 @@ class Studio:
 
     def save_results(self):
         """The results (:meth:`_write_results`) into the save folder, on the server, never over a file."""
-        out = Path(self.state.save_dir)
+        out = Path(self.state.save_dir) if self.save_anywhere else self.output_dir
         try:
             written, notes = self._write_results(out)
             self.state.status = (f"Saved {len(written)} files to {out}." if written else "Nothing to save yet.") \
@@ -671,6 +688,7 @@ class Studio:
                               multiple=True, density="compact", hide_details=True, style="max-width: 320px",
                               classes="mx-2", prepend_icon="mdi-folder-open", id="upload")
                 v3.VTextField(v_model=("save_dir",), label="Save folder", density="compact", hide_details=True,
+                              readonly=not self.save_anywhere, id="save-dir",
                               style="max-width: 320px", classes="mx-2")
                 v3.VBtn("Save results", click=self.save_results, id="save", variant="tonal")
                 # the same files zipped, to the browser's downloads (a studio served from another machine)
@@ -803,7 +821,7 @@ def _free(path: Path) -> Path:
     if not path.exists():
         return path
     suffix = next((s for s in (".seg.nrrd", ".nii.gz") if path.name.endswith(s)), path.suffix)
-    stem = path.name[: -len(suffix)]
+    stem = path.name[: len(path.name) - len(suffix)]
     n = 1
     while (path.parent / f"{stem}-{n}{suffix}").exists():
         n += 1
@@ -812,11 +830,15 @@ def _free(path: Path) -> Path:
 
 def main(data=None, host: str = "127.0.0.1", port: int = 8080, demo: bool = False, open_browser: bool = False,
          output_dir=None) -> int:
-    studio = Studio(output_dir=output_dir)
+    # served beyond loopback: the save folder is --output's, not one a visitor names
+    studio = Studio(output_dir=output_dir, save_anywhere=host in LOOPBACK)
     if demo:
         studio.load_demo()
     if data:
         studio.load(data)
     print(f"ACNN Studio: http://{host}:{port}/", flush=True)
+    if not studio.save_anywhere:
+        print(f"Served beyond this machine: results save to {studio.output_dir} only (or Download them).",
+              flush=True)
     studio.server.start(host=host, port=port, open_browser=open_browser, show_connection_info=False)
     return 0

@@ -198,3 +198,25 @@ def test_an_upload_that_cannot_be_read_adds_nothing(studio, phantom_cine, tmp_pa
     assert studio.state.error.startswith("Cannot load:") and "c.seg.nrrd" in studio.state.error
     assert studio.scene.GetNumberOfNodes() == nodes_before
     assert set(Path(studio.uploads.name).iterdir()) == kept
+
+
+def test_a_studio_served_beyond_this_machine_saves_to_its_output_folder_only(studio, phantom_cine, tmp_path):
+    """Served beyond loopback (`acnn studio --host 0.0.0.0`) the save folder is --output's: whoever reaches the
+    studio cannot name where the server writes (the field is read-only, and a save folder a client sets in the
+    state is not followed)."""
+    from ACNNCore.io import write_volume
+    from ACNNSlicerLib.segment import SegmentLogic
+
+    write_volume(phantom_cine(10, 87)[0], tmp_path / "stack.nii.gz")
+    (stack,) = studio.load(tmp_path / "stack.nii.gz")
+    SegmentLogic().process(stack, "acnn-seg-phantom", surfaces=False)
+    elsewhere, before = tmp_path / "elsewhere", set(studio.output_dir.iterdir())
+    studio.state.save_dir = str(elsewhere)
+    studio.save_anywhere = False  # as main() makes it for another host
+    try:
+        studio.save_results()
+    finally:
+        studio.save_anywhere, studio.state.save_dir = True, str(studio.output_dir)
+    assert not elsewhere.exists() and set(studio.output_dir.iterdir()) > before
+    assert studio.state.status.startswith("Saved ") and str(studio.output_dir) in studio.state.status
+    studio.remove(stack.GetID())

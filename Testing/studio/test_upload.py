@@ -9,7 +9,8 @@ import pytest
 from ACNNCore.errors import InputError
 from ACNNCore.io import read_frames, write_volume
 
-uploaded_items = pytest.importorskip("ACNNStudio.app", reason="trame-slicer is not installed").uploaded_items
+app = pytest.importorskip("ACNNStudio.app", reason="trame-slicer is not installed")
+uploaded_items, write_uploads = app.uploaded_items, app.write_uploads
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +54,23 @@ def test_an_upload_with_nothing_to_load_is_refused_by_name(tmp_path):
     (tmp_path / "fake.zip").write_bytes(b"not a zip")
     with pytest.raises(InputError, match="fake.zip is not a zip file"):
         uploaded_items([tmp_path / "fake.zip"], tmp_path)
+
+
+def test_uploaded_files_stay_in_their_folder_whatever_their_names(tmp_path):
+    """A browser sends base names; a client of the studio's websocket may send any: none is written outside the
+    upload's folder, and a name sent twice is kept twice."""
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    outside = tmp_path / "outside.nii.gz"
+    sent = [{"name": name, "content": content} for name, content in
+            (("../outside.nii.gz", b"1"), (str(outside), b"2"), ("..\\outside.nii.gz", b"3"), ("IM0001", b"4"),
+             ("IM0001", b"5"))]
+    paths = write_uploads(sent, folder)
+    assert not outside.exists()
+    assert [p.name for p in paths] == ["outside.nii.gz", "outside-1.nii.gz", "outside-2.nii.gz", "IM0001",
+                                       "IM0001-1"]
+    assert all(p.parent == folder for p in paths) and [p.read_bytes() for p in paths] == [b"1", b"2", b"3", b"4",
+                                                                                          b"5"]
+    for name in ("..", "dir/.."):
+        with pytest.raises(InputError, match="cannot take a file named"):
+            write_uploads([{"name": name, "content": b"x"}], folder)
