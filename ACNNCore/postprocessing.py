@@ -7,21 +7,20 @@ from __future__ import annotations
 import numpy as np
 
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
-from .metrics import in_plane_box
+from .metrics import in_plane_box, stray_parts
 from .volume import Volume
 
 
 def keep_largest_component(labels: Volume) -> Volume:
-    """Each structure reduced to its largest connected part (MONAI's KeepLargestConnectedComponent): the
-    usual clean-up of a label map. Stray islands go; holes and gaps stay."""
-    from monai.transforms import KeepLargestConnectedComponent
-
-    values = [int(v) for v in np.unique(labels.array) if v]
-    if not values:
-        return labels
-    a, box = labels.array.copy(), in_plane_box(labels.array > 0, 0)  # the parts lie in the labels' box
-    # a copy: MONAI's transform edits a numpy input in place
-    a[box] = np.asarray(KeepLargestConnectedComponent(applied_labels=values, independent=True)(a[box][None].copy()))[0]
+    """Each structure reduced to its largest 26-connected part (as MONAI's KeepLargestConnectedComponent,
+    without the seconds importing MONAI takes): the usual clean-up of a label map. Stray islands go; holes and
+    gaps stay."""
+    a = labels.array.copy()
+    box = in_plane_box(a > 0, 0)  # the parts lie in the labels' box
+    inside = a[box]  # a view: changed in place
+    for value in np.unique(inside):
+        if value:
+            inside[stray_parts(inside == value)] = 0
     return labels.with_array(a)
 
 
