@@ -17,7 +17,7 @@ PACKAGES = {"monai": "monai>=1.3", "safetensors": "safetensors>=0.4", "nibabel":
             "pydicom": "pydicom>=2.4",  # Slicer ships it
             "highdicom": "highdicom>=0.28",  # DICOM SEG
             "scipy": "scipy>=1.10", "sklearn": "scikit-learn>=1.3",
-            "skimage": "scikit-image>=0.21", "tqdm": "tqdm>=4.60", "yaml": "PyYAML>=6.0"}
+            "tqdm": "tqdm>=4.60", "yaml": "PyYAML>=6.0"}
 KEEP = ("numpy", "SimpleITK", "vtk")  # Slicer's own: never upgraded or replaced
 
 
