@@ -350,6 +350,27 @@ def test_the_ring_is_closed_by_rule_where_the_shape_model_finds_no_plausible_sha
         "ring closed by rule"  # the flag the Segment module and the studio show
 
 
+def test_repairs_benchmark_counts_what_each_repair_does(acdc_root):
+    """benchmarks/acdc_repairs.py: per image, plausible as the network gives it, what the shape model did, and
+    plausible at the end (the rule closing what the correction left)."""
+    import sys
+    from pathlib import Path
+
+    from ACNNCore.bundle import available
+
+    if not {"acnn-seg-acdc", "ae-acdc"} <= set(available()):
+        pytest.skip("acnn-seg-acdc and ae-acdc are not bundled")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_repairs import repairs, summary
+
+    found = repairs("acnn-seg-acdc", [acdc_root / "patient074"])
+    assert sorted(found) == ["patient074_ED", "patient074_ES"] and all(r["final"] for r in found.values())
+    ed = found["patient074_ED"]
+    assert not ed["raw"] and ed["correction"].startswith("not corrected: no plausible shape found")
+    assert "left to the rule 1; implausible at the end 0\n  patient074_ED: not corrected: no plausible shape " \
+           "found" in summary(found)
+
+
 def test_orientation_benchmark_scores_each_stored_layout(acdc_root):
     """benchmarks/acdc_orientation.py on one image stored two ways: the mirrored one loses the RV as stored,
     and with --orient both give the same scores and come back to the learnt layout."""
