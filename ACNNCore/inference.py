@@ -22,6 +22,7 @@ from .errors import InputError
 from .io import looks_like_labels
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
 from .losses import one_hot
+from .metrics import defects, plausibility
 from .networks import in_layout, to_device
 from .postprocessing import clean_up
 from .preprocessing import labels_center, model_geometry, normalize_intensity, resample, resample_channels
@@ -407,8 +408,11 @@ class Segmenter(_Model):
         if self.shape_model is not None:
             labels, correction = self.shape_model.correct(labels, probs, max_change=self.max_change,
                                                           checkpoint=checkpoint)
-            if self.close_myocardium and correction.startswith("not corrected"):  # the rule where the model failed
-                labels, correction = clean_up(labels, close_myocardium=True), f"{correction}; {CLOSED_BY_RULE}"
+            # the rule where the model failed, where it can pass the checks (not with a structure missing)
+            if self.close_myocardium and correction.startswith("not corrected"):
+                closed = clean_up(labels, close_myocardium=True)
+                if plausibility(closed)["plausible"]:
+                    labels, correction = closed, f"{correction}; {CLOSED_BY_RULE}"
             log.info("shape model: %s", correction)
         elif self.cleanup or self.close_myocardium:
             labels = clean_up(labels, close_myocardium=self.close_myocardium)
@@ -603,8 +607,6 @@ class ShapeModel(_Model):
         before each region is searched (a GUI's progress, and its way to cancel by raising: a search takes up to
         seconds)."""
         from scipy import ndimage
-
-        from .metrics import defects, plausibility
 
         if probabilities is not None and probabilities.shape != (self.num_classes, *labels.shape):
             raise InputError(f"probabilities of shape {probabilities.shape} do not fit a {labels.shape} map of "

@@ -56,8 +56,8 @@ def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
     """The myocardial ring closed where a cleaned-up label map leaves it open. Until nothing changes:
     what the LV encloses becomes LV (blood pool where it meets the blood pool, else myocardium) and what the
     blood pool encloses in a slice cavity; blood-pool voxels that meet anything but blood pool and myocardium
-    outside the basal third (the base is open to the atrium; in-plane, and through-plane where slices are
-    thinner than 5 mm, as :func:`ACNNCore.metrics.plausibility` looks) become myocardium -- a wall one voxel
+    lying outside the basal third (the base is open to the atrium; in-plane, and through-plane where slices
+    are thinner than 5 mm, as :func:`ACNNCore.metrics.plausibility` looks) become myocardium -- a wall one voxel
     thick, taken from the cavity; blood pool cut off from the largest part becomes myocardium, and
     myocardium cut off from the largest part goes, with the blood pool it walls in (an apical slice that no
     myocardium reaches). A rule, not a model: it makes the plausibility checks pass, whatever the network's
@@ -83,8 +83,8 @@ def _close_myocardium(labels: Volume, blood: int, myocardium: int) -> Volume:
         if not bp.any():
             break
         apical = np.zeros(a.shape, bool)
-        apical[..., lv_thirds(bp)[1]] = True
-        a[bp & apical & ndimage.binary_dilation((a != blood) & (a != myocardium), structure)] = myocardium
+        apical[..., lv_thirds(bp)[1]] = True  # what blood meets there must be wall (the checks look there)
+        a[bp & ndimage.binary_dilation((a != blood) & (a != myocardium) & apical, structure)] = myocardium
         a[stray_parts(a == blood)] = myocardium
         loose = stray_parts(a == myocardium)
         for k in np.flatnonzero(loose.any(axis=(0, 1))):

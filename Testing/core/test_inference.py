@@ -314,6 +314,15 @@ def test_closing_the_myocardium_makes_open_rings_plausible(tiny_models, tiny_dat
     assert changed[24:, :, 8:10].any() and changed[:20, :, 11].any() and not changed[20:, :, 11].any()
     assert not changed[..., 14:].any()  # the basal third is open to the atrium
     np.testing.assert_array_equal(clean_up(closed, close_myocardium=True).array, closed.array)
+    # blood of the first basal slice (13) reaching past the wall, over background in the slice below: an open
+    # apex through-plane, as the checks see it; that blood becomes wall, the rest of the base stays open
+    a = good.array.copy()
+    a[20:33, 18:23, 13] = 1
+    assert plausibility(good.with_array(a))["problems"] == ["touches_background"]
+    closed = clean_up(good.with_array(a), close_myocardium=True).array
+    assert plausibility(good.with_array(closed))["plausible"]
+    assert set(closed[a != closed]) == {2} and (closed[30:33, 18:23, 13] == 2).all()
+    np.testing.assert_array_equal(closed[..., :13], a[..., :13])
     # blood with no myocardium reaching its wall (thick slices: the apex is not closed through-plane) goes
     a = good.array.copy()
     a[..., :5] = 0
