@@ -141,6 +141,13 @@ class Studio:
         self._build_ui()
         self.layout_manager.set_layout("Quad View")
 
+    def close(self):
+        """Release what the studio holds once it stops: its views' render windows, finalized while VTK is
+        whole rather than in whatever order the interpreter's exit takes them, and the uploaded files."""
+        for view in self.app.view_manager.get_views():
+            view.finalize()
+        self.uploads.cleanup()
+
     # --- state ------------------------------------------------------------------------
 
     def _init_state(self):
@@ -840,5 +847,8 @@ def main(data=None, host: str = "127.0.0.1", port: int = 8080, demo: bool = Fals
     if not studio.save_anywhere:
         print(f"Served beyond this machine: results save to {studio.output_dir} only (or Download them).",
               flush=True)
-    studio.server.start(host=host, port=port, open_browser=open_browser, show_connection_info=False)
+    try:
+        studio.server.start(host=host, port=port, open_browser=open_browser, show_connection_info=False)
+    finally:
+        studio.close()
     return 0

@@ -19,7 +19,9 @@ def studio(tmp_path_factory):
 
     studio = Studio(output_dir=tmp_path_factory.mktemp("saved"))
     studio.state.ready()  # as the server marks it on start: changes flushed, their listeners called
-    return studio
+    yield studio
+    studio.close()  # its render windows finalized now, not at the interpreter's exit
+    assert not Path(studio.uploads.name).exists()
 
 
 def as_sent(folder: Path) -> list[dict]:
