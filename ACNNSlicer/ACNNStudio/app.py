@@ -361,6 +361,10 @@ class Studio:
             return
         files = upload if isinstance(upload, list) else [upload]
         tmp = tempfile.mkdtemp(dir=self.uploads.name)
+
+        def bare(message: str) -> str:  # the server's folder left out: the names are the user's
+            return message.replace(str(Path(tmp)) + os.sep, "")
+
         self._loading += 1
         with self.state:  # the input cleared at once (it would list every file's name meanwhile), the bar running
             self.state.upload, self.state.loading, self.state.error = None, True, ""
@@ -371,14 +375,14 @@ class Studio:
                 with self.state:
                     for node in self.add(makers):
                         node.SetAttribute(UPLOAD, tmp)  # its files go when the last of its nodes does
-                    notes = [m.replace(str(Path(tmp)) + os.sep, "") + "." for m in told.messages]
+                    notes = [bare(m) + "." for m in told.messages]
                     self.state.status = " ".join([f"Loaded {', '.join(p.name for p in items)}.", *notes])
         except Exception as e:  # an InputError's message, or anything else logged: never take the server down
             shutil.rmtree(tmp, ignore_errors=True)
             if not isinstance(e, InputError):
                 log.error(traceback.format_exc())
-            with self.state:  # the server's folder left out of the message: the names are the user's
-                self.fail(f"Cannot load: {str(e).replace(str(Path(tmp)) + os.sep, '')}")
+            with self.state:
+                self.fail(f"Cannot load: {bare(str(e))}")
         finally:
             self._loading -= 1
             with self.state:
@@ -400,8 +404,8 @@ class Studio:
                              ("vtkMRMLTableNode", ".csv")):
             for node in self.scene.GetNodesByClass(kind):
                 if node.GetAttribute("ACNN.Model") is not None:
-                    written.append(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}{suffix}")))
-                    node.SetAttribute(SAVED, saved_as(Path(written[-1])))
+                    written.append(Path(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}{suffix}"))))
+                    node.SetAttribute(SAVED, saved_as(written[-1]))
                     source = node.GetNodeReference("ACNN.Input")
                     if source is not None and source.GetAttribute(mrml.DICOM_SOURCE[0]):
                         dicom.setdefault(source.GetID(), (source, []))[1].append(node)
@@ -410,7 +414,7 @@ class Studio:
                 written += SegmentLogic.write_dicom_seg(nodes, _free(out / f"{_safe(source.GetName())}_DICOM_SEG"))
             except InputError as e:  # a sub-pixel model's result
                 notes.append(f" No DICOM SEG for {source.GetName()}: {e}")
-        return [Path(w) for w in written], "".join(notes)
+        return written, "".join(notes)
 
     def save_results(self):
         """The results (:meth:`_write_results`) into the save folder, on the server, never over a file."""
