@@ -1,9 +1,11 @@
-"""What the Segment and SuperResolve widgets share (Qt; widgets only, never the logic): a model picker and
-a run that goes to a worker thread, polled by a QTimer, with Apply turning into Cancel."""
+"""What the Segment and SuperResolve widgets share (Qt; widgets only, never the logic): a model picker, a run
+that goes to a worker thread, polled by a QTimer, with Apply turning into Cancel, and a read in a worker thread
+behind a busy dialog."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 import qt
 import slicer
@@ -92,6 +94,27 @@ class BackgroundRun:
         self.task = None
         self.button.text = "Apply"
         self.label.text = message
+
+
+def read_in_background(read, label: str):
+    """``read()`` (a read that touches no scene: ``mrml.read_dicom_nodes``, say) in a worker thread behind a busy
+    dialog with Cancel, the application painted and live meanwhile; its result, or None if the user cancelled
+    (the read is left to finish on its own and dropped: the scene is as it was). Its exception is raised here."""
+    from ACNNSlicerLib import BackgroundTask
+
+    task = BackgroundTask(lambda progress, cancelled: read())
+    dialog = slicer.util.createProgressDialog(windowTitle="ACNN", labelText=label, maximum=0)  # a busy bar
+    dialog.show()
+    try:
+        while not task.done:
+            slicer.app.processEvents()
+            if dialog.wasCanceled:
+                task.cancel()
+                return None
+            time.sleep(0.05)
+    finally:
+        dialog.close()
+    return task.wait()
 
 
 def module_widget_base():

@@ -112,16 +112,19 @@ class SegmentWidget(module_widget_base()):
 
         from ACNNCore.errors import InputError
         from ACNNSlicerLib import mrml
+        from ACNNSlicerLib.gui import read_in_background
 
         folder = qt.QFileDialog.getExistingDirectory(self.parent, "DICOM folder of a short-axis stack or cine")
         if not folder:
             return
-        try:
-            with slicer.util.WaitCursor():
-                nodes = mrml.load_dicom(folder, slicer.mrmlScene)
+        try:  # read in a worker thread (a study of thousands of files takes a while), the nodes made here
+            makers = read_in_background(lambda: mrml.read_dicom_nodes(folder), f"Reading the DICOM files of {folder}")
         except InputError as e:
             slicer.util.errorDisplay(str(e))
             return
+        if makers is None:  # cancelled
+            return
+        nodes = [make(scene=slicer.mrmlScene) for make in makers]
         node = next((n for n in nodes if not n.IsA("vtkMRMLSegmentationNode")), None)
         if node is None:  # DICOM SEG alone: shown on whatever image is
             return
