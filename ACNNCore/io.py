@@ -46,10 +46,13 @@ def _read_sitk(path) -> sitk.Image:
     if not path.is_file():
         raise InputError(f"no such file: {path}")
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as e:
         detail = str(e).strip().splitlines()[-1] if str(e).strip() else "unreadable"
         raise InputError(f"cannot read {path}: {detail}") from None
+    if format_of(path) in (".nii", ".nii.gz"):
+        _check_nifti(path)
+    return image
 
 
 def check_readable(path) -> None:
@@ -86,13 +89,19 @@ def _to_volume(image: sitk.Image, path) -> Volume:
     return Volume(np.ascontiguousarray(array), geometry).check_finite(str(path))
 
 
-def _check_nifti_finite(path) -> None:
-    """ITK's NIfTI reader turns NaN/inf voxels into 0 without a word; look at the stored values."""
+def _check_nifti(path) -> None:
+    """ITK's NIfTI reader reads a file cut short without a word (the voxels it lacks as zeros: a download broken
+    off, a copy to a full disk) and turns NaN/inf voxels into 0: the stored values read once more (nibabel; a
+    few milliseconds for a cine MR stack) to refuse either."""
     import nibabel as nib
 
-    image = nib.load(str(path))
-    if np.issubdtype(image.get_data_dtype(), np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(np.asanyarray(image.dataobj))))
+    try:
+        data = np.asanyarray(nib.load(str(path)).dataobj)
+    except Exception as e:  # nibabel, gzip and zlib raise many kinds on a cut or damaged file
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot read {path}, cut short or damaged: {detail}") from None
+    if np.issubdtype(data.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
         if bad:
             raise InputError(f"{path} has {bad} NaN or infinite voxels")
 
@@ -108,8 +117,6 @@ def read_volume(path) -> Volume:
             raise InputError(f"{path} is a DICOM cine of {len(frames)} frames; a 3-D volume is needed here")
         return frames[0]
     image = _read_sitk(path)
-    if format_of(path) in (".nii", ".nii.gz"):
-        _check_nifti_finite(path)
     return _to_volume(image, path)
 
 
@@ -133,8 +140,6 @@ def read_frames(path) -> list[Volume]:
     if is_dicom_folder(path):
         return read_dicom(path)
     image = _read_sitk(path)
-    if format_of(path) in (".nii", ".nii.gz"):
-        _check_nifti_finite(path)
     if image.GetDimension() != 4:
         return [_to_volume(image, path)]
     size = list(image.GetSize())

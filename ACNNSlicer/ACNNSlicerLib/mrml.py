@@ -314,7 +314,9 @@ def load_node(path, scene, kind: str = "volume", name: str | None = None):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such file: {path}")
-    if kind == "segmentation":  # MRML's reader aborts the process on a NRRD whose header or data is cut short
+    # MRML's segmentation reader aborts the process on a NRRD whose header or data is cut short, and its volume
+    # reader takes a NIfTI file cut short (or holding NaNs) without a word
+    if kind == "segmentation" or path.name.lower().endswith((".nii", ".nii.gz")):
         check_readable(path)
     classes = {"volume": ("vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode"),
                "labelmap": ("vtkMRMLLabelMapVolumeNode", "vtkMRMLVolumeArchetypeStorageNode"),

@@ -133,6 +133,26 @@ def test_nan_voxels(tmp_path):
         read_volume(tmp_path / "nan.nii.gz")
 
 
+def test_nifti_cut_short(tmp_path):
+    """ITK's NIfTI reader takes a file cut short without a word, the voxels it lacks as zeros: refused, as an image,
+    a cine's frames or a label map, where the file ends in the data or in the header, compressed or not."""
+    from ACNNCore.evaluation import read_label_map
+    from ACNNCore.io import check_readable
+
+    image = Volume.from_array(np.random.default_rng(0).integers(0, 3, (32, 32, 6), dtype=np.int16), (1.5, 1.5, 8))
+    for suffix in (".nii", ".nii.gz"):
+        whole = tmp_path / f"whole{suffix}"
+        write_volume(image, whole)
+        data = whole.read_bytes()
+        assert np.array_equal(read_labels(whole).array, image.array)  # whole, it reads
+        for n, cut in enumerate((data[:len(data) // 2], data[:-12], data[:len(data) // 20])):
+            path = tmp_path / f"cut{n}{suffix}"
+            path.write_bytes(cut)
+            for read in (read_volume, read_frames, read_labels, check_readable, lambda p: read_label_map(p, "ours")):
+                with pytest.raises(InputError, match=f"cannot read .*cut{n}"):
+                    read(path)
+
+
 def test_zero_spacing(tmp_path):
     (tmp_path / "z.raw").write_bytes(np.zeros(27, np.uint8).tobytes())
     (tmp_path / "z.mhd").write_text("ObjectType = Image\nNDims = 3\nDimSize = 3 3 3\nElementSpacing = 0 1 1\n"

@@ -214,6 +214,9 @@ def test_results_save_and_reload_through_storage_nodes(scene, subject, tmp_path)
         (tmp_path / "cut.seg.nrrd").write_bytes(cut)
         with pytest.raises(InputError, match="cannot read .*cut.seg.nrrd"):
             mrml.load_node(tmp_path / "cut.seg.nrrd", scene, "segmentation")
+    (tmp_path / "cut.nii.gz").write_bytes((tmp_path / "sr.nii.gz").read_bytes()[:-40])  # MRML would take it
+    with pytest.raises(InputError, match="cut short"):
+        mrml.load_node(tmp_path / "cut.nii.gz", scene, "volume")
     assert node_ids(scene) == before
 
 
