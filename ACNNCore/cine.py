@@ -48,6 +48,7 @@ class SegmentResult:
     volume_curve_ml: list[float] = field(default_factory=list)  # per frame, when ED/ES were detected
     frames: dict = field(default_factory=dict)  # frame index -> labels, every frame segmented
     label_names: dict = field(default_factory=dict)  # value -> name, the model's
+    notes: list[str] = field(default_factory=list)  # the model's caveats on these images (Segmenter.caveats)
 
     def orientation_note(self) -> str:
         """Where the in-plane orientation was searched for (``orient``; a cine's frames share the one found) and
@@ -56,6 +57,10 @@ class SegmentResult:
         if not found or found.startswith("as stored"):
             return ""
         return f" The network was surest of {'the frames' if len(self.phases) > 1 else 'the image'} {found}."
+
+    def notes_text(self) -> str:
+        """The model's caveats as sentences to follow a status line ("" where there are none)."""
+        return "".join(f" Note: {n}." for n in self.notes)
 
     def rows(self) -> list[dict]:
         """The result table: one row per phase (RV columns where the model segments the RV)."""
@@ -125,4 +130,4 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         if len(phases) == 2 and phases[0].measures[key] > 0:
             ef[key] = ejection_fraction(phases[0].measures[key], phases[1].measures[key])
     return SegmentResult(phases, str(model), str(segmenter.runner.device), ef.get("lv_volume_ml"),
-                         ef.get("rv_volume_ml"), curve, labels, names)
+                         ef.get("rv_volume_ml"), curve, labels, names, segmenter.caveats(frames[0]))

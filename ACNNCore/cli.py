@@ -426,6 +426,7 @@ def run_segment(args) -> int:
     _write_dicom_seg(args, [result.labels], result.label_names, args.input, args.dicom_seg)
     if result.orientation:
         print(f"orientation: the network was surest of the image {result.orientation}")
+    _print_notes(segmenter.caveats(volume))
     if not m["lv_volume_ml"]:
         print(f"acnn: no LV found in {args.input}: is it a short-axis cardiac stack of the kind {model} learnt "
               f"from?", file=sys.stderr)
@@ -474,7 +475,14 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
                      args.dicom_seg)
     if args.orient:  # searched for in the first frame, kept for the others
         print(f"orientation: the network was surest of the cine's frames {result.phases[0].orientation}")
+    _print_notes(result.notes)
     return 0
+
+
+def _print_notes(notes: list[str]) -> None:
+    """A model's caveats on an image (``Segmenter.caveats``, ``SuperResolver.caveats``), on stderr."""
+    for note in notes:
+        print(f"acnn: note: {note}", file=sys.stderr)
 
 
 def _check_dicom_seg(args, segmenter, folder: Path | None) -> None:
@@ -556,7 +564,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     if existing and not args.overwrite:
         raise OutputExists(existing[0], f"{existing[0]} exists ({len(existing)} of {len(targets) + 1} outputs); pass "
                                         f"--overwrite")
-    segmenter, rows, skipped, no_seg = None, {}, [], []
+    segmenter, rows, skipped, no_seg, notes = None, {}, [], [], {}
     bar = tqdm(items.items(), desc="segment", unit="study" if studies else "case", disable=None)
     for name, read in bar:
         bar.set_postfix_str(name)  # which one a slow step is on
@@ -575,6 +583,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
             for other in studies or {}:
                 _check_dicom_seg(args, segmenter, args.dicom_seg and args.dicom_seg / other)
         result = segment_frames(segmenter, frames)
+        notes.update(dict.fromkeys(result.notes))  # each said once, after the batch
         if len(frames) > 1:
             write_frames([_convention(result.frames[t], args.label_convention) for t in range(len(frames))],
                          targets[name], overwrite=args.overwrite)
@@ -605,6 +614,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     if empty:
         print(f"acnn: no LV found in {len(empty)} of {len(rows)} outputs ({', '.join(empty[:5])}"
               f"{', ...' if len(empty) > 5 else ''})", file=sys.stderr)
+    _print_notes(list(notes))
     if skipped:
         print(f"acnn: {len(skipped)} of {len(items)} studies could not be read: {', '.join(skipped)}",
               file=sys.stderr)
@@ -642,8 +652,7 @@ def run_superresolve(args) -> int:
     hr = resolver(volume)
     write_volume(hr, args.out, overwrite=args.overwrite)
     print(f"{args.out}: HR grid {hr.shape} spacing {tuple(round(s, 3) for s in hr.spacing)}")
-    for note in resolver.caveats(volume):
-        print(f"acnn: note: {note}", file=sys.stderr)
+    _print_notes(resolver.caveats(volume))
     return 0
 
 

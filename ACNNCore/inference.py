@@ -325,6 +325,24 @@ class _Model:
                     progress(done, passes)
         return total / passes, out, scaling, center
 
+    def caveats(self, volume: Volume) -> list[str]:
+        """Why the output may be worth less than it looks, for the user: slices of another thickness than the
+        sub-pixel model learnt (resampled to it first: detail lost), an MR model trained on phantoms only on an image
+        that is not one of the phantom's stacks."""
+        name, spec, notes = self.runner.bundle.name, self.meta["input"], []
+        volume = _slices_last(volume)[0]
+        learnt = float(spec["spacing"][2])
+        if spec.get("factor", 1) > 1 and abs(volume.spacing[2] - learnt) > 0.1 * learnt:
+            notes.append(f"{name} learnt {learnt:g} mm slices and this image has {volume.spacing[2]:g} mm: it is "
+                         f"resampled to {learnt:g} mm first, "
+                         + ("so detail is lost (linear interpolation may keep more)" if volume.spacing[2] < learnt
+                            else "its slices interpolated"))
+        phantom = self.meta.get("training", {}).get("data", {}).get("phantom")
+        if phantom and phantom.get("modality", "mr") == "mr" and not _phantom_stack(volume):
+            notes.append(f"{name} learnt from phantom images only (real MR has no high-resolution truth to learn "
+                         f"from): on a real image, read its output beside the input")
+        return notes
+
 
 def _ensemble_facts(meta: dict) -> dict:
     """What the members of an ensemble must share: task, label names, output spacing, input handling."""
@@ -493,22 +511,6 @@ class SuperResolver(_Model):
         if locator not in self._locators:
             self._locators[locator] = Segmenter(locator, self._device)
         return self._locators[locator].heart_center(volume)
-
-    def caveats(self, volume: Volume) -> list[str]:
-        """Why the result may be worth less than it looks, for the user: slices of another thickness than the
-        model learnt (resampled to it first: detail lost), a phantom-trained model on a real image."""
-        name, spec, notes = self.runner.bundle.name, self.meta["input"], []
-        volume = _slices_last(volume)[0]
-        learnt = float(spec["spacing"][2])
-        if abs(volume.spacing[2] - learnt) > 0.1 * learnt:
-            notes.append(f"{name} learnt {learnt:g} mm slices and this image has {volume.spacing[2]:g} mm: it is "
-                         f"resampled to {learnt:g} mm first, "
-                         + ("so detail is lost (linear interpolation may keep more)" if volume.spacing[2] < learnt
-                            else "its slices interpolated"))
-        if self.meta.get("training", {}).get("data", {}).get("phantom") and not _phantom_stack(volume):
-            notes.append(f"{name} learnt from phantom images only (real MR has no high-resolution truth to learn "
-                         f"from): on a real image, read its output beside the input")
-        return notes
 
 
 def interpolate_stack(volume: Volume, factor: int, method: str = "linear") -> Volume:

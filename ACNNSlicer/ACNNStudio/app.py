@@ -598,7 +598,7 @@ class Studio:
                               for p in result.phases)
             ef = f", EF {result.ef_pct:.1f} %" if result.ef_pct is not None else ""
             self.state.status = (f"Segmented on {result.device}{ef}; {flags}." + result.orientation_note()
-                                 + SegmentLogic.against_expert(result, node))
+                                 + SegmentLogic.against_expert(result, node) + result.notes_text())
 
         await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment",
                         cleanup=bool(self.state.clean_up), close_myocardium=bool(self.state.close_myocardium),

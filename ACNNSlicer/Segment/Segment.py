@@ -177,8 +177,8 @@ class SegmentWidget(module_widget_base()):
         flags = [("plausible" if p.plausibility["plausible"] else "IMPLAUSIBLE: " + ", ".join(p.plausibility["problems"]))
                  + (f" ({p.repair})" if p.repair else "")
                  for p in result.phases]
-        return (f"Done on {result.device}. " + "; ".join(flags) + result.orientation_note()
-                + self.logic.segment.against_expert(result, self._input))
+        return (f"Done on {result.device}. " + "; ".join(flags) + "." + result.orientation_note()
+                + self.logic.segment.against_expert(result, self._input) + result.notes_text())
 
 
 class SegmentModuleLogic(ScriptedLoadableModuleLogic):

@@ -494,3 +494,28 @@ def test_segment_command_on_a_cine_finds_ed_and_es(tmp_path):
     assert int(np.argmax(lv)) == 1 and int(np.argmin(lv)) == 0  # the ED stack, then the first ES one
     assert "ED frame 1" in run.stdout and "ES frame 0" in run.stdout
     assert f"EF {ejection_fraction(lv[1], lv[0]):.1f} %" in run.stdout
+
+
+def test_segmenters_say_when_a_model_meets_images_unlike_its_training_images(tmp_path):
+    """The phantom MR model on an image that is not one of the phantom's stacks, or on thinner slices, says so
+    (the command on stderr, a cine's result in its notes); the real-data model, which takes slices as
+    acquired, and the echo model on its own volumes (1 mm, resampled to its 1.75-1.875) have nothing to say."""
+    from ACNNCore.cine import segment_frames
+    from ACNNCore.io import write_volume
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject
+
+    stack = generate_subject(0, 5, PhantomConfig()).phases["ED"]["lr"]
+    phantom = Segmenter("acnn-seg-phantom", "cpu")
+    assert phantom.caveats(stack) == []
+    wider = Volume.from_array(np.pad(stack.array, ((16, 16), (16, 16), (0, 0)), mode="edge"), stack.spacing)
+    (note,) = phantom.caveats(wider)
+    assert "acnn-seg-phantom learnt from phantom images only" in note
+    thin = Volume.from_array(stack.array, (1.25, 1.25, 5.0))  # the phantom's stack but 5 mm slices: both notes
+    assert "learnt 10 mm slices and this image has 5 mm" in phantom.caveats(thin)[0]
+    assert segment_frames(phantom, [wider]).notes == phantom.caveats(wider)
+    assert Segmenter("acnn-seg-acdc", "cpu").caveats(thin) == []  # slices as acquired, real-data training
+    echo = generate_subject(0, 5, PhantomConfig(modality="us")).phases["ED"]["us"]
+    assert Segmenter("acnn-seg-us", "cpu").caveats(echo) == []
+    write_volume(wider, tmp_path / "wider.nii.gz")
+    run = acnn("segment", tmp_path / "wider.nii.gz", "--model", "acnn-seg-phantom", "--out", tmp_path / "s.nii.gz")
+    assert run.returncode == 0 and "acnn: note: acnn-seg-phantom learnt from phantom images only" in run.stderr

@@ -74,6 +74,7 @@ def test_a_real_image_segmented_with_its_rv_measured(scene, acdc_root):
     rv_ml = np.count_nonzero(labels.array == 3) * labels.geometry.voxel_volume_ml
     (row,) = mrml.table_rows(table)
     assert rv_ml > 50 and row["RV blood pool (ml)"] == pytest.approx(rv_ml, abs=0.05)
+    assert result.notes == []  # a real image, the real-data model: nothing to mind
 
 
 def test_orient_in_the_logic_says_how_it_saw_a_mirrored_image(scene, acdc_root):
@@ -98,6 +99,13 @@ def test_the_model_offered_suits_the_input(scene, subject):
     expected = "acnn-seg-acdc" if "acnn-seg-acdc" in available() else "acnn-seg-phantom"
     assert SegmentLogic.suited_model(mrml.volume_to_node(other, scene=scene, name="hr")) == expected
     assert SegmentLogic.suited_model(None) is None
+    # the other model chosen all the same: the result says what to mind (the module's and studio's status)
+    result = SegmentLogic().compute(SegmentLogic.read_input(stack), "acnn-seg-phantom", "cpu")
+    assert result.notes == [] and result.notes_text() == ""
+    thin = mrml.volume_to_node(Volume.from_array(subject.phases["ED"]["lr"].array, (1.25, 1.25, 8.0)), scene=scene)
+    result = SegmentLogic().compute(SegmentLogic.read_input(thin), "acnn-seg-phantom", "cpu")
+    assert result.notes_text().startswith(" Note: acnn-seg-phantom learnt 10 mm slices and this image has 8 mm")
+    assert "Note: acnn-seg-phantom learnt from phantom images only" in result.notes_text()
 
 
 def test_segment_with_the_cleanup(scene, subject):
