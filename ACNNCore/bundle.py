@@ -164,9 +164,10 @@ def prior_of(name_or_path) -> Path:
 def describe(name_or_path) -> dict:
     """What a user asks of a bundle before using it (``acnn info MODEL``): task, network, labels, the grid it
     takes and gives, how it was trained, its prior, its validation metrics and, for a shape model, its latent
-    statistics. Reads model.json only (no weights are loaded)."""
+    statistics, and whether its weights are the file model.json records (checked by checksum, not loaded)."""
     folder = resolve(name_or_path)
     meta = read_meta(folder)
+    problem = weights_problem(folder, meta)
     spec, training = meta.get("input", {}), meta.get("training", {})
     out = {"bundle": str(folder), "name": meta.get("name"), "task": meta.get("task"),
            "architecture": meta.get("architecture"), "parameters": meta.get("parameters"),
@@ -176,7 +177,8 @@ def describe(name_or_path) -> dict:
            "trained": {"data": training.get("data"),  # path, cases; a phantom's seed and subjects where recorded
                        "epochs": training.get("config", {}).get("epochs"), "kept_epoch": training.get("epoch"),
                        "command": training.get("command")},
-           "metrics": meta.get("metrics", {})}
+           "metrics": meta.get("metrics", {}),
+           "weights": problem or WEIGHTS_FINE[not meta.get("weights_sha256")]}
     if training.get("prior_sha256"):
         try:
             out["prior"] = str(prior_of(folder))
@@ -189,6 +191,20 @@ def describe(name_or_path) -> dict:
     return out
 
 
+WEIGHTS_FINE = ("as recorded (SHA-256)", "no checksum recorded")  # describe()'s "weights" where nothing is wrong
+
+
+def weights_problem(folder: Path, meta: dict) -> str | None:
+    """What is wrong with a bundle's weights file before it is loaded -- missing, or not the file its model.json
+    records (by SHA-256: modified or corrupted) -- or None."""
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return f"{folder} has no model.safetensors"
+    if meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
+        return f"{weights} does not match the checksum in model.json (modified or corrupted)"
+    return None
+
+
 def load_bundle(name_or_path, device="cpu", expect_task=None) -> Bundle:
     """Load a bundle: check the description, the checksum and that the weights fit the architecture."""
     folder = resolve(name_or_path)
@@ -198,10 +214,9 @@ def load_bundle(name_or_path, device="cpu", expect_task=None) -> Bundle:
         if meta.get("task") not in tasks:
             raise InputError(f"{folder} is a {meta.get('task')!r} model; this needs {' or '.join(tasks)}")
     weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise InputError(f"{folder} has no model.safetensors")
-    if meta.get("weights_sha256") and _sha256(weights) != meta["weights_sha256"]:
-        raise InputError(f"{weights} does not match the checksum in model.json (modified or corrupted)")
+    problem = weights_problem(folder, meta)
+    if problem:
+        raise InputError(problem)
     from safetensors.torch import load_file
 
     from .networks import build_network

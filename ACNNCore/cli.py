@@ -131,9 +131,13 @@ def run_info(args) -> int:
 
     path = args.path
     if _is_model(path):
-        from .bundle import describe
+        from .bundle import WEIGHTS_FINE, describe
 
-        print(json.dumps(describe(path), indent=1))
+        about = describe(path)
+        print(json.dumps(about, indent=1))
+        if about["weights"] not in WEIGHTS_FINE:  # described, and said plainly: it would be refused where used
+            print(f"acnn: {about['weights']}", file=sys.stderr)
+            return 1
         return 0
     if not path.exists():
         raise InputError(f"no such file, folder or bundled model: {path}")

@@ -319,3 +319,21 @@ def test_info_describes_a_model_without_loading_it():
     assert re.search(r" image .* validation: PSNR \d+\.\d dB", listed["acnn-sr-phantom"])
     run = acnn("info", "no-such-model")
     assert run.returncode == 2 and "no such file, folder or bundled model: no-such-model" in run.stderr
+
+def test_info_checks_a_model_s_weights(tmp_path):
+    """`acnn info` on a bundle whose weights are missing or not the file model.json records (a copy broken off):
+    described, the problem said, exit status 1 -- where using it would be refused."""
+    import shutil
+
+    from ACNNCore.bundle import resolve
+
+    bundle = shutil.copytree(resolve("ae-phantom"), tmp_path / "ae")
+    assert json.loads(acnn("info", bundle).stdout)["weights"] == "as recorded (SHA-256)"
+    weights = bundle / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    run = acnn("info", bundle)
+    assert run.returncode == 1 and "does not match the checksum in model.json" in run.stderr
+    assert json.loads(run.stdout)["name"] == "ae-phantom"
+    weights.unlink()
+    run = acnn("info", bundle)
+    assert run.returncode == 1 and "has no model.safetensors" in run.stderr
