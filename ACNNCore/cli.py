@@ -868,6 +868,10 @@ def main(argv=None) -> int:
     except (InputError, TrainingError) as e:
         print(f"acnn: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # what the system refused (an output folder that cannot be made, a full disk): one line
+        where = f": {e.filename}" if e.filename else ""
+        print(f"acnn: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("acnn: interrupted", file=sys.stderr)
         return 130

@@ -165,14 +165,22 @@ def from_sitk(image: sitk.Image) -> Volume:
 
 
 def check_writable(path, overwrite: bool = False, image: bool = True) -> Path:
-    """Refuse to overwrite an existing file unless asked to; make the parent folder. With ``image``,
-    the suffix must be an image format."""
+    """Refuse to overwrite an existing file unless asked to; make the parent folder, and refuse one that cannot
+    be written into (read-only, not a folder): before the work, not after it. With ``image``, the suffix must
+    be an image format."""
     path = Path(path)
     if image:
         format_of(path)
     if path.exists() and not overwrite:
         raise OutputExists(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = next((f for f in path.parents if f.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise InputError(f"cannot write {path}: {folder} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as e:
+        raise InputError(f"cannot write into the folder {path.parent} ({e.strerror or e})") from None
     return path
 
 

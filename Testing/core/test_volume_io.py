@@ -732,3 +732,21 @@ def test_dicom_seg_of_an_anonymised_export(tmp_path, oblique_volume, write_dicom
     with pytest.raises(InputError, match="has no SOPClassUID: a DICOM SEG cannot refer to its images"):
         write_dicom_seg([labels], source, tmp_path / "seg2", {1: "LV blood pool"})
     assert not (tmp_path / "seg2").exists()
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path):
+    """An output under a file, or in a folder nothing can be written into (procfs, even for root): one clear
+    error from check_writable, which the commands call before they segment or train."""
+    from ACNNCore.io import check_writable
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="file is a file, not a folder"):
+        check_writable(tmp_path / "file" / "sub" / "x.nii.gz")
+    if sys.platform.startswith("linux"):
+        with pytest.raises(InputError, match=r"cannot write into the folder /proc \("):
+            check_writable("/proc/x.nii.gz")
+        run = subprocess.run([sys.executable, "-m", "ACNNCore.cli", "phantom", "--out", "/proc/ph", "--subjects", "1"],
+                             capture_output=True, text=True)  # a folder the command makes itself: one line too
+        assert run.returncode == 2 and run.stderr == "acnn: error: No such file or directory: /proc/ph\n"
+    assert check_writable(tmp_path / "new" / "x.nii.gz").parent.is_dir()  # made
+    assert list((tmp_path / "new").iterdir()) == []  # the probe leaves nothing
