@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,16 +107,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise InputError(f"unknown training settings: {', '.join(sorted(unknown))}")
-        aug = d.pop("augment", {}) or {}
-        aug_known = {f.name for f in dataclasses.fields(AugmentConfig)}
-        if set(aug) - aug_known:
-            raise InputError(f"unknown augment settings: {', '.join(sorted(set(aug) - aug_known))}")
-        return cls(**d, augment=AugmentConfig(**aug))
+        """Settings by name (a config file's, a bundle's recipe): a clear error for an unknown name or a value
+        of the wrong kind (``epochs: ten``, ``lr: [0.1]``), before any work."""
+        d = _settings(cls, d, "training")
+        aug = d.pop("augment", None) or {}
+        return cls(**d, augment=AugmentConfig(**_settings(AugmentConfig, aug, "augment")))
 
     def __post_init__(self):
         if self.lr_schedule not in LR_SCHEDULES:
@@ -135,10 +131,38 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"no such config file: {path}")
-        return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+        try:
+            settings = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise InputError(f"{path} is not a YAML file of training settings: "
+                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        return cls.from_dict(settings or {})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _settings(cls, d, what: str) -> dict:
+    """``d``, settings for the dataclass ``cls``, checked against its fields' types (a whole number where a
+    float is wanted is taken as one; a bool is not a number); the nested ``augment`` left to its own class."""
+    if not isinstance(d, dict):
+        raise InputError(f"{what} settings are a mapping of names to values, not {type(d).__name__} {d!r}")
+    types = typing.get_type_hints(cls)
+    unknown = set(d) - set(types)
+    if unknown:
+        raise InputError(f"unknown {what} settings: {', '.join(sorted(map(str, unknown)))}")
+    out = {}
+    for name, value in d.items():
+        wanted = types[name]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if wanted is float and number:
+            value = float(value)
+        elif wanted is not AugmentConfig and not (isinstance(value, wanted) and not (wanted is int and
+                                                                                      isinstance(value, bool))):
+            kind = {int: "a whole number", float: "a number", bool: "true or false", str: "text", dict: "a mapping"}
+            raise InputError(f"{what} setting {name} takes {kind.get(wanted, wanted.__name__)}, not {value!r}")
+        out[name] = value
+    return out
 
 
 # --- data ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -359,6 +360,23 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
         TrainConfig.from_yaml(tmp_path / "c.yaml")
     (tmp_path / "c.yaml").write_text("epochs: 3\naugment:\n  motion_mm: 3\n")
     assert TrainConfig.from_yaml(tmp_path / "c.yaml").augment.motion_mm == 3
+    # a file that is not YAML settings, or a value of the wrong kind: one clear error before any work
+    for text, error in (("crop: [1", "is not a YAML file of training settings"),
+                        ("- 1\n- 2\n", "settings are a mapping of names to values, not list"),
+                        ("epochs: ten\n", "training setting epochs takes a whole number, not 'ten'"),
+                        ("epochs: 3.5\n", "epochs takes a whole number"),
+                        ("balance_prior: 1\n", "balance_prior takes true or false, not 1"),
+                        ("lr: [0.1]\n", "lr takes a number"),
+                        ("augment:\n  noise: yes\n", "augment setting noise takes a number, not True")):
+        (tmp_path / "c.yaml").write_text(text)
+        with pytest.raises(InputError, match=re.escape(error)):
+            TrainConfig.from_yaml(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_bytes(b"\x1f\x8b\x08 a gzip file")
+    with pytest.raises(InputError, match="is not a YAML file"):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("lr: 1\nlambda1: 0\n")  # whole numbers where numbers are wanted
+    config = TrainConfig.from_yaml(tmp_path / "c.yaml")
+    assert config.lr == 1.0 and isinstance(config.lr, float) and config.lambda1 == 0.0
     (tmp_path / "c.yaml").write_text("epochs: 3\naugment:\n  motion_mm: 3\n  motion_labels: true\n")
     with pytest.raises(InputError, match=r"labels on the input's grid \(32, 32, 4\), not \(32, 32, 20\)"):
         train(TrainConfig.from_yaml(tmp_path / "c.yaml"), tiny_data, tmp_path / "moved", progress=False)
