@@ -142,6 +142,9 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text", dict: "a mapping"}
+
+
 def _settings(cls, d, what: str) -> dict:
     """``d``, settings for the dataclass ``cls``, checked against its fields' types (a whole number where a
     float is wanted is taken as one; a bool is not a number); the nested ``augment`` left to its own class."""
@@ -154,14 +157,13 @@ def _settings(cls, d, what: str) -> dict:
     out = {}
     for name, value in d.items():
         wanted = types[name]
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if wanted is float and number:
-            value = float(value)
-        elif wanted is not AugmentConfig and not (isinstance(value, wanted) and not (wanted is int and
-                                                                                      isinstance(value, bool))):
-            kind = {int: "a whole number", float: "a number", bool: "true or false", str: "text", dict: "a mapping"}
-            raise InputError(f"{what} setting {name} takes {kind.get(wanted, wanted.__name__)}, not {value!r}")
-        out[name] = value
+        if wanted in (int, float):
+            ok = isinstance(value, (int, float) if wanted is float else int) and not isinstance(value, bool)
+        else:
+            ok = wanted is AugmentConfig or isinstance(value, wanted)
+        if not ok:
+            raise InputError(f"{what} setting {name} takes {_KINDS.get(wanted, wanted.__name__)}, not {value!r}")
+        out[name] = float(value) if wanted is float else value
     return out
 
 
