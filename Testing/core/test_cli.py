@@ -320,6 +320,7 @@ def test_info_describes_a_model_without_loading_it():
     run = acnn("info", "no-such-model")
     assert run.returncode == 2 and "no such file, folder or bundled model: no-such-model" in run.stderr
 
+
 def test_info_checks_a_model_s_weights(tmp_path):
     """`acnn info` on a bundle whose weights are missing or not the file model.json records (a copy broken off):
     described, the problem said, exit status 1 -- where using it would be refused."""
