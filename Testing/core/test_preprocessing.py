@@ -24,6 +24,10 @@ def test_intensity_normalisation_inverts(image):
     np.testing.assert_allclose(scaling.invert(norm.array), image.array, rtol=1e-5)
     with pytest.raises(InputError, match="constant"):
         normalize_intensity(image.with_array(np.ones(image.shape, np.float32)))
+    with pytest.raises(InputError, match=r"image of bool values \(a mask\?\)"):  # not a numpy error deep inside
+        normalize_intensity(image.with_array(image.array > 200))
+    norm16, _ = normalize_intensity(image.with_array(np.round(image.array).astype(np.int16)))  # scanner integers
+    assert abs(np.percentile(norm16.array, 99) - 1) < 1e-5
 
 
 @pytest.mark.parametrize("center, shape", [((10, 12, 4), (8, 8, 5)), ((1, 22, 0), (16, 16, 12)),
