@@ -668,6 +668,8 @@ def run_explore(args) -> int:
     dim = model.order[0] if args.dim is None else args.dim
     if args.steps < 2:
         raise InputError("--steps must be at least 2")
+    if not args.k > 0:
+        raise InputError(f"--range is k in mean +- k std, above 0, not {args.k:g}")
     base = geometry = None
     if args.base is not None:
         from .evaluation import read_label_map

@@ -549,6 +549,8 @@ class ShapeModel(_Model):
         code = np.asarray(code, np.float32)
         if code.shape != (self.code_size,):
             raise InputError(f"a code of this model has {self.code_size} values, not {code.size}")
+        if not np.isfinite(code).all():
+            raise InputError(f"the code holds {int(np.count_nonzero(~np.isfinite(code)))} NaN or infinite values")
         return Volume(self.probabilities(code).argmax(0).astype(np.uint8), geometry or self.grid)
 
     def placement(self, labels: Volume, as_trained: bool = False) -> Geometry:
@@ -567,6 +569,9 @@ class ShapeModel(_Model):
         return torch.softmax(logits, 1)[0].numpy()
 
     def _check_labels(self, labels: Volume) -> None:
+        a = labels.array
+        if np.issubdtype(a.dtype, np.floating) and not np.array_equal(a, np.round(a)):  # NaN included
+            raise InputError("label map holds non-integer values; is it an image rather than a label map?")
         if labels.array.max() >= self.num_classes:
             raise InputError(f"label map holds values up to {int(labels.array.max())}; the model knows "
                              f"{self.num_classes - 1}")

@@ -168,6 +168,12 @@ def test_shape_model_encode_decode_traverse(tiny_models, tiny_data):
     assert image_code.shape == (64,)
     with pytest.raises(InputError, match="outside the 64-d code"):
         model.traverse(64)
+    # what is not a code or a label map: refused, not decoded or encoded into a shape
+    with pytest.raises(InputError, match="the code holds 1 NaN or infinite values"):
+        model.decode(np.where(np.arange(64) == 5, np.nan, code))
+    with pytest.raises(InputError, match="non-integer values; is it an image rather than a label map"):
+        model.encode(read_volume(tiny_data / "subject000" / "ED" / "hr.nii.gz"))
+    assert np.allclose(model.encode(truth.with_array(truth.array.astype(np.float32))), code, atol=1e-5)
 
 
 def test_models_of_the_wrong_kind_are_refused(tiny_models):
@@ -447,6 +453,8 @@ def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
     run = acnn("explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--out", tmp_path / "steps")
     assert run.returncode == 0, run.stderr
     assert len(list((tmp_path / "steps").glob("dim03_step*.nii.gz"))) == 3
+    run = acnn("explore", "--model", tiny_models["ae"], "--range", -1, "--out", tmp_path / "neg.png")
+    assert run.returncode == 2 and "--range is k in mean +- k std, above 0, not -1" in run.stderr
     # around a subject's own code: its other dimensions kept, the shapes placed where its heart lies
     gt = tiny_data / "subject002" / "ED" / "hr_gt.nii.gz"
     run = acnn("explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--from", gt, "--out",
