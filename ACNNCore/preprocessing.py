@@ -35,7 +35,7 @@ class IntensityScaling:
 
 def normalize_intensity(volume: Volume, percentiles=(1.0, 99.0)) -> tuple[Volume, IntensityScaling]:
     """The image's ``percentiles`` taken to 0 and 1: a clear error for a mask, NaNs or a constant image."""
-    if not np.issubdtype(volume.array.dtype, np.number) or volume.array.dtype == np.bool_:
+    if not np.issubdtype(volume.array.dtype, np.number):  # bool is not a number to numpy
         raise InputError(f"image of {volume.array.dtype} values (a mask?): an intensity image is needed")
     volume.check_finite()
     lo, hi = np.percentile(volume.array, percentiles)
