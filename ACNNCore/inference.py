@@ -569,10 +569,7 @@ class ShapeModel(_Model):
         return torch.softmax(logits, 1)[0].numpy()
 
     def _check_labels(self, labels: Volume) -> None:
-        a = labels.array
-        if np.issubdtype(a.dtype, np.floating) and not np.array_equal(a, np.round(a)):  # NaN included
-            raise InputError("label map holds non-integer values; is it an image rather than a label map?")
-        if labels.array.max() >= self.num_classes:
+        if labels.check_whole().array.max() >= self.num_classes:
             raise InputError(f"label map holds values up to {int(labels.array.max())}; the model knows "
                              f"{self.num_classes - 1}")
 

@@ -209,10 +209,15 @@ class Volume:
             raise InputError(f"{name} has {bad} NaN or infinite voxels")
         return self
 
-    def check_labels(self, allowed, name: str = "label map") -> "Volume":
-        values = np.unique(self.array)
-        if np.issubdtype(values.dtype, np.floating) and not np.all(values == np.round(values)):
+    def check_whole(self, name: str = "label map") -> "Volume":
+        """Whole-number voxels (NaN is none), as a label map has: else it is likely an image."""
+        a = self.array
+        if np.issubdtype(a.dtype, np.floating) and not np.array_equal(a, np.round(a)):
             raise InputError(f"{name} holds non-integer values; is it an image rather than a label map?")
+        return self
+
+    def check_labels(self, allowed, name: str = "label map") -> "Volume":
+        values = np.unique(self.check_whole(name).array)
         unexpected = sorted(set(values.astype(int).tolist()) - set(int(a) for a in allowed))
         if unexpected:
             raise InputError(f"{name} holds unexpected label values {unexpected}; expected only {sorted(allowed)}")
