@@ -178,7 +178,7 @@ def describe(name_or_path) -> dict:
                        "epochs": training.get("config", {}).get("epochs"), "kept_epoch": training.get("epoch"),
                        "command": training.get("command")},
            "metrics": meta.get("metrics", {}),
-           "weights": problem or WEIGHTS_FINE[not meta.get("weights_sha256")]}
+           "weights": problem or (WEIGHTS_FINE[0] if meta.get("weights_sha256") else WEIGHTS_FINE[1])}
     if training.get("prior_sha256"):
         try:
             out["prior"] = str(prior_of(folder))
