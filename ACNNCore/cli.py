@@ -269,7 +269,7 @@ def run_train(args) -> int:
 
     from .bundle import MODELS_DIR, read_meta, resolve
     from .datasets import is_acdc
-    from .training import TrainConfig, train
+    from .training import CHECKPOINT, LOG, TrainConfig, describe, train
 
     recipe = MODELS_DIR / "acdc.yaml"  # real data's, for ACDC given without --config
 
@@ -292,8 +292,15 @@ def run_train(args) -> int:
             config[name] = getattr(args, name)
     if args.motion_augment is not None:
         config.setdefault("augment", {})["motion_mm"] = args.motion_augment
-    folder = train(TrainConfig.from_dict(config), args.data, args.out, args.prior, args.resume, args.overwrite,
-                   init=args.init)
+    try:
+        folder = train(TrainConfig.from_dict(config), args.data, args.out, args.prior, args.resume,
+                       args.overwrite, init=args.init)
+    except KeyboardInterrupt:  # Ctrl-C: the epochs finished are kept; say how to go on
+        if all((args.out / f).is_file() for f in (CHECKPOINT, LOG)) and int(os.environ.get("RANK", "0")) == 0:
+            done = len(describe(args.out))
+            print(f"acnn: the run in {args.out} keeps its {done} finished epoch{'s' * (done != 1)}; the same "
+                  f"command with --resume continues it", file=sys.stderr)
+        raise
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"model: {folder}")
     return 0

@@ -433,3 +433,20 @@ def test_torchrun_with_two_cpu_processes(tiny_data, tmp_path):
     with open(run / "log.csv") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
     assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_go_on(tiny_data, tmp_path, monkeypatch, capsys):
+    """`acnn train` cancelled with Ctrl-C in its third epoch: exit 130, the two finished epochs kept, and the
+    message names --resume; the same command with --resume then finishes the run from there."""
+    from ACNNCore.cli import main
+
+    run = tmp_path / "run"
+    cmd = ["train", "ae", "--data", str(tiny_data), "--out", str(run), "--epochs", "3", "--batch-size", "4"]
+    _cancel_at_validation(monkeypatch, 3)
+    assert main(cmd) == 130
+    err = capsys.readouterr().err
+    assert f"the run in {run} keeps its 2 finished epochs; the same command with --resume continues it" in err
+    assert err.strip().endswith("acnn: interrupted")
+    monkeypatch.undo()
+    assert main(cmd + ["--resume"]) == 0
+    assert [r["epoch"] for r in describe(run)] == ["0", "1", "2"]
