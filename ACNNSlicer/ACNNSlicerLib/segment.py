@@ -42,6 +42,20 @@ class SegmentLogic:
                       close_myocardium=close_myocardium, shape_model=True if correct else None, orient=orient)
 
     @staticmethod
+    def load_demo(scene) -> tuple:
+        """Something to segment at once: a phantom subject no model saw (2 mm slice misalignment), its ED and
+        ES stacks as volume nodes and the two as a cine sequence node. Returns (ED node, ES node, cine node)."""
+        from ACNNCore.phantom.population import PhantomConfig, generate_subject, with_motion
+
+        subject = generate_subject(0, 20260, with_motion(PhantomConfig(), 2.0))
+        nodes = [mrml.volume_to_node(subject.phases[phase]["lr"], scene=scene, name=f"phantom {phase}")
+                 for phase in ("ED", "ES")]
+        cine = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName("phantom cine"))
+        for t, node in enumerate(nodes):
+            cine.SetDataNodeAtValue(node, str(t))
+        return (*nodes, cine)
+
+    @staticmethod
     def read_input(node) -> list[Volume]:
         """The frames of a scalar volume node (one) or of a sequence node of volumes (all), checked."""
         if node is not None and node.IsA("vtkMRMLSequenceNode"):

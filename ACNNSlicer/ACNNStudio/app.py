@@ -340,16 +340,8 @@ class Studio:
 
     def load_demo(self):
         """A phantom subject the models never saw: ED and ES stacks, and the two as a cine sequence."""
-        from ACNNCore.phantom.population import PhantomConfig, generate_subject, with_motion
-
-        ps = generate_subject(0, 20260, with_motion(PhantomConfig(), 2.0))
-        nodes = {}
-        for phase in ("ED", "ES"):
-            nodes[phase] = mrml.volume_to_node(ps.phases[phase]["lr"], scene=self.scene, name=f"phantom {phase}")
-        cine = self.scene.AddNewNodeByClass("vtkMRMLSequenceNode", "phantom cine")
-        for t, phase in enumerate(("ED", "ES")):
-            cine.SetDataNodeAtValue(nodes[phase], str(t))
-        self.show(nodes["ED"])
+        ed, _, cine = SegmentLogic.load_demo(self.scene)
+        self.show(ed)
         self.refresh_lists()
         self.state.seg_input = cine.GetID()
         self.state.status = "Demo: a phantom cine stack (ED, ES) with 2 mm slice misalignment."

@@ -22,6 +22,7 @@ ring by rule or correct an implausible result with the learnt shape space (both:
 correction leaves implausible). A network knows the layout of its
 training images' rows and columns: for an image stored turned or mirrored (rows reversed by a converter, say),
 "Find the in-plane orientation" shows it the stack in all eight in-plane layouts and keeps the surest output.
+"Phantom demo" makes an unseen phantom subject (ED, ES and the two as a cine) to segment at once.
 "DICOM folder..." reads a folder, or a study's tree of folders, of DICOM files as one stack or cine, also a cine
 written one series per slice position, or as enhanced (multi-frame) files; other views and single-frame stacks
 beside the cine (late enhancement, T1 maps) are left out, a full study's several cines (perfusion, T1 mapping)
@@ -74,6 +75,7 @@ class SegmentWidget(module_widget_base()):
         super().setup()
         self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._inputChanged)
         self.ui.loadDicomButton.connect("clicked(bool)", self._loadDicom)
+        self.ui.loadDemoButton.connect("clicked(bool)", self._loadDemo)
         self.ui.saveDicomSegButton.connect("clicked(bool)", self._saveDicomSeg)
         self._segmentations = []
 
@@ -131,6 +133,15 @@ class SegmentWidget(module_widget_base()):
         shown = mrml.show_frame(node, 0) if node.IsA("vtkMRMLSequenceNode") else node
         slicer.util.setSliceViewerLayers(background=shown, fit=True)
         self.ui.inputSelector.setCurrentNode(node)
+
+    def _loadDemo(self):
+        """A phantom cine made on the spot (the Logic's ``load_demo``), shown and chosen as the input."""
+        from ACNNSlicerLib import SegmentLogic
+
+        with slicer.util.WaitCursor():
+            ed, _, cine = SegmentLogic.load_demo(slicer.mrmlScene)
+        slicer.util.setSliceViewerLayers(background=ed, fit=True)
+        self.ui.inputSelector.setCurrentNode(cine)
 
     def _inputChanged(self, node):
         """A new input: offer the bundled model that suits it (phantom stacks: the phantom model; else the real

@@ -182,6 +182,26 @@ def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
         logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=7)
 
 
+def test_the_phantom_demo_is_a_cine_to_segment_at_once(scene):
+    """The Segment module's "Phantom demo" (and the studio's --demo): an unseen phantom's ED and ES stacks and
+    the two as a cine, which the phantom model segments with the phantom's own EF."""
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject, with_motion
+
+    ed, es, cine = SegmentLogic.load_demo(scene)
+    truth = generate_subject(0, 20260, with_motion(PhantomConfig(), 2.0))
+    assert [ed.GetName(), es.GetName(), cine.GetName()] == ["phantom ED", "phantom ES", "phantom cine"]
+    frames = SegmentLogic.read_input(cine)
+    for frame, node, phase in zip(frames, (ed, es), ("ED", "ES")):
+        assert np.array_equal(frame.array, truth.phases[phase]["lr"].array)
+        assert np.array_equal(mrml.volume_from_node(node).array, frame.array)
+    assert SegmentLogic.suited_model(cine) == "acnn-seg-phantom"
+    result, _, _ = SegmentLogic().process(cine, "acnn-seg-phantom", "cpu", surfaces=False)
+    assert [(p.phase, p.frame) for p in result.phases] == [("ED", 0), ("ES", 1)]
+    ef = ejection_fraction(*(float(np.count_nonzero(truth.phases[p]["hr_gt"].array == 1)) for p in ("ED", "ES")))
+    assert result.ef_pct == pytest.approx(ef, abs=5.0)
+    assert SegmentLogic.load_demo(scene)[2].GetName() == "phantom cine_1"  # a second demo beside the first
+
+
 def test_superresolve_output_geometry(scene, subject):
     lr = rotated(subject.phases["ED"]["lr"])
     node = mrml.volume_to_node(lr, scene=scene, name="stack")
