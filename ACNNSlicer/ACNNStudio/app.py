@@ -167,7 +167,7 @@ class Studio:
         s.correct = False
         s.tta = False
         s.orient = False
-        s.busy, s.progress, s.status = False, 0, "Load an image, or start with --demo."
+        s.busy, s.progress, s.status = False, 0, "Open an image, or make the phantom demo (Segment)."
         s.error = ""
         s.results = []
         s.curve = ""  # a cine's LV blood pool per frame, where ED and ES were found from it
@@ -758,6 +758,9 @@ class Studio:
             with v3.VExpansionPanelText():
                 v3.VSelect(v_model=("seg_input",), items=("inputs",), label="Short-axis stack or cine",
                            density="compact")
+                v3.VBtn("Phantom demo", click=self.load_demo, disabled=("busy",), id="demo", size="small",
+                        variant="tonal", classes="mb-4", title="An unseen phantom subject: ED, ES and the two as "
+                        "a cine, to segment at once")
                 self._device_and_model("seg_models", "seg_model")
                 v3.VCheckbox(v_model=("clean_up",), density="compact", hide_details=True,
                              label="Clean up: each structure's largest connected part, LV blood pool without holes")

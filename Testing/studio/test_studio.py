@@ -351,6 +351,18 @@ def test_studio_command_refuses_a_missing_data_path_or_a_data_set_root(tmp_path,
     assert "holds folders, not images: load one of them (e.g. " in capsys.readouterr().err
 
 
+def test_a_studio_started_empty_makes_the_phantom_demo_on_a_click(browser, tmp_path):
+    """`acnn studio` without --demo: the status says how to begin, and "Phantom demo" in the Segment panel
+    gives the cine, chosen as the input with the phantom's model."""
+    with running_studio(tmp_path) as studio, browser_page(browser, studio["url"]) as page:
+        assert page.inner_text("#status") == "Open an image, or make the phantom demo (Segment)."
+        assert "phantom cine" not in page.inner_text("body")
+        page.click("#demo")
+        page.wait_for_function("document.querySelector('#status').innerText.startsWith('Demo:')", timeout=30_000)
+        assert "phantom cine (cine, 2 frames)" in page.inner_text("body")
+        assert "acnn-seg-phantom" in page.inner_text("body")
+
+
 def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_root, tmp_path):
     """A real ACDC patient's folder given with --data: its images, and its expert label maps as segmentations
     (in ACDC's values: read as such); the real-data model and its shape model are offered for the first image
