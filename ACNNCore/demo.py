@@ -17,6 +17,12 @@ from .phantom.population import PhantomConfig, generate_subject, prepare_output,
 DEMO_SEED = 20260  # never used for training (the bundled models used seed 1)
 
 
+def demo_subject(subject: int = 0, motion_mm: float = 2.0):
+    """The demo's phantom subject (``acnn demo``, the Segment module's "Phantom demo", ``acnn studio --demo``):
+    one no model saw, its slices misaligned by up to ``motion_mm``."""
+    return generate_subject(subject, DEMO_SEED, with_motion(PhantomConfig(), motion_mm))
+
+
 def run_demo(out, seg_model="acnn-seg-phantom", sr_model="acnn-sr-phantom", device="auto", overwrite=False,
              subject: int = 0, motion_mm: float = 2.0, say=print) -> dict:
     out = prepare_output(Path(out), overwrite)
@@ -24,7 +30,7 @@ def run_demo(out, seg_model="acnn-seg-phantom", sr_model="acnn-sr-phantom", devi
     step = lambda i, text: say(f"[{i}/5 {time.time() - t0:5.1f}s] {text}")  # noqa: E731
 
     step(1, f"phantom subject {subject} of seed {DEMO_SEED} ({motion_mm} mm slice misalignment)")
-    ps = generate_subject(subject, DEMO_SEED, with_motion(PhantomConfig(), motion_mm))
+    ps = demo_subject(subject, motion_mm)
     for phase, vols in ps.phases.items():
         write_volume(vols["lr"], out / f"{phase}_lr.nii.gz")
         write_volume(vols["hr_gt"], out / f"{phase}_truth.nii.gz")

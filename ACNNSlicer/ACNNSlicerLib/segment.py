@@ -45,9 +45,9 @@ class SegmentLogic:
     def load_demo(scene) -> tuple:
         """Something to segment at once: a phantom subject no model saw (2 mm slice misalignment), its ED and
         ES stacks as volume nodes and the two as a cine sequence node. Returns (ED node, ES node, cine node)."""
-        from ACNNCore.phantom.population import PhantomConfig, generate_subject, with_motion
+        from ACNNCore.demo import demo_subject
 
-        subject = generate_subject(0, 20260, with_motion(PhantomConfig(), 2.0))
+        subject = demo_subject()
         nodes = [mrml.volume_to_node(subject.phases[phase]["lr"], scene=scene, name=f"phantom {phase}")
                  for phase in ("ED", "ES")]
         cine = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName("phantom cine"))

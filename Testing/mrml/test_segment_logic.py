@@ -185,10 +185,10 @@ def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
 def test_the_phantom_demo_is_a_cine_to_segment_at_once(scene):
     """The Segment module's "Phantom demo" (and the studio's --demo): an unseen phantom's ED and ES stacks and
     the two as a cine, which the phantom model segments with the phantom's own EF."""
-    from ACNNCore.phantom.population import PhantomConfig, generate_subject, with_motion
+    from ACNNCore.demo import demo_subject
 
     ed, es, cine = SegmentLogic.load_demo(scene)
-    truth = generate_subject(0, 20260, with_motion(PhantomConfig(), 2.0))
+    truth = demo_subject()  # acnn demo's
     assert [ed.GetName(), es.GetName(), cine.GetName()] == ["phantom ED", "phantom ES", "phantom cine"]
     frames = SegmentLogic.read_input(cine)
     for frame, node, phase in zip(frames, (ed, es), ("ED", "ES")):
