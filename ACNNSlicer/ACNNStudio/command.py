@@ -3,6 +3,8 @@ that ACNNCore knows nothing of Slicer or trame."""
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 
 
@@ -24,8 +26,27 @@ def run(args) -> int:
 
     if args.data is not None and not args.data.exists():
         raise InputError(f"no such file or folder: {args.data}")
+    check_port(args.host, args.port)
     try:
         from .app import main
     except ImportError as e:
         raise InputError(f"ACNN Studio needs trame-slicer: pip install 'acnn-slicer[studio]' ({e})") from None
     return main(args.data, args.host, args.port, args.demo, args.open, args.output)
+
+
+def check_port(host: str, port: int) -> None:
+    """That the studio can listen on ``host:port``, before seconds of setting up (and before printing a URL
+    that would not answer): a port in use or an address not of this machine is one clear error."""
+    from ACNNCore.errors import InputError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, OverflowError) as e:
+        raise InputError(f"cannot serve on {host}:{port}: {getattr(e, 'strerror', None) or e}") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise InputError(f"cannot serve on {host}:{port}: {e.strerror}"
+                             + ("; choose another --port" if e.errno == errno.EADDRINUSE else "")) from None

@@ -349,6 +349,16 @@ def test_studio_command_refuses_a_missing_data_path_or_a_data_set_root(tmp_path,
     (tmp_path / "root" / "patient001").mkdir(parents=True)  # a data set's root: one subject at a time
     assert main(["studio", "--data", str(tmp_path / "root")]) == 2
     assert "holds folders, not images: load one of them (e.g. " in capsys.readouterr().err
+    with socket.socket() as taken:  # a port another server listens on: said at once, no URL printed first
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["studio", "--port", str(port)]) == 2
+        out, err = capsys.readouterr()
+        assert f"cannot serve on 127.0.0.1:{port}: Address already in use; choose another --port" in err
+        assert "http://" not in out
+    assert main(["studio", "--host", "no-such-host.invalid"]) == 2
+    assert "cannot serve on no-such-host.invalid:8080" in capsys.readouterr().err
 
 
 def test_a_studio_started_empty_makes_the_phantom_demo_on_a_click(browser, tmp_path):
