@@ -173,15 +173,23 @@ def check_writable(path, overwrite: bool = False, image: bool = True) -> Path:
         format_of(path)
     if path.exists() and not overwrite:
         raise OutputExists(path)
-    folder = next((f for f in path.parents if f.exists()), None)
-    if folder is not None and not folder.is_dir():
-        raise InputError(f"cannot write {path}: {folder} is a file, not a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=path.parent).close()
-    except OSError as e:
-        raise InputError(f"cannot write into the folder {path.parent} ({e.strerror or e})") from None
+    check_folder(path.parent, path)
     return path
+
+
+def check_folder(folder, writing=None) -> Path:
+    """Make ``folder`` where it is missing and refuse one that cannot be written into (read-only, a file on
+    its path): before the work, not after it. ``writing``: what is to be written there, for the message."""
+    folder = Path(folder)
+    existing = next((f for f in (folder, *folder.parents) if f.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"cannot write {writing or folder}: {existing} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise InputError(f"cannot write into the folder {folder} ({e.strerror or e})") from None
+    return folder
 
 
 def _write_atomic(image: sitk.Image, path: Path) -> None:

@@ -27,6 +27,10 @@ def run(args) -> int:
     if args.data is not None and not args.data.exists():
         raise InputError(f"no such file or folder: {args.data}")
     check_port(args.host, args.port)
+    if args.output is not None:  # where results save: made now, and refused now if it cannot be written
+        from ACNNCore.io import check_folder
+
+        check_folder(args.output)
     try:
         from .app import main
     except ImportError as e:

@@ -359,6 +359,12 @@ def test_studio_command_refuses_a_missing_data_path_or_a_data_set_root(tmp_path,
         assert "http://" not in out
     assert main(["studio", "--host", "no-such-host.invalid"]) == 2
     assert "cannot serve on no-such-host.invalid:8080" in capsys.readouterr().err
+    (tmp_path / "a-file").touch()  # --output where nothing can be saved: said before the studio starts
+    assert main(["studio", "--output", str(tmp_path / "a-file" / "results")]) == 2
+    assert f"cannot write {tmp_path / 'a-file' / 'results'}: {tmp_path / 'a-file'} is a file, not a folder" in \
+        capsys.readouterr().err
+    assert main(["studio", "--output", "/proc/acnn-results"]) == 2
+    assert "cannot write into the folder /proc/acnn-results" in capsys.readouterr().err
 
 
 def test_a_studio_started_empty_makes_the_phantom_demo_on_a_click(browser, tmp_path):
