@@ -23,23 +23,12 @@ from .io import looks_like_labels
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
 from .losses import one_hot
 from .metrics import defects, plausibility
-from .networks import in_layout, to_device
+from .networks import in_layout, pick_device, to_device
 from .postprocessing import clean_up
 from .preprocessing import labels_center, model_geometry, normalize_intensity, resample, resample_channels
 from .volume import Geometry, Volume
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("no CUDA device available; use --device cpu (or auto)")
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda")
-    return torch.device(device)
 
 
 def hr_geometry(lr: Geometry, factor: int) -> Geometry:

@@ -54,7 +54,7 @@ from .datasets import Case, read_dataset
 from .errors import InputError, TrainingError
 from .labels import SEGMENTS
 from .losses import (acnn_seg_loss, acnn_sr_loss, autoencoder_loss, code_loss, decay_groups, freeze, one_hot)
-from .networks import build_network, count_parameters, in_layout, to_device
+from .networks import build_network, count_parameters, in_layout, pick_device, to_device
 from .preprocessing import IntensityScaling
 
 TASKS = ("ae", "tl", "seg", "sr")
@@ -333,10 +333,7 @@ def load_init(path, config: TrainConfig, grid: dict, device):
 
 def _setup_distributed(device_name: str):
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    if device_name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device available (use --device cpu or auto)")
+    device_name = pick_device(device_name).type
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device_name == "cuda" else "gloo")
     rank = dist.get_rank() if world > 1 else 0

@@ -29,6 +29,19 @@ ARCHITECTURES = {
 LAYOUT = torch.channels_last_3d
 
 
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU; ``cuda`` without a GPU is an error (inference and training)."""
+    from ..errors import InputError
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("no CUDA device available; use --device cpu (or auto)")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
 def _cpu(device) -> bool:
     return torch.device(device).type == "cpu"
 
@@ -52,5 +65,5 @@ def build_network(architecture: str, **config) -> nn.Module:
     return ARCHITECTURES[architecture](**config)
 
 
-__all__ = ["ARCHITECTURES", "LAYOUT", "build_network", "count_parameters", "in_layout", "to_device",
+__all__ = ["ARCHITECTURES", "LAYOUT", "build_network", "count_parameters", "in_layout", "pick_device", "to_device",
            "ConvAutoencoder", "Predictor", "SubPixelNet", "TLNetwork", "FCN2D", "UNet3D", "SRCNN"]

@@ -450,3 +450,17 @@ def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_go_on(tiny_data, tmp_p
     monkeypatch.undo()
     assert main(cmd + ["--resume"]) == 0
     assert [r["epoch"] for r in describe(run)] == ["0", "1", "2"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_training_says_what_segmenting_says_of_a_missing_gpu(tiny_data, tmp_path, capsys):
+    """`--device cuda` without a GPU, or a device of no known kind, is the same one line for `acnn train` as for
+    `acnn segment` (one pick_device), before a run folder is made."""
+    from ACNNCore.cli import main
+
+    cmd = ["train", "ae", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    assert main(cmd + ["--device", "cuda"]) == 2
+    assert capsys.readouterr().err.strip() == "acnn: error: no CUDA device available; use --device cpu (or auto)"
+    with pytest.raises(InputError, match="unknown device 'gpu'; use auto, cpu or cuda"):
+        train(TrainConfig(task="ae", epochs=1, device="gpu"), tiny_data, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
