@@ -27,6 +27,11 @@ class AugmentConfig:
     noise: float = 0.02  # additive Gaussian noise on the (normalised) input
 
     def __post_init__(self):
+        for name in ("rotation_deg", "scale", "shift_mm", "motion_mm", "noise"):
+            if not getattr(self, name) >= 0:  # NaN too
+                raise InputError(f"augment setting {name} must be at least 0, not {getattr(self, name)}")
+        if self.scale >= 1:
+            raise InputError(f"augment setting scale draws from 1 - scale to 1 + scale: below 1, not {self.scale}")
         if self.motion_labels and not self.motion_mm > 0:
             raise InputError("augment motion_labels moves the label slices with the input's per-slice motion: "
                              "give motion_mm above 0 too")

@@ -68,6 +68,11 @@ RUN_FILES = (LOG, CHECKPOINT, BEST_MODEL, FINAL_MODEL, "tensorboard")
 DEFAULT_ARCHITECTURE = {"ae": "ConvAutoencoder", "tl": "TLNetwork", "seg": "SubPixelNet", "sr": "SubPixelNet"}
 
 
+# the least each numeric setting may be (a negative max_cases would drop cases, a batch of 0 train with 1)
+_AT_LEAST = {"epochs": 1, "batch_size": 1, "code_size": 1, "tl_predictor_epochs": 0, "lambda1": 0, "lambda2": 0,
+             "contact": 0, "contact_start": 0, "input_noise": 0, "max_cases": 0, "seed": 0, "workers": 0}
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on (with the data). Defaults from the paper where it gives them."""
@@ -114,6 +119,15 @@ class TrainConfig:
         return cls(**d, augment=AugmentConfig(**_settings(AugmentConfig, aug, "augment")))
 
     def __post_init__(self):
+        for name, low in _AT_LEAST.items():
+            if not getattr(self, name) >= low:  # NaN too
+                raise InputError(f"training setting {name} must be at least {low}, not {getattr(self, name)}")
+        if not self.lr > 0:
+            raise InputError(f"training setting lr must be above 0, not {self.lr}")
+        for name in ("val_fraction", "swap_p"):
+            if not 0 <= getattr(self, name) < 1:
+                raise InputError(f"training setting {name} is a share from 0 up to 1 (not included), not "
+                                 f"{getattr(self, name)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
         if self.precision not in PRECISIONS:

@@ -367,7 +367,18 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
                         ("epochs: 3.5\n", "epochs takes a whole number"),
                         ("balance_prior: 1\n", "balance_prior takes true or false, not 1"),
                         ("lr: [0.1]\n", "lr takes a number"),
-                        ("augment:\n  noise: yes\n", "augment setting noise takes a number, not True")):
+                        ("augment:\n  noise: yes\n", "augment setting noise takes a number, not True"),
+                        # and a value out of its range: a negative max_cases dropped cases, a batch of 0
+                        # trained with 1, a negative lr or worker count was a traceback
+                        ("epochs: 0\n", "training setting epochs must be at least 1, not 0"),
+                        ("batch_size: 0\n", "batch_size must be at least 1, not 0"),
+                        ("max_cases: -2\n", "max_cases must be at least 0, not -2"),
+                        ("workers: -1\n", "workers must be at least 0, not -1"),
+                        ("lambda1: .nan\n", "lambda1 must be at least 0, not nan"),
+                        ("lr: 0\n", "training setting lr must be above 0, not 0.0"),
+                        ("val_fraction: 1\n", "val_fraction is a share from 0 up to 1 (not included), not 1.0"),
+                        ("augment:\n  shift_mm: -4\n", "augment setting shift_mm must be at least 0, not -4.0"),
+                        ("augment:\n  scale: 1.5\n", "scale draws from 1 - scale to 1 + scale: below 1, not 1.5")):
         (tmp_path / "c.yaml").write_text(text)
         with pytest.raises(InputError, match=re.escape(error)):
             TrainConfig.from_yaml(tmp_path / "c.yaml")
