@@ -101,7 +101,9 @@ class Benchmark:
             raise InputError(f"{self.data} is not a phantom data set: the benchmarks need the phantom's HR ground "
                              "truth (make one with `acnn phantom`)")
         self.budget_name, self.budget = budget, BUDGETS[budget]
-        if test_subjects:
+        if test_subjects is not None:
+            if test_subjects < 1:
+                raise InputError(f"--test-subjects must be at least 1, not {test_subjects}")
             self.budget = replace(self.budget, test_subjects=test_subjects)
         self.models = {k: str(v) for k, v in (models or {}).items()}
         unknown = set(self.models) - set(SPECS)

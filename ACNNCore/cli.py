@@ -827,6 +827,10 @@ def run_benchmark(args) -> int:
     if args.experiment == "acdc":
         from .benchmark import AcdcBenchmark
 
+        if args.test_subjects is not None or args.seeds != 1:
+            raise InputError("--test-subjects and --seeds are options of the phantom benchmarks (acdc tests a "
+                             "fixed split of the patients)")
+
         path = AcdcBenchmark(args.data, args.out, args.budget, args.device, workers=args.workers,
                              models=parse_models(args.models), methods=args.methods, correct=args.correct,
                              **_max_change(args), tta=args.tta).run()

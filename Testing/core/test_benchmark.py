@@ -75,6 +75,11 @@ def test_benchmark_errors(tiny_data, tmp_path, capsys):
     assert "unknown model keys" in capsys.readouterr().err
     assert main(["benchmark", "seg", "--data", str(tiny_data), "--out", str(tmp_path), "--seeds", "0"]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
+    for n in ("0", "-1"):  # before: 0 fell back to the budget's count, -1 evaluated no case at all
+        assert main(["benchmark", "seg", "--data", str(tiny_data), "--out", str(tmp_path), "--test-subjects", n]) == 2
+        assert f"--test-subjects must be at least 1, not {n}" in capsys.readouterr().err
+    assert main(["benchmark", "acdc", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--seeds", "3"]) == 2
+    assert "--test-subjects and --seeds are options of the phantom benchmarks" in capsys.readouterr().err
     assert main(["benchmark", "seg", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a phantom data set" in capsys.readouterr().err
 
