@@ -53,9 +53,11 @@ def run_phantom(args) -> int:
 
     from .phantom.population import PhantomConfig, write_population
 
-    for name in ("motion", "blur_sigma", "noise", "bias"):
-        if getattr(args, name) < 0:
-            raise InputError(f"--{name.replace('_', '-')} must not be negative")
+    for name in ("motion", "blur_sigma", "noise", "bias", "seed"):
+        if not getattr(args, name) >= 0:  # NaN too
+            raise InputError(f"--{name.replace('_', '-')} must not be negative, not {getattr(args, name)}")
+    if args.rotation is not None and not 0 <= args.rotation <= 90:
+        raise InputError(f"--rotation is the largest per-slice rotation, from 0 to 90 degrees, not {args.rotation}")
     config = PhantomConfig(modality=args.modality)
     if args.us_grid or args.us_spacing:
         if args.modality != "us":

@@ -80,10 +80,15 @@ def test_help_answers_without_loading_the_models():
 
 
 def test_bad_arguments_give_one_line(tmp_path):
-    for args in (["--motion", "-1"], ["--factor", "7"], ["--subjects", "0"], ["--us-grid", "8", "8", "8"]):
+    for args, said in ((["--motion", "-1"], "--motion must not be negative, not -1.0"),
+                       (["--factor", "7"], "--factor must divide"), (["--subjects", "0"], "--subjects must be"),
+                       (["--us-grid", "8", "8", "8"], "--us-grid and --us-spacing are for --modality us"),
+                       (["--seed", "-1"], "--seed must not be negative, not -1"),  # was a traceback
+                       (["--noise", "nan"], "--noise must not be negative, not nan"),  # was taken
+                       (["--rotation", "400"], "from 0 to 90 degrees, not 400.0")):  # was taken
         run = acnn("phantom", "--out", tmp_path / "x", *args)
-        assert run.returncode == 2 and "Traceback" not in run.stderr
-        assert run.stderr.strip().startswith("acnn: error:")
+        assert run.returncode == 2 and run.stderr.strip().startswith("acnn: error:") and said in run.stderr
+        assert not (tmp_path / "x").exists()
 
 
 def test_info_describes_files_and_folders(tmp_path):
