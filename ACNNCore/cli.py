@@ -294,16 +294,17 @@ def run_train(args) -> int:
             config[name] = getattr(args, name)
     if args.motion_augment is not None:
         config.setdefault("augment", {})["motion_mm"] = args.motion_augment
+    speaks = int(os.environ.get("RANK", "0")) == 0  # under torchrun, the first process alone
     try:
         folder = train(TrainConfig.from_dict(config), args.data, args.out, args.prior, args.resume,
                        args.overwrite, init=args.init)
     except KeyboardInterrupt:  # Ctrl-C: the epochs finished are kept; say how to go on
-        if all((args.out / f).is_file() for f in (CHECKPOINT, LOG)) and int(os.environ.get("RANK", "0")) == 0:
+        if speaks and all((args.out / f).is_file() for f in (CHECKPOINT, LOG)):
             done = len(describe(args.out))
             print(f"acnn: the run in {args.out} keeps its {done} finished epoch{'s' * (done != 1)}; the same "
                   f"command with --resume continues it", file=sys.stderr)
         raise
-    if int(os.environ.get("RANK", "0")) == 0:
+    if speaks:
         print(f"model: {folder}")
     return 0
 
