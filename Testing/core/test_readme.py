@@ -1,0 +1,52 @@
+"""The README's Python examples run as written (the ACDC one where ../shared/data/acdc is present), and do
+what their comments say."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ACNNCore.io import read_labels, read_volume
+
+ROOT = Path(__file__).resolve().parents[2]
+ACDC_PATH = "../shared/data/acdc"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def run_block(code: str, folder: Path, monkeypatch) -> dict:
+    monkeypatch.chdir(folder)
+    namespace: dict = {"__name__": "__readme__"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    return namespace
+
+
+def test_the_readme_has_the_two_examples():
+    blocks = python_blocks()
+    assert len(blocks) == 2
+    assert ACDC_PATH in blocks[0] and "acnn_seg_loss" in blocks[1]
+
+
+def test_segment_and_encode_a_real_image(acdc_root, tmp_path, monkeypatch):
+    code = python_blocks()[0].replace(ACDC_PATH, str(acdc_root))
+    ns = run_block(code, tmp_path, monkeypatch)
+    image = read_volume(acdc_root / "patient001" / "patient001_frame01.nii.gz")
+    written = read_labels(tmp_path / "patient001_ED_seg.nii.gz", allowed=(0, 1, 2, 3))
+    assert written.geometry.same_as(image.geometry)  # on the image's own grid
+    np.testing.assert_array_equal(written.array, ns["result"].labels.array)
+    volumes = ns["result"].volumes_ml()
+    assert set(volumes) == {"LV blood pool", "LV myocardium", "RV blood pool"}
+    assert 150 < volumes["LV blood pool"] < 400  # patient 001 (DCM): a large LV at ED
+    assert ns["result"].correction  # says what the shape model did
+    assert ns["code"].shape == (64,) and np.isfinite(ns["code"]).all()
+
+
+def test_the_acnn_seg_loss_in_a_loop_of_your_own(tmp_path, monkeypatch):
+    ns = run_block(python_blocks()[1], tmp_path, monkeypatch)
+    terms, net, prior = ns["terms"], ns["net"], ns["prior"]
+    assert set(terms) == {"loss", "ce", "prior"} and terms["prior"].item() > 0
+    assert all(p.grad is not None for p in net.parameters())  # the loss trains the network...
+    assert all(p.grad is None and not p.requires_grad for p in prior.parameters())  # ...not the prior
+    assert not prior.training
