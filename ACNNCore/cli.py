@@ -880,7 +880,12 @@ def main(argv=None) -> int:
     try:
         if isinstance(getattr(args, "input", None), Path) and not args.input.exists():  # before loading models
             raise InputError(f"no such file or folder: {args.input}")
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a reader gone (`acnn info DATA | head`) is met here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:  # stop quietly, as a tool killed by SIGPIPE does; nothing more goes to the pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (InputError, TrainingError) as e:
         print(f"acnn: error: {e}", file=sys.stderr)
         return 2

@@ -343,3 +343,14 @@ def test_info_checks_a_model_s_weights(tmp_path):
     weights.unlink()
     run = acnn("info", bundle)
     assert run.returncode == 1 and "has no model.safetensors" in run.stderr
+
+
+def test_a_reader_that_goes_away_stops_it_quietly():
+    """`acnn models | head -1`: the pipe closed before the output is written ends the command with the status
+    of a tool killed by SIGPIPE (141) and nothing on stderr -- not "acnn: error: Broken pipe" or Python's
+    "Exception ignored" at exit."""
+    run = subprocess.Popen([sys.executable, "-m", "ACNNCore.cli", "models"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    run.stdout.close()  # no reader: the first write meets a broken pipe
+    assert run.wait(timeout=60) == 141
+    assert run.stderr.read() == b""
