@@ -58,17 +58,15 @@ def _overlap(a, b) -> bool:
 
 def dice(prediction: Volume, truth: Volume, labels=(LV_BLOOD_POOL, LV_MYOCARDIUM)) -> dict:
     """Dice per label (MONAI's implementation), compared on the ground truth's grid."""
-    import torch
     from monai.metrics import compute_dice
 
-    prediction = on_grid_of(prediction, truth)
-    p = torch.from_numpy(np.stack([prediction.array == v for v in labels]))[None].float()
-    t = torch.from_numpy(np.stack([truth.array == v for v in labels]))[None].float()
+    p, t = _masks(on_grid_of(prediction, truth), truth, labels)
     scores = compute_dice(p, t, include_background=True, ignore_empty=False)[0]
     return {int(v): float(s) for v, s in zip(labels, scores)}
 
 
 def _masks(prediction: Volume, truth: Volume, labels):
+    """(1, L, X, Y, Z) float masks of each label in the prediction and the truth (on one grid)."""
     import torch
 
     p = torch.from_numpy(np.stack([prediction.array == v for v in labels]))[None].float()
