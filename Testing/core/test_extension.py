@@ -65,7 +65,7 @@ def test_logic_imports_no_gui():
 def test_slicer_installs_the_libraries_the_package_needs():
     """The packages the Slicer modules install on first use are the package's dependencies (torch comes by the
     PyTorch extension; numpy and SimpleITK are Slicer's own; matplotlib draws the command line's and benchmarks'
-    figures only): one the library comes to need is not forgotten."""
+    figures only): one the library comes to need is not forgotten, nor left out of the install notes."""
     from ACNNSlicerLib.dependencies import PACKAGES
 
     listed = re.search(r"^dependencies = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(), re.S | re.M).group(1)
@@ -73,3 +73,5 @@ def test_slicer_installs_the_libraries_the_package_needs():
               if line.strip().startswith('"')}
     installed = {re.match(r"[\w.-]+", r).group(0).lower() for r in PACKAGES.values()}
     assert needed - {"torch", "numpy", "simpleitk", "matplotlib"} == installed
+    notes = re.search(r"the few other packages \((.*?)\)", (ROOT / "ACNNSlicer" / "README.md").read_text(), re.S)
+    assert {name for name in installed if name not in notes.group(1).lower()} == set()
