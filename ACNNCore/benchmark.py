@@ -515,7 +515,7 @@ class AcdcBenchmark:
             if not link.exists():
                 link.symlink_to(p.resolve(), target_is_directory=True)
 
-    def model(self, key: str) -> Path:
+    def model(self, key: str) -> Path | list[Path]:
         from .training import TrainConfig
 
         if key in self.models:  # a bundle, or an ensemble of bundles given as A,B,...

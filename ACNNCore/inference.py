@@ -428,7 +428,8 @@ class Segmenter(_Model):
         return Segmentation(labels.permuted(back), probs, _label_names(self.meta), correction, orientation,
                             view if self.orient else None, heart)
 
-    def _oriented(self, volume: Volume, progress=None) -> tuple[np.ndarray, Geometry, str, tuple, np.ndarray]:
+    def _oriented(self, volume: Volume, progress=None) -> tuple[np.ndarray, Geometry, str, tuple,
+                                                                np.ndarray | None]:
         """The probabilities of the in-plane view (:data:`IN_PLANE_VIEWS`) the network is surest of
         (:func:`sureness`), on that view's output grid: each view segmented as if the image were stored so,
         heart search and all (a network shown a mirrored chest may look for the heart in the wrong place).

@@ -718,7 +718,7 @@ def train(config: TrainConfig, data, out, prior=None, resume=False, overwrite=Fa
             dist.destroy_process_group()
 
 
-def describe(path) -> dict:
+def describe(path) -> list[dict]:
     """The log of a run folder as a list of dicts (for tests and reports)."""
     with open(Path(path) / LOG) as f:
         return list(csv.DictReader(f))
