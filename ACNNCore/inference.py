@@ -315,17 +315,27 @@ class _Model:
         return total / passes, out, scaling, center
 
     def caveats(self, volume: Volume) -> list[str]:
-        """Why the output may be worth less than it looks, for the user: slices of another thickness than the
-        sub-pixel model learnt (resampled to it first: detail lost), an MR model trained on phantoms only on an image
-        that is not one of the phantom's stacks."""
+        """Why the output may be worth less than it looks, for the user: 1 mm voxels given to a model of thick-slice
+        stacks (what a file whose header lacks the spacing is read with), slices of another thickness than the
+        sub-pixel model learnt (resampled to it first: detail lost) or far from those the real-data model learnt
+        (taken as acquired: under half or over one and a half times the median of its training images'), an MR
+        model trained on phantoms only on an image that is not one of the phantom's stacks."""
         name, spec, notes = self.runner.bundle.name, self.meta["input"], []
         volume = _slices_last(volume)[0]
-        learnt = float(spec["spacing"][2])
-        if spec.get("factor", 1) > 1 and abs(volume.spacing[2] - learnt) > 0.1 * learnt:
-            notes.append(f"{name} learnt {learnt:g} mm slices and this image has {volume.spacing[2]:g} mm: it is "
+        learnt, slices = float(spec["spacing"][2]), float(volume.spacing[2])
+        thick = learnt >= 2 * max(spec["spacing"][:2])  # a model of thick-slice stacks (not the 3-D echo model)
+        if thick and np.allclose(volume.spacing, 1.0, rtol=0, atol=1e-6):
+            notes.append(f"this image's voxels are 1 x 1 x 1 mm, the spacing an image is given when its file does "
+                         f"not say (a NIfTI written without its affine); {name} learnt {learnt:g} mm slices: if the "
+                         f"file lacks the spacing, set it (Slicer: Volumes module, Volume Information) and run again")
+        elif spec.get("factor", 1) > 1 and abs(slices - learnt) > 0.1 * learnt:
+            notes.append(f"{name} learnt {learnt:g} mm slices and this image has {slices:g} mm: it is "
                          f"resampled to {learnt:g} mm first, "
-                         + ("so detail is lost (linear interpolation may keep more)" if volume.spacing[2] < learnt
+                         + ("so detail is lost (linear interpolation may keep more)" if slices < learnt
                             else "its slices interpolated"))
+        elif spec.get("slices") == "as acquired" and not 0.5 * learnt <= slices <= 1.5 * learnt:
+            notes.append(f"{name} learnt slices as acquired, {learnt:g} mm thick (the median of its training "
+                         f"images), and this image has {slices:g} mm slices: its output may be poor")
         phantom = self.meta.get("training", {}).get("data", {}).get("phantom")
         if phantom and phantom.get("modality", "mr") == "mr" and not _phantom_stack(volume):
             notes.append(f"{name} learnt from phantom images only (real MR has no high-resolution truth to learn "

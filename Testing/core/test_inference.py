@@ -507,7 +507,8 @@ def test_segment_command_on_a_cine_finds_ed_and_es(tmp_path):
 def test_segmenters_say_when_a_model_meets_images_unlike_its_training_images(tmp_path):
     """The phantom MR model on an image that is not one of the phantom's stacks, or on thinner slices, says so
     (the command on stderr, a cine's result in its notes); the real-data model, which takes slices as
-    acquired, and the echo model on its own volumes (1 mm, resampled to its 1.75-1.875) have nothing to say."""
+    acquired, on slices far from the thickness it learnt; both on 1 mm voxels, what a file without spacing
+    is read with. The echo model on its own volumes (1 mm, resampled to its 1.75-1.875) has nothing to say."""
     from ACNNCore.cine import segment_frames
     from ACNNCore.io import write_volume
     from ACNNCore.phantom.population import PhantomConfig, generate_subject
@@ -521,9 +522,19 @@ def test_segmenters_say_when_a_model_meets_images_unlike_its_training_images(tmp
     thin = Volume.from_array(stack.array, (1.25, 1.25, 5.0))  # the phantom's stack but 5 mm slices: both notes
     assert "learnt 10 mm slices and this image has 5 mm" in phantom.caveats(thin)[0]
     assert segment_frames(phantom, [wider]).notes == phantom.caveats(wider)
-    assert Segmenter("acnn-seg-acdc", "cpu").caveats(thin) == []  # slices as acquired, real-data training
+    real = Segmenter("acnn-seg-acdc", "cpu")
+    assert real.caveats(thin) == []  # slices as acquired, 5 mm: within what it learnt (5-10 mm, median 10)
+    (note,) = real.caveats(Volume.from_array(stack.array, (1.25, 1.25, 2.0)))
+    assert "acnn-seg-acdc learnt slices as acquired, 10 mm thick" in note and "this image has 2 mm slices" in note
+    unit = Volume.from_array(stack.array, (1.0, 1.0, 1.0))  # a NIfTI written without its affine: one note each
+    for segmenter in (real, phantom):
+        assert "this image's voxels are 1 x 1 x 1 mm" in segmenter.caveats(unit)[0]
+        assert not any("slices" in n and "this image has" in n for n in segmenter.caveats(unit))
     echo = generate_subject(0, 5, PhantomConfig(modality="us")).phases["ED"]["us"]
     assert Segmenter("acnn-seg-us", "cpu").caveats(echo) == []
     write_volume(wider, tmp_path / "wider.nii.gz")
     run = acnn("segment", tmp_path / "wider.nii.gz", "--model", "acnn-seg-phantom", "--out", tmp_path / "s.nii.gz")
     assert run.returncode == 0 and "acnn: note: acnn-seg-phantom learnt from phantom images only" in run.stderr
+    write_volume(unit, tmp_path / "unit.nii.gz")
+    run = acnn("segment", tmp_path / "unit.nii.gz", "--out", tmp_path / "u.nii.gz")
+    assert run.returncode == 0 and "acnn: note: this image's voxels are 1 x 1 x 1 mm" in run.stderr
