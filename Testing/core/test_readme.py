@@ -1,5 +1,5 @@
 """The README's Python examples run as written (the ACDC one where ../shared/data/acdc is present), and do
-what their comments say."""
+what their comments say; the citation file agrees with the package."""
 
 import re
 from pathlib import Path
@@ -50,3 +50,16 @@ def test_the_acnn_seg_loss_in_a_loop_of_your_own(tmp_path, monkeypatch):
     assert all(p.grad is not None for p in net.parameters())  # the loss trains the network...
     assert all(p.grad is None and not p.requires_grad for p in prior.parameters())  # ...not the prior
     assert not prior.training
+
+
+def test_the_citation_file_names_the_paper_and_this_version():
+    """CITATION.cff (GitHub's "Cite this repository"): valid YAML, the package's version, the paper first."""
+    import yaml
+
+    import ACNNCore
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["version"] == ACNNCore.__version__
+    paper = cff["preferred-citation"]
+    assert paper["title"].startswith("Anatomically Constrained Neural Networks (ACNN)")
+    assert paper["authors"][0]["family-names"] == "Oktay" and paper["year"] == 2018
