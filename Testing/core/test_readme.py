@@ -63,3 +63,5 @@ def test_the_citation_file_names_the_paper_and_this_version():
     paper = cff["preferred-citation"]
     assert paper["title"].startswith("Anatomically Constrained Neural Networks (ACNN)")
     assert paper["authors"][0]["family-names"] == "Oktay" and paper["year"] == 2018
+    (acdc,) = cff["references"]  # the data the real-data models learnt from
+    assert acdc["authors"][0]["family-names"] == "Bernard" and "acnn-seg-acdc" in acdc["notes"]
