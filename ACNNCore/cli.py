@@ -874,6 +874,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error(e: OSError) -> int:
+    where = f": {e.filename}" if e.filename else ""
+    print(f"acnn: error: {e.strerror or e}{where}", file=sys.stderr)
+    return 2
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has gone (`acnn info DATA | head`): poll says POLLERR."""
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no file descriptor
+        return False
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -883,16 +901,16 @@ def main(argv=None) -> int:
         code = args.run(args)
         sys.stdout.flush()  # a reader gone (`acnn info DATA | head`) is met here, not at the interpreter's exit
         return code
-    except BrokenPipeError:  # stop quietly, as a tool killed by SIGPIPE does; nothing more goes to the pipe
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    except BrokenPipeError as e:
+        if not _stdout_gone():  # another pipe broke (a worker process's): an error like any other
+            return _os_error(e)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more goes to the pipe
+        return 141  # quietly, as a tool killed by SIGPIPE
     except (InputError, TrainingError) as e:
         print(f"acnn: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # what the system refused (an output folder that cannot be made, a full disk): one line
-        where = f": {e.filename}" if e.filename else ""
-        print(f"acnn: error: {e.strerror or e}{where}", file=sys.stderr)
-        return 2
+        return _os_error(e)
     except KeyboardInterrupt:
         print("acnn: interrupted", file=sys.stderr)
         return 130

@@ -354,3 +354,16 @@ def test_a_reader_that_goes_away_stops_it_quietly():
     run.stdout.close()  # no reader: the first write meets a broken pipe
     assert run.wait(timeout=60) == 141
     assert run.stderr.read() == b""
+
+
+def test_a_broken_pipe_elsewhere_is_an_error(monkeypatch, capsys):
+    """Only a reader gone from standard output ends quietly: a pipe broken elsewhere (a worker process's) while
+    standard output is fine is one line and status 2, never a silent 141."""
+    from ACNNCore import cli
+
+    def broken(args):  # what a worker's pipe breaking looks like from the command
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "run_models", broken)
+    assert cli.main(["models"]) == 2
+    assert capsys.readouterr().err == "acnn: error: Broken pipe\n"
