@@ -570,8 +570,9 @@ class ShapeModel(_Model):
 
     def _check_labels(self, labels: Volume) -> None:
         if labels.check_whole().array.max() >= self.num_classes:
-            raise InputError(f"label map holds values up to {int(labels.array.max())}; the model knows "
-                             f"{self.num_classes - 1}")
+            known = ", ".join(f"{v} {n}" for v, n in _label_names(self.meta).items())
+            raise InputError(f"label map holds values up to {int(labels.array.max())}; "
+                             f"{self.runner.bundle.name} knows {known or self.num_classes - 1}")
 
     def encode(self, labels: Volume, geometry: Geometry | None = None) -> np.ndarray:
         """A label map (any grid) -> code; it is first resampled onto the model grid around its centre (or

@@ -174,6 +174,9 @@ def test_shape_model_encode_decode_traverse(tiny_models, tiny_data):
     with pytest.raises(InputError, match="non-integer values; is it an image rather than a label map"):
         model.encode(read_volume(tiny_data / "subject000" / "ED" / "hr.nii.gz"))
     assert np.allclose(model.encode(truth.with_array(truth.array.astype(np.float32))), code, atol=1e-5)
+    with_rv = truth.with_array(np.where(truth.array == 0, 3, truth.array).astype(np.uint8))  # an RV it never saw
+    with pytest.raises(InputError, match="holds values up to 3; tl knows 1 LV blood pool, 2 LV myocardium$"):
+        model.encode(with_rv)
 
 
 def test_models_of_the_wrong_kind_are_refused(tiny_models):
