@@ -36,16 +36,21 @@ class ModelPicker:
 class BackgroundRun:
     """Apply -> ``start()`` returns a :class:`ACNNSlicerLib.common.BackgroundTask` (or None after showing an
     error); while it runs the button reads Cancel and the progress bar and label follow it; when it is done,
-    ``apply(result)`` runs on the main thread and returns the status line."""
+    ``apply(result)`` runs on the main thread and returns the status line. Apply is enabled only while
+    ``can_start()`` (an input is chosen; :meth:`update` when that may have changed), Cancel always."""
 
-    def __init__(self, button, progress_bar, status_label, start, apply, name: str):
+    def __init__(self, button, progress_bar, status_label, start, apply, name: str, can_start=lambda: True):
         self.button, self.bar, self.label = button, progress_bar, status_label
-        self.start, self.apply, self.name = start, apply, name
+        self.start, self.apply, self.name, self.can_start = start, apply, name, can_start
         self.task = None
         self.timer = qt.QTimer()
         self.timer.setInterval(100)
         self.timer.connect("timeout()", self.poll)
         button.connect("clicked(bool)", self.clicked)
+        self.update()
+
+    def update(self):
+        self.button.enabled = self.task is not None or bool(self.can_start())
 
     def clicked(self):
         if self.task is not None:  # the button reads Cancel
@@ -62,6 +67,7 @@ class BackgroundRun:
             self.button.text = "Cancel"
             self.bar.setValue(0)
             self.timer.start()
+        self.update()
 
     def cancel(self):
         if self.task is not None:
@@ -94,6 +100,7 @@ class BackgroundRun:
         self.task = None
         self.button.text = "Apply"
         self.label.text = message
+        self.update()
 
 
 def read_in_background(read, label: str):
@@ -142,7 +149,9 @@ def module_widget_base():
             self.models = ModelPicker(self.parent, self.ui.modelComboBox, self.ui.browseModelButton,
                                       self._modelChanged)
             self.run = BackgroundRun(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self._start,
-                                     self._apply, self.TITLE)
+                                     self._apply, self.TITLE,
+                                     can_start=lambda: self.ui.inputSelector.currentNode() is not None)
+            self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self.run.update())
             self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent,
                              lambda *a: self.initializeParameterNode())
             self.initializeParameterNode()

@@ -748,9 +748,10 @@ class Studio:
         v3.VSelect(v_model=(model,), items=(models,), label="Model", density="compact")
         v3.VSelect(v_model=("device",), items=(["auto", "cpu", "cuda"],), label="Device", density="compact")
 
-    def _run_buttons(self, run, button_id):
+    def _run_buttons(self, run, button_id, needs: str):
+        """Run (enabled once the state ``needs``, the input, is chosen, and nothing runs) and Cancel."""
         with html.Div(classes="d-flex ga-2"):
-            v3.VBtn("Run", click=run, disabled=("busy",), color="primary", id=button_id)
+            v3.VBtn("Run", click=run, disabled=(f"busy || !{needs}",), color="primary", id=button_id)
             v3.VBtn("Cancel", click=self.cancel, disabled=("!busy",), id=f"{button_id}-cancel")
 
     def _segment_panel(self):
@@ -772,7 +773,7 @@ class Studio:
                              label="Test-time augmentation: the network's output averaged over nine views")
                 v3.VCheckbox(v_model=("orient",), density="compact", hide_details=True, id="orient",
                              label="Find the in-plane orientation: the surest of eight turns and mirrorings")
-                self._run_buttons(self.run_segment, "segment")
+                self._run_buttons(self.run_segment, "segment", "seg_input")
                 # seven columns in the panel's width: small type, narrow cells
                 with v3.VTable(density="compact", v_if=("results.length",), id="results", classes="text-caption"):
                     with html.Thead():
@@ -793,7 +794,7 @@ class Studio:
             with v3.VExpansionPanelText():
                 v3.VSelect(v_model=("sr_input",), items=("volumes",), label="Short-axis stack", density="compact")
                 self._device_and_model("sr_models", "sr_model")
-                self._run_buttons(self.run_superresolve, "superresolve")
+                self._run_buttons(self.run_superresolve, "superresolve", "sr_input")
 
     def _shape_panel(self):
         with v3.VExpansionPanel(title="Shape Explorer"):
