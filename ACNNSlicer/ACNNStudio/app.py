@@ -816,7 +816,7 @@ class Studio:
                         v3.VBtn("Reset to mean", click=self.reset_shape, id="reset-shape")
                     v3.VSelect(v_model=("encode_source",), items=("segmentations.concat(volumes)",),
                                label="Encode a segmentation (or, T-L, an image)", density="compact", classes="mt-2")
-                    v3.VBtn("Encode", click=self.encode_shape, id="encode-shape")
+                    v3.VBtn("Encode", click=self.encode_shape, id="encode-shape", disabled=("!encode_source",))
 
 
 def _safe(name: str) -> str:

@@ -368,13 +368,16 @@ def test_studio_command_refuses_a_missing_data_path_or_a_data_set_root(tmp_path,
 
 
 def test_a_studio_started_empty_makes_the_phantom_demo_on_a_click(browser, tmp_path):
-    """`acnn studio` without --demo: the status says how to begin, Run waits for an input, and "Phantom demo" in
-    the Segment panel gives the cine, chosen as the input with the phantom's model."""
+    """`acnn studio` without --demo: the status says how to begin, Run and Encode wait for an input, and "Phantom
+    demo" in the Segment panel gives the cine, chosen as the input with the phantom's model."""
     with running_studio(tmp_path) as studio, browser_page(browser, studio["url"]) as page:
         assert page.inner_text("#status") == "Open an image, or make the phantom demo (Segment)."
         assert "phantom cine" not in page.inner_text("body")
         page.get_by_text("SuperResolve", exact=True).click()  # its panel open too
         assert page.is_disabled("#segment") and page.is_disabled("#superresolve")  # nothing to run on yet
+        page.click("#load-shape")
+        page.wait_for_selector(".latent-slider .v-slider-thumb", timeout=60_000)
+        assert page.is_disabled("#encode-shape")  # nothing to encode yet
         page.click("#demo")
         page.wait_for_function("document.querySelector('#status').innerText.startsWith('Demo:')", timeout=30_000)
         assert "phantom cine (cine, 2 frames)" in page.inner_text("body")
