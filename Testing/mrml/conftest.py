@@ -25,3 +25,20 @@ def subject():
 
 def node_ids(scene):
     return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
+def gui_with(monkeypatch, qt):
+    """``ACNNSlicerLib.gui`` imported afresh over a stand-in ``qt`` module (PythonQt exists inside Slicer only),
+    and forgotten again when the test ends: not the copy another test imported over its own stand-in (the
+    package keeps its submodule as an attribute, which ``from ACNNSlicerLib import gui`` would return)."""
+    import importlib
+    import sys
+
+    import ACNNSlicerLib
+
+    monkeypatch.setitem(sys.modules, "qt", qt)
+    monkeypatch.delitem(sys.modules, "ACNNSlicerLib.gui", raising=False)
+    monkeypatch.delattr(ACNNSlicerLib, "gui", raising=False)
+    gui = importlib.import_module("ACNNSlicerLib.gui")
+    monkeypatch.setattr(ACNNSlicerLib, "gui", gui, raising=False)  # undone with the rest
+    return gui

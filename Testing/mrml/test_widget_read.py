@@ -2,7 +2,6 @@
 folder..."). PythonQt exists inside Slicer only: a stand-in for its busy dialog and event loop records what the
 widget does with them; the read itself (DICOM files, MRML nodes) is real."""
 
-import sys
 import threading
 import types
 
@@ -10,6 +9,8 @@ import numpy as np
 import pytest
 
 from ACNNCore.errors import InputError
+
+from .conftest import gui_with
 
 
 class BusyDialog:
@@ -34,10 +35,7 @@ def gui(monkeypatch):
     import slicer
     import slicer.util
 
-    monkeypatch.setitem(sys.modules, "qt", types.ModuleType("qt"))
-    monkeypatch.delitem(sys.modules, "ACNNSlicerLib.gui", raising=False)
-    from ACNNSlicerLib import gui
-
+    gui = gui_with(monkeypatch, types.ModuleType("qt"))
     dialogs = []
 
     def process_events():
@@ -47,8 +45,7 @@ def gui(monkeypatch):
     monkeypatch.setattr(slicer.util, "createProgressDialog",
                         lambda **kwargs: dialogs[-1] if kwargs["maximum"] == 0 else None)
     gui.dialog = lambda cancel_after=None: dialogs.append(BusyDialog(cancel_after)) or dialogs[-1]
-    yield gui
-    monkeypatch.delitem(sys.modules, "ACNNSlicerLib.gui", raising=False)
+    return gui
 
 
 def test_dicom_folder_read_while_the_application_stays_live(gui, scene, tmp_path, write_dicom, phantom_cine):

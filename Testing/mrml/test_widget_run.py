@@ -2,11 +2,12 @@
 a run is in its worker thread, Apply again after it. PythonQt exists inside Slicer only: stand-ins for the
 button and the timer record what the widget does with them; the run itself is a real worker thread."""
 
-import sys
 import threading
 import types
 
 import pytest
+
+from .conftest import gui_with
 
 
 class Connectable:
@@ -40,12 +41,7 @@ class Timer(Connectable):
 @pytest.fixture
 def gui(monkeypatch):
     """``ACNNSlicerLib.gui`` imported with a stand-in ``qt`` (its QTimer)."""
-    monkeypatch.setitem(sys.modules, "qt", types.SimpleNamespace(QTimer=Timer))
-    monkeypatch.delitem(sys.modules, "ACNNSlicerLib.gui", raising=False)
-    from ACNNSlicerLib import gui
-
-    yield gui
-    monkeypatch.delitem(sys.modules, "ACNNSlicerLib.gui", raising=False)
+    return gui_with(monkeypatch, types.SimpleNamespace(QTimer=Timer))
 
 
 def test_apply_waits_for_an_input_and_cancel_is_always_there(gui):
