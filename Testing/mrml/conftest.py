@@ -29,8 +29,8 @@ def node_ids(scene):
 
 def gui_with(monkeypatch, qt):
     """``ACNNSlicerLib.gui`` imported afresh over a stand-in ``qt`` module (PythonQt exists inside Slicer only),
-    and forgotten again when the test ends: not the copy another test imported over its own stand-in (the
-    package keeps its submodule as an attribute, which ``from ACNNSlicerLib import gui`` would return)."""
+    what was there before put back when the test ends: never the copy another test imported over its own
+    stand-in (the package keeps its submodule as an attribute, which ``from ACNNSlicerLib import gui`` returns)."""
     import importlib
     import sys
 
