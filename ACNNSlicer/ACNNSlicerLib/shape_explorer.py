@@ -72,6 +72,15 @@ class ShapeExplorerLogic:
     def can_encode_images(self) -> bool:
         return self.model is not None and hasattr(self.model.net, "predict")
 
+    def can_encode(self, node) -> bool:
+        """Whether ``node`` can be encoded now (what enables the Encode buttons): a segmentation node once a
+        model is loaded, an image volume once a T-L model is."""
+        if node is None or self.model is None:
+            return False
+        if node.IsA("vtkMRMLSegmentationNode"):
+            return True
+        return node.IsA("vtkMRMLScalarVolumeNode") and self.can_encode_images
+
     def sliders(self, count: int = 8) -> list[Slider]:
         """The ``count`` most used dimensions first, each over mean ± 2 std."""
         m = self._need_model()

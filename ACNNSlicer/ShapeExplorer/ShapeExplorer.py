@@ -54,12 +54,23 @@ class ShapeExplorerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(self.parent)
         for selector in (self.ui.segmentationSelector, self.ui.imageSelector):
             selector.setMRMLScene(slicer.mrmlScene)
+            selector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateButtons)
         self.ui.loadButton.connect("clicked(bool)", self.onLoad)
         self.ui.resetButton.connect("clicked(bool)", self.onReset)
         self.ui.encodeSegmentationButton.connect("clicked(bool)", self.onEncodeSegmentation)
         self.ui.encodeImageButton.connect("clicked(bool)", self.onEncodeImage)
         self.ui.saveButton.connect("clicked(bool)", self.onSave)
         self.initializeParameterNode()
+        self._updateButtons()
+
+    def _updateButtons(self, *_):
+        """Encode, Reset and Save wait for a loaded model, and Encode for something it can encode."""
+        explorer = self.logic.explorer if self.logic is not None else None
+        loaded = explorer is not None and explorer.model is not None
+        self.ui.resetButton.enabled = self.ui.saveButton.enabled = loaded
+        self.ui.encodeSegmentationButton.enabled = loaded and explorer.can_encode(
+            self.ui.segmentationSelector.currentNode())
+        self.ui.encodeImageButton.enabled = loaded and explorer.can_encode(self.ui.imageSelector.currentNode())
 
     def cleanup(self):
         self._pending.stop()
@@ -94,7 +105,7 @@ class ShapeExplorerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.explorer.load(self._parameterNode.model, "cpu")
         self._buildSliders()
         self._update()
-        self.ui.encodeImageButton.enabled = self.logic.explorer.can_encode_images
+        self._updateButtons()
 
     def _buildSliders(self):
         layout = self.ui.slidersCollapsibleButton.layout()

@@ -54,6 +54,9 @@ def test_slider_moves_update_the_segmentation_live(explorer, scene):
 def test_encode_a_segmentation_reproduces_its_shape(explorer, scene, subject):
     stack = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="stack")
     _, (seg,), _ = SegmentLogic().process(stack, "acnn-seg-phantom", "cpu", surfaces=False)
+    # what enables the Encode buttons: a segmentation with a model loaded; an image only with a T-L model
+    assert explorer.can_encode(seg) and not explorer.can_encode(stack) and not explorer.can_encode(None)
+    assert not ShapeExplorerLogic().can_encode(seg)  # no model loaded yet
     code = explorer.encode_segmentation(seg)
     assert code.shape == (64,) and not np.allclose(code, explorer.model.mean)
     shape = explorer.update(scene=scene, name="encoded")
@@ -71,6 +74,7 @@ def test_tl_model_encodes_an_image(scene, subject):
     logic.load("tl-phantom", "cpu")
     assert logic.can_encode_images
     hr = mrml.volume_to_node(subject.phases["ED"]["hr"], scene=scene, name="hr")
+    assert logic.can_encode(hr)
     code = logic.encode_image(hr)
     assert code.shape == (64,) and np.isfinite(code).all()
 
