@@ -160,10 +160,6 @@ def to_sitk(volume: Volume) -> sitk.Image:
     return image
 
 
-def from_sitk(image: sitk.Image) -> Volume:
-    return _to_volume(image, "image")
-
-
 def check_writable(path, overwrite: bool = False, image: bool = True) -> Path:
     """Refuse to overwrite an existing file unless asked to; make the parent folder, and refuse one that cannot
     be written into (read-only, not a folder): before the work, not after it. With ``image``, the suffix must

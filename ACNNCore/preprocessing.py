@@ -1,10 +1,9 @@
 """Preprocessing, each step with its inverse, so outputs map back onto the input's geometry.
 
 - :func:`normalize_intensity` / :meth:`IntensityScaling.invert`
-- :func:`crop_or_pad` / :func:`uncrop` (whole voxels: exact)
-- :func:`resample` onto any :class:`Geometry` (SimpleITK), and
-  :func:`to_model_grid` / :func:`from_model_grid`: a model's grid (shape and
-  spacing) centred on a point (the LV or the image centre), and back.
+- :func:`resample` onto any :class:`Geometry` (SimpleITK), among them a model's grid
+  (:func:`model_geometry`: shape and spacing centred on a point, the heart or the
+  image centre), and back onto the input's.
 """
 
 from __future__ import annotations
@@ -43,46 +42,6 @@ def normalize_intensity(volume: Volume, percentiles=(1.0, 99.0)) -> tuple[Volume
         raise InputError("image is constant: nothing to segment")
     scaling = IntensityScaling(float(lo), float(hi))
     return volume.with_array(scaling.apply(volume.array)), scaling
-
-
-@dataclass(frozen=True)
-class CropBox:
-    """Where a crop/pad of whole voxels sits in the original grid: start index (may be negative)."""
-
-    start: tuple[int, int, int]
-    shape: tuple[int, int, int]
-
-
-def crop_or_pad(volume: Volume, center_index, shape, fill=0) -> tuple[Volume, CropBox]:
-    """A ``shape`` window of whole voxels centred on ``center_index`` (padding with ``fill`` outside)."""
-    shape = tuple(int(s) for s in shape)
-    start = tuple(int(np.floor(c - (s - 1) / 2.0 + 0.5)) for c, s in zip(center_index, shape))
-    out = np.full(shape, fill, dtype=volume.array.dtype)
-    src, dst = [], []
-    for st, n, size in zip(start, shape, volume.shape):
-        lo, hi = max(st, 0), min(st + n, size)
-        if hi <= lo:
-            src.append(slice(0, 0))
-            dst.append(slice(0, 0))
-        else:
-            src.append(slice(lo, hi))
-            dst.append(slice(lo - st, hi - st))
-    out[tuple(dst)] = volume.array[tuple(src)]
-    g = volume.geometry
-    geometry = Geometry(shape, g.spacing, tuple(g.index_to_physical(start)), g.direction)
-    return Volume(out, geometry), CropBox(start, shape)
-
-
-def uncrop(array: np.ndarray, box: CropBox, reference: Geometry, fill=0) -> Volume:
-    """Put a cropped/padded array back on the original grid (exact inverse of :func:`crop_or_pad`)."""
-    out = np.full(reference.shape, fill, dtype=array.dtype)
-    src, dst = [], []
-    for st, n, size in zip(box.start, box.shape, reference.shape):
-        lo, hi = max(st, 0), min(st + n, size)
-        src.append(slice(lo - st, max(hi - st, lo - st)))
-        dst.append(slice(lo, max(hi, lo)))
-    out[tuple(dst)] = array[tuple(src)]
-    return Volume(out, reference)
 
 
 _INTERPOLATORS = {"nearest": sitk.sitkNearestNeighbor, "linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline,
@@ -138,15 +97,6 @@ def model_geometry(volume: Volume, shape, spacing, center=None) -> Geometry:
     same = np.isclose(target.spacing, g.spacing, rtol=1e-6)
     start = np.where(same, np.round(start), start)
     return Geometry(target.shape, target.spacing, tuple(g.index_to_physical(start)), g.direction)
-
-
-def to_model_grid(volume: Volume, shape, spacing, center=None, interpolation="linear") -> Volume:
-    return resample(volume, model_geometry(volume, shape, spacing, center), interpolation)
-
-
-def from_model_grid(volume: Volume, reference: Geometry, interpolation="nearest") -> Volume:
-    """Map a model-grid result back onto the input's grid (``reference``)."""
-    return resample(volume, reference, interpolation)
 
 
 def crop_around_heart(image: Volume, labels: Volume | None, shape, spacing_xy, center=None,

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from ACNNCore.errors import InputError
-from ACNNCore.preprocessing import (crop_or_pad, from_model_grid, labels_center, normalize_intensity, resample,
-                                    to_model_grid, uncrop)
+from ACNNCore.preprocessing import labels_center, model_geometry, normalize_intensity, resample
 from ACNNCore.volume import Volume
 
 from .test_volume_io import oblique_direction
@@ -30,25 +29,6 @@ def test_intensity_normalisation_inverts(image):
     assert abs(np.percentile(norm16.array, 99) - 1) < 1e-5
 
 
-@pytest.mark.parametrize("center, shape", [((10, 12, 4), (8, 8, 5)), ((1, 22, 0), (16, 16, 12)),
-                                           ((10, 12, 4), (32, 40, 16))])
-def test_crop_or_pad_is_exactly_undone(image, center, shape):
-    cropped, box = crop_or_pad(image, center, shape)
-    assert cropped.shape == shape
-    # each cropped voxel sits where it sat in the input, physically
-    ijk = np.array([2, 3, 1])
-    src = np.array(box.start) + ijk
-    if np.all((src >= 0) & (src < image.shape)):
-        assert cropped.array[tuple(ijk)] == image.array[tuple(src)]
-        np.testing.assert_allclose(cropped.geometry.index_to_physical(ijk), image.geometry.index_to_physical(src))
-    back = uncrop(cropped.array, box, image.geometry)
-    inside = np.zeros(image.shape, bool)
-    inside[tuple(slice(max(s, 0), max(min(s + n, N), 0)) for s, n, N in zip(box.start, shape, image.shape))] = True
-    np.testing.assert_array_equal(back.array[inside], image.array[inside])
-    assert np.all(back.array[~inside] == 0)
-    assert back.geometry.same_as(image.geometry)
-
-
 def test_resampling_onto_the_same_grid_is_identity(image):
     np.testing.assert_array_equal(resample(image, image.geometry).array, image.array)
 
@@ -59,12 +39,12 @@ def test_model_grid_round_trip_for_labels(image):
     labels.array[9:11, 11:14, 3:6] = 2
     center = labels_center(labels)
     # same spacing, larger grid: exact
-    on_model = to_model_grid(labels, (32, 32, 12), image.spacing, center, "nearest")
-    back = from_model_grid(on_model, image.geometry)
+    on_model = resample(labels, model_geometry(labels, (32, 32, 12), image.spacing, center), "nearest")
+    back = resample(on_model, image.geometry, "nearest")
     np.testing.assert_array_equal(back.array, labels.array)
     # finer in-plane spacing and back (nearest neighbour both ways): nearly the same
-    fine = to_model_grid(labels, (40, 40, 12), (0.7, 0.7, 8.0), center, "nearest")
-    back = from_model_grid(fine, image.geometry)
+    fine = resample(labels, model_geometry(labels, (40, 40, 12), (0.7, 0.7, 8.0), center), "nearest")
+    back = resample(fine, image.geometry, "nearest")
     dice = 2 * np.sum((back.array == 1) & (labels.array == 1)) / np.sum((back.array == 1) + (labels.array == 1))
     assert dice > 0.95
     # the model grid is centred on the labels' centroid, in physical space (snapped to the
