@@ -387,6 +387,22 @@ def _add_inference(sub):
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
     p.set_defaults(run=run_explore)
+    p = sub.add_parser("encode", help="encode label maps into a shape model's codes, one CSV row per map",
+                       description="Each label map (an expert's or a segmentation; files, or folders searched as "
+                                   "`acnn evaluate` searches them, ACDC's and the phantom's layouts understood) "
+                                   "encoded into the learnt shape space: its code, with the case's group where the "
+                                   "data set names it (ACDC's Info.cfg, a phantom's info.json), for analyses of "
+                                   "one's own (statistics, classifiers). ACDC's label values are read as such where "
+                                   "an ACDC Info.cfg lies beside the file.")
+    p.add_argument("maps", nargs="+", type=Path, metavar="MAPS", help="label map files or folders of them")
+    p.add_argument("--model", default="ae-acdc",
+                   help="AE or T-L bundle (default ae-acdc: LV, myocardium and RV; ae-phantom: LV and myocardium)")
+    p.add_argument("--convention", choices=("auto", "ours", "acdc"), default="auto",
+                   help="label values of the maps (auto: ACDC's where an ACDC Info.cfg lies beside the file)")
+    p.add_argument("--out", required=True, type=Path, help="CODES.csv: case, group, file, then z0, z1, ...")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _device_arg(p)
+    p.set_defaults(run=run_encode)
     p = sub.add_parser("models", help="list the bundled models")
     p.set_defaults(run=run_models)
 
@@ -699,6 +715,44 @@ def run_explore(args) -> int:
             write_volume(labels, args.out / f"dim{dim:02d}_step{i:02d}_{z:+.2f}sd.nii.gz", overwrite=args.overwrite)
     print(f"dimension {dim} over mean +- {args.k} std in {args.steps} steps"
           + (f", the other {model.code_size - 1} as {args.base.name} has them" if args.base else "") + f": {args.out}")
+    return 0
+
+
+def run_encode(args) -> int:
+    import csv
+
+    from tqdm import tqdm
+
+    from .datasets import group_of
+    from .evaluation import label_files, read_label_map
+    from .inference import ShapeModel
+    from .io import check_writable
+
+    if args.out.suffix.lower() != ".csv":
+        raise InputError(f"--out {args.out}: the codes are written as a .csv file")
+    check_writable(args.out, args.overwrite, image=False)
+    maps: dict[str, Path] = {}
+    for root in args.maps:
+        for key, path in label_files(root, ground_truth=True).items():
+            if key in maps:
+                raise InputError(f"two label maps for case {key!r}: {maps[key]} and {path}")
+            maps[key] = path
+    model = ShapeModel(args.model, args.device)
+    rows = []
+    for key, path in tqdm(maps.items(), desc="encode", unit="map", disable=None):
+        try:
+            code = model.encode(read_label_map(path, args.convention))
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
+        rows.append([key, group_of(path), str(path), *(f"{z:.6g}" for z in code)])
+    with open(args.out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["case", "group", "file", *(f"z{d}" for d in range(model.code_size))])
+        writer.writerows(rows)
+    groups = sorted({r[1] for r in rows} - {""})
+    print(f"{args.out}: {len(rows)} label map{'s' * (len(rows) != 1)} encoded by {model.runner.bundle.name} "
+          f"({model.code_size}-d codes; dimensions by use: {', '.join(map(str, model.order[:5]))}, ...)"
+          + (f"; groups {', '.join(groups)}" if groups else ""))
     return 0
 
 

@@ -84,6 +84,19 @@ def read_acdc_info(path) -> dict:
     return info
 
 
+def group_of(path) -> str:
+    """The group (pathology) of the subject a file belongs to, where its data set says it: an ACDC patient's
+    ``Info.cfg`` beside the file, a phantom subject's ``info.json`` beside it or one folder up (``subjectNNN/ED/``);
+    "" otherwise."""
+    folder = Path(path).parent
+    if (folder / "Info.cfg").is_file():
+        return read_acdc_info(folder / "Info.cfg")["Group"]
+    for info in (folder / "info.json", folder.parent / "info.json"):
+        if info.is_file():
+            return str(json.loads(info.read_text()).get("group", ""))
+    return ""
+
+
 def is_acdc(root) -> bool:
     """An ACDC data folder (patientNNN/Info.cfg) or one patient's folder (Info.cfg beside its frames)."""
     root = Path(root)

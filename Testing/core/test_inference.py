@@ -1,6 +1,7 @@
 """Inference on volumes of any geometry, and the segment / superresolve / explore / demo commands."""
 
 import copy
+import csv
 import json
 import re
 import subprocess
@@ -15,7 +16,7 @@ from ACNNCore.errors import InputError
 from ACNNCore.inference import (CORRECTION_REFUSED, Segmenter, ShapeModel, SuperResolver, heart_part, hr_geometry,
                                 interpolate_stack)
 from ACNNCore.postprocessing import clean_up, keep_largest_component
-from ACNNCore.io import read_labels, read_segmentation, read_volume
+from ACNNCore.io import read_labels, read_segmentation, read_volume, write_volume
 from ACNNCore.metrics import plausibility
 from ACNNCore.volume import Volume
 
@@ -470,6 +471,30 @@ def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
     code = model.encode(truth)
     code[3] = model.mean[3]
     assert np.array_equal(around.array, model.decode(code).array)
+
+
+def test_encode_command_writes_each_maps_code_and_group(tiny_models, tiny_data, tmp_path):
+    out = tmp_path / "codes.csv"
+    run = acnn("encode", tiny_data, "--model", tiny_models["ae"], "--out", out)
+    assert run.returncode == 0 and "16 label maps encoded" in run.stdout and "groups DCM, HCM, NOR" in run.stdout, \
+        run.stderr
+    rows = {r["case"]: r for r in csv.DictReader(out.open())}
+    assert len(rows) == 16 and list(next(iter(rows.values())))[:4] == ["case", "group", "file", "z0"]
+    row = rows["subject002_ED"]  # the phantom's info.json names the group
+    assert row["group"] == json.loads((tiny_data / "subject002" / "info.json").read_text())["group"]
+    model = ShapeModel(tiny_models["ae"], device="cpu")
+    code = np.array([float(row[f"z{d}"]) for d in range(model.code_size)])
+    np.testing.assert_allclose(code, model.encode(read_labels(row["file"])), rtol=1e-4, atol=1e-5)
+    # nothing overwritten without asking; a wrong output kind or a map of more structures than the model's: one line
+    assert acnn("encode", tiny_data, "--model", tiny_models["ae"], "--out", out).returncode == 2
+    run = acnn("encode", tiny_data, "--model", tiny_models["ae"], "--out", tmp_path / "codes.json")
+    assert run.returncode == 2 and "written as a .csv file" in run.stderr
+    labels = read_labels(row["file"])
+    three = tmp_path / "rv" / "x_gt.nii.gz"
+    write_volume(labels.with_array(np.where(labels.array == 1, 3, labels.array).astype(np.uint8)), three)
+    run = acnn("encode", three, "--model", tiny_models["ae"], "--out", tmp_path / "rv.csv")
+    assert run.returncode == 2 and f"{three}: label map holds values up to 3" in run.stderr \
+        and "Traceback" not in run.stderr and not (tmp_path / "rv.csv").exists()
 
 
 def test_demo_command_runs_the_whole_pipeline(tiny_models, tmp_path):

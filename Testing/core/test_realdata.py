@@ -200,6 +200,23 @@ def test_evaluate_against_acdc_ground_truth(acdc_root, tmp_path, capsys):
     assert re.search(r"LV blood pool +dice 1\.000", out.out) and not out.err
 
 
+def test_encode_real_expert_maps_with_their_groups(acdc_root, tmp_path, capsys):
+    """`acnn encode` on ACDC patients' folders: ED and ES by name, the group from Info.cfg, ACDC's label values read
+    as such (the code is the one of the map in ours)."""
+    from ACNNCore.inference import ShapeModel
+    from ACNNCore.labels import ACDC_TO_OURS, remap
+
+    out = tmp_path / "codes.csv"
+    assert main(["encode", str(acdc_root / "patient001"), str(acdc_root / "patient021"), "--out", str(out)]) == 0
+    assert "4 label maps encoded by ae-acdc (64-d codes" in capsys.readouterr().out
+    rows = {r["case"]: r for r in csv.DictReader(out.open())}
+    assert sorted(rows) == ["patient001_ED", "patient001_ES", "patient021_ED", "patient021_ES"]
+    assert rows["patient001_ED"]["group"] == "DCM" and rows["patient021_ES"]["group"] == "HCM"
+    raw = read_labels(acdc_root / "patient001" / "patient001_frame01_gt.nii.gz", allowed=(0, 1, 2, 3))
+    code = ShapeModel("ae-acdc", "cpu").encode(raw.with_array(remap(raw.array, ACDC_TO_OURS)))
+    np.testing.assert_allclose([float(rows["patient001_ED"][f"z{d}"]) for d in range(64)], code, rtol=1e-4, atol=1e-5)
+
+
 def test_default_model_for_real_and_phantom_images(acdc_root):
     from ACNNCore.bundle import available
     from ACNNCore.inference import default_model
