@@ -1,4 +1,4 @@
-"""The README's Python examples run as written (the ACDC one where ../shared/data/acdc is present), and do
+"""The README's Python examples run as written (the ACDC ones where ../shared/data/acdc is present), and do
 what their comments say; the citation file agrees with the package."""
 
 import re
@@ -23,14 +23,19 @@ def run_block(code: str, folder: Path, monkeypatch) -> dict:
     return namespace
 
 
-def test_the_readme_has_the_two_examples():
-    blocks = python_blocks()
-    assert len(blocks) == 2
-    assert ACDC_PATH in blocks[0] and "acnn_seg_loss" in blocks[1]
+def block_with(marker: str) -> str:
+    """The README's one Python example that holds ``marker``."""
+    (block,) = [b for b in python_blocks() if marker in b]
+    return block
+
+
+def test_the_readme_has_the_three_examples():
+    assert len(python_blocks()) == 3
+    assert block_with("Segmenter(") != block_with("acnn_seg_loss") != block_with("codes.csv")
 
 
 def test_segment_and_encode_a_real_image(acdc_root, tmp_path, monkeypatch):
-    code = python_blocks()[0].replace(ACDC_PATH, str(acdc_root))
+    code = block_with("Segmenter(").replace(ACDC_PATH, str(acdc_root))
     ns = run_block(code, tmp_path, monkeypatch)
     image = read_volume(acdc_root / "patient001" / "patient001_frame01.nii.gz")
     written = read_labels(tmp_path / "patient001_ED_seg.nii.gz", allowed=(0, 1, 2, 3))
@@ -44,7 +49,7 @@ def test_segment_and_encode_a_real_image(acdc_root, tmp_path, monkeypatch):
 
 
 def test_the_acnn_seg_loss_in_a_loop_of_your_own(tmp_path, monkeypatch):
-    ns = run_block(python_blocks()[1], tmp_path, monkeypatch)
+    ns = run_block(block_with("acnn_seg_loss"), tmp_path, monkeypatch)
     terms, net, prior = ns["terms"], ns["net"], ns["prior"]
     assert set(terms) == {"loss", "ce", "prior"} and terms["prior"].item() > 0
     assert all(p.grad is not None for p in net.parameters())  # the loss trains the network...
@@ -65,3 +70,12 @@ def test_the_citation_file_names_the_paper_and_this_version():
     assert paper["authors"][0]["family-names"] == "Oktay" and paper["year"] == 2018
     (acdc,) = cff["references"]  # the data the real-data models learnt from
     assert acdc["authors"][0]["family-names"] == "Bernard" and "acnn-seg-acdc" in acdc["notes"]
+
+
+def test_classify_the_codes_acnn_encode_wrote(acdc_root, tmp_path, monkeypatch, capsys):
+    """The `acnn encode` example and the forest on its codes print the figure the README gives."""
+    from ACNNCore.cli import main
+
+    assert main(["encode", str(acdc_root), "--out", str(tmp_path / "codes.csv")]) == 0
+    run_block(block_with("codes.csv"), tmp_path, monkeypatch)
+    assert "NOR / DCM / HCM from ED codes: 88.5% of 42 patients" in capsys.readouterr().out
