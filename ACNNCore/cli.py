@@ -946,7 +946,19 @@ def _stdout_gone() -> bool:
         return False
 
 
+def _report_crashes() -> None:
+    """A crash in native code (ITK, GDCM, torch: a segmentation fault, an abort) prints where Python was, for a
+    bug report, as ``python -X faulthandler`` would."""
+    import faulthandler
+
+    try:
+        faulthandler.enable()
+    except (AttributeError, OSError, RuntimeError, ValueError):  # no stderr, or no file descriptor behind it
+        pass
+
+
 def main(argv=None) -> int:
+    _report_crashes()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

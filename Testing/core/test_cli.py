@@ -367,3 +367,10 @@ def test_a_broken_pipe_elsewhere_is_an_error(monkeypatch, capsys):
     monkeypatch.setattr(cli, "run_models", broken)
     assert cli.main(["models"]) == 2
     assert capsys.readouterr().err == "acnn: error: Broken pipe\n"
+
+
+def test_a_crash_in_native_code_says_where_python_was():
+    """`acnn` enables faulthandler: a segmentation fault in a library (ITK, GDCM, torch) prints the Python stack."""
+    code = "import ctypes; from ACNNCore.cli import main; main(['models']); ctypes.string_at(0)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8")
+    assert run.returncode == -11 and "Fatal Python error: Segmentation fault" in run.stderr, run.stderr
