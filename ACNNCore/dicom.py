@@ -514,8 +514,9 @@ def seg_sources(path) -> frozenset[tuple[str, int]]:
 
 def read_dicom_segs(folder) -> dict[str, Volume]:
     """Every DICOM SEG in a folder and its subfolders (:func:`read_dicom_seg`), by name: its series description
-    ("ACNN labels"), followed by its instance number where its series has several (a cine's frames: "ACNN
-    labels 1", "ACNN labels 2"...), else by its file's name; none in a folder of images alone."""
+    ("ACNN labels"), followed where its series has several (a cine's frames) by its content description ("ACNN
+    labels, frame 1 of 30", as ours say it), else its instance number, else its file's name; none in a folder of
+    images alone."""
     headers = {p: _header(p) for p in dicom_files(folder) if is_dicom_seg(p)}
     series = [str(h.get("SeriesInstanceUID", "")) for h in headers.values()]
     labels = {}
@@ -523,7 +524,8 @@ def read_dicom_segs(folder) -> dict[str, Volume]:
         stem = path.name.split(".")[0]
         name = str(header.get("SeriesDescription", "") or stem)
         if series.count(uid) > 1:
-            name += f" {header.get('InstanceNumber', '') or stem}"
+            content = header.get("ContentDescription")
+            name += f", {content}" if content else f" {header.get('InstanceNumber', '') or stem}"
         if name in labels:  # two series of one description
             name += f" {stem}"
         labels[name] = read_dicom_seg(path)
