@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -282,20 +281,16 @@ def _selector(images: list[_DicomImage], others: list[_DicomImage]) -> str:
 
 
 def _pixels(folder, stack: list[list[_DicomImage]], geometry: Geometry) -> list[Volume]:
-    """The frames of a stack's images, each file's pixels decoded once by GDCM, the files side by side in threads
-    (SimpleITK lets other threads run while it reads: 1.7-1.8x on two cores for a 360-file cine,
-    benchmarks/dicom_read.py)."""
-    files = list(dict.fromkeys(image.file for column in stack for image in column))
-
-    def decode(file: str) -> np.ndarray:  # (frames, rows, columns)
+    """The frames of a stack's images, each file's pixels decoded once by GDCM, one file after another: GDCM is
+    not thread-safe (files decoded side by side in threads crashed SimpleITK's reader now and then, once in a few
+    hundred reads of a fresh process; SimpleITK issue #805)."""
+    pixels = {}  # each file's pixel values (frames, rows, columns)
+    for file in dict.fromkeys(image.file for column in stack for image in column):
         try:
             array = sitk.GetArrayFromImage(sitk.ReadImage(file, imageIO="GDCMImageIO"))
         except RuntimeError:  # truncated, or a compression GDCM lacks
             raise InputError(f"{file}: its pixel data cannot be read (a truncated file?)") from None
-        return array.reshape(-1, *array.shape[-2:])
-
-    with ThreadPoolExecutor(min(len(files), os.cpu_count() or 1)) as pool:
-        pixels = dict(zip(files, pool.map(decode, files)))
+        pixels[file] = array.reshape(-1, *array.shape[-2:])
 
     def pixels_of(image: _DicomImage) -> np.ndarray:
         slope, intercept = image.rescale
