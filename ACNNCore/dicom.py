@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -280,14 +281,19 @@ def _selector(images: list[_DicomImage], others: list[_DicomImage]) -> str:
     return images[0].protocol or images[0].series  # several series, none of them its own (not to be picked)
 
 
+# GDCM is not thread-safe: files decoded side by side in threads crashed SimpleITK's reader now and then (once in a
+# few hundred reads of a fresh process; SimpleITK issue #805). One decode at a time in the process, also where
+# reads run in worker threads (the studio's uploads, the Slicer modules' background reads).
+_GDCM = threading.Lock()
+
+
 def _pixels(folder, stack: list[list[_DicomImage]], geometry: Geometry) -> list[Volume]:
-    """The frames of a stack's images, each file's pixels decoded once by GDCM, one file after another: GDCM is
-    not thread-safe (files decoded side by side in threads crashed SimpleITK's reader now and then, once in a few
-    hundred reads of a fresh process; SimpleITK issue #805)."""
+    """The frames of a stack's images, each file's pixels decoded once by GDCM, one file after another."""
     pixels = {}  # each file's pixel values (frames, rows, columns)
     for file in dict.fromkeys(image.file for column in stack for image in column):
         try:
-            array = sitk.GetArrayFromImage(sitk.ReadImage(file, imageIO="GDCMImageIO"))
+            with _GDCM:
+                array = sitk.GetArrayFromImage(sitk.ReadImage(file, imageIO="GDCMImageIO"))
         except RuntimeError:  # truncated, or a compression GDCM lacks
             raise InputError(f"{file}: its pixel data cannot be read (a truncated file?)") from None
         pixels[file] = array.reshape(-1, *array.shape[-2:])

@@ -450,23 +450,34 @@ def test_a_folder_of_studies_is_not_read_as_one_stack(tmp_path, oblique_volume, 
     assert np.array_equal(back.array, above.array)
 
 
-def test_dicom_pixels_are_decoded_in_the_reading_thread(tmp_path, oblique_volume, write_dicom, monkeypatch):
+def test_dicom_pixels_are_decoded_one_file_at_a_time(tmp_path, oblique_volume, write_dicom, monkeypatch):
     """GDCM is not thread-safe: decoded in a thread pool, SimpleITK's reader crashed a fresh process about once in a
-    few hundred reads (a segmentation fault in the tests, SimpleITK issue #805). Every file is decoded by the
-    thread that reads the stack (the real reader, watched)."""
+    few hundred reads (a segmentation fault in the tests, SimpleITK issue #805). A stack's files are decoded by the
+    thread that reads it, and reads in several threads at once (the studio's uploads) never decode two files at
+    the same time (the real reader, watched)."""
     import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
 
-    threads, read = [], sitk.ReadImage
+    calls, read = [], sitk.ReadImage  # (thread, start, end) of each decode
 
     def watched(*args, **kwargs):
-        threads.append(threading.current_thread())
-        return read(*args, **kwargs)
+        start = time.perf_counter()
+        image = read(*args, **kwargs)
+        calls.append((threading.current_thread(), start, time.perf_counter()))
+        return image
 
-    folder = write_dicom([oblique_volume, oblique_volume], tmp_path / "cine", times=[0, 300])
+    folders = [write_dicom([oblique_volume] * 6, tmp_path / f"cine{i}", times=list(range(0, 600, 100)))
+               for i in range(2)]
     monkeypatch.setattr(sitk, "ReadImage", watched)
-    frames = read_dicom(folder)
-    assert len(frames) == 2 and len(threads) == len(list(folder.iterdir()))
-    assert set(threads) == {threading.current_thread()}
+    assert len(read_dicom(folders[0])) == 6 and len(calls) == len(list(folders[0].iterdir()))
+    assert {thread for thread, _, _ in calls} == {threading.current_thread()}
+    calls.clear()
+    with ThreadPoolExecutor(2) as pool:
+        assert [len(frames) for frames in pool.map(read_dicom, folders)] == [6, 6]
+    assert len({thread for thread, _, _ in calls}) == 2
+    spans = sorted((start, end) for _, start, end in calls)
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
 
 
 @pytest.mark.parametrize("per_slice_series", [False, True])
