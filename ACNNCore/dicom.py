@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError, OutputExists
-from .io import SUFFIXES
+from .io import READ_LOCK, SUFFIXES
 from .volume import Geometry, Volume
 
 log = logging.getLogger(__name__)
@@ -281,18 +280,13 @@ def _selector(images: list[_DicomImage], others: list[_DicomImage]) -> str:
     return images[0].protocol or images[0].series  # several series, none of them its own (not to be picked)
 
 
-# GDCM is not thread-safe: files decoded side by side in threads crashed SimpleITK's reader now and then (once in a
-# few hundred reads of a fresh process; SimpleITK issue #805). One decode at a time in the process, also where
-# reads run in worker threads (the studio's uploads, the Slicer modules' background reads).
-_GDCM = threading.Lock()
-
-
 def _pixels(folder, stack: list[list[_DicomImage]], geometry: Geometry) -> list[Volume]:
-    """The frames of a stack's images, each file's pixels decoded once by GDCM, one file after another."""
+    """The frames of a stack's images, each file's pixels decoded once by GDCM, one file after another (GDCM is
+    not thread-safe: :data:`ACNNCore.io.READ_LOCK`)."""
     pixels = {}  # each file's pixel values (frames, rows, columns)
     for file in dict.fromkeys(image.file for column in stack for image in column):
         try:
-            with _GDCM:
+            with READ_LOCK:
                 array = sitk.GetArrayFromImage(sitk.ReadImage(file, imageIO="GDCMImageIO"))
         except RuntimeError:  # truncated, or a compression GDCM lacks
             raise InputError(f"{file}: its pixel data cannot be read (a truncated file?)") from None

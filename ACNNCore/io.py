@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,12 @@ from .errors import InputError, OutputExists
 from .volume import Geometry, Volume
 
 SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+
+# One SimpleITK read at a time in the process, also where reads run in worker threads (the studio's uploads, the
+# Slicer modules' background reads): GDCM, which decodes DICOM and which ITK asks whether it can read any file, is
+# not thread-safe -- files decoded side by side in threads crashed SimpleITK's reader now and then (once in a few
+# hundred reads of a fresh process; SimpleITK issue #805).
+READ_LOCK = threading.Lock()
 
 
 def format_of(path) -> str:
@@ -46,7 +53,8 @@ def _read_sitk(path) -> sitk.Image:
     if not path.is_file():
         raise InputError(f"no such file: {path}")
     try:
-        image = sitk.ReadImage(str(path))
+        with READ_LOCK:
+            image = sitk.ReadImage(str(path))
     except RuntimeError as e:
         detail = str(e).strip().splitlines()[-1] if str(e).strip() else "unreadable"
         raise InputError(f"cannot read {path}: {detail}") from None
