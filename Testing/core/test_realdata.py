@@ -214,7 +214,8 @@ def test_encode_real_expert_maps_with_their_groups(acdc_root, tmp_path, capsys):
     assert rows["patient001_ED"]["group"] == "DCM" and rows["patient021_ES"]["group"] == "HCM"
     raw = read_labels(acdc_root / "patient001" / "patient001_frame01_gt.nii.gz", allowed=(0, 1, 2, 3))
     code = ShapeModel("ae-acdc", "cpu").encode(raw.with_array(remap(raw.array, ACDC_TO_OURS)))
-    np.testing.assert_allclose([float(rows["patient001_ED"][f"z{d}"]) for d in range(64)], code, rtol=1e-4, atol=1e-5)
+    written = [float(rows["patient001_ED"][f"z{d}"]) for d in range(64)]
+    np.testing.assert_allclose(written, code, rtol=1e-4, atol=1e-5)
 
 
 def test_default_model_for_real_and_phantom_images(acdc_root):

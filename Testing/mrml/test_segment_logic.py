@@ -485,14 +485,14 @@ def test_dicom_seg_objects_load_as_segmentations_beside_their_images(scene, tmp_
     write_dicom_seg(labels, study, tmp_path / "study" / "seg", {v: n for v, (n, _) in SEGMENTS.items()})
     cine, *segmentations = mrml.load_dicom(tmp_path / "study", scene)
     assert cine.IsA("vtkMRMLSequenceNode") and cine.GetNumberOfDataNodes() == 2  # the SEGs are no frames
-    assert [n.GetName() for n in segmentations] == ["study ACNN labels, frame 1 of 2", "study ACNN labels, frame 2 of 2"]
+    assert [n.GetName() for n in segmentations] == [f"study ACNN labels, frame {t} of 2" for t in (1, 2)]
     for node, expected in zip(segmentations, labels):
         back = mrml.labels_from_segmentation(node, g)
         assert np.array_equal(back.array, expected.array)
         assert {node.GetSegmentation().GetNthSegment(i).GetName()
                 for i in range(node.GetSegmentation().GetNumberOfSegments())} <= {n for n, _ in SEGMENTS.values()}
     alone = mrml.load_dicom(tmp_path / "study" / "seg", scene)  # a folder of SEGs alone
-    assert [n.GetName() for n in alone] == ["seg ACNN labels, frame 1 of 2", "seg ACNN labels, frame 2 of 2"]
+    assert [n.GetName() for n in alone] == [f"seg ACNN labels, frame {t} of 2" for t in (1, 2)]
     assert np.array_equal(mrml.labels_from_segmentation(alone[1], g).array, labels[1].array)
     broken = tmp_path / "study" / "seg" / "SEG_002.dcm"
     broken.write_bytes(broken.read_bytes()[:-50])

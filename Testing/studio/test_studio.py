@@ -485,7 +485,8 @@ def test_a_dicom_upload_segmented_and_saved_as_dicom_seg(browser, acdc_root, tmp
                                timeout=30_000)
         page.get_by_text("Scene").click() if not page.locator("#segments").is_visible() else None
         page.wait_for_function("[...document.querySelectorAll('.segment-item')].some(e => e.innerText.includes("
-                               "'DICOM ACNN labels, frame 2 of 2') && e.innerText.includes('RV blood pool'))", timeout=10_000)
+                               "'DICOM ACNN labels, frame 2 of 2') && e.innerText.includes('RV blood pool'))",
+                               timeout=10_000)
         time.sleep(2)  # the views' next frames
         page.screenshot(path=ARTIFACTS / "studio-dicom-seg.png")
         uploads = [p for p in (tmp_path / "server-tmp").iterdir() if p.name.startswith("acnn-studio-uploads-")]
