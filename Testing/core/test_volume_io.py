@@ -459,7 +459,7 @@ def test_dicom_pixels_are_decoded_one_file_at_a_time(tmp_path, oblique_volume, w
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    calls, read = [], sitk.ReadImage  # (thread, start, end) of each decode
+    calls, read = [], sitk.ReadImage  # (thread, start, end) of each read
 
     def watched(*args, **kwargs):
         start = time.perf_counter()
