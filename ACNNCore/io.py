@@ -25,8 +25,8 @@ SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 # One SimpleITK read at a time in the process, also where reads run in worker threads (the studio's uploads, the
 # Slicer modules' background reads): GDCM, which decodes DICOM and which ITK asks whether it can read any file, is
-# not thread-safe -- files decoded side by side in threads crashed SimpleITK's reader now and then (once in a few
-# hundred reads of a fresh process; SimpleITK issue #805).
+# not thread-safe -- files decoded side by side in threads from a process's start crashed it now and then, or hung
+# it at exit (3 of 150 fresh processes decoding a 360-file cine: benchmarks/dicom_threads.py; SimpleITK issue #805).
 READ_LOCK = threading.Lock()
 
 
