@@ -453,8 +453,8 @@ def test_a_folder_of_studies_is_not_read_as_one_stack(tmp_path, oblique_volume, 
 def test_dicom_pixels_are_decoded_one_file_at_a_time(tmp_path, oblique_volume, write_dicom, monkeypatch):
     """GDCM is not thread-safe: decoded in a thread pool from a process's start, SimpleITK's reader crashed it now
     and then (a segmentation fault in the tests; benchmarks/dicom_threads.py, SimpleITK issue #805). A stack's
-    files are decoded by the thread that reads it, and reads in several threads at once (the studio's uploads) never run two SimpleITK reads
-    at the same time (the real reader, watched)."""
+    files are decoded by the thread that reads it, and reads in several threads at once (the studio's uploads)
+    never run two SimpleITK reads at the same time (the real reader, watched)."""
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
