@@ -492,7 +492,8 @@ def test_dicom_threads_benchmark_counts_crashes_per_way_of_decoding(capsys):
     dicom_threads.main(["--runs", "2"])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and all(" of 2 fresh processes crashed decoding 360 files" in line for line in lines)
-    assert lines[2] == "one file after another (ACNNCore): 0 of 2 fresh processes crashed decoding 360 files"
+    assert lines[2] == ("ACNNCore.dicom.read_dicom, one file after another: 0 of 2 fresh processes crashed decoding "
+                        "360 files")
 
 
 @pytest.mark.parametrize("per_slice_series", [False, True])
