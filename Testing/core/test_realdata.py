@@ -618,3 +618,62 @@ def test_super_resolution_looks_where_the_heart_is_and_says_what_to_mind(acdc_ro
     assert "linear interpolation may keep more" in err and "phantom images only" in err
     stack = generate_subject(0, 5, PhantomConfig()).phases["ED"]["lr"]
     assert resolver.caveats(stack) == [] and resolver.heart_center(stack) is None  # the phantom's own stacks
+
+
+def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, capsys):
+    """benchmarks/acdc_gpu_ensembles.py the whole way on the CPU: the kit holds the cases training cuts (the
+    images to float16's precision), the nets train from it where SimpleITK is missing, nets stopped at the
+    deadline leave an archive all the same, and the archives unpack into models the printed benchmark names."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+    from pathlib import Path
+
+    import yaml
+
+    from ACNNCore.bundle import load_bundle
+    from ACNNCore.datasets import read_dataset
+    from ACNNCore.training import crop_cases
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "benchmarks"))
+    import acdc_gpu_ensembles as gpu
+
+    kit = tmp_path / "kit"
+    gpu.make_kit(acdc_root, root / "Resources/Models/ae-acdc", kit, max_patients=5)
+    cut = crop_cases(read_dataset(tmp_path / "acdc-split/acdc-train"), yaml.safe_load(gpu.RECIPE.read_text())["crop"])
+    kept = gpu.read_kit(kit)
+    assert [c.name for c in kept] == [c.name for c in cut] and len(cut) == 8 and (kit / "ae/model.json").is_file()
+    for a, b in zip(kept, cut):
+        assert a.meta == b.meta and a.image.geometry.same_as(b.image.geometry)
+        np.testing.assert_allclose(a.image.array, b.image.array, atol=1e-3)
+        np.testing.assert_array_equal(a.labels.array, b.labels.array)
+
+    no_sitk = tmp_path / "no-simpleitk"  # as on the GPU machine
+    no_sitk.mkdir()
+    (no_sitk / "SimpleITK.py").write_text("raise ImportError('not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": str(no_sitk)}
+
+    def train(out, deadline):
+        out.mkdir()
+        subprocess.run([sys.executable, str(root / "benchmarks/acdc_gpu_ensembles.py"), "train", "--kit", str(kit),
+                        "--out", str(out), "--epochs", "1", "--seeds", "0", "--device", "cpu", "--deadline",
+                        str(deadline)], env=env, check=True, capture_output=True)
+        return out
+
+    stopped = train(tmp_path / "stopped", 0)
+    with tarfile.open(stopped / "seg.tar") as tar:
+        summary = json.load(tar.extractfile("summary.json"))
+    assert summary["seg-s0"]["epochs"] == 0 and summary["acnn-seg-s0"]["returncode"] != 0
+
+    trained = train(tmp_path / "trained", 600)
+    assert sorted(p.name for p in trained.iterdir()) == ["acnn-seg.tar", "seg.tar"]
+    gpu.unpack(trained, tmp_path / "back", kit)
+    printed = capsys.readouterr().out
+    for arm in gpu.ARMS:
+        model = load_bundle(tmp_path / f"back/{arm}-s0/model")
+        assert model.meta["training"]["data"]["cases"] == 8
+        assert f"{arm}={tmp_path}/back/{arm}-s0/model" in printed
+    assert load_bundle(tmp_path / "back/acnn-seg-s0/model").meta["training"]["prior"] == str(kit / "ae")
+    assert f"--models ae={kit}/ae " in printed and "'epochs': 1" in printed

@@ -1,0 +1,235 @@
+"""The robustness figure, replicated fairly: ensembles of four of ONE recipe, with the prior and without.
+
+The ensembles of four in benchmarks/ACDC.md ("Ensembles of these runs") mixed four recipes, and their
+members were trained at different times; this trains, side by side on one machine, four ACNN-Seg nets
+and four nets without the prior that differ only in the seed (0-3): the benchmark's recipe
+(`Resources/Models/acdc.yaml`, constant rate), on the benchmark's 56 training patients, ACNN-Seg with one
+AE (trained by `acnn train ae` on the same patients). Made for one GPU, where the eight train at once
+(on two CPU cores each would take about 45 minutes per 100 epochs, two at a time).
+
+    # here: the training cases, cut as training cuts them, and the AE, into a kit folder that travels
+    python benchmarks/acdc_gpu_ensembles.py kit --ae runs/acdc-ae/ae-dice/model --kit runs/kit
+    # on the GPU machine (the `device` tool: carry runs/kit; $OUT comes back): the eight nets at once
+    python3 benchmarks/acdc_gpu_ensembles.py train --kit runs/kit --out $OUT --epochs 100 --deadline 470
+    # here: the models out of the archives, then the benchmark on the two ensembles
+    python benchmarks/acdc_gpu_ensembles.py unpack --from FOLDER_OF_THE_ARCHIVES --to runs/gpu4
+    acnn benchmark acdc --data ../shared/data/acdc --out runs/bench-gpu4 --methods seg acnn-seg \\
+        --models ae=runs/kit/ae seg=runs/gpu4/seg-s0/model,... acnn-seg=runs/gpu4/acnn-seg-s0/model,...
+
+`unpack` prints that benchmark command in full. The kit holds the cut cases (float16 images, as the
+float32 crops to within 5e-4, below the input noise augmentation of 0.02) so that the GPU machine, which
+has no SimpleITK and not the ACDC folder, reads no image file: `member` gives training those cases in
+place of reading and cutting them, and a stand-in SimpleITK module that refuses every call. `train` stops
+every net still running at --deadline seconds (Ctrl-C, so each keeps its finished epochs and best model)
+and packs each arm's four runs (best model, log, config) into one archive in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "Resources/Models/acdc.yaml"
+ARMS = ("acnn-seg", "seg")  # with the prior, without
+
+
+# --- here: the kit ----------------------------------------------------------------------------------
+
+def make_kit(data: Path, ae: Path, kit: Path, max_patients: int = 0) -> None:
+    import yaml
+
+    from ACNNCore.benchmark import AcdcBenchmark
+    from ACNNCore.datasets import read_dataset
+    from ACNNCore.training import crop_cases
+
+    if kit.exists():
+        raise SystemExit(f"{kit} exists; remove it first")
+    split = AcdcBenchmark(data, kit.parent / "acdc-split", say=lambda *a: None, max_patients=max_patients)
+    cases = crop_cases(read_dataset(split.train_dir), yaml.safe_load(RECIPE.read_text())["crop"])
+    kit.mkdir(parents=True)
+    arrays, described = {}, []
+    for i, c in enumerate(cases):  # the slices the cut filled (it pads a short stack with zeros)
+        filled = np.flatnonzero(np.any(c.image.array != 0, axis=(0, 1)) | np.any(c.labels.array != 0, axis=(0, 1)))
+        z = slice(int(filled[0]), int(filled[-1]) + 1)
+        arrays[f"image{i}"] = c.image.array[:, :, z].astype(np.float16)
+        arrays[f"labels{i}"] = c.labels.array[:, :, z].astype(np.uint8)
+        described.append({"name": c.name, "meta": c.meta, "slices": [z.start, z.stop],
+                          "image": _geometry(c.image.geometry), "labels": _geometry(c.labels.geometry)})
+    np.savez_compressed(kit / "cases.npz", **arrays)
+    (kit / "cases.json").write_text(json.dumps(described, indent=1, default=str))
+    shutil.copytree(ae, kit / "ae")
+    size = sum(f.stat().st_size for f in kit.rglob("*") if f.is_file())
+    print(f"{kit}: {len(cases)} cases of {len(split.train)} training patients, the AE; {size / 2**20:.1f} MiB")
+
+
+def _geometry(g) -> dict:
+    return {"shape": list(g.shape), "spacing": list(g.spacing), "origin": list(g.origin),
+            "direction": np.asarray(g.direction).tolist()}
+
+
+# --- on the GPU machine ------------------------------------------------------------------------------
+
+def _stand_in_simpleitk() -> None:
+    """The GPU machine has no SimpleITK; training from the kit calls none of it (reading and cutting are
+    replaced), but ACNNCore imports it. A module whose every function refuses stands in."""
+    try:
+        import SimpleITK  # noqa: F401
+        return
+    except ImportError:
+        pass
+
+    class Absent(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+
+            def refuse(*args, **kwargs):
+                raise RuntimeError(f"SimpleITK.{name}: SimpleITK is not installed on this machine")
+            return refuse
+
+    sys.modules["SimpleITK"] = Absent("SimpleITK")
+
+
+def read_kit(kit: Path) -> list:
+    from ACNNCore.datasets import Case
+    from ACNNCore.volume import Geometry, Volume
+
+    arrays, cases = np.load(kit / "cases.npz"), []
+    for i, d in enumerate(json.loads((kit / "cases.json").read_text())):
+        image, labels = np.zeros(d["image"]["shape"], np.float32), np.zeros(d["labels"]["shape"], np.uint8)
+        z = slice(*d["slices"])
+        image[:, :, z], labels[:, :, z] = arrays[f"image{i}"], arrays[f"labels{i}"]
+        cases.append(Case(name=d["name"], meta=d["meta"], image=Volume(image, Geometry(**d["image"])),
+                          labels=Volume(labels, Geometry(**d["labels"]))))
+    return cases
+
+
+def member(kit: Path, run: Path, arm: str, seed: int, epochs: int, device: str) -> int:
+    """One net: `acnn train seg` on the kit's cases (read and cut already)."""
+    _stand_in_simpleitk()
+    from ACNNCore import cli, training
+
+    cases = read_kit(kit)
+    training.read_dataset = lambda data, **kwargs: cases
+    training.crop_cases = lambda cases, crop: cases  # cut here as the recipe's crop cuts
+    prior = ["--prior", str(kit / "ae")] if arm == "acnn-seg" else []
+    return cli.main(["train", "seg", "--data", str(kit), "--out", str(run), "--config", str(RECIPE), *prior,
+                     "--epochs", str(epochs), "--seed", str(seed), "--device", device, "--workers", "2",
+                     "--overwrite"])
+
+
+def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: float, device: str) -> None:
+    start, runs, procs = time.monotonic(), out / "runs", {}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
+           "PYTHONUNBUFFERED": "1"}
+    for arm in ARMS:
+        for seed in seeds:
+            name = f"{arm}-s{seed}"
+            (runs / name).mkdir(parents=True)
+            log = (runs / f"{name}.log").open("w")
+            procs[name] = subprocess.Popen(
+                [sys.executable, __file__, "member", "--kit", str(kit), "--run", str(runs / name), "--arm", arm,
+                 "--seed", str(seed), "--epochs", str(epochs), "--device", device],
+                env=env, stdout=log, stderr=subprocess.STDOUT)
+    print(f"{len(procs)} nets started: {', '.join(procs)}", flush=True)
+    while any(p.poll() is None for p in procs.values()) and time.monotonic() - start < deadline:
+        time.sleep(10)
+        print(f"{time.monotonic() - start:5.0f} s: " + ", ".join(f"{n} {_epochs(runs / n)}" for n in procs),
+              flush=True)
+    for name, p in procs.items():
+        if p.poll() is None:  # out of time: Ctrl-C keeps the finished epochs and the best model
+            print(f"{name}: stopped at the deadline after {_epochs(runs / name)} epochs", flush=True)
+            p.send_signal(signal.SIGINT)
+    for name, p in procs.items():
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    summary = {n: {"returncode": p.returncode, "epochs": _epochs(runs / n)} for n, p in procs.items()}
+    summary["seconds"] = round(time.monotonic() - start)
+    (runs / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary), flush=True)
+    for arm in ARMS:  # one archive an arm: the files that come back are few
+        with tarfile.open(out / f"{arm}.tar", "w") as tar:
+            for seed in seeds:
+                name = f"{arm}-s{seed}"
+                for f in ("model/model.safetensors", "model/model.json", "log.csv", "config.yaml"):
+                    if (runs / name / f).is_file():
+                        tar.add(runs / name / f, arcname=f"{name}/{f}")
+                tar.add(runs / f"{name}.log", arcname=f"{name}/train.log")
+            tar.add(runs / "summary.json", arcname="summary.json")
+    shutil.rmtree(runs)
+
+
+def _epochs(run: Path) -> int:
+    log = run / "log.csv"
+    return max(0, len(log.read_text().splitlines()) - 1) if log.is_file() else 0
+
+
+# --- here: the models back ----------------------------------------------------------------------------
+
+def unpack(source: Path, to: Path, kit: Path) -> None:
+    if to.exists():
+        raise SystemExit(f"{to} exists; remove it first")
+    names = {}
+    for arm in ARMS:
+        with tarfile.open(source / f"{arm}.tar") as tar:
+            tar.extractall(to, filter="data")
+        names[arm] = sorted(d.name for d in to.iterdir() if d.name.startswith(f"{arm}-s") and (d / "model").is_dir())
+    print(json.loads((to / "summary.json").read_text()))
+    models = " ".join(f"{arm}=" + ",".join(str(to / n / "model") for n in names[arm]) for arm in ARMS)
+    print(f"acnn benchmark acdc --data ../shared/data/acdc --out runs/bench-{to.name} --methods seg acnn-seg "
+          f"--models ae={kit / 'ae'} {models}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("kit", help="here: the cut training cases and the AE into --kit")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/acdc")
+    p.add_argument("--ae", type=Path, required=True)
+    p.add_argument("--kit", type=Path, default=Path("runs/kit"))
+    p.add_argument("--max-patients", type=int, default=0, help="a spread of this many (quick trials); 0: all 70")
+    p = sub.add_parser("train", help="on the GPU machine: the eight nets at once, archives into --out")
+    p.add_argument("--kit", type=Path, default=Path("runs/kit"))
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--deadline", type=float, default=470, help="seconds after which every net still running stops")
+    p.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
+    p = sub.add_parser("member", help="one net (started by train)")
+    p.add_argument("--kit", type=Path, required=True)
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--arm", choices=ARMS, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--device", default="cuda")
+    p = sub.add_parser("unpack", help="here: the archives into --to; prints the benchmark's command")
+    p.add_argument("--from", dest="source", type=Path, required=True)
+    p.add_argument("--to", type=Path, default=Path("runs/gpu4"))
+    p.add_argument("--kit", type=Path, default=Path("runs/kit"))
+    args = parser.parse_args()
+    if args.step == "kit":
+        make_kit(args.data, args.ae, args.kit, args.max_patients)
+    elif args.step == "train":
+        train_all(args.kit, args.out, args.seeds, args.epochs, args.deadline, args.device)
+    elif args.step == "member":
+        sys.exit(member(args.kit, args.run, args.arm, args.seed, args.epochs, args.device))
+    else:
+        unpack(args.source, args.to, args.kit)
+
+
+if __name__ == "__main__":
+    main()
