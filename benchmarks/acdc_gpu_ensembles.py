@@ -27,6 +27,7 @@ and packs each arm's four runs (best model, log, config) into one archive in --o
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -85,7 +86,7 @@ def _stand_in_simpleitk() -> None:
     """The GPU machine has no SimpleITK; training from the kit calls none of it (reading and cutting are
     replaced), but ACNNCore imports it. A module whose every function refuses stands in."""
     try:
-        import SimpleITK  # noqa: F401
+        importlib.import_module("SimpleITK")
         return
     except ImportError:
         pass
