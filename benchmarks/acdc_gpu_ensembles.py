@@ -4,21 +4,25 @@ The ensembles of four in benchmarks/ACDC.md ("Ensembles of these runs") mixed fo
 members were trained at different times; this trains, side by side on one machine, four ACNN-Seg nets
 and four nets without the prior that differ only in the seed (0-3): the benchmark's recipe
 (`Resources/Models/acdc.yaml`, constant rate), on the benchmark's 56 training patients, ACNN-Seg with one
-AE (trained by `acnn train ae` on the same patients). Made for one GPU, where the eight train at once
-(on two CPU cores each would take about 45 minutes per 100 epochs, two at a time).
+AE (trained by `acnn train ae` on the same patients). Made for one GPU, where the eight train at once:
+100 epochs each in 320-340 s on one H200 with 16 cores (2026-12-04; on the 2-core CPU machine a pair of
+such runs takes about 75 minutes).
 
-    # here: the training cases, cut as training cuts them, and the AE, into a kit folder that travels
+    # here: the AE, then the training cases, cut as training cuts them, and the AE into a kit that travels
+    acnn train ae --data runs/acdc-ae/acdc-train --out runs/acdc-ae/ae-dice --config Resources/Models/acdc.yaml \
+        --epochs 100 --seed 0 --device cpu       # (runs/acdc-ae/acdc-train: the split, as acdc_ae.py makes it)
     python benchmarks/acdc_gpu_ensembles.py kit --ae runs/acdc-ae/ae-dice/model --kit runs/kit
-    # on the GPU machine (the `device` tool: carry runs/kit; $OUT comes back): the eight nets at once
-    python3 benchmarks/acdc_gpu_ensembles.py train --kit runs/kit --out $OUT --epochs 100 --deadline 470
+    # on the GPU machine (the `device` tool: carry runs/kit and .whl, a MONAI wheel for the soft Dice;
+    # pip install it with --target /tmp/site, PYTHONPATH=/tmp/site; $OUT comes back): eight nets at once
+    python3 benchmarks/acdc_gpu_ensembles.py train --kit runs/kit --out $OUT --seeds 0 1 2 3 --epochs 100
     # here: the models out of the archives, then the benchmark on the two ensembles
     python benchmarks/acdc_gpu_ensembles.py unpack --from FOLDER_OF_THE_ARCHIVES --to runs/gpu4
-    acnn benchmark acdc --data ../shared/data/acdc --out runs/bench-gpu4 --methods seg acnn-seg \\
+    acnn benchmark acdc --data ../shared/data/acdc --out runs/bench-gpu4 --methods seg acnn-seg \
         --models ae=runs/kit/ae seg=runs/gpu4/seg-s0/model,... acnn-seg=runs/gpu4/acnn-seg-s0/model,...
 
 `unpack` prints that benchmark command in full. The kit holds the cut cases (float16 images, as the
 float32 crops to within 5e-4, below the input noise augmentation of 0.02) so that the GPU machine, which
-has no SimpleITK and not the ACDC folder, reads no image file: `member` gives training those cases in
+has neither SimpleITK nor the ACDC folder, reads no image file: `member` gives training those cases in
 place of reading and cutting them, and a stand-in SimpleITK module that refuses every call. `train` stops
 every net still running at --deadline seconds (Ctrl-C, so each keeps its finished epochs and best model)
 and packs each arm's four runs (best model, log, config) into one archive in --out.
@@ -133,8 +137,8 @@ def member(kit: Path, run: Path, arm: str, seed: int, epochs: int, device: str) 
 
 def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: float, device: str) -> None:
     start, runs, procs = time.monotonic(), out / "runs", {}
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
-           "PYTHONUNBUFFERED": "1"}
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])  # the caller's kept
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
     for arm in ARMS:
         for seed in seeds:
             name = f"{arm}-s{seed}"
