@@ -1,8 +1,8 @@
-"""The robustness figure, replicated fairly: ensembles of four of ONE recipe, with the prior and without.
+"""The robustness figure, replicated fairly: nets of ONE recipe, with the prior and without, side by side.
 
 The ensembles of four in benchmarks/ACDC.md ("Ensembles of these runs") mixed four recipes, and their
-members were trained at different times; this trains, side by side on one machine, four ACNN-Seg nets
-and four nets without the prior that differ only in the seed (0-3): the benchmark's recipe
+members were trained at different times; this trains, side by side on one machine, ACNN-Seg nets and
+nets without the prior that differ only in the seed (--seeds; four a call here): the benchmark's recipe
 (`Resources/Models/acdc.yaml`, constant rate), on the benchmark's 56 training patients, ACNN-Seg with one
 AE (trained by `acnn train ae` on the same patients). Made for one GPU, where the eight train at once:
 100 epochs each in 320-340 s on one H200 with 16 cores (2026-12-04; on the 2-core CPU machine a pair of
@@ -25,7 +25,8 @@ float32 crops to within 5e-4, below the input noise augmentation of 0.02) so tha
 has neither SimpleITK nor the ACDC folder, reads no image file: `member` gives training those cases in
 place of reading and cutting them, and a stand-in SimpleITK module that refuses every call. `train` stops
 every net still running at --deadline seconds (Ctrl-C, so each keeps its finished epochs and best model)
-and packs each arm's four runs (best model, log, config) into one archive in --out.
+and packs each arm's runs (best model, log, config) into one archive in --out. The results of seeds 0-7:
+benchmarks/ACDC.md, "One recipe, eight seeds each way, side by side".
 """
 
 from __future__ import annotations
