@@ -72,17 +72,12 @@ def make_kit(data: Path, ae: Path, kit: Path, max_patients: int = 0) -> None:
         arrays[f"image{i}"] = c.image.array[:, :, z].astype(np.float16)
         arrays[f"labels{i}"] = c.labels.array[:, :, z].astype(np.uint8)
         described.append({"name": c.name, "meta": c.meta, "slices": [z.start, z.stop],
-                          "image": _geometry(c.image.geometry), "labels": _geometry(c.labels.geometry)})
+                          "image": c.image.geometry.to_dict(), "labels": c.labels.geometry.to_dict()})
     np.savez_compressed(kit / "cases.npz", **arrays)
     (kit / "cases.json").write_text(json.dumps(described, indent=1, default=str))
     shutil.copytree(ae, kit / "ae")
     size = sum(f.stat().st_size for f in kit.rglob("*") if f.is_file())
     print(f"{kit}: {len(cases)} cases of {len(split.train)} training patients, the AE; {size / 2**20:.1f} MiB")
-
-
-def _geometry(g) -> dict:
-    return {"shape": list(g.shape), "spacing": list(g.spacing), "origin": list(g.origin),
-            "direction": np.asarray(g.direction).tolist()}
 
 
 # --- on the GPU machine ------------------------------------------------------------------------------
@@ -117,8 +112,8 @@ def read_kit(kit: Path) -> list:
         image, labels = np.zeros(d["image"]["shape"], np.float32), np.zeros(d["labels"]["shape"], np.uint8)
         z = slice(*d["slices"])
         image[:, :, z], labels[:, :, z] = arrays[f"image{i}"], arrays[f"labels{i}"]
-        cases.append(Case(name=d["name"], meta=d["meta"], image=Volume(image, Geometry(**d["image"])),
-                          labels=Volume(labels, Geometry(**d["labels"]))))
+        cases.append(Case(name=d["name"], meta=d["meta"], image=Volume(image, Geometry.from_dict(d["image"])),
+                          labels=Volume(labels, Geometry.from_dict(d["labels"]))))
     return cases
 
 
