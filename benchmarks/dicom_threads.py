@@ -5,8 +5,9 @@
 Each run is a fresh Python process that decodes every file of a 360-file phantom cine (written by the tests'
 DICOM writer into a temporary folder) with ``sitk.ReadImage(..., imageIO="GDCMImageIO")``, in one of three ways:
 two threads at once from the start; two threads after one file decoded alone first; or by ACNNCore's own reader,
-``ACNNCore.dicom.read_dicom``, one file after another (every SimpleITK read behind ``ACNNCore.io.READ_LOCK``). Printed: how many runs of each
-crashed (a segmentation fault, an abort, or a hang at exit: a minute without ending) out of ``--runs``.
+``ACNNCore.dicom.read_dicom``, one file after another (every SimpleITK read behind ``ACNNCore.io.READ_LOCK``).
+Printed: how many runs of each crashed (a segmentation fault, an abort, or a hang at exit: a minute without
+ending) out of ``--runs``.
 """
 
 from __future__ import annotations
