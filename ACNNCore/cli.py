@@ -258,6 +258,9 @@ def _add_train(sub):
     p.add_argument("--motion-augment", type=float, metavar="MM", help="per-slice motion augmentation (MAug)")
     p.add_argument("--max-cases", type=int, help="use only the first N cases (quick trials)")
     p.add_argument("--seed", type=int, help="weights, split and augmentation draws")
+    p.add_argument("--split-seed", type=int, metavar="SEED",
+                   help="the validation split's draw alone (default: --seed's): ensemble members trained with "
+                        "different --seed hold out the same subjects")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="auto (default): the GPU when there is one")
     p.add_argument("--workers", type=int, help="data-loading processes (augmentation runs there); default 0")
     p.add_argument("--precision", choices=("fp32", "bf16"),
@@ -289,7 +292,8 @@ def run_train(args) -> int:
         config = {}
     config["task"] = args.task
     for name in ("architecture", "epochs", "batch_size", "lr", "lr_schedule", "lambda1", "balance_prior",
-                 "hard_prior", "contact", "contact_start", "max_cases", "seed", "device", "workers", "precision"):
+                 "hard_prior", "contact", "contact_start", "max_cases", "seed", "split_seed", "device", "workers",
+                 "precision"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
     if args.motion_augment is not None:

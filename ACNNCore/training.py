@@ -100,6 +100,8 @@ class TrainConfig:
     val_fraction: float = 0.2  # subjects held out for validation (both phases together)
     max_cases: int = 0  # 0 = all
     seed: int = 0
+    # the draw of the subjects validation holds out (None: the seed's): one split for an ensemble's members
+    split_seed: int | None = None
     device: str = "auto"  # auto | cpu | cuda
     # fp32 | bf16: mixed precision, the networks' forward passes in bfloat16 (torch.autocast), weights, optimiser
     # and losses in float32 -- faster where bfloat16 is native (CPUs with AVX512-BF16 or AMX, recent GPUs)
@@ -124,6 +126,8 @@ class TrainConfig:
                 raise InputError(f"training setting {name} must be at least {low}, not {getattr(self, name)}")
         if not self.lr > 0:
             raise InputError(f"training setting lr must be above 0, not {self.lr}")
+        if self.split_seed is not None and self.split_seed < 0:
+            raise InputError(f"training setting split_seed must be at least 0, not {self.split_seed}")
         for name in ("val_fraction", "swap_p"):
             if not 0 <= getattr(self, name) < 1:
                 raise InputError(f"training setting {name} is a share from 0 up to 1 (not included), not "
@@ -156,7 +160,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-_KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text", dict: "a mapping"}
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text", dict: "a mapping",
+          int | None: "a whole number or nothing"}
 
 
 def _settings(cls, d, what: str) -> dict:
@@ -171,12 +176,13 @@ def _settings(cls, d, what: str) -> dict:
     out = {}
     for name, value in d.items():
         wanted = types[name]
-        if wanted in (int, float):
-            ok = isinstance(value, (int, float) if wanted is float else int) and not isinstance(value, bool)
+        if wanted in (int, float, int | None):
+            ok = (isinstance(value, (int, float) if wanted is float else int) and not isinstance(value, bool)
+                  or value is None and wanted == int | None)
         else:
             ok = wanted is AugmentConfig or isinstance(value, wanted)
         if not ok:
-            raise InputError(f"{what} setting {name} takes {_KINDS.get(wanted, wanted.__name__)}, not {value!r}")
+            raise InputError(f"{what} setting {name} takes {_KINDS.get(wanted) or wanted.__name__}, not {value!r}")
         out[name] = float(value) if wanted is float else value
     return out
 
@@ -416,7 +422,9 @@ class Trainer:
             self.data_description["phantom"] = {"seed": d["seed"], "subjects": len(d["subjects"]),
                                                 "modality": d["modality"],
                                                 "motion_mm": d["config"]["acquisition"]["motion_mm"]}
-        train_cases, val_cases = split_cases(cases, config.val_fraction, config.seed)
+        split_seed = config.seed if config.split_seed is None else config.split_seed
+        train_cases, val_cases = split_cases(cases, config.val_fraction, split_seed)
+        self.data_description["held_out"] = sorted({c.meta.get("subject", c.name) for c in val_cases})
         if not train_cases:
             raise InputError("no training cases left after the validation split")
         self.train_set = TrainingSet(train_cases, config.task, config.augment, config.seed)

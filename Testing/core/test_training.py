@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ACNNCore.bundle import load_bundle
 from ACNNCore.errors import InputError
 from ACNNCore.training import TrainConfig, Trainer, describe, train
 
@@ -217,7 +218,6 @@ def test_a_seg_run_keeps_its_last_epoch_beside_its_best(tiny_data, tmp_path):
     that epoch's number and validation scores; also written by a resumed run."""
     import json
 
-    from ACNNCore.bundle import load_bundle
     from ACNNCore.training import FINAL_MODEL
 
     config = TrainConfig(task="seg", epochs=3, batch_size=4, val_fraction=0.25, lr_schedule="cosine")
@@ -377,6 +377,8 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
                         ("lambda1: .nan\n", "lambda1 must be at least 0, not nan"),
                         ("lr: 0\n", "training setting lr must be above 0, not 0.0"),
                         ("val_fraction: 1\n", "val_fraction is a share from 0 up to 1 (not included), not 1.0"),
+                        ("split_seed: -1\n", "training setting split_seed must be at least 0, not -1"),
+                        ("split_seed: one\n", "split_seed takes a whole number or nothing, not 'one'"),
                         ("augment:\n  shift_mm: -4\n", "augment setting shift_mm must be at least 0, not -4.0"),
                         ("augment:\n  scale: 1.5\n", "scale draws from 1 - scale to 1 + scale: below 1, not 1.5")):
         (tmp_path / "c.yaml").write_text(text)
@@ -394,6 +396,20 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
     assert not (tmp_path / "moved").exists()  # refused before the run folder is made
     with pytest.raises(InputError, match="starts from a trained AE"):
         train(TrainConfig(task="tl", epochs=1), tiny_data, tmp_path / "tl", progress=False)
+
+
+def test_the_model_names_the_subjects_it_held_out_and_split_seed_fixes_them(tiny_data, tmp_path):
+    """Each seed draws its own validation subjects unless --split-seed fixes the draw (an ensemble's members,
+    all held out of the same subjects); the bundle says which they were."""
+    def held_out(name, **settings):
+        folder = train(TrainConfig(task="ae", epochs=1, batch_size=4, **settings), tiny_data, tmp_path / name,
+                       progress=False)
+        return load_bundle(folder).meta["training"]["data"]["held_out"]
+
+    by_seed = {seed: held_out(f"s{seed}", seed=seed) for seed in (0, 1)}
+    assert by_seed[0] != by_seed[1] and all(len(s) == 2 for s in by_seed.values())  # 8 subjects, 20 %
+    assert held_out("s1-split0", seed=1, split_seed=0) == by_seed[0]
+    assert TrainConfig(split_seed=None).to_dict()["split_seed"] is None
 
 
 def test_overwrite_starts_over_with_nothing_of_the_earlier_run_left(tiny_data, tmp_path, monkeypatch):
