@@ -7,6 +7,11 @@ trained (data, command, config) and its validation metrics, and the SHA-256 of
 the weights file. Loading never unpickles anything: safetensors holds plain
 tensors, and a file that does not match its description is refused with a
 clear :class:`InputError`.
+
+An ensemble is a folder of such bundles with an ``ensemble.json`` naming them
+(networks of one recipe trained with different seeds, whose outputs
+``ACNNCore.inference.Segmenter`` averages): :func:`members` gives their folders,
+and :func:`read_meta` describes it by its first member.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ if TYPE_CHECKING:  # torch, safetensors and the networks load where weights are 
 
 FORMAT = "acnn-bundle"
 FORMAT_VERSION = 1
+ENSEMBLE_FILE, ENSEMBLE_FORMAT = "ensemble.json", "acnn-ensemble"  # {"format", "name", "members": [folders]}
 TASKS = ("seg", "sr", "ae", "tl")
 
 
@@ -103,9 +109,14 @@ def save_bundle(model: torch.nn.Module, folder, meta: dict, overwrite: bool = Fa
 
 
 def read_meta(folder) -> dict:
+    """A bundle's description; an ensemble's is its first member's, named as the ensemble, with ``members``
+    (how many)."""
     folder = Path(folder)
     if folder.is_file() and folder.name == "model.json":
         folder = folder.parent
+    if (folder / ENSEMBLE_FILE).is_file():
+        listed = members(folder)
+        return {**read_meta(listed[0]), "name": _ensemble(folder).get("name", folder.name), "members": len(listed)}
     path = folder / "model.json"
     if not path.is_file():
         raise InputError(f"{folder} is not a model bundle (no model.json)")
@@ -138,10 +149,38 @@ def resolve(name_or_path) -> Path:
 
 
 def available() -> list[str]:
-    """Names of the bundled models."""
+    """Names of the bundled models (ensembles too)."""
     if not MODELS_DIR.is_dir():
         return []
-    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "model.json").is_file())
+    return sorted(p.name for p in MODELS_DIR.iterdir()
+                  if (p / "model.json").is_file() or (p / ENSEMBLE_FILE).is_file())
+
+
+def _ensemble(folder: Path) -> dict:
+    path = folder / ENSEMBLE_FILE
+    try:
+        about = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
+    listed = about.get("members") if isinstance(about, dict) else None
+    if (about.get("format") if isinstance(about, dict) else None) != ENSEMBLE_FORMAT or not listed \
+            or not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
+        raise InputError(f"{path} is not an ACNN ensemble (format {ENSEMBLE_FORMAT!r} with a list of members)")
+    return about
+
+
+def members(name_or_path) -> list[Path]:
+    """The bundle folders of a model: its own, or an ensemble's members (folders inside it)."""
+    folder = resolve(name_or_path)
+    if not (folder / ENSEMBLE_FILE).is_file():
+        return [folder]
+    out = []
+    for m in _ensemble(folder)["members"]:
+        member = (folder / m).resolve()
+        if folder.resolve() not in member.parents or not (member / "model.json").is_file():
+            raise InputError(f"{folder / ENSEMBLE_FILE} names a member {m!r} that is not a bundle inside {folder}")
+        out.append(folder / m)
+    return out
 
 
 def prior_of(name_or_path) -> Path:
@@ -167,7 +206,7 @@ def describe(name_or_path) -> dict:
     statistics, and whether its weights are the file model.json records (checked by checksum, not loaded)."""
     folder = resolve(name_or_path)
     meta = read_meta(folder)
-    problem = weights_problem(folder, meta)
+    problem = next(filter(None, (weights_problem(m, read_meta(m)) for m in members(folder))), None)
     spec, training = meta.get("input", {}), meta.get("training", {})
     out = {"bundle": str(folder), "name": meta.get("name"), "task": meta.get("task"),
            "architecture": meta.get("architecture"), "parameters": meta.get("parameters"),
@@ -179,6 +218,9 @@ def describe(name_or_path) -> dict:
                        "command": training.get("command")},
            "metrics": meta.get("metrics", {}),
            "weights": problem or (WEIGHTS_FINE[0] if meta.get("weights_sha256") else WEIGHTS_FINE[1])}
+    if meta.get("members"):  # an ensemble: described by its first member above; each member's own run
+        out["members"] = [{"bundle": str(m), "kept_epoch": (d := read_meta(m)).get("training", {}).get("epoch"),
+                           "metrics": d.get("metrics", {})} for m in members(folder)]
     if training.get("prior_sha256"):
         try:
             out["prior"] = str(prior_of(folder))
@@ -209,6 +251,9 @@ def load_bundle(name_or_path, device="cpu", expect_task=None) -> Bundle:
     """Load a bundle: check the description, the checksum and that the weights fit the architecture."""
     folder = resolve(name_or_path)
     meta = read_meta(folder)
+    if meta.get("members"):
+        raise InputError(f"{folder} is an ensemble of {meta['members']} networks: load each of its members "
+                         f"({', '.join(m.name for m in members(folder))}), or give it to a Segmenter")
     if expect_task is not None:
         tasks = (expect_task,) if isinstance(expect_task, str) else tuple(expect_task)
         if meta.get("task") not in tasks:

@@ -206,10 +206,11 @@ def run_info(args) -> int:
 def _is_model(path: Path) -> bool:
     """A model bundle (or a training run's folder) or the name of a bundled model: what ``bundle.resolve``
     finds a model.json for."""
-    from .bundle import resolve
+    from .bundle import ENSEMBLE_FILE, resolve
 
     try:
-        return (resolve(path) / "model.json").is_file()
+        folder = resolve(path)
+        return (folder / "model.json").is_file() or (folder / ENSEMBLE_FILE).is_file()
     except InputError:  # neither a folder nor a bundled model's name
         return False
 
@@ -773,9 +774,10 @@ def run_models(args) -> int:
         if meta["task"] == "sr":  # an image out, not labels
             labels = {"": "image"}
         cases = meta.get("training", {}).get("data", {}).get("cases")
-        print(f"{name:18s} {meta['task']:4s} {meta['architecture']:16s} {meta.get('parameters', 0):>8,d} params  "
-              f"{', '.join(labels.values()):12s} {f'{cases} cases' if cases else '':10s} "
-              f"validation: {', '.join(metrics) or '-'}")
+        n = meta.get("members")  # an ensemble: its networks' size, its first network's validation
+        print(f"{name:18s} {meta['task']:4s} {meta['architecture']:16s} {meta.get('parameters', 0):>8,d} params"
+              f"{f' x {n}' if n else '  '} {', '.join(labels.values()):12s} {f'{cases} cases' if cases else '':10s} "
+              f"validation{f' (first of {n})' if n else ''}: {', '.join(metrics) or '-'}")
     print("(acnn info NAME: how a model was trained, the grid it takes and gives, its prior)")
     return 0
 

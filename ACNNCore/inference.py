@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .bundle import Bundle, load_bundle, prior_of
+from .bundle import Bundle, load_bundle, members, prior_of
 from .errors import InputError
 from .io import looks_like_labels
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
@@ -264,7 +264,8 @@ class _Model:
     views = (VIEW,)  # the grids each network sees the input on, their outputs averaged (TTA_VIEWS: augmented)
 
     def __init__(self, model, device: str = "auto"):
-        models = list(model) if isinstance(model, (list, tuple)) else [model]
+        given = list(model) if isinstance(model, (list, tuple)) else [model]
+        models = [m for g in given for m in members(g)]  # a bundled ensemble: its members
         if not models or (len(models) > 1 and not self.ENSEMBLE):
             raise InputError(f"{type(self).__name__} takes {'one model' if models else 'a model'}, "
                              f"not {len(models)}")

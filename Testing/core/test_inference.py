@@ -4,6 +4,7 @@ import copy
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -66,6 +67,55 @@ def test_the_heart_is_the_large_sure_part_of_a_whole_image_look():
     # an equally sure larger part is the heart; nothing labelled, no heart
     assert heart_part(_labelled_parts(((0, 0), (20, 20), 0.9), ((60, 60), (30, 30), 0.9)))[60:90, 60:90].all()
     assert heart_part(_labelled_parts()) is None
+
+
+def test_a_bundled_ensemble_is_its_members_averaged(tiny_models, tiny_data, tmp_path):
+    """A folder with ensemble.json naming member bundles (how acnn-seg-acdc ships): the Segmenter runs each
+    member and averages, as given the members' folders; it is described by its first member and lists them
+    all; load_bundle refuses it with the way out; a member outside the folder or a tampered one is refused."""
+    from ACNNCore.bundle import describe, load_bundle, members, read_meta, save_bundle
+
+    folder = tmp_path / "ens"
+    shutil.copytree(tiny_models["seg"], folder / "a")
+    other = load_bundle(tiny_models["seg"])
+    with torch.no_grad():
+        for p in other.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_bundle(other.model, folder / "b", other.meta)
+    (folder / "ensemble.json").write_text(json.dumps({"format": "acnn-ensemble", "name": "ens",
+                                                      "members": ["a", "b"]}))
+
+    lr = _lr_case(tiny_data)
+    ensemble = Segmenter(folder, device="cpu")
+    assert len(ensemble.runners) == 2 and ensemble.passes == 2
+    each = [Segmenter(folder / m, device="cpu")(lr).probabilities for m in ("a", "b")]
+    assert not np.allclose(each[0], each[1], atol=1e-3)
+    np.testing.assert_allclose(ensemble(lr).probabilities, (each[0] + each[1]) / 2, atol=1e-5)
+    np.testing.assert_allclose(Segmenter([folder / "a", folder / "b"], device="cpu")(lr).probabilities,
+                               ensemble(lr).probabilities, atol=1e-6)
+
+    meta, about = read_meta(folder), describe(folder)
+    assert meta["name"] == "ens" and meta["members"] == 2 and meta["task"] == "seg"
+    assert [m["bundle"] for m in about["members"]] == [str(folder / "a"), str(folder / "b")]
+    assert about["weights"] == "as recorded (SHA-256)" and about["prior"] == str(prior_of(tiny_models["seg"]))
+    with pytest.raises(InputError, match="ensemble of 2 networks: load each of its members \\(a, b\\)"):
+        load_bundle(folder)
+    with pytest.raises(InputError, match="takes one model, not 2"):
+        ShapeModel(folder, device="cpu")
+
+    weights = folder / "b" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + bytes(8))
+    assert "does not match the checksum" in describe(folder)["weights"]
+    with pytest.raises(InputError, match="does not match the checksum"):
+        Segmenter(folder, device="cpu")
+    for listed, why in ((["a", "../ens/../outside"], "not a bundle inside"), ([], "not an ACNN ensemble"),
+                        ("a", "not an ACNN ensemble")):
+        (folder / "ensemble.json").write_text(json.dumps({"format": "acnn-ensemble", "members": listed}))
+        with pytest.raises(InputError, match=why):
+            members(folder)
+    (folder / "ensemble.json").write_text("{")
+    with pytest.raises(InputError, match="not valid JSON"):
+        read_meta(folder)
 
 
 def test_segmenter_on_the_model_grid(tiny_models, tiny_data):
