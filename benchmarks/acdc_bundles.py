@@ -39,7 +39,9 @@ def segmentation(model: str, patients, tta: bool = False) -> str:
     from ACNNCore.metrics import plausibility
     from ACNNCore.postprocessing import clean_up
 
-    segment, rows, start = Segmenter(model, "cpu", tta=tta), [], time.perf_counter()
+    members = model.split(",")  # A,B,...: an ensemble
+    segment = Segmenter(members if len(members) > 1 else model, "cpu", tta=tta)
+    rows, start = [], time.perf_counter()
     for case in (c for p in patients for c in read_acdc_patient(p)):
         labels = segment(case.image).labels
         row = evaluate_case(labels, case.labels, (1, 2, 3))  # with the prediction's plausibility
@@ -59,7 +61,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/acdc")
     parser.add_argument("--ae", nargs="*", default=[], help="AE bundles (names or folders)")
-    parser.add_argument("--seg", nargs="*", default=[], help="segmentation bundles (names or folders)")
+    parser.add_argument("--seg", nargs="*", default=[],
+                        help="segmentation bundles (names or folders; A,B,... an ensemble of them)")
     parser.add_argument("--tta", action="store_true", help="each segmentation bundle also with test-time augmentation")
     args = parser.parse_args()
     from acdc_ae import held_out_reconstruction  # beside this script

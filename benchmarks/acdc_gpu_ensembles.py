@@ -20,10 +20,18 @@ such runs takes about 75 minutes).
     acnn benchmark acdc --data ../shared/data/acdc --out runs/bench-gpu4 --methods seg acnn-seg \
         --models ae=runs/kit/ae seg=runs/gpu4/seg-s0/model,... acnn-seg=runs/gpu4/acnn-seg-s0/model,...
 
-`unpack` prints that benchmark command in full. The kit holds the cut cases (float16 images, as the
-float32 crops to within 5e-4, below the input noise augmentation of 0.02) so that the GPU machine, which
-has neither SimpleITK nor the ACDC folder, reads no image file: `member` gives training those cases in
-place of reading and cutting them, and a stand-in SimpleITK module that refuses every call. `train` stops
+`unpack` prints that benchmark command in full. The bundled ensemble `acnn-seg-acdc` was made the same way
+from all 70 patients, one arm, the bundled prior (which travels with the repository, so the kit holds none)
+and one validation split for its four networks (2026-12-04: 420 s for the four on one H200):
+
+    python benchmarks/acdc_gpu_ensembles.py kit --all --kit runs/kit70
+    python3 benchmarks/acdc_gpu_ensembles.py train --kit runs/kit70 --out $OUT --arms acnn-seg --seeds 0 1 2 3 \
+        --epochs 100 --split-seed 0 --prior Resources/Models/ae-acdc          # on the GPU machine
+
+The kit holds the cut cases (float16 images, as the float32 crops to within 5e-4, below the input noise
+augmentation of 0.02; lzma-packed: 70 patients in 31 MiB) so that the GPU machine, which has neither
+SimpleITK nor the ACDC folder, reads no image file: `member` gives training those cases in place of reading
+and cutting them, and a stand-in SimpleITK module that refuses every call. `train` stops
 every net still running at --deadline seconds (Ctrl-C, so each keeps its finished epochs and best model)
 and packs each arm's runs (best model, log, config) into one archive in --out. The results of seeds 0-7:
 benchmarks/ACDC.md, "One recipe, eight seeds each way, side by side".
@@ -33,7 +41,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
+import lzma
 import os
 import shutil
 import signal
@@ -49,11 +59,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "Resources/Models/acdc.yaml"
 ARMS = ("acnn-seg", "seg")  # with the prior, without
+KIT_CASES = "cases.npz.xz"  # the cut cases: an uncompressed .npz, lzma-compressed
 
 
 # --- here: the kit ----------------------------------------------------------------------------------
 
-def make_kit(data: Path, ae: Path, kit: Path, max_patients: int = 0) -> None:
+def make_kit(data: Path, ae: Path | None, kit: Path, max_patients: int = 0, everyone: bool = False) -> None:
+    """The benchmark split's training patients (``everyone``: all of ``data``, for a bundle) cut as training
+    cuts them, and the AE (None: one that travels with the repository, a bundled model), into ``kit``."""
     import yaml
 
     from ACNNCore.benchmark import AcdcBenchmark
@@ -62,22 +75,32 @@ def make_kit(data: Path, ae: Path, kit: Path, max_patients: int = 0) -> None:
 
     if kit.exists():
         raise SystemExit(f"{kit} exists; remove it first")
-    split = AcdcBenchmark(data, kit.parent / "acdc-split", say=lambda *a: None, max_patients=max_patients)
-    cases = crop_cases(read_dataset(split.train_dir), yaml.safe_load(RECIPE.read_text())["crop"])
+    if everyone:
+        cases = read_dataset(data)
+        patients = len({c.meta.get("subject", c.name) for c in cases})
+    else:
+        split = AcdcBenchmark(data, kit.parent / "acdc-split", say=lambda *a: None, max_patients=max_patients)
+        cases, patients = read_dataset(split.train_dir), len(split.train)
+    cases = crop_cases(cases, yaml.safe_load(RECIPE.read_text())["crop"])
     kit.mkdir(parents=True)
     arrays, described = {}, []
     for i, c in enumerate(cases):  # the slices the cut filled (it pads a short stack with zeros)
         filled = np.flatnonzero(np.any(c.image.array != 0, axis=(0, 1)) | np.any(c.labels.array != 0, axis=(0, 1)))
         z = slice(int(filled[0]), int(filled[-1]) + 1)
-        arrays[f"image{i}"] = c.image.array[:, :, z].astype(np.float16)
+        image = np.ascontiguousarray(c.image.array[:, :, z], np.float16)
+        arrays[f"image{i}"] = image.view(np.uint8).reshape(-1, 2).T  # high and low bytes apart: lzma packs more
         arrays[f"labels{i}"] = c.labels.array[:, :, z].astype(np.uint8)
         described.append({"name": c.name, "meta": c.meta, "slices": [z.start, z.stop],
                           "image": c.image.geometry.to_dict(), "labels": c.labels.geometry.to_dict()})
-    np.savez_compressed(kit / "cases.npz", **arrays)
+    packed = io.BytesIO()
+    np.savez(packed, **arrays)
+    (kit / KIT_CASES).write_bytes(lzma.compress(packed.getvalue()))
     (kit / "cases.json").write_text(json.dumps(described, indent=1, default=str))
-    shutil.copytree(ae, kit / "ae")
+    if ae is not None:
+        shutil.copytree(ae, kit / "ae")
     size = sum(f.stat().st_size for f in kit.rglob("*") if f.is_file())
-    print(f"{kit}: {len(cases)} cases of {len(split.train)} training patients, the AE; {size / 2**20:.1f} MiB")
+    print(f"{kit}: {len(cases)} cases of {patients} training patients{', the AE' if ae else ''}; "
+          f"{size / 2**20:.1f} MiB")
 
 
 # --- on the GPU machine ------------------------------------------------------------------------------
@@ -107,17 +130,20 @@ def read_kit(kit: Path) -> list:
     from ACNNCore.datasets import Case
     from ACNNCore.volume import Geometry, Volume
 
-    arrays, cases = np.load(kit / "cases.npz"), []
+    arrays, cases = np.load(io.BytesIO(lzma.decompress((kit / KIT_CASES).read_bytes()))), []
     for i, d in enumerate(json.loads((kit / "cases.json").read_text())):
         image, labels = np.zeros(d["image"]["shape"], np.float32), np.zeros(d["labels"]["shape"], np.uint8)
         z = slice(*d["slices"])
-        image[:, :, z], labels[:, :, z] = arrays[f"image{i}"], arrays[f"labels{i}"]
+        kept = arrays[f"labels{i}"]
+        image[:, :, z] = np.ascontiguousarray(arrays[f"image{i}"].T).view(np.float16).reshape(kept.shape)
+        labels[:, :, z] = kept
         cases.append(Case(name=d["name"], meta=d["meta"], image=Volume(image, Geometry.from_dict(d["image"])),
                           labels=Volume(labels, Geometry.from_dict(d["labels"]))))
     return cases
 
 
-def member(kit: Path, run: Path, arm: str, seed: int, epochs: int, device: str) -> int:
+def member(kit: Path, run: Path, arm: str, seed: int, epochs: int, device: str, split_seed: int | None = None,
+           prior: Path | None = None) -> int:
     """One net: `acnn train seg` on the kit's cases (read and cut already)."""
     _stand_in_simpleitk()
     from ACNNCore import cli, training
@@ -125,24 +151,29 @@ def member(kit: Path, run: Path, arm: str, seed: int, epochs: int, device: str) 
     cases = read_kit(kit)
     training.read_dataset = lambda data, **kwargs: cases
     training.crop_cases = lambda cases, crop: cases  # cut here as the recipe's crop cuts
-    prior = ["--prior", str(kit / "ae")] if arm == "acnn-seg" else []
-    return cli.main(["train", "seg", "--data", str(kit), "--out", str(run), "--config", str(RECIPE), *prior,
-                     "--epochs", str(epochs), "--seed", str(seed), "--device", device, "--workers", "2",
-                     "--overwrite"])
+    prior = ["--prior", str(prior or kit / "ae")] if arm == "acnn-seg" else []
+    args = ["train", "seg", "--data", str(kit), "--out", str(run), "--config", str(RECIPE),
+            *prior, "--epochs", str(epochs), "--seed", str(seed), "--device", device, "--workers", "2",
+            "--overwrite", *([] if split_seed is None else ["--split-seed", str(split_seed)])]
+    sys.argv = ["acnn", *args]  # what the bundle records as its command
+    return cli.main(args)
 
 
-def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: float, device: str) -> None:
+def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: float, device: str,
+              arms: tuple = ARMS, split_seed: int | None = None, prior: Path | None = None) -> None:
     start, runs, procs = time.monotonic(), out / "runs", {}
     path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])  # the caller's kept
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
-    for arm in ARMS:
+    for arm in arms:
         for seed in seeds:
             name = f"{arm}-s{seed}"
             (runs / name).mkdir(parents=True)
             log = (runs / f"{name}.log").open("w")
             procs[name] = subprocess.Popen(
                 [sys.executable, __file__, "member", "--kit", str(kit), "--run", str(runs / name), "--arm", arm,
-                 "--seed", str(seed), "--epochs", str(epochs), "--device", device],
+                 "--seed", str(seed), "--epochs", str(epochs), "--device", device,
+                 *([] if split_seed is None else ["--split-seed", str(split_seed)]),
+                 *([] if prior is None else ["--prior", str(prior)])],
                 env=env, stdout=log, stderr=subprocess.STDOUT)
     print(f"{len(procs)} nets started: {', '.join(procs)}", flush=True)
     while any(p.poll() is None for p in procs.values()) and time.monotonic() - start < deadline:
@@ -162,7 +193,7 @@ def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: flo
     summary["seconds"] = round(time.monotonic() - start)
     (runs / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary), flush=True)
-    for arm in ARMS:  # one archive an arm: the files that come back are few
+    for arm in arms:  # one archive an arm: the files that come back are few
         with tarfile.open(out / f"{arm}.tar", "w") as tar:
             for seed in seeds:
                 name = f"{arm}-s{seed}"
@@ -185,13 +216,13 @@ def unpack(source: Path, to: Path, kit: Path) -> None:
     if to.exists():
         raise SystemExit(f"{to} exists; remove it first")
     names = {}
-    for arm in ARMS:
+    for arm in [a for a in ARMS if (source / f"{a}.tar").is_file()]:
         with tarfile.open(source / f"{arm}.tar") as tar:
             tar.extractall(to, filter="data")
         names[arm] = sorted(d.name for d in to.iterdir() if d.name.startswith(f"{arm}-s") and (d / "model").is_dir())
     print(json.loads((to / "summary.json").read_text()))
-    models = " ".join(f"{arm}=" + ",".join(str(to / n / "model") for n in names[arm]) for arm in ARMS)
-    print(f"acnn benchmark acdc --data ../shared/data/acdc --out runs/bench-{to.name} --methods seg acnn-seg "
+    models = " ".join(f"{arm}=" + ",".join(str(to / n / "model") for n in names[arm]) for arm in names)
+    print(f"acnn benchmark acdc --data ../shared/data/acdc --out runs/bench-{to.name} --methods {' '.join(names)} "
           f"--models ae={kit / 'ae'} {models}")
 
 
@@ -200,9 +231,10 @@ def main():
     sub = parser.add_subparsers(dest="step", required=True)
     p = sub.add_parser("kit", help="here: the cut training cases and the AE into --kit")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/acdc")
-    p.add_argument("--ae", type=Path, required=True)
+    p.add_argument("--ae", type=Path, help="the prior, copied into the kit (leave out for a bundled one)")
     p.add_argument("--kit", type=Path, default=Path("runs/kit"))
     p.add_argument("--max-patients", type=int, default=0, help="a spread of this many (quick trials); 0: all 70")
+    p.add_argument("--all", action="store_true", help="every patient of --data, not the benchmark's training split")
     p = sub.add_parser("train", help="on the GPU machine: the eight nets at once, archives into --out")
     p.add_argument("--kit", type=Path, default=Path("runs/kit"))
     p.add_argument("--out", type=Path, required=True)
@@ -210,6 +242,9 @@ def main():
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--deadline", type=float, default=470, help="seconds after which every net still running stops")
     p.add_argument("--device", default="cuda", choices=("cpu", "cuda"))
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--split-seed", type=int, help="one validation split for every net (default: each its seed's)")
+    p.add_argument("--prior", type=Path, help="ACNN-Seg's AE (default: the kit's)")
     p = sub.add_parser("member", help="one net (started by train)")
     p.add_argument("--kit", type=Path, required=True)
     p.add_argument("--run", type=Path, required=True)
@@ -217,17 +252,21 @@ def main():
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--split-seed", type=int)
+    p.add_argument("--prior", type=Path)
     p = sub.add_parser("unpack", help="here: the archives into --to; prints the benchmark's command")
     p.add_argument("--from", dest="source", type=Path, required=True)
     p.add_argument("--to", type=Path, default=Path("runs/gpu4"))
     p.add_argument("--kit", type=Path, default=Path("runs/kit"))
     args = parser.parse_args()
     if args.step == "kit":
-        make_kit(args.data, args.ae, args.kit, args.max_patients)
+        make_kit(args.data, args.ae, args.kit, args.max_patients, everyone=args.all)
     elif args.step == "train":
-        train_all(args.kit, args.out, args.seeds, args.epochs, args.deadline, args.device)
+        train_all(args.kit, args.out, args.seeds, args.epochs, args.deadline, args.device, tuple(args.arms),
+                  args.split_seed, args.prior)
     elif args.step == "member":
-        sys.exit(member(args.kit, args.run, args.arm, args.seed, args.epochs, args.device))
+        sys.exit(member(args.kit, args.run, args.arm, args.seed, args.epochs, args.device, args.split_seed,
+                        args.prior))
     else:
         unpack(args.source, args.to, args.kit)
 

@@ -623,7 +623,9 @@ def test_super_resolution_looks_where_the_heart_is_and_says_what_to_mind(acdc_ro
 def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, capsys):
     """benchmarks/acdc_gpu_ensembles.py the whole way on the CPU: the kit holds the cases training cuts (the
     images to float16's precision), the nets train from it where SimpleITK is missing, nets stopped at the
-    deadline leave an archive all the same, and the archives unpack into models the printed benchmark names."""
+    deadline leave an archive all the same, and the archives unpack into models the printed benchmark names;
+    a bundle's kit (--all: every patient of a folder, no AE) trains one arm on a prior that travels with the
+    repository, its nets holding out the same patients (--split-seed)."""
     import os
     import subprocess
     import sys
@@ -655,11 +657,11 @@ def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, c
     (no_sitk / "SimpleITK.py").write_text("raise ImportError('not installed here')\n")
     env = {**os.environ, "PYTHONPATH": str(no_sitk)}
 
-    def train(out, deadline):
+    def train(out, deadline, *more, kit=kit, seeds=("0",)):
         out.mkdir()
         subprocess.run([sys.executable, str(root / "benchmarks/acdc_gpu_ensembles.py"), "train", "--kit", str(kit),
-                        "--out", str(out), "--epochs", "1", "--seeds", "0", "--device", "cpu", "--deadline",
-                        str(deadline)], env=env, check=True, capture_output=True)
+                        "--out", str(out), "--epochs", "1", "--seeds", *seeds, "--device", "cpu", "--deadline",
+                        str(deadline), *more], env=env, check=True, capture_output=True)
         return out
 
     stopped = train(tmp_path / "stopped", 0)
@@ -677,3 +679,20 @@ def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, c
         assert f"{arm}={tmp_path}/back/{arm}-s0/model" in printed
     assert load_bundle(tmp_path / "back/acnn-seg-s0/model").meta["training"]["prior"] == str(kit / "ae")
     assert f"--models ae={kit}/ae " in printed and "'epochs': 1" in printed
+
+    few = tmp_path / "few"  # a folder of three patients, all of them in the kit
+    few.mkdir()
+    for name in ("patient001", "patient031", "patient061"):
+        (few / name).symlink_to(acdc_root / name)
+    gpu.make_kit(few, None, tmp_path / "kit-all", everyone=True)
+    assert len(gpu.read_kit(tmp_path / "kit-all")) == 6 and not (tmp_path / "kit-all/ae").exists()
+    ae = root / "Resources/Models/ae-acdc"
+    bundle = train(tmp_path / "bundle", 600, "--arms", "acnn-seg", "--split-seed", "0", "--prior", str(ae),
+                   kit=tmp_path / "kit-all", seeds=("1", "2"))
+    assert sorted(p.name for p in bundle.iterdir()) == ["acnn-seg.tar"]
+    gpu.unpack(bundle, tmp_path / "bundle-back", tmp_path / "kit-all")
+    metas = [load_bundle(tmp_path / f"bundle-back/acnn-seg-s{s}/model").meta["training"] for s in (1, 2)]
+    assert [m["config"]["seed"] for m in metas] == [1, 2] and all(m["prior"] == str(ae) for m in metas)
+    assert metas[0]["data"]["held_out"] == metas[1]["data"]["held_out"] and len(metas[0]["data"]["held_out"]) == 1
+    assert metas[0]["command"].startswith("acnn train seg --data ") and "--split-seed 0" in metas[0]["command"]
+    assert "--methods acnn-seg --models" in capsys.readouterr().out
