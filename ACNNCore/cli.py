@@ -526,7 +526,7 @@ def _check_dicom_seg(args, segmenter, folder: Path | None) -> None:
     if folder is None:
         return
     if not segmenter.runner.as_acquired:
-        raise InputError(f"--dicom-seg: {segmenter.runner.bundle.path.name} outputs a finer grid than the input's "
+        raise InputError(f"--dicom-seg: {segmenter.name} outputs a finer grid than the input's "
                          f"slices (a sub-pixel model); a DICOM SEG labels the acquired images: use a real-data "
                          f"model (acnn-seg-acdc)")
     if folder.is_dir() and any(folder.glob("SEG_*.dcm")) and not args.overwrite:

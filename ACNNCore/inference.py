@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .bundle import Bundle, load_bundle, members, prior_of
+from .bundle import Bundle, load_bundle, members, prior_of, read_meta, resolve
 from .errors import InputError
 from .io import looks_like_labels
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
@@ -266,6 +266,7 @@ class _Model:
     def __init__(self, model, device: str = "auto"):
         given = list(model) if isinstance(model, (list, tuple)) else [model]
         models = [m for g in given for m in members(g)]  # a bundled ensemble: its members
+        self.name = read_meta(resolve(given[0])).get("name") if given else ""  # what the user chose, for messages
         if not models or (len(models) > 1 and not self.ENSEMBLE):
             raise InputError(f"{type(self).__name__} takes {'one model' if models else 'a model'}, "
                              f"not {len(models)}")
@@ -321,7 +322,7 @@ class _Model:
         sub-pixel model learnt (resampled to it first: detail lost) or far from those the real-data model learnt
         (taken as acquired: under half or over one and a half times the median of its training images'), an MR
         model trained on phantoms only on an image that is not one of the phantom's stacks."""
-        name, spec, notes = self.runner.bundle.name, self.meta["input"], []
+        name, spec, notes = self.name, self.meta["input"], []
         volume = _slices_last(volume)[0]
         learnt, slices = float(spec["spacing"][2]), float(volume.spacing[2])
         thick = learnt >= 2 * max(spec["spacing"][:2])  # a model of thick-slice stacks (not the 3-D echo model)

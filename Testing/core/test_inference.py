@@ -87,7 +87,7 @@ def test_a_bundled_ensemble_is_its_members_averaged(tiny_models, tiny_data, tmp_
 
     lr = _lr_case(tiny_data)
     ensemble = Segmenter(folder, device="cpu")
-    assert len(ensemble.runners) == 2 and ensemble.passes == 2
+    assert len(ensemble.runners) == 2 and ensemble.passes == 2 and ensemble.name == "ens"
     each = [Segmenter(folder / m, device="cpu")(lr).probabilities for m in ("a", "b")]
     assert not np.allclose(each[0], each[1], atol=1e-3)
     np.testing.assert_allclose(ensemble(lr).probabilities, (each[0] + each[1]) / 2, atol=1e-5)
