@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from ACNNCore.bundle import MODELS_DIR, available, load_bundle
+from ACNNCore.bundle import MODELS_DIR, available, load_bundle, members
 
 BUNDLED = {"ae-phantom": "ae", "tl-phantom": "tl", "seg3d-phantom": "seg", "acnn-seg-phantom": "seg",
            "sr-phantom": "sr", "acnn-sr-phantom": "sr", "ae-us": "ae", "acnn-seg-us": "seg",
@@ -17,16 +17,21 @@ def test_bundled_models_are_complete_and_small():
     total = sum(p.stat().st_size for p in MODELS_DIR.rglob("*") if p.is_file())
     assert total < 50 * 2**20, f"bundled models take {total / 2**20:.1f} MB"
     for name, task in BUNDLED.items():
-        bundle = load_bundle(name)
-        meta = bundle.meta
-        assert meta["task"] == task
-        assert meta["training"]["command"].split()[1:3] == ["train", task]
-        assert meta["training"]["data"]["cases"] > 0 and meta["metrics"]
-        if task in ("ae", "tl"):
-            assert len(meta["latent"]["mean"]) == 64
+        for member in members(name):  # a bundle's own folder, or an ensemble's members
+            meta = load_bundle(member).meta
+            assert meta["task"] == task and meta["name"] == member.name  # an ensemble's members: seed-0, ...
+            assert meta["training"]["command"].split()[1:3] == ["train", task]
+            assert meta["training"]["data"]["cases"] > 0 and meta["metrics"]
+            if task in ("ae", "tl"):
+                assert len(meta["latent"]["mean"]) == 64
     assert load_bundle("acnn-seg-phantom").meta["training"]["prior"]
     assert load_bundle("acnn-sr-phantom").meta["training"]["prior"]
-    assert load_bundle("acnn-seg-us").meta["training"]["prior"] and load_bundle("acnn-seg-acdc").meta["training"]["prior"]
+    assert load_bundle("acnn-seg-us").meta["training"]["prior"]
+    # the real-data model: four networks of one recipe, other seeds, one prior, the same patients held out
+    recipes = [load_bundle(m).meta["training"] for m in members("acnn-seg-acdc")]
+    assert len(recipes) == 4 and len({r["config"]["seed"] for r in recipes}) == 4
+    assert {(r["prior_sha256"], r["config"]["split_seed"], r["config"]["epochs"]) for r in recipes} == \
+        {(load_bundle("ae-acdc").meta["weights_sha256"], 0, 100)}
 
 
 def test_echo_model_on_an_unseen_subject():

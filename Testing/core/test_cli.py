@@ -320,7 +320,10 @@ def test_info_describes_a_model_without_loading_it():
     assert shape["latent"]["code_size"] == 64 and len(shape["latent"]["most_used_dimensions"]) == 5
     listed = {line.split()[0]: line for line in acnn("models").stdout.splitlines() if not line.startswith("(")}
     assert {"acnn-seg-acdc", "acnn-seg-phantom", "acnn-sr-phantom", "ae-acdc"} <= set(listed)
-    assert re.search(r"LV, myo, RV +140 cases +validation: dice LV 0\.\d{3}, dice myo", listed["acnn-seg-acdc"])
+    # the real-data model is an ensemble: four networks' size, the first one's validation
+    assert re.search(r"596,624 params x 4 LV, myo, RV +140 cases +validation \(first of 4\): dice LV 0\.\d{3}, "
+                     r"dice myo", listed["acnn-seg-acdc"])
+    assert [m["bundle"].rsplit("/", 1)[1] for m in about["members"]] == ["seed-0", "seed-1", "seed-2", "seed-3"]
     assert re.search(r" image .* validation: PSNR \d+\.\d dB", listed["acnn-sr-phantom"])
     run = acnn("info", "no-such-model")
     assert run.returncode == 2 and "no such file, folder or bundled model: no-such-model" in run.stderr

@@ -36,8 +36,9 @@ def test_a_wheel_install_carries_the_bundled_models(tmp_path):
     package, models, names = json.loads(where)
     assert Path(package).is_relative_to(venv) and Path(models).is_relative_to(venv / "share" / "acnn-slicer")
     assert names == available() and (Path(models) / "acdc.yaml").is_file()  # every bundle, and the recipes
-    assert all((Path(models) / n / "model.safetensors").stat().st_size
-               == (MODELS_DIR / n / "model.safetensors").stat().st_size for n in names)
+    files = [f.relative_to(MODELS_DIR) for n in names for f in (MODELS_DIR / n).rglob("*") if f.is_file()]
+    assert len(files) > 2 * len(names)  # weights and description of each bundle, an ensemble's members too
+    assert all((Path(models) / f).stat().st_size == (MODELS_DIR / f).stat().st_size for f in files)
     run = subprocess.run([venv / "bin" / "acnn", "demo", "--out", tmp_path / "demo"], capture_output=True,
                          text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr

@@ -320,7 +320,8 @@ def test_orient_finds_the_layout_the_network_learnt(acdc_root, tmp_path, capsys)
                        ((True, False, True), (True, True, False))):  # a quarter turn: the other way back
         stored, calls = in_plane_view(case.image, view), []
         result = segmenter(stored, progress=lambda done, total: calls.append((done, total)))
-        assert calls[-1] == (8, 8) == (8, segmenter.passes)  # each view one pass (and its heart search)
+        # each of the 8 views a pass of each of the ensemble's 4 networks (and one heart search)
+        assert calls[-1] == (32, 32) == (32, segmenter.passes)
         assert result.orientation.startswith(describe_view(kept) + " (sureness 0.9") and \
             "as stored 0." in result.orientation, result.orientation
         assert result.labels.geometry.same_as(stored.geometry)  # laid out as the input
@@ -328,9 +329,9 @@ def test_orient_finds_the_layout_the_network_learnt(acdc_root, tmp_path, capsys)
         assert evaluate_case(result.labels, case.labels, (1, 2, 3))["dice_rv"] > 0.9
     mirrored = in_plane_view(case.image, (False, True, False))
     assert evaluate_case(Segmenter("acnn-seg-acdc", "cpu")(mirrored).labels, case.labels, (1, 2, 3))["dice_rv"] < 0.2
-    # with the shape model's correction (patient031 ED: the output needs one), done in the layout the network and
+    # with the shape model's correction (patient085 ED: the output needs one), done in the layout the network and
     # the shape model learnt: the same map as for the image stored so
-    image = read_acdc_patient(acdc_root / "patient031")[0].image
+    image = read_acdc_patient(acdc_root / "patient085")[0].image
     usual = Segmenter("acnn-seg-acdc", "cpu", shape_model=True)(image)
     corrected = Segmenter("acnn-seg-acdc", "cpu", shape_model=True, orient=True)(in_plane_view(image, (True, False, False)))
     assert usual.correction.startswith("corrected") and corrected.correction == usual.correction
@@ -343,9 +344,9 @@ def test_orient_finds_the_layout_the_network_learnt(acdc_root, tmp_path, capsys)
 
 
 def test_the_ring_is_closed_by_rule_where_the_shape_model_finds_no_plausible_shape(acdc_root, tmp_path, capsys):
-    """acnn-seg-acdc on patient074 ED (a training image, so this checks the pipeline): the output's apical slice
-    has blood pool and no myocardium, and so has every shape ae-acdc decodes there (the mean code's too), so
-    the correction finds nothing plausible; with --close-myocardium as well, the rule closes what it left."""
+    """acnn-seg-acdc on patient052 ED (a training image, so this checks the pipeline; the one of the 140 where
+    benchmarks/acdc_repairs.py finds this): no shape ae-acdc decodes there passes the checks, so the correction
+    finds nothing plausible; with --close-myocardium as well, the rule closes what it left."""
     from ACNNCore.bundle import available
     from ACNNCore.cine import PhaseResult
     from ACNNCore.inference import CLOSED_BY_RULE, Segmenter
@@ -354,7 +355,7 @@ def test_the_ring_is_closed_by_rule_where_the_shape_model_finds_no_plausible_sha
 
     if not {"acnn-seg-acdc", "ae-acdc"} <= set(available()):
         pytest.skip("acnn-seg-acdc and ae-acdc are not bundled")
-    image = acdc_root / "patient074" / "patient074_frame01.nii.gz"
+    image = acdc_root / "patient052" / "patient052_frame01.nii.gz"
     alone = Segmenter("acnn-seg-acdc", "cpu", shape_model=True)(read_volume(image))
     assert alone.correction == "not corrected: no plausible shape found"
     assert not plausibility(alone.labels)["plausible"]
@@ -381,12 +382,13 @@ def test_repairs_benchmark_counts_what_each_repair_does(acdc_root):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from acdc_repairs import repairs, summary
 
-    found = repairs("acnn-seg-acdc", [acdc_root / "patient074"])
-    assert sorted(found) == ["patient074_ED", "patient074_ES"] and all(r["final"] for r in found.values())
-    ed = found["patient074_ED"]
+    found = repairs("acnn-seg-acdc", [acdc_root / "patient052"])
+    assert sorted(found) == ["patient052_ED", "patient052_ES"] and all(r["final"] for r in found.values())
+    ed, es = found["patient052_ED"], found["patient052_ES"]
     assert not ed["raw"] and ed["correction"].startswith("not corrected: no plausible shape found")
-    assert "left to the rule 1; implausible at the end 0\n  patient074_ED: not corrected: no plausible shape " \
-           "found" in summary(found)
+    assert not es["raw"] and es["correction"].startswith("corrected within")
+    assert "corrected by the shape model 1; left to the rule 1; implausible at the end 0\n  patient052_ED: not " \
+           "corrected: no plausible shape found" in summary(found)
 
 
 def test_orientation_benchmark_scores_each_stored_layout(acdc_root):
@@ -437,9 +439,10 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     assert "Wilcoxon" not in text and "What the prior fixed" not in text and "## Pathology classification" in text
     assert not (tmp_path / "runs").exists() and "Given, not trained here: acnn-seg = `acnn-seg-acdc`" in text
     assert "Budget" not in text  # nothing trained: no training budget to state
-    # a patient the bundled model leaves an open ring in (085 ED, 5 mm slices): corrected, and the figure drawn
+    # a patient the bundled model leaves open rings in (085, 5 mm slices): corrected, and the figure drawn; with
+    # the limit at 1 % of the LV's voxels, ED's correction (2 %) is refused and ES's (0.3 %) made
     bench = AcdcBenchmark(acdc_root, tmp_path / "085", device="cpu", say=lambda *a: None, methods=("acnn-seg",),
-                          models={"acnn-seg": "acnn-seg-acdc", "ae": "ae-acdc"}, correct=True)
+                          models={"acnn-seg": "acnn-seg-acdc", "ae": "ae-acdc"}, correct=True, max_change=0.01)
     bench.test = [acdc_root / "patient085"]
     section = bench.segmentation()
     with open(tmp_path / "085" / "acdc_cases.csv") as f:
@@ -447,16 +450,16 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     rows = [r for r in every if r["cleanup"] == "corrected"]
     fixed = [r for r in rows if r["correction"].startswith("corrected")]
     assert fixed and all(r["plausible"] == "True" and int(r["changed_voxels"]) > 0 for r in fixed)
-    # ES at 4 mm: only the decoded shape put in everywhere passes, over half the LV -- refused by the limit
-    # (a quarter of the LV), left as it was; what it would have been is reported beside
+    assert ("patient085_ES", "0.0") in {(r["case"], r["motion_mm"]) for r in fixed}
+    # refused by the limit, left as it was; what it would have been is reported beside
     refused = [r for r in rows if r["correction"].startswith(CORRECTION_REFUSED)]
-    assert ("patient085_ES", "4.0") in {(r["case"], r["motion_mm"]) for r in refused}
+    assert ("patient085_ED", "0.0") in {(r["case"], r["motion_mm"]) for r in refused}
     free = {(r["case"], r["motion_mm"]): r for r in every if r["cleanup"] == "corrected, no limit"}
     assert all(r["plausible"] == "False" and r["changed_voxels"] == "0" for r in refused)
     for r in refused:
         u = free[r["case"], r["motion_mm"]]
         assert u["plausible"] == "True" and f"changes {u['changed_voxels']} voxels" in r["correction"]
-    assert f"{len(refused)} correction(s) refused for changing more than 25% of the LV's voxels" in section
+    assert f"{len(refused)} correction(s) refused for changing more than 1% of the LV's voxels" in section
     assert "The image the correction changed most, `patient085_" in section
     assert (tmp_path / "085" / "acdc_corrected.png").read_bytes()[:4] == b"\x89PNG"
 
