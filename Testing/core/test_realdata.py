@@ -699,3 +699,19 @@ def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, c
     assert metas[0]["data"]["held_out"] == metas[1]["data"]["held_out"] and len(metas[0]["data"]["held_out"]) == 1
     assert metas[0]["command"].startswith("acnn train seg --data ") and "--split-seed 0" in metas[0]["command"]
     assert "--methods acnn-seg --models" in capsys.readouterr().out
+
+
+def test_cine_time_benchmark_segments_a_cine_both_ways(acdc_root, capsys, monkeypatch):
+    """benchmarks/cine_time.py: a cine of patient001's two phases timed as `acnn segment` searches it and afresh
+    in every frame, one line per model (a figure to read, not a timed test)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import cine_time
+
+    monkeypatch.setattr(sys, "argv", ["cine_time.py", "--data", str(acdc_root), "--frames", "3"])
+    cine_time.main()
+    line = capsys.readouterr().out.strip()
+    assert re.fullmatch(r"acnn-seg-acdc: 3 frames in \d+\.\d s as a cine, \d+\.\d s searched afresh "
+                        r"\(\d+\.\d times as long\)", line), line
