@@ -252,8 +252,9 @@ def load_bundle(name_or_path, device="cpu", expect_task=None) -> Bundle:
     folder = resolve(name_or_path)
     meta = read_meta(folder)
     if meta.get("members"):
-        raise InputError(f"{folder} is an ensemble of {meta['members']} networks: load each of its members "
-                         f"({', '.join(m.name for m in members(folder))}), or give it to a Segmenter")
+        listed = members(folder)
+        raise InputError(f"{folder} is an ensemble of {len(listed)} networks ({', '.join(m.name for m in listed)}): "
+                         f"where one network is wanted (--init, load_bundle), name one of them, e.g. {listed[0]}")
     if expect_task is not None:
         tasks = (expect_task,) if isinstance(expect_task, str) else tuple(expect_task)
         if meta.get("task") not in tasks:

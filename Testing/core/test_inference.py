@@ -98,7 +98,8 @@ def test_a_bundled_ensemble_is_its_members_averaged(tiny_models, tiny_data, tmp_
     assert meta["name"] == "ens" and meta["members"] == 2 and meta["task"] == "seg"
     assert [m["bundle"] for m in about["members"]] == [str(folder / "a"), str(folder / "b")]
     assert about["weights"] == "as recorded (SHA-256)" and about["prior"] == str(prior_of(tiny_models["seg"]))
-    with pytest.raises(InputError, match="ensemble of 2 networks: load each of its members \\(a, b\\)"):
+    with pytest.raises(InputError, match=re.escape(f"ensemble of 2 networks (a, b): where one network is wanted "
+                                                   f"(--init, load_bundle), name one of them, e.g. {folder / 'a'}")):
         load_bundle(folder)
     with pytest.raises(InputError, match="takes one model, not 2"):
         ShapeModel(folder, device="cpu")
