@@ -163,8 +163,8 @@ def _ensemble(folder: Path) -> dict:
     except json.JSONDecodeError as e:
         raise InputError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
     listed = about.get("members") if isinstance(about, dict) else None
-    if (about.get("format") if isinstance(about, dict) else None) != ENSEMBLE_FORMAT or not listed \
-            or not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
+    if not (isinstance(listed, list) and listed and all(isinstance(m, str) for m in listed)
+            and about.get("format") == ENSEMBLE_FORMAT):
         raise InputError(f"{path} is not an ACNN ensemble (format {ENSEMBLE_FORMAT!r} with a list of members)")
     return about
 
