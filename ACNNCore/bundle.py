@@ -152,8 +152,12 @@ def available() -> list[str]:
     """Names of the bundled models (ensembles too)."""
     if not MODELS_DIR.is_dir():
         return []
-    return sorted(p.name for p in MODELS_DIR.iterdir()
-                  if (p / "model.json").is_file() or (p / ENSEMBLE_FILE).is_file())
+    return sorted(p.name for p in MODELS_DIR.iterdir() if is_bundle(p))
+
+
+def is_bundle(folder: Path) -> bool:
+    """Whether a folder holds a model: a bundle's model.json or an ensemble's ensemble.json."""
+    return (folder / "model.json").is_file() or (folder / ENSEMBLE_FILE).is_file()
 
 
 def _ensemble(folder: Path) -> dict:
@@ -206,7 +210,8 @@ def describe(name_or_path) -> dict:
     statistics, and whether its weights are the file model.json records (checked by checksum, not loaded)."""
     folder = resolve(name_or_path)
     meta = read_meta(folder)
-    problem = next(filter(None, (weights_problem(m, read_meta(m)) for m in members(folder))), None)
+    each = {m: read_meta(m) for m in members(folder)}  # the bundle itself, or an ensemble's members
+    problem = next(filter(None, (weights_problem(m, d) for m, d in each.items())), None)
     spec, training = meta.get("input", {}), meta.get("training", {})
     out = {"bundle": str(folder), "name": meta.get("name"), "task": meta.get("task"),
            "architecture": meta.get("architecture"), "parameters": meta.get("parameters"),
@@ -219,8 +224,8 @@ def describe(name_or_path) -> dict:
            "metrics": meta.get("metrics", {}),
            "weights": problem or (WEIGHTS_FINE[0] if meta.get("weights_sha256") else WEIGHTS_FINE[1])}
     if meta.get("members"):  # an ensemble: described by its first member above; each member's own run
-        out["members"] = [{"bundle": str(m), "kept_epoch": (d := read_meta(m)).get("training", {}).get("epoch"),
-                           "metrics": d.get("metrics", {})} for m in members(folder)]
+        out["members"] = [{"bundle": str(m), "kept_epoch": d.get("training", {}).get("epoch"),
+                           "metrics": d.get("metrics", {})} for m, d in each.items()]
     if training.get("prior_sha256"):
         try:
             out["prior"] = str(prior_of(folder))

@@ -205,12 +205,11 @@ def run_info(args) -> int:
 
 def _is_model(path: Path) -> bool:
     """A model bundle (or a training run's folder) or the name of a bundled model: what ``bundle.resolve``
-    finds a model.json for."""
-    from .bundle import ENSEMBLE_FILE, resolve
+    finds a model.json (or an ensemble.json) for."""
+    from .bundle import is_bundle, resolve
 
     try:
-        folder = resolve(path)
-        return (folder / "model.json").is_file() or (folder / ENSEMBLE_FILE).is_file()
+        return is_bundle(resolve(path))
     except InputError:  # neither a folder nor a bundled model's name
         return False
 
