@@ -222,8 +222,11 @@ def unpack(source: Path, to: Path, kit: Path) -> None:
         names[arm] = sorted(d.name for d in to.iterdir() if d.name.startswith(f"{arm}-s") and (d / "model").is_dir())
     print(json.loads((to / "summary.json").read_text()))
     models = " ".join(f"{arm}=" + ",".join(str(to / n / "model") for n in names[arm]) for arm in names)
+    # the AE: the one the ACNN-Seg nets record (a bundled prior where the kit holds none), else the kit's
+    trained = [json.loads((to / n / "model/model.json").read_text())["training"] for n in names.get("acnn-seg", [])]
+    ae = trained[0]["prior"] if trained else kit / "ae"
     print(f"acnn benchmark acdc --data ../shared/data/acdc --out runs/bench-{to.name} --methods {' '.join(names)} "
-          f"--models ae={kit / 'ae'} {models}")
+          f"--models ae={ae} {models}")
 
 
 def main():

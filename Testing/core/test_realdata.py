@@ -700,7 +700,7 @@ def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, c
     assert [m["config"]["seed"] for m in metas] == [1, 2] and all(m["prior"] == str(ae) for m in metas)
     assert metas[0]["data"]["held_out"] == metas[1]["data"]["held_out"] and len(metas[0]["data"]["held_out"]) == 1
     assert metas[0]["command"].startswith("acnn train seg --data ") and "--split-seed 0" in metas[0]["command"]
-    assert "--methods acnn-seg --models" in capsys.readouterr().out
+    assert f"--methods acnn-seg --models ae={ae} acnn-seg=" in capsys.readouterr().out  # the prior they trained with
 
 
 def test_cine_time_benchmark_segments_a_cine_both_ways(acdc_root, capsys, monkeypatch):
