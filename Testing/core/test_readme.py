@@ -79,3 +79,20 @@ def test_classify_the_codes_acnn_encode_wrote(acdc_root, tmp_path, monkeypatch, 
     assert main(["encode", str(acdc_root), "--out", str(tmp_path / "codes.csv")]) == 0
     run_block(block_with("codes.csv"), tmp_path, monkeypatch)
     assert "NOR / DCM / HCM from ED codes: 88.5% of 42 patients" in capsys.readouterr().out
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def test_the_contents_list_every_section_and_link_to_it():
+    text = (ROOT / "README.md").read_text()
+    text = re.sub(r"```.*?```", "", text, flags=re.S)  # a "# comment" in a code block is not a heading
+    headings = re.findall(r"^(##+) (.+)$", text, re.M)
+    contents = re.search(r"^## Contents\n\n(.*?)\n\n", text, re.M | re.S).group(1)
+    listed = re.findall(r"^( *)- \[(.+)\]\(#(.+)\)$", contents, re.M)
+    sections = [(len(level) - 2, title) for level, title in headings
+                if len(level) <= 3 and title not in ("Quick start", "Contents")]
+    assert [(len(indent) // 2, title) for indent, title, _ in listed] == sections
+    assert all(link == anchor(title) for _, title, link in listed)
