@@ -115,8 +115,9 @@ def read_meta(folder) -> dict:
     if folder.is_file() and folder.name == "model.json":
         folder = folder.parent
     if (folder / ENSEMBLE_FILE).is_file():
-        listed = members(folder)
-        return {**read_meta(listed[0]), "name": _ensemble(folder).get("name", folder.name), "members": len(listed)}
+        about = _ensemble(folder)
+        listed = _members(folder, about)
+        return {**read_meta(listed[0]), "name": about.get("name", folder.name), "members": len(listed)}
     path = folder / "model.json"
     if not path.is_file():
         raise InputError(f"{folder} is not a model bundle (no model.json)")
@@ -176,10 +177,13 @@ def _ensemble(folder: Path) -> dict:
 def members(name_or_path) -> list[Path]:
     """The bundle folders of a model: its own, or an ensemble's members (folders inside it)."""
     folder = resolve(name_or_path)
-    if not (folder / ENSEMBLE_FILE).is_file():
-        return [folder]
+    return _members(folder, _ensemble(folder)) if (folder / ENSEMBLE_FILE).is_file() else [folder]
+
+
+def _members(folder: Path, about: dict) -> list[Path]:
+    """The member folders an ensemble's description (:func:`_ensemble`) names, each a bundle inside it."""
     out = []
-    for m in _ensemble(folder)["members"]:
+    for m in about["members"]:
         member = (folder / m).resolve()
         if folder.resolve() not in member.parents or not (member / "model.json").is_file():
             raise InputError(f"{folder / ENSEMBLE_FILE} names a member {m!r} that is not a bundle inside {folder}")
