@@ -1,5 +1,5 @@
 """The README's Python examples run as written (the ACDC ones where ../shared/data/acdc is present), and do
-what their comments say; the citation file agrees with the package."""
+what their comments say; its contents list names every section; the citation file agrees with the package."""
 
 import re
 from pathlib import Path
