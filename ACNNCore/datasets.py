@@ -32,6 +32,11 @@ class Case:
     meta: dict = field(default_factory=dict)  # group, phase, subject, ...
     hr_image: Volume | None = None  # HR intensity image (phantom MR only): the SR target
 
+    @property
+    def subject(self) -> str:
+        """Whom the image is of (a patient's or phantom subject's phases share it; else the case's name)."""
+        return self.meta.get("subject", self.name)
+
 
 # --- phantom -------------------------------------------------------------------------
 

@@ -510,8 +510,8 @@ class SuperResolver(_Model):
         locator = default_model(volume) if self.locator == "auto" else self.locator
         if not locator:
             return None
-        if locator not in self._locators:
-            self._locators[locator] = Segmenter(locator, self._device)
+        if locator not in self._locators:  # the search is the first network's (an ensemble's others not loaded)
+            self._locators[locator] = Segmenter(members(locator)[0], self._device)
         return self._locators[locator].heart_center(volume)
 
 

@@ -228,13 +228,13 @@ class TrainingSet(Dataset):
 
 def split_cases(cases: list[Case], val_fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
     """Hold out whole subjects (both phases), chosen with the seed."""
-    subjects = sorted({c.meta.get("subject", c.name) for c in cases})
+    subjects = sorted({c.subject for c in cases})
     rng = np.random.default_rng(seed)
     rng.shuffle(subjects)
     n_val = max(1, int(round(val_fraction * len(subjects)))) if len(subjects) > 1 and val_fraction > 0 else 0
     val = set(subjects[:n_val])
-    return ([c for c in cases if c.meta.get("subject", c.name) not in val],
-            [c for c in cases if c.meta.get("subject", c.name) in val])
+    return ([c for c in cases if c.subject not in val],
+            [c for c in cases if c.subject in val])
 
 
 def crop_cases(cases: list[Case], crop: dict) -> list[Case]:
@@ -424,7 +424,7 @@ class Trainer:
                                                 "motion_mm": d["config"]["acquisition"]["motion_mm"]}
         split_seed = config.seed if config.split_seed is None else config.split_seed
         train_cases, val_cases = split_cases(cases, config.val_fraction, split_seed)
-        self.data_description["held_out"] = sorted({c.meta.get("subject", c.name) for c in val_cases})
+        self.data_description["held_out"] = sorted({c.subject for c in val_cases})
         if not train_cases:
             raise InputError("no training cases left after the validation split")
         self.train_set = TrainingSet(train_cases, config.task, config.augment, config.seed)

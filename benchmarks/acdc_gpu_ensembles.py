@@ -77,7 +77,7 @@ def make_kit(data: Path, ae: Path | None, kit: Path, max_patients: int = 0, ever
         raise SystemExit(f"{kit} exists; remove it first")
     if everyone:
         cases = read_dataset(data)
-        patients = len({c.meta.get("subject", c.name) for c in cases})
+        patients = len({c.subject for c in cases})
     else:
         split = AcdcBenchmark(data, kit.parent / "acdc-split", say=lambda *a: None, max_patients=max_patients)
         cases, patients = read_dataset(split.train_dir), len(split.train)

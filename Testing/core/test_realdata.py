@@ -602,6 +602,7 @@ def test_super_resolution_looks_where_the_heart_is_and_says_what_to_mind(acdc_ro
     resolver = SuperResolver("acnn-sr-phantom", "cpu")
     centre = resolver.heart_center(wide)
     assert wide.geometry.in_plane_mm(centre, wide.geometry.index_to_physical(heart.mean(0))) < 15
+    assert [len(s.runners) for s in resolver._locators.values()] == [1]  # the search: one network of the four
     hr = resolver(wide)
     assert hr.spacing[2] == pytest.approx(2.0) and case.image.spacing[2] == pytest.approx(10.0)
     linear = interpolate_stack(wide, 5).array
