@@ -1,10 +1,20 @@
 """Shared fixtures: small phantom data sets made once per test session."""
 
+import faulthandler
+import sys
 from pathlib import Path
 
 import pytest
 
 ACDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Python's stack printed if a native library crashes while the interpreter exits after the tests (pytest's
+    own fault handler is off by then): a clean-clone run has twice passed every test and then died with a
+    segmentation fault at exit (rc 139), with nothing to say where."""
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)
 
 
 @pytest.fixture(scope="session")
