@@ -1,10 +1,12 @@
 """The README's Python examples run as written (the ACDC ones where ../shared/data/acdc is present), and do
-what their comments say; its contents list names every section; the citation file agrees with the package."""
+what their comments say; its contents list, and benchmarks/ACDC.md's, names every section; the citation file
+agrees with the package."""
 
 import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ACNNCore.io import read_labels, read_volume
 
@@ -86,13 +88,19 @@ def anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
 
 
-def test_the_contents_list_every_section_and_link_to_it():
-    text = (ROOT / "README.md").read_text()
+@pytest.mark.parametrize("document, depth, unlisted", [
+    ("README.md", 3, ("Quick start", "Contents")),
+    ("benchmarks/ACDC.md", 2, ()),
+])
+def test_the_contents_list_every_section_and_link_to_it(document, depth, unlisted):
+    """The document's first list of links (README: under "Contents") names its sections down to ``depth``
+    (## = 2), in order and nested as they are, each linked by its GitHub anchor."""
+    text = (ROOT / document).read_text()
     text = re.sub(r"```.*?```", "", text, flags=re.S)  # a "# comment" in a code block is not a heading
     headings = re.findall(r"^(##+) (.+)$", text, re.M)
-    contents = re.search(r"^## Contents\n\n(.*?)\n\n", text, re.M | re.S).group(1)
+    contents = re.search(r"(?:^ *- \[.+\]\(#.+\)\n)+", text, re.M).group(0)
     listed = re.findall(r"^( *)- \[(.+)\]\(#(.+)\)$", contents, re.M)
     sections = [(len(level) - 2, title) for level, title in headings
-                if len(level) <= 3 and title not in ("Quick start", "Contents")]
+                if len(level) <= depth and title not in unlisted]
     assert [(len(indent) // 2, title) for indent, title, _ in listed] == sections
     assert all(link == anchor(title) for _, title, link in listed)
