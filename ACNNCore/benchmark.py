@@ -189,7 +189,8 @@ class Benchmark:
         for method in methods:
             self.say(f"evaluating {NAMES[method]}")
             if method == "aeseg":
-                segmenter, shape = Segmenter(self.model("unet3d"), self.device), ShapeModel(self.model("ae"), self.device)
+                segmenter = Segmenter(self.model("unet3d"), self.device)
+                shape = ShapeModel(self.model("ae"), self.device)
             else:
                 segmenter, shape = Segmenter(self.model(method, seed), self.device), None
             rows, kept = [], {}
@@ -372,8 +373,9 @@ class Benchmark:
                  f"{accuracy[phases]['T-L'][0]:.1f} ± {accuracy[phases]['T-L'][1]:.1f}",
                  f"{PAPER_LATENT[phases]['PCA']} / {PAPER_LATENT[phases]['T-L']}"] for phases in ("ED", "ED+ES")]
         folds = _folds(y)
+        counts = ", ".join(f"{g}: {int((y == g).sum())}" for g in sorted(set(y)))
         return "\n\n".join([
-            f"## Latent space (Section III-F), {n} subjects ({', '.join(f'{g}: {int((y == g).sum())}' for g in sorted(set(y)))})"
+            f"## Latent space (Section III-F), {n} subjects ({counts})"
             f"\n\nNOR / DCM / HCM from 64-d T-L codes (predicted from the HR image) against a 64-d PCA of the "
             f"spatially normalised ground-truth label maps (the model grid centred on the LV); random forest "
             f"(200 trees), {folds}-fold stratified cross-validation, accuracy mean ± std over folds (%).",
@@ -650,7 +652,9 @@ class AcdcBenchmark:
         # the prior's effect: each ACNN-Seg against the same net without it, where both were evaluated
         pairs = [(ka, kb, ACDC_METHODS[ka][0], ACDC_METHODS[kb][0]) for ka, kb in PRIOR_PAIRS
                  if {ka, kb} <= set(self.methods)]
-        p = {(a, b): {k: _p(wilcoxon_p([r[k] for r in at0 if r["method"] == a], [r[k] for r in at0 if r["method"] == b]))
+        def values_of(method, k):
+            return [r[k] for r in at0 if r["method"] == method]
+        p = {(a, b): {k: _p(wilcoxon_p(values_of(a, k), values_of(b, k)))
                       for k in ("dice_lv", "dice_myo", "dice_rv", "hd_mm_lv", "hd_mm_myo")} for _, _, a, b in pairs}
         robust = []
         for m in methods:
@@ -671,7 +675,8 @@ class AcdcBenchmark:
 
         gt_bad = sum(not plausibility(c.labels)["plausible"] for c in cases)
         header = ["Method", "ED LV Dice", "ED Myo Dice", "ED RV Dice", "LV Dice", "Myo Dice", "RV Dice",
-                  "LV MSD (mm)", "Myo MSD (mm)", "LV HD (mm)", "Myo HD (mm)", f"Implausible LV (of {len(at0) // len(methods)})",
+                  "LV MSD (mm)", "Myo MSD (mm)", "LV HD (mm)", "Myo HD (mm)",
+                  f"Implausible LV (of {len(at0) // len(methods)})",
                   "LV EF r, bias ± LoA (%)"]
         clean_table = _acdc_table([r for r in cleaned if r["motion_mm"] == 0], methods)
         closed_table = _acdc_table([r for r in closed if r["motion_mm"] == 0], methods)

@@ -803,7 +803,8 @@ def run_demo(args) -> int:
 
 
 def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="compare predicted label maps with ground truth (Dice, distances, plausibility)",
+    p = sub.add_parser("evaluate",
+                       help="compare predicted label maps with ground truth (Dice, distances, plausibility)",
                        description="Compare label maps, files or folders matched by case name (phantom and ACDC "
                                    "layouts understood). A prediction on another grid is sampled on the ground "
                                    "truth's grid in physical space (nearest neighbour).")

@@ -2,9 +2,10 @@
 
 Each takes a :class:`Volume` of any size and orientation: it is normalised and
 resampled onto the model's input grid (centred on the heart that a real-data
-model's search finds, else on the image), the network runs there, and the result is resampled onto an HR grid aligned with the input — the
-input's in-plane grid, with each acquired slice split into K thin slices — so
-that it overlays the input exactly in physical space.
+model's search finds, else on the image), the network runs there, and the
+result is resampled onto an HR grid aligned with the input — the input's
+in-plane grid, with each acquired slice split into K thin slices — so that it
+overlays the input exactly in physical space.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ class TrainConfig:
     lambda2: float = 5e-6  # weight decay on convolution weights
     balance_prior: bool = False  # rescale the prior to the data term's range (detached ratio)
     hard_prior: bool = False  # seg: the prior encodes the arg-max, straight-through (not the paper's)
-    dice: bool = False  # seg and AE: add a soft Dice term to CE (real data, where the heart is a small part of the image)
+    dice: bool = False  # seg and AE: add a soft Dice term to CE (real data: the heart is a small part of the image)
     contact: float = 0.0  # seg: weight of the blood-pool contact term (losses.contact_loss; not the paper's)
     # epoch from which it applies: it measures the defects of a roughly right segmentation; at initialisation
     # (blood pool everywhere) it is about 20 times the data term and holds back the learning of the heart itself
@@ -435,7 +435,8 @@ class Trainer:
         self.prior = load_prior(prior, config.task, self.grid, self.device) if prior else None
         self.init = load_init(init, config, self.grid, self.device) if init else None
         if self.init is not None:  # fine-tuning: the given model's network and weights
-            self.arch, self.net_config, model = self.init.meta["architecture"], self.init.meta["config"], self.init.model
+            meta, model = self.init.meta, self.init.model
+            self.arch, self.net_config = meta["architecture"], meta["config"]
         else:
             self.arch, self.net_config, model = build_model(config, self.grid, self.prior.meta if self.prior else None)
         if config.task == "tl" and self.init is None:

@@ -86,7 +86,8 @@ def _write_dicom(frames, folder, per_slice_series=False, times=None, description
             uid = f"{study}.{series + k if per_slice_series else series}"
             position = g.index_to_physical(np.array([0, 0, k]))
             for tag, value in (("0020|000d", study), ("0020|000e", uid), ("0008|0060", "MR"), ("0010|0020", patient),
-                               ("0020|0052", f"{study}.0"), ("0020|0011", str(series + k if per_slice_series else series)),
+                               ("0020|0052", f"{study}.0"),
+                               ("0020|0011", str(series + k if per_slice_series else series)),
                                ("0008|103e", description),
                                ("0020|0032", "\\".join(f"{v:.6f}" for v in position)),
                                ("0020|0037", "\\".join(f"{v:.8f}" for v in (*g.direction[:, 0], *g.direction[:, 1]))),

@@ -45,7 +45,8 @@ def distances(model: str, patients) -> tuple[dict, float]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/acdc")
-    parser.add_argument("--models", nargs="+", default=["acnn-seg-acdc"], help="segmentation bundles (names or folders)")
+    parser.add_argument("--models", nargs="+", default=["acnn-seg-acdc"],
+                        help="segmentation bundles (names or folders)")
     args = parser.parse_args()
     from ACNNCore.datasets import acdc_patients
 

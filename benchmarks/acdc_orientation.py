@@ -54,7 +54,8 @@ def _kept(orientation: str):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/acdc")
-    parser.add_argument("--models", nargs="+", default=["acnn-seg-acdc"], help="segmentation bundles (names or folders)")
+    parser.add_argument("--models", nargs="+", default=["acnn-seg-acdc"],
+                        help="segmentation bundles (names or folders)")
     parser.add_argument("--max-images", type=int, default=0, help="only the first N test images (0: all 28)")
     args = parser.parse_args()
     from ACNNCore.benchmark import fixed_split

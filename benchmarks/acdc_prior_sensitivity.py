@@ -1,8 +1,10 @@
 """What the AE prior sees of slice misalignment, on the ACDC benchmark's test images (or on the phantom).
 
-    python benchmarks/acdc_prior_sensitivity.py --ae runs/s26/ae/model --models runs/s28/acnn-seg/model-final runs/s28/seg/model-final
+    python benchmarks/acdc_prior_sensitivity.py --ae runs/s26/ae/model \
+        --models runs/s28/acnn-seg/model-final runs/s28/seg/model-final
     python benchmarks/acdc_prior_sensitivity.py --phantom 25 --ae ae-phantom --models acnn-seg-phantom seg3d-phantom
-    python benchmarks/acdc_prior_sensitivity.py --train-data runs/s29/phantom-train --ae ae-phantom --models runs/s29/lam0/model runs/s29/lam1/model
+    python benchmarks/acdc_prior_sensitivity.py --train-data runs/s29/phantom-train --ae ae-phantom \
+        --models runs/s29/lam0/model runs/s29/lam1/model
 
 ACNN-Seg's prior term is the distance between the AE's codes of the network's output and of the expert's
 map (Eq. 1). It can only teach a network not to follow a moved slice if moving slices moves the code. For

@@ -12,8 +12,9 @@ def add_parser(sub):
     p = sub.add_parser("studio", help="ACNN Studio: Segment, SuperResolve and Shape Explorer in a browser",
                        description="Start the ACNN Studio web server (trame-slicer) and print its URL.")
     p.add_argument("--data", type=Path, help="an image, segmentation or folder to load")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only; served beyond it, results save "
-                        "to --output only, or download to the browser)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: loopback only; served beyond it, results save to --output "
+                        "only, or download to the browser)")
     p.add_argument("--port", type=int, default=8080, help="the port to serve on (default 8080)")
     p.add_argument("--demo", action="store_true", help="load a phantom cine stack (ED, ES)")
     p.add_argument("--output", type=Path, help="default folder for saved results (./acnn-studio-output)")

@@ -303,8 +303,8 @@ def test_segment_command_on_a_data_folder_writes_maps_and_measures(tiny_models, 
     out = tmp_path / "segs"
     run = acnn("segment", tiny_data, "--out", out, "--model", tiny_models["seg"], "--device", "cpu")
     assert run.returncode == 0, run.stderr
-    assert re.search(rf"segmented 16 cases into {out} \(\d+ of 16 outputs implausible\); measures: {out / 'measures.csv'}",
-                     run.stdout), run.stdout
+    said = rf"segmented 16 cases into {out} \(\d+ of 16 outputs implausible\); measures: {out / 'measures.csv'}"
+    assert re.search(said, run.stdout), run.stdout
     rows = {r["case"]: r for r in csv.DictReader(open(out / "measures.csv"))}
     assert len(rows) == 16 and "rv_volume_ml" not in rows["subject000_ED"]  # the phantom model: no RV
     ed, es = (clinical_measures(read_volume(out / f"subject003_{p}.nii.gz"))["lv_volume_ml"] for p in ("ED", "ES"))

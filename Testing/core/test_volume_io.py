@@ -372,8 +372,8 @@ def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_di
         w.KeepOriginalImageUIDOn()
         w.SetFileName(str(mixed / ("L" + p.name + ".dcm")))
         w.Execute(image)
-    with pytest.raises(InputError, match="2 stacks \\(of different orientations, grids or series\\): 5 slice positions, 5 images "
-                       "\\(cine_sax in mixed\\); 5 slice positions"):
+    with pytest.raises(InputError, match="2 stacks \\(of different orientations, grids or series\\): "
+                       "5 slice positions, 5 images \\(cine_sax in mixed\\); 5 slice positions"):
         read_volume(mixed)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "IM0").write_bytes(bytes(128) + b"DICM" + b"not a data set")  # DICOM by its magic only
