@@ -4,7 +4,8 @@ Everything that is the user's input's fault (a missing file, a 2-D image, NaN
 voxels) raises :class:`InputError` with a one-line message, an output that is
 there already :class:`OutputExists` (one of them: a GUI asks and tries again);
 a training that cannot go on (no step of an epoch had a finite gradient)
-raises :class:`TrainingError`, whose message says what to change. The command line prints either without a traceback.
+raises :class:`TrainingError`, whose message says what to change. The command
+line prints either without a traceback.
 """
 
 from __future__ import annotations
