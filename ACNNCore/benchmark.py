@@ -652,9 +652,8 @@ class AcdcBenchmark:
         # the prior's effect: each ACNN-Seg against the same net without it, where both were evaluated
         pairs = [(ka, kb, ACDC_METHODS[ka][0], ACDC_METHODS[kb][0]) for ka, kb in PRIOR_PAIRS
                  if {ka, kb} <= set(self.methods)]
-        def values_of(method, k):
-            return [r[k] for r in at0 if r["method"] == method]
-        p = {(a, b): {k: _p(wilcoxon_p(values_of(a, k), values_of(b, k)))
+        p = {(a, b): {k: _p(wilcoxon_p([r[k] for r in at0 if r["method"] == a],
+                                       [r[k] for r in at0 if r["method"] == b]))
                       for k in ("dice_lv", "dice_myo", "dice_rv", "hd_mm_lv", "hd_mm_myo")} for _, _, a, b in pairs}
         robust = []
         for m in methods:

@@ -435,8 +435,8 @@ class Trainer:
         self.prior = load_prior(prior, config.task, self.grid, self.device) if prior else None
         self.init = load_init(init, config, self.grid, self.device) if init else None
         if self.init is not None:  # fine-tuning: the given model's network and weights
-            meta, model = self.init.meta, self.init.model
-            self.arch, self.net_config = meta["architecture"], meta["config"]
+            self.arch, self.net_config = self.init.meta["architecture"], self.init.meta["config"]
+            model = self.init.model
         else:
             self.arch, self.net_config, model = build_model(config, self.grid, self.prior.meta if self.prior else None)
         if config.task == "tl" and self.init is None:

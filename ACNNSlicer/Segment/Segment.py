@@ -186,7 +186,8 @@ class SegmentWidget(module_widget_base()):
         if chart is not None:
             slicer.modules.plots.logic().ShowChartInLayout(chart)
         flags = [("plausible" if p.plausibility["plausible"]
-                  else "IMPLAUSIBLE: " + ", ".join(p.plausibility["problems"])) + (f" ({p.repair})" if p.repair else "")
+                  else "IMPLAUSIBLE: " + ", ".join(p.plausibility["problems"]))
+                 + (f" ({p.repair})" if p.repair else "")
                  for p in result.phases]
         return (f"Done on {result.device}. " + "; ".join(flags) + "." + result.orientation_note()
                 + self.logic.segment.against_expert(result, self._input) + result.notes_text())
