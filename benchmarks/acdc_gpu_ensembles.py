@@ -174,7 +174,10 @@ def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: flo
                  "--seed", str(seed), "--epochs", str(epochs), "--device", device,
                  *([] if split_seed is None else ["--split-seed", str(split_seed)]),
                  *([] if prior is None else ["--prior", str(prior)])],
-                env=env, stdout=log, stderr=subprocess.STDOUT)
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+                # started from a background job (nohup ... &) a net would inherit Ctrl-C ignored, and the
+                # deadline could not stop it: each starts with Ctrl-C's default
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     print(f"{len(procs)} nets started: {', '.join(procs)}", flush=True)
     while any(p.poll() is None for p in procs.values()) and time.monotonic() - start < deadline:
         time.sleep(10)
