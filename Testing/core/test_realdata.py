@@ -633,6 +633,7 @@ def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, c
     a bundle's kit (--all: every patient of a folder, no AE) trains one arm on a prior that travels with the
     repository, its nets holding out the same patients (--split-seed)."""
     import os
+    import signal
     import subprocess
     import sys
     import tarfile
@@ -667,7 +668,8 @@ def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, c
         out.mkdir()
         subprocess.run([sys.executable, str(root / "benchmarks/acdc_gpu_ensembles.py"), "train", "--kit", str(kit),
                         "--out", str(out), "--epochs", "1", "--seeds", *seeds, "--device", "cpu", "--deadline",
-                        str(deadline), *more], env=env, check=True, capture_output=True)
+                        str(deadline), *more], env=env, check=True, capture_output=True,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as under nohup ... &
         return out
 
     stopped = train(tmp_path / "stopped", 0)
