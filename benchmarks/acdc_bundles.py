@@ -5,11 +5,12 @@
 
 The bundles train on all 70 patients but hold 10 % of them out to choose the best epoch (`val_fraction`
 0.1, seed 0 in `Resources/Models/acdc.yaml` and `train_acdc.sh`): the only patients on which two bundles
-of that recipe can be compared. Printed per AE: the reconstruction Dice, decode(encode(map)), of those
-patients' expert label maps on the model's grid; per segmentation bundle: the whole pipeline on their
-images (finding the heart, mapping back), Dice at ED and over ED and ES, myocardial Hausdorff distance,
-and how many outputs fail the plausibility checks, raw and cleaned up; with --tta, each segmentation bundle
-again with test-time augmentation (`acnn segment --tta`), side by side, with the seconds each took.
+of that recipe can be compared (a network that records holding out others is flagged). Printed per AE:
+the reconstruction Dice, decode(encode(map)), of those patients' expert label maps on the model's grid;
+per segmentation bundle: the whole pipeline on their images (finding the heart, mapping back), Dice at ED
+and over ED and ES, myocardial Hausdorff distance, and how many outputs fail the plausibility checks, raw
+and cleaned up; with --tta, each segmentation bundle again with test-time augmentation (`acnn segment
+--tta`), side by side, with the seconds each took.
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ def held_out_patients(data: Path, val_fraction: float = 0.1, seed: int = 0) -> l
 
     stand_ins = [Case(p.name, None, None, {"subject": p.name}) for p in acdc_patients(data)]
     return [data / c.name for c in split_cases(stand_ins, val_fraction, seed)[1]]
+
+
+def held_out_elsewhere(model: str, patients) -> str | None:
+    """Why a segmentation bundle's figures on ``patients`` would not be held-out figures -- a network (an
+    ensemble's member) recording that its training held out other patients -- or None (the same patients, or
+    a bundle from before training recorded them)."""
+    from ACNNCore.bundle import members, read_meta
+
+    names = sorted(p.name for p in patients)
+    for folder in (m for name in model.split(",") for m in members(name)):
+        data = read_meta(folder).get("training", {}).get("data")
+        recorded = data.get("held_out") if isinstance(data, dict) else None
+        if recorded is not None and sorted(recorded) != names:
+            return (f"{folder}'s training held out {', '.join(recorded) or 'none'}, not these patients: "
+                    f"its figures here are not held-out figures")
+    return None
 
 
 def segmentation(model: str, patients, tta: bool = False) -> str:
@@ -73,6 +90,9 @@ def main():
         r = held_out_reconstruction(model, patients)
         print(f"{model}: reconstruction Dice LV / myo / RV {r[1]:.3f} / {r[2]:.3f} / {r[3]:.3f} ({r['maps']} maps)")
     for model in args.seg:
+        warning = held_out_elsewhere(model, patients)
+        if warning:
+            print(f"warning: {warning}")
         print(f"{model}: {segmentation(model, patients)}")
         if args.tta:
             print(f"{model} with --tta: {segmentation(model, patients, tta=True)}")

@@ -468,22 +468,29 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
 
 def test_bundle_comparison_holds_out_what_training_holds_out(acdc_root, acdc_model):
     """benchmarks/acdc_bundles.py: the patients it compares bundles on are those `acnn train` held out (7 of
-    70 with the bundles' val_fraction and seed), and it scores an AE's reconstruction and a segmentation
-    bundle's whole pipeline on them."""
+    70 with the bundles' val_fraction and seed; a network recording other held-out patients is flagged), and
+    it scores an AE's reconstruction and a segmentation bundle's whole pipeline on them."""
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     sys.path.insert(0, str(root / "benchmarks"))
-    from acdc_bundles import held_out_patients, segmentation
+    from acdc_bundles import held_out_elsewhere, held_out_patients, segmentation
 
+    from ACNNCore.bundle import available
     from ACNNCore.datasets import read_acdc
     from ACNNCore.training import split_cases
 
     held_out = held_out_patients(acdc_root)
     truth = sorted({c.meta["subject"] for c in split_cases(read_acdc(acdc_root), 0.1, 0)[1]})
     assert len(held_out) == 7 and sorted(p.name for p in held_out) == truth
+    # a network whose training held out other patients (1 of its 6) is flagged; the bundles (all 7) are not
+    mine = json.loads((acdc_model / "model.json").read_text())["training"]["data"]["held_out"]
+    assert len(mine) == 1 and f"held out {mine[0]}, not these patients" in held_out_elsewhere(str(acdc_model),
+                                                                                                held_out)
+    if "acnn-seg-acdc" in available():
+        assert held_out_elsewhere("acnn-seg-acdc", held_out) is None
     for tta in (False, True):
         line = segmentation(str(acdc_model), held_out[:1], tta=tta)
         assert re.fullmatch(r"Dice LV / myo / RV at ED, then ED and ES: (\d\.\d{3}( / )?){6}; myocardial HD .+ mm; "
