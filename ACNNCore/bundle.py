@@ -214,7 +214,7 @@ def describe(name_or_path) -> dict:
     statistics, and whether its weights are the file model.json records (checked by checksum, not loaded)."""
     folder = resolve(name_or_path)
     meta = read_meta(folder)
-    each = {m: read_meta(m) for m in members(folder)}  # the bundle itself, or an ensemble's members
+    each = {m: meta if m == folder else read_meta(m) for m in members(folder)}  # itself, or an ensemble's members
     problem = next(filter(None, (weights_problem(m, d) for m, d in each.items())), None)
     spec, training = meta.get("input", {}), meta.get("training", {})
     out = {"bundle": str(folder), "name": meta.get("name"), "task": meta.get("task"),
