@@ -521,6 +521,34 @@ def test_heart_search_benchmark_measures_how_far_the_search_ends(acdc_root):
     assert all(0 <= mm < 35 for mm in found.values())
 
 
+def test_ensemble_search_benchmark_scores_the_first_member_and_the_median(acdc_root, acdc_model):
+    """benchmarks/acdc_ensemble_search.py: on the benchmark's test images at 0 / 2 / 4 mm, each member's search
+    and the median of their centres, scored against the expert LV's centre: with a one-epoch network first and
+    a bundled network twice after it, the median is the bundled network's centre, not the first member's."""
+    import sys
+    from pathlib import Path
+
+    from ACNNCore.bundle import available, members
+
+    if "acnn-seg-acdc" not in available():
+        pytest.skip("acnn-seg-acdc is not bundled")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_ensemble_search import report, searches
+
+    bundled = str(members("acnn-seg-acdc")[0])
+    ensemble = [str(acdc_model), bundled, bundled]
+    found = searches(ensemble, acdc_root, patients=1)
+    assert sorted(found) == [0.0, 2.0, 4.0]
+    for each, median, names in found.values():
+        assert names == ["patient001_ED", "patient001_ES"] and each.shape == (3, 2)
+        assert np.allclose(median, each[1]) and (each[1] < 35).all()  # the bundled network finds the heart
+    assert any(not np.allclose(each[0], each[1]) for each, _, _ in found.values())  # the first member differs
+    lines = report(ensemble, found).splitlines()
+    assert len(lines) == 3 and lines[2].startswith("4 mm: members alone beyond 35 mm ")
+    assert re.search(r"its first member\) \d of 2, median [\d.]+ mm; the median of the members' centres 0 of 2",
+                     lines[0])
+
+
 def test_cine_search_benchmark_compares_both_searches(acdc_root, capsys):
     """benchmarks/acdc_cine_search.py: ES segmented afresh and from ED's heart, both scored."""
     import sys
