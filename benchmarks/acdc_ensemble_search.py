@@ -54,10 +54,11 @@ def searches(members: list[str], data: Path, patients: int = 0) -> dict:
 
 
 def report(members: list[str], found: dict) -> str:
+    """:func:`searches`' counts, a line per misalignment, naming each member's searches that end off the heart."""
+    labels = [Path(m).parent.name if Path(m).name.startswith("model") else Path(m).name for m in members]
     lines = []
     for motion, (each, median, names) in found.items():
-        missed = [f"{Path(members[m]).parent.name or members[m]} {names[i]}"
-                  for m, i in zip(*np.nonzero(each > MISS_MM))]
+        missed = [f"{labels[m]} {names[i]}" for m, i in zip(*np.nonzero(each > MISS_MM))]
         lines.append(f"{motion:.0f} mm: members alone beyond {MISS_MM:.0f} mm {len(missed)} of {each.size}"
                      f"{' (' + ', '.join(missed) + ')' if missed else ''}; the ensemble's search (its first member) "
                      f"{int((each[0] > MISS_MM).sum())} of {len(names)}, median {np.median(each[0]):.1f} mm; "
@@ -70,10 +71,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/acdc")
     parser.add_argument("--ensemble", nargs="+", required=True,
-                        help="ensembles, each A,B,... (segmentation bundles, names or folders; the first searches)")
+                        help="ensembles, each A,B,... or a bundled ensemble (segmentation bundles, names or folders; "
+                             "the first member searches)")
     args = parser.parse_args()
-    for ensemble in args.ensemble:
-        members = ensemble.split(",")
+    from ACNNCore.bundle import members as bundle_members
+
+    for ensemble in args.ensemble:  # a bundled ensemble (acnn-seg-acdc) stands for its members
+        members = [str(m) for name in ensemble.split(",") for m in bundle_members(name)]
         print(f"{ensemble}:\n{report(members, searches(members, args.data))}")
 
 
