@@ -14,8 +14,8 @@ import torch
 
 from ACNNCore.bundle import prior_of
 from ACNNCore.errors import InputError
-from ACNNCore.inference import (CORRECTION_REFUSED, Segmenter, ShapeModel, SuperResolver, heart_part, hr_geometry,
-                                interpolate_stack)
+from ACNNCore.inference import (CORRECTION_REFUSED, ENSEMBLE_AGREE_MM, Segmenter, ShapeModel, SuperResolver,
+                                ensemble_center, heart_part, hr_geometry, interpolate_stack)
 from ACNNCore.postprocessing import clean_up, keep_largest_component
 from ACNNCore.io import read_labels, read_segmentation, read_volume, write_volume
 from ACNNCore.metrics import plausibility
@@ -67,6 +67,31 @@ def test_the_heart_is_the_large_sure_part_of_a_whole_image_look():
     # an equally sure larger part is the heart; nothing labelled, no heart
     assert heart_part(_labelled_parts(((0, 0), (20, 20), 0.9), ((60, 60), (30, 30), 0.9)))[60:90, 60:90].all()
     assert heart_part(_labelled_parts()) is None
+
+
+def test_an_ensemble_finds_the_heart_with_its_first_member_unless_the_others_disagree():
+    """ensemble_center: where the members' searches agree, exactly the first member's centre (not their median:
+    the window every ensemble figure before 2026-12-05 was measured with); a first member ending more than
+    35 mm in-plane from the members' median is outvoted by the member nearest it; two members cannot outvote
+    each other; a member that found nothing does not count; nothing found, None. In-plane is along the
+    image's own axes: a stack's slices may lie along any physical direction."""
+    grid = Volume.from_array(np.zeros((4, 4, 4), np.float32), (1.5, 1.5, 10.0), direction=oblique_direction()).geometry
+    along = grid.direction[:, :2].T  # physical -> in-plane mm along the image's i and j axes
+    heart = grid.index_to_physical((40, 50, 2))
+    near = [heart + grid.direction @ d for d in ([5.0, 0, 0], [0, -8.0, 0], [-6.0, 4.0, 0], [3.0, 3.0, 0])]
+    assert np.array_equal(ensemble_center(near, grid), near[0])  # agreeing: the first member's centre itself
+    off = heart + grid.direction @ [ENSEMBLE_AGREE_MM + 10.0, 0, 0]
+    outvoted = ensemble_center([off, *near[1:]], grid)
+    median = np.median([off, *near[1:]], axis=0)
+    assert any(np.array_equal(outvoted, c) for c in near[1:])  # a member's own centre, not a blend
+    assert min(grid.in_plane_mm(c, median) for c in near[1:]) == grid.in_plane_mm(outvoted, median)
+    assert np.linalg.norm(along @ (outvoted - heart)) < 10
+    across = heart + grid.direction @ [0, 0, 200.0]  # far across the slices only: in-plane it agrees
+    assert np.array_equal(ensemble_center([across, *near[1:]], grid), across)
+    assert np.array_equal(ensemble_center([off, near[1]], grid), off)  # two members: the first kept
+    assert any(np.array_equal(ensemble_center([None, off, *near[1:]], grid), c) for c in near[1:])  # first found
+    assert np.array_equal(ensemble_center([None, near[2], None], grid), near[2])
+    assert ensemble_center([None, None], grid) is None
 
 
 def test_a_bundled_ensemble_is_its_members_averaged(tiny_models, tiny_data, tmp_path):
