@@ -317,9 +317,9 @@ class _Model:
         ``output(logits)``, onto the HR grid aligned with ``volume``; outside the model's field of view
         each channel takes its ``PAD`` value. The model's window is centred on ``center`` (a physical point;
         default: where a real-data model finds the heart -- an ensemble's members together, each search
-        starting ``near`` a point where given (:meth:`_heart`) --, else the image centre). Returns (channels, grid, intensity scaling, the
-        window's centre: None for the image centre). ``progress(done, total)`` is called after each network's
-        pass over each view."""
+        starting ``near`` a point where given (:meth:`_heart`) --, else the image centre). Returns (channels,
+        grid, intensity scaling, the window's centre: None for the image centre). ``progress(done, total)`` is
+        called after each network's pass over each view."""
         total, passes, done = None, len(self.runners) * len(self.views), 0
         inputs = [runner.normalised(volume) for runner in self.runners]
         if center is None:
