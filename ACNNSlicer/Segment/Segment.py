@@ -14,7 +14,7 @@ from typing import Annotated
 
 HELP = """Segments the left-ventricular blood pool and myocardium (and, with the real-data model acnn-seg-acdc,
 the right-ventricular blood pool) of a thick-slice cine MR short-axis stack with an Anatomically Constrained
-Neural Network (Oktay et al., IEEE TMI 2017): the phantom model on a high-resolution grid (each acquired slice
+Neural Network (Oktay et al., IEEE TMI 2018): the phantom model on a high-resolution grid (each acquired slice
 split in K thin slices), the real-data model on the slices as acquired, after finding the heart itself. A
 cine sequence gives ED and ES (chosen, or detected from the blood-pool volume curve) and the ejection
 fractions. Each result is checked for anatomical plausibility; the options clean it up, close the myocardial

@@ -22,7 +22,7 @@ class SuperResolve(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["ACNN for 3D Slicer contributors"]
         self.parent.helpText = ("Super-resolves a thick-slice cine MR stack into a high-resolution volume over "
-                                "the same physical extent (ACNN-SR, Oktay et al., IEEE TMI 2017). The network "
+                                "the same physical extent (ACNN-SR, Oktay et al., IEEE TMI 2018). The network "
                                 "sees a 120 mm box, centred on the heart that the real-data segmentation model "
                                 "finds on a wider image; beyond it the input is interpolated linearly. The "
                                 "bundled models learnt from phantom images of 10 mm slices (real data has no "
