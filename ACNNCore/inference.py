@@ -321,10 +321,10 @@ class _Model:
         grid, intensity scaling, the window's centre: None for the image centre). ``progress(done, total)`` is
         called after each network's pass over each view."""
         total, passes, done = None, len(self.runners) * len(self.views), 0
-        inputs = [runner.normalised(volume) for runner in self.runners]
+        normalised, scaling = self.runner.normalised(volume)  # an ensemble's members share the normalisation
         if center is None:
-            center = self._heart([normalised for normalised, _ in inputs], near)
-        for runner, (normalised, scaling) in zip(self.runners, inputs):
+            center = self._heart(normalised, near)
+        for runner in self.runners:
             model = runner.bundle.model
             out = runner.output_geometry(volume)
             for view in self.views:
@@ -340,13 +340,14 @@ class _Model:
                     progress(done, passes)
         return total / passes, out, scaling, center
 
-    def _heart(self, normalised: list[Volume], near=None) -> np.ndarray | None:
-        """Where a real-data model finds the heart in an image (``normalised``: by each network, in order):
-        each network's search (:meth:`_Runner.locate`, starting ``near`` a point where given), an ensemble's
-        found together (:func:`ensemble_center`); None for a model without one (trained on its own window)."""
-        searches = [runner.locate(image, runner.bundle.model, near)
-                    for runner, image in zip(self.runners, normalised) if runner.meta["input"].get("localize")]
-        return ensemble_center(searches, normalised[0].geometry) if searches else None
+    def _heart(self, normalised: Volume, near=None) -> np.ndarray | None:
+        """Where a real-data model finds the heart in an image (``normalised``: by :meth:`_Runner.normalised`,
+        the same for every member of an ensemble): each network's search (:meth:`_Runner.locate`, starting
+        ``near`` a point where given), an ensemble's found together (:func:`ensemble_center`); None for a model
+        without one (trained on its own window)."""
+        searches = [runner.locate(normalised, runner.bundle.model, near)
+                    for runner in self.runners if runner.meta["input"].get("localize")]
+        return ensemble_center(searches, normalised.geometry) if searches else None
 
     def caveats(self, volume: Volume) -> list[str]:
         """Why the output may be worth less than it looks, for the user: 1 mm voxels given to a model of thick-slice
@@ -491,8 +492,7 @@ class Segmenter(_Model):
     def heart_center(self, volume: Volume) -> np.ndarray | None:
         """Where the heart search ends in ``volume`` (a physical point; an ensemble's: :func:`ensemble_center`),
         or None for a model without one (trained on images of its own window) or where it finds nothing."""
-        volume = _slices_last(volume)[0]
-        return self._heart([runner.normalised(volume)[0] for runner in self.runners])
+        return self._heart(self.runner.normalised(_slices_last(volume)[0])[0])
 
 
 def _label_names(meta: dict) -> dict:
