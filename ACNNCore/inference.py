@@ -54,7 +54,8 @@ def _check_input(volume: Volume) -> None:
         raise InputError("expected an image volume")
     volume.check_finite()
     if min(volume.shape) < 2:
-        raise InputError(f"image of shape {volume.shape} is not a 3-D stack")
+        raise InputError(f"image of shape {volume.shape} has a single slice along one axis: a stack of several "
+                         f"slices is needed (a 2-D image is not one)")
     if looks_like_labels(volume):
         raise InputError("the input holds label values 0-3 only: a label map, not an image")
 

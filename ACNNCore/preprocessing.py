@@ -39,7 +39,8 @@ def normalize_intensity(volume: Volume, percentiles=(1.0, 99.0)) -> tuple[Volume
     volume.check_finite()
     lo, hi = np.percentile(volume.array, percentiles)
     if not hi > lo:
-        raise InputError("image is constant: nothing to segment")
+        raise InputError(f"image is constant: its {percentiles[0]:g} % and {percentiles[1]:g} % percentiles are both "
+                         f"{lo:g}; there is nothing in it to work on")
     scaling = IntensityScaling(float(lo), float(hi))
     return volume.with_array(scaling.apply(volume.array)), scaling
 

@@ -273,7 +273,7 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
 
 def test_segment_says_when_it_finds_no_heart(tmp_path):
     """Noise segmented by the real-data model: nothing is found, the label map is written, and stderr says so;
-    a NaN voxel or a 2-D image is refused with one line."""
+    a NaN voxel, a 2-D image or a constant one is refused with one line."""
     from ACNNCore.io import write_volume
     from ACNNCore.volume import Volume
 
@@ -286,7 +286,9 @@ def test_segment_says_when_it_finds_no_heart(tmp_path):
     noise[5, 5, 5] = np.nan
     write_volume(Volume.from_array(noise, (1.5, 1.5, 8.0)), tmp_path / "nan.nii.gz")
     write_volume(Volume.from_array(noise[:, :, :1], (1.5, 1.5, 8.0)), tmp_path / "flat.nii.gz")
-    for name, says in (("nan", "1 NaN or infinite voxels"), ("flat", "is not a 3-D stack")):
+    write_volume(Volume.from_array(np.zeros_like(noise), (1.5, 1.5, 8.0)), tmp_path / "zero.nii.gz")
+    for name, says in (("nan", "1 NaN or infinite voxels"), ("flat", "a stack of several slices is needed"),
+                       ("zero", "percentiles are both 0")):
         run = acnn("segment", tmp_path / f"{name}.nii.gz", "--out", tmp_path / f"{name}_seg.nii.gz")
         assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert not (tmp_path / f"{name}_seg.nii.gz").exists()
