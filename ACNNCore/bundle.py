@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sysconfig
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import InputError, OutputExists
+from .io import atomic_target
 
 if TYPE_CHECKING:  # torch, safetensors and the networks load where weights are read or written, so that
     import torch   # reading a description (acnn models, acnn info MODEL) takes no time
@@ -80,10 +79,8 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        Path(tmp).write_text(text)
 
 
 def save_bundle(model: torch.nn.Module, folder, meta: dict, overwrite: bool = False) -> Path:
@@ -98,10 +95,8 @@ def save_bundle(model: torch.nn.Module, folder, meta: dict, overwrite: bool = Fa
 
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
-    os.close(fd)
-    save_file(state, tmp)
-    os.replace(tmp, folder / "model.safetensors")
+    with atomic_target(folder / "model.safetensors", ".safetensors") as tmp:
+        save_file(state, tmp)
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, "acnn_version": __version__, **meta,
             "weights_sha256": _sha256(folder / "model.safetensors")}
     _atomic_write_text(folder / "model.json", json.dumps(full, indent=1))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -196,19 +197,34 @@ def check_folder(folder, writing=None) -> Path:
     return folder
 
 
+_UMASK = os.umask(0o022)  # read once, at import (setting it is process-wide: not from a worker thread later)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_target(path, suffix: str = ""):
+    """A temporary file's name beside ``path`` to write to; when the block ends without an error the file
+    replaces ``path`` at once (a reader never sees half a file; an interrupted write leaves what was there), with
+    the permissions a plain ``open(path, "w")`` would give it (a temporary file is the owner's only)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def _write_atomic(image: sitk.Image, path: Path) -> None:
     suffix = format_of(path)
     if suffix == ".mhd":  # header + raw data file: write in place
         sitk.WriteImage(image, str(path), True)
         return
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(path, suffix) as tmp:
         sitk.WriteImage(image, tmp, True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def write_volume(volume: Volume, path, overwrite: bool = False) -> Path:

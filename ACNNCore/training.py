@@ -34,7 +34,6 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 import typing
 import warnings
@@ -52,6 +51,7 @@ from .augment import AugmentConfig, augment
 from .bundle import BEST_MODEL, FINAL_MODEL, load_bundle, save_bundle
 from .datasets import Case, read_dataset
 from .errors import InputError, TrainingError
+from .io import atomic_target
 from .labels import SEGMENTS
 from .losses import (acnn_seg_loss, acnn_sr_loss, autoencoder_loss, code_loss, decay_groups, freeze, one_hot)
 from .networks import build_network, count_parameters, in_layout, pick_device, to_device
@@ -367,10 +367,8 @@ def _setup_distributed(device_name: str):
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_target(path, ".pt") as tmp:
+        torch.save(obj, tmp)
 
 
 def _unwrap(model):

@@ -183,6 +183,36 @@ def test_existing_output_is_not_overwritten(tmp_path, oblique_volume):
     np.testing.assert_array_equal(read_volume(path).array, oblique_volume.array * 2)
 
 
+def test_outputs_are_readable_as_a_plainly_written_file_is_and_leave_no_temporary_file(tmp_path, oblique_volume):
+    """Every file is written to a temporary file first and moved into place (a reader never sees half of it): it
+    must still get the permissions ``open()`` gives (a temporary file is its owner's only), so a lab's shared
+    folder can read the label maps and models; a write that fails leaves the file that was there."""
+    import torch
+
+    from ACNNCore.bundle import save_bundle
+    from ACNNCore.io import atomic_target
+    from ACNNCore.networks import ConvAutoencoder
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("")
+    mode = plain.stat().st_mode & 0o777
+    labels = oblique_volume.with_array((oblique_volume.array > 0).astype(np.uint8))
+    written = [write_volume(oblique_volume, tmp_path / "v.nii.gz"), write_volume(oblique_volume, tmp_path / "v.nrrd"),
+               write_segmentation(labels, tmp_path / "v.seg.nrrd", {1: SEGMENTS[1]}),
+               write_frames([oblique_volume, oblique_volume], tmp_path / "cine.nii.gz")]
+    folder = save_bundle(ConvAutoencoder(grid_shape=(16, 16, 12)), tmp_path / "ae",
+                         {"task": "ae", "architecture": "ConvAutoencoder", "config": {"grid_shape": [16, 16, 12]}})
+    written += [folder / "model.safetensors", folder / "model.json"]
+    assert mode != 0o600 and {p.name: p.stat().st_mode & 0o777 for p in written} == {p.name: mode for p in written}
+    before = written[0].read_bytes()
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_target(written[0], ".nii.gz") as tmp:
+            torch.save({}, tmp)
+            raise RuntimeError("disk full")
+    assert written[0].read_bytes() == before
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
 def test_non_orthonormal_direction():
     with pytest.raises(InputError, match="orthonormal"):
         Geometry((2, 2, 2), (1, 1, 1), direction=np.diag([1.0, 2.0, 1.0]))
