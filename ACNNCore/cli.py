@@ -49,7 +49,7 @@ def _add_phantom(sub):
 def run_phantom(args) -> int:
     from dataclasses import replace
 
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     from .phantom.population import PhantomConfig, write_population
 
@@ -83,7 +83,7 @@ def run_phantom(args) -> int:
         if args.preview and len(shown) < 4:
             shown.append(ps)
 
-    with tqdm(total=args.subjects, desc="phantom", unit="subject", disable=None) as bar:
+    with progress_bar(total=args.subjects, desc="phantom", unit="subject") as bar:
         infos = write_population(args.out, args.subjects, args.seed, config, overwrite=args.overwrite,
                                  on_subject=on_subject)
     for info in infos:
@@ -471,21 +471,21 @@ def _segment_with_bar(segmenter, volume):
     """One image; a progress bar over the network passes where there are several (an ensemble, --tta)."""
     if segmenter.passes == 1:
         return segmenter(volume)
-    from tqdm import tqdm
+    from .progress import progress_bar
 
-    with tqdm(total=segmenter.passes, desc="segment", unit="pass", disable=None) as bar:
+    with progress_bar(total=segmenter.passes, desc="segment", unit="pass") as bar:
         return segmenter(volume, progress=lambda done, total: bar.update(done - bar.n))
 
 
 def _segment_cine(args, segmenter, frames: list, model: str) -> int:
     """A 4-D cine: every frame segmented into a 4-D label map (time last); ED and ES are the frames of largest
     and smallest LV blood pool."""
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     from .cine import segment_frames
     from .io import write_frames
 
-    with tqdm(total=len(frames), desc="segment", unit="frame", disable=None) as bar:
+    with progress_bar(total=len(frames), desc="segment", unit="frame") as bar:
         def report(fraction, message):
             bar.n = min(len(frames), int(round((fraction - 0.05) / 0.9 * len(frames))))
             bar.refresh()
@@ -576,7 +576,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     NAME_ED and NAME_ES), the EFs where a subject has ED and ES; with --dicom-seg FOLDER, each study's DICOM SEG
     objects into FOLDER/NAME. A study that cannot be read is skipped, saying why, and the command ends with status 1;
     so does a study whose labels a SEG cannot be written for (files without a frame of reference)."""
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     from .cine import segment_frames
     from .datasets import read_dataset
@@ -599,7 +599,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
         raise OutputExists(existing[0], f"{existing[0]} exists ({len(existing)} of {len(targets) + 1} outputs); pass "
                                         f"--overwrite")
     segmenter, rows, skipped, no_seg, notes = None, {}, [], [], {}
-    bar = tqdm(items.items(), desc="segment", unit="study" if studies else "case", disable=None)
+    bar = progress_bar(items.items(), desc="segment", unit="study" if studies else "case")
     for name, read in bar:
         bar.set_postfix_str(name)  # which one a slow step is on
         try:
@@ -725,7 +725,7 @@ def run_explore(args) -> int:
 def run_encode(args) -> int:
     import csv
 
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     from .datasets import group_of
     from .evaluation import label_files, read_label_map
@@ -743,7 +743,7 @@ def run_encode(args) -> int:
             maps[key] = path
     model = ShapeModel(args.model, args.device)
     rows = []
-    for key, path in tqdm(maps.items(), desc="encode", unit="map", disable=None):
+    for key, path in progress_bar(maps.items(), desc="encode", unit="map"):
         try:
             code = model.encode(read_label_map(path, args.convention))
         except InputError as e:

@@ -223,10 +223,10 @@ def evaluate_files(pred: Path, gt: Path, gt_convention: str = "auto", progress: 
     """One row per case (:func:`evaluate_case`), label maps matched by :func:`match`; each side's label values
     in its convention ("ours", "acdc" or "auto" as :func:`read_label_map`; a .seg.nrrd is read by its segments'
     names whatever the convention)."""
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     rows = []
-    for key, p, g in tqdm(match(pred, gt), desc="evaluate", unit="case", disable=None if progress else True):
+    for key, p, g in progress_bar(match(pred, gt), desc="evaluate", unit="case", enabled=progress):
         truth = read_label_map(g, gt_convention)
         try:
             row = evaluate_case(read_label_map(p, pred_convention), truth)

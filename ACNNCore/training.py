@@ -686,9 +686,9 @@ def _finite(loss: torch.Tensor, parameters) -> bool:
 def _bar(loader, epoch, epochs, enabled):
     if not enabled:
         return loader
-    from tqdm import tqdm
+    from .progress import progress_bar
 
-    return tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, file=sys.stderr)
+    return progress_bar(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
 
 
 def _append_csv(path: Path, row: dict) -> None:

@@ -379,3 +379,38 @@ def test_a_crash_in_native_code_says_where_python_was():
     code = "import ctypes; from ACNNCore.cli import main; main(['models']); ctypes.string_at(0)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8")
     assert run.returncode == -11 and "Fatal Python error: Segmentation fault" in run.stderr, run.stderr
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_in_a_log(monkeypatch):
+    """A batch job's log gets whole lines (no carriage returns piling up on one line), at most one per interval and
+    none for a loop shorter than it; a terminal (a real pseudo-terminal here) gets tqdm's bar."""
+    import io
+    import os
+    import pty
+    import time
+
+    from ACNNCore import progress
+
+    log = io.StringIO()
+    bar = progress.progress_bar(range(3), desc="segment", unit="case", stream=log)
+    for i in bar:
+        bar.set_postfix_str(f"case {i}")  # on a terminal shown at once; in a log with the next line
+        bar.set_postfix(loss=1.0)
+    assert log.getvalue() == ""  # shorter than the interval: nothing
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.05)
+    bar = progress.progress_bar(range(6), desc="segment", unit="case", stream=log)
+    for i in bar:
+        bar.set_postfix_str(f"case {i}")
+        time.sleep(0.03)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and 2 <= len(lines) <= 6 and len(set(lines)) == len(lines), lines
+    assert all(line.startswith("segment: ") for line in lines) and re.search(r"100% 6/6 \[.*case 5\]", lines[-1])
+    for _ in progress.progress_bar(range(6), stream=io.StringIO(), enabled=False):
+        pass
+    main, child = pty.openpty()
+    with os.fdopen(child, "w") as terminal:
+        for _ in progress.progress_bar(range(3), desc="segment", stream=terminal):
+            pass
+    shown = os.read(main, 10_000).decode()
+    os.close(main)
+    assert "\r" in shown and "3/3" in shown and "segment" in shown
