@@ -486,12 +486,11 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
     from .io import write_frames
 
     with progress_bar(total=len(frames), desc="segment", unit="frame") as bar:
-        def report(fraction, message):
-            bar.n = min(len(frames), int(round((fraction - 0.05) / 0.9 * len(frames))))
-            bar.refresh()
+        def report(fraction, message):  # an update, not a refresh: a log gets a line per interval, not per frame
+            bar.update(min(len(frames), int(round((fraction - 0.05) / 0.9 * len(frames)))) - bar.n)
 
         result = segment_frames(segmenter, frames, report=report, model=model)
-        bar.n = len(frames)
+        bar.update(len(frames) - bar.n)
     labels = [_convention(result.frames[t], args.label_convention) for t in range(len(frames))]
     write_frames(labels, args.out, overwrite=args.overwrite)
     ed, es = result.phases
