@@ -251,6 +251,20 @@ def weights_problem(folder: Path, meta: dict) -> str | None:
     return None
 
 
+TASK_NAMES = {"seg": "a segmentation model", "sr": "a super-resolution model", "ae": "a shape model",
+              "tl": "a T-L shape model"}
+
+
+def check_task(folder, meta: dict, expect_task) -> None:
+    """An :class:`InputError` saying what the bundle is and what is needed, unless its task is ``expect_task``
+    (a task or several)."""
+    tasks = (expect_task,) if isinstance(expect_task, str) else tuple(expect_task)
+    if meta.get("task") not in tasks:
+        needs = " or ".join(f"{TASK_NAMES.get(t, 'a model')} (task {t})" for t in tasks)
+        raise InputError(f"{folder} is {TASK_NAMES.get(meta.get('task'), 'a model')} (task {meta.get('task')}); "
+                         f"this needs {needs}")
+
+
 def load_bundle(name_or_path, device="cpu", expect_task=None) -> Bundle:
     """Load a bundle: check the description, the checksum and that the weights fit the architecture."""
     folder = resolve(name_or_path)
@@ -260,9 +274,7 @@ def load_bundle(name_or_path, device="cpu", expect_task=None) -> Bundle:
         raise InputError(f"{folder} is an ensemble of {len(listed)} networks ({', '.join(m.name for m in listed)}): "
                          f"where one network is wanted (--init, load_bundle), name one of them, e.g. {listed[0]}")
     if expect_task is not None:
-        tasks = (expect_task,) if isinstance(expect_task, str) else tuple(expect_task)
-        if meta.get("task") not in tasks:
-            raise InputError(f"{folder} is a {meta.get('task')!r} model; this needs {' or '.join(tasks)}")
+        check_task(folder, meta, expect_task)
     weights = folder / "model.safetensors"
     problem = weights_problem(folder, meta)
     if problem:

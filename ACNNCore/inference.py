@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .bundle import Bundle, load_bundle, members, prior_of, read_meta, resolve
+from .bundle import Bundle, check_task, load_bundle, members, prior_of, read_meta, resolve
 from .errors import InputError
 from .io import looks_like_labels
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
@@ -291,7 +291,10 @@ class _Model:
     def __init__(self, model, device: str = "auto"):
         given = list(model) if isinstance(model, (list, tuple)) else [model]
         models = [m for g in given for m in members(g)]  # a bundled ensemble: its members
-        self.name = read_meta(resolve(given[0])).get("name") if given else ""  # what the user chose, for messages
+        first = read_meta(resolve(given[0])) if given else {}
+        if given:  # the task before the members: a bundled ensemble of another task is that task's model, not four
+            check_task(resolve(given[0]), first, self.TASK)
+        self.name = first.get("name", "")  # what the user chose, for messages
         if not models or (len(models) > 1 and not self.ENSEMBLE):
             raise InputError(f"{type(self).__name__} takes {'one model' if models else 'a model'}, "
                              f"not {len(models)}")

@@ -57,7 +57,7 @@ def test_weights_of_another_architecture_are_refused(bundle, tmp_path):
         load_bundle(folder)
     save_bundle(ConvAutoencoder(grid_shape=(16, 16, 12)), tmp_path / "ae",
                 {"task": "ae", "architecture": "ConvAutoencoder", "config": {"grid_shape": [16, 16, 12]}})
-    with pytest.raises(InputError, match="is a 'ae' model; this needs seg"):
+    with pytest.raises(InputError, match=r"is a shape model \(task ae\); this needs a segmentation model \(task seg\)"):
         load_bundle(tmp_path / "ae", expect_task="seg")
 
 

@@ -257,10 +257,15 @@ def test_shape_model_encode_decode_traverse(tiny_models, tiny_data):
 
 
 def test_models_of_the_wrong_kind_are_refused(tiny_models):
-    with pytest.raises(InputError, match="is a 'ae' model; this needs seg"):
+    with pytest.raises(InputError, match=r"is a shape model \(task ae\); this needs a segmentation model \(task seg\)"):
         Segmenter(tiny_models["ae"], device="cpu")
-    with pytest.raises(InputError, match="this needs ae or tl"):
+    with pytest.raises(InputError, match=r"this needs a shape model \(task ae\) or a T-L shape model \(task tl\)$"):
         ShapeModel(tiny_models["seg"], device="cpu")
+    # a bundled ensemble of another task is refused as that task's model, not for being four networks
+    with pytest.raises(InputError, match=r"acnn-seg-acdc is a segmentation model \(task seg\); this needs a shape"):
+        ShapeModel("acnn-seg-acdc", device="cpu")
+    with pytest.raises(InputError, match=r"is a segmentation model \(task seg\); this needs a super-resolution"):
+        SuperResolver("acnn-seg-acdc", device="cpu")
 
 
 def test_an_ensemble_averages_its_members_probabilities(tiny_models, tiny_data, tmp_path):
@@ -305,7 +310,8 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     again = acnn("segment", lr_path, "--out", tmp_path / "seg.nii.gz", "--model", tiny_models["seg"])
     assert again.returncode == 2 and "pass --overwrite" in again.stderr
     wrong = acnn("segment", lr_path, "--out", tmp_path / "x.nii.gz", "--model", tiny_models["ae"])
-    assert wrong.returncode == 2 and "this needs seg" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert wrong.returncode == 2 and "this needs a segmentation model (task seg)" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
     run = acnn("segment", lr_path, "--out", tmp_path / "tta.nii.gz", "--model", tiny_models["seg"], "--tta")
     assert run.returncode == 0, run.stderr
     calls = []  # progress after each of the nine passes (the command's bar)

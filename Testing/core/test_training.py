@@ -297,7 +297,7 @@ def test_fine_tuning_starts_from_the_given_model_and_refuses_one_that_does_not_f
         torch.testing.assert_close(start[k], given[k], msg=k)
     assert trainer.validate()["score"] == pytest.approx(meta["metrics"]["score"], abs=1e-4)
 
-    with pytest.raises(InputError, match="is a 'ae' model; this needs seg"):
+    with pytest.raises(InputError, match=r"is a shape model \(task ae\); this needs a segmentation model \(task seg\)"):
         Trainer(TrainConfig(task="seg", device="cpu"), tiny_data, tmp_path / "a", init=tiny_models["ae"])
     with pytest.raises(InputError, match="the training settings ask for SubPixelNet with {'hr_head': False}"):
         Trainer(TrainConfig(task="seg", network={"hr_head": False}, device="cpu"), tiny_data, tmp_path / "b",
