@@ -126,8 +126,8 @@ def test_a_bundled_ensemble_is_its_members_averaged(tiny_models, tiny_data, tmp_
     with pytest.raises(InputError, match=re.escape(f"ensemble of 2 networks (a, b): where one network is wanted "
                                                    f"(--init, load_bundle), name one of them, e.g. {folder / 'a'}")):
         load_bundle(folder)
-    with pytest.raises(InputError, match="takes one model, not 2"):
-        ShapeModel(folder, device="cpu")
+    with pytest.raises(InputError, match=r"ens is a segmentation model \(task seg\); this needs a shape model"):
+        ShapeModel(folder, device="cpu")  # refused for its task, not for being two networks
 
     weights = folder / "b" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + bytes(8))
