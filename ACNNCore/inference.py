@@ -291,9 +291,11 @@ class _Model:
     def __init__(self, model, device: str = "auto"):
         given = list(model) if isinstance(model, (list, tuple)) else [model]
         models = [m for g in given for m in members(g)]  # a bundled ensemble: its members
-        first = read_meta(resolve(given[0])) if given else {}
+        first = {}
         if given:  # the task before the members: a bundled ensemble of another task is that task's model, not four
-            check_task(resolve(given[0]), first, self.TASK)
+            folder = resolve(given[0])
+            first = read_meta(folder)
+            check_task(folder, first, self.TASK)
         self.name = first.get("name", "")  # what the user chose, for messages
         if not models or (len(models) > 1 and not self.ENSEMBLE):
             raise InputError(f"{type(self).__name__} takes {'one model' if models else 'a model'}, "

@@ -3,13 +3,12 @@ median of its members' centres.
 
     python benchmarks/acdc_ensemble_search.py --ensemble $(echo runs/s48/seg-s{8..15}/model | tr ' ' ,)
 
-An ensemble finds the heart with its first network's search (`_Runner.locate`; the centre it ends at is
-then every member's window centre) unless that ends more than 35 mm from the median of its members' centres:
-then with the search of the member nearest that median (`ACNNCore.inference.ensemble_center`; until
-2026-12-05 the first network's search was the ensemble's whatever the others found, so its miss was the whole
-ensemble's). On the
-benchmark's 28 test images (`acnn benchmark acdc`: the fixed split, each image with its slices moved by the
-benchmark's own 0 / 2 / 4 mm draws) this runs every member's search and prints, per misalignment, how many
+An ensemble finds the heart with its first network's search (`_Runner.locate`; the centre it ends at is then
+every member's window centre) unless that ends more than 35 mm from the median of its members' centres: then
+with the search of the member nearest that median (`ACNNCore.inference.ensemble_center`; until 2026-12-05 the
+first network's search was the ensemble's whatever the others found, so its miss was the whole ensemble's). On
+the benchmark's 28 test images (`acnn benchmark acdc`: the fixed split, each image with its slices moved by
+the benchmark's own 0 / 2 / 4 mm draws) this runs every member's search and prints, per misalignment, how many
 searches end beyond 35 mm (in-plane) of the expert LV's centre -- off the heart: the heart part's centre lies
 within about 35 mm of it ("Finding the heart" in benchmarks/ACDC.md) -- for each member alone, for the first
 member alone (the ensemble before 2026-12-05), for the ensemble and for the median of the members' centres,
