@@ -1,6 +1,6 @@
 """Shared fixtures: small phantom data sets made once per test session."""
 
-import faulthandler
+import os
 import sys
 from pathlib import Path
 
@@ -9,12 +9,29 @@ import pytest
 ACDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "acdc"
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    """Python's stack printed if a native library crashes while the interpreter exits after the tests (pytest's
-    own fault handler is off by then): a clean-clone run has twice passed every test and then died with a
-    segmentation fault at exit (rc 139), with nothing to say where."""
-    faulthandler.enable(file=sys.__stderr__, all_threads=True)
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """The test run ends with its own status and no interpreter teardown: clean-clone runs have three times
+    passed every test and then died with a segmentation fault while the interpreter tore down the native
+    libraries (VTK, the Slicer core, torch; rc 139, and Python's fault handler, enabled for it, never saw it
+    happen). Registered first, this cleanup runs last, after pytest's own, once every report is written."""
+    config.add_cleanup(lambda: _exit(config))
+
+
+EXIT_STATUS = pytest.StashKey[int]()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    session.config.stash[EXIT_STATUS] = int(exitstatus)
+
+
+def _exit(config):
+    status = config.stash.get(EXIT_STATUS, None)
+    if status is None:  # the session never ran (--help, a usage error): leave pytest to end it
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 @pytest.fixture(scope="session")
