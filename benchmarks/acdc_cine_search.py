@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+
+from ACNNCore.progress import progress_bar
 
 
 def compare(model: str, patients) -> dict:
@@ -30,7 +31,7 @@ def compare(model: str, patients) -> dict:
 
     segmenter = Segmenter(model, "cpu")
     rows, seconds = {}, {"afresh": 0.0, "from ED": 0.0}
-    for patient in tqdm(patients, desc="patients", leave=False):
+    for patient in progress_bar(patients, desc="patients", leave=False):
         ed, es = read_acdc_patient(patient)[:2]
         first = segmenter(ed.image)
         start = time.perf_counter()

@@ -22,7 +22,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+
+from ACNNCore.progress import progress_bar
 
 ROOT = Path(__file__).resolve().parents[1]
 MISS_MM = 35.0
@@ -47,7 +48,7 @@ def searches(members: list[str], data: Path, patients: int = 0) -> dict:
     for motion in ACDC_MOTIONS:
         found = {key: np.full(len(cases), np.inf) for key in ("ensemble", "median", "spread")}
         found["each"], found["names"] = np.full((len(runners), len(cases)), np.inf), [c.name for c in cases]
-        for i, case in enumerate(tqdm(cases, desc=f"{motion:.0f} mm", leave=False)):
+        for i, case in enumerate(progress_bar(cases, desc=f"{motion:.0f} mm", leave=False)):
             image, lv = AcdcBenchmark._moved(i, case, motion), labels_center(case.labels, [LV_BLOOD_POOL])
             centres = [r.locate(r.normalised(image)[0], r.bundle.model) for r in runners]
             mm = image.geometry.in_plane_mm

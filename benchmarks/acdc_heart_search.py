@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+
+from ACNNCore.progress import progress_bar
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,7 @@ def distances(model: str, patients) -> tuple[dict, float]:
 
     runner = Segmenter(model, "cpu").runner
     found, seconds = {}, 0.0
-    for case in (c for p in tqdm(patients, desc=Path(model).parent.name or model, leave=False)
+    for case in (c for p in progress_bar(patients, desc=Path(model).parent.name or model, leave=False)
                  for c in read_acdc_patient(p)):
         start = time.perf_counter()
         center = runner.locate(runner.normalised(case.image)[0], runner.bundle.model)

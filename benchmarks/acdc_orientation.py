@@ -17,7 +17,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+
+from ACNNCore.progress import progress_bar
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,7 @@ def measure(model: str, patients, max_images: int = 0, layouts=None) -> dict:
     plain, orient = Segmenter(model, "cpu"), Segmenter(model, "cpu", orient=True)
     cases = [c for p in patients for c in read_acdc_patient(p)][: max_images or None]
     table = {view: {"stored": [], "orient": [], "back": 0} for view in layouts or IN_PLANE_VIEWS}
-    for case in tqdm(cases, desc="images", leave=False):
+    for case in progress_bar(cases, desc="images", leave=False):
         for view in table:
             image = in_plane_view(case.image, view)
             for key, segmenter in (("stored", plain), ("orient", orient)):

@@ -25,7 +25,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ACNNCore.benchmark import ACDC_MOTIONS, AcdcBenchmark, fixed_split
 from ACNNCore.datasets import acdc_patients, read_acdc_patient
@@ -34,6 +33,7 @@ from ACNNCore.labels import LV_MYOCARDIUM
 from ACNNCore.metrics import dice
 from ACNNCore.phantom.acquisition import move_slices
 from ACNNCore.preprocessing import resample
+from ACNNCore.progress import progress_bar
 
 
 def against(ae: ShapeModel, truth, grid):
@@ -63,7 +63,7 @@ def sensitivity(ae: ShapeModel, cases: list, models=()) -> tuple[dict, np.ndarra
     for m in models:
         maps.update({f"`{m}`, {mm:g} mm": [] for mm in (0, largest)})
     codes = []
-    for i, case in enumerate(tqdm(cases, desc="test images", leave=False)):
+    for i, case in enumerate(progress_bar(cases, desc="test images", leave=False)):
         expert = case.labels
         code, against_expert = against(ae, expert, ae.placement(expert, as_trained=True))
         codes.append(code)
@@ -95,7 +95,7 @@ def phantom_sensitivity(ae: ShapeModel, subjects: int, models=(), motion_mm: flo
     for m in models:
         maps.update({f"`{m}`, {mm:g} mm": [] for mm in (0, motion_mm)})
     codes = []
-    for i in tqdm(range(subjects), desc="phantom subjects", leave=False):
+    for i in progress_bar(range(subjects), desc="phantom subjects", leave=False):
         still = generate_subject(i, 1000, with_motion(PhantomConfig(), 0.0, 0.0))
         moving = generate_subject(i, 1000, with_motion(PhantomConfig(), motion_mm, 0.0))
         motion = np.array([[m["tx_mm"], m["ty_mm"], m["rotation_deg"]] for m in moving.info["motion"]["slices"]])

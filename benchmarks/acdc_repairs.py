@@ -17,7 +17,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
+
+from ACNNCore.progress import progress_bar
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def repairs(model: str, patients) -> dict[str, dict]:
 
     segmenter = Segmenter(model, "cpu", shape_model=True, close_myocardium=True)
     out = {}
-    for case in (c for p in tqdm(patients, desc=Path(model).name, leave=False) for c in read_acdc_patient(p)):
+    for case in (c for p in progress_bar(patients, desc=Path(model).name, leave=False) for c in read_acdc_patient(p)):
         result = segmenter(case.image)
         raw = Volume(result.probabilities.argmax(0).astype(np.uint8), result.labels.geometry)
         out[case.name] = {"raw": plausibility(raw)["plausible"], "final": plausibility(result.labels)["plausible"],
