@@ -12,7 +12,7 @@ import numpy as np
 from .errors import InputError
 from .inference import CLOSED_BY_RULE, Segmenter
 from .labels import RV_BLOOD_POOL
-from .metrics import clinical_measures, ejection_fraction, plausibility
+from .metrics import clinical_measures, ejection_fraction, plausibility, verdict
 from .volume import Volume
 
 Report = Callable[[float, str], None]  # (fraction done 0..1, message); may raise to stop
@@ -37,6 +37,11 @@ class PhaseResult:
             return "corrected by the shape model"
         return "ring closed by rule" if self.correction.endswith(CLOSED_BY_RULE) else ""
 
+    @property
+    def verdict(self) -> str:
+        """Plausible or not (and what failed), and what repaired it: "plausible (corrected by the shape model)"."""
+        return verdict(self.plausibility) + (f" ({self.repair})" if self.repair else "")
+
 
 @dataclass
 class SegmentResult:
@@ -57,6 +62,14 @@ class SegmentResult:
         if not found or found.startswith("as stored"):
             return ""
         return f" The network was surest of {'the frames' if len(self.phases) > 1 else 'the image'} {found}."
+
+    def summary(self, also: str = "") -> str:
+        """The front ends' status line: the device, the EF, each phase's verdict, the orientation found, then
+        ``also`` (sentences of the caller's, such as the Dice against an expert map) and the model's caveats:
+        "Segmented on cpu, EF 61.2 %; ED plausible; ES IMPLAUSIBLE: not_enclosed."."""
+        ef = "" if self.ef_pct is None else f", EF {self.ef_pct:.1f} %"
+        flags = "; ".join(f"{p.phase or 'result'} {p.verdict}" for p in self.phases)
+        return f"Segmented on {self.device}{ef}; {flags}." + self.orientation_note() + also + self.notes_text()
 
     def notes_text(self) -> str:
         """The model's caveats as sentences to follow a status line ("" where there are none)."""

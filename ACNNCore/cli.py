@@ -427,7 +427,7 @@ def run_segment(args) -> int:
     from .dicom import dicom_studies, is_dicom_folder, read_dicom
     from .io import check_writable, read_frames
     from .labels import RV_BLOOD_POOL
-    from .metrics import clinical_measures, plausibility
+    from .metrics import clinical_measures, plausibility, verdict
 
     if args.input.is_dir():  # a data set, or a folder of DICOM studies: each segmented
         studies = dicom_studies(args.input) if is_dicom_folder(args.input) else None
@@ -455,7 +455,7 @@ def run_segment(args) -> int:
     print(f"{args.out}: {grid} {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g"
           + (f", RV blood pool {m['rv_volume_ml']:.1f} ml" if "rv_volume_ml" in m else "")
-          + f"; {_plausible(plausibility(result.labels))}"
+          + f"; {verdict(plausibility(result.labels))}"
           + (f"; shape model: {result.correction}" if result.correction else ""))
     _write_dicom_seg(args, [result.labels], result.label_names, args.input, args.dicom_seg)
     if result.orientation:
@@ -502,8 +502,7 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
              f"; RV blood pool {ed.measures['rv_volume_ml']:.1f} / {es.measures['rv_volume_ml']:.1f} ml, RV EF "
              + ("-" if result.rv_ef_pct is None else f"{result.rv_ef_pct:.1f} %"))
           + f"; LV blood pool per frame (ml): {', '.join(f'{v:.1f}' for v in result.volume_curve_ml)}"
-          + "".join(f"; {p.phase} {_plausible(p.plausibility)}" + (f" ({p.repair})" if p.repair else "")
-                    for p in result.phases))
+          + "".join(f"; {p.phase} {p.verdict}" for p in result.phases))
     _write_dicom_seg(args, [result.frames[t] for t in range(len(frames))], result.label_names, args.input,
                      args.dicom_seg)
     if args.orient:  # searched for in the first frame, kept for the others
@@ -540,11 +539,6 @@ def _write_dicom_seg(args, frames: list, names: dict, source, folder: Path | Non
     paths = write_dicom_seg([_convention(f, args.label_convention) for f in frames], source, folder,
                             _convention_names(names, args.label_convention), study, args.series, args.overwrite)
     print(f"{folder}: {len(paths)} DICOM segmentation{'s' * (len(paths) != 1)} on the images of {source}")
-
-
-def _plausible(checks: dict) -> str:
-    """metrics.plausibility's verdict in a word, and what failed."""
-    return "plausible" if checks["plausible"] else "IMPLAUSIBLE: " + ", ".join(checks["problems"])
 
 
 def _max_change(args) -> dict:

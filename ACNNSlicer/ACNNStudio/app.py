@@ -585,12 +585,7 @@ class Studio:
             self.state.encode_source = segmentations[0].GetID()  # the Shape Explorer encodes the new result
             self.state.results = result.rows()
             self.state.curve = ", ".join(f"{v:.0f}" for v in result.volume_curve_ml)
-            flags = ", ".join(f"{p.phase or 'result'} {'plausible' if p.plausibility['plausible'] else 'IMPLAUSIBLE'}"
-                              + (f" ({p.repair})" if p.repair else "")
-                              for p in result.phases)
-            ef = f", EF {result.ef_pct:.1f} %" if result.ef_pct is not None else ""
-            self.state.status = (f"Segmented on {result.device}{ef}; {flags}." + result.orientation_note()
-                                 + SegmentLogic.against_expert(result, node) + result.notes_text())
+            self.state.status = result.summary(SegmentLogic.against_expert(result, node))
 
         await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment",
                         cleanup=bool(self.state.clean_up), close_myocardium=bool(self.state.close_myocardium),

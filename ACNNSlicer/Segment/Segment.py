@@ -185,12 +185,7 @@ class SegmentWidget(module_widget_base()):
         chart = table.GetNodeReference("ACNN.VolumeCurveChart")  # a cine: the LV's volume over the cycle
         if chart is not None:
             slicer.modules.plots.logic().ShowChartInLayout(chart)
-        flags = [("plausible" if p.plausibility["plausible"]
-                  else "IMPLAUSIBLE: " + ", ".join(p.plausibility["problems"]))
-                 + (f" ({p.repair})" if p.repair else "")
-                 for p in result.phases]
-        return (f"Done on {result.device}. " + "; ".join(flags) + "." + result.orientation_note()
-                + self.logic.segment.against_expert(result, self._input) + result.notes_text())
+        return result.summary(self.logic.segment.against_expert(result, self._input))
 
 
 class SegmentModuleLogic(ScriptedLoadableModuleLogic):

@@ -648,3 +648,20 @@ def test_segmenters_say_when_a_model_meets_images_unlike_its_training_images(tmp
     write_volume(unit, tmp_path / "unit.nii.gz")
     run = acnn("segment", tmp_path / "unit.nii.gz", "--out", tmp_path / "u.nii.gz")
     assert run.returncode == 0 and "acnn: note: this image's voxels are 1 x 1 x 1 mm" in run.stderr
+
+
+def test_a_result_is_summed_up_in_the_one_status_line_every_front_end_shows():
+    """SegmentResult.summary, the status line of the Slicer module and the studio: the device, the EF, each
+    phase's verdict with what failed and what repaired it, then the caller's sentences and the caveats."""
+    from ACNNCore.cine import PhaseResult, SegmentResult
+    from ACNNCore.inference import CLOSED_BY_RULE
+
+    good, bad = {"plausible": True, "problems": []}, {"plausible": False, "problems": ["holes", "not_enclosed"]}
+    cine = SegmentResult([PhaseResult("ED", 4, None, {}, good, correction="corrected in 2 slices: 40 voxels"),
+                          PhaseResult("ES", 9, None, {}, bad)], "m", "cpu", ef_pct=61.24, notes=["m learnt 10 mm"])
+    assert cine.summary(" Dice against x_gt: LV blood pool 0.900.") == (
+        "Segmented on cpu, EF 61.2 %; ED plausible (corrected by the shape model); ES IMPLAUSIBLE: holes, "
+        "not_enclosed. Dice against x_gt: LV blood pool 0.900. Note: m learnt 10 mm.")
+    closed = PhaseResult("", 0, None, {}, good, correction=f"no plausible shape; {CLOSED_BY_RULE}")
+    single = SegmentResult([closed], "m", "cuda")
+    assert single.summary() == "Segmented on cuda; result plausible (ring closed by rule)."
