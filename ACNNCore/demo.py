@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from .figures import _plt, mid_slices, show
+from .figures import _plt, mid_slices, save, show
 from .inference import Segmenter, SuperResolver
 from .io import write_segmentation, write_volume
 from .labels import SEGMENTS
@@ -91,7 +91,5 @@ def overlay(ps, segs, sr, path, seg_name="ACNN-Seg", sr_name="ACNN-SR") -> Path:
     show(axes[1, 2], ed["hr"].array[:, j, :], truth[:, j, :], aspect=a, title="truth")
     show(axes[1, 3], sr.array[:, j, :], aspect=a, title=f"{sr_name} (long axis)")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 

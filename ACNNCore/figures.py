@@ -91,17 +91,14 @@ def traversal_montage(steps, path, title: str = "", render3d: bool = False) -> P
     axes[1][0].set_ylabel("long axis", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
-def _save(fig, path) -> Path:
+def save(fig, path, dpi: int = 90) -> Path:
+    """A figure written to ``path`` (its folder made), and closed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi)
     _plt().close(fig)
     return path
 
@@ -141,7 +138,7 @@ def seg_figure(case: dict, predictions: dict, path, titles=("LR input", "HR grou
     axes[0, 0].set_ylabel("short axis", fontsize=8)
     axes[1, 0].set_ylabel("long axis", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def sr_figure(case: dict, images: dict, path) -> Path:
@@ -155,7 +152,7 @@ def sr_figure(case: dict, images: dict, path) -> Path:
     for col, (name, image) in enumerate(columns):
         show(axes[0, col], image.array[:, j, :], aspect=sp[2] / sp[0], title=name)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def latent_histograms(codes: np.ndarray, dims, groups: np.ndarray, path) -> Path:
@@ -175,4 +172,4 @@ def latent_histograms(codes: np.ndarray, dims, groups: np.ndarray, path) -> Path
         ax.axis("off")
     axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..figures import _plt, show
+from ..figures import _plt, save, show
 
 
 def write_preview(subjects, path, max_subjects: int = 4) -> Path:
@@ -49,8 +49,4 @@ def write_preview(subjects, path, max_subjects: int = 4) -> Path:
             row[3].set_title("ES cavity label", fontsize=7)
         row[0].set_ylabel(title, fontsize=7)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=85)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=85)
