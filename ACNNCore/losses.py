@@ -161,7 +161,7 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     With SGD or Adam, decay ``lambda2`` on ``w`` is the gradient of ``lambda2/2 ||w||^2``.
     """
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad:
             continue
         (decay if p.ndim > 1 else no_decay).append(p)

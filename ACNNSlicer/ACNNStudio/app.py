@@ -778,7 +778,7 @@ class Studio:
                                         classes="px-1")
                     with html.Tbody():
                         with html.Tr(v_for="r in results", key="r.Phase"):
-                            for h, key in RESULT_COLUMNS:
+                            for _, key in RESULT_COLUMNS:
                                 html.Td(f"{{{{ r['{key}'] }}}}", v_if=f"results.some(r => r['{key}'] != null)",
                                         classes="px-1")
                 html.Div("LV blood pool per frame (ml): {{ curve }}", v_if=("curve",), id="curve",

@@ -4,13 +4,14 @@ A thin widget over :class:`ACNNSlicerLib.SegmentLogic`, which runs without any G
 The network runs in a worker thread polled by a QTimer: the GUI never freezes, Apply becomes Cancel.
 """
 
+from typing import Annotated
+
 import slicer
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest)
 
 from ACNNSlicerLib.gui import module_widget_base
-from typing import Annotated
 
 HELP = """Segments the left-ventricular blood pool and myocardium (and, with the real-data model acnn-seg-acdc,
 the right-ventricular blood pool) of a thick-slice cine MR short-axis stack with an Anatomically Constrained
