@@ -196,10 +196,10 @@ def plausibility(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = L
     return {"plausible": not problems, "problems": problems, **counts}
 
 
-
 def verdict(checks: dict) -> str:
     """:func:`plausibility`'s verdict in a word, and what failed: "plausible", "IMPLAUSIBLE: holes, not_enclosed"."""
     return "plausible" if checks["plausible"] else "IMPLAUSIBLE: " + ", ".join(checks["problems"])
+
 
 def defects(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MYOCARDIUM) -> np.ndarray:
     """Where an LV label map fails :func:`plausibility`: its holes, the parts of a structure beyond its
