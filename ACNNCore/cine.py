@@ -66,7 +66,8 @@ class SegmentResult:
     def summary(self, also: str = "") -> str:
         """The front ends' status line: the device, the EF, each phase's verdict, the orientation found, then
         ``also`` (sentences of the caller's, such as the Dice against an expert map) and the model's caveats:
-        "Segmented on cpu, EF 61.2 %; ED plausible; ES IMPLAUSIBLE: not_enclosed."."""
+        "Segmented on cpu, EF 61.2 %; ED plausible; ES IMPLAUSIBLE: blood pool not enclosed by myocardium in a
+        mid-ventricular slice."."""
         ef = "" if self.ef_pct is None else f", EF {self.ef_pct:.1f} %"
         flags = "; ".join(f"{p.phase or 'result'} {p.verdict}" for p in self.phases)
         return f"Segmented on {self.device}{ef}; {flags}." + self.orientation_note() + also + self.notes_text()

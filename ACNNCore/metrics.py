@@ -148,6 +148,8 @@ PLAUSIBILITY_CHECKS = {
     "not_enclosed": "blood pool not enclosed by myocardium in a mid-ventricular slice",
     "touches_background": "blood pool touching the background below the basal third (apex included)",
 }
+# every problem :func:`plausibility` names, in words
+PROBLEM_WORDS = {**PLAUSIBILITY_CHECKS, "missing structure": "no blood pool or no myocardium"}
 
 
 def lv_thirds(blood_pool: np.ndarray) -> tuple[range, slice]:
@@ -197,8 +199,11 @@ def plausibility(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = L
 
 
 def verdict(checks: dict) -> str:
-    """:func:`plausibility`'s verdict in a word, and what failed: "plausible", "IMPLAUSIBLE: holes, not_enclosed"."""
-    return "plausible" if checks["plausible"] else "IMPLAUSIBLE: " + ", ".join(checks["problems"])
+    """:func:`plausibility`'s verdict in a word, and what failed in words (the table and CSV columns keep the
+    checks' names): "plausible", "IMPLAUSIBLE: a hole in the blood pool or in the myocardium"."""
+    if checks["plausible"]:
+        return "plausible"
+    return "IMPLAUSIBLE: " + ", ".join(PROBLEM_WORDS[p] for p in checks["problems"])
 
 
 def defects(labels: Volume, blood: int = LV_BLOOD_POOL, myocardium: int = LV_MYOCARDIUM) -> np.ndarray:

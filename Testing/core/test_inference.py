@@ -301,7 +301,7 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     labels = read_volume(tmp_path / "seg.nii.gz")
     assert labels.geometry.same_as(hr_geometry(read_volume(lr_path).geometry, 5))
     assert f"HR grid {labels.shape}" in run.stdout  # K = 5
-    assert re.search(r"; (plausible|IMPLAUSIBLE: [a-z_, ]+)\n", run.stdout), run.stdout  # its plausibility
+    assert re.search(r"; (plausible|IMPLAUSIBLE: [a-z(), -]+)\n", run.stdout), run.stdout  # its plausibility
     run = acnn("segment", lr_path, "--out", tmp_path / "seg.seg.nrrd", "--model", tiny_models["seg"])
     assert run.returncode == 0, run.stderr
     seg, names = read_segmentation(tmp_path / "seg.seg.nrrd")
@@ -660,8 +660,12 @@ def test_a_result_is_summed_up_in_the_one_status_line_every_front_end_shows():
     cine = SegmentResult([PhaseResult("ED", 4, None, {}, good, correction="corrected in 2 slices: 40 voxels"),
                           PhaseResult("ES", 9, None, {}, bad)], "m", "cpu", ef_pct=61.24, notes=["m learnt 10 mm"])
     assert cine.summary(" Dice against x_gt: LV blood pool 0.900.") == (
-        "Segmented on cpu, EF 61.2 %; ED plausible (corrected by the shape model); ES IMPLAUSIBLE: holes, "
-        "not_enclosed. Dice against x_gt: LV blood pool 0.900. Note: m learnt 10 mm.")
+        "Segmented on cpu, EF 61.2 %; ED plausible (corrected by the shape model); ES IMPLAUSIBLE: a hole in the "
+        "blood pool or in the myocardium, blood pool not enclosed by myocardium in a mid-ventricular slice. Dice "
+        "against x_gt: LV blood pool 0.900. Note: m learnt 10 mm.")
     closed = PhaseResult("", 0, None, {}, good, correction=f"no plausible shape; {CLOSED_BY_RULE}")
     single = SegmentResult([closed], "m", "cuda")
     assert single.summary() == "Segmented on cuda; result plausible (ring closed by rule)."
+    empty = SegmentResult([PhaseResult("", 0, None, {}, {"plausible": False, "problems": ["missing structure"]})],
+                          "m", "cpu")
+    assert empty.summary() == "Segmented on cpu; result IMPLAUSIBLE: no blood pool or no myocardium."

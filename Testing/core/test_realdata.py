@@ -13,7 +13,7 @@ from ACNNCore.cli import main
 from ACNNCore.datasets import read_acdc_patient
 from ACNNCore.io import read_labels
 from ACNNCore.inference import CORRECTION_REFUSED
-from ACNNCore.metrics import plausibility
+from ACNNCore.metrics import PROBLEM_WORDS, plausibility
 from ACNNCore.preprocessing import crop_around_heart
 from ACNNCore.training import TrainConfig, train
 
@@ -56,7 +56,8 @@ def test_real_data_model_finds_the_heart_and_answers_on_the_input_grid(acdc_mode
     printed = capsys.readouterr().out
     assert f"the input's grid {labels.shape}" in printed
     checks = plausibility(labels)  # and whether the output is anatomically plausible, as for a cine's ED and ES
-    assert ("; plausible" if checks["plausible"] else "; IMPLAUSIBLE: " + ", ".join(checks["problems"])) in printed
+    said = ", ".join(PROBLEM_WORDS[p] for p in checks["problems"])  # in words
+    assert ("; plausible" if checks["plausible"] else "; IMPLAUSIBLE: " + said) in printed
     rv_ml = np.count_nonzero(labels.array == 3) * labels.geometry.voxel_volume_ml  # the RV's volume, too
     assert f"RV blood pool {rv_ml:.1f} ml" in printed
     acdc = tmp_path / "p11_acdc.nii.gz"
