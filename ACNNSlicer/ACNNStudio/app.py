@@ -142,9 +142,15 @@ class Studio:
         self.layout_manager.set_layout("Quad View")
 
     def close(self):
-        """Release what the studio holds once it stops: its views' render windows, finalized while VTK is
-        whole rather than in whatever order the interpreter's exit takes them, and the uploaded files."""
+        """Release what the studio holds once it stops: its views, taken off the scene (their displayable
+        managers stop listening to it) and their render windows finalized, while VTK is whole rather than in
+        whatever order the interpreter's exit takes them; and the uploaded files. Left listening, a view's
+        displayable managers were called at the exit, when VTK's Python wrapping deleted the colour logic and
+        it removed its colour nodes from the scene, on a view already gone: a segmentation fault (gdb,
+        2026-12-05: ~vtkMRMLColorLogic -> RemoveDefaultColorNodes -> scene event ->
+        vtkMRMLLinearTransformsDisplayableManager::UpdateFromMRML -> address 0)."""
         for view in self.app.view_manager.get_views():
+            view.set_view_node(None)
             view.finalize()
         self.uploads.cleanup()
 

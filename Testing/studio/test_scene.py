@@ -20,8 +20,13 @@ def studio(tmp_path_factory):
     studio = Studio(output_dir=tmp_path_factory.mktemp("saved"))
     studio.state.ready()  # as the server marks it on start: changes flushed, their listeners called
     yield studio
+    views = studio.app.view_manager.get_views()
     studio.close()  # its render windows finalized now, not at the interpreter's exit
     assert not Path(studio.uploads.name).exists()
+    for view in views:  # and no displayable manager left listening to the scene, to be called at the exit
+        group = view._displayable_manager_group
+        managers = [group.GetNthDisplayableManager(i) for i in range(group.GetDisplayableManagerCount())]
+        assert managers and all(m.GetMRMLScene() is None for m in managers)
 
 
 def as_sent(folder: Path) -> list[dict]:
