@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ACNNCore.cine import SegmentResult, segment_frames
 from ACNNCore.errors import InputError
-from ACNNCore.inference import Segmenter
+from ACNNCore.inference import Segmenter, default_model
 from ACNNCore.volume import Volume
 
 from . import mrml
@@ -26,8 +26,6 @@ class SegmentLogic:
     def suited_model(node) -> str | None:
         """The bundled model that suits a volume or cine node (ACNNCore's choice: the phantom model for the
         phantom's stacks, the real-data model for anything else); None if the node is not a usable image."""
-        from ACNNCore.inference import default_model
-
         if node is not None and node.IsA("vtkMRMLSequenceNode"):
             node = node.GetNthDataNode(0) if node.GetNumberOfDataNodes() else None
         try:
@@ -65,8 +63,8 @@ class SegmentLogic:
             return [mrml.volume_from_node(node.GetNthDataNode(i), f"frame {i} of") for i in range(n)]
         return [mrml.volume_from_node(node)]
 
-    def compute(self, frames: list[Volume], model: str, device: str = "auto", ed: int | None = None,
-                es: int | None = None, progress: Progress | None = None, cancelled=None,
+    def compute(self, frames: list[Volume], model: str | None = None, device: str = "auto",
+                ed: int | None = None, es: int | None = None, progress: Progress | None = None, cancelled=None,
                 cleanup: bool = False, close_myocardium: bool = False, correct: bool = False,
                 tta: bool = False, orient: bool = False) -> SegmentResult:
         """Segment one volume, or the ED and ES frames of a cine sequence (given, or detected as the frames of
@@ -78,7 +76,10 @@ class SegmentLogic:
         the correction fails); ``tta``: test-time augmentation, the network's probabilities
         averaged over nine views of each frame (``ACNNCore.inference.TTA_VIEWS``); ``orient``: each frame shown
         in the eight in-plane turns and mirrorings of its array, the output the network is surest of kept
-        (``ACNNCore.inference.IN_PLANE_VIEWS``; for images stored otherwise than the training images)."""
+        (``ACNNCore.inference.IN_PLANE_VIEWS``; for images stored otherwise than the training images).
+        ``model``: a bundled model's name or a bundle folder; None, the bundled model that suits the first frame
+        (``ACNNCore.inference.default_model``, as ``acnn segment`` chooses)."""
+        model = model or default_model(frames[0])
         step(progress, cancelled, 0.0, f"loading {model}")
         segmenter = self.segmenter(model, device, tta, cleanup, close_myocardium, correct, orient)
         result = segment_frames(segmenter, frames, ed, es, lambda f, m: step(progress, cancelled, f, m), model)
@@ -184,7 +185,7 @@ class SegmentLogic:
         values = [int(v) for v in np.unique(reference.array) if v in SEGMENTS]
         return {SEGMENTS[v][0]: d for v, d in dice(labels, reference, values).items()} if values else {}
 
-    def process(self, input_node, model: str = "acnn-seg-phantom", device: str = "auto", ed=None, es=None,
+    def process(self, input_node, model: str | None = None, device: str = "auto", ed=None, es=None,
                 progress: Progress | None = None, cancelled=None, surfaces: bool = True,
                 cleanup: bool = False, close_myocardium: bool = False, correct: bool = False, tta: bool = False,
                 orient: bool = False):

@@ -62,12 +62,14 @@ def test_segment_volume_node(scene, subject):
 
 
 def test_a_real_image_segmented_with_its_rv_measured(scene, acdc_root):
-    """The real-data model on an ACDC image node: three segments and the RV's volume in the measures table."""
+    """An ACDC image node segmented with no model named: the real-data model chosen, three segments and the
+    RV's volume in the measures table."""
     from ACNNCore.io import read_volume
 
     node = mrml.volume_to_node(read_volume(acdc_root / "patient031" / "patient031_frame01.nii.gz"), scene=scene,
                                name="patient031")
-    result, (seg,), table = SegmentLogic().process(node, "acnn-seg-acdc", "cpu")
+    result, (seg,), table = SegmentLogic().process(node, device="cpu")
+    assert result.model == "acnn-seg-acdc" and seg.GetAttribute("ACNN.Model") == "acnn-seg-acdc"
     s = seg.GetSegmentation()
     assert [s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments())][-1] == "RV blood pool"
     labels = result.phases[0].labels
