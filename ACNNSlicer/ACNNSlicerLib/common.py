@@ -22,13 +22,14 @@ def models_for(*tasks: str) -> list[str]:
 
 
 def device_for(choice: str) -> str:
-    """``auto``/``cpu``/``cuda``; ``cuda`` without a GPU falls back to the CPU with a warning."""
+    """``auto``/``cpu``/``cuda``; ``cuda`` without a GPU falls back to the CPU with a warning (anything else is
+    refused by ACNNCore when the model loads)."""
     import torch
 
     if choice == "cuda" and not torch.cuda.is_available():
         log.warning("no CUDA device: running on the CPU")
         return "cpu"
-    return choice if choice in ("auto", "cpu", "cuda") else "auto"
+    return choice
 
 
 def cached(cache: dict, kind, model: str, device: str, **options):

@@ -322,12 +322,14 @@ def test_cancel_is_heard_while_the_shape_model_corrects(acdc_root):
     assert seen[-1].endswith("(correcting with the shape model)")
 
 
-def test_cuda_choice_falls_back_to_cpu_without_a_gpu(scene, subject):
+def test_cuda_falls_back_to_cpu_without_a_gpu_and_an_unknown_device_is_refused(scene, subject):
     import torch
 
+    node = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="stack")
+    with pytest.raises(InputError, match="unknown device 'gpu'"):  # a script's typo said, not run somewhere
+        SegmentLogic().process(node, "acnn-seg-phantom", "gpu", surfaces=False)
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    node = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="stack")
     result, _, _ = SegmentLogic().process(node, "acnn-seg-phantom", "cuda", surfaces=False)
     assert result.device == "cpu"
 
