@@ -405,7 +405,7 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
         page.click("#segment")
         page.wait_for_selector("#results", timeout=120_000)
         status = page.inner_text("#status")
-        assert re.search(r"Segmented on cpu; result plausible", status)
+        assert re.search(r"Segmented on (cpu|cuda); result plausible", status)
         assert "Note" not in status  # the real-data model on a real image: nothing to mind
         assert "surest of" not in status  # the orientation searched for, and the image as stored the surest
         header, row = (line.split("\t") for line in page.inner_text("#results").splitlines())
