@@ -125,7 +125,15 @@ def read_meta(folder) -> dict:
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise InputError(f"{path} has format version {meta['format_version']}; this ACNN reads up to "
                          f"{FORMAT_VERSION}: update acnn")
+    missing = [key for key, kind in REQUIRED.items() if not isinstance(meta.get(key), kind)]
+    if missing:
+        raise InputError(f"{path} lacks {', '.join(missing)} (or holds the wrong kind of value there): not a "
+                         f"complete model description; save bundles with acnn train or save_bundle")
     return meta
+
+
+# what every bundle's model.json holds: what it is for and the network to build
+REQUIRED = {"task": str, "architecture": str, "config": dict}
 
 
 def resolve(name_or_path) -> Path:

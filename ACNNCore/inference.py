@@ -120,6 +120,18 @@ LOCATE_WINDOWS, LOCATE_SETTLED_MM, SURENESS_POWER = 4, 3.0, 20
 ENSEMBLE_AGREE_MM = 35.0
 
 
+# what inference reads of a bundle's model.json (``acnn train`` writes them all): its input and output grids
+GRID_KEYS = ("input.shape", "input.spacing", "input.factor", "input.normalization.percentiles", "output.shape",
+             "output.spacing")
+
+
+def _lookup(meta: dict, path: str):
+    """``meta``'s value at a dotted path, or None."""
+    for key in path.split("."):
+        meta = meta.get(key) if isinstance(meta, dict) else None
+    return meta
+
+
 class _Runner:
     """A loaded bundle on a device, with a CPU fallback when CUDA runs out of memory. On the CPU, models and
     images run channels-last (:data:`ACNNCore.networks.LAYOUT`): the same numbers, computed faster."""
@@ -129,6 +141,10 @@ class _Runner:
         self.bundle: Bundle = load_bundle(model, device=self.device, expect_task=task)
         in_layout(self.bundle.model, self.device)
         self.meta = self.bundle.meta
+        missing = [path for path in GRID_KEYS if _lookup(self.meta, path) is None]
+        if missing:
+            raise InputError(f"{self.bundle.path}/model.json lacks {', '.join(missing)}: the grids the network "
+                             f"takes and gives, which inference needs (acnn train records them)")
 
     @torch.no_grad()
     def run(self, fn, *tensors):

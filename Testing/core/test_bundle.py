@@ -81,6 +81,24 @@ def test_wrong_files_are_refused(bundle, tmp_path):
         load_bundle("nonexistent-model")
 
 
+def test_an_incomplete_description_is_refused_saying_what_it_lacks(bundle):
+    """A model.json written by hand or cut down: one line naming what is missing, not a KeyError."""
+    from ACNNCore.inference import Segmenter
+
+    _, folder = bundle
+    meta = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "architecture"}))
+    with pytest.raises(InputError, match=r"model.json lacks architecture \(or holds the wrong kind"):
+        load_bundle(folder)
+    (folder / "model.json").write_text(json.dumps({**meta, "config": None}))
+    with pytest.raises(InputError, match="lacks config"):
+        load_bundle(folder)
+    (folder / "model.json").write_text(json.dumps(meta))  # complete for load_bundle; no grids for inference
+    load_bundle(folder)
+    with pytest.raises(InputError, match=r"lacks input.shape, input.spacing, .*output.spacing: the grids"):
+        Segmenter(folder, "cpu")
+
+
 def test_existing_bundle_is_not_overwritten(bundle):
     model, folder = bundle
     with pytest.raises(InputError, match="already holds a model"):
