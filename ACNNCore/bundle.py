@@ -120,8 +120,9 @@ def read_meta(folder) -> dict:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise InputError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
-    if meta.get("format") != FORMAT:
-        raise InputError(f"{path} is not an ACNN model description (format {meta.get('format')!r})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else f"none: a JSON {type(meta).__name__}"
+        raise InputError(f"{path} is not an ACNN model description (format {found!r})")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise InputError(f"{path} has format version {meta['format_version']}; this ACNN reads up to "
                          f"{FORMAT_VERSION}: update acnn")

@@ -77,6 +77,9 @@ def test_wrong_files_are_refused(bundle, tmp_path):
     (bad / "model.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(InputError, match="not an ACNN model description"):
         load_bundle(bad)
+    (bad / "model.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="not an ACNN model description .format 'none: a JSON list'"):
+        load_bundle(bad)
     with pytest.raises(InputError, match="no model 'nonexistent-model'"):
         load_bundle("nonexistent-model")
 
