@@ -9,7 +9,6 @@ subjects (seed 1000, never used for training; the data set's own grid and acquis
 from __future__ import annotations
 
 import csv
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -92,7 +91,7 @@ class Benchmark:
 
     def __init__(self, data, out, budget: str = "cpu", models: dict | None = None, device: str = "auto",
                  test_subjects: int | None = None, say=print, seeds: int = 1):
-        from .datasets import is_phantom
+        from .datasets import is_phantom, phantom_description
 
         self.data, self.out = Path(data), Path(out)
         if budget not in BUDGETS:
@@ -112,7 +111,7 @@ class Benchmark:
         if seeds < 1:
             raise InputError(f"--seeds must be at least 1, not {seeds}")
         self.device, self.say, self.seeds = device, say, seeds
-        dataset = json.loads((self.data / "dataset.json").read_text())
+        dataset = phantom_description(self.data)
         self.config = PhantomConfig.from_dict(dataset["config"])
         self.modality = dataset["modality"]
         self.out.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,37 @@ def is_phantom(root) -> bool:
     return (Path(root) / "dataset.json").is_file()
 
 
+def phantom_description(root) -> dict:
+    """A phantom data set's ``dataset.json`` (how ``acnn phantom`` made it: modality, seed, generator settings,
+    subjects), checked: an :class:`InputError` for a folder without one or with one cut short or edited."""
+    root = Path(root)
+    if not is_phantom(root):
+        raise InputError(f"{root} is not a phantom data set (no dataset.json); make one with `acnn phantom`")
+    dataset = _json_object(root / "dataset.json", ("modality", "seed", "config", "subjects"),
+                           "a phantom data set's description")
+    subjects, config = dataset["subjects"], dataset["config"]
+    if not (isinstance(subjects, list) and all(isinstance(e, dict) and isinstance(e.get("name"), str)
+                                               for e in subjects)) \
+            or not isinstance(config, dict) or "motion_mm" not in (config.get("acquisition") or {}):
+        raise InputError(f"{root / 'dataset.json'} is not a phantom data set's description as `acnn phantom` "
+                         f"writes it (subjects by name, the generator's settings)")
+    return dataset
+
+
+def _json_object(path: Path, keys, what: str) -> dict:
+    """A JSON file holding an object with ``keys``; else an :class:`InputError` saying what it should be."""
+    try:
+        about = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path} is missing: {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is not valid JSON ({e}): {what}") from None
+    missing = [k for k in keys if k not in about] if isinstance(about, dict) else list(keys)
+    if missing:
+        raise InputError(f"{path} lacks {', '.join(missing)}: not {what} as `acnn phantom` writes it")
+    return about
+
+
 def read_phantom(root, hr_image: bool = False) -> list[Case]:
     """Cases of a phantom data set, subject by subject, ED then ES.
 
@@ -52,14 +83,12 @@ def read_phantom(root, hr_image: bool = False) -> list[Case]:
     cavity label.
     """
     root = Path(root)
-    if not is_phantom(root):
-        raise InputError(f"{root} is not a phantom data set (no dataset.json); make one with `acnn phantom`")
-    dataset = json.loads((root / "dataset.json").read_text())
+    dataset = phantom_description(root)
     modality = dataset["modality"]
     cases = []
     for entry in dataset["subjects"]:
         folder = root / entry["name"]
-        info = json.loads((folder / "info.json").read_text())
+        info = _json_object(folder / "info.json", ("group", "ef_pct"), "a phantom subject's description")
         for phase in ("ED", "ES"):
             d = folder / phase
             meta = {"subject": entry["name"], "group": info["group"], "phase": phase, "modality": modality,
@@ -98,7 +127,7 @@ def group_of(path) -> str:
         return read_acdc_info(folder / "Info.cfg")["Group"]
     for info in (folder / "info.json", folder.parent / "info.json"):
         if info.is_file():
-            return str(json.loads(info.read_text()).get("group", ""))
+            return str(_json_object(info, ("group",), "a phantom subject's description")["group"])
     return ""
 
 

@@ -73,3 +73,29 @@ def test_empty_or_missing_folder(tmp_path):
         read_folder(tmp_path)
     with pytest.raises(InputError, match="no such data folder"):
         read_dataset(tmp_path / "nope")
+
+
+def test_a_phantom_description_cut_short_or_edited_is_said_in_one_line(phantom_mr, tmp_path):
+    """dataset.json and a subject's info.json that are not what `acnn phantom` wrote: an InputError naming the file
+    and what it lacks, for every reader of them (the data set, training, a file's group)."""
+    import json
+    import shutil
+
+    from ACNNCore.datasets import group_of
+
+    data = tmp_path / "data"
+    shutil.copytree(phantom_mr[0], data)
+    description = (data / "dataset.json").read_text()
+    for text, said in (("{", "is not valid JSON"), ("[1]", "lacks modality, seed, config, subjects"),
+                       (json.dumps({**json.loads(description), "subjects": "all"}), "subjects by name")):
+        (data / "dataset.json").write_text(text)
+        with pytest.raises(InputError, match=f"dataset.json .*{said}"):
+            read_dataset(data)
+    (data / "dataset.json").write_text(description)
+    subject = sorted(data.glob("subject*"))[0]
+    (subject / "info.json").write_text('{"group": "NOR"}')
+    with pytest.raises(InputError, match=r"info.json lacks ef_pct: not a phantom subject's description"):
+        read_phantom(data)
+    (subject / "info.json").write_text("[]")
+    with pytest.raises(InputError, match=r"info.json lacks group"):
+        group_of(subject / "ED" / "lr.nii.gz")
