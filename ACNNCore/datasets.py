@@ -111,7 +111,11 @@ def read_acdc_info(path) -> dict:
     for line in Path(path).read_text().splitlines():
         if ":" in line:
             key, value = (s.strip() for s in line.split(":", 1))
-            info[key] = int(value) if key in ("ED", "ES", "NbFrame") else value
+            if key in ("ED", "ES", "NbFrame"):
+                if not value.isdigit():
+                    raise InputError(f"{path}: {key} is a frame number, not {value!r}")
+                value = int(value)
+            info[key] = value
     missing = {"ED", "ES", "Group"} - set(info)
     if missing:
         raise InputError(f"{path} lacks {sorted(missing)}")

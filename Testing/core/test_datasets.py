@@ -99,3 +99,14 @@ def test_a_phantom_description_cut_short_or_edited_is_said_in_one_line(phantom_m
     (subject / "info.json").write_text("[]")
     with pytest.raises(InputError, match=r"info.json lacks group"):
         group_of(subject / "ED" / "lr.nii.gz")
+
+
+def test_an_acdc_info_file_edited_wrong_is_said_in_one_line(tmp_path):
+    (tmp_path / "Info.cfg").write_text("ED: 1\nES: twelve\nGroup: DCM\n")
+    with pytest.raises(InputError, match=r"Info.cfg: ES is a frame number, not 'twelve'"):
+        read_acdc_info(tmp_path / "Info.cfg")
+    (tmp_path / "Info.cfg").write_text("ED: 1\nES: 12\n")
+    with pytest.raises(InputError, match=r"Info.cfg lacks \['Group'\]"):
+        read_acdc_info(tmp_path / "Info.cfg")
+    (tmp_path / "Info.cfg").write_text("ED: 1\nES: 12\nGroup: DCM\nHeight: 184.0\n")
+    assert read_acdc_info(tmp_path / "Info.cfg") == {"ED": 1, "ES": 12, "Group": "DCM", "Height": "184.0"}
