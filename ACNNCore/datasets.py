@@ -130,8 +130,12 @@ def group_of(path) -> str:
     if (folder / "Info.cfg").is_file():
         return read_acdc_info(folder / "Info.cfg")["Group"]
     for info in (folder / "info.json", folder.parent / "info.json"):
-        if info.is_file():
-            return str(_json_object(info, ("group",), "a phantom subject's description")["group"])
+        try:  # another program's info.json (or none) says nothing of a group
+            about = json.loads(info.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(about, dict) and "group" in about:
+            return str(about["group"])
     return ""
 
 
