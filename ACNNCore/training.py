@@ -48,7 +48,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from .augment import AugmentConfig, augment
 from .bundle import BEST_MODEL, FINAL_MODEL, load_bundle, save_bundle
-from .datasets import Case, phantom_description, read_dataset
+from .datasets import Case, is_phantom, phantom_description, read_dataset
 from .errors import InputError, TrainingError
 from .io import atomic_target
 from .labels import SEGMENTS
@@ -414,7 +414,7 @@ class Trainer:
         self.grid = _grid_of(cases)
         config.augment.check_labels(self.grid["input_shape"], self.grid["output_shape"])  # before a run folder
         self.data_description = {"path": str(data), "cases": len(cases)}
-        if (Path(data) / "dataset.json").is_file():  # a phantom: how to make it again
+        if is_phantom(data):  # a phantom: how to make it again
             d = phantom_description(data)
             self.data_description["phantom"] = {"seed": d["seed"], "subjects": len(d["subjects"]),
                                                 "modality": d["modality"],
