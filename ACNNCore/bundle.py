@@ -21,7 +21,6 @@ import json
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from . import __version__

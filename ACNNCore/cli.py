@@ -49,9 +49,8 @@ def _add_phantom(sub):
 def run_phantom(args) -> int:
     from dataclasses import replace
 
-    from .progress import progress_bar
-
     from .phantom.population import PhantomConfig, write_population
+    from .progress import progress_bar
 
     for name in ("motion", "blur_sigma", "noise", "bias", "seed"):
         if not getattr(args, name) >= 0:  # NaN too
@@ -480,10 +479,9 @@ def _segment_with_bar(segmenter, volume):
 def _segment_cine(args, segmenter, frames: list, model: str) -> int:
     """A 4-D cine: every frame segmented into a 4-D label map (time last); ED and ES are the frames of largest
     and smallest LV blood pool."""
-    from .progress import progress_bar
-
     from .cine import segment_frames
     from .io import write_frames
+    from .progress import progress_bar
 
     with progress_bar(total=len(frames), desc="segment", unit="frame") as bar:
         def report(fraction, message):  # an update, not a refresh: a log gets a line per interval, not per frame
@@ -569,13 +567,12 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     NAME_ED and NAME_ES), the EFs where a subject has ED and ES; with --dicom-seg FOLDER, each study's DICOM SEG
     objects into FOLDER/NAME. A study that cannot be read is skipped, saying why, and the command ends with status 1;
     so does a study whose labels a SEG cannot be written for (files without a frame of reference)."""
-    from .progress import progress_bar
-
     from .cine import segment_frames
     from .datasets import read_dataset
     from .dicom import read_dicom
     from .inference import Segmenter, default_model
     from .io import write_frames
+    from .progress import progress_bar
 
     if args.out.suffix:
         what = f"a folder of {len(studies)} DICOM studies" if studies else "a folder"
@@ -718,12 +715,11 @@ def run_explore(args) -> int:
 def run_encode(args) -> int:
     import csv
 
-    from .progress import progress_bar
-
     from .datasets import group_of
     from .evaluation import label_files, read_label_map
     from .inference import ShapeModel
     from .io import check_writable
+    from .progress import progress_bar
 
     if args.out.suffix.lower() != ".csv":
         raise InputError(f"--out {args.out}: the codes are written as a .csv file")
