@@ -187,7 +187,7 @@ def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: flo
         if p.poll() is None:  # out of time: Ctrl-C keeps the finished epochs and the best model
             print(f"{name}: stopped at the deadline after {_epochs(runs / name)} epochs", flush=True)
             p.send_signal(signal.SIGINT)
-    for name, p in procs.items():
+    for p in procs.values():
         try:
             p.wait(timeout=30)
         except subprocess.TimeoutExpired:
