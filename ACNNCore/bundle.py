@@ -34,6 +34,7 @@ FORMAT = "acnn-bundle"
 FORMAT_VERSION = 1
 ENSEMBLE_FILE, ENSEMBLE_FORMAT = "ensemble.json", "acnn-ensemble"  # {"format", "name", "members": [folders]}
 TASKS = ("seg", "sr", "ae", "tl")
+REQUIRED = {"task": str, "architecture": str, "config": dict}  # in every model.json: what for, which network
 
 
 def _models_dir() -> Path:
@@ -130,10 +131,6 @@ def read_meta(folder) -> dict:
         raise InputError(f"{path} lacks {', '.join(missing)} (or holds the wrong kind of value there): not a "
                          f"complete model description; save bundles with acnn train or save_bundle")
     return meta
-
-
-# what every bundle's model.json holds: what it is for and the network to build
-REQUIRED = {"task": str, "architecture": str, "config": dict}
 
 
 def resolve(name_or_path) -> Path:
