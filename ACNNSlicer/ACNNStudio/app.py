@@ -114,7 +114,7 @@ def uploaded_items(paths, folder: Path) -> list[Path]:
 
 
 class Studio:
-    def __init__(self, server=None, output_dir: Path | None = None, save_anywhere: bool = True):
+    def __init__(self, server=None, output_dir: Path | None = None, save_anywhere: bool = True, models=()):
         self.server = server or get_server(None, client_type="vue3")
         self.state, self.ctrl = self.server.state, self.server.controller
         self.app = SlicerApp()
@@ -135,6 +135,7 @@ class Studio:
         self._loading = 0  # uploads being read
         self.shape_node = None
         self._init_state()
+        self.offer(models)
         self.state.change("seg_input")(self._choose_seg_model)
         self.state.change("seg_model")(self._choose_shape_model)
         self.server.trigger("download_results")(self._download)
@@ -190,6 +191,13 @@ class Studio:
         for i in range(SLIDERS):
             s[f"z{i}"] = 0.0
             s.change(f"z{i}")(self._slider_changed(i))
+
+    def offer(self, models) -> None:
+        """Bundles of the user's own (``acnn studio --model``; (list, folder) pairs, as ``command.own_models``
+        checks them), each offered after the bundled ones in its list, and chosen."""
+        s = self.state
+        for kind, folder in models:
+            s[f"{kind}_models"], s[f"{kind}_model"] = [*s[f"{kind}_models"], folder], folder
 
     def _volumes(self) -> list:
         """The volumes a user knows: not label maps, not a cine's frame (its proxy, hidden from editors)."""
@@ -451,14 +459,20 @@ class Studio:
         return None if data is None else self.server.protocol.addAttachment(memoryview(data))
 
     def _choose_seg_model(self, **_):
-        """The model that suits the chosen input (phantom stacks get the phantom model)."""
+        """The bundled model that suits the chosen input (phantom stacks get the phantom model); a bundle of the
+        user's own (``--model``) stays chosen."""
+        if self.state.seg_model not in SegmentLogic.models():
+            return
         node = self.scene.GetNodeByID(self.state.seg_input) if self.state.seg_input else None
         name = SegmentLogic.suited_model(node)
         if name in self.state.seg_models:
             self.state.seg_model = name
 
     def _choose_shape_model(self, **_):
-        """The shape space the chosen segmentation model was trained with (ae-acdc for acnn-seg-acdc)."""
+        """The bundled shape space the chosen segmentation model was trained with (ae-acdc for acnn-seg-acdc); a
+        bundle of the user's own (``--model``) stays chosen."""
+        if self.state.shape_model not in ShapeExplorerLogic.models():
+            return
         name = ShapeExplorerLogic.prior_of(self.state.seg_model)
         if name in self.state.shape_models:
             self.state.shape_model = name
@@ -837,9 +851,9 @@ def _free(path: Path) -> Path:
 
 
 def main(data=None, host: str = "127.0.0.1", port: int = 8080, demo: bool = False, open_browser: bool = False,
-         output_dir=None) -> int:
+         output_dir=None, models=()) -> int:
     # served beyond loopback: the save folder is --output's, not one a visitor names
-    studio = Studio(output_dir=output_dir, save_anywhere=host in LOOPBACK)
+    studio = Studio(output_dir=output_dir, save_anywhere=host in LOOPBACK, models=models)
     if demo:
         studio.load_demo()
     if data:

@@ -19,6 +19,9 @@ def add_parser(sub):
     p.add_argument("--demo", action="store_true", help="load a phantom cine stack (ED, ES)")
     p.add_argument("--output", type=Path, help="default folder for saved results (./acnn-studio-output)")
     p.add_argument("--open", action="store_true", help="open a browser")
+    p.add_argument("--model", action="append", default=[], type=Path, metavar="FOLDER",
+                   help="a model bundle of your own (its folder, or a training run's: a segmentation, SR, AE or T-L "
+                        "model) offered beside the bundled ones, and chosen; repeatable")
     p.set_defaults(run=run)
 
 
@@ -32,11 +35,33 @@ def run(args) -> int:
         from ACNNCore.io import check_folder
 
         check_folder(args.output)
+    models = own_models(args.model)
     try:
         from .app import main
     except ImportError as e:
         raise InputError(f"ACNN Studio needs trame-slicer: pip install 'acnn-slicer[studio]' ({e})") from None
-    return main(args.data, args.host, args.port, args.demo, args.open, args.output)
+    return main(args.data, args.host, args.port, args.demo, args.open, args.output, models)
+
+
+LISTS = {"seg": "seg", "sr": "sr", "ae": "shape", "tl": "shape"}  # a bundle's task -> the studio's list for it
+
+
+def own_models(folders) -> list[tuple[str, str]]:
+    """``--model`` folders, checked before the studio starts: (the studio's list for it, the folder) each. A
+    folder that is not a bundle of a task the studio runs is one clear error."""
+    from ACNNCore.bundle import read_meta, resolve
+    from ACNNCore.errors import InputError
+
+    out = []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise InputError(f"--model {folder}: no such folder (a bundled model is offered without --model)")
+        task = read_meta(resolve(folder)).get("task")
+        if task not in LISTS:
+            raise InputError(f"--model {folder} is a {task} model: the studio runs segmentation (seg), "
+                             f"super-resolution (sr) and shape (ae, tl) models")
+        out.append((LISTS[task], str(folder)))
+    return out
 
 
 def check_port(host: str, port: int) -> None:

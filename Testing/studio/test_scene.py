@@ -227,3 +227,47 @@ def test_a_studio_served_beyond_this_machine_saves_to_its_output_folder_only(stu
     assert not elsewhere.exists() and set(studio.output_dir.iterdir()) > before
     assert studio.state.status.startswith("Saved ") and str(studio.output_dir) in studio.state.status
     studio.remove(stack.GetID())
+
+
+def test_models_of_ones_own_are_offered_chosen_and_kept(studio, tiny_models, phantom_cine, tmp_path):
+    """`acnn studio --model FOLDER`: a bundle of the user's own, checked before the studio starts, is offered
+    after the bundled ones in its task's list and chosen; it stays chosen whatever input is chosen (no bundled
+    model put in its place), and Segment runs it."""
+    from ACNNCore.bundle import resolve
+    from ACNNCore.errors import InputError
+    from ACNNCore.io import write_volume
+    from ACNNSlicerLib.segment import SegmentLogic
+    from ACNNStudio.command import own_models
+
+    with pytest.raises(InputError, match="no such folder"):
+        own_models([tmp_path / "nothing"])
+    with pytest.raises(InputError, match="is not a model bundle"):
+        own_models([tmp_path])
+    seg, ae = str(tiny_models["seg"]), str(tiny_models["ae"])
+    assert own_models([tiny_models["seg"], tiny_models["ae"]]) == [("seg", seg), ("shape", ae)]
+    s = studio.state
+    before = {key: (list(s[f"{key}_models"]), s[f"{key}_model"]) for key in ("seg", "shape")}
+    studio.offer(own_models([tiny_models["seg"], tiny_models["ae"]]))
+    try:
+        s.flush()
+        assert (s.seg_models, s.seg_model) == (before["seg"][0] + [seg], seg)
+        assert (s.shape_models, s.shape_model) == (before["shape"][0] + [ae], ae)
+        write_volume(phantom_cine(10, 88)[0], tmp_path / "stack.nii.gz")
+        (stack,) = studio.load(tmp_path / "stack.nii.gz")
+        s.seg_input = stack.GetID()
+        s.flush()
+        assert SegmentLogic.suited_model(stack) == "acnn-seg-phantom"  # what a bundled model would give way to
+        assert (s.seg_model, s.shape_model) == (seg, ae)
+        asyncio.run(studio.run_segment())
+        assert not s.error, s.error
+        results = [n for n in studio._nodes() if n.IsA("vtkMRMLSegmentationNode")
+                   and n.GetNodeReferenceID("ACNN.Input") == stack.GetID()]
+        assert results and {n.GetAttribute("ACNN.Model") for n in results} == {seg}
+        studio.load_shape_model()
+        assert not s.error and s.shape_loaded
+        assert studio.explorer.model.runner.bundle.path.resolve() == resolve(ae).resolve()
+    finally:
+        for key, (models, chosen) in before.items():
+            s[f"{key}_models"], s[f"{key}_model"] = models, chosen
+        s.flush()
+    studio.remove(stack.GetID())  # and the results made from it

@@ -365,6 +365,8 @@ def test_studio_command_refuses_a_missing_data_path_or_a_data_set_root(tmp_path,
         capsys.readouterr().err
     assert main(["studio", "--output", "/proc/acnn-results"]) == 2
     assert "cannot write into the folder /proc/acnn-results" in capsys.readouterr().err
+    assert main(["studio", "--model", str(tmp_path / "root")]) == 2  # --model: a bundle folder, checked first
+    assert f"{tmp_path / 'root'} is not a model bundle (no model.json)" in capsys.readouterr().err
 
 
 def test_a_studio_started_empty_makes_the_phantom_demo_on_a_click(browser, tmp_path):
