@@ -13,6 +13,8 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+from ACNNSlicerLib.gui import ModelPicker
+
 
 class ShapeExplorer(ScriptedLoadableModule):
     def __init__(self, parent):
@@ -55,6 +57,7 @@ class ShapeExplorerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for selector in (self.ui.segmentationSelector, self.ui.imageSelector):
             selector.setMRMLScene(slicer.mrmlScene)
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateButtons)
+        self.models = ModelPicker(self.parent, self.ui.modelComboBox, self.ui.browseModelButton, lambda text: None)
         self.ui.loadButton.connect("clicked(bool)", self.onLoad)
         self.ui.resetButton.connect("clicked(bool)", self.onReset)
         self.ui.encodeSegmentationButton.connect("clicked(bool)", self.onEncodeSegmentation)
@@ -87,9 +90,7 @@ class ShapeExplorerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic = ShapeExplorerModuleLogic()
         self._parameterNode = ShapeExplorerParameterNode(self.logic.getParameterNode())
         self._parameterNode.connectGui(self.ui)
-        self.ui.modelComboBox.clear()
-        self.ui.modelComboBox.addItems(ShapeExplorerLogic.models())
-        self.ui.modelComboBox.setCurrentText(self._parameterNode.model)
+        self.models.fill(ShapeExplorerLogic.models(), self._parameterNode.model)
 
     def _run(self, fn, *args):
         from ACNNCore.errors import InputError
@@ -100,9 +101,14 @@ class ShapeExplorerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(str(e))
 
     def onLoad(self):
-        self._parameterNode.model = self.ui.modelComboBox.currentText
-        with slicer.util.tryWithErrorDisplay("Cannot load the shape model", waitCursor=True):
-            self.logic.explorer.load(self._parameterNode.model, "cpu")
+        model = self.ui.modelComboBox.currentText
+        try:
+            with slicer.util.WaitCursor():
+                self.logic.explorer.load(model, "cpu")
+        except Exception as e:  # a wrong kind of bundle, weights that do not match: the shape shown stays
+            slicer.util.errorDisplay(f"Cannot load the shape model {model}: {e}")
+            return
+        self._parameterNode.model = model
         self._buildSliders()
         self._update()
         self._updateButtons()

@@ -105,6 +105,21 @@ def test_wrong_model_kind_is_refused_and_the_scene_unchanged(scene):
     assert node_ids(scene) == before
 
 
+def test_a_bundle_folder_of_ones_own_loads_and_a_failed_load_keeps_it(scene, tiny_models):
+    """What the module's Browse... gives: a folder `acnn train ae` wrote. A wrong kind of bundle chosen after it
+    is refused with the explored shape as it was."""
+    logic = ShapeExplorerLogic()
+    logic.load(str(tiny_models["ae"]), "cpu")
+    s = logic.sliders(1)[0]
+    logic.set_value(s.dim, s.range[1])
+    code = logic.code.copy()
+    node = logic.update(None, scene)
+    assert node.GetAttribute("ACNN.Model") == logic.model.runner.bundle.name
+    with pytest.raises(InputError, match="seg"):
+        logic.load(str(tiny_models["seg"]), "cpu")
+    assert logic.model.runner.bundle.path == Path(tiny_models["ae"]) and np.array_equal(logic.code, code)
+
+
 def test_real_shape_model_decodes_lv_and_rv(scene):
     """The bundled ACDC shape model (ae-acdc): real shapes, three structures, as named segments."""
     from ACNNSlicerLib.common import models_for
