@@ -7,6 +7,8 @@ import errno
 import socket
 from pathlib import Path
 
+LISTS = {"seg": "seg", "sr": "sr", "ae": "shape", "tl": "shape"}  # a bundle's task -> the studio's list for it
+
 
 def add_parser(sub):
     p = sub.add_parser("studio", help="ACNN Studio: Segment, SuperResolve and Shape Explorer in a browser",
@@ -41,9 +43,6 @@ def run(args) -> int:
     except ImportError as e:
         raise InputError(f"ACNN Studio needs trame-slicer: pip install 'acnn-slicer[studio]' ({e})") from None
     return main(args.data, args.host, args.port, args.demo, args.open, args.output, models)
-
-
-LISTS = {"seg": "seg", "sr": "sr", "ae": "shape", "tl": "shape"}  # a bundle's task -> the studio's list for it
 
 
 def own_models(folders) -> list[tuple[str, str]]:
