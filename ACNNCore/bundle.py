@@ -10,8 +10,9 @@ clear :class:`InputError`.
 
 An ensemble is a folder of such bundles with an ``ensemble.json`` naming them
 (networks of one recipe trained with different seeds, whose outputs
-``ACNNCore.inference.Segmenter`` averages): :func:`members` gives their folders,
-and :func:`read_meta` describes it by its first member.
+``ACNNCore.inference.Segmenter`` averages): :func:`save_ensemble` writes one
+(``acnn ensemble``), :func:`members` gives their folders, and :func:`read_meta`
+describes it by its first member.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def read_meta(folder) -> dict:
     if (folder / ENSEMBLE_FILE).is_file():
         about = _ensemble(folder)
         listed = _members(folder, about)
-        return {**read_meta(listed[0]), "name": about.get("name", folder.name), "members": len(listed)}
+        return {**read_meta(listed[0]), "name": about.get("name", folder.name), "members": len(listed),
+                **({"about": about["about"]} if isinstance(about.get("about"), str) else {})}
     path = folder / "model.json"
     if not path.is_file():
         raise InputError(f"{folder} is not a model bundle (no model.json)")
@@ -191,6 +193,81 @@ def _members(folder: Path, about: dict) -> list[Path]:
     return out
 
 
+def label_names(meta: dict) -> dict:
+    """A bundle's labels, value -> name."""
+    return {int(k): v["name"] for k, v in meta.get("labels", {}).items()}
+
+
+def ensemble_facts(meta: dict) -> dict:
+    """What the members of an ensemble must share: task, label names, output spacing, input handling."""
+    spec = meta.get("input", {})
+    return {"task": meta.get("task"), "labels": label_names(meta), "output spacing": meta.get("output", {}).get(
+        "spacing"), "normalization": spec.get("normalization"), "slices": spec.get("slices")}
+
+
+def save_ensemble(models, folder, name: str | None = None, about: str = "", overwrite: bool = False) -> Path:
+    """Segmentation networks of one kind saved as one model, the way ``acnn-seg-acdc`` ships: each bundle
+    (``models``: bundle folders, training runs, bundled names; an ensemble's networks each) copied into
+    ``folder`` under its training run's name (``seed-0`` for ``runs/seed-0``), and an ``ensemble.json`` naming
+    them, which ``Segmenter``, ``acnn segment``, the Slicer modules and the studio run as one model, averaging
+    the networks' probabilities. The networks must share :func:`ensemble_facts`, and their weights be the files
+    their model.json records. A ``folder`` holding anything is replaced only with ``overwrite``, and never one
+    that holds a network given. Written beside it and moved in at once: an interrupted save leaves what was
+    there. Returns ``folder``."""
+    import os
+    import shutil
+
+    from .io import check_folder
+
+    folder = Path(folder)
+    sources = [m for model in models for m in members(model)]
+    if len(sources) < 2:
+        raise InputError(f"an ensemble is two or more networks, not {len(sources)}")
+    metas = [read_meta(m) for m in sources]
+    first = ensemble_facts(metas[0])
+    for source, meta in zip(sources, metas):
+        check_task(source, meta, "seg")
+        problem = weights_problem(source, meta)
+        if problem:
+            raise InputError(problem)
+        theirs = ensemble_facts(meta)
+        key = next((k for k in first if theirs[k] != first[k]), None)
+        if key:
+            raise InputError(f"{source} cannot join an ensemble with {sources[0]}: {key} differs ({theirs[key]} "
+                             f"against {first[key]})")
+    held = next((s for s in sources if folder.resolve() in (s.resolve(), *s.resolve().parents)), None)
+    if held is not None:
+        raise InputError(f"{folder} holds {held}, a network of the ensemble: save the ensemble elsewhere")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
+        raise OutputExists(folder, f"{folder} exists and is not empty; pass --overwrite to replace it")
+    names = []
+    for source in sources:
+        base = source.parent.name if source.name in (BEST_MODEL, FINAL_MODEL) else source.name
+        names.append(next(n for n in (base, *(f"{base}-{i}" for i in range(2, len(sources) + 2)))
+                          if n not in names))
+    check_folder(folder.parent, folder)
+    tmp, old = (folder.parent / f".{what}-{folder.name}-{os.getpid()}" for what in ("tmp", "old"))
+    try:
+        tmp.mkdir()
+        for source, member in zip(sources, names):
+            (tmp / member).mkdir()
+            for file in ("model.json", "model.safetensors"):
+                shutil.copy2(source / file, tmp / member / file)
+        description = {"format": ENSEMBLE_FORMAT, "format_version": 1, "name": name or folder.name,
+                       "members": names, **({"about": about} if about else {})}
+        (tmp / ENSEMBLE_FILE).write_text(json.dumps(description, indent=1) + "\n")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+    finally:
+        for leftover in (tmp, old):
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            elif leftover.exists():
+                leftover.unlink()
+    return folder
+
+
 def prior_of(name_or_path) -> Path:
     """The shape model a network was trained with (its ``--prior``), found by the weights' checksum that its
     bundle records: at the path recorded, or among the bundled models."""
@@ -219,7 +296,7 @@ def describe(name_or_path) -> dict:
     spec, training = meta.get("input", {}), meta.get("training", {})
     out = {"bundle": str(folder), "name": meta.get("name"), "task": meta.get("task"),
            "architecture": meta.get("architecture"), "parameters": meta.get("parameters"),
-           "labels": {int(v): d["name"] for v, d in meta.get("labels", {}).items()},
+           "labels": label_names(meta),
            "input": {k: spec[k] for k in ("shape", "spacing", "factor", "slices", "localize") if k in spec},
            "output_spacing": meta.get("output", {}).get("spacing"),
            "trained": {"data": training.get("data"),  # path, cases; a phantom's seed and subjects where recorded
@@ -228,6 +305,8 @@ def describe(name_or_path) -> dict:
            "metrics": meta.get("metrics", {}),
            "weights": problem or (WEIGHTS_FINE[0] if meta.get("weights_sha256") else WEIGHTS_FINE[1])}
     if meta.get("members"):  # an ensemble: described by its first member above; each member's own run
+        if meta.get("about"):
+            out["about"] = meta["about"]
         out["members"] = [{"bundle": str(m), "kept_epoch": d.get("training", {}).get("epoch"),
                            "metrics": d.get("metrics", {})} for m, d in each.items()]
     if training.get("prior_sha256"):

@@ -408,6 +408,22 @@ def _add_inference(sub):
     p.set_defaults(run=run_encode)
     p = sub.add_parser("models", help="list the bundled models")
     p.set_defaults(run=run_models)
+    p = sub.add_parser("ensemble", help="save segmentation networks of one kind as one model (an ensemble)",
+                       description="Copies each network's bundle into OUT, named after its training run (seed-0 "
+                                   "for runs/seed-0), with an ensemble.json naming them: one model, as "
+                                   "acnn-seg-acdc ships, for `acnn segment --model OUT`, the Slicer Segment "
+                                   "module's Browse... and `acnn studio --model OUT`, which run the networks and "
+                                   "average their probabilities. The networks must share task, labels, output "
+                                   "spacing and intensity normalisation (one recipe trained with several seeds).")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="a bundle folder or a training run (its best epoch's bundle; RUN/model-final for its last "
+                        "epoch's), or a bundled model's name; an ensemble's networks count each")
+    p.add_argument("--out", required=True, type=Path, help="the ensemble's folder")
+    p.add_argument("--name", help="its name (default: the folder's)")
+    p.add_argument("--about", default="", help="what it is, in a sentence, kept in ensemble.json (acnn info shows "
+                                               "it)")
+    p.add_argument("--overwrite", action="store_true", help="replace a folder that holds anything")
+    p.set_defaults(run=run_ensemble)
 
 
 def _write_labels(labels, path: Path, names: dict, overwrite: bool) -> Path:
@@ -767,6 +783,15 @@ def run_models(args) -> int:
               f"{f' x {n}' if n else '  '} {', '.join(labels.values()):12s} {f'{cases} cases' if cases else '':10s} "
               f"validation{f' (first of {n})' if n else ''}: {', '.join(metrics) or '-'}")
     print("(acnn info NAME: how a model was trained, the grid it takes and gives, its prior)")
+    return 0
+
+
+def run_ensemble(args) -> int:
+    from .bundle import members, save_ensemble
+
+    folder = save_ensemble(args.models, args.out, args.name, args.about, args.overwrite)
+    names = [m.name for m in members(folder)]
+    print(f"{folder}: an ensemble of {len(names)} networks ({', '.join(names)})")
     return 0
 
 

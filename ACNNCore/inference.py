@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .bundle import Bundle, check_task, load_bundle, members, prior_of, read_meta, resolve
+from .bundle import (Bundle, check_task, ensemble_facts, label_names, load_bundle, members, prior_of,
+                     read_meta, resolve)
 from .errors import InputError
 from .io import looks_like_labels
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
@@ -318,7 +319,7 @@ class _Model:
                              f"not {len(models)}")
         self.runners = [_Runner(m, device, self.TASK) for m in models]
         for other in self.runners[1:]:
-            ours, theirs = _ensemble_facts(self.runner.meta), _ensemble_facts(other.meta)
+            ours, theirs = ensemble_facts(self.runner.meta), ensemble_facts(other.meta)
             for key in ours:
                 if ours[key] != theirs[key]:
                     raise InputError(f"{other.bundle.path} cannot join an ensemble with "
@@ -400,13 +401,6 @@ class _Model:
         return notes
 
 
-def _ensemble_facts(meta: dict) -> dict:
-    """What the members of an ensemble must share: task, label names, output spacing, input handling."""
-    return {"task": meta.get("task"), "labels": _label_names(meta),
-            "output spacing": meta["output"].get("spacing"),
-            "normalization": meta["input"].get("normalization"), "slices": meta["input"].get("slices")}
-
-
 CORRECTION_RADII = (3, 6, 12, 24)  # in-plane voxels around an implausible map's defects (then everywhere)
 CORRECTION_STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)  # how far the code moves toward the mean code
 CORRECTION_WEIGHTS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, np.inf)  # of the decoded shape against p
@@ -452,7 +446,7 @@ class Segmenter(_Model):
             if shape_model is True:
                 shape_model = prior_of(self.runner.bundle.path)
             self.shape_model = shape_model if isinstance(shape_model, ShapeModel) else ShapeModel(shape_model, device)
-            ours, theirs = _label_names(self.meta), _label_names(self.shape_model.meta)
+            ours, theirs = label_names(self.meta), label_names(self.shape_model.meta)
             if ours != theirs:
                 raise InputError(f"shape model {self.shape_model.runner.bundle.path} knows the labels {theirs}, "
                                  f"this segmenter {ours}: they must be the same")
@@ -492,7 +486,7 @@ class Segmenter(_Model):
             labels = clean_up(labels, close_myocardium=self.close_myocardium)
         labels = Volume(_from_view(labels.array, view), self.runner.output_geometry(volume))  # the input's layout
         probs = _from_view(probs, view).astype(np.float32).transpose(0, *(1 + b for b in back))
-        return Segmentation(labels.permuted(back), probs, _label_names(self.meta), correction, orientation,
+        return Segmentation(labels.permuted(back), probs, label_names(self.meta), correction, orientation,
                             view if self.orient else None, heart)
 
     def _oriented(self, volume: Volume, progress=None) -> tuple[np.ndarray, Geometry, str, tuple,
@@ -515,10 +509,6 @@ class Segmenter(_Model):
         """Where the heart search ends in ``volume`` (a physical point; an ensemble's: :func:`ensemble_center`),
         or None for a model without one (trained on images of its own window) or where it finds nothing."""
         return self._heart(self.runner.normalised(_slices_last(volume)[0])[0])
-
-
-def _label_names(meta: dict) -> dict:
-    return {int(k): v["name"] for k, v in meta.get("labels", {}).items()}
 
 
 class SuperResolver(_Model):
@@ -624,7 +614,7 @@ class ShapeModel(_Model):
 
     def _check_labels(self, labels: Volume) -> None:
         if labels.check_whole().array.max() >= self.num_classes:
-            known = ", ".join(f"{v} {n}" for v, n in _label_names(self.meta).items())
+            known = ", ".join(f"{v} {n}" for v, n in label_names(self.meta).items())
             raise InputError(f"label map holds values up to {int(labels.array.max())}; "
                              f"{self.runner.bundle.name} knows {known or self.num_classes - 1}")
 

@@ -17,13 +17,10 @@ for seed in 0 1 2 3; do
   acnn train seg --out "runs/acnn-seg-acdc/seed-$seed" --prior runs/ae-acdc --epochs 100 --seed "$seed" \
     --split-seed 0 "${COMMON[@]}"
 done
-rm -rf Resources/Models/ae-acdc Resources/Models/acnn-seg-acdc
+rm -rf Resources/Models/ae-acdc
 cp -r runs/ae-acdc/model Resources/Models/ae-acdc
-for seed in 0 1 2 3; do
-  mkdir -p "Resources/Models/acnn-seg-acdc/seed-$seed"
-  cp "runs/acnn-seg-acdc/seed-$seed/model/"* "Resources/Models/acnn-seg-acdc/seed-$seed/"
-done
-cat > Resources/Models/acnn-seg-acdc/ensemble.json <<'EOF'
-{"format": "acnn-ensemble", "format_version": 1, "name": "acnn-seg-acdc",
- "members": ["seed-0", "seed-1", "seed-2", "seed-3"]}
-EOF
+acnn ensemble runs/acnn-seg-acdc/seed-{0,1,2,3} --out Resources/Models/acnn-seg-acdc --name acnn-seg-acdc \
+  --overwrite --about "ACNN-Seg (LV blood pool, LV myocardium, RV blood pool) with the prior ae-acdc: four \
+networks of one recipe (Resources/Models/acdc.yaml, 100 epochs, the best validation epoch of each) trained with \
+seeds 0-3 on the 70 ACDC patients, the same 7 held out to choose the epochs (--split-seed 0); their \
+probabilities are averaged"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ACNNCore.bundle import prior_of
+from ACNNCore.bundle import members, prior_of, save_ensemble
 from ACNNCore.errors import InputError
 from ACNNCore.inference import (CORRECTION_REFUSED, ENSEMBLE_AGREE_MM, Segmenter, ShapeModel, SuperResolver,
                                 ensemble_center, heart_part, hr_geometry, interpolate_stack)
@@ -292,6 +292,30 @@ def test_an_ensemble_averages_its_members_probabilities(tiny_models, tiny_data, 
     for kind, model in ((ShapeModel, tiny_models["ae"]), (SuperResolver, tiny_models["sr"])):
         with pytest.raises(InputError, match="takes one model, not 2"):
             kind([model, model], device="cpu")
+
+    # saved as one model (`acnn ensemble`): the same average from its folder, its networks named by their runs
+    run = acnn("ensemble", tiny_models["seg"], tmp_path / "seg1", "--out", tmp_path / "ens", "--about", "two seeds")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"{tmp_path / 'ens'}: an ensemble of 2 networks (seg, seg1)"
+    np.testing.assert_array_equal(Segmenter(tmp_path / "ens", device="cpu")(lr).probabilities, both.probabilities)
+    about = json.loads(acnn("info", tmp_path / "ens").stdout)
+    assert about["about"] == "two seeds" and len(about["members"]) == 2
+    again = acnn("ensemble", tiny_models["seg"], tmp_path / "seg1", "--out", tmp_path / "ens")  # nothing replaced
+    assert again.returncode == 2 and "ens exists and is not empty; pass --overwrite" in again.stderr
+    for models, why in (([tiny_models["seg"]], "an ensemble is two or more networks, not 1"),
+                        ([tiny_models["seg"], tiny_models["ae"]], "is a shape model"),
+                        ([tiny_models["seg"], "acnn-seg-acdc"], "cannot join an ensemble .* labels differs")):
+        with pytest.raises(InputError, match=why):
+            save_ensemble(models, tmp_path / "refused")
+    with pytest.raises(InputError, match="holds .*seg1.*, a network of the ensemble: save the ensemble elsewhere"):
+        save_ensemble([tiny_models["seg"], tmp_path / "seg1"], tmp_path, overwrite=True)  # would delete seg1
+    assert not (tmp_path / "refused").exists() and (tmp_path / "seg1" / "model" / "model.json").is_file()
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "notes.txt").touch()
+    save_ensemble([tmp_path / "ens", tmp_path / "seg1" / "model-final"], tmp_path / "more", overwrite=True)
+    assert [m.name for m in members(tmp_path / "more")] == ["seg", "seg1", "seg1-2"]  # an ensemble's networks each
+    assert not (tmp_path / "more" / "notes.txt").exists() and sorted(p.name for p in tmp_path.iterdir()) == \
+        ["e.nii.gz", "ens", "more", "seg1"]  # replaced as asked, nothing left beside it
 
 
 def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_data, tmp_path):
