@@ -198,11 +198,23 @@ def label_names(meta: dict) -> dict:
     return {int(k): v["name"] for k, v in meta.get("labels", {}).items()}
 
 
-def ensemble_facts(meta: dict) -> dict:
+def _ensemble_facts(meta: dict) -> dict:
     """What the members of an ensemble must share: task, label names, output spacing, input handling."""
     spec = meta.get("input", {})
     return {"task": meta.get("task"), "labels": label_names(meta), "output spacing": meta.get("output", {}).get(
         "spacing"), "normalization": spec.get("normalization"), "slices": spec.get("slices")}
+
+
+def check_ensemble(folders: list, metas: list) -> None:
+    """That bundles (their folders and descriptions) can form an ensemble: each shares the first one's task,
+    label names, output spacing and input handling; else one clear error naming what differs."""
+    first = _ensemble_facts(metas[0])
+    for folder, meta in zip(folders[1:], metas[1:]):
+        theirs = _ensemble_facts(meta)
+        key = next((k for k in first if theirs[k] != first[k]), None)
+        if key:
+            raise InputError(f"{folder} cannot join an ensemble with {folders[0]}: {key} differs ({theirs[key]} "
+                             f"against {first[key]})")
 
 
 def save_ensemble(models, folder, name: str | None = None, about: str = "", overwrite: bool = False) -> Path:
@@ -210,10 +222,10 @@ def save_ensemble(models, folder, name: str | None = None, about: str = "", over
     (``models``: bundle folders, training runs, bundled names; an ensemble's networks each) copied into
     ``folder`` under its training run's name (``seed-0`` for ``runs/seed-0``), and an ``ensemble.json`` naming
     them, which ``Segmenter``, ``acnn segment``, the Slicer modules and the studio run as one model, averaging
-    the networks' probabilities. The networks must share :func:`ensemble_facts`, and their weights be the files
-    their model.json records. A ``folder`` holding anything is replaced only with ``overwrite``, and never one
-    that holds a network given. Written beside it and moved in at once: an interrupted save leaves what was
-    there. Returns ``folder``."""
+    the networks' probabilities. The networks must form an ensemble (:func:`check_ensemble`), and their
+    weights be the files their model.json records. A ``folder`` holding anything is replaced only with
+    ``overwrite``, and never one that holds a network given. Written beside it and moved in at once: an
+    interrupted save leaves what was there. Returns ``folder``."""
     import os
     import shutil
 
@@ -224,17 +236,12 @@ def save_ensemble(models, folder, name: str | None = None, about: str = "", over
     if len(sources) < 2:
         raise InputError(f"an ensemble is two or more networks, not {len(sources)}")
     metas = [read_meta(m) for m in sources]
-    first = ensemble_facts(metas[0])
     for source, meta in zip(sources, metas):
         check_task(source, meta, "seg")
         problem = weights_problem(source, meta)
         if problem:
             raise InputError(problem)
-        theirs = ensemble_facts(meta)
-        key = next((k for k in first if theirs[k] != first[k]), None)
-        if key:
-            raise InputError(f"{source} cannot join an ensemble with {sources[0]}: {key} differs ({theirs[key]} "
-                             f"against {first[key]})")
+    check_ensemble(sources, metas)
     held = next((s for s in sources if folder.resolve() in (s.resolve(), *s.resolve().parents)), None)
     if held is not None:
         raise InputError(f"{folder} holds {held}, a network of the ensemble: save the ensemble elsewhere")

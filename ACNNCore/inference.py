@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .bundle import (Bundle, check_task, ensemble_facts, label_names, load_bundle, members, prior_of,
-                     read_meta, resolve)
+from .bundle import (Bundle, check_ensemble, check_task, label_names, load_bundle, members, prior_of, read_meta,
+                     resolve)
 from .errors import InputError
 from .io import looks_like_labels
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM
@@ -318,12 +318,7 @@ class _Model:
             raise InputError(f"{type(self).__name__} takes {'one model' if models else 'a model'}, "
                              f"not {len(models)}")
         self.runners = [_Runner(m, device, self.TASK) for m in models]
-        for other in self.runners[1:]:
-            ours, theirs = ensemble_facts(self.runner.meta), ensemble_facts(other.meta)
-            for key in ours:
-                if ours[key] != theirs[key]:
-                    raise InputError(f"{other.bundle.path} cannot join an ensemble with "
-                                     f"{self.runner.bundle.path}: {key} differs ({theirs[key]} against {ours[key]})")
+        check_ensemble([r.bundle.path for r in self.runners], [r.meta for r in self.runners])
 
     @property
     def runner(self) -> _Runner:
