@@ -235,6 +235,9 @@ def save_ensemble(models, folder, name: str | None = None, about: str = "", over
     sources = [m for model in models for m in members(model)]
     if len(sources) < 2:
         raise InputError(f"an ensemble is two or more networks, not {len(sources)}")
+    twice = next((s for i, s in enumerate(sources) if s.resolve() in [t.resolve() for t in sources[:i]]), None)
+    if twice is not None:
+        raise InputError(f"{twice} is given twice: an ensemble's networks are different ones")
     metas = [read_meta(m) for m in sources]
     for source, meta in zip(sources, metas):
         check_task(source, meta, "seg")

@@ -303,6 +303,7 @@ def test_an_ensemble_averages_its_members_probabilities(tiny_models, tiny_data, 
     again = acnn("ensemble", tiny_models["seg"], tmp_path / "seg1", "--out", tmp_path / "ens")  # nothing replaced
     assert again.returncode == 2 and "ens exists and is not empty; pass --overwrite" in again.stderr
     for models, why in (([tiny_models["seg"]], "an ensemble is two or more networks, not 1"),
+                        ([tiny_models["seg"], tiny_models["seg"].parent], "is given twice"),
                         ([tiny_models["seg"], tiny_models["ae"]], "is a shape model"),
                         ([tiny_models["seg"], "acnn-seg-acdc"], "cannot join an ensemble .* labels differs")):
         with pytest.raises(InputError, match=why):
