@@ -270,4 +270,4 @@ def test_models_of_ones_own_are_offered_chosen_and_kept(studio, tiny_models, pha
         for key, (models, chosen) in before.items():
             s[f"{key}_models"], s[f"{key}_model"] = models, chosen
         s.flush()
-    studio.remove(stack.GetID())  # and the results made from it
+    studio.remove(stack.GetID())
