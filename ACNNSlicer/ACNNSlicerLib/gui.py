@@ -27,7 +27,8 @@ class ModelPicker:
         self.combo.setCurrentText(current)
 
     def browse(self):
-        folder = qt.QFileDialog.getExistingDirectory(self.widget, "ACNN model bundle (folder with model.json)")
+        folder = qt.QFileDialog.getExistingDirectory(
+            self.widget, "ACNN model bundle (a folder with model.json, or an ensemble's with ensemble.json)")
         if folder:
             self.combo.addItem(folder)
             self.combo.setCurrentText(folder)
