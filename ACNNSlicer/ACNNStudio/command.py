@@ -48,18 +48,16 @@ def run(args) -> int:
 def own_models(folders) -> list[tuple[str, str]]:
     """``--model`` folders, checked before the studio starts: (the studio's list for it, the folder) each. A
     folder that is not a bundle of a task the studio runs is one clear error."""
-    from ACNNCore.bundle import read_meta, resolve
+    from ACNNCore.bundle import check_task, read_meta, resolve
     from ACNNCore.errors import InputError
 
     out = []
     for folder in folders:
         if not Path(folder).is_dir():
             raise InputError(f"--model {folder}: no such folder (a bundled model is offered without --model)")
-        task = read_meta(resolve(folder)).get("task")
-        if task not in LISTS:
-            raise InputError(f"--model {folder} is a {task} model: the studio runs segmentation (seg), "
-                             f"super-resolution (sr) and shape (ae, tl) models")
-        out.append((LISTS[task], str(folder)))
+        meta = read_meta(resolve(folder))
+        check_task(folder, meta, tuple(LISTS))
+        out.append((LISTS[meta["task"]], str(folder)))
     return out
 
 
