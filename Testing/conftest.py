@@ -31,6 +31,11 @@ def _exit(config):
     status = config.stash.get(EXIT_STATUS, None)
     if status is None:  # the session never ran (--help, a usage error): leave pytest to end it
         return
+    coverage = sys.modules.get("coverage")  # `coverage run -m pytest` saves its data at exit, which this skips
+    measuring = coverage.Coverage.current() if coverage is not None else None
+    if measuring is not None:
+        measuring.stop()
+        measuring.save()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
