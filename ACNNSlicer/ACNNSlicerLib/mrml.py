@@ -103,15 +103,21 @@ def volume_from_node(node, what: str = "input") -> Volume:
     array = slicer.util.arrayFromVolume(node).transpose(2, 1, 0).copy()  # (k, j, i) -> (i, j, k)
     m = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
-    ijk_to_ras = _array(m)
+    geometry = geometry_from_ijk_to_ras(_in_world(node, _array(m)), array.shape)
+    return Volume(array, geometry).check_finite(f"volume {node.GetName()!r}")
+
+
+def _in_world(node, ijk_to_ras: np.ndarray) -> np.ndarray:
+    """``ijk_to_ras`` of a grid in ``node``'s own coordinates with the node's parent transform hardened into it:
+    where the views show it. A non-linear transform is refused."""
     transform = node.GetParentTransformNode()
-    if transform is not None:
-        if not transform.IsTransformToWorldLinear():
-            raise InputError(f"{node.GetName()!r} is under a non-linear transform; harden it first")
-        to_world = vtk.vtkMatrix4x4()
-        transform.GetMatrixTransformToWorld(to_world)
-        ijk_to_ras = _array(to_world) @ ijk_to_ras
-    return Volume(array, geometry_from_ijk_to_ras(ijk_to_ras, array.shape)).check_finite(f"volume {node.GetName()!r}")
+    if transform is None:
+        return ijk_to_ras
+    if not transform.IsTransformToWorldLinear():
+        raise InputError(f"{node.GetName()!r} is under a non-linear transform; harden it first")
+    to_world = vtk.vtkMatrix4x4()
+    transform.GetMatrixTransformToWorld(to_world)
+    return _array(to_world) @ ijk_to_ras
 
 
 def _grey(node) -> None:
@@ -196,7 +202,8 @@ def labels_to_segmentation(labels: Volume, node=None, scene=None, name: str = "S
 
 def labels_from_segmentation(node, geometry: Geometry | None = None) -> Volume:
     """A segmentation node as one label map in our values (segments recognised by their names,
-    ``LV blood pool`` -> 1 ...). On ``geometry`` if given, else on the segmentation's reference grid."""
+    ``LV blood pool`` -> 1 ...). On ``geometry`` if given, else on the segmentation's reference grid; where
+    the views show it, a parent transform applied (as :func:`volume_from_node` applies an image's)."""
     if node is None or not node.IsA("vtkMRMLSegmentationNode"):
         raise InputError("no segmentation selected")
     segmentation = node.GetSegmentation()
@@ -222,6 +229,9 @@ def labels_from_segmentation(node, geometry: Geometry | None = None) -> Volume:
                                                   slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY):
             raise InputError(f"cannot export segmentation {node.GetName()!r} to a label map")
         exported = volume_from_node_any(labelmap)
+        if reference is None:  # the export is on the segmentation's own grid, in its own coordinates
+            exported = Volume(exported.array, geometry_from_ijk_to_ras(
+                _in_world(node, exported.geometry.ijk_to_ras), exported.shape))
     finally:
         scene.RemoveNode(labelmap)
         if reference is not None:

@@ -147,6 +147,46 @@ def test_segment_agrees_with_truth_in_physical_space(scene, subject):
     assert d[1] > 0.9 and d[2] > 0.8
 
 
+def test_nodes_under_a_transform_are_read_where_the_views_show_them(scene, subject):
+    """A registration leaves an image and its expert's labels under a transform: the image is segmented where
+    it is shown, the labels compared with the result there too; a non-linear transform refused until hardened."""
+    import slicer
+    import vtk
+
+    es, truth = subject.phases["ES"]["lr"], subject.phases["ES"]["hr_gt"]
+    image = mrml.volume_to_node(es, scene=scene, name="es")
+    expert = mrml.labels_to_segmentation(truth, scene=scene, name="es_gt")
+    a = np.deg2rad(20.0)  # turned about the patient's long axis and moved
+    moved = np.array([[np.cos(a), -np.sin(a), 0, 15], [np.sin(a), np.cos(a), 0, -7], [0, 0, 1, 3], [0, 0, 0, 1]])
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(moved))
+    for node in (image, expert):
+        node.SetAndObserveTransformNodeID(transform.GetID())
+    seen, labels = mrml.volume_from_node(image), mrml.labels_from_segmentation(expert)
+    assert np.allclose(seen.geometry.ijk_to_ras, moved @ es.geometry.ijk_to_ras)
+    assert np.allclose(labels.geometry.ijk_to_ras, moved @ truth.geometry.ijk_to_ras)
+    assert np.array_equal(seen.array, es.array) and np.array_equal(labels.array, truth.array)
+    result, (seg,), _ = SegmentLogic().process(image, "acnn-seg-phantom", "cpu", surfaces=False)
+    assert seg.GetParentTransformNode() is None  # in world coordinates: over the image as it is shown
+    assert mrml.labels_from_segmentation(seg).geometry.same_as(hr_geometry(seen.geometry, 5))
+    scores = SegmentLogic.agreement(result.phases[0].labels, expert)
+    assert scores["LV blood pool"] > 0.9 and scores["LV myocardium"] > 0.8
+    warp = vtk.vtkThinPlateSplineTransform()  # a non-linear transform
+    source, target = vtk.vtkPoints(), vtk.vtkPoints()
+    for p in ((0, 0, 0), (100, 0, 0), (0, 100, 0), (0, 0, 100)):
+        source.InsertNextPoint(p)
+        target.InsertNextPoint(p[0] + 5, p[1], p[2])
+    warp.SetSourceLandmarks(source)
+    warp.SetTargetLandmarks(target)
+    warped = scene.AddNewNodeByClass("vtkMRMLTransformNode")
+    warped.SetAndObserveTransformToParent(warp)
+    for node in (image, expert):
+        node.SetAndObserveTransformNodeID(warped.GetID())
+    for read in (lambda: mrml.volume_from_node(image), lambda: mrml.labels_from_segmentation(expert)):
+        with pytest.raises(InputError, match="is under a non-linear transform; harden it first"):
+            read()
+
+
 def cine(scene, subject):
     """A three-frame cine sequence: ES, ED, ES (with other noise)."""
     seq = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "cine")
