@@ -64,6 +64,17 @@ def test_segmentation_file_round_trip(tmp_path, oblique_volume):
     np.testing.assert_array_equal(back.array, labels.array)
     assert names == {1: "LV blood pool", 2: "LV myocardium"}
     assert back.geometry.same_as(labels.geometry, atol=1e-5)
+    # one drawn in Slicer numbers its segments in the order they were added: read (acnn evaluate, the encoder)
+    # by their names into our values, a segment of another name left out
+    from ACNNCore.evaluation import read_label_map
+
+    drawn = {1: ("LV myocardium", (1, 1, 0)), 2: ("Aorta", (1, 0, 0)), 3: ("LV blood pool", (1, 0, 0))}
+    other = labels.with_array(np.choose(labels.array, [0, 3, 1]).astype(np.uint8))
+    other.array[0, 0, 0] = 2  # a voxel of the aorta
+    ours = read_label_map(write_segmentation(other, tmp_path / "drawn.seg.nrrd", drawn))
+    expected = labels.array.copy()
+    expected[0, 0, 0] = 0
+    np.testing.assert_array_equal(ours.array, expected)
 
 
 def test_4d_cine_reads_as_frames(tmp_path):
