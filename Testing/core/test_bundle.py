@@ -96,6 +96,12 @@ def test_an_incomplete_description_is_refused_saying_what_it_lacks(bundle):
     (folder / "model.json").write_text(json.dumps({**meta, "config": None}))
     with pytest.raises(InputError, match="lacks config"):
         load_bundle(folder)
+    (folder / "model.json").write_text(json.dumps({**meta, "format_version": 99}))  # from a later acnn
+    with pytest.raises(InputError, match="has format version 99; this ACNN reads up to 1: update acnn"):
+        load_bundle(folder)
+    (folder / "model.json").write_text(json.dumps({**meta, "config": {**meta["config"], "depth": 3}}))
+    with pytest.raises(InputError, match=f"{folder}: cannot build {meta['architecture']}: .*'depth'"):
+        load_bundle(folder)
     (folder / "model.json").write_text(json.dumps(meta))  # complete for load_bundle; no grids for inference
     load_bundle(folder)
     with pytest.raises(InputError, match=r"lacks input.shape, input.spacing, .*output.spacing: the grids"):

@@ -396,6 +396,12 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
     assert not (tmp_path / "moved").exists()  # refused before the run folder is made
     with pytest.raises(InputError, match="starts from a trained AE"):
         train(TrainConfig(task="tl", epochs=1), tiny_data, tmp_path / "tl", progress=False)
+    with pytest.raises(InputError, match="no such config file: .*absent.yaml"):
+        TrainConfig.from_yaml(tmp_path / "absent.yaml")
+    with pytest.raises(InputError, match=r"fresh has no last\.pt to resume from"):
+        train(TrainConfig(task="ae", epochs=1), tiny_data, tmp_path / "fresh", resume=True, progress=False)
+    with pytest.raises(InputError, match=r"works on a \[96, 96, 60\] grid; the data's HR grid is \[32, 32, 20\]"):
+        train(TrainConfig(task="seg", epochs=1), tiny_data, tmp_path / "s", prior="ae-phantom", progress=False)
 
 
 def test_the_model_names_the_subjects_it_held_out_and_split_seed_fixes_them(tiny_data, tmp_path):
