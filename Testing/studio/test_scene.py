@@ -271,3 +271,42 @@ def test_models_of_ones_own_are_offered_chosen_and_kept(studio, tiny_models, pha
             s[f"{key}_models"], s[f"{key}_model"] = models, chosen
         s.flush()
     studio.remove(stack.GetID())
+
+
+def test_cancel_stops_a_run_and_adds_nothing(studio, phantom_cine, tmp_path):
+    """Cancel while Segment runs (the worker thread asked to stop, the loop polling it): the status says so,
+    the scene is as it was, the studio is free for the next run, which goes through."""
+    from ACNNCore.io import write_volume
+
+    write_volume(phantom_cine(11, 89)[0], tmp_path / "stack.nii.gz")
+    (stack,) = studio.load(tmp_path / "stack.nii.gz")
+    s = studio.state
+    s.seg_input, s.seg_model, s.tta = stack.GetID(), "acnn-seg-phantom", True  # nine passes: time to cancel
+    s.flush()
+    nodes = [n.GetID() for n in studio._nodes()]
+    seen = []
+
+    async def cancelled_run():
+        run = asyncio.create_task(studio.run_segment())
+        while studio.task is None or studio.task.progress[0] == 0:  # under way: a pass done
+            assert not run.done(), s.error
+            await asyncio.sleep(0.01)
+        seen.append(studio.task.progress[0])
+        studio.cancel()
+        await run
+
+    try:
+        asyncio.run(cancelled_run())
+        assert 0 < seen[0] < 1
+        assert s.status == "Segment: cancelled; nothing was added." and not s.error
+        assert [n.GetID() for n in studio._nodes()] == nodes and studio.task is None and not s.busy
+        s.tta = False
+        s.flush()
+        asyncio.run(studio.run_segment())
+        results = [n for n in studio._nodes() if n.GetNodeReferenceID("ACNN.Input") == stack.GetID()]
+        assert not s.error and results
+    finally:
+        s.tta = False
+        s.flush()
+    for node in (*results, stack):
+        studio.remove(node.GetID())
