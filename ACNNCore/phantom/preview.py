@@ -27,7 +27,8 @@ def write_preview(subjects, path, max_subjects: int = 4) -> Path:
             for c, kk in enumerate((k // 4, k // 2, 3 * k // 4)):
                 show(row[c], lr.array[:, :, kk], None, 1)
                 row[c].set_title(f"LR slice {kk}", fontsize=7)
-            kk = 5 * (k // 2) + 2
+            factor = hr.shape[2] // k  # HR slices per LR slice (--factor)
+            kk = factor * (k // 2) + factor // 2  # the HR slice amid the middle LR slice
             show(row[3], hr.array[:, :, kk], gt.array[:, :, kk], 1)
             row[3].set_title("HR short axis + labels", fontsize=7)
             show(row[4], lr.array[:, j, :], None, lr.spacing[2] / sx)

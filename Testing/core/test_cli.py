@@ -423,3 +423,12 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_in_a_log(monkeypatch):
     shown = shown.decode()
     os.close(main)
     assert "\r" in shown and "3/3" in shown and "segment" in shown
+
+
+def test_the_preview_shows_any_slice_factor_and_the_echo_mode(tmp_path):
+    """--preview at K = 2 (it picked its HR slice for K = 5: a traceback) and of 3-D echo volumes."""
+    for option, value in (("--factor", 2), ("--modality", "us")):
+        out = tmp_path / str(value)
+        run = acnn("phantom", "--out", out, "--subjects", 1, option, value, "--preview")
+        assert run.returncode == 0, run.stderr
+        assert (out / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
