@@ -561,6 +561,8 @@ def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
     run = acnn("explore", "--model", tiny_models["ae"], "--steps", 5, "--out", tmp_path / "t.png")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    again = acnn("explore", "--model", tiny_models["ae"], "--steps", 5, "--out", tmp_path / "t.png")
+    assert again.returncode == 2 and "t.png exists; pass --overwrite to replace it" in again.stderr
     run = acnn("explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--out", tmp_path / "steps")
     assert run.returncode == 0, run.stderr
     assert len(list((tmp_path / "steps").glob("dim03_step*.nii.gz"))) == 3
