@@ -82,7 +82,7 @@ def overlay(ps, segs, sr, path, seg_name="ACNN-Seg", sr_name="ACNN-SR") -> Path:
     k, j = mid_slices(truth)
     a = ed["hr_gt"].spacing[2] / ed["hr_gt"].spacing[0]
     fig, axes = plt.subplots(2, 4, figsize=(10, 5.4))
-    show(axes[0, 0], lr.array[:, :, k // 5], title="LR input (short axis)")
+    show(axes[0, 0], lr.array[:, :, k * lr.shape[2] // truth.shape[2]], title="LR input (short axis)")
     show(axes[0, 1], ed["hr"].array[:, :, k], seg[:, :, k], title=f"{seg_name} (HR short axis)")
     show(axes[0, 2], ed["hr"].array[:, :, k], truth[:, :, k], title="truth")
     show(axes[0, 3], sr.array[:, :, k], title=f"{sr_name} (short axis)")
