@@ -304,10 +304,17 @@ def test_bad_inputs_give_clear_errors_and_leave_the_scene_unchanged(scene, subje
     nan = subject.phases["ED"]["lr"].array.copy()
     nan[3, 3, 3] = np.nan
     nan_node = mrml.volume_to_node(Volume(nan, subject.phases["ED"]["lr"].geometry), scene=scene, name="nan")
+    empty = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "empty cine")
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    blank = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "blank")
     before = node_ids(scene)
     logic = SegmentLogic()
+    with pytest.raises(InputError, match="sequence 'empty cine' is empty"):
+        logic.process(empty, "acnn-seg-phantom", "cpu")
     cases = [(flat, "acnn-seg-phantom", "not a single slice"), (rgb, "acnn-seg-phantom", "RGB or vector"),
              (None, "acnn-seg-phantom", "no input volume"), (nan_node, "acnn-seg-phantom", "NaN"),
+             (labelmap, "acnn-seg-phantom", "'labels' is a vtkMRMLLabelMapVolumeNode, not a scalar volume"),
+             (blank, "acnn-seg-phantom", "volume 'blank' holds no image"),
              (stack, "ae-phantom", "not a segmentation|is a|task"),
              (stack, str(tmp_path), "model.json|not a bundle|no model")]
     for node, model, message in cases:
