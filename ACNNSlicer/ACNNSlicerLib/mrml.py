@@ -101,23 +101,20 @@ def volume_from_node(node, what: str = "input") -> Volume:
     A parent transform is hardened into the geometry when it is linear; a non-linear one is refused."""
     check_volume_node(node, what)
     array = slicer.util.arrayFromVolume(node).transpose(2, 1, 0).copy()  # (k, j, i) -> (i, j, k)
-    m = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(m)
-    geometry = geometry_from_ijk_to_ras(_in_world(node, _array(m)), array.shape)
-    return Volume(array, geometry).check_finite(f"volume {node.GetName()!r}")
+    return Volume(array, _in_world(node, node_geometry(node))).check_finite(f"volume {node.GetName()!r}")
 
 
-def _in_world(node, ijk_to_ras: np.ndarray) -> np.ndarray:
-    """``ijk_to_ras`` of a grid in ``node``'s own coordinates with the node's parent transform hardened into it:
+def _in_world(node, geometry: Geometry) -> Geometry:
+    """``geometry``, a grid in ``node``'s own coordinates, with the node's parent transform hardened into it:
     where the views show it. A non-linear transform is refused."""
     transform = node.GetParentTransformNode()
     if transform is None:
-        return ijk_to_ras
+        return geometry
     if not transform.IsTransformToWorldLinear():
         raise InputError(f"{node.GetName()!r} is under a non-linear transform; harden it first")
     to_world = vtk.vtkMatrix4x4()
     transform.GetMatrixTransformToWorld(to_world)
-    return _array(to_world) @ ijk_to_ras
+    return geometry_from_ijk_to_ras(_array(to_world) @ geometry.ijk_to_ras, geometry.shape)
 
 
 def _grey(node) -> None:
@@ -230,8 +227,7 @@ def labels_from_segmentation(node, geometry: Geometry | None = None) -> Volume:
             raise InputError(f"cannot export segmentation {node.GetName()!r} to a label map")
         exported = volume_from_node_any(labelmap)
         if reference is None:  # the export is on the segmentation's own grid, in its own coordinates
-            exported = Volume(exported.array, geometry_from_ijk_to_ras(
-                _in_world(node, exported.geometry.ijk_to_ras), exported.shape))
+            exported = Volume(exported.array, _in_world(node, exported.geometry))
     finally:
         scene.RemoveNode(labelmap)
         if reference is not None:
