@@ -467,15 +467,16 @@ def run_segment(args) -> int:
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
     m = clinical_measures(result.labels, rv=RV_BLOOD_POOL in result.label_names)
     grid = "HR grid" if result.labels.array.size > volume.array.size else "the input's grid"  # K = 1: as acquired
+    checks = plausibility(result.labels)
     print(f"{args.out}: {grid} {result.labels.shape} spacing {tuple(round(s, 3) for s in result.labels.spacing)}; "
           f"LV blood pool {m['lv_volume_ml']:.1f} ml, myocardium {m['myo_mass_g']:.1f} g"
           + (f", RV blood pool {m['rv_volume_ml']:.1f} ml" if "rv_volume_ml" in m else "")
-          + f"; {verdict(plausibility(result.labels))}"
+          + f"; {verdict(checks)}"
           + (f"; shape model: {result.correction}" if result.correction else ""))
     _write_dicom_seg(args, [result.labels], result.label_names, args.input, args.dicom_seg)
     if result.orientation:
         print(f"orientation: the network was surest of the image {result.orientation}")
-    _print_notes(segmenter.caveats(volume))
+    _print_notes(segmenter.caveats(volume) + _implausible_notes(args, int(not checks["plausible"])))
     if not m["lv_volume_ml"]:
         print(f"acnn: no LV found in {args.input}: is it a short-axis cardiac stack of the kind {model} learnt "
               f"from?", file=sys.stderr)
@@ -521,8 +522,17 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
                      args.dicom_seg)
     if args.orient:  # searched for in the first frame, kept for the others
         print(f"orientation: the network was surest of the cine's frames {result.phases[0].orientation}")
-    _print_notes(result.notes)
+    _print_notes(result.notes + _implausible_notes(args, sum(not p.plausibility["plausible"] for p in result.phases)))
     return 0
+
+
+def _implausible_notes(args, implausible: int) -> list[str]:
+    """What to do about implausible outputs, when the user asked for no post-processing."""
+    if not implausible or args.clean_up or args.close_myocardium or args.correct:
+        return []
+    return ["implausible outputs: --clean-up removes stray islands and fills holes, which mends some; "
+            "--correct also replaces what stays implausible by the nearest plausible shape of the model's shape "
+            "space (--close-myocardium as well: the ring closed by rule where no such shape is found)"]
 
 
 def _print_notes(notes: list[str]) -> None:
@@ -654,7 +664,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     if empty:
         print(f"acnn: no LV found in {len(empty)} of {len(rows)} outputs ({', '.join(empty[:5])}"
               f"{', ...' if len(empty) > 5 else ''})", file=sys.stderr)
-    _print_notes(list(notes))
+    _print_notes(list(notes) + _implausible_notes(args, implausible))
     if skipped:
         print(f"acnn: {len(skipped)} of {len(items)} studies could not be read: {', '.join(skipped)}",
               file=sys.stderr)

@@ -120,6 +120,7 @@ def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write
             for i, name in enumerate(("dicom", "cine.nii.gz"))]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
     ef = [re.search(r"EF (\S+) %", r.stdout).group(1) for r in runs]
+    assert all(("note: implausible outputs: --clean-up" in r.stderr) is ("IMPLAUSIBLE" in r.stdout) for r in runs)
     assert ef[0] == ef[1] and float(ef[0]) > 20, runs[0].stdout
     a, b = (read_frames(tmp_path / f"seg-{i}.nii.gz") for i in (0, 1))
     assert len(a) == 2 and all(np.array_equal(x.array, y.array) and x.geometry.same_as(y.geometry, atol=1e-4)

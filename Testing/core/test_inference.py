@@ -327,6 +327,13 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     assert labels.geometry.same_as(hr_geometry(read_volume(lr_path).geometry, 5))
     assert f"HR grid {labels.shape}" in run.stdout  # K = 5
     assert re.search(r"; (plausible|IMPLAUSIBLE: [a-z(), -]+)\n", run.stdout), run.stdout  # its plausibility
+    # an implausible output raw (a tiny model's), alone or in a cine: what to do about it, on stderr
+    from ACNNCore.io import write_frames
+
+    cine = write_frames([read_volume(lr_path)] * 2, tmp_path / "cine.nii.gz")
+    run_cine = acnn("segment", cine, "--out", tmp_path / "cine_seg.nii.gz", "--model", tiny_models["seg"])
+    for r in (run, run_cine):
+        assert "IMPLAUSIBLE" in r.stdout and "note: implausible outputs: --clean-up removes" in r.stderr, r.stderr
     run = acnn("segment", lr_path, "--out", tmp_path / "seg.seg.nrrd", "--model", tiny_models["seg"])
     assert run.returncode == 0, run.stderr
     seg, names = read_segmentation(tmp_path / "seg.seg.nrrd")
@@ -359,8 +366,9 @@ def test_segment_command_on_a_data_folder_writes_maps_and_measures(tiny_models, 
     out = tmp_path / "segs"
     run = acnn("segment", tiny_data, "--out", out, "--model", tiny_models["seg"], "--device", "cpu")
     assert run.returncode == 0, run.stderr
-    said = rf"segmented 16 cases into {out} \(\d+ of 16 outputs implausible\); measures: {out / 'measures.csv'}"
-    assert re.search(said, run.stdout), run.stdout
+    said = rf"segmented 16 cases into {out} \((\d+) of 16 outputs implausible\); measures: {out / 'measures.csv'}"
+    implausible = int(re.search(said, run.stdout).group(1))
+    assert implausible and "note: implausible outputs: --clean-up removes stray islands" in run.stderr  # tiny models
     rows = {r["case"]: r for r in csv.DictReader(open(out / "measures.csv"))}
     assert len(rows) == 16 and "rv_volume_ml" not in rows["subject000_ED"]  # the phantom model: no RV
     ed, es = (clinical_measures(read_volume(out / f"subject003_{p}.nii.gz"))["lv_volume_ml"] for p in ("ED", "ES"))

@@ -53,11 +53,13 @@ def test_real_data_model_finds_the_heart_and_answers_on_the_input_grid(acdc_mode
 
     labels, source = read_labels(out, allowed=(0, 1, 2, 3)), read_volume(image)
     assert labels.geometry.same_as(source.geometry)  # K = 1: the acquired grid
-    printed = capsys.readouterr().out
+    printed, noted = capsys.readouterr()
     assert f"the input's grid {labels.shape}" in printed
     checks = plausibility(labels)  # and whether the output is anatomically plausible, as for a cine's ED and ES
     said = ", ".join(PROBLEM_WORDS[p] for p in checks["problems"])  # in words
     assert ("; plausible" if checks["plausible"] else "; IMPLAUSIBLE: " + said) in printed
+    # an implausible output raw: what to do about it
+    assert ("note: implausible outputs: --clean-up removes" in noted) is not checks["plausible"], noted
     rv_ml = np.count_nonzero(labels.array == 3) * labels.geometry.voxel_volume_ml  # the RV's volume, too
     assert f"RV blood pool {rv_ml:.1f} ml" in printed
     acdc = tmp_path / "p11_acdc.nii.gz"
@@ -77,8 +79,10 @@ def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, tmp_path, cap
     write_frames([es, ed], tmp_path / "cine.nii.gz")
     out = tmp_path / "cine_seg.nii.gz"
     assert main(["segment", str(tmp_path / "cine.nii.gz"), "--out", str(out), "--device", "cpu"]) == 0
-    printed = capsys.readouterr().out
+    printed, noted = capsys.readouterr()
     frames = read_frames(out)
+    implausible = [not plausibility(f)["plausible"] for f in frames]  # ED and ES are the only two frames
+    assert ("note: implausible outputs: --clean-up" in noted) is any(implausible), noted
     rv = [np.count_nonzero(f.array == 3) * f.geometry.voxel_volume_ml for f in frames]
     lv = [np.count_nonzero(f.array == 1) * f.geometry.voxel_volume_ml for f in frames]
     e, s = int(np.argmax(lv)), int(np.argmin(lv))  # ED and ES by the LV's volume
