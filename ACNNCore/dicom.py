@@ -280,12 +280,28 @@ def _selector(images: list[_DicomImage], others: list[_DicomImage]) -> str:
     return images[0].protocol or images[0].series  # several series, none of them its own (not to be picked)
 
 
+def _cut_short(file) -> bool:
+    """Whether a file's pixel data, stored as is (not compressed), ends before the length its header gives: a
+    copy broken off. GDCM before SimpleITK 2.5 reads such a file without a word, the missing pixels zero."""
+    import pydicom
+
+    try:
+        element = pydicom.dcmread(file, defer_size=256, force=True).get_item(0x7FE00010, keep_deferred=True)
+    except Exception:  # pydicom raises many kinds on a broken file: GDCM says what it makes of it
+        return False
+    if element is None or element.length == 0xFFFFFFFF:  # none, or compressed (in fragments of their own length)
+        return False
+    return element.value_tell + element.length > os.path.getsize(file)
+
+
 def _pixels(folder, stack: list[list[_DicomImage]], geometry: Geometry) -> list[Volume]:
     """The frames of a stack's images, each file's pixels decoded once by GDCM, one file after another (GDCM is
     not thread-safe: :data:`ACNNCore.io.READ_LOCK`)."""
     pixels = {}  # each file's pixel values (frames, rows, columns)
     for file in dict.fromkeys(image.file for column in stack for image in column):
         try:
+            if _cut_short(file):
+                raise RuntimeError
             with READ_LOCK:
                 array = sitk.GetArrayFromImage(sitk.ReadImage(file, imageIO="GDCMImageIO"))
         except RuntimeError:  # truncated, or a compression GDCM lacks
