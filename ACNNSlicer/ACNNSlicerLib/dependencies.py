@@ -8,23 +8,59 @@ to the numpy, SimpleITK and vtk that Slicer ships so that none of them is replac
 
 from __future__ import annotations
 
-import importlib.util
+import re
 import tempfile
 from pathlib import Path
 
-# import name -> pip requirement (torch is handled by PyTorchUtils)
-PACKAGES = {"monai": "monai>=1.3", "safetensors": "safetensors>=0.4", "nibabel": "nibabel>=5.0",
-            "pydicom": "pydicom>=2.4",  # Slicer ships it
-            "highdicom": "highdicom>=0.28",  # DICOM SEG
-            "scipy": "scipy>=1.10", "sklearn": "scikit-learn>=1.3",
-            "tqdm": "tqdm>=4.60", "yaml": "PyYAML>=6.0"}
+# pip requirements (torch is handled by PyTorchUtils): the package's own lower bounds (pyproject.toml)
+PACKAGES = ("monai>=1.3", "safetensors>=0.4", "nibabel>=5.0",
+            "pydicom>=3.0.1",  # highdicom's; Slicer ships it (2.4.4 in Slicer 5.10): upgraded after asking
+            "highdicom>=0.28",  # DICOM SEG
+            "scipy>=1.10", "scikit-learn>=1.3", "tqdm>=4.60", "PyYAML>=6.0")
 KEEP = ("numpy", "SimpleITK", "vtk")  # Slicer's own: never upgraded or replaced
 
 
-def missing() -> list[str]:
-    """Requirements not importable now (``torch`` first if it is missing)."""
-    out = [] if importlib.util.find_spec("torch") else ["torch"]
-    return out + [req for name, req in PACKAGES.items() if importlib.util.find_spec(name) is None]
+def installed() -> dict[str, str]:
+    """This Python's versions of torch and of the packages ACNN installs (distribution name -> version)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ["torch"] + [requirement.split(">=")[0] for requirement in PACKAGES]:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """A version's release numbers: "2.13.0+cpu" -> (2, 13, 0), "1.0rc1" -> (1, 0)."""
+    return tuple(int(part) for part in re.findall(r"^\d+(?:\.\d+)*", version)[0].split("."))
+
+
+def missing(versions: dict[str, str] | None = None) -> list[str]:
+    """Requirements not met: not installed, or older than ACNN needs (``torch`` first if it is missing).
+    ``versions``: what is installed (default: :func:`installed`)."""
+    versions = installed() if versions is None else versions
+    out = [] if "torch" in versions else ["torch"]
+    for requirement in PACKAGES:
+        name, least = requirement.split(">=")
+        if name not in versions or _release(versions[name]) < _release(least):
+            out.append(requirement)
+    return out
+
+
+def _question(needed: list[str], versions: dict[str, str]) -> str:
+    """What the user is asked before anything is installed: each package, and which of them replace an older
+    version already there (Slicer 5.10's own pydicom, which its DICOM module uses too)."""
+    lines = []
+    for requirement in needed:
+        name = requirement.split(">=")[0]
+        lines.append(requirement + (f" (replacing {name} {versions[name]}, which Slicer or another extension may "
+                                    f"use too)" if name in versions else ""))
+    return ("ACNN needs these Python packages, not installed yet or older than it needs:\n\n  "
+            + "\n  ".join(lines)
+            + "\n\nInstall them now? (Slicer's own numpy, SimpleITK and vtk are left as they are.)")
 
 
 def _constraints() -> str:
@@ -42,16 +78,21 @@ def _constraints() -> str:
 
 
 def ensure(ask: bool = True) -> bool:
-    """Install what is missing after asking; False if the user declined or torch could not be had."""
+    """Install what is missing after asking; False if the user declined, torch could not be had or this
+    Slicer's Python is older than ACNN's (3.10: Slicer 5.10 and later)."""
+    import sys
+
     import slicer
 
-    needed = missing()
+    if sys.version_info < (3, 10):
+        slicer.util.errorDisplay(f"ACNN needs Slicer 5.10 or later: its Python (3.10 or later); this Slicer has "
+                                 f"Python {sys.version_info.major}.{sys.version_info.minor}.")
+        return False
+    versions = installed()
+    needed = missing(versions)
     if not needed:
         return True
-    if ask and not slicer.util.confirmOkCancelDisplay(
-            "ACNN needs these Python packages, which are not installed yet:\n\n  " + "\n  ".join(needed)
-            + "\n\nInstall them now? (Slicer's own numpy, SimpleITK and vtk are left as they are.)",
-            "ACNN: install dependencies"):
+    if ask and not slicer.util.confirmOkCancelDisplay(_question(needed, versions), "ACNN: install dependencies"):
         return False
     if "torch" in needed:
         try:
@@ -67,4 +108,9 @@ def ensure(ask: bool = True) -> bool:
         needed.remove("torch")
     if needed:
         slicer.util.pip_install(" ".join(f'"{r}"' for r in needed) + f' -c "{_constraints()}"')
+        upgraded = [r.split(">=")[0] for r in needed if r.split(">=")[0] in versions]
+        if upgraded and not missing():  # the old versions may be loaded already (Slicer's DICOM module: pydicom)
+            slicer.util.infoDisplay(f"{', '.join(upgraded)} upgraded: restart Slicer to use ACNN.",
+                                    "ACNN: restart Slicer")
+            return False
     return not missing()

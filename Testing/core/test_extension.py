@@ -63,15 +63,47 @@ def test_logic_imports_no_gui():
 
 
 def test_slicer_installs_the_libraries_the_package_needs():
-    """The packages the Slicer modules install on first use are the package's dependencies (torch comes by the
-    PyTorch extension; numpy and SimpleITK are Slicer's own; matplotlib draws the command line's and benchmarks'
-    figures only): one the library comes to need is not forgotten, nor left out of the install notes."""
+    """The packages the Slicer modules install on first use are the package's dependencies, with the same lower
+    bounds (torch comes by the PyTorch extension; numpy and SimpleITK are Slicer's own; matplotlib draws the
+    command line's and benchmarks' figures only): one the library comes to need, or a newer version of one,
+    is not forgotten, nor left out of the install notes."""
     from ACNNSlicerLib.dependencies import PACKAGES
 
     listed = re.search(r"^dependencies = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(), re.S | re.M).group(1)
-    needed = {re.match(r'\s*"([\w.-]+)', line).group(1).lower() for line in listed.splitlines()
+    needed = {re.match(r'\s*"([^"]+)"', line).group(1).lower() for line in listed.splitlines()
               if line.strip().startswith('"')}
-    installed = {re.match(r"[\w.-]+", r).group(0).lower() for r in PACKAGES.values()}
-    assert needed - {"torch", "numpy", "simpleitk", "matplotlib"} == installed
+    assert {r for r in needed if r.split(">=")[0] not in ("torch", "numpy", "simpleitk", "matplotlib")} \
+        == {r.lower() for r in PACKAGES}
+    names = {r.split(">=")[0].lower() for r in PACKAGES}
     notes = re.search(r"the few other packages \((.*?)\)", (ROOT / "ACNNSlicer" / "README.md").read_text(), re.S)
-    assert {name for name in installed if name not in notes.group(1).lower()} == set()
+    assert {name for name in names if name not in notes.group(1).lower()} == set()
+
+
+def test_slicer_s_older_packages_are_named_and_asked_for():
+    """A package older than ACNN needs (Slicer 5.10 ships pydicom 2.4.4; ACNN's DICOM code needs pydicom 3)
+    counts as missing, and the question names what it replaces; what is installed here meets every bound."""
+    import torch
+
+    from ACNNSlicerLib.dependencies import _question, installed, missing
+
+    here = installed()
+    assert missing(here) == [] and here["torch"] == torch.__version__
+    slicer_5_10 = {**{k: v for k, v in here.items() if k != "tqdm"}, "pydicom": "2.4.4", "monai": "1.3rc1"}
+    assert missing(slicer_5_10) == ["pydicom>=3.0.1", "tqdm>=4.60"]  # 1.3rc1 meets monai>=1.3
+    assert missing({k: v for k, v in here.items() if k != "torch"}) == ["torch"]
+    question = _question(missing(slicer_5_10), slicer_5_10)
+    assert "\n  pydicom>=3.0.1 (replacing pydicom 2.4.4, which Slicer or another extension may use too)\n  " \
+        "tqdm>=4.60\n" in question
+
+
+def test_an_older_slicer_is_told_which_it_needs():
+    """Slicer 5.8 and older run Python 3.9, which ACNN does not support: what such a Slicer loads before
+    ``dependencies.ensure`` says so (the modules, the widgets' helpers, the logic package's lazy index) must
+    parse as Python 3.9, or the user sees a syntax error instead of the reason."""
+    first = [ROOT / "ACNNSlicer" / m / f"{m}.py" for m in MODULES] + \
+        [ROOT / "ACNNSlicer" / "ACNNSlicerLib" / f for f in ("__init__.py", "gui.py", "dependencies.py")]
+    for path in first:
+        ast.parse(path.read_text(), str(path), feature_version=(3, 9))
+    assert "sys.version_info < (3, 10)" in (ROOT / "ACNNSlicer" / "ACNNSlicerLib" / "dependencies.py").read_text()
+    assert re.search(r'requires-python = ">=3\.10"', (ROOT / "pyproject.toml").read_text())
+    assert "Slicer ≥ 5.10" in (ROOT / "ACNNSlicer" / "README.md").read_text()
