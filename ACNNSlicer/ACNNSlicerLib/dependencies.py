@@ -3,7 +3,8 @@
 The one file of this package that uses the application (``slicer.util`` dialogs and ``pip_install``);
 the logic never imports it. torch comes through the PyTorch extension's ``PyTorchUtils`` (it picks the
 build for the machine's GPU); the rest with ``slicer.util.pip_install`` after the user agrees, constrained
-to the numpy, SimpleITK and vtk that Slicer ships so that none of them is replaced.
+to the numpy, SimpleITK and vtk that Slicer ships so that none of them is replaced. A package older than ACNN
+needs (Slicer 5.10's own pydicom 2.4.4) counts as missing, and the question says what it replaces.
 """
 
 from __future__ import annotations
