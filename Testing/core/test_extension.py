@@ -75,7 +75,8 @@ def test_slicer_installs_the_libraries_the_package_needs():
     assert {r for r in needed if r.split(">=")[0] not in ("torch", "numpy", "simpleitk", "matplotlib")} \
         == {r.lower() for r in PACKAGES}
     names = {r.split(">=")[0].lower() for r in PACKAGES}
-    notes = re.search(r"the few other packages \((.*?)\)", (ROOT / "ACNNSlicer" / "README.md").read_text(), re.S)
+    readme = (ROOT / "ACNNSlicer" / "README.md").read_text()
+    notes = re.search(r"the\s+few\s+other\s+packages\s+\((.*?)\)", readme, re.S)
     assert {name for name in names if name not in notes.group(1).lower()} == set()
 
 
