@@ -21,12 +21,17 @@ PACKAGES = ("monai>=1.3", "safetensors>=0.4", "nibabel>=5.0",
 KEEP = ("numpy", "SimpleITK", "vtk")  # Slicer's own: never upgraded or replaced
 
 
+def _name(requirement: str) -> str:
+    """A requirement's distribution name: "pydicom>=3.0.1" -> "pydicom"."""
+    return requirement.split(">=")[0]
+
+
 def installed() -> dict[str, str]:
     """This Python's versions of torch and of the packages ACNN installs (distribution name -> version)."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ["torch"] + [requirement.split(">=")[0] for requirement in PACKAGES]:
+    for name in ["torch"] + [_name(requirement) for requirement in PACKAGES]:
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -56,7 +61,7 @@ def _question(needed: list[str], versions: dict[str, str]) -> str:
     version already there (Slicer 5.10's own pydicom, which its DICOM module uses too)."""
     lines = []
     for requirement in needed:
-        name = requirement.split(">=")[0]
+        name = _name(requirement)
         lines.append(requirement + (f" (replacing {name} {versions[name]}, which Slicer or another extension may "
                                     f"use too)" if name in versions else ""))
     return ("ACNN needs these Python packages, not installed yet or older than it needs:\n\n  "
@@ -109,7 +114,7 @@ def ensure(ask: bool = True) -> bool:
         needed.remove("torch")
     if needed:
         slicer.util.pip_install(" ".join(f'"{r}"' for r in needed) + f' -c "{_constraints()}"')
-        upgraded = [r.split(">=")[0] for r in needed if r.split(">=")[0] in versions]
+        upgraded = [_name(r) for r in needed if _name(r) in versions]
         if upgraded and not missing():  # the old versions may be loaded already (Slicer's DICOM module: pydicom)
             slicer.util.infoDisplay(f"{', '.join(upgraded)} upgraded: restart Slicer to use ACNN.",
                                     "ACNN: restart Slicer")
