@@ -74,6 +74,7 @@ class _DicomImage(NamedTuple):
     thickness: float  # 0018,0050 (mm)
     file: str
     frame: int  # its frame in the file (0 in a classic file)
+    whole: bool  # its file holds all the pixel data its header declares (:func:`_ends_short`)
     rescale: tuple  # (slope, intercept) taking what GDCM reads to this frame's values: (1, 0) but where an
     # enhanced file's frames are scaled differently (GDCM applies the first frame's scaling to all)
     study: str  # 0020,000d: images of two studies (two patients, two visits) never make one stack
@@ -112,7 +113,8 @@ def _numbers(value, n: int) -> np.ndarray:
 
 
 def _header(path):
-    """A DICOM file's header (pydicom), a bare data set's too (:func:`is_dicom_file` having told it one)."""
+    """A DICOM file's header (pydicom), a bare data set's too (:func:`is_dicom_file` having told it one); ``path``
+    a path, or a file open for reading, then left where the pixel data begins."""
     import pydicom
 
     return pydicom.dcmread(path, stop_before_pixels=True, force=True)
@@ -139,7 +141,9 @@ def _read_file(path: str, inode: int, mtime_ns: int, size: int) -> tuple[str, tu
     once while the file stays as it is: a folder is looked through several times as it is loaded (its SEGs,
     its studies, each study's stacks), and its headers are most of that time."""
     try:
-        ds = _header(path)
+        with open(path, "rb") as file:
+            ds = _header(file)
+            whole = not _ends_short(file, ds, size)
     except Exception:  # pydicom raises many kinds on a broken file: it holds no image we can read
         return "", ()
     sop_class = str(ds.get("SOPClassUID", ""))
@@ -169,11 +173,39 @@ def _read_file(path: str, inode: int, mtime_ns: int, size: int) -> tuple[str, tu
             _numbers(_attribute(ds, "ImageOrientationPatient", frame), 6),
             (float(time), int(ds.get("InstanceNumber") or 0), frame or 0), (int(ds.Columns), int(ds.Rows)),
             tuple(spacing) if spacing.size else (1.0, 1.0),
-            float(_attribute(ds, "SliceThickness", frame) or 1.0), str(path), frame or 0,
+            float(_attribute(ds, "SliceThickness", frame) or 1.0), str(path), frame or 0, whole,
             (slope / read_as[0], intercept - read_as[1] * slope / read_as[0]), str(ds.get("StudyInstanceUID", "")),
             str(ds.get("SeriesInstanceUID", "?")), str(ds.get("SeriesDescription", "")),
             str(ds.get("SeriesNumber", "") or ""), Path()))
     return sop_class, tuple(images)
+
+
+def _ends_short(file, ds, size: int) -> bool:
+    """Whether the pixel data of a file, read up to it (``ds``, its header: ``file`` stands where the pixel data
+    begins), ends before its header says: stored as is, shorter than its length; compressed (encapsulated: items
+    of their own lengths, then a sequence delimiter; PS3.5 A.4), an item running past the file's ``size`` bytes or
+    no delimiter after the last -- a copy broken off. GDCM reads some such files without a word: before
+    SimpleITK 2.5 the missing pixels as zeros, and a compressed multi-frame file's last frame wrong still."""
+    import struct
+
+    implicit, little = ds.original_encoding
+    order = ">" if little is False else "<"
+    head = file.read(8 if implicit else 12)  # tag, length; or tag, VR (OB, OW), two bytes reserved, length
+    if len(head) < (8 if implicit else 12):
+        return True  # an image without its pixels
+    if struct.unpack(order + "HH", head[:4]) != (0x7FE0, 0x0010):
+        return False  # float pixel data and the like: GDCM says what it makes of them
+    length, start = struct.unpack(order + "I", head[-4:])[0], file.tell()
+    if length != 0xFFFFFFFF:
+        return start + length > size
+    while len(item := file.read(8)) == 8:
+        group, element, length = struct.unpack(order + "HHI", item)
+        if (group, element) != (0xFFFE, 0xE000):
+            return False  # the sequence delimiter (FFFE,E0DD); else not DICOM's encapsulation: left to GDCM
+        file.seek(length, os.SEEK_CUR)
+        if file.tell() > size:
+            return True
+    return True
 
 
 def dicom_files(folder) -> list[Path]:
@@ -280,27 +312,13 @@ def _selector(images: list[_DicomImage], others: list[_DicomImage]) -> str:
     return images[0].protocol or images[0].series  # several series, none of them its own (not to be picked)
 
 
-def _cut_short(file) -> bool:
-    """Whether a file's pixel data, stored as is (not compressed), ends before the length its header gives: a
-    copy broken off. GDCM before SimpleITK 2.5 reads such a file without a word, the missing pixels zero."""
-    import pydicom
-
-    try:
-        element = pydicom.dcmread(file, defer_size=256, force=True).get_item(0x7FE00010, keep_deferred=True)
-    except Exception:  # pydicom raises many kinds on a broken file: GDCM says what it makes of it
-        return False
-    if element is None or element.length == 0xFFFFFFFF:  # none, or compressed (in fragments of their own length)
-        return False
-    return element.value_tell + element.length > os.path.getsize(file)
-
-
 def _pixels(folder, stack: list[list[_DicomImage]], geometry: Geometry) -> list[Volume]:
     """The frames of a stack's images, each file's pixels decoded once by GDCM, one file after another (GDCM is
     not thread-safe: :data:`ACNNCore.io.READ_LOCK`)."""
     pixels = {}  # each file's pixel values (frames, rows, columns)
-    for file in dict.fromkeys(image.file for column in stack for image in column):
+    for file, whole in dict.fromkeys((image.file, image.whole) for column in stack for image in column):
         try:
-            if _cut_short(file):
+            if not whole:
                 raise RuntimeError
             with READ_LOCK:
                 array = sitk.GetArrayFromImage(sitk.ReadImage(file, imageIO="GDCMImageIO"))

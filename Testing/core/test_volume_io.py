@@ -299,7 +299,7 @@ def test_a_dicom_folders_headers_are_parsed_once_while_its_files_stay_as_they_ar
     folder = write_dicom([volume, volume], tmp_path / "dicom", times=[0, 300])
     parsed = []
     real = dicom._header
-    monkeypatch.setattr(dicom, "_header", lambda path: parsed.append(path) or real(path))
+    monkeypatch.setattr(dicom, "_header", lambda file: parsed.append(getattr(file, "name", file)) or real(file))
     assert not any(map(is_dicom_seg, folder.iterdir()))
     for study in dicom_studies(folder).values():
         assert len(read_dicom_stacks(*study)[folder.name]) == 2
@@ -542,9 +542,9 @@ def test_enhanced_dicom_reads_as_its_classic_files_do(tmp_path, oblique_volume, 
                                                      to_enhanced, caplog):
     """A cine as enhanced (multi-frame) DICOM -- the whole cine in one file, or one file per slice position --
     reads as the same frames on the same grid as the classic files it was converted from (uncompressed, or RLE
-    compressed: GDCM decodes); frames stored out of time order, timed by the Cardiac Synchronization group, or
-    scaled differently frame by frame read right; a screenshot without a position beside the stack is left
-    out, saying so."""
+    compressed: GDCM decodes; a compressed file cut short is refused); frames stored out of time order, timed by
+    the Cardiac Synchronization group, or scaled differently frame by frame read right; a screenshot without a
+    position beside the stack is left out, saying so."""
     import copy
 
     import pydicom
@@ -560,6 +560,10 @@ def test_enhanced_dicom_reads_as_its_classic_files_do(tmp_path, oblique_volume, 
     assert all(np.array_equal(a.array, b.array) for a, b in zip(expected, back))
     compressed = to_enhanced(classic, tmp_path / "rle", transfer_syntax="1.2.840.10008.1.2.5")  # RLE lossless
     assert all(np.array_equal(a.array, b.array) for a, b in zip(expected, read_frames(compressed)))
+    cut = sorted(compressed.iterdir())[0]  # compressed and cut short: GDCM finds the fragments end too soon
+    cut.write_bytes(cut.read_bytes()[:-200])
+    with pytest.raises(InputError, match=f"{cut.name}: its pixel data cannot be read"):
+        read_frames(compressed)
     path = next(enhanced.iterdir())  # frames reversed in the file, timed as a scanner's enhanced MR times them
     ds = pydicom.dcmread(path)
     pixels = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
