@@ -139,12 +139,15 @@ def _identity(path) -> tuple[str, int, int, int]:
 def _read_file(path: str, inode: int, mtime_ns: int, size: int) -> tuple[str, tuple[_DicomImage, ...]]:
     """A DICOM file's SOP class and images (:func:`_dicom_images`, their folder left empty), its header parsed
     once while the file stays as it is: a folder is looked through several times as it is loaded (its SEGs,
-    its studies, each study's stacks), and its headers are most of that time."""
+    its studies, each study's stacks), and its headers are most of that time. A file that cannot be parsed holds
+    none, saying so (once)."""
     try:
         with open(path, "rb") as file:
             ds = _header(file)
             whole = not _ends_short(file, ds, size)
-    except Exception:  # pydicom raises many kinds on a broken file: it holds no image we can read
+    except Exception as e:  # pydicom raises many kinds on a broken file: it holds no image we can read
+        log.warning("%s: left out, it cannot be parsed as DICOM (cut short or damaged?): %s", path,
+                    str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__)
         return "", ()
     sop_class = str(ds.get("SOPClassUID", ""))
     if "Rows" not in ds or "Columns" not in ds or sop_class == SEGMENTATION_STORAGE:
@@ -188,6 +191,10 @@ def _ends_short(file, ds, size: int) -> bool:
     SimpleITK 2.5 the missing pixels as zeros, and a compressed multi-frame file's last frame wrong still."""
     import struct
 
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    if getattr(ds, "file_meta", {}).get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        return False  # the data set zipped whole: where its pixels lie in the file is unknown; zlib finds a cut
     implicit, little = ds.original_encoding
     order = ">" if little is False else "<"
     head = file.read(8 if implicit else 12)  # tag, length; or tag, VR (OB, OW), two bytes reserved, length

@@ -537,6 +537,32 @@ def test_dicom_threads_benchmark_counts_crashes_per_way_of_decoding(capsys):
                         "360 files")
 
 
+def test_a_deflated_dicom_stack_reads_and_a_file_that_cannot_be_parsed_is_named(tmp_path, oblique_volume,
+                                                                               write_dicom, caplog):
+    """Deflated explicit VR (the whole data set zipped: where its pixels lie in the file cannot be told from the
+    bytes) reads as its uncompressed files do; a file whose header cannot be parsed -- a zipped one cut short --
+    is left out naming it, before whatever its absence makes of the stack."""
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
+    classic = write_dicom([volume], tmp_path / "classic")
+    deflated = tmp_path / "deflated"
+    deflated.mkdir()
+    for path in classic.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(deflated / path.name, enforce_file_format=True)
+    assert np.array_equal(read_volume(deflated).array, read_volume(classic).array)
+    middle = volume.geometry.index_to_physical([0, 0, volume.shape[2] // 2])  # its file cut short: a gap
+    cut = next(p for p in deflated.iterdir()
+               if np.allclose(pydicom.dcmread(p).ImagePositionPatient, middle, atol=1e-3))
+    cut.write_bytes(cut.read_bytes()[:-50])
+    with caplog.at_level("WARNING", logger="ACNNCore.dicom"), pytest.raises(InputError, match="unevenly spaced"):
+        read_volume(deflated)
+    assert f"{cut}: left out, it cannot be parsed as DICOM (cut short or damaged?)" in caplog.text
+
+
 @pytest.mark.parametrize("per_slice_series", [False, True])
 def test_enhanced_dicom_reads_as_its_classic_files_do(tmp_path, oblique_volume, per_slice_series, write_dicom,
                                                      to_enhanced, caplog):
