@@ -4,7 +4,8 @@ The one file of this package that uses the application (``slicer.util`` dialogs 
 the logic never imports it. torch comes through the PyTorch extension's ``PyTorchUtils`` (it picks the
 build for the machine's GPU); the rest with ``slicer.util.pip_install`` after the user agrees, constrained
 to the numpy, SimpleITK and vtk that Slicer ships so that none of them is replaced. A package older than ACNN
-needs (Slicer 5.10's own pydicom 2.4.4) counts as missing, and the question says what it replaces.
+needs (Slicer 5.10's own pydicom 2.4.4, another extension's torch 1.x) counts as missing, and the question
+says what it replaces.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import re
 import tempfile
 from pathlib import Path
 
-# pip requirements (torch is handled by PyTorchUtils): the package's own lower bounds (pyproject.toml)
+# the package's own lower bounds (pyproject.toml): torch's, installed by PyTorchUtils; the rest by pip
+TORCH = "torch>=2.1"
 PACKAGES = ("monai>=1.3", "safetensors>=0.4", "nibabel>=5.0",
             "pydicom>=3.0.1",  # highdicom's; Slicer ships it (2.4.4 in Slicer 5.10): upgraded after asking
             "highdicom>=0.28",  # DICOM SEG
@@ -26,12 +28,17 @@ def _name(requirement: str) -> str:
     return requirement.split(">=")[0]
 
 
+def _least(requirement: str) -> str:
+    """A requirement's lower bound: "pydicom>=3.0.1" -> "3.0.1"."""
+    return requirement.split(">=")[1]
+
+
 def installed() -> dict[str, str]:
     """This Python's versions of torch and of the packages ACNN installs (distribution name -> version)."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ["torch"] + [_name(requirement) for requirement in PACKAGES]:
+    for name in map(_name, (TORCH, *PACKAGES)):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -45,15 +52,11 @@ def _release(version: str) -> tuple[int, ...]:
 
 
 def missing(versions: dict[str, str] | None = None) -> list[str]:
-    """Requirements not met: not installed, or older than ACNN needs (``torch`` first if it is missing).
+    """Requirements not met: not installed, or older than ACNN needs (torch's first).
     ``versions``: what is installed (default: :func:`installed`)."""
     versions = installed() if versions is None else versions
-    out = [] if "torch" in versions else ["torch"]
-    for requirement in PACKAGES:
-        name, least = requirement.split(">=")
-        if name not in versions or _release(versions[name]) < _release(least):
-            out.append(requirement)
-    return out
+    return [requirement for requirement in (TORCH, *PACKAGES) if _name(requirement) not in versions
+            or _release(versions[_name(requirement)]) < _release(_least(requirement))]
 
 
 def _question(needed: list[str], versions: dict[str, str]) -> str:
@@ -100,23 +103,23 @@ def ensure(ask: bool = True) -> bool:
         return True
     if ask and not slicer.util.confirmOkCancelDisplay(_question(needed, versions), "ACNN: install dependencies"):
         return False
-    if "torch" in needed:
+    upgraded = [_name(r) for r in needed if _name(r) in versions]
+    if TORCH in needed:
         try:
             import PyTorchUtils
         except ImportError:
             slicer.util.errorDisplay("ACNN needs the PyTorch extension: install 'PyTorch' from the Extensions "
                                      "Manager, restart Slicer and try again.")
             return False
-        torch_logic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torch_logic.torchInstalled() and torch_logic.installTorch(askConfirmation=False) is None:
+        requirement = TORCH[len(_name(TORCH)):]  # ">=2.1", as PyTorchUtils takes it
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
+                                                         torchVersionRequirement=requirement) is None:
             slicer.util.errorDisplay("PyTorch could not be installed; see the Python console for details.")
             return False
-        needed.remove("torch")
+        needed.remove(TORCH)
     if needed:
         slicer.util.pip_install(" ".join(f'"{r}"' for r in needed) + f' -c "{_constraints()}"')
-        upgraded = [_name(r) for r in needed if _name(r) in versions]
-        if upgraded and not missing():  # the old versions may be loaded already (Slicer's DICOM module: pydicom)
-            slicer.util.infoDisplay(f"{', '.join(upgraded)} upgraded: restart Slicer to use ACNN.",
-                                    "ACNN: restart Slicer")
-            return False
+    if upgraded and not missing():  # the old versions may be loaded already (Slicer's DICOM module: pydicom)
+        slicer.util.infoDisplay(f"{', '.join(upgraded)} upgraded: restart Slicer to use ACNN.", "ACNN: restart Slicer")
+        return False
     return not missing()

@@ -67,13 +67,14 @@ def test_slicer_installs_the_libraries_the_package_needs():
     bounds (torch comes by the PyTorch extension; numpy and SimpleITK are Slicer's own; matplotlib draws the
     command line's and benchmarks' figures only): one the library comes to need, or a newer version of one,
     is not forgotten, nor left out of the install notes."""
-    from ACNNSlicerLib.dependencies import PACKAGES
+    from ACNNSlicerLib.dependencies import PACKAGES, TORCH
 
     listed = re.search(r"^dependencies = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(), re.S | re.M).group(1)
     needed = {re.match(r'\s*"([^"]+)"', line).group(1).lower() for line in listed.splitlines()
               if line.strip().startswith('"')}
     assert {r for r in needed if r.split(">=")[0] not in ("torch", "numpy", "simpleitk", "matplotlib")} \
         == {r.lower() for r in PACKAGES}
+    assert {r.split(",")[0] for r in needed if r.startswith("torch>=")} == {TORCH}  # its upper bound is pip's
     names = {r.split(">=")[0].lower() for r in PACKAGES}
     readme = (ROOT / "ACNNSlicer" / "README.md").read_text()
     notes = re.search(r"the\s+few\s+other\s+packages\s+\((.*?)\)", readme, re.S)
@@ -81,8 +82,9 @@ def test_slicer_installs_the_libraries_the_package_needs():
 
 
 def test_slicer_s_older_packages_are_named_and_asked_for():
-    """A package older than ACNN needs (Slicer 5.10 ships pydicom 2.4.4; ACNN's DICOM code needs pydicom 3)
-    counts as missing, and the question names what it replaces; what is installed here meets every bound."""
+    """A package older than ACNN needs (Slicer 5.10 ships pydicom 2.4.4; ACNN's DICOM code needs pydicom 3; a
+    torch 1.x another extension installed) counts as missing, and the question names what it replaces; what is
+    installed here meets every bound."""
     import torch
 
     from ACNNSlicerLib.dependencies import _question, installed, missing
@@ -91,10 +93,65 @@ def test_slicer_s_older_packages_are_named_and_asked_for():
     assert missing(here) == [] and here["torch"] == torch.__version__
     slicer_5_10 = {**{k: v for k, v in here.items() if k != "tqdm"}, "pydicom": "2.4.4", "monai": "1.3rc1"}
     assert missing(slicer_5_10) == ["pydicom>=3.0.1", "tqdm>=4.60"]  # 1.3rc1 meets monai>=1.3
-    assert missing({k: v for k, v in here.items() if k != "torch"}) == ["torch"]
+    assert missing({k: v for k, v in here.items() if k != "torch"}) == ["torch>=2.1"]
     question = _question(missing(slicer_5_10), slicer_5_10)
     assert "\n  pydicom>=3.0.1 (replacing pydicom 2.4.4, which Slicer or another extension may use too)\n  " \
         "tqdm>=4.60\n" in question
+    old_torch = {**here, "torch": "1.13.1+cu117"}  # another extension's: upgraded by PyTorchUtils, asked first
+    assert missing(old_torch) == ["torch>=2.1"] and missing({**here, "torch": "2.1.0+cpu"}) == []
+    assert "torch>=2.1 (replacing torch 1.13.1+cu117" in _question(missing(old_torch), old_torch)
+
+
+def test_the_installer_asks_installs_and_asks_for_a_restart_after_an_upgrade(monkeypatch):
+    """``dependencies.ensure`` as Slicer 5.10 with another extension's torch 1.13 runs it: one question naming
+    what is replaced, torch upgraded by PyTorchUtils to ACNN's bound, the rest by one pip call constrained to
+    Slicer's numpy, SimpleITK and vtk, then a restart asked for (the old pydicom and torch may be loaded); a
+    user who declines gets nothing installed. The Slicer application's side (its dialogs, pip and PyTorchUtils)
+    is stood in for by recorders: it cannot run here."""
+    import sys
+    import types
+    from importlib.metadata import version
+
+    from ACNNSlicerLib import dependencies
+
+    here = dependencies.installed()
+    versions = {**here, "pydicom": "2.4.4", "torch": "1.13.1+cu117"}
+    calls = []
+
+    def pip_install(arguments):
+        calls.append(("pip", arguments))
+        versions.update({dependencies._name(r.strip('"')): dependencies._least(r.strip('"'))
+                         for r in arguments.split(" -c ")[0].split()})
+
+    def install_torch(askConfirmation=False, forceComputationBackend=None, torchVersionRequirement=None):
+        calls.append(("torch", askConfirmation, torchVersionRequirement))
+        versions["torch"] = "2.13.0"
+        return types.ModuleType("torch")
+
+    answer = [False]
+    util = types.SimpleNamespace(
+        confirmOkCancelDisplay=lambda text, title: calls.append(("asked", text)) or answer[0],
+        pip_install=pip_install, infoDisplay=lambda text, title: calls.append(("told", text)),
+        errorDisplay=lambda text: calls.append(("error", text)))
+    monkeypatch.setitem(sys.modules, "slicer", types.SimpleNamespace(util=util))
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(
+        PyTorchUtilsLogic=lambda: types.SimpleNamespace(installTorch=install_torch)))
+    monkeypatch.setattr(dependencies, "installed", lambda: dict(versions))
+
+    assert not dependencies.ensure() and [c[0] for c in calls] == ["asked"]  # declined: nothing installed
+    assert "torch>=2.1 (replacing torch 1.13.1+cu117" in calls[0][1] and "pydicom>=3.0.1 (replacing" in calls[0][1]
+    calls.clear()
+    answer[0] = True
+    assert not dependencies.ensure()  # installed, but Slicer must restart first
+    assert [c[0] for c in calls] == ["asked", "torch", "pip", "told"]
+    assert calls[1] == ("torch", False, ">=2.1")
+    pip = calls[2][1]
+    assert pip.startswith('"pydicom>=3.0.1" -c "') and "torch" not in pip
+    constraints = Path(pip.split(" -c ")[1].strip('"')).read_text()
+    assert f"numpy=={version('numpy')}\nSimpleITK=={version('SimpleITK')}\n" in constraints
+    assert calls[3][1] == "torch, pydicom upgraded: restart Slicer to use ACNN."
+    calls.clear()
+    assert dependencies.ensure() and calls == []  # after the restart: nothing asked
 
 
 def test_an_older_slicer_is_told_which_it_needs():
