@@ -72,7 +72,8 @@ def _question(needed: list[str], versions: dict[str, str]) -> str:
             + "\n\nInstall them now? (Slicer's own numpy, SimpleITK and vtk are left as they are.)")
 
 
-def _constraints() -> str:
+def _constraints(folder: str) -> str:
+    """A pip constraints file in ``folder`` holding Slicer's numpy, SimpleITK and vtk at their versions."""
     from importlib.metadata import PackageNotFoundError, version
 
     lines = []
@@ -81,7 +82,7 @@ def _constraints() -> str:
             lines.append(f"{name}=={version(name)}")
         except PackageNotFoundError:
             pass
-    path = Path(tempfile.mkdtemp(prefix="acnn-")) / "constraints.txt"
+    path = Path(folder) / "constraints.txt"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
 
@@ -118,7 +119,8 @@ def ensure(ask: bool = True) -> bool:
             return False
         needed.remove(TORCH)
     if needed:
-        slicer.util.pip_install(" ".join(f'"{r}"' for r in needed) + f' -c "{_constraints()}"')
+        with tempfile.TemporaryDirectory(prefix="acnn-") as folder:
+            slicer.util.pip_install(" ".join(f'"{r}"' for r in needed) + f' -c "{_constraints(folder)}"')
     if upgraded and not missing():  # the old versions may be loaded already (Slicer's DICOM module: pydicom)
         slicer.util.infoDisplay(f"{', '.join(upgraded)} upgraded: restart Slicer to use ACNN.", "ACNN: restart Slicer")
         return False
