@@ -476,7 +476,7 @@ def run_segment(args) -> int:
     _write_dicom_seg(args, [result.labels], result.label_names, args.input, args.dicom_seg)
     if result.orientation:
         print(f"orientation: the network was surest of the image {result.orientation}")
-    _print_notes(segmenter.caveats(volume) + _implausible_notes(args, not checks["plausible"]))
+    _print_notes(segmenter.caveats(volume) + _implausible_notes(args, not checks["plausible"] and m["lv_volume_ml"]))
     if not m["lv_volume_ml"]:
         print(f"acnn: no LV found in {args.input}: is it a short-axis cardiac stack of the kind {model} learnt "
               f"from?", file=sys.stderr)
@@ -522,12 +522,14 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
                      args.dicom_seg)
     if args.orient:  # searched for in the first frame, kept for the others
         print(f"orientation: the network was surest of the cine's frames {result.phases[0].orientation}")
-    _print_notes(result.notes + _implausible_notes(args, any(not p.plausibility["plausible"] for p in result.phases)))
+    mendable = any(not p.plausibility["plausible"] and p.measures["lv_volume_ml"] for p in result.phases)
+    _print_notes(result.notes + _implausible_notes(args, mendable))
     return 0
 
 
 def _implausible_notes(args, implausible: bool) -> list[str]:
-    """What to do about implausible outputs, when there are some and the user asked for no post-processing."""
+    """What to do about implausible outputs, when there are some with an LV (none found is told apart) and the
+    user asked for no post-processing."""
     if not implausible or args.clean_up or args.close_myocardium or args.correct:
         return []
     return ["implausible outputs: --clean-up removes stray islands and fills holes, which mends some; "
@@ -664,7 +666,8 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     if empty:
         print(f"acnn: no LV found in {len(empty)} of {len(rows)} outputs ({', '.join(empty[:5])}"
               f"{', ...' if len(empty) > 5 else ''})", file=sys.stderr)
-    _print_notes(list(notes) + _implausible_notes(args, implausible > 0))
+    _print_notes(list(notes) + _implausible_notes(args, any(not r["plausible"] and r["lv_volume_ml"]
+                                                            for r in rows.values())))
     if skipped:
         print(f"acnn: {len(skipped)} of {len(items)} studies could not be read: {', '.join(skipped)}",
               file=sys.stderr)

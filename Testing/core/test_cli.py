@@ -288,6 +288,7 @@ def test_segment_says_when_it_finds_no_heart(tmp_path):
     assert run.returncode == 0, run.stderr
     assert not read_labels(tmp_path / "seg.nii.gz", allowed=(0, 1, 2, 3)).array.any()
     assert "no LV found in" in run.stderr and "short-axis cardiac stack" in run.stderr
+    assert "IMPLAUSIBLE" in run.stdout and "--clean-up" not in run.stderr  # nothing there to mend
     noise[5, 5, 5] = np.nan
     write_volume(Volume.from_array(noise, (1.5, 1.5, 8.0)), tmp_path / "nan.nii.gz")
     write_volume(Volume.from_array(noise[:, :, :1], (1.5, 1.5, 8.0)), tmp_path / "flat.nii.gz")
