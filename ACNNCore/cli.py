@@ -527,10 +527,10 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
     return 0
 
 
-def _implausible_notes(args, implausible: bool) -> list[str]:
-    """What to do about implausible outputs, when there are some with an LV (none found is told apart) and the
-    user asked for no post-processing."""
-    if not implausible or args.clean_up or args.close_myocardium or args.correct:
+def _implausible_notes(args, mendable: bool) -> list[str]:
+    """What to do about implausible outputs, when some have an LV to mend (``mendable``; none found is told
+    apart) and the user asked for no post-processing."""
+    if not mendable or args.clean_up or args.close_myocardium or args.correct:
         return []
     return ["implausible outputs: --clean-up removes stray islands and fills holes, which mends some; "
             "--correct also replaces what stays implausible by the nearest plausible shape of the model's shape "
