@@ -139,8 +139,8 @@ def _identity(path) -> tuple[str, int, int, int]:
 def _read_file(path: str, inode: int, mtime_ns: int, size: int) -> tuple[str, tuple[_DicomImage, ...]]:
     """A DICOM file's SOP class and images (:func:`_dicom_images`, their folder left empty), its header parsed
     once while the file stays as it is: a folder is looked through several times as it is loaded (its SEGs,
-    its studies, each study's stacks), and its headers are most of that time. A file that cannot be parsed holds
-    none, saying so (once)."""
+    its studies, each study's stacks), and its headers are most of that time. A file that cannot be parsed, or an
+    image's cut off before its pixels, holds none, saying so (once)."""
     try:
         with open(path, "rb") as file:
             ds = _header(file)
@@ -151,6 +151,11 @@ def _read_file(path: str, inode: int, mtime_ns: int, size: int) -> tuple[str, tu
         return "", ()
     sop_class = str(ds.get("SOPClassUID", ""))
     if "Rows" not in ds or "Columns" not in ds or sop_class == SEGMENTATION_STORAGE:
+        from pydicom.uid import UID
+
+        declared = UID(sop_class or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ""))
+        if sop_class != SEGMENTATION_STORAGE and not whole and "Image Storage" in declared.name:
+            log.warning("%s: left out, an image whose header ends before its pixels (cut short?)", path)
         return sop_class, ()  # no image (a report, a presentation state), or labels (a DICOM SEG beside its images)
     n = int(ds.get("NumberOfFrames") or 1)
     enhanced = "PerFrameFunctionalGroupsSequence" in ds and len(ds.PerFrameFunctionalGroupsSequence) == n

@@ -49,6 +49,26 @@ def step(progress: Progress | None, cancelled: Callable[[], bool] | None, fracti
         progress(fraction, message)
 
 
+class LoggedWarnings(logging.Handler):
+    """``with LoggedWarnings() as told:`` the warnings ACNNCore logs meanwhile, from any thread (a DICOM folder's
+    images of other orientations, screenshots or broken files left out ...), in ``told.messages``, for a front
+    end to show beside what it loaded."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        logging.getLogger("ACNNCore").addHandler(self)
+        return self
+
+    def __exit__(self, *_):
+        logging.getLogger("ACNNCore").removeHandler(self)
+
+
 class BackgroundTask:
     """Runs ``fn(*args, progress=..., cancelled=..., **kwargs)`` in a worker thread, so that a GUI stays
     responsive: poll ``done`` (a QTimer in Slicer, the event loop in the studio), read ``progress``,

@@ -32,7 +32,7 @@ from trame_slicer.rca_view import register_rca_factories  # noqa: E402
 
 from ACNNCore.errors import InputError  # noqa: E402
 from ACNNSlicerLib import mrml  # noqa: E402
-from ACNNSlicerLib.common import BackgroundTask, Cancelled  # noqa: E402
+from ACNNSlicerLib.common import BackgroundTask, Cancelled, LoggedWarnings  # noqa: E402
 from ACNNSlicerLib.segment import SegmentLogic  # noqa: E402
 from ACNNSlicerLib.shape_explorer import ShapeExplorerLogic  # noqa: E402
 from ACNNSlicerLib.superresolve import SuperResolveLogic  # noqa: E402
@@ -46,24 +46,6 @@ UPLOAD = "ACNN.Upload"  # a node's attribute: the server's folder holding the up
 SAVED = "ACNN.SavedAs"  # a result's attribute: the file Save results last wrote it to (or "DOWNLOAD: file")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")  # hosts that serve this machine only
 DOWNLOAD = "acnn-results.zip"  # the name Download gives the results' zip
-
-
-class _Told(logging.Handler):
-    """The warnings ACNNCore logs meanwhile (DICOM images left out...), to say them in the status line."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-    def __enter__(self):
-        logging.getLogger("ACNNCore").addHandler(self)
-        return self
-
-    def __exit__(self, *_):
-        logging.getLogger("ACNNCore").removeHandler(self)
 
 
 def write_uploads(files: list[dict], folder: Path) -> list[Path]:
@@ -376,7 +358,7 @@ class Studio:
             self.state.upload, self.state.loading, self.state.error = None, True, ""
             self.state.status = f"Loading {files[0]['name']}" + (f" and {len(files) - 1} more" if files[1:] else "")
         try:
-            with _Told() as told:
+            with LoggedWarnings() as told:
                 items, makers = await asyncio.to_thread(self._read_upload, files, Path(tmp))
                 with self.state:
                     for node in self.add(makers):

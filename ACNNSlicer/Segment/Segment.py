@@ -110,24 +110,31 @@ class SegmentWidget(module_widget_base()):
         """A folder, or a study's tree of folders, of DICOM files read by ACNNCore as one stack or cine (a
         cine written one series per slice position comes in whole), shown and chosen as the input; a folder
         of several studies loads each, and a full study's several cines (perfusion, T1 mapping) each, the
-        first chosen (the cine of most slices). DICOM SEG objects among them load as segmentations."""
+        first chosen (the cine of most slices). DICOM SEG objects among them load as segmentations. What was
+        left out (long-axis views, screenshots, files that cannot be parsed) is said in the status line."""
+        from pathlib import Path
+
         import qt
 
         from ACNNCore.errors import InputError
         from ACNNSlicerLib import mrml
+        from ACNNSlicerLib.common import LoggedWarnings
         from ACNNSlicerLib.gui import read_in_background
 
         folder = qt.QFileDialog.getExistingDirectory(self.parent, "DICOM folder of a short-axis stack or cine")
         if not folder:
             return
         try:  # read in a worker thread (a study of thousands of files takes a while), the nodes made here
-            makers = read_in_background(lambda: mrml.read_dicom_nodes(folder), f"Reading the DICOM files of {folder}")
+            with LoggedWarnings() as told:
+                makers = read_in_background(lambda: mrml.read_dicom_nodes(folder),
+                                            f"Reading the DICOM files of {folder}")
         except InputError as e:
             slicer.util.errorDisplay(str(e))
             return
         if makers is None:  # cancelled
             return
         nodes = [make(scene=slicer.mrmlScene) for make in makers]
+        self.ui.statusLabel.text = " ".join([f"Loaded {Path(folder).name}.", *(m + "." for m in told.messages)])
         node = next((n for n in nodes if not n.IsA("vtkMRMLSegmentationNode")), None)
         if node is None:  # DICOM SEG alone: shown on whatever image is
             return

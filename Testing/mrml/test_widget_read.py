@@ -83,3 +83,34 @@ def test_cancelled_read_returns_nothing_and_an_error_comes_through(gui, tmp_path
     with pytest.raises(InputError, match="no DICOM files"):
         gui.read_in_background(broken, "Reading")
     assert dialog.closed
+
+
+def test_what_a_dicom_read_leaves_out_is_told(gui, scene, tmp_path, write_dicom, phantom_cine):
+    """The Segment module's "DICOM folder..." says in its status line what the read left out, logged by ACNNCore
+    in the worker thread (``common.LoggedWarnings``): here a screenshot without a position and a copy of an
+    image broken off in its header; the stack reads whole."""
+    import pydicom
+
+    from ACNNSlicerLib import mrml
+    from ACNNSlicerLib.common import LoggedWarnings
+
+    frames = phantom_cine(0, 7)
+    folder = write_dicom(frames, tmp_path / "dicom")
+    first = sorted(folder.iterdir())[0]
+    screenshot = pydicom.dcmread(first)
+    del screenshot.ImagePositionPatient, screenshot.ImageOrientationPatient
+    screenshot.SeriesDescription = "report"
+    screenshot.save_as(folder / "SC0001")
+    (folder / "IM_COPY").write_bytes(first.read_bytes()[:600])
+    gui.dialog()
+    with LoggedWarnings() as told:
+        makers = gui.read_in_background(lambda: mrml.read_dicom_nodes(folder), "Reading")
+    (seq,) = [make(scene=scene) for make in makers]
+    assert seq.GetNumberOfDataNodes() == 2
+    assert f"{folder / 'IM_COPY'}: left out, an image whose header ends before its pixels (cut short?)" \
+        in told.messages
+    assert any("left out 1 image without a position (report in dicom)" in m for m in told.messages), told.messages
+    with LoggedWarnings() as after:  # read again, files unchanged: the broken one was said already
+        gui.dialog()
+        gui.read_in_background(lambda: mrml.read_dicom_nodes(folder), "Reading")
+    assert not any("IM_COPY" in m for m in after.messages)
