@@ -476,7 +476,8 @@ def run_segment(args) -> int:
     _write_dicom_seg(args, [result.labels], result.label_names, args.input, args.dicom_seg)
     if result.orientation:
         print(f"orientation: the network was surest of the image {result.orientation}")
-    _print_notes(segmenter.caveats(volume) + _implausible_notes(args, not checks["plausible"] and m["lv_volume_ml"]))
+    mendable = not checks["plausible"] and m["lv_volume_ml"] > 0
+    _print_notes(segmenter.caveats(volume) + _implausible_notes(args, mendable))
     if not m["lv_volume_ml"]:
         print(f"acnn: no LV found in {args.input}: is it a short-axis cardiac stack of the kind {model} learnt "
               f"from?", file=sys.stderr)

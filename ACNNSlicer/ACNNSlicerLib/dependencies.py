@@ -112,9 +112,8 @@ def ensure(ask: bool = True) -> bool:
             slicer.util.errorDisplay("ACNN needs the PyTorch extension: install 'PyTorch' from the Extensions "
                                      "Manager, restart Slicer and try again.")
             return False
-        requirement = TORCH[len(_name(TORCH)):]  # ">=2.1", as PyTorchUtils takes it
-        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,
-                                                         torchVersionRequirement=requirement) is None:
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False,  # ">=2.1", as it takes a bound
+                                                         torchVersionRequirement=">=" + _least(TORCH)) is None:
             slicer.util.errorDisplay("PyTorch could not be installed; see the Python console for details.")
             return False
         needed.remove(TORCH)
