@@ -1,6 +1,7 @@
-"""What the Segment and SuperResolve widgets share (Qt; widgets only, never the logic): a model picker, a run
-that goes to a worker thread, polled by a QTimer, with Apply turning into Cancel, and a read in a worker thread
-behind a busy dialog."""
+"""What the modules' widgets share (Qt; widgets only, never the logic): their parameter node bound to their
+.ui as Slicer's module template binds it; for Segment and SuperResolve, a model picker, a run that goes to a
+worker thread, polled by a QTimer, with Apply turning into Cancel, and a read in a worker thread behind a busy
+dialog."""
 
 from __future__ import annotations
 
@@ -126,57 +127,112 @@ def read_in_background(read, label: str):
 
 
 def module_widget_base():
-    """The base of the Segment and SuperResolve widgets (made on first use: it needs the Slicer application).
+    """The base of the modules' widgets (made on first use: it needs the Slicer application): the module's .ui
+    loaded into ``self.ui``, and its parameter node bound to it as Slicer's module template binds one: on
+    entering the module, once (the binding before it undone), unbound on leaving it, and bound anew to the new
+    scene's node after the scene is closed, while the module is shown.
 
-    A subclass names ``UI`` (its .ui file), ``TITLE``, ``parameter_node(node)``, ``module_logic()``,
-    ``models()``, and implements ``_start()`` (-> BackgroundTask) and ``_apply(result)`` (-> status line)."""
+    A subclass names ``UI`` (its .ui file), ``parameter_node(node)`` (its parameterNodeWrapper around
+    ``node``), ``module_logic()``, and may extend ``setParameterNode`` (what follows a new node)."""
     from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
     from slicer.util import VTKObservationMixin
 
     class ACNNModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-        UI = TITLE = ""
+        UI = ""
 
         def __init__(self, parent=None):
             ScriptedLoadableModuleWidget.__init__(self, parent)
             VTKObservationMixin.__init__(self)
             self.logic = None
             self._parameterNode = None
+            self._parameterNodeGuiTag = None
 
         def setup(self):
             ScriptedLoadableModuleWidget.setup(self)
             self.layout.addWidget(slicer.util.loadUI(self.resourcePath(f"UI/{self.UI}")))
             self.ui = slicer.util.childWidgetVariables(self.parent)
-            self.ui.inputSelector.setMRMLScene(slicer.mrmlScene)
-            self.models = ModelPicker(self.parent, self.ui.modelComboBox, self.ui.browseModelButton,
-                                      self._modelChanged)
-            self.run = BackgroundRun(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self._start,
-                                     self._apply, self.TITLE,
-                                     can_start=lambda: self.ui.inputSelector.currentNode() is not None)
-            self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self.run.update())
-            self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent,
-                             lambda *a: self.initializeParameterNode())
-            self.initializeParameterNode()
+            self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+            self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         def cleanup(self):
-            self.run.cancel()
             self.removeObservers()
 
         def enter(self):
             self.initializeParameterNode()
 
+        def exit(self):
+            self._unbindGui()  # the GUI follows the parameter node again on entering
+
+        def onSceneStartClose(self, caller=None, event=None):
+            self.setParameterNode(None)
+
+        def onSceneEndClose(self, caller=None, event=None):
+            if self.parent.isEntered:
+                self.initializeParameterNode()
+
         def initializeParameterNode(self):
+            """The module's parameter node bound to the GUI, once the libraries ACNN needs are there."""
             from ACNNSlicerLib import dependencies
 
             if not dependencies.ensure(ask=True):
                 return
             if self.logic is None:
                 self.logic = self.module_logic()
-            self._parameterNode = self.parameter_node(self.logic.getParameterNode())
-            self._parameterNode.connectGui(self.ui)
-            self.models.fill(self.model_names(), self._parameterNode.model)
+            self.setParameterNode(self.parameter_node(self.logic.getParameterNode()))
+
+        def setParameterNode(self, node):
+            self._unbindGui()
+            self._parameterNode = node
+            if node is not None:
+                self._parameterNodeGuiTag = node.connectGui(self.ui)
+
+        def _unbindGui(self):
+            if self._parameterNode is not None and self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+
+    return ACNNModuleWidget
+
+
+def run_widget_base():
+    """The base of the Segment and SuperResolve widgets: :func:`module_widget_base`'s, with a model picker
+    and Apply run in a worker thread (:class:`BackgroundRun`), cancelled when the scene is closed under it.
+
+    A subclass also names ``TITLE``, ``model_names()``, and implements ``_start()`` (-> BackgroundTask) and
+    ``_apply(result)`` (-> status line)."""
+
+    class ACNNRunWidget(module_widget_base()):
+        TITLE = ""
+
+        def setup(self):
+            super().setup()
+            self.ui.inputSelector.setMRMLScene(slicer.mrmlScene)
+            self.models = ModelPicker(self.parent, self.ui.modelComboBox, self.ui.browseModelButton,
+                                      self._modelChanged)
+            self.run = BackgroundRun(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self._start,
+                                     self._apply, self.TITLE, can_start=lambda: (
+                                         self._parameterNode is not None
+                                         and self.ui.inputSelector.currentNode() is not None))
+            self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self.run.update())
+            self.initializeParameterNode()
+
+        def cleanup(self):
+            self.run.cancel()
+            super().cleanup()
+
+        def onSceneStartClose(self, caller=None, event=None):
+            if self.run.task is not None:  # its input and outputs' scene is going
+                self.run.cancel()
+            super().onSceneStartClose(caller, event)
+
+        def setParameterNode(self, node):
+            super().setParameterNode(node)
+            if node is not None:
+                self.models.fill(self.model_names(), node.model)
+            self.run.update()
 
         def _modelChanged(self, text):
             if self._parameterNode:
                 self._parameterNode.model = text
 
-    return ACNNModuleWidget
+    return ACNNRunWidget

@@ -4,14 +4,14 @@ A thin widget over :class:`ACNNSlicerLib.SegmentLogic`, which runs without any G
 The network runs in a worker thread polled by a QTimer: the GUI never freezes, Apply becomes Cancel.
 """
 
-from typing import Annotated
+from typing import Annotated, Union
 
 import slicer
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest)
 
-from ACNNSlicerLib.gui import module_widget_base
+from ACNNSlicerLib.gui import run_widget_base
 
 HELP = """Segments the left-ventricular blood pool and myocardium (and, with the real-data model acnn-seg-acdc,
 the right-ventricular blood pool) of a thick-slice cine MR short-axis stack with an Anatomically Constrained
@@ -45,7 +45,9 @@ class Segment(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class SegmentParameterNode:
-    inputNode: slicer.vtkMRMLNode  # a scalar volume or a sequence of them
+    # the node types the input selector lists (the wrapper sets them from this), None while there is none;
+    # typing.Union, not "|": the wrapper's Slicer 5.10 recognises only the former
+    inputNode: Union[slicer.vtkMRMLScalarVolumeNode, slicer.vtkMRMLSequenceNode, None]
     model: str = "acnn-seg-phantom"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     detectPhases: bool = True
@@ -58,7 +60,7 @@ class SegmentParameterNode:
     esFrame: int = 0
 
 
-class SegmentWidget(module_widget_base()):
+class SegmentWidget(run_widget_base()):
     UI, TITLE = "Segment.ui", "Segment"
 
     def parameter_node(self, node):

@@ -10,10 +10,9 @@ import qt
 import slicer
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
-from slicer.util import VTKObservationMixin
+                                           ScriptedLoadableModuleTest)
 
-from ACNNSlicerLib.gui import ModelPicker
+from ACNNSlicerLib.gui import ModelPicker, module_widget_base
 
 
 class ShapeExplorer(ScriptedLoadableModule):
@@ -38,22 +37,25 @@ class ShapeExplorerParameterNode:
     shapeSegmentation: slicer.vtkMRMLSegmentationNode
 
 
-class ShapeExplorerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class ShapeExplorerWidget(module_widget_base()):
+    UI = "ShapeExplorer.ui"
+
     def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
+        super().__init__(parent)
         self._sliders = {}
         self._pending = qt.QTimer()  # coalesces fast slider drags into one decode per 50 ms
         self._pending.setSingleShot(True)
         self._pending.setInterval(50)
         self._pending.connect("timeout()", self._update)
 
+    def parameter_node(self, node):
+        return ShapeExplorerParameterNode(node)
+
+    def module_logic(self):
+        return ShapeExplorerModuleLogic()
+
     def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        self.layout.addWidget(slicer.util.loadUI(self.resourcePath("UI/ShapeExplorer.ui")))
-        self.ui = slicer.util.childWidgetVariables(self.parent)
+        super().setup()
         for selector in (self.ui.segmentationSelector, self.ui.imageSelector):
             selector.setMRMLScene(slicer.mrmlScene)
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateButtons)
@@ -67,9 +69,11 @@ class ShapeExplorerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
 
     def _updateButtons(self, *_):
-        """Encode, Reset and Save wait for a loaded model, and Encode for something it can encode."""
+        """Load waits for the parameter node; Encode, Reset and Save for a loaded model, and Encode for something
+        it can encode."""
         explorer = self.logic.explorer if self.logic is not None else None
         loaded = explorer is not None and explorer.model is not None
+        self.ui.loadButton.enabled = self._parameterNode is not None
         self.ui.resetButton.enabled = self.ui.saveButton.enabled = loaded
         self.ui.encodeSegmentationButton.enabled = loaded and explorer.can_encode(
             self.ui.segmentationSelector.currentNode())
@@ -77,20 +81,15 @@ class ShapeExplorerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self):
         self._pending.stop()
-        self.removeObservers()
+        super().cleanup()
 
-    def initializeParameterNode(self):
-        from ACNNSlicerLib import dependencies
+    def setParameterNode(self, node):
+        super().setParameterNode(node)
+        if node is not None:
+            from ACNNSlicerLib import ShapeExplorerLogic
 
-        if not dependencies.ensure(ask=True):
-            return
-        from ACNNSlicerLib import ShapeExplorerLogic
-
-        if self.logic is None:
-            self.logic = ShapeExplorerModuleLogic()
-        self._parameterNode = ShapeExplorerParameterNode(self.logic.getParameterNode())
-        self._parameterNode.connectGui(self.ui)
-        self.models.fill(ShapeExplorerLogic.models(), self._parameterNode.model)
+            self.models.fill(ShapeExplorerLogic.models(), node.model)
+        self._updateButtons()
 
     def _run(self, fn, *args):
         from ACNNCore.errors import InputError
@@ -137,6 +136,8 @@ class ShapeExplorerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _update(self):
         p = self._parameterNode
+        if p is None:  # the scene is closing: nothing to decode into
+            return
         node = self.logic.explorer.update(p.shapeSegmentation, slicer.mrmlScene)
         if p.shapeSegmentation is None:
             p.shapeSegmentation = node

@@ -11,7 +11,7 @@ from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest)
 
-from ACNNSlicerLib.gui import module_widget_base
+from ACNNSlicerLib.gui import run_widget_base
 
 
 class SuperResolve(ScriptedLoadableModule):
@@ -38,7 +38,7 @@ class SuperResolveParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
 
 
-class SuperResolveWidget(module_widget_base()):
+class SuperResolveWidget(run_widget_base()):
     UI, TITLE = "SuperResolve.ui", "SuperResolve"
 
     def parameter_node(self, node):

@@ -49,6 +49,21 @@ def test_module_files_agree(module):
     bound = {p.find("string").text for p in ui.iter("property") if p.get("name") == "SlicerParameterName"}
     fields = {n.target.id for n in classes[module + "ParameterNode"].body if isinstance(n, ast.AnnAssign)}
     assert bound and bound <= fields, f"{module}.ui binds unknown parameters {sorted(bound - fields)}"
+    # a node selector bound to a parameter lists the node types of the parameter's annotation (the wrapper sets
+    # them), not the .ui's: they must be the same; a union of several holds None too, as the wrapper needs
+    annotations = {n.target.id: n.annotation for n in classes[module + "ParameterNode"].body
+                   if isinstance(n, ast.AnnAssign)}
+    for widget in ui.iter("widget"):
+        name = next((p.find("string").text for p in widget.findall("property")
+                     if p.get("name") == "SlicerParameterName"), None)
+        if widget.get("class") != "qMRMLNodeComboBox" or name is None:
+            continue
+        listed = [s.text for p in widget.findall("property") if p.get("name") == "nodeTypes" for s in p.iter("string")]
+        annotation = annotations[name]
+        types = [n.attr for n in ast.walk(annotation) if isinstance(n, ast.Attribute) and n.attr.startswith("vtkMRML")]
+        assert sorted(types) == sorted(listed), f"{module}.{name}: annotated {types}, the .ui lists {listed}"
+        if len(types) > 1:
+            assert "Union[" in ast.unparse(annotation) and "None" in ast.unparse(annotation), ast.unparse(annotation)
 
 
 def test_logic_imports_no_gui():
