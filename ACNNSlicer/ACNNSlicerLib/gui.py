@@ -128,7 +128,7 @@ def read_in_background(read, label: str):
 
 def module_widget_base():
     """The base of the modules' widgets (made on first use: it needs the Slicer application): the module's .ui
-    loaded into ``self.ui``, and its parameter node bound to it as Slicer's module template binds one: on
+    loaded into ``self.ui``, given the scene (its top widget passes it on to its MRML widgets), and its parameter node bound to it as Slicer's module template binds one: on
     entering the module, once (the binding before it undone), unbound on leaving it, and bound anew to the new
     scene's node after the scene is closed, while the module is shown.
 
@@ -149,8 +149,10 @@ def module_widget_base():
 
         def setup(self):
             ScriptedLoadableModuleWidget.setup(self)
-            self.layout.addWidget(slicer.util.loadUI(self.resourcePath(f"UI/{self.UI}")))
-            self.ui = slicer.util.childWidgetVariables(self.parent)
+            form = slicer.util.loadUI(self.resourcePath(f"UI/{self.UI}"))
+            self.layout.addWidget(form)
+            self.ui = slicer.util.childWidgetVariables(form)
+            form.setMRMLScene(slicer.mrmlScene)  # the .ui passes it on to its MRML widgets (mrmlSceneChanged)
             self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
             self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
@@ -206,7 +208,6 @@ def run_widget_base():
 
         def setup(self):
             super().setup()
-            self.ui.inputSelector.setMRMLScene(slicer.mrmlScene)
             self.models = ModelPicker(self.parent, self.ui.modelComboBox, self.ui.browseModelButton,
                                       self._modelChanged)
             self.run = BackgroundRun(self.ui.applyButton, self.ui.progressBar, self.ui.statusLabel, self._start,

@@ -57,7 +57,6 @@ class ShapeExplorerWidget(module_widget_base()):
     def setup(self):
         super().setup()
         for selector in (self.ui.segmentationSelector, self.ui.imageSelector):
-            selector.setMRMLScene(slicer.mrmlScene)
             selector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateButtons)
         self.models = ModelPicker(self.parent, self.ui.modelComboBox, self.ui.browseModelButton, lambda text: None)
         self.ui.loadButton.connect("clicked(bool)", self.onLoad)

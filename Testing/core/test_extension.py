@@ -49,6 +49,14 @@ def test_module_files_agree(module):
     bound = {p.find("string").text for p in ui.iter("property") if p.get("name") == "SlicerParameterName"}
     fields = {n.target.id for n in classes[module + "ParameterNode"].body if isinstance(n, ast.AnnAssign)}
     assert bound and bound <= fields, f"{module}.ui binds unknown parameters {sorted(bound - fields)}"
+    # the widgets' base gives the .ui's top widget the scene, which passes it on to each MRML widget it connects
+    root = ui.find("widget")
+    passes = (root.get("name"), "mrmlSceneChanged(vtkMRMLScene*)", "setMRMLScene(vtkMRMLScene*)")
+    sent = {c.findtext("receiver") for c in ui.iter("connection")
+            if tuple(c.findtext(k) for k in ("sender", "signal", "slot")) == passes}
+    mrml_widgets = {w.get("name") for w in root.iter("widget") if w.get("class").startswith("qMRML") and w is not root}
+    assert root.get("class") == "qMRMLWidget", root.get("class")
+    assert mrml_widgets == sent, f"{module}.ui gives no scene to {mrml_widgets - sent}"
     # a node selector bound to a parameter lists the node types of the parameter's annotation (the wrapper sets
     # them), not the .ui's: they must be the same; a union of several holds None too, as the wrapper needs
     annotations = {n.target.id: n.annotation for n in classes[module + "ParameterNode"].body

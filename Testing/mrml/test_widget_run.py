@@ -121,14 +121,16 @@ def widget_class(monkeypatch, gui, scene):
 
     chosen = []
     ui = types.SimpleNamespace(
-        inputSelector=types.SimpleNamespace(setMRMLScene=lambda scene: None, connect=lambda *a: None,
+        inputSelector=types.SimpleNamespace(connect=lambda *a: None,
                                             currentNode=lambda: chosen[-1] if chosen else None),
         modelComboBox=Combo(), browseModelButton=Connectable(), applyButton=Button(),
         progressBar=types.SimpleNamespace(setValue=lambda v: None), statusLabel=types.SimpleNamespace(text=""))
     monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule",
                         types.SimpleNamespace(ScriptedLoadableModuleWidget=ModuleWidget))
-    monkeypatch.setattr(slicer.util, "loadUI", lambda path: None)
-    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda parent: ui)
+    form = types.SimpleNamespace(scene=None)  # the .ui's top widget
+    form.setMRMLScene = lambda scene: setattr(form, "scene", scene)
+    monkeypatch.setattr(slicer.util, "loadUI", lambda path: form if path == "UI/Segment.ui" else None)
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda widget: ui if widget is form else None)
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
     asked = []
     from ACNNSlicerLib import dependencies
@@ -162,16 +164,17 @@ def widget_class(monkeypatch, gui, scene):
         def _apply(self, result):
             return "Done."
 
-    return Widget, ui, chosen, asked
+    return Widget, form, ui, chosen, asked
 
 
 def test_the_parameter_node_is_bound_to_the_gui_once_and_follows_the_scene(monkeypatch, gui, scene):
     """As Slicer's module template: bound once on entering (a binding per visit would pile up connections, and
     one left on a closed scene's node writes its old values back into the GUI), unbound on leaving, bound to the
     new scene's node after a close while the module is shown, and a run in progress cancelled by the close."""
-    Widget, ui, chosen, asked = widget_class(monkeypatch, gui, scene)
+    Widget, form, ui, chosen, asked = widget_class(monkeypatch, gui, scene)
     widget = Widget(types.SimpleNamespace(isEntered=False))
     widget.setup()
+    assert form.scene is scene  # which the .ui passes on to its MRML widgets
     first = widget._parameterNode.parameterNode
     assert list(Wrapper.bound.values()) == [first] and ui.modelComboBox.items == widget.model_names()
     widget.parent.isEntered = True
