@@ -128,9 +128,10 @@ def read_in_background(read, label: str):
 
 def module_widget_base():
     """The base of the modules' widgets (made on first use: it needs the Slicer application): the module's .ui
-    loaded into ``self.ui``, given the scene (its top widget passes it on to its MRML widgets), and its parameter node bound to it as Slicer's module template binds one: on
-    entering the module, once (the binding before it undone), unbound on leaving it, and bound anew to the new
-    scene's node after the scene is closed, while the module is shown.
+    loaded into ``self.ui`` and given the scene (its top widget passes it on to its MRML widgets), and the
+    module's parameter node bound to it as Slicer's module template binds one: on entering the module, once
+    (the binding before it undone), unbound on leaving it, and bound anew to the new scene's node after the
+    scene is closed, while the module is shown.
 
     A subclass names ``UI`` (its .ui file), ``parameter_node(node)`` (its parameterNodeWrapper around
     ``node``), ``module_logic()``, and may extend ``setParameterNode`` (what follows a new node)."""
