@@ -649,6 +649,31 @@ def test_segment_command_on_a_cine_finds_ed_and_es(tmp_path):
     assert f"EF {ejection_fraction(lv[1], lv[0]):.1f} %" in run.stdout
 
 
+def test_a_gpu_that_runs_out_of_memory_hands_the_run_to_the_cpu(caplog):
+    """CUDA running out of memory mid-run (no GPU here: the network's first call raises the error it raises):
+    said once, the model moved to the CPU, and the same labels as a run on the CPU from the start."""
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject
+
+    stack = generate_subject(0, 5, PhantomConfig()).phases["ED"]["lr"]
+    expected = Segmenter("acnn-seg-phantom", "cpu")(stack).labels
+    segmenter = Segmenter("acnn-seg-phantom", "cpu")
+    model, calls = segmenter.runner.bundle.model, []
+
+    def forward(x, forward=model.forward):
+        calls.append(x.device)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(x)
+
+    model.forward = forward
+    with caplog.at_level("WARNING", logger="ACNNCore"):
+        labels = segmenter(stack).labels
+    assert np.array_equal(labels.array, expected.array) and len(calls) == 2
+    assert caplog.text.count("CUDA out of memory: running on the CPU instead") == 1
+    assert segmenter.runner.device == torch.device("cpu")
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+
+
 def test_segmenters_say_when_a_model_meets_images_unlike_its_training_images(tmp_path):
     """The phantom MR model on an image that is not one of the phantom's stacks, or on thinner slices, says so
     (the command on stderr, a cine's result in its notes); the real-data model, which takes slices as
