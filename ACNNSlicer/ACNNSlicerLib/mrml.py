@@ -14,7 +14,7 @@ import vtk
 from vtk.util import numpy_support
 
 from ACNNCore.errors import InputError
-from ACNNCore.labels import SEGMENTS
+from ACNNCore.labels import DICOM_CODES, SEGMENTS
 from ACNNCore.volume import LPS_TO_RAS, Geometry, Volume
 
 
@@ -156,11 +156,33 @@ def _oriented_image(mask: np.ndarray, geometry: Geometry):
     return image
 
 
+# Slicer's terminology context holding the LV and RV (its "Anatomical Structure" category's SNOMED CT code)
+TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
+ANATOMICAL_STRUCTURE = ("123037004", "Anatomical Structure")
+
+
+def terminology(name: str) -> str:
+    """A segment's terminology entry as Slicer stores it (serialised): the structure's SNOMED CT code, the
+    same as in the DICOM SEG objects ACNNCore writes (:data:`ACNNCore.labels.DICOM_CODES`), so that the
+    Segment Editor and Slicer's own DICOM export name it; "" for a segment of no known structure."""
+    if name not in DICOM_CODES:
+        return ""
+    entry = slicer.vtkSlicerTerminologyEntry()
+    entry.SetTerminologyContextName(TERMINOLOGY_CONTEXT)
+    for code, (value, meaning) in ((entry.GetCategoryObject(), ANATOMICAL_STRUCTURE),
+                                   (entry.GetTypeObject(), DICOM_CODES[name])):
+        code.SetCodingSchemeDesignator("SCT")
+        code.SetCodeValue(value)
+        code.SetCodeMeaning(meaning)
+    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(entry)
+
+
 def labels_to_segmentation(labels: Volume, node=None, scene=None, name: str = "Segmentation",
                            names: dict | None = None, surfaces: bool = True, smoothing: float | None = None,
                            decimation: float | None = None):
     """A label map into a segmentation node: one segment per label (named and coloured as in
-    :data:`ACNNCore.labels.SEGMENTS`, in that order), on the label map's grid. An existing node's segments
+    :data:`ACNNCore.labels.SEGMENTS`, in that order, its structure's code as its :func:`terminology`), on the
+    label map's grid. An existing node's segments
     of the same names are replaced in place (their IDs, and so their display settings, are kept).
     ``smoothing`` and ``decimation``: the closed surfaces' factors (Slicer's defaults 0.5 and 0.3; smoothing
     0.3 without decimation takes about half the time: live updates)."""
@@ -189,7 +211,10 @@ def labels_to_segmentation(labels: Volume, node=None, scene=None, name: str = "S
                 color = SEGMENTS.get(value, (segment_name, (0.5, 0.5, 0.5)))[1]
                 segment_id = segmentation.AddEmptySegment(segment_name, segment_name, color)
                 logic.SetBinaryLabelmapToSegment(image, node, segment_id, logic.MODE_REPLACE, image.GetExtent())
-                segmentation.GetSegment(segment_id).SetTag("ACNN.LabelValue", str(int(value)))
+                segment = segmentation.GetSegment(segment_id)
+                segment.SetTag("ACNN.LabelValue", str(int(value)))
+                if terminology(segment_name):
+                    segment.SetTerminology(terminology(segment_name))
     finally:
         node.EndModify(was)
     if surfaces and not node.CreateClosedSurfaceRepresentation():

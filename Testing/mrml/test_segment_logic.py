@@ -1,7 +1,10 @@
 """Segment and SuperResolve logic on real MRML nodes (slicer-core), checked against ACNNCore's own output."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import slicer
 
 from ACNNCore.errors import InputError, OutputExists
 from ACNNCore.inference import Segmenter, SuperResolver, hr_geometry
@@ -35,6 +38,33 @@ def _ijk_to_ras(node):
     return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
+def _type_code(segment) -> tuple[str, str, str]:
+    """A segment's terminology type as Slicer reads it back: (scheme, code, meaning)."""
+    entry = slicer.vtkSlicerTerminologyEntry()
+    assert slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(segment.GetTerminology(), entry)
+    assert entry.GetTerminologyContextName() == mrml.TERMINOLOGY_CONTEXT
+    assert entry.GetCategoryObject().GetCodeValue() == mrml.ANATOMICAL_STRUCTURE[0]
+    code = entry.GetTypeObject()
+    return code.GetCodingSchemeDesignator(), code.GetCodeValue(), code.GetCodeMeaning()
+
+
+def test_the_terminology_is_the_one_slicer_lists():
+    """The LV's and RV's category and type as Slicer's DICOM master list holds them (the copy trame-slicer
+    ships), so that the Segment Editor's terminology selector finds them."""
+    import json
+
+    trame_slicer = pytest.importorskip("trame_slicer")
+    path = Path(trame_slicer.__file__).parent / "resources/terminologies/" \
+        "SegmentationCategoryTypeModifier-DICOM-Master.term.json"
+    listed = json.loads(path.read_text())
+    assert listed["SegmentationCategoryTypeContextName"] == mrml.TERMINOLOGY_CONTEXT
+    (category,) = [c for c in listed["SegmentationCodes"]["Category"] if c["CodeValue"] == mrml.ANATOMICAL_STRUCTURE[0]]
+    assert category["CodeMeaning"] == mrml.ANATOMICAL_STRUCTURE[1]
+    types = {t["CodeValue"] for t in category["Type"]}
+    assert {"87878005", "53085002"} <= types  # the LV's and RV's; the myocardium's code is not on the list
+    assert mrml.terminology("something else") == ""
+
+
 def test_segment_volume_node(scene, subject):
     lr = rotated(subject.phases["ED"]["lr"])
     node = mrml.volume_to_node(lr, scene=scene, name="stack")
@@ -48,6 +78,8 @@ def test_segment_volume_node(scene, subject):
                                                                                       "LV myocardium"]
     assert s.ContainsRepresentation("Closed surface")
     assert seg.GetName() == "stack ACNN segmentation"
+    assert [_type_code(s.GetNthSegment(i)) for i in range(2)] == [("SCT", "87878005", "Left ventricle"),
+                                                                  ("SCT", "74281007", "Myocardium")]
     # the same voxels as ACNNCore's own segmenter, on the HR grid aligned with the oblique input
     own = Segmenter("acnn-seg-phantom", "cpu")(lr).labels
     assert own.geometry.same_as(hr_geometry(lr.geometry, 5))
@@ -72,6 +104,7 @@ def test_a_real_image_segmented_with_its_rv_measured(scene, acdc_root):
     assert result.model == "acnn-seg-acdc" and seg.GetAttribute("ACNN.Model") == "acnn-seg-acdc"
     s = seg.GetSegmentation()
     assert [s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments())][-1] == "RV blood pool"
+    assert _type_code(s.GetNthSegment(2)) == ("SCT", "53085002", "Right ventricle")
     labels = result.phases[0].labels
     rv_ml = np.count_nonzero(labels.array == 3) * labels.geometry.voxel_volume_ml
     (row,) = mrml.table_rows(table)
