@@ -7,7 +7,7 @@ The network runs in a worker thread polled by a QTimer: the GUI never freezes, A
 from typing import Annotated, Union
 
 import slicer
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest)
 
@@ -56,8 +56,9 @@ class SegmentParameterNode:
     correct: bool = False
     tta: bool = False
     orient: bool = False
-    edFrame: int = 0
-    esFrame: int = 0
+    # a spin box's range comes from its parameter (the wrapper sets it: unbounded without one)
+    edFrame: Annotated[int, WithinRange(0, 999)] = 0
+    esFrame: Annotated[int, WithinRange(0, 999)] = 0
 
 
 class SegmentWidget(run_widget_base()):

@@ -5,10 +5,12 @@ segmentation node with closed surfaces (~150 ms on a CPU at the default grid). A
 :class:`ACNNSlicerLib.ShapeExplorerLogic` (GUI-free, tested in Testing/mrml).
 """
 
+from typing import Annotated
+
 import ctk
 import qt
 import slicer
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest)
 
@@ -31,7 +33,7 @@ class ShapeExplorer(ScriptedLoadableModule):
 @parameterNodeWrapper
 class ShapeExplorerParameterNode:
     model: str = "ae-phantom"
-    sliderCount: int = 8
+    sliderCount: Annotated[int, WithinRange(1, 64)] = 8  # the spin box's range (the wrapper sets it)
     sourceSegmentation: slicer.vtkMRMLSegmentationNode
     sourceImage: slicer.vtkMRMLScalarVolumeNode
     shapeSegmentation: slicer.vtkMRMLSegmentationNode

@@ -72,6 +72,18 @@ def test_module_files_agree(module):
         assert sorted(types) == sorted(listed), f"{module}.{name}: annotated {types}, the .ui lists {listed}"
         if len(types) > 1:
             assert "Union[" in ast.unparse(annotation) and "None" in ast.unparse(annotation), ast.unparse(annotation)
+    # so does a spin box's range (unbounded without one): the annotation's WithinRange, the .ui's the same
+    for widget in ui.iter("widget"):
+        name = next((p.find("string").text for p in widget.findall("property")
+                     if p.get("name") == "SlicerParameterName"), None)
+        if widget.get("class") not in ("QSpinBox", "QDoubleSpinBox") or name is None:
+            continue
+        calls = [n for n in ast.walk(annotations[name]) if isinstance(n, ast.Call) and n.func.id == "WithinRange"]
+        assert calls, f"{module}.{name}: a spin box's parameter needs a WithinRange"
+        bounds = tuple(ast.literal_eval(a) for a in calls[0].args)
+        listed = {p.get("name"): float(p.findtext("*")) for p in widget.findall("property")
+                  if p.get("name") in ("minimum", "maximum")}
+        assert bounds == (listed.get("minimum", 0), listed.get("maximum", 99)), f"{module}.{name}: {bounds}"
 
 
 def test_logic_imports_no_gui():

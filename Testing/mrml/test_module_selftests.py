@@ -41,7 +41,8 @@ def load_module(monkeypatch, scene):
     gui_with(monkeypatch, qt)
     monkeypatch.setitem(sys.modules, "ctk", types.SimpleNamespace())
     monkeypatch.setitem(sys.modules, "slicer.parameterNodeWrapper", types.SimpleNamespace(
-        parameterNodeWrapper=lambda cls: cls, Choice=lambda choices: tuple(choices)))
+        parameterNodeWrapper=lambda cls: cls, Choice=lambda choices: tuple(choices),
+        WithinRange=lambda least, most: (least, most)))
     monkeypatch.setitem(sys.modules, "slicer.ScriptedLoadableModule", types.SimpleNamespace(
         ScriptedLoadableModule=ScriptedLoadableModule, ScriptedLoadableModuleLogic=object,
         ScriptedLoadableModuleWidget=ScriptedLoadableModuleWidget,
