@@ -222,20 +222,35 @@ def labels_to_segmentation(labels: Volume, node=None, scene=None, name: str = "S
     return node
 
 
+def _structure(segment) -> int | None:
+    """Which of our label values a segment holds: by its name (``LV blood pool`` -> 1 ...), else by its
+    terminology's type, a structure's SNOMED CT code (a segment named in the Segment Editor by choosing "Left
+    ventricle"), as ACNNCore reads a DICOM SEG; None for anything else."""
+    by_name = {name: value for value, (name, _) in SEGMENTS.items()}
+    if segment.GetName() in by_name:
+        return by_name[segment.GetName()]
+    entry = slicer.vtkSlicerTerminologyEntry()
+    if not slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(segment.GetTerminology(), entry):
+        return None
+    code = entry.GetTypeObject()
+    by_code = {("SCT", value): by_name[name] for name, (value, _) in DICOM_CODES.items()}
+    return by_code.get((code.GetCodingSchemeDesignator(), code.GetCodeValue()))
+
+
 def labels_from_segmentation(node, geometry: Geometry | None = None) -> Volume:
-    """A segmentation node as one label map in our values (segments recognised by their names,
-    ``LV blood pool`` -> 1 ...). On ``geometry`` if given, else on the segmentation's reference grid; where
-    the views show it, a parent transform applied (as :func:`volume_from_node` applies an image's)."""
+    """A segmentation node as one label map in our values (segments recognised by their names, ``LV blood
+    pool`` -> 1 ..., or by the structure their terminology names: :func:`_structure`). On ``geometry`` if
+    given, else on the segmentation's reference grid; where the views show it, a parent transform applied (as
+    :func:`volume_from_node` applies an image's)."""
     if node is None or not node.IsA("vtkMRMLSegmentationNode"):
         raise InputError("no segmentation selected")
     segmentation = node.GetSegmentation()
-    by_name = {n: v for v, (n, _) in SEGMENTS.items()}
     ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
-    known = [(i, by_name[segmentation.GetSegment(i).GetName()]) for i in ids
-             if segmentation.GetSegment(i).GetName() in by_name]
+    known = [(i, value) for i in ids if (value := _structure(segmentation.GetSegment(i))) is not None]
     if not known:
         raise InputError(f"segmentation {node.GetName()!r} has none of the segments "
-                         f"{', '.join(n for n, _ in SEGMENTS.values())}")
+                         f"{', '.join(n for n, _ in SEGMENTS.values())}, by name or by terminology (left "
+                         f"ventricle, myocardium, right ventricle)")
     scene = _scene_of(node)
     logic = segmentations_logic(scene)
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__acnn_export")

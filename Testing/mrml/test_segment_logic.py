@@ -65,6 +65,27 @@ def test_the_terminology_is_the_one_slicer_lists():
     assert mrml.terminology("something else") == ""
 
 
+def test_segments_named_otherwise_are_read_by_their_terminology(scene, subject):
+    """A segmentation made in the Segment Editor, its segments named by choosing a structure ("Left ventricle",
+    "Myocardium") and one of Slicer's default "Tissue": read by the structures their terminology names, the
+    tissue left out; a segmentation of none of ours is refused saying what it looks for."""
+    truth = subject.phases["ED"]["hr_gt"]
+    node = mrml.labels_to_segmentation(truth, scene=scene, names={1: "Left ventricle", 2: "Myocardium"},
+                                       surfaces=False)
+    tissue = truth.with_array((truth.array == 0).astype(np.uint8) * 3)
+    mrml.labels_to_segmentation(tissue, node, names={3: "Tissue"}, surfaces=False)
+    segmentation = node.GetSegmentation()
+    for i, name in enumerate(("LV blood pool", "LV myocardium", None)):
+        assert "^85756007^Tissue~" in segmentation.GetNthSegment(i).GetTerminology()  # Slicer's default
+        if name:
+            segmentation.GetNthSegment(i).SetTerminology(mrml.terminology(name))
+    assert np.array_equal(mrml.labels_from_segmentation(node, truth.geometry).array, truth.array)
+    segmentation.RemoveSegment(segmentation.GetNthSegmentID(0))
+    segmentation.RemoveSegment(segmentation.GetNthSegmentID(0))
+    with pytest.raises(InputError, match="has none of the segments LV blood pool.*by name or by terminology"):
+        mrml.labels_from_segmentation(node)
+
+
 def test_segment_volume_node(scene, subject):
     lr = rotated(subject.phases["ED"]["lr"])
     node = mrml.volume_to_node(lr, scene=scene, name="stack")
