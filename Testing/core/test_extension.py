@@ -56,6 +56,8 @@ def test_module_files_agree(module):
             if tuple(c.findtext(k) for k in ("sender", "signal", "slot")) == passes}
     mrml_widgets = {w.get("name") for w in root.iter("widget") if w.get("class").startswith("qMRML") and w is not root}
     assert root.get("class") == "qMRMLWidget", root.get("class")
+    for c in ui.iter("connection"):  # Qt Designer's connections join widgets that exist
+        assert {c.findtext("sender"), c.findtext("receiver")} <= widgets, ET.tostring(c)
     assert mrml_widgets == sent, f"{module}.ui gives no scene to {mrml_widgets - sent}"
     # a node selector bound to a parameter lists the node types of the parameter's annotation (the wrapper sets
     # them), not the .ui's: they must be the same; a union of several holds None too, as the wrapper needs
