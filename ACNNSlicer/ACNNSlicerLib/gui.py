@@ -85,17 +85,22 @@ class BackgroundRun:
         self.label.text = message
         if not task.done:
             return
-        if task.error is None:
-            self.finish(self.apply(task.result))
-            return
+        self.task = None  # done: whatever follows, polled no more
+        error = task.error
+        if error is None:
+            try:
+                self.finish(self.apply(task.result))
+                return
+            except Exception as e:  # adding the result to the scene failed (its input removed meanwhile, say)
+                error = e
         from ACNNCore.errors import InputError
 
         self.finish("Failed.")
-        if isinstance(task.error, InputError):
-            slicer.util.errorDisplay(str(task.error))
+        if isinstance(error, InputError):
+            slicer.util.errorDisplay(str(error))
         elif not task.cancelled:
-            logging.error("ACNN %s failed: %s", self.name, task.error)
-            slicer.util.errorDisplay(f"{self.name} failed: {task.error}")
+            logging.exception("ACNN %s failed", self.name, exc_info=error)
+            slicer.util.errorDisplay(f"{self.name} failed: {error}")
 
     def finish(self, message: str):
         self.timer.stop()

@@ -39,6 +39,15 @@ def _scene_of(node):
     return scene
 
 
+def input_scene(node, done: str):
+    """The scene a run's results go to, its input's: an InputError where the input was removed from it while
+    the run went on in its worker thread (it was being ``done``): nothing is added then."""
+    scene = node.GetScene()
+    if scene is None:
+        raise InputError(f"{node.GetName()} was removed from the scene while it was {done}: nothing was added")
+    return scene
+
+
 def segmentations_logic(scene):
     """The segmentations logic bound to ``scene`` (one per scene, kept on it)."""
     logic = getattr(scene, "_acnn_segmentations_logic", None)

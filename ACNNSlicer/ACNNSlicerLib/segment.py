@@ -93,7 +93,7 @@ class SegmentLogic:
         and a table node of the measures; where every frame of a cine was segmented, also a table of the LV's
         volume per frame and a plot chart of it, referenced from the measures table (``ACNN.VolumeCurve``,
         ``ACNN.VolumeCurveChart``). Returns (segmentation nodes, measures table node)."""
-        scene = input_node.GetScene()
+        scene = mrml.input_scene(input_node, "segmented")
         base = input_node.GetName()
         segmentations = []
         for p in result.phases:

@@ -379,6 +379,22 @@ def test_bad_inputs_give_clear_errors_and_leave_the_scene_unchanged(scene, subje
     assert node_ids(scene) == before
 
 
+def test_an_input_removed_while_it_is_processed_gets_nothing_added(scene, subject):
+    """The input node deleted (Data module) while the network runs in its worker thread: the result is refused
+    saying why, and the scene gets nothing."""
+    stack = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="stack")
+    segment, resolve = SegmentLogic(), SuperResolveLogic()
+    segmented = segment.compute(segment.read_input(stack), "acnn-seg-phantom", "cpu")
+    resolved = resolve.compute(resolve.read_input(stack), "acnn-sr-phantom", "cpu")
+    scene.RemoveNode(stack)
+    before = node_ids(scene)
+    with pytest.raises(InputError, match="stack was removed from the scene while it was segmented: nothing"):
+        segment.apply(segmented, stack)
+    with pytest.raises(InputError, match="stack was removed from the scene while it was super-resolved"):
+        resolve.apply(resolved, stack)
+    assert node_ids(scene) == before
+
+
 def test_cancel_stops_before_anything_is_added(scene, subject):
     from ACNNSlicerLib.common import Cancelled
 

@@ -70,6 +70,33 @@ def test_apply_waits_for_an_input_and_cancel_is_always_there(gui):
     assert not button.enabled and not run.timer.running  # back to Apply, and no input left
 
 
+def test_a_result_that_cannot_be_added_fails_once_and_leaves_apply_ready(gui, monkeypatch):
+    """Adding the result to the scene fails (its input removed while the network ran): said once, Apply again;
+    the timer polls no more (it used to call the failing ``apply`` every 100 ms)."""
+    import slicer
+
+    from ACNNCore.errors import InputError
+    from ACNNSlicerLib import BackgroundTask
+
+    shown, applied = [], []
+    monkeypatch.setattr(slicer.util, "errorDisplay", shown.append, raising=False)
+
+    def apply(result):
+        applied.append(result)
+        raise InputError("stack was removed from the scene while it was segmented: nothing was added")
+
+    button, bar, label = Button(), types.SimpleNamespace(setValue=lambda v: None), types.SimpleNamespace(text="")
+    run = gui.BackgroundRun(button, bar, label, lambda: BackgroundTask(lambda progress, cancelled: "labels"),
+                            apply, "Segment")
+    button.click()
+    run.task.wait(10)
+    for _ in range(3):  # the timer's next ticks
+        run.poll()
+    assert applied == ["labels"] and shown == ["stack was removed from the scene while it was segmented: nothing "
+                                               "was added"]
+    assert label.text == "Failed." and button.text == "Apply" and not run.timer.running
+
+
 class Wrapper:
     """A parameterNodeWrapper's binding to the GUI (``connectGui`` / ``disconnectGui``), recorded in ``bound``."""
 
