@@ -231,7 +231,7 @@ def labels_to_segmentation(labels: Volume, node=None, scene=None, name: str = "S
     return node
 
 
-def _structure(segment) -> int | None:
+def structure_of(segment) -> int | None:
     """Which of our label values a segment holds: by its name (``LV blood pool`` -> 1 ...), else by its
     terminology's type, a structure's SNOMED CT code (a segment named in the Segment Editor by choosing "Left
     ventricle"), as ACNNCore reads a DICOM SEG; None for anything else."""
@@ -248,14 +248,14 @@ def _structure(segment) -> int | None:
 
 def labels_from_segmentation(node, geometry: Geometry | None = None) -> Volume:
     """A segmentation node as one label map in our values (segments recognised by their names, ``LV blood
-    pool`` -> 1 ..., or by the structure their terminology names: :func:`_structure`). On ``geometry`` if
+    pool`` -> 1 ..., or by the structure their terminology names: :func:`structure_of`). On ``geometry`` if
     given, else on the segmentation's reference grid; where the views show it, a parent transform applied (as
     :func:`volume_from_node` applies an image's)."""
     if node is None or not node.IsA("vtkMRMLSegmentationNode"):
         raise InputError("no segmentation selected")
     segmentation = node.GetSegmentation()
     ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
-    known = [(i, value) for i in ids if (value := _structure(segmentation.GetSegment(i))) is not None]
+    known = [(i, value) for i in ids if (value := structure_of(segmentation.GetSegment(i))) is not None]
     if not known:
         raise InputError(f"segmentation {node.GetName()!r} has none of the segments "
                          f"{', '.join(n for n, _ in SEGMENTS.values())}, by name or by terminology (left "

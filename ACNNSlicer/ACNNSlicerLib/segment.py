@@ -130,6 +130,8 @@ class SegmentLogic:
             return []
         sources = {}
         for node in segmentations:
+            if node.GetScene() is None:
+                raise InputError(f"{node.GetName()!r} was removed from the scene: there is no result to write")
             source = node.GetNodeReference("ACNN.Input")
             if source is None or node.GetAttribute("ACNN.Frame") is None:
                 raise InputError(f"{node.GetName()!r} is not an ACNN result: no input to refer to")
@@ -149,9 +151,9 @@ class SegmentLogic:
                 raise InputError(f"{node.GetName()!r} lies on a finer grid than {source.GetName()!r} (a sub-pixel "
                                  f"model's): a DICOM SEG labels the acquired images; use a real-data model "
                                  f"(acnn-seg-acdc)")
-        segments = {n.GetSegmentation().GetNthSegment(i).GetName()
-                    for n in segmentations for i in range(n.GetSegmentation().GetNumberOfSegments())}
-        names = {v: name for v, (name, _) in SEGMENTS.items() if name in segments}
+        held = {mrml.structure_of(n.GetSegmentation().GetNthSegment(i))  # by name, or renamed: by terminology
+                for n in segmentations for i in range(n.GetSegmentation().GetNumberOfSegments())}
+        names = {v: name for v, (name, _) in SEGMENTS.items() if v in held}
         return write_dicom_seg(labels, where[0], folder, names, where[1], where[2] or None, overwrite)
 
     @staticmethod

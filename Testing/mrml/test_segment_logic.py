@@ -553,6 +553,16 @@ def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scen
     with pytest.raises(OutputExists, match="SEG_001.dcm exists"):  # the module asks before replacing them
         SegmentLogic.write_dicom_seg(segmentations, tmp_path / "seg")
     assert SegmentLogic.write_dicom_seg(segmentations, tmp_path / "seg", overwrite=True) == paths
+    for node in segmentations:  # a segment renamed by the user: still the RV, by its terminology
+        segment = node.GetSegmentation().GetNthSegment(2)
+        segment.SetName("RV")
+    SegmentLogic.write_dicom_seg(segmentations, tmp_path / "renamed")
+    seg = highdicom.seg.segread(tmp_path / "renamed" / "SEG_001.dcm")
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["LV blood pool", "LV myocardium", "RV blood pool"]
+    scene.RemoveNode(segmentations[1])  # the ES result deleted since
+    with pytest.raises(InputError, match="ES ACNN segmentation' was removed from the scene: there is no result"):
+        SegmentLogic.write_dicom_seg(segmentations, tmp_path / "removed")
+    assert not (tmp_path / "removed").exists()
 
 
 def test_a_folder_of_dicom_studies_loads_a_node_each(scene, tmp_path, write_dicom):
