@@ -83,6 +83,11 @@ class SegmentWidget(run_widget_base()):
         self.ui.saveDicomSegButton.connect("clicked(bool)", self._saveDicomSeg)
         self._segmentations = []
 
+    def onSceneStartClose(self, caller=None, event=None):
+        self._segmentations = []  # the results go with the scene: nothing to save as DICOM SEG
+        self.ui.saveDicomSegButton.enabled = False
+        super().onSceneStartClose(caller, event)
+
     def _saveDicomSeg(self):
         """The last result as DICOM SEG objects on the DICOM files its input was read from, into a folder."""
         import qt
