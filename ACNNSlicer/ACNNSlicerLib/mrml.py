@@ -191,8 +191,8 @@ def labels_to_segmentation(labels: Volume, node=None, scene=None, name: str = "S
                            decimation: float | None = None):
     """A label map into a segmentation node: one segment per label (named and coloured as in
     :data:`ACNNCore.labels.SEGMENTS`, in that order, its structure's code as its :func:`terminology`), on the
-    label map's grid. An existing node's segments
-    of the same names are replaced in place (their IDs, and so their display settings, are kept).
+    label map's grid. An existing node's segments of the same names are replaced in place (their IDs, and so
+    their display settings, are kept).
     ``smoothing`` and ``decimation``: the closed surfaces' factors (Slicer's defaults 0.5 and 0.3; smoothing
     0.3 without decimation takes about half the time: live updates)."""
     names = names or {v: SEGMENTS[v][0] for v in SEGMENTS if v in np.unique(labels.array)}
@@ -220,10 +220,10 @@ def labels_to_segmentation(labels: Volume, node=None, scene=None, name: str = "S
                 color = SEGMENTS.get(value, (segment_name, (0.5, 0.5, 0.5)))[1]
                 segment_id = segmentation.AddEmptySegment(segment_name, segment_name, color)
                 logic.SetBinaryLabelmapToSegment(image, node, segment_id, logic.MODE_REPLACE, image.GetExtent())
-                segment = segmentation.GetSegment(segment_id)
+                segment, entry = segmentation.GetSegment(segment_id), terminology(segment_name)
                 segment.SetTag("ACNN.LabelValue", str(int(value)))
-                if terminology(segment_name):
-                    segment.SetTerminology(terminology(segment_name))
+                if entry:
+                    segment.SetTerminology(entry)
     finally:
         node.EndModify(was)
     if surfaces and not node.CreateClosedSurfaceRepresentation():
@@ -231,19 +231,22 @@ def labels_to_segmentation(labels: Volume, node=None, scene=None, name: str = "S
     return node
 
 
+# our label values by segment name, and by the SNOMED CT code of the structure a segment's terminology names
+_BY_NAME = {name: value for value, (name, _) in SEGMENTS.items()}
+_BY_CODE = {("SCT", code): _BY_NAME[name] for name, (code, _) in DICOM_CODES.items()}
+
+
 def structure_of(segment) -> int | None:
     """Which of our label values a segment holds: by its name (``LV blood pool`` -> 1 ...), else by its
     terminology's type, a structure's SNOMED CT code (a segment named in the Segment Editor by choosing "Left
     ventricle"), as ACNNCore reads a DICOM SEG; None for anything else."""
-    by_name = {name: value for value, (name, _) in SEGMENTS.items()}
-    if segment.GetName() in by_name:
-        return by_name[segment.GetName()]
+    if segment.GetName() in _BY_NAME:
+        return _BY_NAME[segment.GetName()]
     entry = slicer.vtkSlicerTerminologyEntry()
     if not slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(segment.GetTerminology(), entry):
         return None
     code = entry.GetTypeObject()
-    by_code = {("SCT", value): by_name[name] for name, (value, _) in DICOM_CODES.items()}
-    return by_code.get((code.GetCodingSchemeDesignator(), code.GetCodeValue()))
+    return _BY_CODE.get((code.GetCodingSchemeDesignator(), code.GetCodeValue()))
 
 
 def labels_from_segmentation(node, geometry: Geometry | None = None) -> Volume:
