@@ -476,8 +476,7 @@ def run_segment(args) -> int:
     _write_dicom_seg(args, [result.labels], result.label_names, args.input, args.dicom_seg)
     if result.orientation:
         print(f"orientation: the network was surest of the image {result.orientation}")
-    mendable = not checks["plausible"] and m["lv_volume_ml"] > 0
-    _print_notes(segmenter.caveats(volume) + _implausible_notes(args, mendable))
+    _print_notes(segmenter.caveats(volume) + _implausible_notes(args, [(checks["plausible"], m["lv_volume_ml"])]))
     if not m["lv_volume_ml"]:
         print(f"acnn: no LV found in {args.input}: is it a short-axis cardiac stack of the kind {model} learnt "
               f"from?", file=sys.stderr)
@@ -523,14 +522,15 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
                      args.dicom_seg)
     if args.orient:  # searched for in the first frame, kept for the others
         print(f"orientation: the network was surest of the cine's frames {result.phases[0].orientation}")
-    mendable = any(not p.plausibility["plausible"] and p.measures["lv_volume_ml"] for p in result.phases)
-    _print_notes(result.notes + _implausible_notes(args, mendable))
+    _print_notes(result.notes + _implausible_notes(
+        args, [(p.plausibility["plausible"], p.measures["lv_volume_ml"]) for p in result.phases]))
     return 0
 
 
-def _implausible_notes(args, mendable: bool) -> list[str]:
-    """What to do about implausible outputs, when some have an LV to mend (``mendable``; none found is told
-    apart) and the user asked for no post-processing."""
+def _implausible_notes(args, outputs) -> list[str]:
+    """What to do about implausible outputs, when some of ``outputs`` -- (plausible, LV volume in ml) each --
+    have an LV to mend (an output with none is told apart) and the user asked for no post-processing."""
+    mendable = any(not plausible and lv_ml > 0 for plausible, lv_ml in outputs)
     if not mendable or args.clean_up or args.close_myocardium or args.correct:
         return []
     return ["implausible outputs: --clean-up removes stray islands and fills holes, which mends some; "
@@ -667,8 +667,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     if empty:
         print(f"acnn: no LV found in {len(empty)} of {len(rows)} outputs ({', '.join(empty[:5])}"
               f"{', ...' if len(empty) > 5 else ''})", file=sys.stderr)
-    _print_notes(list(notes) + _implausible_notes(args, any(not r["plausible"] and r["lv_volume_ml"]
-                                                            for r in rows.values())))
+    _print_notes(list(notes) + _implausible_notes(args, [(r["plausible"], r["lv_volume_ml"]) for r in rows.values()]))
     if skipped:
         print(f"acnn: {len(skipped)} of {len(items)} studies could not be read: {', '.join(skipped)}",
               file=sys.stderr)

@@ -153,8 +153,8 @@ def _read_file(path: str, inode: int, mtime_ns: int, size: int) -> tuple[str, tu
     if "Rows" not in ds or "Columns" not in ds or sop_class == SEGMENTATION_STORAGE:
         from pydicom.uid import UID
 
-        declared = UID(sop_class or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ""))
-        if not whole and "Image Storage" in declared.name:  # not a SEG, a report ...
+        declared = sop_class or getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", "")
+        if not whole and "Image Storage" in UID(declared).name:  # not a SEG, a report ...
             log.warning("%s: left out, an image whose header ends before its pixels (cut short?)", path)
         return sop_class, ()  # no image (a report, a presentation state), or labels (a DICOM SEG beside its images)
     n = int(ds.get("NumberOfFrames") or 1)
