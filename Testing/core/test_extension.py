@@ -47,7 +47,9 @@ def test_module_files_agree(module):
     used = set(re.findall(r"self\.ui\.(\w+)", source))
     assert used <= widgets, f"not in {module}.ui: {sorted(used - widgets)}"
     bound = {p.find("string").text for p in ui.iter("property") if p.get("name") == "SlicerParameterName"}
-    fields = {n.target.id for n in classes[module + "ParameterNode"].body if isinstance(n, ast.AnnAssign)}
+    annotations = {n.target.id: n.annotation for n in classes[module + "ParameterNode"].body
+                   if isinstance(n, ast.AnnAssign)}
+    fields = set(annotations)
     assert bound and bound <= fields, f"{module}.ui binds unknown parameters {sorted(bound - fields)}"
     # the widgets' base gives the .ui's top widget the scene, which passes it on to each MRML widget it connects
     root = ui.find("widget")
@@ -61,12 +63,10 @@ def test_module_files_agree(module):
     assert mrml_widgets == sent, f"{module}.ui gives no scene to {mrml_widgets - sent}"
     # a node selector bound to a parameter lists the node types of the parameter's annotation (the wrapper sets
     # them), not the .ui's: they must be the same; a union of several holds None too, as the wrapper needs
-    annotations = {n.target.id: n.annotation for n in classes[module + "ParameterNode"].body
-                   if isinstance(n, ast.AnnAssign)}
-    for widget in ui.iter("widget"):
-        name = next((p.find("string").text for p in widget.findall("property")
-                     if p.get("name") == "SlicerParameterName"), None)
-        if widget.get("class") != "qMRMLNodeComboBox" or name is None:
+    binds = [(widget, name) for widget in ui.iter("widget") for p in widget.findall("property")
+             if p.get("name") == "SlicerParameterName" and (name := p.find("string").text)]
+    for widget, name in binds:
+        if widget.get("class") != "qMRMLNodeComboBox":
             continue
         listed = [s.text for p in widget.findall("property") if p.get("name") == "nodeTypes" for s in p.iter("string")]
         annotation = annotations[name]
@@ -75,10 +75,8 @@ def test_module_files_agree(module):
         if len(types) > 1:
             assert "Union[" in ast.unparse(annotation) and "None" in ast.unparse(annotation), ast.unparse(annotation)
     # so does a spin box's range (unbounded without one): the annotation's WithinRange, the .ui's the same
-    for widget in ui.iter("widget"):
-        name = next((p.find("string").text for p in widget.findall("property")
-                     if p.get("name") == "SlicerParameterName"), None)
-        if widget.get("class") not in ("QSpinBox", "QDoubleSpinBox") or name is None:
+    for widget, name in binds:
+        if widget.get("class") not in ("QSpinBox", "QDoubleSpinBox"):
             continue
         calls = [n for n in ast.walk(annotations[name]) if isinstance(n, ast.Call) and n.func.id == "WithinRange"]
         assert calls, f"{module}.{name}: a spin box's parameter needs a WithinRange"
