@@ -379,6 +379,31 @@ def test_dicom_files_without_the_part_10_preamble_read_as_the_others(tmp_path, o
         assert not is_dicom_file(tmp_path / name)
 
 
+def test_big_endian_dicom_files_read_as_little_endian_ones(tmp_path, oblique_volume, write_dicom):
+    """Explicit VR big endian (retired, but in old archives): headers and pixels read as the little endian
+    files they were converted from, and a DICOM SEG written on them refers to them."""
+    import pydicom
+    from pydicom.uid import ExplicitVRBigEndian
+
+    from ACNNCore.dicom import write_dicom_seg
+
+    frame = oblique_volume.with_array(np.round(oblique_volume.array * 300 - 50).astype(np.int16))
+    source = write_dicom([frame], tmp_path / "little")
+    (tmp_path / "big").mkdir()
+    for path in source.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.PixelData = ds.pixel_array.astype(">i2").tobytes()  # OW values are not swapped by the writer
+        ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+        pydicom.dcmwrite(tmp_path / "big" / path.name, ds)
+    big = tmp_path / "big"
+    assert pydicom.dcmread(next(big.iterdir())).file_meta.TransferSyntaxUID == ExplicitVRBigEndian
+    back = read_volume(big)
+    assert np.array_equal(back.array, frame.array) and back.geometry.same_as(frame.geometry, atol=1e-4)
+    labels = frame.with_array((frame.array > 150).astype(np.uint8))
+    (path,) = write_dicom_seg([labels], big, tmp_path / "seg", {1: "LV blood pool"})
+    assert np.array_equal(read_dicom_seg(path).array, labels.array)
+
+
 def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_dicom):
     volume = oblique_volume.with_array(np.round(oblique_volume.array * 300).astype(np.int16))
     uneven = write_dicom([volume], tmp_path / "uneven")
