@@ -124,8 +124,12 @@ def _dicom_only(args, path: Path, dicom: bool, what: str = "not a folder of DICO
 
 
 def run_info(args) -> int:
+    from collections import Counter
+
     from .datasets import read_dataset
-    from .evaluation import is_label_file
+    from .evaluation import is_label_file, read_label_map
+    from .labels import SEGMENTS
+    from .metrics import PROBLEM_WORDS, plausibility, verdict
     from .dicom import (dicom_files, dicom_studies, is_dicom_folder, is_dicom_seg, read_dicom, read_dicom_seg,
                         read_dicom_stacks)
     from .io import looks_like_labels, read_frames, read_labels
@@ -175,9 +179,14 @@ def run_info(args) -> int:
         cases = read_dataset(path)
         groups = sorted({c.meta.get("group", "-") for c in cases})
         print(f"{path}: {len(cases)} cases, groups {', '.join(groups)}")
+        checked = {c.name: plausibility(c.labels) for c in cases if c.labels is not None}  # in our label values
         for c in cases[:200]:
             print(f"  {c.name:24s} {c.image.shape} spacing {tuple(round(s, 3) for s in c.image.spacing)}"
-                  f"{'  labels ' + str(c.labels.shape) if c.labels is not None else ''}")
+                  + (f"  labels {c.labels.shape} {verdict(checked[c.name])}" if c.name in checked else ""))
+        if checked:
+            bad = Counter(p for r in checked.values() for p in r["problems"])
+            print(f"label maps implausible by acnn's checks: {sum(not r['plausible'] for r in checked.values())} of "
+                  f"{len(checked)}" + "".join(f"; {PROBLEM_WORDS[p]}: {n}" for p, n in bad.items()))
         return 0
     seg = is_dicom_seg(path)  # a DICOM SEG file: its segments as our labels
     labels = seg or args.labels or not dicom and (path.name.lower().endswith(".seg.nrrd") or is_label_file(path))
@@ -198,6 +207,11 @@ def run_info(args) -> int:
     if labels:
         values, counts = np.unique(volume.array, return_counts=True)
         summary["label_volumes_ml"] = {int(v): round(float(c) * g.voxel_volume_ml, 3) for v, c in zip(values, counts)}
+        if len(frames) == 1 and path.is_file():  # its structures, by our label values, and the plausibility checks
+            ours = volume if seg else read_label_map(path, "auto")
+            summary["structures_ml"] = {name: round(float(np.count_nonzero(ours.array == v)) * g.voxel_volume_ml, 3)
+                                        for v, (name, _) in SEGMENTS.items()}
+            summary["plausibility"] = verdict(plausibility(ours))
     print(json.dumps(summary, indent=1))
     return 0
 

@@ -97,12 +97,15 @@ def test_info_describes_files_and_folders(tmp_path):
     assert run.returncode == 0
     summary = json.loads(run.stdout)
     assert summary["spacing_mm"] == [1.25, 1.25, 2.0] and set(summary["label_volumes_ml"]) == {"0", "1", "2"}
+    assert summary["structures_ml"]["LV blood pool"] == summary["label_volumes_ml"]["1"]  # our values, named
+    assert summary["plausibility"] == "plausible"  # the checks acnn segment reports
     named = json.loads(acnn("info", tmp_path / "ph" / "subject000" / "ED" / "hr_gt.nii.gz").stdout)
     assert named["label_volumes_ml"] == summary["label_volumes_ml"]  # *_gt: a label map without --labels
     image = json.loads(acnn("info", tmp_path / "ph" / "subject000" / "ED" / "lr.nii.gz").stdout)
     assert "label_volumes_ml" not in image
     run = acnn("info", tmp_path / "ph")
     assert run.returncode == 0 and "2 cases" in run.stdout
+    assert "label maps implausible by acnn's checks: 0 of 2" in run.stdout
 
 
 def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write_dicom, to_enhanced, phantom_cine):

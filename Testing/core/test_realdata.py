@@ -206,6 +206,29 @@ def test_evaluate_against_acdc_ground_truth(acdc_root, tmp_path, capsys):
     assert re.search(r"LV blood pool +dice 1\.000", out.out) and not out.err
 
 
+def test_info_names_an_expert_map_s_structures_and_checks_its_plausibility(acdc_root, tmp_path, capsys):
+    """`acnn info` on an ACDC label map: its structures by our names from ACDC's values (an Info.cfg lies beside
+    it) and the verdict of the plausibility checks that acnn segment reports -- which the expert's own map of
+    patient085 ES fails (its apical blood pool in three parts); on a data folder, each case's verdict and the
+    count."""
+    gt = acdc_root / "patient085" / "patient085_frame09_gt.nii.gz"
+    assert main(["info", str(gt)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    raw = read_labels(gt, allowed=(0, 1, 2, 3))
+    ml = raw.geometry.voxel_volume_ml
+    assert info["structures_ml"]["LV blood pool"] == pytest.approx(np.count_nonzero(raw.array == 3) * ml, abs=1e-3)
+    assert info["structures_ml"]["RV blood pool"] == pytest.approx(np.count_nonzero(raw.array == 1) * ml, abs=1e-3)
+    assert info["plausibility"] == "IMPLAUSIBLE: more than one connected component in a structure"
+    (tmp_path / "acdc").mkdir()
+    for patient in ("patient001", "patient085"):
+        (tmp_path / "acdc" / patient).symlink_to(acdc_root / patient)
+    assert main(["info", str(tmp_path / "acdc")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"patient085_ES .* IMPLAUSIBLE", out) and re.search(r"patient001_ED .* plausible", out)
+    assert "label maps implausible by acnn's checks: 1 of 4; more than one connected component in a structure: 1" \
+        in out
+
+
 def test_encode_real_expert_maps_with_their_groups(acdc_root, tmp_path, capsys):
     """`acnn encode` on ACDC patients' folders: ED and ES by name, the group from Info.cfg, ACDC's label values read
     as such (the code is the one of the map in ours)."""
