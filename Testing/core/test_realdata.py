@@ -460,6 +460,23 @@ def test_repairs_benchmark_counts_what_each_repair_does(acdc_root):
            "corrected: no plausible shape found" in summary(found)
 
 
+def test_plausibility_benchmark_reads_the_expert_maps_apical_cap(acdc_root):
+    """benchmarks/acdc_plausibility.py: an expert map whose apical myocardium lies under the cavity above
+    (patient063 ED) fails as fragmented though its LV is one part, and cleaned up (the cap removed) its apex
+    is open; patient001's maps pass both ways."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_plausibility import read, tally
+
+    rows = [(c.name, *read(c.labels)) for p in ("patient001", "patient063") for c in read_acdc_patient(acdc_root / p)]
+    assert rows[2] == ("patient063_ED", ["fragmented"], True, ["touches_background"])
+    assert all(r[1:] == ([], True, []) for r in rows[:2] + rows[3:])
+    assert tally("expert maps", rows) == ("expert maps: 1 of 4 implausible (fragmented 1); fragmented alone with the "
+                                          "LV in one part: 1; cleaned up: 1 implausible (touches_background 1)")
+
+
 def test_orientation_benchmark_scores_each_stored_layout(acdc_root):
     """benchmarks/acdc_orientation.py on one image stored two ways: the mirrored one loses the RV as stored,
     and with --orient both give the same scores and come back to the learnt layout."""
