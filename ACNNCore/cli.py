@@ -972,6 +972,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_benchmark(sub)
     _add_demo(sub)
     _add_plugins(sub)
+    for command in sub.choices.values():  # for errors in a command's own words (main)
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -1007,7 +1009,13 @@ def _report_crashes() -> None:
 def main(argv=None) -> int:
     _report_crashes()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said with the command's usage, not acnn's; several paths (a shell's glob): where they go instead
+        paths = [e for e in extra if not e.startswith("-") and Path(e).exists()]
+        one_path = any(isinstance(getattr(args, name, None), Path) for name in ("input", "path"))
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}" + (
+            f" (acnn {args.command} takes one path: for several images, give the folder that holds them)"
+            if paths and one_path else ""))
     try:
         if isinstance(getattr(args, "input", None), Path) and not args.input.exists():  # before loading models
             raise InputError(f"no such file or folder: {args.input}")

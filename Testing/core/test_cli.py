@@ -91,6 +91,21 @@ def test_bad_arguments_give_one_line(tmp_path):
         assert not (tmp_path / "x").exists()
 
 
+def test_arguments_a_command_does_not_take_are_named_in_its_own_words(tmp_path):
+    """An unknown option, or a second image (a shell's glob): the command's usage and error, not acnn's; for
+    a second path, where several go."""
+    for name in ("a.nii.gz", "b.nii.gz"):
+        (tmp_path / name).touch()
+    run = acnn("segment", tmp_path / "a.nii.gz", tmp_path / "b.nii.gz", "--out", tmp_path / "x.nii.gz")
+    assert run.returncode == 2 and run.stderr.startswith("usage: acnn segment ")
+    assert not (tmp_path / "x.nii.gz").exists()
+    assert run.stderr.strip().endswith(f"acnn segment: error: unrecognized arguments: {tmp_path / 'b.nii.gz'} (acnn "
+                                       f"segment takes one path: for several images, give the folder that holds them)")
+    run = acnn("info", tmp_path / "a.nii.gz", "--bogus")
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == "acnn info: error: unrecognized arguments: --bogus"
+
+
 def test_info_describes_files_and_folders(tmp_path):
     assert acnn("phantom", "--out", tmp_path / "ph", "--subjects", 1).returncode == 0
     run = acnn("info", tmp_path / "ph" / "subject000" / "ED" / "hr_gt.nii.gz", "--labels")
