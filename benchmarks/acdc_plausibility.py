@@ -9,9 +9,11 @@ map "fragmented" where its blood pool or its myocardium is in more than one 26-c
 blood pool of the slice above and so touch no other myocardium, though the LV as a whole (blood pool and
 myocardium together) is one part. For each map that fails, this prints why, whether its LV is one part
 all the same, and what the clean-up (`acnn segment --clean-up`: each structure's largest part, the blood
-pool's holes filled) makes of it. ``--model``: also that model's output for each image (``--held-out``:
-only the patients its training held out, by ``acnn train``'s split; else every patient, most of them
-seen in training).
+pool's holes filled) makes of it. The summary lines also count a variant, not ACNNCore's, that takes the
+LV as one part: "fragmented" only where blood pool and myocardium together are in several parts, and a
+clean-up that keeps the LV's largest part (the apical cap with it). ``--model``: also that model's output
+for each image (``--held-out``: only the patients its training held out, by ``acnn train``'s split; else
+every patient, most of them seen in training).
 """
 
 from __future__ import annotations
@@ -19,14 +21,27 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
 
 from ACNNCore.datasets import acdc_patients, read_acdc_patient
-from ACNNCore.labels import LV_BLOOD_POOL, LV_MYOCARDIUM
-from ACNNCore.metrics import FULL, plausibility
-from ACNNCore.postprocessing import clean_up
+from ACNNCore.labels import LV_BLOOD_POOL, LV_MYOCARDIUM, RV_BLOOD_POOL
+from ACNNCore.metrics import FULL, plausibility, stray_parts
+from ACNNCore.postprocessing import IN_PLANE, clean_up
+
+
+class Reading(NamedTuple):
+    """A map read by the checks: its problems, whether its LV (blood pool and myocardium together) is one
+    26-connected part, its problems cleaned up; and by the variant that takes the LV as one part (see
+    :func:`as_one_part`), its problems as it is and cleaned up that way."""
+
+    problems: list
+    one_part: bool
+    cleaned: list
+    as_one: list
+    as_one_cleaned: list
 
 
 def lv_in_one_part(labels) -> bool:
@@ -34,28 +49,48 @@ def lv_in_one_part(labels) -> bool:
     return ndimage.label(np.isin(labels.array, (LV_BLOOD_POOL, LV_MYOCARDIUM)), FULL)[1] == 1
 
 
-def read(labels) -> tuple[list, bool, list]:
-    """A map's problems, whether its LV is one part, and the problems of the map cleaned up."""
-    return plausibility(labels)["problems"], lv_in_one_part(labels), plausibility(clean_up(labels))["problems"]
+def as_one_part(labels) -> list:
+    """The problems of a map by a variant of the checks, not ACNNCore's: "fragmented" only where the LV as a
+    whole (blood pool and myocardium together) is in more than one part."""
+    return [p for p in plausibility(labels)["problems"] if p != "fragmented" or not lv_in_one_part(labels)]
 
 
-def describe(row) -> str:
-    """One map's reading (a row of :func:`main`): its problems, then its LV's parts and its problems cleaned up."""
-    _, problems, one_part, cleaned = row
-    return (f"{', '.join(problems) or 'plausible'} (LV in one part: {'yes' if one_part else 'no'}; cleaned up: "
-            f"{', '.join(cleaned) or 'plausible'})")
+def clean_up_as_one_part(labels):
+    """A variant of the clean-up, not ACNNCore's: the LV's largest part (blood pool and myocardium together;
+    an apical cap under the cavity kept) and the RV's, then the blood pool's holes filled in each slice."""
+    a = labels.array.copy()
+    a[stray_parts(np.isin(a, (LV_BLOOD_POOL, LV_MYOCARDIUM)))] = 0
+    a[stray_parts(a == RV_BLOOD_POOL)] = 0
+    a[ndimage.binary_fill_holes(a == LV_BLOOD_POOL, IN_PLANE)] = LV_BLOOD_POOL
+    return labels.with_array(a)
 
 
-def tally(name: str, rows: list) -> str:
-    """The summary line of ``rows`` (image, problems, LV in one part, problems cleaned up)."""
-    failing = [r for r in rows if r[1]]
-    fragmented = [r for r in failing if "fragmented" in r[1]]
-    only = [r for r in fragmented if r[1] == ["fragmented"] and r[2]]
-    return (f"{name}: {len(failing)} of {len(rows)} implausible ("
-            + ", ".join(f"{p} {n}" for p, n in Counter(p for r in failing for p in r[1]).items()) + ")"
-            + f"; fragmented alone with the LV in one part: {len(only)}"
-            + f"; cleaned up: {sum(bool(r[3]) for r in rows)} implausible ("
-            + ", ".join(f"{p} {n}" for p, n in Counter(p for r in rows for p in r[3]).items()) + ")")
+def read(labels) -> Reading:
+    """A map read both ways (:class:`Reading`)."""
+    return Reading(plausibility(labels)["problems"], lv_in_one_part(labels), plausibility(clean_up(labels))["problems"],
+                   as_one_part(labels), as_one_part(clean_up_as_one_part(labels)))
+
+
+def describe(reading: Reading) -> str:
+    """One map's reading: its problems, then its LV's parts and its problems cleaned up."""
+    return (f"{', '.join(reading.problems) or 'plausible'} (LV in one part: {'yes' if reading.one_part else 'no'}; "
+            f"cleaned up: {', '.join(reading.cleaned) or 'plausible'})")
+
+
+def _count(lists: list) -> str:
+    """How many of ``lists`` of problems are not empty, and each problem's count."""
+    each = Counter(p for problems in lists for p in problems)
+    return f"{sum(map(bool, lists))} implausible" + (f" ({', '.join(f'{p} {n}' for p, n in each.items())})"
+                                                     if each else "")
+
+
+def tally(name: str, readings: list[Reading]) -> str:
+    """The summary line of ``readings``."""
+    only = [r for r in readings if r.problems == ["fragmented"] and r.one_part]
+    return (f"{name}, of {len(readings)}: {_count([r.problems for r in readings])}; fragmented alone with the LV in "
+            f"one part: {len(only)}; cleaned up: {_count([r.cleaned for r in readings])}. Taking the LV as one part "
+            f"(check and clean-up): {_count([r.as_one for r in readings])}; cleaned up: "
+            f"{_count([r.as_one_cleaned for r in readings])}")
 
 
 def main() -> None:
@@ -78,12 +113,12 @@ def main() -> None:
     experts, outputs = [], []
     for patient in patients:
         for case in read_acdc_patient(patient):
-            experts.append((case.name, *read(case.labels)))
+            experts.append(read(case.labels))
             line = f"{case.name}  expert: {describe(experts[-1])}"
             if segmenter is not None:
-                outputs.append((case.name, *read(segmenter(case.image).labels)))
+                outputs.append(read(segmenter(case.image).labels))
                 line += f"  {args.model}: {describe(outputs[-1])}"
-            if experts[-1][1] or (outputs and outputs[-1][1]):
+            if experts[-1].problems or (outputs and outputs[-1].problems):
                 print(line, flush=True)
     print(tally("expert maps", experts))
     if outputs:
