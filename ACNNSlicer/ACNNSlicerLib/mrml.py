@@ -495,6 +495,30 @@ def show_frame(sequence, frame: int = 0):
     return proxy
 
 
+def frame_results(sequence) -> list:
+    """A cine's ACNN results: the segmentation nodes :meth:`SegmentLogic.apply` made of it (their ``ACNN.Input``),
+    each of one frame (``ACNN.Frame``)."""
+    scene = sequence.GetScene()
+    return [] if scene is None else [
+        n for n in scene.GetNodesByClass("vtkMRMLSegmentationNode") if n.GetNodeReference("ACNN.Input") is sequence
+        and n.GetAttribute("ACNN.Frame") is not None and n.GetDisplayNode() is not None]
+
+
+def follow_frame(sequence, old: int, new: int, following: bool = True) -> bool:
+    """A cine's ACNN results (:func:`frame_results`) as its frame shown goes from ``old`` to ``new``: where they
+    follow the frame, the result of ``new`` shown (none, where that frame was not segmented) and the others
+    hidden -- an ED result never lies over the ES image. They follow where one of them was shown at ``old``
+    (hidden all: the user hid them); at a frame that has no result, as they did before (``following``).
+    Returns whether they follow now."""
+    results = frame_results(sequence)
+    if any(int(n.GetAttribute("ACNN.Frame")) == old for n in results):
+        following = any(n.GetDisplayNode().GetVisibility() for n in results)
+    if following:
+        for node in results:
+            node.GetDisplayNode().SetVisibility(int(node.GetAttribute("ACNN.Frame")) == new)
+    return following
+
+
 def browser_of(sequence):
     """The sequence browser node that plays a sequence (:func:`show_frame` makes one), or None."""
     scene = sequence.GetScene()

@@ -158,6 +158,43 @@ def test_the_frame_slider_steps_through_the_cine_shown(studio, phantom_cine, wri
     assert studio.state.frames == 0
 
 
+def test_a_cine_s_results_follow_the_frame_shown(studio, phantom_cine, write_dicom, tmp_path):
+    """Segment on a cine adds ED's and ES's results; as the frame slider moves, the frame's own result is shown
+    and the other hidden (none at a frame that was not segmented), so that ED's never lies over the ES image;
+    results the user hid stay hidden."""
+    from ACNNSlicerLib import mrml
+
+    ed, es = phantom_cine(11, 89)
+    (cine,) = upload(studio, write_dicom([ed, es, ed], tmp_path / "dicom", times=[0, 300, 600]))
+    studio.state.seg_input = cine.GetID()
+    studio.state.flush()
+    asyncio.run(studio.run_segment())
+    assert not studio.state.error, studio.state.error
+
+    def shown():  # the frames whose results are visible
+        return sorted(int(n.GetAttribute("ACNN.Frame")) for n in mrml.frame_results(cine)
+                      if n.GetDisplayNode().GetVisibility())
+
+    def slide(frame):
+        studio.state.frame = frame
+        studio.state.flush()  # as the slider does
+
+    assert studio.state.shown == cine.GetID() and studio.state.frame == 0 and shown() == [0]  # ED, under ED
+    slide(1)
+    assert shown() == [1]  # ES's, under ES
+    (es_result,) = [n for n in mrml.frame_results(cine) if n.GetAttribute("ACNN.Frame") == "1"]
+    assert [s["visible"] for s in studio.state.segmentations if s["value"] == es_result.GetID()] == [True]  # its eye
+    slide(2)
+    assert shown() == []  # a frame not segmented
+    slide(0)
+    assert shown() == [0]
+    (ed_result,) = [n for n in mrml.frame_results(cine) if n.GetAttribute("ACNN.Frame") == "0"]
+    studio.toggle_visibility(ed_result.GetID())  # hidden by the user
+    slide(1)
+    assert shown() == []
+    studio.remove(cine.GetID())
+
+
 def test_an_upload_is_read_while_the_server_goes_on(studio, phantom_cine, write_dicom, tmp_path):
     """The files are read in a worker thread: the event loop (views, other clicks) runs meanwhile, the status
     says what is loading; the nodes are added on the loop once all is read."""
