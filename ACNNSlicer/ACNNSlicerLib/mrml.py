@@ -519,6 +519,28 @@ def follow_frame(sequence, old: int, new: int, following: bool = True) -> bool:
     return following
 
 
+def follow_frames(sequence) -> None:
+    """From now on, a cine's ACNN results follow the frame its sequence browser shows (:func:`follow_frame`):
+    in Slicer as the Sequences module's slider or player moves, in the studio as its frame slider does. An
+    observer on the browser (made, at the first frame, where the cine has none), added once per browser."""
+    browser = browser_of(sequence)
+    if browser is None:
+        show_frame(sequence, 0)
+        browser = browser_of(sequence)
+    if getattr(browser, "_acnn_follows_results", False):  # kept by VTK with the node, not saved in a scene file
+        return
+    browser._acnn_follows_results = True
+    shown = {"frame": browser.GetSelectedItemNumber(), "following": True}
+
+    def changed(caller, _event):
+        frame = caller.GetSelectedItemNumber()
+        if frame != shown["frame"]:
+            shown["following"] = follow_frame(sequence, shown["frame"], frame, shown["following"])
+            shown["frame"] = frame
+
+    browser.AddObserver(vtk.vtkCommand.ModifiedEvent, changed)
+
+
 def browser_of(sequence):
     """The sequence browser node that plays a sequence (:func:`show_frame` makes one), or None."""
     scene = sequence.GetScene()

@@ -92,7 +92,8 @@ class SegmentLogic:
         segments it, 'RV blood pool'; closed surfaces)
         and a table node of the measures; where every frame of a cine was segmented, also a table of the LV's
         volume per frame and a plot chart of it, referenced from the measures table (``ACNN.VolumeCurve``,
-        ``ACNN.VolumeCurveChart``). Returns (segmentation nodes, measures table node)."""
+        ``ACNN.VolumeCurveChart``). A cine's results follow the frame its sequence browser shows
+        (:func:`mrml.follow_frames`). Returns (segmentation nodes, measures table node)."""
         scene = mrml.input_scene(input_node, "segmented")
         base = input_node.GetName()
         segmentations = []
@@ -114,6 +115,8 @@ class SegmentLogic:
             chart = mrml.plot_columns(curve, "Frame", "LV blood pool (ml)", scene, f"{base} ACNN LV volume curve")
             table.SetNodeReferenceID("ACNN.VolumeCurve", curve.GetID())
             table.SetNodeReferenceID("ACNN.VolumeCurveChart", chart.GetID())
+        if input_node.IsA("vtkMRMLSequenceNode"):  # ED's result never left over the ES image
+            mrml.follow_frames(input_node)
         return segmentations, table
 
     @staticmethod

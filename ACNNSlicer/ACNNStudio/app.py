@@ -115,7 +115,6 @@ class Studio:
         self.uploads = tempfile.TemporaryDirectory(prefix="acnn-studio-uploads-")
         self.task: BackgroundTask | None = None
         self._loading = 0  # uploads being read
-        self._following: dict[str, bool] = {}  # per cine: whether its results follow its frame (follow_frame)
         self.shape_node = None
         self._init_state()
         self.offer(models)
@@ -240,14 +239,11 @@ class Studio:
         return (node, browser) if browser is not None else None
 
     def _frame_changed(self, frame=0, **_):
-        """The frame slider: that frame of the cine shown, where the slice views stay as they are, and the cine's
-        results following it (the frame's own result shown, the others hidden)."""
+        """The frame slider: that frame of the cine shown, where the slice views stay as they are (the cine's
+        results following it: :func:`mrml.follow_frames`)."""
         cine = self._shown_cine()
         if cine and int(frame) != cine[1].GetSelectedItemNumber() and 0 <= int(frame) < self.state.frames:
-            sequence, old = cine[0], cine[1].GetSelectedItemNumber()
-            mrml.show_frame(sequence, int(frame))
-            following = self._following.get(sequence.GetID(), True)
-            self._following[sequence.GetID()] = mrml.follow_frame(sequence, old, int(frame), following)
+            mrml.show_frame(cine[0], int(frame))
             self.refresh_lists()  # the segmentations' eyes
 
     def show_node(self, node_id):

@@ -278,6 +278,41 @@ def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
         logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=7)
 
 
+def test_a_cine_s_results_follow_the_frame_its_browser_shows(scene, subject):
+    """Results of a cine follow the frame the sequence browser shows -- Slicer's Sequences slider and player,
+    the studio's frame slider: the frame's own result shown, the others hidden (none at a frame not segmented);
+    hidden by the user, they stay hidden."""
+    seq = cine(scene, subject)
+    logic = SegmentLogic()
+
+    def segment():
+        result = logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=2)
+        return logic.apply(result, seq, surfaces=False)[0]
+
+    def shown():
+        return sorted(int(n.GetAttribute("ACNN.Frame")) for n in mrml.frame_results(seq)
+                      if n.GetDisplayNode().GetVisibility())
+
+    ed, es = segment()
+    assert shown() == [1, 2] and mrml.browser_of(seq).GetSelectedItemNumber() == 0  # as apply leaves them
+    mrml.show_frame(seq, 1)  # ED's frame (the widgets show it after apply)
+    assert shown() == [1]
+    mrml.show_frame(seq, 2)
+    assert shown() == [2]
+    mrml.show_frame(seq, 0)  # not segmented
+    assert shown() == []
+    mrml.show_frame(seq, 1)
+    assert shown() == [1]
+    ed.GetDisplayNode().SetVisibility(False)  # the user's eye
+    mrml.show_frame(seq, 2)
+    assert shown() == []
+    for node in (ed, es):
+        scene.RemoveNode(node)
+    segment()  # again: the new results follow
+    mrml.show_frame(seq, 1)
+    assert shown() == [1]
+
+
 def test_the_phantom_demo_is_a_cine_to_segment_at_once(scene):
     """The Segment module's "Phantom demo" (and the studio's --demo): an unseen phantom's ED and ES stacks and
     the two as a cine, which the phantom model segments with the phantom's own EF."""
