@@ -81,6 +81,7 @@ class _DicomImage(NamedTuple):
     series: str  # 0020,000e
     protocol: str  # 0008,103e as written ("" where absent)
     number: str  # 0020,0011 as written ("" where absent)
+    sop: tuple  # (0008,0018, frame number) as a DICOM SEG refers to it: 1 up in a multi-frame file, 0 in a classic
     folder: Path  # where its file lies, from the folder read
 
     @property
@@ -184,7 +185,8 @@ def _read_file(path: str, inode: int, mtime_ns: int, size: int) -> tuple[str, tu
             float(_attribute(ds, "SliceThickness", frame) or 1.0), str(path), frame or 0, whole,
             (slope / read_as[0], intercept - read_as[1] * slope / read_as[0]), str(ds.get("StudyInstanceUID", "")),
             str(ds.get("SeriesInstanceUID", "?")), str(ds.get("SeriesDescription", "")),
-            str(ds.get("SeriesNumber", "") or ""), Path()))
+            str(ds.get("SeriesNumber", "") or ""), (str(ds.get("SOPInstanceUID", "")), frame + 1 if enhanced else 0),
+            Path()))
     return sop_class, tuple(images)
 
 
@@ -553,8 +555,17 @@ def seg_sources(path) -> frozenset[tuple[str, int]]:
                                  for instance in series.get("ReferencedInstanceSequence", [])})
 
 
-def read_dicom_segs(folder) -> dict[str, Volume]:
-    """Every DICOM SEG in a folder and its subfolders (:func:`read_dicom_seg`), by name: its series description
+def seg_frame(path, source, study: str | None = None, series: str | None = None) -> int | None:
+    """The frame of a stack or cine (``source``, ``study``, ``series`` as :func:`read_dicom` takes them) whose
+    images a DICOM SEG labels (:func:`seg_sources`), or None where it labels none of its frames alone."""
+    stack, _ = _stack(source, study, series)
+    labelled = seg_sources(path)
+    return next((t for t in range(len(stack[0])) if labelled <= {column[t].sop for column in stack}), None)
+
+
+def read_dicom_segs(folder) -> dict[str, tuple[Path, Volume]]:
+    """Every DICOM SEG in a folder and its subfolders, its file and label map (:func:`read_dicom_seg`), by name:
+    its series description
     ("ACNN labels"), followed where its series has several (a cine's frames) by its content description ("ACNN
     labels, frame 1 of 30", as ours say it), else its instance number, else its file's name; none in a folder of
     images alone."""
@@ -569,7 +580,7 @@ def read_dicom_segs(folder) -> dict[str, Volume]:
             name += f", {content}" if content else f" {header.get('InstanceNumber', '') or stem}"
         if name in labels:  # two series of one description
             name += f" {stem}"
-        labels[name] = read_dicom_seg(path)
+        labels[name] = path, read_dicom_seg(path)
     return labels
 
 

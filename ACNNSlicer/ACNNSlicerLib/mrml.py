@@ -441,9 +441,28 @@ def read_dicom_nodes(path) -> list:
             source = dict(zip(DICOM_SOURCE, (str(study.folder), study.uid, series if several else "")))
             makers.append(partial(_with_attributes, frames_to_node, source, frames,
                                   name=f"{name} {series}" if several else name))
-    for name, label_map in labels.items():
-        makers.append(partial(labels_to_segmentation, label_map, name=f"{Path(path).name} {name}"))
+    for name, (file, label_map) in labels.items():
+        makers.append(partial(_seg_node, label_map, file, name=f"{Path(path).name} {name}"))
     return makers
+
+
+def _seg_node(label_map, file, scene, name: str):
+    """A DICOM SEG's segmentation node; where it labels one frame of a cine in the scene loaded from DICOM files
+    (:func:`ACNNCore.dicom.seg_frame`), tied to that frame (``ACNN.Images``, ``ACNN.Frame``) and following it
+    as the cine's results do (:func:`follow_frames`): shown while that frame is."""
+    from ACNNCore.dicom import seg_frame
+
+    node = labels_to_segmentation(label_map, scene=scene, name=name)
+    for cine in scene.GetNodesByClass("vtkMRMLSequenceNode"):
+        folder, study, series = (cine.GetAttribute(key) for key in DICOM_SOURCE)
+        frame = seg_frame(file, folder, study, series or None) if folder else None
+        if frame is not None:
+            node.SetNodeReferenceID("ACNN.Images", cine.GetID())
+            node.SetAttribute("ACNN.Frame", str(frame))
+            follow_frames(cine)
+            node.GetDisplayNode().SetVisibility(frame == browser_of(cine).GetSelectedItemNumber())
+            break
+    return node
 
 
 def _with_attributes(make, attributes: dict, *args, **kwargs):
@@ -496,11 +515,12 @@ def show_frame(sequence, frame: int = 0):
 
 
 def frame_results(sequence) -> list:
-    """A cine's ACNN results: the segmentation nodes :meth:`SegmentLogic.apply` made of it (their ``ACNN.Input``),
-    each of one frame (``ACNN.Frame``)."""
+    """A cine's segmentations of one frame each (``ACNN.Frame``): the results :meth:`SegmentLogic.apply` made of
+    it (``ACNN.Input``), and DICOM SEG objects loaded that label its frames (``ACNN.Images``: :func:`_seg_node`)."""
     scene = sequence.GetScene()
     return [] if scene is None else [
-        n for n in scene.GetNodesByClass("vtkMRMLSegmentationNode") if n.GetNodeReference("ACNN.Input") is sequence
+        n for n in scene.GetNodesByClass("vtkMRMLSegmentationNode") if sequence in (
+            n.GetNodeReference("ACNN.Input"), n.GetNodeReference("ACNN.Images"))
         and n.GetAttribute("ACNN.Frame") is not None and n.GetDisplayNode() is not None]
 
 

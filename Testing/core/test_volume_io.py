@@ -722,11 +722,11 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
     reference kept; each reads back (`read_dicom_seg`) as its label map on the images' grid, and in the images'
     folder is not taken for images. Labels on another grid, or as many maps as frames not given, are refused;
     files there are not overwritten unless asked. `acnn evaluate` pairs SEGs named otherwise (an expert's) with
-    ours by the images (and enhanced files' frames) they label."""
+    ours by the images (and enhanced files' frames) they label; `seg_frame` finds the cine frame each labels."""
     import highdicom
     import pydicom
 
-    from ACNNCore.dicom import _dicom_images, write_dicom_seg
+    from ACNNCore.dicom import _dicom_images, seg_frame, write_dicom_seg
     from ACNNCore.labels import DICOM_CODES, SEGMENTS
 
     frames = [oblique_volume.with_array(np.round(oblique_volume.array * 300 + 40 * t).astype(np.int16))
@@ -788,6 +788,7 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
     some = write_dicom_seg({2: labels[2], 0: labels[0]}, source, tmp_path / "some", names)  # a cine's ED and ES
     assert [p.name for p in some] == ["SEG_001.dcm", "SEG_003.dcm"]
     assert highdicom.seg.segread(some[1]).InstanceNumber == 3
+    assert [seg_frame(p, source) for p in paths + some] == [0, 1, 2, 0, 2]  # the frame each labels, by its images
     with pytest.raises(InputError, match="frames \\[3\\] asked of .*'s 3 frames"):
         write_dicom_seg({3: labels[0]}, source, tmp_path / "other", names)
     from ACNNCore.evaluation import match
@@ -799,6 +800,7 @@ def test_labels_are_written_as_dicom_seg_on_the_images_they_label(tmp_path, obli
                                                              ("es", paths[2], tmp_path / "expert" / "es.dcm")]
     again = write_dicom(frames, tmp_path / "again", per_slice_series, times=[0, 40, 80], study="1.2.3.9")  # new UIDs
     write_dicom_seg(labels, again, tmp_path / "of_others", names)
+    assert seg_frame(tmp_path / "of_others" / "SEG_001.dcm", source) is None
     with pytest.raises(InputError, match="no prediction for 2 ground-truth case"):  # SEGs of other images
         match(tmp_path / "of_others", tmp_path / "expert")
 

@@ -657,9 +657,22 @@ def test_dicom_seg_objects_load_as_segmentations_beside_their_images(scene, tmp_
         assert np.array_equal(back.array, expected.array)
         assert {node.GetSegmentation().GetNthSegment(i).GetName()
                 for i in range(node.GetSegmentation().GetNumberOfSegments())} <= {n for n, _ in SEGMENTS.values()}
-    alone = mrml.load_dicom(tmp_path / "study" / "seg", scene)  # a folder of SEGs alone
+    # each tied to the frame it labels, by the images it refers to: shown while that frame is
+    assert [(n.GetNodeReference("ACNN.Images"), n.GetAttribute("ACNN.Frame")) for n in segmentations] == \
+        [(cine, "0"), (cine, "1")]
+
+    def shown():
+        return [n.GetName() for n in mrml.frame_results(cine) if n.GetDisplayNode().GetVisibility()]
+
+    assert shown() == ["study ACNN labels, frame 1 of 2"]
+    mrml.show_frame(cine, 1)
+    assert shown() == ["study ACNN labels, frame 2 of 2"]
+    alone = mrml.load_dicom(tmp_path / "study" / "seg", scene)  # a folder of SEGs alone (the images loaded before)
     assert [n.GetName() for n in alone] == [f"seg ACNN labels, frame {t} of 2" for t in (1, 2)]
     assert np.array_equal(mrml.labels_from_segmentation(alone[1], g).array, labels[1].array)
+    assert [n.GetAttribute("ACNN.Frame") for n in alone] == ["0", "1"]
+    mrml.show_frame(cine, 0)
+    assert shown() == ["study ACNN labels, frame 1 of 2", "seg ACNN labels, frame 1 of 2"]
     broken = tmp_path / "study" / "seg" / "SEG_002.dcm"
     broken.write_bytes(broken.read_bytes()[:-50])
     before = scene.GetNumberOfNodes()
