@@ -455,7 +455,10 @@ def _seg_node(label_map, file, scene, name: str):
     node = labels_to_segmentation(label_map, scene=scene, name=name)
     for cine in scene.GetNodesByClass("vtkMRMLSequenceNode"):
         folder, study, series = (cine.GetAttribute(key) for key in DICOM_SOURCE)
-        frame = seg_frame(file, folder, study, series or None) if folder else None
+        try:
+            frame = seg_frame(file, folder, study, series or None) if folder else None
+        except (InputError, OSError):  # its files moved or changed since: not this cine's
+            frame = None
         if frame is not None:
             node.SetNodeReferenceID("ACNN.Images", cine.GetID())
             node.SetAttribute("ACNN.Frame", str(frame))

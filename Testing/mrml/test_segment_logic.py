@@ -673,6 +673,8 @@ def test_dicom_seg_objects_load_as_segmentations_beside_their_images(scene, tmp_
     assert [n.GetAttribute("ACNN.Frame") for n in alone] == ["0", "1"]
     mrml.show_frame(cine, 0)
     assert shown() == ["study ACNN labels, frame 1 of 2", "seg ACNN labels, frame 1 of 2"]
+    cine.SetAttribute(mrml.DICOM_SOURCE[0], str(tmp_path / "moved"))  # its files gone since: the SEGs load untied
+    assert [n.GetAttribute("ACNN.Frame") for n in mrml.load_dicom(tmp_path / "study" / "seg", scene)] == [None, None]
     broken = tmp_path / "study" / "seg" / "SEG_002.dcm"
     broken.write_bytes(broken.read_bytes()[:-50])
     before = scene.GetNumberOfNodes()
