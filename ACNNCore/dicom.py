@@ -230,6 +230,8 @@ def dicom_files(folder) -> list[Path]:
 def _images_of(folder: Path) -> list[_DicomImage]:
     """Every image of the DICOM files in a folder and its subfolders."""
     files = dicom_files(folder)
+    if not files:
+        raise InputError(f"{folder} holds no DICOM files" if Path(folder).is_dir() else f"no such folder: {folder}")
     images = [i for p in files for i in _dicom_images(p, p.parent.relative_to(folder.parent))]
     if not images:
         segs = sum(map(is_dicom_seg, files))

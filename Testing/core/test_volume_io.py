@@ -445,6 +445,13 @@ def test_dicom_folders_that_are_not_one_stack(tmp_path, oblique_volume, write_di
     (tmp_path / "broken" / "IM0").write_bytes(bytes(128) + b"DICM" + b"not a data set")  # DICOM by its magic only
     with pytest.raises(InputError, match="holds DICOM files but no images$"):
         read_volume(tmp_path / "broken")
+    from ACNNCore.dicom import read_dicom  # asked of a folder by name (the library's callers, a moved study)
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty holds no DICOM files$"):
+        read_dicom(tmp_path / "empty")
+    with pytest.raises(InputError, match="^no such folder: .*gone$"):
+        read_dicom(tmp_path / "gone")
 
 
 def test_a_series_picks_the_stack_of_a_full_study(tmp_path, oblique_volume, write_dicom):
