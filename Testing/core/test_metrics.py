@@ -162,7 +162,7 @@ def test_evaluate_cli_on_folders(tmp_path, capsys):
     write_volume(shifted, pred / "a_ES.nii.gz")
     assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp_path / "r.json")]) == 0
     summary = json.loads((tmp_path / "r.json").read_text())["summary"]
-    assert summary["cases"] == 3 and summary["implausible"] == 0
+    assert summary["cases"] == 3 and summary["implausible"] == 0 and summary["gt_implausible"] == 0
     assert "dice_rv" not in summary and "RV" not in capsys.readouterr().out  # no RV in the truth: none reported
     rows = (tmp_path / "r.csv").read_text().splitlines()
     assert rows[0].startswith("case,dice_lv") and len(rows) == 4
