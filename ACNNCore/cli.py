@@ -127,12 +127,12 @@ def run_info(args) -> int:
     from collections import Counter
 
     from .datasets import read_dataset
-    from .evaluation import is_label_file, read_label_map
-    from .labels import SEGMENTS
+    from .evaluation import is_label_file, label_convention, read_label_map
+    from .labels import ACDC_TO_OURS, SEGMENTS, remap
     from .metrics import PROBLEM_WORDS, plausibility, verdict
     from .dicom import (dicom_files, dicom_studies, is_dicom_folder, is_dicom_seg, read_dicom, read_dicom_seg,
                         read_dicom_stacks)
-    from .io import looks_like_labels, read_frames, read_labels
+    from .io import looks_like_labels, read_frames, read_volume
 
     path = args.path
     if _is_model(path):
@@ -190,10 +190,13 @@ def run_info(args) -> int:
         return 0
     seg = is_dicom_seg(path)  # a DICOM SEG file: its segments as our labels
     labels = seg or args.labels or not dicom and (path.name.lower().endswith(".seg.nrrd") or is_label_file(path))
-    frames = ([read_dicom_seg(path)] if seg else
-              [read_labels(path, allowed=(0, 1, 2, 3))] if labels else  # a cine: its frames
+    seg_nrrd = not dicom and path.name.lower().endswith(".seg.nrrd")  # Slicer's: its layers are no frames
+    frames = ([read_dicom_seg(path)] if seg else [read_volume(path)] if seg_nrrd else
               next(iter(stacks.values())) if stacks else
-              read_dicom(path, series=args.series) if dicom else read_frames(path))
+              read_dicom(path, series=args.series) if dicom else read_frames(path))  # a cine: its frames
+    if labels and not seg:  # told, or by its name: its values checked
+        frames = [f.check_labels((0, 1, 2, 3), f"label map {path}") for f in frames]
+        frames = [f.with_array(f.array.astype(np.uint8)) for f in frames]
     volume = frames[0]
     labels = labels or looks_like_labels(volume)  # integer values 0-3: what acnn segment writes
     g = volume.geometry
@@ -204,14 +207,21 @@ def run_info(args) -> int:
                "dtype": str(volume.array.dtype),
                "range": [float(min(f.array.min() for f in frames)), float(max(f.array.max() for f in frames))],
                **({"dicom_seg": segs} if segs else {})}
-    if labels:
-        values, counts = np.unique(volume.array, return_counts=True)
-        summary["label_volumes_ml"] = {int(v): round(float(c) * g.voxel_volume_ml, 3) for v, c in zip(values, counts)}
-        if len(frames) == 1 and path.is_file():  # its structures, by our label values, and the plausibility checks
-            ours = volume if seg else read_label_map(path, "auto")
-            summary["structures_ml"] = {name: round(float(np.count_nonzero(ours.array == v)) * g.voxel_volume_ml, 3)
-                                        for v, (name, _) in SEGMENTS.items()}
-            summary["plausibility"] = verdict(plausibility(ours))
+    if labels:  # per label value; per structure, in our values, with the plausibility checks' verdict (each frame's)
+        def ml(array, value):
+            return round(float(np.count_nonzero(array == value)) * g.voxel_volume_ml, 3)
+
+        if seg or seg_nrrd:  # read by its segments' names or codes
+            ours = frames if seg else [read_label_map(path)]
+        else:
+            acdc = label_convention(path) == "acdc"
+            ours = [f.with_array(remap(f.array, ACDC_TO_OURS)) if acdc else f for f in frames]
+        for key, values in (("label_volumes_ml", [{int(v): ml(f.array, v) for v in np.unique(f.array)}
+                                                  for f in frames]),
+                            ("structures_ml", [{name: ml(o.array, v) for v, (name, _) in SEGMENTS.items()}
+                                               for o in ours]),
+                            ("plausibility", [verdict(plausibility(o)) for o in ours])):
+            summary[key] = values[0] if len(values) == 1 else values  # else frame by frame
     print(json.dumps(summary, indent=1))
     return 0
 

@@ -169,6 +169,14 @@ def label_files(root: Path, ground_truth: bool) -> dict[str, Path]:
     return found
 
 
+def label_convention(path: Path, convention: str = "auto") -> str:
+    """The label values of a file: ``convention`` as given ("ours", "acdc"), or for "auto" ACDC's where an ACDC
+    ``Info.cfg`` lies beside the file, ours otherwise."""
+    if convention != "auto":
+        return convention
+    return "acdc" if (Path(path).parent / "Info.cfg").is_file() else "ours"
+
+
 def read_label_map(path: Path, convention: str = "ours") -> Volume:
     """A label map from any supported file (``.seg.nrrd`` and DICOM SEG included: read by their segments'
     names or codes), in our label values; ``convention``: the file's values, "ours", "acdc", or "auto" (ACDC's
@@ -177,9 +185,7 @@ def read_label_map(path: Path, convention: str = "ours") -> Volume:
 
     if is_dicom_seg(path):
         return read_dicom_seg(path)
-    if convention == "auto":
-        convention = "acdc" if (Path(path).parent / "Info.cfg").is_file() else "ours"
-
+    convention = label_convention(path, convention)
     if format_of(path) == ".seg.nrrd":
         labels, names = read_segmentation(path)
         by_name = {n: v for v, (n, _) in SEGMENTS.items()}

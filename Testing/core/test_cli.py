@@ -121,6 +121,16 @@ def test_info_describes_files_and_folders(tmp_path):
     run = acnn("info", tmp_path / "ph")
     assert run.returncode == 0 and "2 cases" in run.stdout
     assert "label maps implausible by acnn's checks: 0 of 2" in run.stdout
+    from ACNNCore.io import write_frames  # a cine's label map (acnn segment CINE writes one): frame by frame
+
+    phases = [read_labels(tmp_path / "ph" / "subject000" / p / "hr_gt.nii.gz") for p in ("ED", "ES")]
+    write_frames(phases, tmp_path / "cine_seg.nii.gz")
+    for told in ((), ("--labels",)):
+        cine = json.loads(acnn("info", tmp_path / "cine_seg.nii.gz", *told).stdout)
+        assert cine["frames"] == 2 and cine["plausibility"] == ["plausible", "plausible"]
+        assert [v["1"] for v in cine["label_volumes_ml"]] == \
+            [pytest.approx(np.count_nonzero(p.array == 1) * p.geometry.voxel_volume_ml, abs=1e-3) for p in phases]
+        assert cine["structures_ml"][1]["LV blood pool"] == cine["label_volumes_ml"][1]["1"]
 
 
 def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write_dicom, to_enhanced, phantom_cine):
