@@ -189,14 +189,14 @@ def run_info(args) -> int:
                   f"{len(checked)}" + "".join(f"; {PROBLEM_WORDS[p]}: {n}" for p, n in bad.items()))
         return 0
     seg = is_dicom_seg(path)  # a DICOM SEG file: its segments as our labels
-    labels = seg or args.labels or not dicom and (path.name.lower().endswith(".seg.nrrd") or is_label_file(path))
     seg_nrrd = not dicom and path.name.lower().endswith(".seg.nrrd")  # Slicer's: its layers are no frames
+    labels = seg or seg_nrrd or args.labels or not dicom and is_label_file(path)
     frames = ([read_dicom_seg(path)] if seg else [read_volume(path)] if seg_nrrd else
               next(iter(stacks.values())) if stacks else
               read_dicom(path, series=args.series) if dicom else read_frames(path))  # a cine: its frames
     if labels and not seg:  # told, or by its name: its values checked
-        frames = [f.check_labels((0, 1, 2, 3), f"label map {path}") for f in frames]
-        frames = [f.with_array(f.array.astype(np.uint8)) for f in frames]
+        frames = [f.check_labels((0, 1, 2, 3), f"label map {path}").with_array(f.array.astype(np.uint8))
+                  for f in frames]
     volume = frames[0]
     labels = labels or looks_like_labels(volume)  # integer values 0-3: what acnn segment writes
     g = volume.geometry
