@@ -32,19 +32,14 @@ def new_scene():
     return scene
 
 
-def _scene_of(node):
+def scene_of(node, done: str = ""):
+    """The scene a node is in; an InputError where it is in none. ``done``: what a run did with it (its
+    results go to its scene), said where the node was removed while the run went on in its worker thread:
+    nothing is added then."""
     scene = node.GetScene()
     if scene is None:
-        raise InputError(f"node {node.GetName()!r} is not in a scene")
-    return scene
-
-
-def input_scene(node, done: str):
-    """The scene a run's results go to, its input's: an InputError where the input was removed from it while
-    the run went on in its worker thread (it was being ``done``): nothing is added then."""
-    scene = node.GetScene()
-    if scene is None:
-        raise InputError(f"{node.GetName()} was removed from the scene while it was {done}: nothing was added")
+        raise InputError(f"{node.GetName()} was removed from the scene while it was {done}: nothing was added"
+                         if done else f"node {node.GetName()!r} is not in a scene")
     return scene
 
 
@@ -199,7 +194,7 @@ def labels_to_segmentation(labels: Volume, node=None, scene=None, name: str = "S
     if node is None:
         node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
         node.CreateDefaultDisplayNodes()
-    scene = _scene_of(node)
+    scene = scene_of(node)
     segmentation = node.GetSegmentation()
     reference = _oriented_image(np.zeros(labels.shape, np.uint8), labels.geometry)
     segmentation.SetConversionParameter(slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName(),
@@ -263,7 +258,7 @@ def labels_from_segmentation(node, geometry: Geometry | None = None) -> Volume:
         raise InputError(f"segmentation {node.GetName()!r} has none of the segments "
                          f"{', '.join(n for n, _ in SEGMENTS.values())}, by name or by terminology (left "
                          f"ventricle, myocardium, right ventricle)")
-    scene = _scene_of(node)
+    scene = scene_of(node)
     logic = segmentations_logic(scene)
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__acnn_export")
     reference = None
@@ -351,7 +346,7 @@ def save_node(node, path) -> str:
     from pathlib import Path
 
     path = Path(path)
-    scene = _scene_of(node)
+    scene = scene_of(node)
     storage = node.CreateDefaultStorageNode()
     scene.AddNode(storage)
     try:

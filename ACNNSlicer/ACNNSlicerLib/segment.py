@@ -94,7 +94,7 @@ class SegmentLogic:
         volume per frame and a plot chart of it, referenced from the measures table (``ACNN.VolumeCurve``,
         ``ACNN.VolumeCurveChart``). A cine's results follow the frame its sequence browser shows
         (:func:`mrml.follow_frames`). Returns (segmentation nodes, measures table node)."""
-        scene = mrml.input_scene(input_node, "segmented")
+        scene = mrml.scene_of(input_node, "segmented")
         base = input_node.GetName()
         segmentations = []
         for p in result.phases:

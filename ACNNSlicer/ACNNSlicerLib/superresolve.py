@@ -42,7 +42,7 @@ class SuperResolveLogic:
 
     @staticmethod
     def apply(hr: Volume, input_node, model: str = ""):
-        scene = mrml.input_scene(input_node, "super-resolved")
+        scene = mrml.scene_of(input_node, "super-resolved")
         node = mrml.volume_to_node(hr, scene=scene, name=f"{input_node.GetName()} ACNN SR")
         node.SetAttribute("ACNN.Model", model)
         source = input_node.GetDisplayNode()
