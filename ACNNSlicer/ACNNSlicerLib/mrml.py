@@ -546,6 +546,7 @@ def follow_frames(sequence) -> None:
         show_frame(sequence, 0)
         browser = browser_of(sequence)
     if getattr(browser, "_acnn_follows_results", False):  # kept by VTK with the node, not saved in a scene file
+        # (:func:`follow_frames_on_load` adds the observer again to a scene loaded)
         return
     browser._acnn_follows_results = True
     shown = {"frame": browser.GetSelectedItemNumber(), "following": True}
@@ -557,6 +558,23 @@ def follow_frames(sequence) -> None:
             shown["frame"] = frame
 
     browser.AddObserver(vtk.vtkCommand.ModifiedEvent, changed)
+
+
+def follow_frames_on_load(scene) -> None:
+    """From now on, the cines' results in a scene file loaded into ``scene`` (an .mrb or .mrml Slicer saved)
+    follow the frame shown again, as they did before it was saved (:func:`follow_frames`: an observer, which
+    no scene file keeps). An observer on the scene's end of import, added once per scene; the Segment module
+    adds it to Slicer's scene at startup."""
+    if getattr(scene, "_acnn_follows_on_load", False):
+        return
+    scene._acnn_follows_on_load = True
+
+    def imported(caller, _event):
+        for sequence in list(caller.GetNodesByClass("vtkMRMLSequenceNode")):
+            if frame_results(sequence):
+                follow_frames(sequence)
+
+    scene.AddObserver(scene.EndImportEvent, imported)
 
 
 def browser_of(sequence):

@@ -41,6 +41,15 @@ class Segment(ScriptedLoadableModule):
         self.parent.helpText = HELP
         self.parent.acknowledgementText = ("Method: O. Oktay et al., Anatomically Constrained Neural Networks "
                                            "(ACNN), IEEE TMI 37(2), 2018.")
+        slicer.app.connect("startupCompleted()", _follow_frames_on_load)
+
+
+def _follow_frames_on_load():
+    """A cine's results in a scene the user loads follow its frame again, as they did before it was saved
+    (an observer that no scene file keeps), whether this module was opened or not."""
+    from ACNNSlicerLib import mrml
+
+    mrml.follow_frames_on_load(slicer.mrmlScene)
 
 
 @parameterNodeWrapper

@@ -36,6 +36,8 @@ def load_module(monkeypatch, scene):
     import slicer
 
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    slots = {}  # the application's signals a module connects to, as it starts
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(slots=slots, connect=slots.__setitem__), raising=False)
     qt = types.SimpleNamespace(QTimer=lambda: types.SimpleNamespace(
         setSingleShot=lambda on: None, setInterval=lambda ms: None, connect=lambda *a: None))
     gui_with(monkeypatch, qt)
@@ -68,3 +70,14 @@ def test_each_module_s_self_test_passes(load_module, scene, name):
     test.runTest()  # clears the scene first, as inside Slicer
     assert test.shown[-1].startswith("Test passed")
     assert scene.GetFirstNodeByName("left from before") is None
+
+
+def test_the_segment_module_makes_results_in_scenes_loaded_follow_their_frame(load_module, scene):
+    """Slicer's startup has the Segment module add ``mrml.follow_frames_on_load`` to the application's scene
+    (what it does: ``test_a_saved_scene_s_cine_results_follow_the_frame_again_when_loaded``)."""
+    import slicer
+
+    load_module("Segment").Segment(types.SimpleNamespace())
+    assert not scene.HasObserver(scene.EndImportEvent)
+    slicer.app.slots["startupCompleted()"]()
+    assert scene.HasObserver(scene.EndImportEvent)

@@ -313,6 +313,52 @@ def test_a_cine_s_results_follow_the_frame_its_browser_shows(scene, subject):
     assert shown() == [1]
 
 
+def test_a_saved_scene_s_cine_results_follow_the_frame_again_when_loaded(scene, subject, tmp_path):
+    """A scene saved as an .mrb with a cine's results and loaded again, in Slicer (the Segment module adds
+    ``follow_frames_on_load`` to its scene at startup): they follow the frame shown again, though the observer
+    that did it is not in the file; a scene loaded without it leaves them as they were."""
+    import slicer
+
+    seq = cine(scene, subject)
+    logic = SegmentLogic()
+    logic.apply(logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=2), seq,
+                surfaces=False)
+    mrml.show_frame(seq, 1)
+    assert scene.WriteToMRB(str(tmp_path / "saved.mrb"))
+
+    def load(follow: bool):
+        loaded = mrml.new_scene()
+        sequences = slicer.vtkSlicerSequencesLogic()  # the node classes Slicer's modules register
+        sequences.SetMRMLScene(loaded)
+        cache = slicer.vtkCacheManager()
+        cache.SetRemoteCacheDirectory(str(tmp_path / f"cache{follow}"))
+        io = slicer.vtkDataIOManager()
+        io.SetCacheManager(cache)
+        loaded.SetDataIOManager(io)
+        loaded.SetCacheManager(cache)
+        if follow:
+            mrml.follow_frames_on_load(loaded)
+            mrml.follow_frames_on_load(loaded)  # once
+        assert loaded.ReadFromMRB(str(tmp_path / "saved.mrb"))
+        (again,) = loaded.GetNodesByClass("vtkMRMLSequenceNode")
+        return again
+
+    def shown(cine_node):
+        return sorted(int(n.GetAttribute("ACNN.Frame")) for n in mrml.frame_results(cine_node)
+                      if n.GetDisplayNode().GetVisibility())
+
+    again = load(follow=True)
+    assert len(mrml.frame_results(again)) == 2 and mrml.browser_of(again).GetSelectedItemNumber() == 1
+    assert shown(again) == [1]
+    mrml.show_frame(again, 2)
+    assert shown(again) == [2]
+    mrml.show_frame(again, 0)
+    assert shown(again) == []
+    unfollowed = load(follow=False)
+    mrml.show_frame(unfollowed, 2)
+    assert shown(unfollowed) == [1]  # what the observer mends
+
+
 def test_the_phantom_demo_is_a_cine_to_segment_at_once(scene):
     """The Segment module's "Phantom demo" (and the studio's --demo): an unseen phantom's ED and ES stacks and
     the two as a cine, which the phantom model segments with the phantom's own EF."""
