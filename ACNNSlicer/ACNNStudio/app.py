@@ -162,7 +162,7 @@ class Studio:
         s.curve = ""  # a cine's LV blood pool per frame, where ED and ES were found from it
         s.sliders = []
         s.shape_loaded, s.shape_voxels, s.shape_ms = False, 0, 0
-        s.save_dir = str(self.output_dir)
+        s.save_dir = _shown_folder(self.output_dir)
         s.upload = None
         s.loading = False  # an upload being read (the progress bar runs)
         s.change("upload")(self._on_upload)
@@ -408,7 +408,7 @@ class Studio:
 
     def save_results(self):
         """The results (:meth:`_write_results`) into the save folder, on the server, never over a file."""
-        out = Path(self.state.save_dir) if self.save_anywhere else self.output_dir
+        out = Path(self.state.save_dir).expanduser() if self.save_anywhere else self.output_dir
         try:
             written, notes = self._write_results(out)
             self.state.status = (f"Saved {len(written)} files to {out}." if written else "Nothing to save yet.") \
@@ -820,6 +820,15 @@ class Studio:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _shown_folder(path: Path) -> str:
+    """A folder as the Save folder field shows it: ``~/...`` under the user's home (where a user types ``~``
+    too: saving expands it), else as it is."""
+    try:
+        return str(Path("~") / path.resolve().relative_to(Path.home().resolve()))
+    except (ValueError, RuntimeError):  # outside the home, or no home
+        return str(path)
 
 
 def _free(path: Path) -> Path:

@@ -266,6 +266,29 @@ def test_a_studio_served_beyond_this_machine_saves_to_its_output_folder_only(stu
     studio.remove(stack.GetID())
 
 
+def test_a_save_folder_under_the_home_is_shown_and_typed_as_tilde(studio, phantom_cine, tmp_path, monkeypatch):
+    """The Save folder field shows a folder under the user's home as ``~/...``, and a folder typed so is saved
+    into there (not into a folder named "~" where the server runs)."""
+    from ACNNCore.io import write_volume
+    from ACNNSlicerLib.segment import SegmentLogic
+    from ACNNStudio.app import _shown_folder
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert _shown_folder(tmp_path / "home" / "acnn-studio-output") == "~/acnn-studio-output"
+    assert _shown_folder(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+    write_volume(phantom_cine(10, 88)[0], tmp_path / "stack.nii.gz")
+    (stack,) = studio.load(tmp_path / "stack.nii.gz")
+    SegmentLogic().process(stack, "acnn-seg-phantom", surfaces=False)
+    studio.state.save_dir = "~/results"
+    try:
+        studio.save_results()
+    finally:
+        studio.state.save_dir = str(studio.output_dir)
+    assert any((tmp_path / "home" / "results").glob("*.seg.nrrd")), studio.state.status
+    assert f"to {tmp_path / 'home' / 'results'}." in studio.state.status and not Path("~").exists()
+    studio.remove(stack.GetID())
+
+
 def test_models_of_ones_own_are_offered_chosen_and_kept(studio, tiny_models, phantom_cine, tmp_path):
     """`acnn studio --model FOLDER`: a bundle of the user's own, checked before the studio starts, is offered
     after the bundled ones in its task's list and chosen; it stays chosen whatever input is chosen (no bundled

@@ -35,14 +35,17 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_studio(out: Path, *args):
-    """`acnn studio ARGS` on a free loopback port; yields its URL, the output folder and the process."""
+    """`acnn studio ARGS` on a free loopback port, its home and its --output (``saved``) in ``out`` as a user's
+    (the Save folder field shows ``~/acnn-studio-output``); yields its URL, ``saved`` and the process."""
     port = free_port()
     (out / "server-tmp").mkdir()  # where the server keeps uploads
+    saved = out / "home" / "acnn-studio-output"
+    saved.parent.mkdir()
     env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow", "PYTHONUNBUFFERED": "1",
-           "TMPDIR": str(out / "server-tmp")}
+           "TMPDIR": str(out / "server-tmp"), "HOME": str(saved.parent)}
     log = open(out / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "ACNNCore.cli", "studio", *map(str, args), "--port", str(port),
-                             "--output", str(out / "saved")], stdout=log, stderr=subprocess.STDOUT, env=env)
+                             "--output", str(saved)], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -57,7 +60,7 @@ def running_studio(out: Path, *args):
         proc.kill()
         pytest.fail("studio did not start within 120 s")
     try:
-        yield {"url": url, "out": out, "proc": proc}
+        yield {"url": url, "saved": saved, "proc": proc}
     finally:
         proc.terminate()
         try:
@@ -307,16 +310,16 @@ def test_bad_file_shows_an_error_and_the_server_stays_up(page, studio, tmp_path)
     assert studio["proc"].poll() is None
     page.click("#save")  # still answering: results are saved where --output said
     page.wait_for_function("document.querySelector('#status').innerText.startsWith('Saved')", timeout=30_000)
-    saved = sorted(p.name for p in (studio["out"] / "saved").iterdir())
+    saved = sorted(p.name for p in studio["saved"].iterdir())
     assert any(n.endswith(".seg.nrrd") for n in saved) and any(n.endswith("ACNN_SR.nii.gz") for n in saved), saved
     measures = [n for n in saved if n.endswith("measures.csv")]  # the result table, for a spreadsheet
-    assert measures and "LV blood pool (ml)" in (studio["out"] / "saved" / measures[0]).read_text()
+    assert measures and "LV blood pool (ml)" in (studio["saved"] / measures[0]).read_text()
     assert not any(n.startswith("case7") for n in saved)  # loaded from a file: not written again
     page.click("#save")  # again: new names, nothing overwritten
     deadline = time.time() + 30
-    while len(list((studio["out"] / "saved").iterdir())) < 2 * len(saved) and time.time() < deadline:
+    while len(list(studio["saved"].iterdir())) < 2 * len(saved) and time.time() < deadline:
         time.sleep(0.5)
-    again = sorted(p.name for p in (studio["out"] / "saved").iterdir())
+    again = sorted(p.name for p in studio["saved"].iterdir())
     assert len(again) == 2 * len(saved) and measures[0].replace(".csv", "-1.csv") in again, again
 
 
@@ -325,7 +328,7 @@ def test_download_gives_the_results_as_a_zip(page, studio, tmp_path):
     another machine); nothing more in the server's save folder."""
     import zipfile
 
-    saved = sorted((studio["out"] / "saved").iterdir())
+    saved = sorted(studio["saved"].iterdir())
     with page.expect_download(timeout=60_000) as download:
         page.click("#download")
     path = tmp_path / download.value.suggested_filename
@@ -338,7 +341,7 @@ def test_download_gives_the_results_as_a_zip(page, studio, tmp_path):
     assert any(n.endswith(".seg.nrrd") for n in names) and any(n.endswith("ACNN_SR.nii.gz") for n in names), names
     assert not any(n.startswith("acnn-results/case7") for n in names)  # loaded from a file: not written again
     page.wait_for_function("document.querySelector('#status').innerText.startsWith('Downloading')", timeout=10_000)
-    assert sorted((studio["out"] / "saved").iterdir()) == saved
+    assert sorted(studio["saved"].iterdir()) == saved
 
 
 def test_studio_command_refuses_a_missing_data_path_or_a_data_set_root(tmp_path, capsys):
@@ -473,7 +476,7 @@ def test_a_dicom_upload_segmented_and_saved_as_dicom_seg(browser, acdc_root, tmp
         lv = {row[header.index("Phase")]: float(row[header.index("LV (ml)")]) for row in rows}
         page.click("#save")
         page.wait_for_function("document.querySelector('#status').innerText.startsWith('Saved')", timeout=60_000)
-        saved = studio["out"] / "saved" / "patient031_DICOM_SEG"
+        saved = studio["saved"] / "patient031_DICOM_SEG"
         assert sorted(p.name for p in saved.iterdir()) == ["SEG_001.dcm", "SEG_002.dcm"], page.inner_text("#status")
         for path, phase in zip(sorted(saved.iterdir()), ("ED", "ES")):
             seg = highdicom.seg.segread(path)
