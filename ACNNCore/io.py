@@ -37,6 +37,8 @@ def format_of(path) -> str:
     for suffix in SUFFIXES:
         if name.endswith(suffix):
             return suffix
+    if not Path(path).suffix:  # "--out result": a name, not a file type
+        raise InputError(f"{path} has no file type: end its name in one of {', '.join(SUFFIXES)}")
     raise InputError(f"unsupported file format: {path} (use one of {', '.join(SUFFIXES)})")
 
 

@@ -11,8 +11,8 @@ import SimpleITK as sitk
 from ACNNCore.errors import InputError
 from ACNNCore.dicom import (dicom_studies, is_dicom_file, is_dicom_folder, is_dicom_seg, read_dicom, read_dicom_seg,
                             read_dicom_stacks)
-from ACNNCore.io import (read_frames, read_labels, read_segmentation, read_volume, write_frames, write_segmentation,
-                         write_volume)
+from ACNNCore.io import (format_of, read_frames, read_labels, read_segmentation, read_volume, write_frames,
+                         write_segmentation, write_volume)
 from ACNNCore.labels import SEGMENTS
 from ACNNCore.volume import Geometry, Volume
 
@@ -120,6 +120,8 @@ def test_unsupported_format(tmp_path):
     (tmp_path / "x.png").write_bytes(b"\x89PNG")
     with pytest.raises(InputError, match="unsupported file format"):
         read_volume(tmp_path / "x.png")
+    with pytest.raises(InputError, match=r"result has no file type: end its name in one of \.seg\.nrrd, \.nii\.gz"):
+        format_of(tmp_path / "result")  # "--out result"
 
 
 def test_2d_image(tmp_path):
