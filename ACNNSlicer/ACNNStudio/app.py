@@ -631,6 +631,9 @@ class Studio:
             self.state.shape_loaded = True
             self._decode()
             self.refresh_lists()
+            self.state.error = ""
+            self.state.status = (f"Loaded {self.state.shape_model}: its mean shape, the sliders on its "
+                                 f"{len(sliders)} most used dimensions.")
 
     def _sync_sliders(self):
         self._syncing = True
@@ -676,7 +679,7 @@ class Studio:
             self._decode()
             for view in self.app.view_manager.get_views():  # the shape now lies where the encoded one did
                 view.reset_view()
-            self.state.status = f"Encoded {node.GetName()}."
+            self.state.error, self.state.status = "", f"Encoded {node.GetName()}."
         except InputError as e:
             self.fail(f"Encode: {e}")
 
