@@ -422,6 +422,12 @@ def test_results_save_and_reload_through_storage_nodes(scene, subject, tmp_path)
     (tmp_path / "cut.nii.gz").write_bytes((tmp_path / "sr.nii.gz").read_bytes()[:-40])  # MRML would take it
     with pytest.raises(InputError, match="cut short"):
         mrml.load_node(tmp_path / "cut.nii.gz", scene, "volume")
+    (tmp_path / "bad.nrrd").write_text("NRRD0004\ntype: garbage\n\n")  # MRML's reader refuses it
+    for kind in ("volume", "labelmap"):
+        with pytest.raises(InputError, match=f"cannot read .*bad.nrrd as a {kind}"):
+            mrml.load_node(tmp_path / "bad.nrrd", scene, kind)
+    with pytest.raises(InputError, match="no such file: .*nothing.nrrd"):
+        mrml.load_node(tmp_path / "nothing.nrrd", scene)
     assert node_ids(scene) == before
 
 
