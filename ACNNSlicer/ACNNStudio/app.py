@@ -214,6 +214,11 @@ class Studio:
         self.state.status = "Failed: see the message above."
         log.warning(message)
 
+    def say(self, status: str):
+        """What an action did, on the status line; an earlier failure's message (:meth:`fail`) goes. (A run and
+        an upload clear it as they start.)"""
+        self.state.error, self.state.status = "", status
+
     # --- data ------------------------------------------------------------------------------
 
     def show(self, node):
@@ -342,7 +347,7 @@ class Studio:
         self.show(ed)
         self.refresh_lists()
         self.state.seg_input = cine.GetID()
-        self.state.status = "Demo: a phantom cine stack (ED, ES) with 2 mm slice misalignment."
+        self.say("Demo: a phantom cine stack (ED, ES) with 2 mm slice misalignment.")
 
     async def _on_upload(self, upload=None, **_):
         """Files from the browser: written to a folder of their own and read in a worker thread, the views
@@ -411,9 +416,7 @@ class Studio:
         out = Path(self.state.save_dir).expanduser() if self.save_anywhere else self.output_dir
         try:
             written, notes = self._write_results(out)
-            self.state.status = (f"Saved {len(written)} files to {out}." if written else "Nothing to save yet.") \
-                + notes
-            self.state.error = ""
+            self.say((f"Saved {len(written)} files to {out}." if written else "Nothing to save yet.") + notes)
         except (OSError, InputError) as e:
             self.fail(f"Cannot save: {e}")
 
@@ -425,7 +428,7 @@ class Studio:
                 folder = Path(tmp) / DOWNLOAD.removesuffix(".zip")
                 written, notes = self._write_results(folder, lambda f: f"{DOWNLOAD}: {f.relative_to(folder)}")
                 if not written:
-                    self.state.status = "Nothing to download yet."
+                    self.say("Nothing to download yet.")
                     return None
                 buffer = io.BytesIO()
                 with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
@@ -434,7 +437,7 @@ class Studio:
         except (OSError, InputError) as e:
             self.fail(f"Cannot download: {e}")
             return None
-        self.state.status, self.state.error = f"Downloading {len(written)} files as {DOWNLOAD}." + notes, ""
+        self.say(f"Downloading {len(written)} files as {DOWNLOAD}." + notes)
         return buffer.getvalue()
 
     def _download(self):
@@ -517,7 +520,7 @@ class Studio:
         if self._shown() is None:  # the views show what is left
             self._show_first(self._volumes(), list(self.scene.GetNodesByClass("vtkMRMLSequenceNode")))
         self.refresh_lists()
-        self.state.error, self.state.status = "", f"Removed {name}."
+        self.say(f"Removed {name}.")
 
     def _show_first(self, volumes: list, cines: list):
         """The first of these volumes under the slice views, else the first frame of the first of these cines."""
@@ -631,9 +634,8 @@ class Studio:
             self.state.shape_loaded = True
             self._decode()
             self.refresh_lists()
-            self.state.error = ""
-            self.state.status = (f"Loaded {self.state.shape_model}: its mean shape, the sliders on its "
-                                 f"{len(sliders)} most used dimensions.")
+            self.say(f"Loaded {self.state.shape_model}: its mean shape, the sliders on its {len(sliders)} most used "
+                     "dimensions.")
 
     def _sync_sliders(self):
         self._syncing = True
@@ -679,7 +681,7 @@ class Studio:
             self._decode()
             for view in self.app.view_manager.get_views():  # the shape now lies where the encoded one did
                 view.reset_view()
-            self.state.error, self.state.status = "", f"Encoded {node.GetName()}."
+            self.say(f"Encoded {node.GetName()}.")
         except InputError as e:
             self.fail(f"Encode: {e}")
 

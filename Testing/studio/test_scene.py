@@ -414,3 +414,9 @@ def test_what_cannot_run_is_said_and_adds_nothing_then_the_same_runs_go_through(
     studio.encode_shape()
     assert not s.error and s.status == f"Encoded {stack.GetName()}." and s.shape_voxels > 0
     studio.remove(stack.GetID())
+    said(studio.encode_shape, "Encode: no input selected")  # the image went with the stack
+    before = {n.GetID() for n in studio._nodes()}
+    studio.load_demo()  # after a failure too: the message goes
+    assert not s.error and s.status.startswith("Demo: ")
+    for node in [n for n in studio._nodes() if n.GetID() not in before]:
+        studio.remove(node.GetID())
