@@ -49,10 +49,10 @@ def lv_in_one_part(labels) -> bool:
     return ndimage.label(np.isin(labels.array, (LV_BLOOD_POOL, LV_MYOCARDIUM)), FULL)[1] == 1
 
 
-def as_one_part(labels) -> list:
-    """The problems of a map by a variant of the checks, not ACNNCore's: "fragmented" only where the LV as a
-    whole (blood pool and myocardium together) is in more than one part."""
-    return [p for p in plausibility(labels)["problems"] if p != "fragmented" or not lv_in_one_part(labels)]
+def as_one_part(problems: list, one_part: bool) -> list:
+    """A map's problems by ACNNCore's checks read by a variant of them, not ACNNCore's: "fragmented" only where
+    the LV as a whole (blood pool and myocardium together) is in more than one part (not ``one_part``)."""
+    return [p for p in problems if p != "fragmented" or not one_part]
 
 
 def clean_up_as_one_part(labels):
@@ -67,8 +67,9 @@ def clean_up_as_one_part(labels):
 
 def read(labels) -> Reading:
     """A map read both ways (:class:`Reading`)."""
-    return Reading(plausibility(labels)["problems"], lv_in_one_part(labels), plausibility(clean_up(labels))["problems"],
-                   as_one_part(labels), as_one_part(clean_up_as_one_part(labels)))
+    problems, one_part, cleaned = plausibility(labels)["problems"], lv_in_one_part(labels), clean_up_as_one_part(labels)
+    return Reading(problems, one_part, plausibility(clean_up(labels))["problems"], as_one_part(problems, one_part),
+                   as_one_part(plausibility(cleaned)["problems"], lv_in_one_part(cleaned)))
 
 
 def describe(reading: Reading) -> str:
