@@ -278,6 +278,12 @@ def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
         logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=7)
 
 
+def frames_shown(cine_node) -> list[int]:
+    """The frames whose results (:func:`mrml.frame_results`) of a cine are shown."""
+    return sorted(int(n.GetAttribute("ACNN.Frame")) for n in mrml.frame_results(cine_node)
+                  if n.GetDisplayNode().GetVisibility())
+
+
 def test_a_cine_s_results_follow_the_frame_its_browser_shows(scene, subject):
     """Results of a cine follow the frame the sequence browser shows -- Slicer's Sequences slider and player,
     the studio's frame slider: the frame's own result shown, the others hidden (none at a frame not segmented);
@@ -289,28 +295,24 @@ def test_a_cine_s_results_follow_the_frame_its_browser_shows(scene, subject):
         result = logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=2)
         return logic.apply(result, seq, surfaces=False)[0]
 
-    def shown():
-        return sorted(int(n.GetAttribute("ACNN.Frame")) for n in mrml.frame_results(seq)
-                      if n.GetDisplayNode().GetVisibility())
-
     ed, es = segment()
-    assert shown() == [1, 2] and mrml.browser_of(seq).GetSelectedItemNumber() == 0  # as apply leaves them
+    assert frames_shown(seq) == [1, 2] and mrml.browser_of(seq).GetSelectedItemNumber() == 0  # as apply leaves them
     mrml.show_frame(seq, 1)  # ED's frame (the widgets show it after apply)
-    assert shown() == [1]
+    assert frames_shown(seq) == [1]
     mrml.show_frame(seq, 2)
-    assert shown() == [2]
+    assert frames_shown(seq) == [2]
     mrml.show_frame(seq, 0)  # not segmented
-    assert shown() == []
+    assert frames_shown(seq) == []
     mrml.show_frame(seq, 1)
-    assert shown() == [1]
+    assert frames_shown(seq) == [1]
     ed.GetDisplayNode().SetVisibility(False)  # the user's eye
     mrml.show_frame(seq, 2)
-    assert shown() == []
+    assert frames_shown(seq) == []
     for node in (ed, es):
         scene.RemoveNode(node)
     segment()  # again: the new results follow
     mrml.show_frame(seq, 1)
-    assert shown() == [1]
+    assert frames_shown(seq) == [1]
 
 
 def test_a_saved_scene_s_cine_results_follow_the_frame_again_when_loaded(scene, subject, tmp_path):
@@ -343,20 +345,16 @@ def test_a_saved_scene_s_cine_results_follow_the_frame_again_when_loaded(scene, 
         (again,) = loaded.GetNodesByClass("vtkMRMLSequenceNode")
         return again
 
-    def shown(cine_node):
-        return sorted(int(n.GetAttribute("ACNN.Frame")) for n in mrml.frame_results(cine_node)
-                      if n.GetDisplayNode().GetVisibility())
-
     again = load(follow=True)
     assert len(mrml.frame_results(again)) == 2 and mrml.browser_of(again).GetSelectedItemNumber() == 1
-    assert shown(again) == [1]
+    assert frames_shown(again) == [1]
     mrml.show_frame(again, 2)
-    assert shown(again) == [2]
+    assert frames_shown(again) == [2]
     mrml.show_frame(again, 0)
-    assert shown(again) == []
+    assert frames_shown(again) == []
     unfollowed = load(follow=False)
     mrml.show_frame(unfollowed, 2)
-    assert shown(unfollowed) == [1]  # what the observer mends
+    assert frames_shown(unfollowed) == [1]  # what the observer mends
 
 
 def test_the_phantom_demo_is_a_cine_to_segment_at_once(scene):
