@@ -190,3 +190,25 @@ def write_dicom():
     """``write_dicom(frames, folder, per_slice_series=False, times=None, description="cine_sax", study=UID,
     patient="", series=1)``: frames as a folder of DICOM files."""
     return _write_dicom
+
+
+def _rezipped(bundle, to, leave_out: str = "", scene_text=lambda text: text):
+    """A copy of a Slicer scene bundle (.mrb) without its file named ``leave_out``, its .mrml changed by
+    ``scene_text``."""
+    import zipfile
+
+    with zipfile.ZipFile(bundle) as source, zipfile.ZipFile(to, "w") as copy:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename.endswith(".mrml"):
+                data = scene_text(data.decode()).encode()
+            if not leave_out or not item.filename.endswith("/" + leave_out):
+                copy.writestr(item, data)
+    return to
+
+
+@pytest.fixture(scope="session")
+def rezipped():
+    """``rezipped(bundle, to, leave_out="", scene_text=...)``: a scene bundle copied with a data file left out or
+    its scene changed, as a broken or foreign .mrb."""
+    return _rezipped

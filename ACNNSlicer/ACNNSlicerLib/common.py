@@ -50,9 +50,11 @@ def step(progress: Progress | None, cancelled: Callable[[], bool] | None, fracti
 
 
 class LoggedWarnings(logging.Handler):
-    """``with LoggedWarnings() as told:`` the warnings ACNNCore logs meanwhile, from any thread (a DICOM folder's
-    images of other orientations, screenshots or broken files left out ...), in ``told.messages``, for a front
-    end to show beside what it loaded."""
+    """``with LoggedWarnings() as told:`` the warnings ACNNCore and ACNNSlicerLib log meanwhile, from any thread (a
+    DICOM folder's images of other orientations, screenshots or broken files left out, a scene file's nodes of
+    classes no module here makes ...), in ``told.messages``, for a front end to show beside what it loaded."""
+
+    LOGGERS = ("ACNNCore", "ACNNSlicerLib")
 
     def __init__(self):
         super().__init__(logging.WARNING)
@@ -62,11 +64,13 @@ class LoggedWarnings(logging.Handler):
         self.messages.append(record.getMessage())
 
     def __enter__(self):
-        logging.getLogger("ACNNCore").addHandler(self)
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
         return self
 
     def __exit__(self, *_):
-        logging.getLogger("ACNNCore").removeHandler(self)
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
 
 
 class BackgroundTask:

@@ -8,6 +8,9 @@ application object.
 
 from __future__ import annotations
 
+import logging
+import re
+
 import numpy as np
 import slicer
 import vtk
@@ -16,6 +19,8 @@ from vtk.util import numpy_support
 from ACNNCore.errors import InputError
 from ACNNCore.labels import DICOM_CODES, SEGMENTS
 from ACNNCore.volume import LPS_TO_RAS, Geometry, Volume
+
+log = logging.getLogger(__name__)
 
 
 # A segmentations logic registers the converter rules (binary labelmap -> closed surface...) with the
@@ -45,11 +50,22 @@ def scene_of(node, done: str = ""):
 
 def segmentations_logic(scene):
     """The segmentations logic bound to ``scene`` (one per scene, kept on it)."""
-    logic = getattr(scene, "_acnn_segmentations_logic", None)
+    return _logic(scene, slicer.vtkSlicerSegmentationsModuleLogic)
+
+
+def sequences_logic(scene):
+    """The sequences logic bound to ``scene`` (one per scene, kept on it): it registers the sequence browser
+    node's class in a scene without Slicer's Sequences module."""
+    return _logic(scene, slicer.vtkSlicerSequencesLogic)
+
+
+def _logic(scene, kind):
+    attribute = f"_acnn_{kind.__name__}"
+    logic = getattr(scene, attribute, None)
     if logic is None:
-        logic = slicer.vtkSlicerSegmentationsModuleLogic()
+        logic = kind()
         logic.SetMRMLScene(scene)
-        scene._acnn_segmentations_logic = logic
+        setattr(scene, attribute, logic)
     return logic
 
 
@@ -494,8 +510,7 @@ def show_frame(sequence, frame: int = 0):
     scene = sequence.GetScene()
     if not 0 <= frame < sequence.GetNumberOfDataNodes():
         raise InputError(f"frame {frame} is outside the sequence's {sequence.GetNumberOfDataNodes()} frames")
-    logic = slicer.vtkSlicerSequencesLogic()
-    logic.SetMRMLScene(scene)  # registers the browser node's class in a scene without the Sequences module
+    logic = sequences_logic(scene)
     browser = browser_of(sequence)
     made = browser is None
     if made:
@@ -575,6 +590,77 @@ def follow_frames_on_load(scene) -> None:
                 follow_frames(sequence)
 
     scene.AddObserver(scene.EndImportEvent, imported)
+
+
+#: the nodes :func:`import_scene` returns: what a user loads, works on and saves
+DATA_CLASSES = ("vtkMRMLScalarVolumeNode", "vtkMRMLSequenceNode", "vtkMRMLSegmentationNode", "vtkMRMLTableNode")
+
+
+def import_scene(path, scene) -> list:
+    """A scene Slicer saved as a bundle (``.mrb``: a zip of its ``.mrml`` and data files) added to ``scene``, as
+    Slicer's "Add Data" does: its nodes (IDs that clash renumbered, references kept), the saved layout of the
+    views. Its cines' results follow their frame (:func:`follow_frames_on_load`). Returns the data nodes added
+    (:data:`DATA_CLASSES`), a cine's frame (its browser's proxy) left out and hidden from node lists, as
+    :func:`show_frame` makes it. Nodes of classes no module here makes (the Segment Editor's settings, an
+    extension's) are left out, with a warning logged. All or none otherwise: a file that is no bundle, or whose
+    data MRML cannot read (a file missing from it), is an InputError, the scene's nodes as they were."""
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path.name} is not a Slicer scene bundle (.mrb): not a zip file")
+    sequences_logic(scene)  # the browser node's class registered
+    follow_frames_on_load(scene)
+    before = {n.GetID() for n in nodes_of(scene)}
+
+    def new():
+        return [n for n in nodes_of(scene) if n.GetID() not in before]
+
+    url, root = scene.GetURL(), scene.GetRootDirectory()
+    messages = slicer.vtkMRMLMessageCollection()
+    with tempfile.TemporaryDirectory() as folder, zipfile.ZipFile(path) as bundle:
+        bundle.extractall(folder)  # names kept inside folder (zipfile drops "..", "/")
+        scenes = sorted(Path(folder).rglob("*.mrml"), key=lambda f: len(f.parts))
+        if not scenes:
+            raise InputError(f"{path.name} is not a Slicer scene bundle (.mrb): it holds no .mrml scene")
+        scene.SetURL(str(scenes[0]))
+        scene.SetRootDirectory(str(scenes[0].parent))
+        try:
+            read = scene.Import(messages)  # every data file read now: the folder can go
+        finally:
+            scene.SetURL(url)
+            scene.SetRootDirectory(root)
+    added = new()
+    errors = [messages.GetNthMessageText(i).strip() for i in range(messages.GetNumberOfMessages())
+              if messages.GetNthMessageType(i) == vtk.vtkCommand.ErrorEvent]
+    unknown = sorted({m[1] for e in errors if (m := re.search(r"CreateNodeByClass: (\w+)", e))})
+    unread = [m[1] for e in errors if (m := re.search(r"Failed to read node (.+?) \(vtkMRML\w+\) using", e))]
+    other = [e.splitlines()[-1].split("): ", 1)[-1] for e in errors if "CreateNodeByClass" not in e and
+             "Failed to read node" not in e]
+    if unread or other or not (read or unknown):
+        for _ in range(3):  # the sequences logic makes a browser's proxy again as its sequence goes
+            for node in reversed(new()):
+                if node.GetScene() is scene:
+                    scene.RemoveNode(node)
+        said = (f"the data of {', '.join(unread)} cannot be read" if unread
+                else "; ".join(other) or "MRML cannot read it")
+        raise InputError(f"{path.name}: {said}")
+    if unknown:
+        log.warning(f"{path.name}: nodes of {', '.join(unknown)} left out (no module here makes them)")
+    browsers = [n for n in added if n.IsA("vtkMRMLSequenceBrowserNode")]
+    for node in added:
+        if any(b.IsProxyNodeID(node.GetID()) for b in browsers):
+            node.SetHideFromEditors(True)
+    return [n for n in added if any(n.IsA(c) for c in DATA_CLASSES) and not n.GetHideFromEditors()]
+
+
+def nodes_of(scene) -> list:
+    """Every node of a scene, in its order."""
+    return [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
 
 
 def browser_of(sequence):

@@ -277,14 +277,19 @@ class Studio:
     def load(self, path) -> list:
         """Load an image (.nii.gz, .nrrd, .mha, or a folder of DICOM files: a stack or cine, or several studies
         each), a segmentation (.seg.nrrd, or a label map named ``*_gt``, ``*_seg``..., an ACDC expert's in
-        ACDC's values), or every one of a folder; show the first image. Everything is read before a node is
-        made: what cannot be read leaves the scene as it was."""
-        return self.add(self.read(path))
+        ACDC's values), a scene Slicer saved (.mrb: its images, cines, segmentations and tables), or every
+        image and segmentation of a folder; show the first image, and say what was loaded (with what was left
+        out). Everything is read before a node is made: what cannot be read leaves the scene as it was."""
+        with LoggedWarnings() as told:
+            nodes = self.add(self.read(path))
+        self.say(" ".join([f"Loaded {Path(path).name}.", *(m + "." for m in told.messages)]))
+        return nodes
 
     @staticmethod
     def read(path) -> list:
         """What :meth:`load` adds, read without touching the scene (a worker thread reads an upload while the
-        views stay live): for each node a function that adds it, ``make(scene=scene) -> node``."""
+        views stay live): for each node a function that adds it, ``make(scene=scene) -> node`` (for a scene
+        file, one that adds its nodes and returns them)."""
         from functools import partial
 
         from ACNNCore.dicom import is_dicom_folder
@@ -307,6 +312,9 @@ class Studio:
                 if dicom:  # each study: one stack, or a cine (a sequence node)
                     makers += mrml.read_dicom_nodes(f)
                     continue
+                if f.name.lower().endswith(".mrb"):  # a scene Slicer saved: imported as it is added
+                    makers.append(partial(mrml.import_scene, f))
+                    continue
                 format_of(f)
                 if f.name.lower().endswith(".seg.nrrd"):  # read by MRML's storage node, as it is added
                     makers.append(partial(mrml.load_node, f, kind="segmentation", name=name))
@@ -324,12 +332,13 @@ class Studio:
 
     def add(self, makers) -> list:
         """The nodes :meth:`read` read, added to the scene; the first image shown (a cine: its first frame) and
-        chosen for Segment. All or none: a file MRML cannot read (a .seg.nrrd, read as it is added) takes the
-        nodes added before it out again."""
+        chosen for Segment. All or none: a file MRML cannot read (a .seg.nrrd or .mrb, read as it is added) takes
+        the nodes added before it out again."""
         nodes = []
         try:
             for make in makers:
-                nodes.append(make(scene=self.scene))
+                made = make(scene=self.scene)  # a node, or a scene file's nodes
+                nodes += made if isinstance(made, list) else [made]
         except Exception:
             for node in nodes:
                 mrml.remove_node(node)
@@ -467,7 +476,7 @@ class Studio:
     # --- removing ------------------------------------------------------------------------
 
     def _nodes(self) -> list:
-        return [self.scene.GetNthNode(i) for i in range(self.scene.GetNumberOfNodes())]
+        return mrml.nodes_of(self.scene)
 
     def removal_question(self, node) -> str:
         """What removing a node from the scene would cost, asked before it is removed."""
@@ -691,7 +700,7 @@ class Studio:
         with VAppLayout(self.server, fill_height=True) as self.ui:
             with v3.VAppBar(density="compact"):
                 v3.VAppBarTitle("ACNN Studio")
-                v3.VFileInput(v_model=("upload", None), label="Open image, segmentation or DICOM",
+                v3.VFileInput(v_model=("upload", None), label="Open image, segmentation, DICOM or .mrb",
                               multiple=True, density="compact", hide_details=True, style="max-width: 320px",
                               classes="mx-2", prepend_icon="mdi-folder-open", id="upload")
                 v3.VTextField(v_model=("save_dir",), label="Save folder", density="compact", hide_details=True,

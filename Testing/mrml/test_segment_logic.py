@@ -357,6 +357,58 @@ def test_a_saved_scene_s_cine_results_follow_the_frame_again_when_loaded(scene, 
     assert frames_shown(unfollowed) == [1]  # what the observer mends
 
 
+def test_a_saved_scene_is_added_beside_what_is_there_or_refused_whole(scene, subject, tmp_path, caplog, rezipped):
+    """``mrml.import_scene`` (the studio's loading of an .mrb): a scene bundle Slicer saved, added to a scene
+    (the same one twice: its IDs renumbered, each result still its own cine's), its cine's frame hidden from
+    the node lists and its results following the frame; one holding a node no module here makes loads without
+    it, said; one that is no bundle or misses a data file leaves the scene's nodes as they were."""
+    import logging
+    import zipfile
+
+    seq = cine(scene, subject)
+    SegmentLogic().apply(SegmentLogic().compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1,
+                                                es=2), seq, surfaces=False)
+    mrml.show_frame(seq, 1)
+    assert scene.WriteToMRB(str(tmp_path / "saved.mrb"))
+    into = mrml.new_scene()
+    kinds = sorted(n.GetClassName() for n in mrml.nodes_of(scene) if any(n.IsA(c) for c in (
+        "vtkMRMLSequenceNode", "vtkMRMLSegmentationNode", "vtkMRMLTableNode")))  # the cine's, with its results
+    assert kinds.count("vtkMRMLSegmentationNode") == 2
+    for time in (1, 2):
+        added = mrml.import_scene(tmp_path / "saved.mrb", into)
+        assert sorted(n.GetClassName() for n in added) == kinds
+        (again,) = [n for n in added if n.IsA("vtkMRMLSequenceNode")]
+        assert again.GetName() == "cine" and again.GetNumberOfDataNodes() == 3
+        for t in range(3):
+            assert np.array_equal(mrml.volume_from_node(again.GetNthDataNode(t)).array,
+                                  mrml.volume_from_node(seq.GetNthDataNode(t)).array)
+        results = {n.GetID() for n in mrml.frame_results(again)}
+        assert results == {n.GetID() for n in added if n.IsA("vtkMRMLSegmentationNode")} and len(results) == 2
+        proxy = mrml.browser_of(again).GetProxyNode(again)
+        assert proxy.GetHideFromEditors() and proxy not in added
+        mrml.show_frame(again, 2)
+        assert frames_shown(again) == [2]
+    assert into.GetNodesByClass("vtkMRMLSequenceNode").GetNumberOfItems() == 2
+
+    before = node_ids(into)
+    (tmp_path / "text.mrb").write_text("not a bundle")
+    with zipfile.ZipFile(tmp_path / "empty.mrb", "w") as z:
+        z.writestr("notes.txt", "no scene")
+    rezipped(tmp_path / "saved.mrb", tmp_path / "missing.mrb", leave_out="cine ED ACNN segmentation.seg.nrrd")
+    for bad, said in (("text.mrb", "not a zip file"), ("empty.mrb", "holds no .mrml scene"),
+                      ("gone.mrb", "no such file"),
+                      ("missing.mrb", "^missing.mrb: the data of cine ED ACNN segmentation cannot be read$")):
+        with pytest.raises(InputError, match=said):
+            mrml.import_scene(tmp_path / bad, into)
+        assert node_ids(into) == before, bad
+
+    foreign = rezipped(tmp_path / "saved.mrb", tmp_path / "foreign.mrb", scene_text=lambda text: text.replace(
+        "</MRML>", '<Widget id="vtkMRMLWidgetNode1" name="an extension\'s"></Widget>\n</MRML>'))
+    with caplog.at_level(logging.WARNING, logger="ACNNSlicerLib"):
+        assert sorted(n.GetClassName() for n in mrml.import_scene(foreign, into)) == kinds
+    assert "foreign.mrb: nodes of vtkMRMLWidgetNode left out (no module here makes them)" in caplog.text
+
+
 def test_the_phantom_demo_is_a_cine_to_segment_at_once(scene):
     """The Segment module's "Phantom demo" (and the studio's --demo): an unseen phantom's ED and ES stacks and
     the two as a cine, which the phantom model segments with the phantom's own EF."""

@@ -253,6 +253,7 @@ def test_a_studio_served_beyond_this_machine_saves_to_its_output_folder_only(stu
 
     write_volume(phantom_cine(10, 87)[0], tmp_path / "stack.nii.gz")
     (stack,) = studio.load(tmp_path / "stack.nii.gz")
+    assert studio.state.status == "Loaded stack.nii.gz."
     SegmentLogic().process(stack, "acnn-seg-phantom", surfaces=False)
     elsewhere, before = tmp_path / "elsewhere", set(studio.output_dir.iterdir())
     studio.state.save_dir = str(elsewhere)
@@ -419,4 +420,55 @@ def test_what_cannot_run_is_said_and_adds_nothing_then_the_same_runs_go_through(
     studio.load_demo()  # after a failure too: the message goes
     assert not s.error and s.status.startswith("Demo: ")
     for node in [n for n in studio._nodes() if n.GetID() not in before]:
+        studio.remove(node.GetID())
+
+
+def test_a_scene_slicer_saved_loads_with_its_cine_and_results(studio, tmp_path, rezipped):
+    """An .mrb uploaded (a scene saved in Slicer, or by the Segment module): its images, its cine offered to
+    Segment, its results listed and following the frame slider; one whose data cannot all be read adds
+    nothing, and says which."""
+
+    import slicer
+
+    from ACNNSlicerLib import mrml
+    from ACNNSlicerLib.segment import SegmentLogic
+
+    saved = slicer.vtkMRMLScene()
+    SegmentLogic.load_demo(saved)
+    (saved_cine,) = saved.GetNodesByClass("vtkMRMLSequenceNode")
+    SegmentLogic().process(saved_cine, "acnn-seg-phantom", surfaces=False)
+    (tmp_path / "scene").mkdir()
+    assert saved.WriteToMRB(str(tmp_path / "scene" / "study.mrb"))
+    nodes = upload(studio, tmp_path / "scene")
+    assert studio.state.status == "Loaded study.mrb."
+    names = sorted(n.GetName() for n in mrml.nodes_of(saved) if any(n.IsA(c) for c in mrml.DATA_CLASSES)
+                   and not n.GetHideFromEditors())  # the images, the cine, its results and their tables
+    assert sorted(n.GetName() for n in nodes) == names
+    (cine,) = [n for n in nodes if n.IsA("vtkMRMLSequenceNode")]
+    assert studio.state.seg_input == cine.GetID()
+    studio.show_node(cine.GetID())  # its eye in the Scene panel: the frame slider's
+    assert studio.state.frames == 2
+    results = mrml.frame_results(cine)
+    assert len(results) == 2 and {r.GetID() for r in results} <= {s["value"] for s in studio.state.segmentations}
+    for frame in (1, 0):
+        studio.state.frame = frame
+        studio.state.flush()  # as the slider does
+        assert [int(r.GetAttribute("ACNN.Frame")) for r in results if r.GetDisplayNode().GetVisibility()] == [frame]
+
+    (tmp_path / "broken").mkdir()
+    rezipped(tmp_path / "scene" / "study.mrb", tmp_path / "broken" / "broken.mrb", leave_out="phantom ES.nrrd")
+    nodes_before = studio.scene.GetNumberOfNodes()
+    asyncio.run(studio._on_upload(upload=as_sent(tmp_path / "broken")))
+    assert studio.state.error == "Cannot load: broken.mrb: the data of phantom ES cannot be read"
+    assert studio.scene.GetNumberOfNodes() == nodes_before
+    for node in nodes:
+        studio.remove(node.GetID())
+    # saved by a Slicer with an extension: that extension's node left out, said; the rest loaded (as by --data)
+    foreign = rezipped(tmp_path / "scene" / "study.mrb", tmp_path / "foreign.mrb", scene_text=lambda text: text.replace(
+        "</MRML>", '<Widget id="vtkMRMLWidgetNode1" name="an extension\'s"></Widget>\n</MRML>'))
+    nodes = studio.load(foreign)
+    assert studio.state.status == ("Loaded foreign.mrb. foreign.mrb: nodes of vtkMRMLWidgetNode left out (no module "
+                                   "here makes them).") and not studio.state.error
+    assert sorted(n.GetName() for n in nodes) == names
+    for node in nodes:
         studio.remove(node.GetID())

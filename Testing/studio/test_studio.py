@@ -399,6 +399,7 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
     with running_studio(tmp_path, "--data", folder) as studio, browser_page(browser, studio["url"]) as page:
         body = page.inner_text("body")
         assert "acnn-seg-acdc" in body and "ae-acdc" in body  # the model that suits it, and its prior
+        assert page.inner_text("#status") == "Loaded patient031."
         page.get_by_text("Scene").click()
         page.wait_for_selector(".segment-item", timeout=20_000)
         experts = page.locator(".segment-item").all_inner_texts()  # each segmentation, its segments under it
