@@ -313,7 +313,7 @@ class Studio:
                     makers += mrml.read_dicom_nodes(f)
                     continue
                 if f.name.lower().endswith(".mrb"):  # a scene Slicer saved: imported as it is added
-                    makers.append(partial(mrml.import_scene, f))
+                    makers.append(partial(_import_scene, f))
                     continue
                 format_of(f)
                 if f.name.lower().endswith(".seg.nrrd"):  # read by MRML's storage node, as it is added
@@ -830,6 +830,16 @@ class Studio:
                     v3.VSelect(v_model=("encode_source",), items=("segmentations.concat(volumes)",),
                                label="Encode a segmentation (or, T-L, an image)", density="compact", classes="mt-2")
                     v3.VBtn("Encode", click=self.encode_shape, id="encode-shape", disabled=("!encode_source",))
+
+
+def _import_scene(path: Path, scene) -> list:
+    """:func:`mrml.import_scene`, its results marked saved (``SAVED``) where they were not: they are in the
+    scene file, and removing them loses nothing."""
+    nodes = mrml.import_scene(path, scene)
+    for node in nodes:
+        if node.GetAttribute("ACNN.Model") is not None and node.GetAttribute(SAVED) is None:
+            node.SetAttribute(SAVED, str(path))
+    return nodes
 
 
 def _safe(name: str) -> str:
