@@ -701,7 +701,7 @@ class Studio:
             with v3.VAppBar(density="compact"):
                 v3.VAppBarTitle("ACNN Studio")
                 v3.VFileInput(v_model=("upload", None), label="Open image, segmentation, DICOM or .mrb",
-                              multiple=True, density="compact", hide_details=True, style="max-width: 320px",
+                              multiple=True, density="compact", hide_details=True, style="max-width: 400px",
                               classes="mx-2", prepend_icon="mdi-folder-open", id="upload")
                 v3.VTextField(v_model=("save_dir",), label="Save folder", density="compact", hide_details=True,
                               readonly=not self.save_anywhere, id="save-dir",
