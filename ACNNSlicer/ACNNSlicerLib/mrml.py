@@ -592,6 +592,16 @@ def follow_frames_on_load(scene) -> None:
     scene.AddObserver(scene.EndImportEvent, imported)
 
 
+def write_scene(scene, path) -> str:
+    """The whole scene as a Slicer scene bundle (.mrb) at ``path``, every node's data in it: what 3D Slicer opens
+    (where the Segment module is installed, a cine's results follow its frame there: :func:`follow_frames_on_load`)
+    and :func:`import_scene` reads. Each storable node is given a storage node, as Slicer's Save does."""
+    messages = slicer.vtkMRMLMessageCollection()
+    if not scene.WriteToMRB(str(path), None, messages):
+        raise InputError(f"cannot write the scene to {path}: {messages.GetAllMessagesAsString().strip()}")
+    return str(path)
+
+
 #: the nodes :func:`import_scene` returns: what a user loads, works on and saves
 DATA_CLASSES = ("vtkMRMLScalarVolumeNode", "vtkMRMLSequenceNode", "vtkMRMLSegmentationNode", "vtkMRMLTableNode")
 

@@ -401,7 +401,9 @@ class Studio:
         """Every ACNN result -- segmentations, SR volumes, the explored shape, the measures tables (CSV) --
         written into ``out``; what was loaded from files is not written again. The segmentations of an input
         loaded from DICOM files also as DICOM SEG on them, in a folder ``INPUT_DICOM_SEG``. Each result is
-        marked saved (``SAVED``: ``saved_as(its file)``). Returns the files written and notes to say."""
+        marked saved (``SAVED``: ``saved_as(its file)``). Besides, where there is a result, the whole scene
+        as ``scene.mrb``, to go on in 3D Slicer: inputs, results tied to their cine's frames, tables. Returns
+        the files written and notes to say."""
         out.mkdir(parents=True, exist_ok=True)
         written, dicom, notes = [], {}, []
         for kind, suffix in (("vtkMRMLSegmentationNode", ".seg.nrrd"), ("vtkMRMLScalarVolumeNode", ".nii.gz"),
@@ -418,6 +420,9 @@ class Studio:
                 written += SegmentLogic.write_dicom_seg(nodes, _free(out / f"{_safe(source.GetName())}_DICOM_SEG"))
             except InputError as e:  # a sub-pixel model's result
                 notes.append(f" No DICOM SEG for {source.GetName()}: {e}")
+        if written:
+            written.append(Path(mrml.write_scene(self.scene, _free(out / "scene.mrb"))))
+            notes.insert(0, f" {written[-1].name}: the whole scene, to open in 3D Slicer.")
         return written, "".join(notes)
 
     def save_results(self):

@@ -47,6 +47,8 @@ def test_removing_an_uploaded_cine_asks_what_is_lost_and_frees_its_files(studio,
     import io
     import zipfile
 
+    import slicer
+
     from ACNNCore.io import read_segmentation
     from ACNNStudio.app import SAVED, UPLOAD
     from ACNNSlicerLib import mrml
@@ -85,8 +87,16 @@ def test_removing_an_uploaded_cine_asks_what_is_lost_and_frees_its_files(studio,
         z.extractall(tmp_path / "downloaded")
     assert studio.state.status.startswith(f"Downloading {len(names)} files as acnn-results.zip.")
     assert all(n.startswith("acnn-results/") for n in names)
-    assert sum(n.endswith(".seg.nrrd") for n in names) == 2 and \
-        all(n.endswith((".seg.nrrd", ".csv")) for n in names), names  # the two phases' segmentations, tables
+    assert sum(n.endswith(".seg.nrrd") for n in names) == 2 and "acnn-results/scene.mrb" in names and \
+        all(n.endswith((".seg.nrrd", ".csv", ".mrb")) for n in names), names  # the phases' segmentations, tables
+    # the whole scene besides, for 3D Slicer: the cine with its results, which follow its frame there again
+    again = mrml.import_scene(tmp_path / "downloaded" / "acnn-results" / "scene.mrb", slicer.vtkMRMLScene())
+    (cine_again,) = [n for n in again if n.GetName() == cine.GetName()]
+    assert cine_again.IsA("vtkMRMLSequenceNode") and len(mrml.frame_results(cine_again)) == 2
+    for frame in (1, 0, 1):
+        mrml.show_frame(cine_again, frame)
+        assert [n.GetAttribute("ACNN.Frame") for n in mrml.frame_results(cine_again)
+                if n.GetDisplayNode().GetVisibility()] == [str(frame)]
     assert {n.GetAttribute(SAVED) for n in segmentations} <= {f"acnn-results.zip: {Path(n).name}" for n in names}
     assert "not saved" not in studio.removal_question(cine) + studio.removal_question(segmentations[0])
     assert not any(Path(studio.state.save_dir).glob("*"))

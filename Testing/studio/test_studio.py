@@ -339,6 +339,7 @@ def test_download_gives_the_results_as_a_zip(page, studio, tmp_path):
         assert "LV blood pool (ml)" in next(z.read(n).decode() for n in names if n.endswith("measures.csv"))
     assert all(n.startswith("acnn-results/") for n in names), names
     assert any(n.endswith(".seg.nrrd") for n in names) and any(n.endswith("ACNN_SR.nii.gz") for n in names), names
+    assert "acnn-results/scene.mrb" in names  # the whole scene, for 3D Slicer
     assert not any(n.startswith("acnn-results/case7") for n in names)  # loaded from a file: not written again
     page.wait_for_function("document.querySelector('#status').innerText.startsWith('Downloading')", timeout=10_000)
     assert sorted(studio["saved"].iterdir()) == saved
