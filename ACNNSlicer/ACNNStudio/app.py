@@ -315,6 +315,9 @@ class Studio:
                 if f.name.lower().endswith(".mrb"):  # a scene Slicer saved: imported as it is added
                     makers.append(partial(_import_scene, f))
                     continue
+                if f.name.lower().endswith(".mrml"):
+                    raise InputError("a Slicer scene without its data files: save it in Slicer as a bundle (.mrb) "
+                                     "and load that")
                 format_of(f)
                 if f.name.lower().endswith(".seg.nrrd"):  # read by MRML's storage node, as it is added
                     makers.append(partial(mrml.load_node, f, kind="segmentation", name=name))

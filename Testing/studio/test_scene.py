@@ -436,10 +436,10 @@ def test_what_cannot_run_is_said_and_adds_nothing_then_the_same_runs_go_through(
 def test_a_scene_slicer_saved_loads_with_its_cine_and_results(studio, tmp_path, rezipped):
     """An .mrb uploaded (a scene saved in Slicer, or by the Segment module): its images, its cine offered to
     Segment, its results listed and following the frame slider; one whose data cannot all be read adds
-    nothing, and says which."""
-
+    nothing, and says which; a scene file without its data (.mrml) is refused, the bundle asked for."""
     import slicer
 
+    from ACNNCore.errors import InputError
     from ACNNSlicerLib import mrml
     from ACNNSlicerLib.segment import SegmentLogic
 
@@ -474,6 +474,10 @@ def test_a_scene_slicer_saved_loads_with_its_cine_and_results(studio, tmp_path, 
     assert studio.scene.GetNumberOfNodes() == nodes_before
     for node in nodes:
         studio.remove(node.GetID())
+    (tmp_path / "scene.mrml").write_text("<MRML></MRML>")
+    with pytest.raises(InputError, match=r"^scene.mrml: a Slicer scene without its data files: save it in Slicer "
+                                         r"as a bundle \(.mrb"):
+        studio.load(tmp_path / "scene.mrml")
     # saved by a Slicer with an extension: that extension's node left out, said; the rest loaded (as by --data)
     foreign = rezipped(tmp_path / "scene" / "study.mrb", tmp_path / "foreign.mrb", scene_text=lambda text: text.replace(
         "</MRML>", '<Widget id="vtkMRMLWidgetNode1" name="an extension\'s"></Widget>\n</MRML>'))
