@@ -597,7 +597,13 @@ def write_scene(scene, path) -> str:
     (where the Segment module is installed, a cine's results follow its frame there: :func:`follow_frames_on_load`)
     and :func:`import_scene` reads. Each storable node is given a storage node, as Slicer's Save does."""
     messages = slicer.vtkMRMLMessageCollection()
-    if not scene.WriteToMRB(str(path), None, messages):
+    shown = vtk.vtkOutputWindow.GetInstance()
+    vtk.vtkOutputWindow.SetInstance(vtk.vtkStringOutputWindow())  # not two lines per file zipped on stdout
+    try:
+        written = scene.WriteToMRB(str(path), None, messages)
+    finally:
+        vtk.vtkOutputWindow.SetInstance(shown)
+    if not written:
         raise InputError(f"cannot write the scene to {path}: {messages.GetAllMessagesAsString().strip()}")
     return str(path)
 

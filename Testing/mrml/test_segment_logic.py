@@ -357,11 +357,13 @@ def test_a_saved_scene_s_cine_results_follow_the_frame_again_when_loaded(scene, 
     assert frames_shown(unfollowed) == [1]  # what the observer mends
 
 
-def test_a_saved_scene_is_added_beside_what_is_there_or_refused_whole(scene, subject, tmp_path, caplog, rezipped):
-    """``mrml.import_scene`` (the studio's loading of an .mrb): a scene bundle Slicer saved, added to a scene
-    (the same one twice: its IDs renumbered, each result still its own cine's), its cine's frame hidden from
-    the node lists and its results following the frame; one holding a node no module here makes loads without
-    it, said; one that is no bundle or misses a data file leaves the scene's nodes as they were."""
+def test_a_saved_scene_is_added_beside_what_is_there_or_refused_whole(scene, subject, tmp_path, caplog, capfd,
+                                                                      rezipped):
+    """``mrml.write_scene`` and ``mrml.import_scene`` (the studio's saving and loading of an .mrb): a scene
+    bundle, written without a word on stdout, added to a scene (the same one twice: its IDs renumbered, each
+    result still its own cine's), its cine's frame hidden from the node lists and its results following the
+    frame; one holding a node no module here makes loads without it, said; one that is no bundle or misses a
+    data file leaves the scene's nodes as they were; a bundle that cannot be written is a clear error."""
     import logging
     import zipfile
 
@@ -369,7 +371,11 @@ def test_a_saved_scene_is_added_beside_what_is_there_or_refused_whole(scene, sub
     SegmentLogic().apply(SegmentLogic().compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1,
                                                 es=2), seq, surfaces=False)
     mrml.show_frame(seq, 1)
-    assert scene.WriteToMRB(str(tmp_path / "saved.mrb"))
+    capfd.readouterr()
+    assert mrml.write_scene(scene, tmp_path / "saved.mrb") == str(tmp_path / "saved.mrb")
+    assert "Zip: adding" not in "".join(capfd.readouterr())  # VTK's archive says so for each file: not here
+    with pytest.raises(InputError, match="^cannot write the scene to /proc/saved.mrb: .*Could not create"):
+        mrml.write_scene(scene, "/proc/saved.mrb")
     into = mrml.new_scene()
     kinds = sorted(n.GetClassName() for n in mrml.nodes_of(scene) if any(n.IsA(c) for c in (
         "vtkMRMLSequenceNode", "vtkMRMLSegmentationNode", "vtkMRMLTableNode")))  # the cine's, with its results
