@@ -450,7 +450,8 @@ class Studio:
                 buffer = io.BytesIO()
                 with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
                     for path in written:
-                        z.write(path, path.relative_to(tmp))
+                        packed = path.name.endswith((".mrb", ".gz"))  # compressed already: stored as they are
+                        z.write(path, path.relative_to(tmp), zipfile.ZIP_STORED if packed else None)
         except (OSError, InputError) as e:
             self.fail(f"Cannot download: {e}")
             return None
