@@ -614,8 +614,8 @@ DATA_CLASSES = ("vtkMRMLScalarVolumeNode", "vtkMRMLSequenceNode", "vtkMRMLSegmen
 
 def import_scene(path, scene) -> list:
     """A scene Slicer saved as a bundle (``.mrb``: a zip of its ``.mrml`` and data files) added to ``scene``, as
-    Slicer's "Add Data" does: its nodes (IDs that clash renumbered, references kept), the saved layout of the
-    views. Its cines' results follow their frame (:func:`follow_frames_on_load`). Returns the data nodes added
+    Slicer's "Add Data" does: its nodes (IDs that clash renumbered, references kept), the saved settings of
+    the views. Its cines' results follow their frame (:func:`follow_frames_on_load`). Returns the data nodes added
     (:data:`DATA_CLASSES`), a cine's frame (its browser's proxy) left out and hidden from node lists, as
     :func:`show_frame` makes it. Nodes of classes no module here makes (the Segment Editor's settings, an
     extension's) are left out, with a warning logged. All or none otherwise: a file that is no bundle, or whose
@@ -632,10 +632,6 @@ def import_scene(path, scene) -> list:
     sequences_logic(scene)  # the browser node's class registered
     follow_frames_on_load(scene)
     before = {n.GetID() for n in nodes_of(scene)}
-
-    def new():
-        return [n for n in nodes_of(scene) if n.GetID() not in before]
-
     url, root = scene.GetURL(), scene.GetRootDirectory()
     messages = slicer.vtkMRMLMessageCollection()
     with tempfile.TemporaryDirectory() as folder, zipfile.ZipFile(path) as bundle:
@@ -650,7 +646,7 @@ def import_scene(path, scene) -> list:
         finally:
             scene.SetURL(url)
             scene.SetRootDirectory(root)
-    added = new()
+    added = [n for n in nodes_of(scene) if n.GetID() not in before]
     errors = [messages.GetNthMessageText(i).strip() for i in range(messages.GetNumberOfMessages())
               if messages.GetNthMessageType(i) == vtk.vtkCommand.ErrorEvent]
     unknown = sorted({m[1] for e in errors if (m := re.search(r"CreateNodeByClass: (\w+)", e))})
@@ -658,10 +654,7 @@ def import_scene(path, scene) -> list:
     other = [e.splitlines()[-1].split("): ", 1)[-1] for e in errors if "CreateNodeByClass" not in e and
              "Failed to read node" not in e]
     if unread or other or not (read or unknown):
-        for _ in range(3):  # the sequences logic makes a browser's proxy again as its sequence goes
-            for node in reversed(new()):
-                if node.GetScene() is scene:
-                    scene.RemoveNode(node)
+        remove_all_but(scene, before)
         said = (f"the data of {', '.join(unread)} cannot be read" if unread
                 else "; ".join(other) or "MRML cannot read it")
         raise InputError(f"{path.name}: {said}")
@@ -677,6 +670,14 @@ def import_scene(path, scene) -> list:
 def nodes_of(scene) -> list:
     """Every node of a scene, in its order."""
     return [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+
+
+def remove_all_but(scene, kept: set) -> None:
+    """Every node whose ID is not in ``kept`` out of the scene: what a load that failed part way added."""
+    for _ in range(3):  # the sequences logic makes a browser's proxy again as its sequence goes
+        for node in reversed([n for n in nodes_of(scene) if n.GetID() not in kept]):
+            if node.GetScene() is scene:
+                scene.RemoveNode(node)
 
 
 def browser_of(sequence):

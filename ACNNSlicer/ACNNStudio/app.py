@@ -337,14 +337,13 @@ class Studio:
         """The nodes :meth:`read` read, added to the scene; the first image shown (a cine: its first frame) and
         chosen for Segment. All or none: a file MRML cannot read (a .seg.nrrd or .mrb, read as it is added) takes
         the nodes added before it out again."""
-        nodes = []
+        nodes, before = [], {n.GetID() for n in self._nodes()}
         try:
             for make in makers:
                 made = make(scene=self.scene)  # a node, or a scene file's nodes
                 nodes += made if isinstance(made, list) else [made]
         except Exception:
-            for node in nodes:
-                mrml.remove_node(node)
+            mrml.remove_all_but(self.scene, before)
             raise
         cines = [n for n in nodes if n.IsA("vtkMRMLSequenceNode")]
         self._show_first([n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")], cines)
