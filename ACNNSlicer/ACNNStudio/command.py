@@ -13,7 +13,8 @@ LISTS = {"seg": "seg", "sr": "sr", "ae": "shape", "tl": "shape"}  # a bundle's t
 def add_parser(sub):
     p = sub.add_parser("studio", help="ACNN Studio: Segment, SuperResolve and Shape Explorer in a browser",
                        description="Start the ACNN Studio web server (trame-slicer) and print its URL.")
-    p.add_argument("--data", type=Path, help="an image, segmentation or folder to load")
+    p.add_argument("--data", type=Path, help="an image, segmentation, DICOM folder or Slicer scene (.mrb) to load, "
+                                             "or a folder of images")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: loopback only; served beyond it, results save to --output "
                         "only, or download to the browser)")
