@@ -345,6 +345,9 @@ class Studio:
         except Exception:
             mrml.remove_all_but(self.scene, before)
             raise
+        for node in nodes:  # a segmentation read from a file (.seg.nrrd, .mrb): in the 3-D view too
+            if node.IsA("vtkMRMLSegmentationNode"):
+                node.CreateClosedSurfaceRepresentation()
         cines = [n for n in nodes if n.IsA("vtkMRMLSequenceNode")]
         self._show_first([n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")], cines)
         self.refresh_lists()

@@ -411,6 +411,7 @@ def test_a_scene_slicer_saved_loads_with_its_cine_and_results(studio, tmp_path, 
     assert studio.state.frames == 2
     results = mrml.frame_results(cine)
     assert len(results) == 2 and {r.GetID() for r in results} <= {s["value"] for s in studio.state.segmentations}
+    assert all(r.GetSegmentation().ContainsRepresentation("Closed surface") for r in results)  # the 3-D view's
     assert studio.removal_question(results[0]) == f"Remove {results[0].GetName()}?"  # kept in the file: not lost
     for frame in (1, 0):
         studio.state.frame = frame
