@@ -282,7 +282,7 @@ class Studio:
         out). Everything is read before a node is made: what cannot be read leaves the scene as it was."""
         with LoggedWarnings() as told:
             nodes = self.add(self.read(path))
-        self.say(" ".join([f"Loaded {Path(path).name}.", *(m + "." for m in told.messages)]))
+        self.say(_loaded([Path(path).name], told.messages))
         return nodes
 
     @staticmethod
@@ -384,8 +384,7 @@ class Studio:
                 with self.state:
                     for node in self.add(makers):
                         node.SetAttribute(UPLOAD, tmp)  # its files go when the last of its nodes does
-                    notes = [bare(m) + "." for m in told.messages]
-                    self.state.status = " ".join([f"Loaded {', '.join(p.name for p in items)}.", *notes])
+                    self.say(_loaded([p.name for p in items], [bare(m) for m in told.messages]))
         except Exception as e:  # an InputError's message, or anything else logged: never take the server down
             shutil.rmtree(tmp, ignore_errors=True)
             if not isinstance(e, InputError):
@@ -841,6 +840,11 @@ class Studio:
                     v3.VSelect(v_model=("encode_source",), items=("segmentations.concat(volumes)",),
                                label="Encode a segmentation (or, T-L, an image)", density="compact", classes="mt-2")
                     v3.VBtn("Encode", click=self.encode_shape, id="encode-shape", disabled=("!encode_source",))
+
+
+def _loaded(names: list[str], left_out: list[str]) -> str:
+    """The status once files are loaded: their names, then what was left out (the warnings logged meanwhile)."""
+    return " ".join([f"Loaded {', '.join(names)}.", *(m + "." for m in left_out)])
 
 
 def _import_scene(path: Path, scene) -> list:

@@ -24,7 +24,9 @@ def subject():
 
 
 def node_ids(scene):
-    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+    from ACNNSlicerLib.mrml import nodes_of
+
+    return [n.GetID() for n in nodes_of(scene)]
 
 
 def gui_with(monkeypatch, qt):
