@@ -24,7 +24,7 @@ def _add_phantom(sub):
                        description="Generate phantom subjects: NOR/DCM/HCM left ventricles at ED and ES, "
                                    "rendered as bSSFP-like HR images and acquired as thick-slice LR stacks "
                                    "(or as 3-D echo volumes with --modality us).")
-    p.add_argument("--out", required=True, type=Path, help="output folder (must be empty or absent)")
+    p.add_argument("-o", "--out", required=True, type=Path, help="output folder (must be empty or absent)")
     p.add_argument("--subjects", type=int, default=6, help="number of subjects (groups cycle NOR, DCM, HCM)")
     p.add_argument("--seed", type=int, default=0, help="population seed (subject i is the same for any N)")
     p.add_argument("--modality", choices=("mr", "us"), default="mr",
@@ -178,7 +178,7 @@ def run_info(args) -> int:
     if path.is_dir() and not dicom:
         cases = read_dataset(path)
         groups = sorted({c.meta.get("group", "-") for c in cases})
-        print(f"{path}: {len(cases)} cases, groups {', '.join(groups)}")
+        print(f"{path}: {len(cases)} case{'s' * (len(cases) != 1)}, groups {', '.join(groups)}")
         checked = {c.name: plausibility(c.labels) for c in cases if c.labels is not None}  # in our label values
         for c in cases[:200]:
             print(f"  {c.name:24s} {c.image.shape} spacing {tuple(round(s, 3) for s in c.image.spacing)}"
@@ -248,7 +248,7 @@ def _add_train(sub):
     p.add_argument("--data", required=True, type=Path,
                    help="a phantom data set (`acnn phantom`), the ACDC folder (patientNNN/Info.cfg), or a folder "
                         "of image/label pairs (NAME + NAME_gt files, or images/ + labels/ of the same names)")
-    p.add_argument("--out", required=True, type=Path,
+    p.add_argument("-o", "--out", required=True, type=Path,
                    help="run folder: config.yaml, log.csv, last.pt, model/ (best epoch), model-final/ (seg, sr: "
                         "last epoch)")
     p.add_argument("--prior", type=Path, help="AE/T-L run or bundle: the shape prior (ACNN-Seg, ACNN-SR, T-L)")
@@ -347,7 +347,7 @@ def _add_inference(sub):
                    "files holding one short-axis stack); a 4-D cine, a file or DICOM (every frame segmented into a "
                    "4-D label map, ED and ES found by the LV's volume, the EF printed); or a data folder (phantom, "
                    "ACDC or image folder)")
-    p.add_argument("--out", required=True, type=Path,
+    p.add_argument("-o", "--out", required=True, type=Path,
                    help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd (a cine: a 4-D OUT.nii.gz, .nrrd or .mha); for a "
                    "data folder, a folder of CASE.nii.gz")
     p.add_argument("--model", action="append",
@@ -396,7 +396,7 @@ def _add_inference(sub):
                                    "image's slices differ from the model's or a phantom-trained model meets a "
                                    "real image.")
     p.add_argument("input", type=Path, help="a short-axis stack (.nii.gz, .nrrd, .mha, or a folder of DICOM files)")
-    p.add_argument("--out", required=True, type=Path, help="OUT.nii.gz, .nrrd or .mha")
+    p.add_argument("-o", "--out", required=True, type=Path, help="OUT.nii.gz, .nrrd or .mha")
     p.add_argument("--model", default="acnn-sr-phantom", help="bundled model name or bundle folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
@@ -410,7 +410,7 @@ def _add_inference(sub):
                    help="traverse around this label map's code instead of the mean code (an expert's map or a "
                         "segmentation; ACDC's label values where an ACDC Info.cfg lies beside it), the shapes "
                         "placed where it lies")
-    p.add_argument("--out", required=True, type=Path, help="a .png montage, or a folder of .nii.gz label maps")
+    p.add_argument("-o", "--out", required=True, type=Path, help="a .png montage, or a folder of .nii.gz label maps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
     p.set_defaults(run=run_explore)
@@ -426,7 +426,7 @@ def _add_inference(sub):
                    help="AE or T-L bundle (default ae-acdc: LV, myocardium and RV; ae-phantom: LV and myocardium)")
     p.add_argument("--convention", choices=("auto", "ours", "acdc"), default="auto",
                    help="label values of the maps (auto: ACDC's where an ACDC Info.cfg lies beside the file)")
-    p.add_argument("--out", required=True, type=Path, help="CODES.csv: case, group, file, then z0, z1, ...")
+    p.add_argument("-o", "--out", required=True, type=Path, help="CODES.csv: case, group, file, then z0, z1, ...")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
     p.set_defaults(run=run_encode)
@@ -442,7 +442,7 @@ def _add_inference(sub):
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="a bundle folder or a training run (its best epoch's bundle; RUN/model-final for its last "
                         "epoch's), or a bundled model's name; an ensemble's networks count each")
-    p.add_argument("--out", required=True, type=Path, help="the ensemble's folder")
+    p.add_argument("-o", "--out", required=True, type=Path, help="the ensemble's folder")
     p.add_argument("--name", help="its name (default: the folder's)")
     p.add_argument("--about", default="", help="what it is, in a sentence, kept in ensemble.json (acnn info shows "
                                                "it)")
@@ -683,7 +683,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
         _write_measures(rows, table)  # after each: a long batch stopped keeps what it measured
     corrected = sum(r["shape_model"].startswith("corrected") for r in rows.values())
     implausible = sum(not r["plausible"] for r in rows.values())
-    done = f"{len(items) - len(skipped)} of {len(items)} studies" if studies else f"{len(items)} cases"
+    done = f"{len(items) - len(skipped)} of {len(items)} studies" if studies else f"{len(items)} case{'s' * (len(items) != 1)}"
     print(f"segmented {done} into {args.out} ({implausible} of {len(rows)} outputs implausible"
           + (f", the shape model corrected {corrected}" if args.correct else "")
           + (f"); measures: {table}" if rows else ")"))
@@ -834,7 +834,7 @@ def run_ensemble(args) -> int:
 
 def _add_demo(sub):
     p = sub.add_parser("demo", help="the whole pipeline on a phantom subject: segment ED/ES, super-resolve, EF, Dice")
-    p.add_argument("--out", type=Path, default=Path("acnn-demo"), help="output folder (default acnn-demo)")
+    p.add_argument("-o", "--out", type=Path, default=Path("acnn-demo"), help="output folder (default acnn-demo)")
     p.add_argument("--seg-model", default="acnn-seg-phantom", help="segmentation model (name or bundle folder)")
     p.add_argument("--sr-model", default="acnn-sr-phantom", help="super-resolution model (name or bundle folder)")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier demo in --out")
@@ -867,7 +867,7 @@ def _add_evaluate(sub):
     p.add_argument("--pred-convention", choices=("auto", "ours", "acdc"), default="auto",
                    help="label values of the predictions (what `acnn segment --label-convention` wrote; auto as "
                         "for the ground truth)")
-    p.add_argument("--out", type=Path, help="summary JSON (per-case CSV written beside it)")
+    p.add_argument("-o", "--out", type=Path, help="summary JSON (per-case CSV written beside it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(run=run_evaluate)
 
@@ -908,7 +908,7 @@ def _add_benchmark(sub):
                         "cine MR")
     p.add_argument("--data", required=True, type=Path,
                    help="a phantom data set (`acnn phantom`; --modality us for us); for acdc, the ACDC folder")
-    p.add_argument("--out", required=True, type=Path, help="report folder")
+    p.add_argument("-o", "--out", required=True, type=Path, help="report folder")
     p.add_argument("--budget", choices=tuple(dict.fromkeys([*BUDGETS, *ACDC_BUDGETS])), default="cpu",
                    help="tiny: minutes (CI); cpu: about an hour or two; paper: the paper's sizes, for a GPU; "
                         "gpu (acdc): what one GPU trains in about ten minutes")

@@ -19,7 +19,7 @@ def acnn(*args):
 
 def test_phantom_command_writes_the_documented_layout(tmp_path):
     out = tmp_path / "ph"
-    run = acnn("phantom", "--out", out, "--subjects", 3, "--seed", 4, "--motion", 2, "--preview")
+    run = acnn("phantom", "-o", out, "--subjects", 3, "--seed", 4, "--motion", 2, "--preview")
     assert run.returncode == 0, run.stderr
     for n in range(3):
         for phase in ("ED", "ES"):
@@ -144,7 +144,7 @@ def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write
     write_frames(frames, tmp_path / "cine.nii.gz")
     summary = json.loads(acnn("info", tmp_path / "dicom").stdout)
     assert summary["format"] == "DICOM" and summary["frames"] == 2 and summary["shape"] == list(frames[0].shape)
-    runs = [acnn("segment", tmp_path / name, "--out", tmp_path / f"seg-{i}.nii.gz", "--device", "cpu")
+    runs = [acnn("segment", tmp_path / name, "-o", tmp_path / f"seg-{i}.nii.gz", "--device", "cpu")
             for i, name in enumerate(("dicom", "cine.nii.gz"))]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
     ef = [re.search(r"EF (\S+) %", r.stdout).group(1) for r in runs]

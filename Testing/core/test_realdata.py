@@ -228,7 +228,7 @@ def test_info_names_an_expert_map_s_structures_and_checks_its_plausibility(acdc_
     assert "label maps implausible by acnn's checks: 1 of 4; more than one connected component in a structure: 1" \
         in out
     assert main(["evaluate", "--pred", str(gt), "--gt", str(gt)]) == 0  # the map against itself: evaluate says so
-    assert "1 cases, 1 anatomically implausible (the ground truth, by the same checks: 1)" in capsys.readouterr().out
+    assert "1 case, 1 anatomically implausible (the ground truth, by the same checks: 1)" in capsys.readouterr().out
 
 
 def test_encode_real_expert_maps_with_their_groups(acdc_root, tmp_path, capsys):
