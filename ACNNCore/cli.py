@@ -683,7 +683,8 @@ def _segment_folder(args, studies: dict | None = None) -> int:
         _write_measures(rows, table)  # after each: a long batch stopped keeps what it measured
     corrected = sum(r["shape_model"].startswith("corrected") for r in rows.values())
     implausible = sum(not r["plausible"] for r in rows.values())
-    done = f"{len(items) - len(skipped)} of {len(items)} studies" if studies else f"{len(items)} case{'s' * (len(items) != 1)}"
+    done = (f"{len(items) - len(skipped)} of {len(items)} studies" if studies
+            else f"{len(items)} case{'s' * (len(items) != 1)}")
     print(f"segmented {done} into {args.out} ({implausible} of {len(rows)} outputs implausible"
           + (f", the shape model corrected {corrected}" if args.correct else "")
           + (f"); measures: {table}" if rows else ")"))

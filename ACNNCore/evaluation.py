@@ -275,8 +275,8 @@ def _strict(value):
 
 def format_summary(summary: dict) -> str:
     s = summary["summary"]
-    lines = [f"{s['cases']} case{'s' * (s['cases'] != 1)}, {s['implausible']} anatomically implausible (the ground truth, by the same "
-             f"checks: {s['gt_implausible']})"]
+    lines = [f"{s['cases']} case{'s' * (s['cases'] != 1)}, {s['implausible']} anatomically implausible "
+             f"(the ground truth, by the same checks: {s['gt_implausible']})"]
     for v, name in SHORT.items():
         cols = [f"{m} {s[f'{m}_{name}']['mean']:.3f} ± {s[f'{m}_{name}']['std']:.3f}" for m in METRICS
                 if f"{m}_{name}" in s]
