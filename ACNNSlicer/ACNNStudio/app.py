@@ -13,12 +13,14 @@ import io
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import traceback
 import zipfile
 from pathlib import Path
 
-os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+if sys.platform.startswith("linux"):  # offscreen, with or without a display; Windows and macOS: VTK's own choice
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 import numpy as np  # noqa: E402
 import slicer  # noqa: E402
