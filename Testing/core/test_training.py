@@ -1,6 +1,7 @@
 """Training: a tiny end-to-end run, resume (also after a kill), DDP with two processes, configs."""
 
 import csv
+import multiprocessing
 import os
 import re
 import shutil
@@ -239,10 +240,17 @@ def test_a_seg_run_keeps_its_last_epoch_beside_its_best(tiny_data, tmp_path):
 
 
 def test_worker_processes_give_the_same_training(tiny_data, tmp_path):
-    """Augmentation draws from (seed, epoch, case): batches made in worker processes are the same."""
+    """Augmentation draws from (seed, epoch, case): batches made in worker processes are the same. The workers
+    are spawned, as on macOS and Windows (Python 3.14 on Linux: from a fork server), not forked: the training
+    set is sent to them pickled, and they import what it needs afresh."""
     config = TrainConfig(task="seg", epochs=2, batch_size=4, val_fraction=0.25)
     train(config, tiny_data, tmp_path / "inline", progress=False)
-    train(TrainConfig(**{**config.__dict__, "workers": 2}), tiny_data, tmp_path / "workers", progress=False)
+    method = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        train(TrainConfig(**{**config.__dict__, "workers": 2}), tiny_data, tmp_path / "workers", progress=False)
+    finally:
+        multiprocessing.set_start_method(method, force=True)
     a, b = _weights(tmp_path / "inline"), _weights(tmp_path / "workers")
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
