@@ -17,6 +17,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, OutputExists, TrainingError
+from .progress import counted
 
 
 def _add_phantom(sub):
@@ -152,7 +153,7 @@ def run_info(args) -> int:
     segs = [p.relative_to(path).as_posix() for p in dicom_files(path) if is_dicom_seg(p)] if dicom else []
 
     def line(name, frames):
-        return (f"  {name:24s} {len(frames)} frame{'s' * (len(frames) > 1)} of {frames[0].shape} spacing "
+        return (f"  {name:24s} {counted(len(frames), 'frame')} of {frames[0].shape} spacing "
                 f"{tuple(round(s, 3) for s in frames[0].spacing)}")
 
     def print_segs():  # SEG objects lying among the images (labels: Slicer and the studio load them with them)
@@ -178,7 +179,7 @@ def run_info(args) -> int:
     if path.is_dir() and not dicom:
         cases = read_dataset(path)
         groups = sorted({c.meta.get("group", "-") for c in cases})
-        print(f"{path}: {len(cases)} case{'s' * (len(cases) != 1)}, groups {', '.join(groups)}")
+        print(f"{path}: {counted(len(cases), 'case')}, groups {', '.join(groups)}")
         checked = {c.name: plausibility(c.labels) for c in cases if c.labels is not None}  # in our label values
         for c in cases[:200]:
             print(f"  {c.name:24s} {c.image.shape} spacing {tuple(round(s, 3) for s in c.image.spacing)}"
@@ -328,7 +329,7 @@ def run_train(args) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the epochs finished are kept; say how to go on
         if speaks and all((args.out / f).is_file() for f in (CHECKPOINT, LOG)):
             done = len(describe(args.out))
-            print(f"acnn: the run in {args.out} keeps its {done} finished epoch{'s' * (done != 1)}; the same "
+            print(f"acnn: the run in {args.out} keeps its {counted(done, 'finished epoch')}; the same "
                   f"command with --resume continues it", file=sys.stderr)
         raise
     if speaks:
@@ -589,7 +590,7 @@ def _write_dicom_seg(args, frames: list, names: dict, source, folder: Path | Non
 
     paths = write_dicom_seg([_convention(f, args.label_convention) for f in frames], source, folder,
                             _convention_names(names, args.label_convention), study, args.series, args.overwrite)
-    print(f"{folder}: {len(paths)} DICOM segmentation{'s' * (len(paths) != 1)} on the images of {source}")
+    print(f"{folder}: {counted(len(paths), 'DICOM segmentation')} on the images of {source}")
 
 
 def _max_change(args) -> dict:
@@ -683,8 +684,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
         _write_measures(rows, table)  # after each: a long batch stopped keeps what it measured
     corrected = sum(r["shape_model"].startswith("corrected") for r in rows.values())
     implausible = sum(not r["plausible"] for r in rows.values())
-    done = (f"{len(items) - len(skipped)} of {len(items)} studies" if studies
-            else f"{len(items)} case{'s' * (len(items) != 1)}")
+    done = f"{len(items) - len(skipped)} of {len(items)} studies" if studies else counted(len(items), "case")
     print(f"segmented {done} into {args.out} ({implausible} of {len(rows)} outputs implausible"
           + (f", the shape model corrected {corrected}" if args.correct else "")
           + (f"); measures: {table}" if rows else ")"))
@@ -797,7 +797,7 @@ def run_encode(args) -> int:
         writer.writerow(["case", "group", "file", *(f"z{d}" for d in range(model.code_size))])
         writer.writerows(rows)
     groups = sorted({r[1] for r in rows} - {""})
-    print(f"{args.out}: {len(rows)} label map{'s' * (len(rows) != 1)} encoded by {model.runner.bundle.name} "
+    print(f"{args.out}: {counted(len(rows), 'label map')} encoded by {model.runner.bundle.name} "
           f"({model.code_size}-d codes; dimensions by use: {', '.join(map(str, model.order[:5]))}, ...)"
           + (f"; groups {', '.join(groups)}" if groups else ""))
     return 0

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 
 from .errors import InputError, OutputExists
 from .io import READ_LOCK, SUFFIXES
+from .progress import counted
 from .volume import Geometry, Volume
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,8 @@ def _images_of(folder: Path) -> list[_DicomImage]:
     if not images:
         segs = sum(map(is_dicom_seg, files))
         raise InputError(f"{folder} holds DICOM files but no images" + (
-            f" ({_count(segs, 'DICOM SEG')}, label maps: give acnn info or acnn evaluate one of them)" if segs else ""))
+            f" ({counted(segs, 'DICOM SEG')}, label maps: give acnn info or acnn evaluate one of them)"
+            if segs else ""))
     return images
 
 
@@ -411,7 +413,7 @@ def _choose(folder, stacks: list, groups: list, unplaced: list) -> list[_DicomIm
     left_out = [_describe(g) for g in groups if g is not images]
     if left_out:
         log.warning("%s: read %s; left out %s of other orientations, grids or series (%s)", folder,
-                    _describe(images), _count(sum(len(g) for g in groups if g is not images), "image"),
+                    _describe(images), counted(sum(len(g) for g in groups if g is not images), "image"),
                     "; ".join(left_out[:4]))
     if unplaced:
         log.warning("%s: left out %s", folder, _describe(unplaced))
@@ -480,16 +482,12 @@ def _positions(images) -> np.ndarray:
     return np.unique(np.round([i.position @ normal for i in images], 2))
 
 
-def _count(n: int, thing: str) -> str:
-    return f"{n} {thing}{'s' * (n != 1)}"
-
-
 def _describe(images) -> str:
     """Images of one orientation and grid (or without a position) as a user knows them: how many, where, and
     their series."""
     names = sorted({i.description for i in images})
-    where = (f"{_count(len(_positions(images)), 'slice position')}, " if images[0].position.size else "")
-    what = _count(len(images), "image") + ("" if images[0].position.size else " without a position")
+    where = (f"{counted(len(_positions(images)), 'slice position')}, " if images[0].position.size else "")
+    what = counted(len(images), "image") + ("" if images[0].position.size else " without a position")
     return f"{where}{what} ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
 
 

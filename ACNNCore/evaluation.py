@@ -22,6 +22,7 @@ from .io import SUFFIXES, format_of, read_labels, read_segmentation
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM, RV_BLOOD_POOL, SEGMENTS
 from .metrics import (agreement, clinical_measures, dice, ejection_fraction, on_grid_of, plausibility,
                       surface_distances)
+from .progress import counted
 from .volume import Volume
 
 SHORT = {LV_BLOOD_POOL: "lv", LV_MYOCARDIUM: "myo", RV_BLOOD_POOL: "rv"}
@@ -275,8 +276,8 @@ def _strict(value):
 
 def format_summary(summary: dict) -> str:
     s = summary["summary"]
-    lines = [f"{s['cases']} case{'s' * (s['cases'] != 1)}, {s['implausible']} anatomically implausible "
-             f"(the ground truth, by the same checks: {s['gt_implausible']})"]
+    lines = [f"{counted(s['cases'], 'case')}, {s['implausible']} anatomically implausible (the ground truth, by "
+             f"the same checks: {s['gt_implausible']})"]
     for v, name in SHORT.items():
         cols = [f"{m} {s[f'{m}_{name}']['mean']:.3f} ± {s[f'{m}_{name}']['std']:.3f}" for m in METRICS
                 if f"{m}_{name}" in s]

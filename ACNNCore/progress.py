@@ -1,6 +1,6 @@
 """Progress bars of the command line: tqdm's bar on a terminal; in a log file or a batch job's output, where a
 bar's carriage returns would pile up on one line, a plain line at most every :data:`LOG_INTERVAL_S` seconds (a
-loop that ends sooner says nothing there)."""
+loop that ends sooner says nothing there). And :func:`counted`, for how many of a thing a message names."""
 
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ class _LogBar(tqdm):
 
     def set_postfix_str(self, s="", refresh=True):
         super().set_postfix_str(s, refresh=False)
+
+
+def counted(n: int, thing: str) -> str:
+    """``n`` things in words: "1 case", "2 cases", "0 cases"."""
+    return f"{n} {thing}{'s' * (n != 1)}"
 
 
 def progress_bar(iterable=None, *, enabled: bool = True, stream=None, **kwargs) -> tqdm:

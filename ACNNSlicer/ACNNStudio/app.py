@@ -33,6 +33,7 @@ from trame_slicer.core import LayoutManager, SlicerApp  # noqa: E402
 from trame_slicer.rca_view import register_rca_factories  # noqa: E402
 
 from ACNNCore.errors import InputError  # noqa: E402
+from ACNNCore.progress import counted  # noqa: E402
 from ACNNSlicerLib import mrml  # noqa: E402
 from ACNNSlicerLib.common import BackgroundTask, Cancelled, LoggedWarnings  # noqa: E402
 from ACNNSlicerLib.segment import SegmentLogic  # noqa: E402
@@ -498,7 +499,7 @@ class Studio:
         unsaved = [n for n in self._nodes() if n.GetNodeReferenceID("ACNN.Input") == node.GetID()
                    and n.GetAttribute(SAVED) is None]
         if unsaved and node.GetAttribute(mrml.DICOM_SOURCE[0]):
-            said.append(f"{len(unsaved)} result{'s' * (len(unsaved) != 1)} made from it, not saved yet, can then no "
+            said.append(f"{counted(len(unsaved), 'result')} made from it, not saved yet, can then no "
                         f"longer be saved as DICOM SEG on its images.")
         if self._upload_only_of(node):
             said.append("The files uploaded for it are deleted from the server.")

@@ -102,6 +102,7 @@ class SegmentWidget(run_widget_base()):
         import qt
 
         from ACNNCore.errors import InputError, OutputExists
+        from ACNNCore.progress import counted
         from ACNNSlicerLib import SegmentLogic
 
         folder = qt.QFileDialog.getExistingDirectory(self.parent, "Folder for the DICOM SEG objects")
@@ -121,7 +122,7 @@ class SegmentWidget(run_widget_base()):
             except InputError as e:
                 slicer.util.errorDisplay(str(e))
                 return
-        slicer.util.infoDisplay(f"Wrote {len(paths)} DICOM SEG object{'s' * (len(paths) != 1)} to {folder}.")
+        slicer.util.infoDisplay(f"Wrote {counted(len(paths), 'DICOM SEG object')} to {folder}.")
 
     def _loadDicom(self):
         """A folder, or a study's tree of folders, of DICOM files read by ACNNCore as one stack or cine (a
