@@ -1,8 +1,8 @@
 """The paper's baselines: 2D-FCN slice by slice, 3D-UNet on the up-sampled stack, SR-CNN.
 
 3D-Seg-MAug is :class:`~ACNNCore.networks.subpixel.SubPixelNet` trained with
-motion augmentation, and AE-Seg a 3D-UNet followed by the autoencoder (see
-:class:`AESeg`); linear and B-spline SR are interpolations (``ACNNCore.inference``).
+motion augmentation, and AE-Seg the 3D-UNet's label map re-drawn by the autoencoder (its code decoded:
+``ACNNCore.benchmark``); linear and B-spline SR are interpolations (``ACNNCore.inference``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .autoencoder import ConvAutoencoder
 from .blocks import conv_bn_relu, upsample_through_plane
 
 
@@ -74,14 +73,3 @@ class SRCNN(nn.Module):
         up = upsample_through_plane(x, self.factor)
         return up[:, :1] + self.net(up)
 
-
-class AESeg(nn.Module):
-    """AE-Seg cascade (paper ref. [37]): a segmentation net whose soft output the autoencoder re-draws."""
-
-    def __init__(self, segmenter: nn.Module, autoencoder: ConvAutoencoder):
-        super().__init__()
-        self.segmenter = segmenter
-        self.autoencoder = autoencoder
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.autoencoder(torch.softmax(self.segmenter(x), dim=1))

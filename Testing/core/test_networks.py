@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from ACNNCore.networks import FCN2D, SRCNN, ConvAutoencoder, Predictor, SubPixelNet, UNet3D, count_parameters
-from ACNNCore.networks.baselines import AESeg
 
 
 @torch.no_grad()
@@ -81,8 +80,6 @@ def test_baselines_output_the_hr_grid():
     assert FCN2D(factor=5).eval()(x).shape == (1, 3, 32, 32, 20)
     assert UNet3D(factor=5).eval()(x).shape == (1, 3, 32, 32, 20)
     assert SRCNN(factor=5).eval()(x).shape == (1, 1, 32, 32, 20)
-    cascade = AESeg(UNet3D(factor=5), ConvAutoencoder(grid_shape=(32, 32, 20))).eval()
-    assert cascade(x).shape == (1, 3, 32, 32, 20)
 
 
 @torch.no_grad()
