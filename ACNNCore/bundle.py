@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sysconfig
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,7 +60,6 @@ class Bundle:
     model: torch.nn.Module
     meta: dict
     path: Path | None = None
-    extras: dict = field(default_factory=dict)
 
     @property
     def task(self) -> str:
