@@ -792,8 +792,9 @@ def test_dicom_seg_objects_load_as_segmentations_beside_their_images(scene, tmp_
 
 
 def test_an_expert_label_map_loads_as_a_segmentation_in_its_convention(scene, acdc_root, subject, tmp_path):
-    """`mrml.load_labels` (the studio loads `*_gt` files with it): ACDC's values (1 RV, 3 LV) where Info.cfg
-    lies beside the file, ours elsewhere; our segment names; the same voxels on the same grid."""
+    """`mrml.load_labels` (the studio reads `*_gt` files as it does: `read_label_map(path, "auto")`): ACDC's
+    values (1 RV, 3 LV) where Info.cfg lies beside the file, ours elsewhere; our segment names; the same voxels
+    on the same grid."""
     from ACNNCore.io import read_labels, read_volume, write_volume
 
     gt = acdc_root / "patient031" / "patient031_frame01_gt.nii.gz"
