@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import traceback
@@ -897,6 +898,8 @@ def main(data=None, host: str = "127.0.0.1", port: int = 8080, demo: bool = Fals
     if not studio.save_anywhere:
         print(f"Served beyond this machine: results save to {studio.output_dir} only (or Download them).",
               flush=True)
+    if hasattr(signal, "SIGHUP"):  # a hang-up (the terminal or SSH session closed) stops it as Ctrl+C does:
+        signal.signal(signal.SIGHUP, signal.default_int_handler)  # the uploaded files deleted, not left behind
     try:
         studio.server.start(host=host, port=port, open_browser=open_browser, show_connection_info=False)
     finally:

@@ -6,6 +6,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -371,6 +372,20 @@ def test_studio_command_refuses_a_missing_data_path_or_a_data_set_root(tmp_path,
     assert "cannot write into the folder /proc/acnn-results" in capsys.readouterr().err
     assert main(["studio", "--model", str(tmp_path / "root")]) == 2  # --model: a bundle folder, checked first
     assert f"{tmp_path / 'root'} is not a model bundle (no model.json)" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no hang-up signal on this platform")
+def test_a_hang_up_stops_the_studio_and_deletes_what_was_uploaded(tmp_path):
+    """The terminal or SSH session of `acnn studio` closed (SIGHUP): the server stops as on Ctrl+C, and the
+    uploaded files (a patient's images) go with it rather than stay in the temporary folder."""
+    with running_studio(tmp_path) as studio:
+        (uploads,) = [p for p in (tmp_path / "server-tmp").iterdir() if p.name.startswith("acnn-studio-uploads-")]
+        (uploads / "upload-1").mkdir()
+        (uploads / "upload-1" / "patient.dcm").write_bytes(b"an uploaded image")
+        studio["proc"].send_signal(signal.SIGHUP)
+        assert studio["proc"].wait(30) == 130, (tmp_path / "server.log").read_text()[-2000:]
+        assert not uploads.exists()
+        assert "acnn: interrupted" in (tmp_path / "server.log").read_text()
 
 
 def test_a_studio_started_empty_makes_the_phantom_demo_on_a_click(browser, tmp_path):
