@@ -175,7 +175,7 @@ class Benchmark:
         header = (f"# Benchmark: {experiment}\n\nData: `{self.data}` ({self.modality.upper()} phantom); evaluated on "
                   f"{subjects}, never seen in training. Budget `{self.budget_name}` ({self.budget}); models given "
                   f"rather than trained: {models}. {time.time() - t0:.0f} s on this machine.\n\n")
-        path.write_text(header + body)
+        path.write_text(header + body, encoding="utf-8")
         self.say(f"report: {path}")
         return path
 
@@ -553,7 +553,7 @@ class AcdcBenchmark:
                if self.models else "")
             + ("Every method with test-time augmentation (`--tta`: its probabilities averaged over the input "
                "seen in nine views, turned by up to 10 degrees and moved 3 mm in-plane). " if self.tta else "")
-            + f"{time.time() - t0:.0f} s on this machine.\n\n" + body)
+            + f"{time.time() - t0:.0f} s on this machine.\n\n" + body, encoding="utf-8")
         self.say(f"report: {path}")
         return path
 
@@ -837,7 +837,7 @@ def _ef(rows) -> str:
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="") as f:
+    with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)

@@ -80,7 +80,7 @@ def _sha256(path: Path) -> str:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     with atomic_target(path) as tmp:
-        Path(tmp).write_text(text)
+        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def save_bundle(model: torch.nn.Module, folder, meta: dict, overwrite: bool = False) -> Path:
@@ -118,7 +118,7 @@ def read_meta(folder) -> dict:
     if not path.is_file():
         raise InputError(f"{folder} is not a model bundle (no model.json)")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise InputError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -165,7 +165,7 @@ def is_bundle(folder: Path) -> bool:
 def _ensemble(folder: Path) -> dict:
     path = folder / ENSEMBLE_FILE
     try:
-        about = json.loads(path.read_text())
+        about = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise InputError(f"{path} is not valid JSON: {e.msg} (line {e.lineno})") from None
     listed = about.get("members") if isinstance(about, dict) else None
@@ -264,7 +264,7 @@ def save_ensemble(models, folder, name: str | None = None, about: str = "", over
                 shutil.copy2(source / file, tmp / member / file)
         description = {"format": ENSEMBLE_FORMAT, "format_version": 1, "name": name or folder.name,
                        "members": names, **({"about": about} if about else {})}
-        (tmp / ENSEMBLE_FILE).write_text(json.dumps(description, indent=1) + "\n")
+        (tmp / ENSEMBLE_FILE).write_text(json.dumps(description, indent=1) + "\n", encoding="utf-8")
         if folder.exists():
             os.replace(folder, old)
         os.replace(tmp, folder)

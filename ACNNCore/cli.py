@@ -714,7 +714,7 @@ def _write_measures(rows: dict, table: Path) -> None:
             if key in ed and ed[key] > 0:
                 ed[f"{chamber}_ef_pct"] = es[f"{chamber}_ef_pct"] = round(ejection_fraction(ed[key], es[key]), 1)
     table.parent.mkdir(parents=True, exist_ok=True)
-    with open(table, "w", newline="") as f:
+    with open(table, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows.values() for k in r)))
         writer.writeheader()
         writer.writerows(rows.values())
@@ -792,7 +792,7 @@ def run_encode(args) -> int:
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
         rows.append([key, group_of(path), str(path), *(f"{z:.6g}" for z in code)])
-    with open(args.out, "w", newline="") as f:
+    with open(args.out, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["case", "group", "file", *(f"z{d}" for d in range(model.code_size))])
         writer.writerows(rows)
@@ -955,7 +955,7 @@ def run_benchmark(args) -> int:
         bench = Benchmark(args.data, args.out, args.budget, parse_models(args.models), args.device,
                           args.test_subjects, seeds=args.seeds)
         path = bench.run(args.experiment)
-    print(path.read_text())
+    print(path.read_text(encoding="utf-8"))
     return 0
 
 

@@ -64,7 +64,7 @@ def phantom_description(root) -> dict:
 def _json_object(path: Path, keys, what: str) -> dict:
     """A JSON file holding an object with ``keys``; else an :class:`InputError` saying what it should be."""
     try:
-        about = json.loads(path.read_text())
+        about = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path} is missing: {what}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -108,7 +108,7 @@ def read_phantom(root, hr_image: bool = False) -> list[Case]:
 def read_acdc_info(path) -> dict:
     """``Info.cfg`` as a dict (ED and ES frame numbers as int, Group, Height, Weight...)."""
     info = {}
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         if ":" in line:
             key, value = (s.strip() for s in line.split(":", 1))
             if key in ("ED", "ES", "NbFrame"):
@@ -131,7 +131,7 @@ def group_of(path) -> str:
         return read_acdc_info(folder / "Info.cfg")["Group"]
     for info in (folder / "info.json", folder.parent / "info.json"):
         try:  # another program's info.json (or none) says nothing of a group
-            about = json.loads(info.read_text())
+            about = json.loads(info.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if isinstance(about, dict) and "group" in about:

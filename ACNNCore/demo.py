@@ -63,7 +63,7 @@ def run_demo(out, seg_model="acnn-seg-phantom", sr_model="acnn-sr-phantom", devi
     results["ef_pct"] = {
         "predicted": round(ejection_fraction(p["predicted"]["lv_volume_ml"], t["predicted"]["lv_volume_ml"]), 2),
         "truth": round(ejection_fraction(p["truth"]["lv_volume_ml"], t["truth"]["lv_volume_ml"]), 2)}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
 
     step(5, "overlay figure")
     overlay(ps, segs, sr, out / "overlay.png", segmenter.runner.bundle.name,

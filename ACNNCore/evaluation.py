@@ -256,11 +256,12 @@ def write_report(rows: list[dict], out: Path, overwrite: bool = False) -> dict:
     check_writable(out, overwrite, image=False)
     check_writable(csv_path, overwrite, image=False)
     summary = {"summary": summarize(rows), **ef_summary(rows), "per_case_csv": csv_path.name}
-    with open(csv_path, "w", newline="") as f:  # every column of any case (the RV's only where compared)
+    # every column of any case (the RV's only where compared)
+    with open(csv_path, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
-    out.write_text(json.dumps(_strict(summary), indent=1, allow_nan=False))
+    out.write_text(json.dumps(_strict(summary), indent=1, allow_nan=False), encoding="utf-8")
     return summary
 
 

@@ -149,7 +149,7 @@ class TrainConfig:
         if not path.is_file():
             raise InputError(f"no such config file: {path}")
         try:
-            settings = yaml.safe_load(path.read_text())
+            settings = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise InputError(f"{path} is not a YAML file of training settings: "
                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
@@ -584,7 +584,7 @@ class Trainer:
                         shutil.rmtree(path)
                     else:
                         path.unlink(missing_ok=True)
-            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
         sampler = DistributedSampler(self.train_set, shuffle=True, seed=cfg.seed) if self.world > 1 else None
         per_rank = max(1, cfg.batch_size // self.world)
         log_path = self.out / LOG
@@ -693,11 +693,11 @@ def _bar(loader, epoch, epochs, enabled):
 def _append_csv(path: Path, row: dict) -> None:
     new = not path.exists()
     if not new:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             header = next(csv.reader(f), [])
         if set(header) != set(row):
             row = {k: row.get(k, "") for k in header}
-    with open(path, "a", newline="") as f:
+    with open(path, "a", encoding="utf-8", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(row))
         if new:
             w.writeheader()
@@ -726,6 +726,6 @@ def train(config: TrainConfig, data, out, prior=None, resume=False, overwrite=Fa
 
 def describe(path) -> list[dict]:
     """The log of a run folder as a list of dicts (for tests and reports)."""
-    with open(Path(path) / LOG) as f:
+    with open(Path(path) / LOG, encoding="utf-8") as f:
         return list(csv.DictReader(f))
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_arms(split, out: Path, epochs: int, device: str) -> dict[str, Path]:
-    base = yaml.safe_load((ROOT / "Resources/Models/acdc.yaml").read_text())
+    base = yaml.safe_load((ROOT / "Resources/Models/acdc.yaml").read_text(encoding="utf-8"))
     runs, procs = {}, []
     for arm, use_dice in (("CE", False), ("CE + soft Dice", True)):
         run = out / ("ae-dice" if use_dice else "ae-ce")
@@ -34,14 +34,14 @@ def train_arms(split, out: Path, epochs: int, device: str) -> dict[str, Path]:
         if (run / "log.csv").is_file() and len(_log(run)) >= epochs:  # finished
             continue
         config = out / f"{run.name}.yaml"
-        config.write_text(yaml.safe_dump({**base, "dice": use_dice}))
+        config.write_text(yaml.safe_dump({**base, "dice": use_dice}), encoding="utf-8")
         resume = ["--resume"] if (run / "last.pt").is_file() else ["--overwrite"]
         cmd = [sys.executable, "-m", "ACNNCore", "train", "ae", "--data", str(split.train_dir), "--out", str(run),
                "--config", str(config), "--epochs", str(epochs), "--seed", "0", "--device", device, *resume]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         print(" ".join(cmd[1:]), flush=True)
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=(run.parent / f"{run.name}.log")
-                                      .open("w")))
+                                      .open("w", encoding="utf-8")))
     for p in procs:
         if p.wait():
             raise SystemExit(f"training failed: see {out}/*.log")
@@ -49,7 +49,7 @@ def train_arms(split, out: Path, epochs: int, device: str) -> dict[str, Path]:
 
 
 def _log(run: Path) -> list[dict]:
-    return list(csv.DictReader((run / "log.csv").open()))
+    return list(csv.DictReader((run / "log.csv").open(encoding="utf-8")))
 
 
 def validation(run: Path, at=(20, 40, 100, 190)) -> str:

@@ -81,7 +81,7 @@ def make_kit(data: Path, ae: Path | None, kit: Path, max_patients: int = 0, ever
     else:
         split = AcdcBenchmark(data, kit.parent / "acdc-split", say=lambda *a: None, max_patients=max_patients)
         cases, patients = read_dataset(split.train_dir), len(split.train)
-    cases = crop_cases(cases, yaml.safe_load(RECIPE.read_text())["crop"])
+    cases = crop_cases(cases, yaml.safe_load(RECIPE.read_text(encoding="utf-8"))["crop"])
     kit.mkdir(parents=True)
     arrays, described = {}, []
     for i, c in enumerate(cases):  # the slices the cut filled (it pads a short stack with zeros)
@@ -95,7 +95,7 @@ def make_kit(data: Path, ae: Path | None, kit: Path, max_patients: int = 0, ever
     packed = io.BytesIO()
     np.savez(packed, **arrays)
     (kit / KIT_CASES).write_bytes(lzma.compress(packed.getvalue()))
-    (kit / "cases.json").write_text(json.dumps(described, indent=1, default=str))
+    (kit / "cases.json").write_text(json.dumps(described, indent=1, default=str), encoding="utf-8")
     if ae is not None:
         shutil.copytree(ae, kit / "ae")
     size = sum(f.stat().st_size for f in kit.rglob("*") if f.is_file())
@@ -131,7 +131,7 @@ def read_kit(kit: Path) -> list:
     from ACNNCore.volume import Geometry, Volume
 
     arrays, cases = np.load(io.BytesIO(lzma.decompress((kit / KIT_CASES).read_bytes()))), []
-    for i, d in enumerate(json.loads((kit / "cases.json").read_text())):
+    for i, d in enumerate(json.loads((kit / "cases.json").read_text(encoding="utf-8"))):
         image, labels = np.zeros(d["image"]["shape"], np.float32), np.zeros(d["labels"]["shape"], np.uint8)
         z = slice(*d["slices"])
         kept = arrays[f"labels{i}"]
@@ -168,7 +168,7 @@ def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: flo
         for seed in seeds:
             name = f"{arm}-s{seed}"
             (runs / name).mkdir(parents=True)
-            log = (runs / f"{name}.log").open("w")
+            log = (runs / f"{name}.log").open("w", encoding="utf-8")
             procs[name] = subprocess.Popen(
                 [sys.executable, __file__, "member", "--kit", str(kit), "--run", str(runs / name), "--arm", arm,
                  "--seed", str(seed), "--epochs", str(epochs), "--device", device,
@@ -194,7 +194,7 @@ def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: flo
             p.kill()
     summary = {n: {"returncode": p.returncode, "epochs": _epochs(runs / n)} for n, p in procs.items()}
     summary["seconds"] = round(time.monotonic() - start)
-    (runs / "summary.json").write_text(json.dumps(summary, indent=1))
+    (runs / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     print(json.dumps(summary), flush=True)
     for arm in arms:  # one archive an arm: the files that come back are few
         with tarfile.open(out / f"{arm}.tar", "w") as tar:
@@ -210,7 +210,7 @@ def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: flo
 
 def _epochs(run: Path) -> int:
     log = run / "log.csv"
-    return max(0, len(log.read_text().splitlines()) - 1) if log.is_file() else 0
+    return max(0, len(log.read_text(encoding="utf-8").splitlines()) - 1) if log.is_file() else 0
 
 
 # --- here: the models back ----------------------------------------------------------------------------
@@ -223,10 +223,11 @@ def unpack(source: Path, to: Path, kit: Path) -> None:
         with tarfile.open(source / f"{arm}.tar") as tar:
             tar.extractall(to, filter="data")
         names[arm] = sorted(d.name for d in to.iterdir() if d.name.startswith(f"{arm}-s") and (d / "model").is_dir())
-    print(json.loads((to / "summary.json").read_text()))
+    print(json.loads((to / "summary.json").read_text(encoding="utf-8")))
     models = " ".join(f"{arm}=" + ",".join(str(to / n / "model") for n in names[arm]) for arm in names)
     # the AE: the one the ACNN-Seg nets record (a bundled prior where the kit holds none), else the kit's
-    trained = [json.loads((to / n / "model/model.json").read_text())["training"] for n in names.get("acnn-seg", [])]
+    trained = [json.loads((to / n / "model/model.json").read_text(encoding="utf-8"))["training"]
+               for n in names.get("acnn-seg", [])]
     ae = trained[0]["prior"] if trained else kit / "ae"
     print(f"acnn benchmark acdc --data ../shared/data/acdc --out runs/bench-{to.name} --methods {' '.join(names)} "
           f"--models ae={ae} {models}")

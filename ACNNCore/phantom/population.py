@@ -148,7 +148,7 @@ def write_subject(ps: PhantomSubject, out: Path) -> Path:
     for ph, volumes in ps.phases.items():
         for name, volume in volumes.items():
             write_volume(volume, folder / ph / f"{name}.nii.gz", overwrite=True)
-    (folder / "info.json").write_text(json.dumps(ps.info, indent=1))
+    (folder / "info.json").write_text(json.dumps(ps.info, indent=1), encoding="utf-8")
     return folder
 
 
@@ -190,7 +190,7 @@ def write_population(out, subjects: int, seed: int, config: PhantomConfig = Phan
         "subjects": [{"name": i["subject"], "group": i["group"], "ef_pct": i["ef_pct"]} for i in infos],
         "config": config.to_dict(),
     }
-    (out / "dataset.json").write_text(json.dumps(dataset, indent=1))
+    (out / "dataset.json").write_text(json.dumps(dataset, indent=1), encoding="utf-8")
     return infos
 
 

@@ -83,7 +83,7 @@ def _constraints(folder: str) -> str:
         except PackageNotFoundError:
             pass
     path = Path(folder) / "constraints.txt"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)
 
 

@@ -200,7 +200,7 @@ def test_a_folder_of_dicom_studies_is_segmented_study_by_study(tmp_path, write_d
     labels = read_frames(tmp_path / "out" / "p1.nii.gz")
     assert len(labels) == 2 and len(read_frames(tmp_path / "out" / "p2.nii.gz")) == 1
     assert not (tmp_path / "out" / "p3.nii.gz").exists() and not (tmp_path / "out" / "p4.nii.gz").exists()
-    with open(tmp_path / "out" / "measures.csv") as f:
+    with open(tmp_path / "out" / "measures.csv", encoding="utf-8") as f:
         rows = {r["case"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"p1_ED", "p1_ES", "p2"}
     assert (rows["p1_ED"]["frame"], rows["p1_ES"]["frame"], rows["p2"]["frame"]) == ("0", "1", "")

@@ -154,7 +154,7 @@ def test_the_installer_asks_installs_and_asks_for_a_restart_after_an_upgrade(mon
     calls = []
 
     def pip_install(arguments):
-        calls.append(("pip", arguments, Path(arguments.split(" -c ")[1].strip('"')).read_text()))
+        calls.append(("pip", arguments, Path(arguments.split(" -c ")[1].strip('"')).read_text(encoding="utf-8")))
         versions.update({dependencies._name(r.strip('"')): dependencies._least(r.strip('"'))
                          for r in arguments.split(" -c ")[0].split()})
 

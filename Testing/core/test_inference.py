@@ -369,7 +369,7 @@ def test_segment_command_on_a_data_folder_writes_maps_and_measures(tiny_models, 
     said = rf"segmented 16 cases into {out} \((\d+) of 16 outputs implausible\); measures: {out / 'measures.csv'}"
     implausible = int(re.search(said, run.stdout).group(1))
     assert implausible and "note: implausible outputs: --clean-up removes stray islands" in run.stderr  # tiny models
-    rows = {r["case"]: r for r in csv.DictReader(open(out / "measures.csv"))}
+    rows = {r["case"]: r for r in csv.DictReader(open(out / "measures.csv", encoding="utf-8"))}
     assert len(rows) == 16 and "rv_volume_ml" not in rows["subject000_ED"]  # the phantom model: no RV
     ed, es = (clinical_measures(read_volume(out / f"subject003_{p}.nii.gz"))["lv_volume_ml"] for p in ("ED", "ES"))
     assert float(rows["subject003_ED"]["lv_volume_ml"]) == pytest.approx(ed, abs=0.01)

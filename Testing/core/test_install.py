@@ -21,7 +21,8 @@ def test_a_wheel_install_carries_the_bundled_models(tmp_path):
     python = venv / "bin" / "python"
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    Path(site, "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")  # torch etc. from here
+    # torch etc. from here
+    Path(site, "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n", encoding="utf-8")
     try:
         import setuptools
 

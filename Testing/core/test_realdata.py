@@ -279,7 +279,7 @@ def test_acdc_benchmark_runs_end_to_end(acdc_root, tmp_path):
     assert (tmp_path / "acdc_cases.csv").is_file() and len((tmp_path / "acdc_cases.csv").read_text().splitlines()) \
         == 1 + 3 * 5 * 3 * 4  # raw, cleaned and closed x 5 methods x 3 misalignments x 4 test images
     # the closed myocardium: whatever remains implausible misses a structure altogether (tiny models)
-    with open(tmp_path / "acdc_cases.csv") as f:
+    with open(tmp_path / "acdc_cases.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert {r["problems"] for r in rows if r["cleanup"] == "closed"} <= {"", "missing structure"}
     assert any(r["problems"] == "" for r in rows if r["cleanup"] == "closed")
@@ -522,7 +522,7 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     assert "### The same predictions corrected with the shape model" in text
     assert re.search(r"ACNN-Seg: implausible after the clean-up \d+ / \d+ / \d+ \(0 / 2 / 4 mm\), corrected "
                      r"\d+ / \d+ / \d+, implausible after \d+ / \d+ / \d+; Dice", text)
-    with open(tmp_path / "acdc_cases.csv") as f:
+    with open(tmp_path / "acdc_cases.csv", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["cleanup"] == "corrected"]
     assert len(rows) == 12
     assert all((r["plausible"] == "True") != r["correction"].startswith("not corrected") for r in rows)
@@ -535,7 +535,7 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
                           models={"acnn-seg": "acnn-seg-acdc", "ae": "ae-acdc"}, correct=True, max_change=0.01)
     bench.test = [acdc_root / "patient085"]
     section = bench.segmentation()
-    with open(tmp_path / "085" / "acdc_cases.csv") as f:
+    with open(tmp_path / "085" / "acdc_cases.csv", encoding="utf-8") as f:
         every = list(csv.DictReader(f))
     rows = [r for r in every if r["cleanup"] == "corrected"]
     fixed = [r for r in rows if r["correction"].startswith("corrected")]

@@ -471,7 +471,7 @@ def test_torchrun_with_two_cpu_processes(tiny_data, tmp_path):
                            "--device", "cpu"], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(run / "log.csv") as f:
+    with open(run / "log.csv", encoding="utf-8") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
     assert (run / "model" / "model.safetensors").is_file()
 

@@ -44,7 +44,7 @@ def running_studio(out: Path, *args):
     saved.parent.mkdir()
     env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow", "PYTHONUNBUFFERED": "1",
            "TMPDIR": str(out / "server-tmp"), "HOME": str(saved.parent)}
-    log = open(out / "server.log", "w")
+    log = open(out / "server.log", "w", encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "ACNNCore.cli", "studio", *map(str, args), "--port", str(port),
                              "--output", str(saved)], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
