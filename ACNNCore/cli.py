@@ -1017,8 +1017,18 @@ def _report_crashes() -> None:
         pass
 
 
+def _printable_output() -> None:
+    """Standard output that writes what its encoding lacks (a report's "±" on a terminal or into a file of an
+    ASCII or Windows code page) as an escape, rather than failing the command at its last line."""
+    try:
+        sys.stdout.reconfigure(errors="backslashreplace")
+    except (AttributeError, ValueError):  # not a text stream of its own (replaced), or closed
+        pass
+
+
 def main(argv=None) -> int:
     _report_crashes()
+    _printable_output()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # said with the command's usage, not acnn's; several paths (a shell's glob): where they go instead
