@@ -58,6 +58,7 @@ def test_sr_and_latent_benchmarks(tiny_data, bench_out):
     assert len(list(bench_out.glob("latent_traversal_dim*.png"))) == 3
 
 
+@pytest.mark.slow
 def test_reports_are_utf8_whatever_the_platform_s_encoding(tiny_data, tmp_path):
     """Under a locale whose encoding lacks "±" (ASCII here; a Windows code page lacks others), the report is
     still written, in UTF-8, and printed with what the terminal cannot show escaped: the command succeeds."""
