@@ -8,7 +8,6 @@ subjects (seed 1000, never used for training; the data set's own grid and acquis
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from .errors import InputError
 from .evaluation import ef_agreement, evaluate_case
 from .experiments import ACDC_BUDGETS, ACDC_METHODS, ACDC_SEG_KEYS, BUDGETS, SPECS
 from .inference import CORRECTION_MAX_CHANGE, CORRECTION_REFUSED, check_max_change
+from .io import write_table
 from .metrics import dice, on_grid_of, ssim, wilcoxon_p
 from .phantom.population import PhantomConfig, generate_subject, with_motion
 
@@ -387,7 +387,7 @@ class Benchmark:
         ]) + "\n"
 
     def _write_csv(self, name: str, rows: list[dict]) -> Path:
-        return _write(self.out / name, rows)
+        return write_table(rows, self.out / name)
 
 
 def _folds(y) -> int:
@@ -644,7 +644,7 @@ class AcdcBenchmark:
                             unlimited[-1] = {**about, "cleanup": "corrected, no limit", "correction": how,
                                              "changed_voxels": int(np.count_nonzero(labels.array != clean.array)),
                                              **evaluate_case(labels, c.labels, (1, 2, 3))}
-        _write(self.out / "acdc_cases.csv", rows + cleaned + closed + corrected + unlimited)
+        write_table(rows + cleaned + closed + corrected + unlimited, self.out / "acdc_cases.csv")
         methods = list(dict.fromkeys(r["method"] for r in rows))
         at0 = [r for r in rows if r["motion_mm"] == 0]
         table = _acdc_table(at0, methods)
@@ -836,9 +836,3 @@ def _ef(rows) -> str:
     return f"{a['r']:.3f}, {a['bias']:+.1f} ± {(a['loa'][1] - a['loa'][0]) / 2:.1f}" if a else "-"
 
 
-def _write(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path

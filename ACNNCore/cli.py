@@ -703,9 +703,8 @@ def _segment_folder(args, studies: dict | None = None) -> int:
 
 def _write_measures(rows: dict, table: Path) -> None:
     """measures.csv: the rows, with each subject's EFs on its ED and ES rows."""
-    import csv
-
     from .evaluation import ed_es_pairs
+    from .io import write_table
     from .metrics import ejection_fraction
 
     for ed, es in ed_es_pairs(rows):
@@ -714,10 +713,7 @@ def _write_measures(rows: dict, table: Path) -> None:
             if key in ed and ed[key] > 0:
                 ed[f"{chamber}_ef_pct"] = es[f"{chamber}_ef_pct"] = round(ejection_fraction(ed[key], es[key]), 1)
     table.parent.mkdir(parents=True, exist_ok=True)
-    with open(table, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows.values() for k in r)))
-        writer.writeheader()
-        writer.writerows(rows.values())
+    write_table(rows.values(), table)
 
 
 def run_superresolve(args) -> int:

@@ -8,7 +8,6 @@ truth's grid in physical space, nearest neighbour.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -247,7 +246,7 @@ def evaluate_files(pred: Path, gt: Path, gt_convention: str = "auto", progress: 
 
 def write_report(rows: list[dict], out: Path, overwrite: bool = False) -> dict:
     """``out`` (summary JSON) and ``out`` with ``.csv`` (one row per case)."""
-    from .io import check_writable
+    from .io import check_writable, write_table
 
     out = Path(out)
     csv_path = out.with_suffix(".csv")
@@ -256,11 +255,7 @@ def write_report(rows: list[dict], out: Path, overwrite: bool = False) -> dict:
     check_writable(out, overwrite, image=False)
     check_writable(csv_path, overwrite, image=False)
     summary = {"summary": summarize(rows), **ef_summary(rows), "per_case_csv": csv_path.name}
-    # every column of any case (the RV's only where compared)
-    with open(csv_path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_table(rows, csv_path)  # every column of any case (the RV's only where compared)
     out.write_text(json.dumps(_strict(summary), indent=1, allow_nan=False), encoding="utf-8")
     return summary
 

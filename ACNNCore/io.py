@@ -229,6 +229,18 @@ def _write_atomic(image: sitk.Image, path: Path) -> None:
         sitk.WriteImage(image, tmp, True)
 
 
+def write_table(rows, path) -> Path:
+    """Rows (dicts) as a CSV file in UTF-8: a column for every key any row has, in the order first met."""
+    import csv
+
+    rows = list(rows)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)
+
+
 def write_volume(volume: Volume, path, overwrite: bool = False) -> Path:
     """Write a volume (NIfTI/NRRD/MetaImage) keeping its geometry exactly."""
     path = check_writable(path, overwrite)
