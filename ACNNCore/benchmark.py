@@ -8,6 +8,8 @@ subjects (seed 1000, never used for training; the data set's own grid and acquis
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -71,6 +73,27 @@ def finished_run(run: Path) -> Path | None:
 
     done = (run / BEST_MODEL / "model.json").is_file() and not (run / CHECKPOINT).is_file()
     return run / BEST_MODEL if done else None
+
+
+def link_folder(source: Path, link: Path) -> None:
+    """Make LINK show SOURCE's files without copying them: a symbolic link, or, where the system refuses one
+    (Windows without Developer Mode or administrator rights), a folder of hard links to its files, copies only
+    where even those fail (another drive). The folder is built beside LINK and renamed when it is whole, so an
+    interrupted run leaves no half folder behind."""
+    try:
+        link.symlink_to(source, target_is_directory=True)
+    except OSError:
+        partial = link.with_name(link.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(source, partial, copy_function=_hard_link_or_copy)
+        partial.rename(link)
+
+
+def _hard_link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def train_to_end(config, data: Path, run: Path, prior: Path | None, what: str, say=print) -> Path:
@@ -509,12 +532,11 @@ class AcdcBenchmark:
             patients = patients[:: max(1, len(patients) // max_patients)][:max_patients]
         self.train, self.test = fixed_split(patients)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.train_dir = self.out / "acdc-train"  # links to the training patients' folders, never copies
+        self.train_dir = self.out / "acdc-train"  # the training patients' folders, linked
         self.train_dir.mkdir(exist_ok=True)
         for p in self.train:
-            link = self.train_dir / p.name
-            if not link.exists():
-                link.symlink_to(p.resolve(), target_is_directory=True)
+            if not (self.train_dir / p.name).exists():
+                link_folder(p.resolve(), self.train_dir / p.name)
 
     def model(self, key: str) -> Path | list[Path]:
         from .training import TrainConfig

@@ -498,6 +498,45 @@ def test_orientation_benchmark_scores_each_stored_layout(acdc_root):
     assert table[mirrored]["back"] == as_learnt["back"] == 1
 
 
+@pytest.mark.parametrize("hard_links", [True, False], ids=["hard-links", "copies"])
+def test_acdc_benchmark_sees_its_training_patients_where_symbolic_links_are_refused(acdc_root, tmp_path,
+                                                                                    monkeypatch, hard_links):
+    """Windows refuses symbolic links without Developer Mode or administrator rights: the benchmark's
+    training folder is then made of hard links to the patients' files, or of copies where even those fail
+    (another drive). Either way it reads as the patients themselves."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from ACNNCore.benchmark import AcdcBenchmark
+    from ACNNCore.datasets import read_dataset
+
+    data = tmp_path / "acdc"  # five patients of our own, so that hard links to them are allowed
+    for n in ("001", "021", "041", "061", "081"):
+        shutil.copytree(acdc_root / f"patient{n}", data / f"patient{n}")
+
+    def refused(*args, **kwargs):
+        raise OSError(1314, "A required privilege is not held by the client")
+
+    monkeypatch.setattr(Path, "symlink_to", refused)
+    if not hard_links:
+        monkeypatch.setattr(os, "link", refused)
+    bench = AcdcBenchmark(data, tmp_path / "out")
+    assert [p.name for p in bench.test] == ["patient001"]
+    made = sorted(bench.train_dir.iterdir())
+    assert [p.name for p in made] == ["patient021", "patient041", "patient061", "patient081"]  # none .partial
+    for folder in made:
+        assert folder.is_dir() and not folder.is_symlink()
+        for f in (data / folder.name).iterdir():
+            assert (folder / f.name).read_bytes() == f.read_bytes()
+            assert (folder / f.name).samefile(f) == hard_links
+    seen, source = read_dataset(bench.train_dir), read_dataset(data)
+    assert [c.name for c in seen] == [c.name for c in source if not c.name.startswith("patient001")]
+    assert np.array_equal(seen[0].labels.array, source[2].labels.array)
+    AcdcBenchmark(data, tmp_path / "out")  # a second run finds the folders there and keeps them
+    assert sorted(bench.train_dir.iterdir()) == made
+
+
 def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     """--models and --methods: the bundled ACDC models evaluated as they are (nothing trained), the other
     methods and the paired ACNN-Seg / no-prior parts left out; an unknown key is refused."""
