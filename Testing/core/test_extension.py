@@ -97,6 +97,25 @@ def test_logic_imports_no_gui():
         assert not re.search(r"^\s*(import|from) (slicer|ACNNSlicerLib|trame)", path.read_text(), re.M), path
 
 
+def test_slicer_installs_the_bundled_models_and_recipes_a_pip_install_has():
+    """The extension installs Resources/Models as a wheel does: every bundle and every recipe (`acnn train`
+    on ACDC data reads acdc.yaml from there), the training scripts left out of both."""
+    from fnmatch import fnmatch
+
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    install = re.search(r"install\(DIRECTORY Resources/Models\b(.*?)\)", cmake, re.S).group(1)
+    excluded = re.findall(r'PATTERN "([^"]+)" EXCLUDE', install)
+    wheel = re.search(r"^\[tool\.setuptools\.data-files\]\n(.*?)\n\n", (ROOT / "pyproject.toml").read_text(),
+                      re.S | re.M).group(1)
+    globs = re.findall(r'"(Resources/Models/[^"]+)"', wheel)
+    for path in (ROOT / "Resources" / "Models").rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            relative = path.relative_to(ROOT).as_posix()
+            in_wheel = any(fnmatch(relative, g) and relative.count("/") == g.count("/") for g in globs)
+            assert in_wheel == (not any(fnmatch(path.name, pattern) for pattern in excluded)), relative
+    assert not any(fnmatch("acdc.yaml", pattern) for pattern in excluded)
+
+
 def test_slicer_installs_the_libraries_the_package_needs():
     """The packages the Slicer modules install on first use are the package's dependencies, with the same lower
     bounds (torch comes by the PyTorch extension; numpy and SimpleITK are Slicer's own; matplotlib draws the
