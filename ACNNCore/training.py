@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .augment import AugmentConfig, augment
-from .bundle import BEST_MODEL, FINAL_MODEL, load_bundle, save_bundle
+from .bundle import BEST_MODEL, FINAL_MODEL, MODELS_DIR, load_bundle, save_bundle
 from .datasets import Case, is_phantom, phantom_description, read_dataset
 from .errors import InputError, TrainingError
 from .io import atomic_target
@@ -279,7 +279,7 @@ def _grid_of(cases: list[Case]) -> dict:
             raise InputError(f"case {c.name} lies on another grid than {first.name}; training needs one grid "
                              f"(input {first.image.shape}, labels {first.labels.shape}); for real images of "
                              f"varying size, cut each around its heart: `crop:` in a --config (as in "
-                             f"Resources/Models/acdc.yaml)")
+                             f"{MODELS_DIR / 'acdc.yaml'})")
     nz_in, nz_out = first.image.shape[2], first.labels.shape[2]
     if nz_out % nz_in:
         raise InputError(f"label slices ({nz_out}) are not a multiple of image slices ({nz_in})")

@@ -4,6 +4,7 @@ heart itself on any field of view, label conventions, evaluation against thick-s
 import csv
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,17 @@ def acdc_model(acdc_root, tmp_path_factory):
     folder = train(TrainConfig(task="seg", epochs=1, batch_size=4, crop=CROP, max_cases=12), acdc_root, out,
                    progress=False)
     return folder
+
+
+def test_training_on_real_images_without_a_crop_points_to_the_installed_recipe(acdc_root, tmp_path):
+    """Real images of varying size cannot train uncut: the error names the real-data recipe where this
+    install has it (a clone's Resources/Models, a wheel's share/acnn-slicer/Models, Slicer's lib folder)."""
+    from ACNNCore.errors import InputError
+
+    with pytest.raises(InputError, match="lies on another grid") as error:
+        train(TrainConfig(task="seg", epochs=1, max_cases=4), acdc_root, tmp_path, progress=False)
+    recipe = Path(re.search(r"as in (\S+acdc\.yaml)\)", str(error.value)).group(1))
+    assert recipe.is_absolute() and TrainConfig.from_yaml(recipe).crop  # wherever acnn is run from
 
 
 def test_crop_around_heart_keeps_the_acquired_slices(acdc_root):
@@ -140,7 +152,6 @@ def test_a_cine_s_heart_search_starts_where_the_last_frame_s_ended(acdc_root):
 def test_full_resolution_config_trains_and_finds_the_heart(acdc_root, tmp_path):
     """Resources/Models/acdc-fullres.yaml (first scale at full resolution, a fifth scale) as it ships, on a
     coarse crop so it trains in seconds: the net takes the config and its whole-image pass works."""
-    from pathlib import Path
 
     config = TrainConfig.from_yaml(Path(__file__).parents[2] / "Resources/Models/acdc-fullres.yaml").to_dict()
     assert config["network"] == {"first_stride": 1, "features": [12, 24, 48, 96, 192]}
@@ -444,7 +455,6 @@ def test_repairs_benchmark_counts_what_each_repair_does(acdc_root):
     """benchmarks/acdc_repairs.py: per image, plausible as the network gives it, what the shape model did, and
     plausible at the end (the rule closing what the correction left)."""
     import sys
-    from pathlib import Path
 
     from ACNNCore.bundle import available
 
@@ -467,7 +477,6 @@ def test_plausibility_benchmark_reads_the_expert_maps_apical_cap(acdc_root):
     (patient063 ED) fails as fragmented though its LV is one part, and cleaned up (the cap removed) its apex
     is open; patient001's maps pass both ways."""
     import sys
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from acdc_plausibility import Reading, read, tally
@@ -485,7 +494,6 @@ def test_orientation_benchmark_scores_each_stored_layout(acdc_root):
     """benchmarks/acdc_orientation.py on one image stored two ways: the mirrored one loses the RV as stored,
     and with --orient both give the same scores and come back to the learnt layout."""
     import sys
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from acdc_orientation import measure
@@ -506,7 +514,6 @@ def test_acdc_benchmark_sees_its_training_patients_where_symbolic_links_are_refu
     (another drive). Either way it reads as the patients themselves."""
     import os
     import shutil
-    from pathlib import Path
 
     from ACNNCore.benchmark import AcdcBenchmark
     from ACNNCore.datasets import read_dataset
@@ -599,7 +606,6 @@ def test_bundle_comparison_holds_out_what_training_holds_out(acdc_root, acdc_mod
     it scores an AE's reconstruction and a segmentation bundle's whole pipeline on them."""
     import subprocess
     import sys
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     sys.path.insert(0, str(root / "benchmarks"))
@@ -634,7 +640,6 @@ def test_heart_search_benchmark_measures_how_far_the_search_ends(acdc_root):
     for the heart ends to the expert LV's centre (a miss is tens of mm; the heart part's centre lies within
     about 35 mm of the LV's)."""
     import sys
-    from pathlib import Path
 
     from ACNNCore.bundle import available
 
@@ -655,7 +660,6 @@ def test_ensemble_search_benchmark_scores_the_members_the_ensemble_and_the_media
     centre, and the ensemble's is the first member's where that lies within 35 mm of the median, else the
     bundled network's."""
     import sys
-    from pathlib import Path
 
     from ACNNCore.bundle import available, members
 
@@ -684,7 +688,6 @@ def test_ensemble_search_benchmark_scores_the_members_the_ensemble_and_the_media
 def test_cine_search_benchmark_compares_both_searches(acdc_root, capsys):
     """benchmarks/acdc_cine_search.py: ES segmented afresh and from ED's heart, both scored."""
     import sys
-    from pathlib import Path
 
     from ACNNCore.bundle import available
 
@@ -702,7 +705,6 @@ def test_calibration_benchmark_moves_the_border_by_its_offsets():
     """benchmarks/acdc_calibration.py: an offset on a class's log-probability moves the arg-max toward it, and
     the Dice it prints are those of the moved labels (per phase, per split)."""
     import sys
-    from pathlib import Path
 
     import numpy as np
 
@@ -725,7 +727,6 @@ def test_prior_sensitivity_benchmark_encodes_moved_expert_maps(acdc_root):
     the benchmark moves the image's slices it overlaps the expert's map less the more it is moved, and its
     code moves away from the expert map's."""
     import sys
-    from pathlib import Path
 
     from ACNNCore.benchmark import fixed_split
     from ACNNCore.bundle import available
@@ -804,7 +805,6 @@ def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, c
     import subprocess
     import sys
     import tarfile
-    from pathlib import Path
 
     import yaml
 
@@ -877,7 +877,6 @@ def test_cine_time_benchmark_segments_a_cine_both_ways(acdc_root, capsys, monkey
     """benchmarks/cine_time.py: a cine of patient001's two phases timed as `acnn segment` searches it and afresh
     in every frame, one line per model (a figure to read, not a timed test)."""
     import sys
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import cine_time
