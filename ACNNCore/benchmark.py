@@ -535,8 +535,11 @@ class AcdcBenchmark:
         self.train_dir = self.out / "acdc-train"  # the training patients' folders, linked
         self.train_dir.mkdir(exist_ok=True)
         for p in self.train:
-            if not (self.train_dir / p.name).exists():
-                link_folder(p.resolve(), self.train_dir / p.name)
+            link = self.train_dir / p.name
+            if link.is_symlink() and link.resolve() != p.resolve():
+                link.unlink()  # to where the data was before it moved, or to other data: to this data now
+            if not link.exists():
+                link_folder(p.resolve(), link)
 
     def model(self, key: str) -> Path | list[Path]:
         from .training import TrainConfig

@@ -506,6 +506,30 @@ def test_orientation_benchmark_scores_each_stored_layout(acdc_root):
     assert table[mirrored]["back"] == as_learnt["back"] == 1
 
 
+def five_patients(acdc_root, folder):
+    """Five ACDC patients copied into FOLDER, one of each group: the benchmark's split tests the first."""
+    import shutil
+
+    for n in ("001", "021", "041", "061", "081"):
+        shutil.copytree(acdc_root / f"patient{n}", folder / f"patient{n}")
+    return folder
+
+
+def test_acdc_benchmark_follows_its_data_where_it_moved(acdc_root, tmp_path):
+    """The training folder's links lead to the data of this run: a folder moved since the last run (the
+    links broken), or another copy given, is linked anew."""
+    from ACNNCore.benchmark import AcdcBenchmark
+
+    before = five_patients(acdc_root, tmp_path / "before")
+    AcdcBenchmark(before, tmp_path / "out")
+    after = before.rename(tmp_path / "after")
+    bench = AcdcBenchmark(after, tmp_path / "out")
+    for link in bench.train_dir.iterdir():
+        assert link.is_symlink() and link.resolve() == (after / link.name).resolve()
+    other = AcdcBenchmark(five_patients(acdc_root, tmp_path / "other"), tmp_path / "out")
+    assert {link.resolve().parent for link in other.train_dir.iterdir()} == {(tmp_path / "other").resolve()}
+
+
 @pytest.mark.parametrize("hard_links", [True, False], ids=["hard-links", "copies"])
 def test_acdc_benchmark_sees_its_training_patients_where_symbolic_links_are_refused(acdc_root, tmp_path,
                                                                                     monkeypatch, hard_links):
@@ -513,14 +537,11 @@ def test_acdc_benchmark_sees_its_training_patients_where_symbolic_links_are_refu
     training folder is then made of hard links to the patients' files, or of copies where even those fail
     (another drive). Either way it reads as the patients themselves."""
     import os
-    import shutil
 
     from ACNNCore.benchmark import AcdcBenchmark
     from ACNNCore.datasets import read_dataset
 
-    data = tmp_path / "acdc"  # five patients of our own, so that hard links to them are allowed
-    for n in ("001", "021", "041", "061", "081"):
-        shutil.copytree(acdc_root / f"patient{n}", data / f"patient{n}")
+    data = five_patients(acdc_root, tmp_path / "acdc")  # our own, so that hard links to them are allowed
 
     def refused(*args, **kwargs):
         raise OSError(1314, "A required privilege is not held by the client")
