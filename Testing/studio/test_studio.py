@@ -155,6 +155,18 @@ def test_views_and_demo_data_appear(page):
     page.screenshot(path=ARTIFACTS / "studio-start.png")
 
 
+def test_every_browser_on_one_studio_shares_its_scene(browser, studio, page):
+    """A studio is one scene: a second browser on its URL sees what the first loaded and what it sets (the
+    README says so: one studio per user)."""
+    tta = "Test-time augmentation: the network's output averaged over nine views"
+    with browser_page(browser, studio["url"]) as second:
+        assert "phantom cine" in second.inner_text("body")
+        assert not second.get_by_label(tta).is_checked()
+        page.get_by_label(tta).check()
+        playwright.expect(second.get_by_label(tta)).to_be_checked(timeout=10_000)  # pushed to the second
+        page.get_by_label(tta).uncheck()
+
+
 def test_segment_lists_segments_and_changes_the_3d_view(page):
     before = view_3d(page)
     assert "acnn-seg-phantom" in page.inner_text("body")  # the model chosen for the phantom's stacks
