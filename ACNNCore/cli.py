@@ -763,12 +763,10 @@ def run_explore(args) -> int:
 
 
 def run_encode(args) -> int:
-    import csv
-
     from .datasets import group_of
     from .evaluation import label_files, read_label_map
     from .inference import ShapeModel
-    from .io import check_writable
+    from .io import check_writable, write_table
     from .progress import progress_bar
 
     if args.out.suffix.lower() != ".csv":
@@ -787,12 +785,10 @@ def run_encode(args) -> int:
             code = model.encode(read_label_map(path, args.convention))
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
-        rows.append([key, group_of(path), str(path), *(f"{z:.6g}" for z in code)])
-    with open(args.out, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["case", "group", "file", *(f"z{d}" for d in range(model.code_size))])
-        writer.writerows(rows)
-    groups = sorted({r[1] for r in rows} - {""})
+        rows.append({"case": key, "group": group_of(path), "file": str(path),
+                     **{f"z{d}": f"{z:.6g}" for d, z in enumerate(code)}})
+    write_table(rows, args.out)  # never empty: label_files finds at least one map or refuses
+    groups = sorted({r["group"] for r in rows} - {""})
     print(f"{args.out}: {counted(len(rows), 'label map')} encoded by {model.runner.bundle.name} "
           f"({model.code_size}-d codes; dimensions by use: {', '.join(map(str, model.order[:5]))}, ...)"
           + (f"; groups {', '.join(groups)}" if groups else ""))
