@@ -554,13 +554,20 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
 
 def _implausible_notes(args, outputs) -> list[str]:
     """What to do about implausible outputs, when some of ``outputs`` -- (plausible, LV volume in ml) each --
-    have an LV to mend (an output with none is told apart) and the user asked for no post-processing."""
-    mendable = any(not plausible and lv_ml > 0 for plausible, lv_ml in outputs)
-    if not mendable or args.clean_up or args.close_myocardium or args.correct:
+    have an LV to mend (an output with none is told apart): the post-processing the user did not ask for, and,
+    unless it was asked for, the orientation search (an image stored unlike the training images is mended by
+    finding its layout, not by post-processing)."""
+    if not any(not plausible and lv_ml > 0 for plausible, lv_ml in outputs):
         return []
-    return ["implausible outputs: --clean-up removes stray islands and fills holes, which mends some; "
-            "--correct also replaces what stays implausible by the nearest plausible shape of the model's shape "
-            "space (--close-myocardium as well: the ring closed by rule where no such shape is found)"]
+    notes = []
+    if not (args.clean_up or args.close_myocardium or args.correct):
+        notes.append("implausible outputs: --clean-up removes stray islands and fills holes, which mends some; "
+                     "--correct also replaces what stays implausible by the nearest plausible shape of the model's "
+                     "shape space (--close-myocardium as well: the ring closed by rule where no such shape is found)")
+    if not args.orient:
+        notes.append("implausible outputs can also mean an image stored turned or mirrored in-plane, unlike the "
+                     "model's training images: --orient finds the layout the network is surest of (eight tried)")
+    return notes
 
 
 def _print_notes(notes: list[str]) -> None:

@@ -334,6 +334,13 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     run_cine = acnn("segment", cine, "--out", tmp_path / "cine_seg.nii.gz", "--model", tiny_models["seg"])
     for r in (run, run_cine):
         assert "IMPLAUSIBLE" in r.stdout and "note: implausible outputs: --clean-up removes" in r.stderr, r.stderr
+        assert "image stored turned or mirrored in-plane, unlike the model's training images: --orient" in r.stderr
+    # the orientation search, asked for, is not suggested again
+    searched = acnn("segment", lr_path, "--out", tmp_path / "searched.nii.gz", "--model", tiny_models["seg"],
+                    "--orient")
+    assert searched.returncode == 0 and "orientation: the network was surest of" in searched.stdout, searched.stderr
+    assert "IMPLAUSIBLE" in searched.stdout and "--clean-up removes" in searched.stderr  # a tiny model's output
+    assert "--orient" not in searched.stderr, searched.stderr
     run = acnn("segment", lr_path, "--out", tmp_path / "seg.seg.nrrd", "--model", tiny_models["seg"])
     assert run.returncode == 0, run.stderr
     seg, names = read_segmentation(tmp_path / "seg.seg.nrrd")
