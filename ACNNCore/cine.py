@@ -16,6 +16,8 @@ from .metrics import clinical_measures, ejection_fraction, plausibility, verdict
 from .volume import Volume
 
 Report = Callable[[float, str], None]  # (fraction done 0..1, message); may raise to stop
+IMPLAUSIBLE_UNSEARCHED = (" An implausible output can also mean an image stored turned or mirrored in-plane, unlike "
+                          "the model's training images: find its in-plane orientation.")
 
 
 @dataclass
@@ -57,17 +59,21 @@ class SegmentResult:
 
     def orientation_note(self) -> str:
         """Where the in-plane orientation was searched for (``orient``; a cine's frames share the one found) and
-        the image was best seen turned or mirrored: a sentence saying so; else ""."""
+        the image was best seen turned or mirrored: a sentence saying so; where it was not searched for and an
+        output is implausible: a sentence naming the search (the front ends' "Find the in-plane orientation");
+        else ""."""
         found = self.phases[0].orientation if self.phases else ""
-        if not found or found.startswith("as stored"):
+        if not found:
+            return (IMPLAUSIBLE_UNSEARCHED if any(not p.plausibility["plausible"] for p in self.phases) else "")
+        if found.startswith("as stored"):
             return ""
         return f" The network was surest of {'the frames' if len(self.phases) > 1 else 'the image'} {found}."
 
     def summary(self, also: str = "") -> str:
-        """The front ends' status line: the device, the EF, each phase's verdict, the orientation found, then
+        """The front ends' status line: the device, the EF, each phase's verdict, the orientation found (or
+        where it was not searched for and an output is implausible, the search named), then
         ``also`` (sentences of the caller's, such as the Dice against an expert map) and the model's caveats:
-        "Segmented on cpu, EF 61.2 %; ED plausible; ES IMPLAUSIBLE: blood pool not enclosed by myocardium in a
-        mid-ventricular slice."."""
+        "Segmented on cpu, EF 61.2 %; ED plausible; ES plausible (corrected by the shape model)."."""
         ef = "" if self.ef_pct is None else f", EF {self.ef_pct:.1f} %"
         flags = "; ".join(f"{p.phase or 'result'} {p.verdict}" for p in self.phases)
         return f"Segmented on {self.device}{ef}; {flags}." + self.orientation_note() + also + self.notes_text()

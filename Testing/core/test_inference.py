@@ -720,7 +720,7 @@ def test_segmenters_say_when_a_model_meets_images_unlike_its_training_images(tmp
 def test_a_result_is_summed_up_in_the_one_status_line_every_front_end_shows():
     """SegmentResult.summary, the status line of the Slicer module and the studio: the device, the EF, each
     phase's verdict with what failed and what repaired it, then the caller's sentences and the caveats."""
-    from ACNNCore.cine import PhaseResult, SegmentResult
+    from ACNNCore.cine import IMPLAUSIBLE_UNSEARCHED, PhaseResult, SegmentResult
     from ACNNCore.inference import CLOSED_BY_RULE
 
     good, bad = {"plausible": True, "problems": []}, {"plausible": False, "problems": ["holes", "not_enclosed"]}
@@ -728,11 +728,15 @@ def test_a_result_is_summed_up_in_the_one_status_line_every_front_end_shows():
                           PhaseResult("ES", 9, None, {}, bad)], "m", "cpu", ef_pct=61.24, notes=["m learnt 10 mm"])
     assert cine.summary(" Dice against x_gt: LV blood pool 0.900.") == (
         "Segmented on cpu, EF 61.2 %; ED plausible (corrected by the shape model); ES IMPLAUSIBLE: a hole in the "
-        "blood pool or in the myocardium, blood pool not enclosed by myocardium in a mid-ventricular slice. Dice "
-        "against x_gt: LV blood pool 0.900. Note: m learnt 10 mm.")
+        "blood pool or in the myocardium, blood pool not enclosed by myocardium in a mid-ventricular slice. An "
+        "implausible output can also mean an image stored turned or mirrored in-plane, unlike the model's training "
+        "images: find its in-plane orientation. Dice against x_gt: LV blood pool 0.900. Note: m learnt 10 mm.")
+    searched = SegmentResult([PhaseResult("", 0, None, {}, bad, orientation="as stored (sureness 0.9)")], "m", "cpu")
+    assert "orientation" not in searched.summary()  # the search, done, is not suggested again
     closed = PhaseResult("", 0, None, {}, good, correction=f"no plausible shape; {CLOSED_BY_RULE}")
     single = SegmentResult([closed], "m", "cuda")
     assert single.summary() == "Segmented on cuda; result plausible (ring closed by rule)."
     empty = SegmentResult([PhaseResult("", 0, None, {}, {"plausible": False, "problems": ["missing structure"]})],
                           "m", "cpu")
-    assert empty.summary() == "Segmented on cpu; result IMPLAUSIBLE: no blood pool or no myocardium."
+    assert empty.summary() == ("Segmented on cpu; result IMPLAUSIBLE: no blood pool or no myocardium."
+                               + IMPLAUSIBLE_UNSEARCHED)
