@@ -200,8 +200,9 @@ def label_names(meta: dict) -> dict:
 def _ensemble_facts(meta: dict) -> dict:
     """What the members of an ensemble must share: task, label names, output spacing, input handling."""
     spec = meta.get("input", {})
-    return {"task": meta.get("task"), "labels": label_names(meta), "output spacing": meta.get("output", {}).get(
-        "spacing"), "normalization": spec.get("normalization"), "slices": spec.get("slices")}
+    return {"task": meta.get("task"), "labels": label_names(meta),
+            "output spacing": meta.get("output", {}).get("spacing"), "normalization": spec.get("normalization"),
+            "slices": spec.get("slices"), "slice order": spec.get("slice_order")}
 
 
 def check_ensemble(folders: list, metas: list) -> None:
@@ -306,7 +307,8 @@ def describe(name_or_path) -> dict:
     out = {"bundle": str(folder), "name": meta.get("name"), "task": meta.get("task"),
            "architecture": meta.get("architecture"), "parameters": meta.get("parameters"),
            "labels": label_names(meta),
-           "input": {k: spec[k] for k in ("shape", "spacing", "factor", "slices", "localize") if k in spec},
+           "input": {k: spec[k] for k in ("shape", "spacing", "factor", "slices", "slice_order", "localize")
+                     if k in spec},
            "output_spacing": meta.get("output", {}).get("spacing"),
            "trained": {"data": training.get("data"),  # path, cases; a phantom's seed and subjects where recorded
                        "epochs": training.get("config", {}).get("epochs"), "kept_epoch": training.get("epoch"),

@@ -27,7 +27,8 @@ from .losses import one_hot
 from .metrics import defects, plausibility
 from .networks import in_layout, pick_device, to_device
 from .postprocessing import clean_up
-from .preprocessing import labels_center, model_geometry, normalize_intensity, resample, resample_channels
+from .preprocessing import (labels_center, model_geometry, normalize_intensity, resample, resample_channels,
+                            stack_order)
 from .volume import Geometry, Volume
 
 log = logging.getLogger(__name__)
@@ -329,6 +330,14 @@ class _Model:
     def meta(self) -> dict:
         return self.runner.meta
 
+    def turned_over(self, volume: Volume) -> bool:
+        """Whether a stack (slices last) runs the other way from the slices this model learnt -- its geometry
+        says which way it runs (:func:`ACNNCore.preprocessing.stack_order`) and the bundle which way its training
+        maps ran (``input.slice_order``) --, so that it is shown to the network with its slices reversed (the same
+        voxels at the same places). False where either is not known."""
+        learnt, given = self.meta["input"].get("slice_order"), stack_order(volume.geometry)
+        return learnt is not None and given is not None and learnt != given
+
     def _channels_on_input_grid(self, volume: Volume, output, center=None, progress=None,
                                 near=None) -> tuple[np.ndarray, Geometry, object, np.ndarray | None]:
         """Run the network (each network of an ensemble, averaging) and map its (C, X, Y, Z) output,
@@ -460,6 +469,9 @@ class Segmenter(_Model):
         :attr:`Segmentation.heart`, with its view). The clean-up and the shape model's correction work in the
         layout the network saw (the shape model learnt it too); the result is laid out as the input."""
         volume, back = _slices_last(volume)
+        over = self.turned_over(volume)
+        if over:  # shown base first where the network learnt base first, and so on; turned back below
+            volume = volume.flipped(2)
         if self.orient and view is None:
             probs, out, orientation, view, heart = self._oriented(volume, progress)
         else:
@@ -480,7 +492,10 @@ class Segmenter(_Model):
         elif self.cleanup or self.close_myocardium:
             labels = clean_up(labels, close_myocardium=self.close_myocardium)
         labels = Volume(_from_view(labels.array, view), self.runner.output_geometry(volume))  # the input's layout
-        probs = _from_view(probs, view).astype(np.float32).transpose(0, *(1 + b for b in back))
+        probs = _from_view(probs, view)
+        if over:
+            labels, probs = labels.flipped(2), np.ascontiguousarray(np.flip(probs, -1))
+        probs = probs.astype(np.float32).transpose(0, *(1 + b for b in back))
         return Segmentation(labels.permuted(back), probs, label_names(self.meta), correction, orientation,
                             view if self.orient else None, heart)
 
@@ -600,7 +615,8 @@ class ShapeModel(_Model):
         labels = labels.slices_last()[0]  # the model's grid takes its slices along the map's
         if as_trained and self.runner.as_acquired:
             spacing[2] = labels.spacing[2]
-        return model_geometry(labels, self.grid.shape, spacing, labels_center(labels))
+        along = labels.flipped(2) if self.turned_over(labels) else labels  # in the order the model learnt
+        return model_geometry(along, self.grid.shape, spacing, labels_center(labels))
 
     def probabilities(self, code) -> np.ndarray:
         """A code -> (C, X, Y, Z) class probabilities on the model's grid."""

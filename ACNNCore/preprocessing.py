@@ -4,6 +4,9 @@
 - :func:`resample` onto any :class:`Geometry` (SimpleITK), among them a model's grid
   (:func:`model_geometry`: shape and spacing centred on a point, the heart or the
   image centre), and back onto the input's.
+- the order of a stack's slices, base or apex first: of a network's training label maps
+  (:func:`slice_order`), and of an image by its geometry (:func:`stack_order`), so that a
+  network is shown its slices in the order it learnt.
 """
 
 from __future__ import annotations
@@ -113,3 +116,39 @@ def crop_around_heart(image: Volume, labels: Volume | None, shape, spacing_xy, c
     grid = model_geometry(image, shape, (spacing_xy[0], spacing_xy[1], image.spacing[2]), center)
     cropped = resample(normalised, grid, "linear")
     return cropped, (resample(labels, grid, "nearest") if labels is not None else None)
+
+
+BASE_FIRST, APEX_FIRST = "base first", "apex first"
+
+
+def slice_order(label_maps) -> str | None:
+    """The order of the slices of label maps (slices last; any of our structures), as a network trained on them
+    learns it: "base first" where, in most maps, the first half of the slices holding heart holds more of it than
+    the second (the ventricles narrow towards the apex), "apex first" where the second does; None for no maps
+    with heart in them, or a tie."""
+    votes = 0
+    for labels in label_maps:
+        area = np.count_nonzero(np.asarray(labels.array) > 0, axis=(0, 1))
+        held = np.flatnonzero(area)
+        if held.size < 2:
+            continue
+        first, last = held[0], held[-1] + 1
+        half = (first + last) / 2.0
+        weights = np.arange(first, last) + 0.5  # each slice's centre, against the middle of the heart's slices
+        votes += int(np.sign(np.sum(area[first:last] * (half - weights))))
+    return BASE_FIRST if votes > 0 else APEX_FIRST if votes < 0 else None
+
+
+def stack_order(geometry: Geometry) -> str | None:
+    """The order of a short-axis stack's slices (slices last) by its geometry: the base of the heart lies above
+    its apex in the patient (the apex points down, forwards and to the left), so slices that go up -- towards
+    the head, DICOM's +z -- go from the apex to the base: "apex first"; down, "base first". None where the
+    geometry cannot tell: axes along the patient's (an identity orientation, as a file that lost its
+    orientation has -- ACDC's here -- or an axial stack) or slices that go nearly level."""
+    direction = np.asarray(geometry.direction, float)
+    if np.allclose(np.abs(direction), np.round(np.abs(direction)), atol=1e-3):
+        return None
+    up = direction[2, 2]  # the slice axis's component towards the head (LPS)
+    if abs(up) < 0.2:
+        return None
+    return APEX_FIRST if up > 0 else BASE_FIRST

@@ -54,7 +54,7 @@ from .io import atomic_target
 from .labels import SEGMENTS
 from .losses import (acnn_seg_loss, acnn_sr_loss, autoencoder_loss, code_loss, decay_groups, freeze, one_hot)
 from .networks import build_network, count_parameters, in_layout, pick_device, to_device
-from .preprocessing import IntensityScaling
+from .preprocessing import IntensityScaling, slice_order
 
 TASKS = ("ae", "tl", "seg", "sr")
 LR_SCHEDULES = ("constant", "cosine")
@@ -257,7 +257,8 @@ def crop_cases(cases: list[Case], crop: dict) -> list[Case]:
 
 def _grid_of(cases: list[Case]) -> dict:
     """The grid every case shares (input and target), or a clear error. Cut real data (``normalized``)
-    may differ in slice thickness: the grid's is then the median, and ``slices`` says "as acquired"."""
+    may differ in slice thickness: the grid's is then the median, ``slices`` says "as acquired", and
+    ``slice_order`` which way the slices run (base or apex first: inference shows an image's slices so)."""
     first = cases[0]
     if first.meta.get("normalized"):
         for c in cases:
@@ -266,9 +267,11 @@ def _grid_of(cases: list[Case]) -> dict:
         z = float(np.median([c.image.spacing[2] for c in cases]))
         spacing = [float(first.image.spacing[0]), float(first.image.spacing[1]), z]
         classes = int(max(int(c.labels.array.max()) for c in cases)) + 1
+        order = slice_order(c.labels for c in cases)
         return {"input_shape": list(first.image.shape), "input_spacing": spacing,
                 "output_shape": list(first.labels.shape), "output_spacing": spacing, "factor": 1,
-                "num_classes": max(classes, 2), "slices": "as acquired", "localize": True}
+                "num_classes": max(classes, 2), "slices": "as acquired", "localize": True,
+                **({"slice_order": order} if order else {})}
     if first.labels is None:
         raise InputError(f"case {first.name} has no labels: training needs ground truth")
     for c in cases:
@@ -560,7 +563,7 @@ class Trainer:
             "parameters": count_parameters(_unwrap(self.model)),
             "input": {"shape": g["input_shape"], "spacing": g["input_spacing"], "factor": g["factor"],
                       "normalization": {"kind": "percentile", "percentiles": [1.0, 99.0]},
-                      **({"slices": g["slices"], "localize": g["localize"]} if "slices" in g else {})},
+                      **{k: g[k] for k in ("slices", "localize", "slice_order") if k in g}},
             "output": {"shape": g["output_shape"], "spacing": g["output_spacing"]},
             "labels": labels,
             "training": {"data": self.data_description, "command": self.command, "config": self.config.to_dict(),

@@ -1,5 +1,8 @@
 """Preprocessing steps and their inverses: outputs land back on the input's geometry."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -53,3 +56,24 @@ def test_model_grid_round_trip_for_labels(image):
     offset = image.geometry.physical_to_index(fine.geometry.origin)
     assert abs(offset[2] - round(offset[2])) < 1e-6
     np.testing.assert_allclose(fine.geometry.direction, image.direction)
+
+
+def test_a_stack_s_slice_order_is_read_from_its_geometry_and_a_model_s_from_its_maps():
+    """Which way a stack's slices run: by the geometry, where it is a patient's (an oblique stack), and for a
+    network, by its training maps (the ventricles narrow towards the apex)."""
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject
+    from ACNNCore.preprocessing import APEX_FIRST, BASE_FIRST, slice_order, stack_order
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_slice_order import standard_short_axis
+
+    labels = generate_subject(0, 5, PhantomConfig()).phases["ED"]["hr_gt"]  # the phantom's: the apex at slice 0
+    assert slice_order([labels]) == APEX_FIRST and slice_order([labels.flipped(2)]) == BASE_FIRST
+    assert slice_order([labels, labels, labels.flipped(2)]) == APEX_FIRST  # most maps
+    assert slice_order([labels.with_array(np.zeros_like(labels.array))]) is None and slice_order([]) is None
+    scanner = standard_short_axis(labels.flipped(2))  # a base-first stack as a scanner stores it: apex first
+    assert stack_order(scanner.geometry) == APEX_FIRST and stack_order(scanner.flipped(2).geometry) == BASE_FIRST
+    assert stack_order(labels.geometry) is None  # an identity orientation: a file's that lost its own, as ACDC's
+    assert stack_order(labels.permuted((1, 0, 2)).geometry) is None  # any axes along the patient's
+    level = np.array([[0.0, 0.0, 1.0], [0.6, 0.8, 0.0], [0.8, -0.6, 0.0]]).T  # slices going sideways
+    assert stack_order(type(labels.geometry)(labels.shape, labels.spacing, (0, 0, 0), level)) is None

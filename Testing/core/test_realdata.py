@@ -4,6 +4,7 @@ heart itself on any field of view, label conventions, evaluation against thick-s
 import csv
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ def test_crop_around_heart_keeps_the_acquired_slices(acdc_root):
 def test_real_data_model_finds_the_heart_and_answers_on_the_input_grid(acdc_model, acdc_root, tmp_path, capsys):
     meta = json.loads((acdc_model / "model.json").read_text())
     assert meta["input"]["slices"] == "as acquired" and meta["input"]["localize"] is True
+    assert meta["input"]["slice_order"] == "base first"  # ACDC's maps: inference shows images so
     assert set(meta["labels"]) == {"1", "2", "3"}
     image = acdc_root / "patient011" / "patient011_frame01.nii.gz"  # another patient, another field of view
     out = tmp_path / "p11.nii.gz"
@@ -387,6 +389,51 @@ def test_a_real_stack_stored_slices_first_is_segmented_as_it_is_slices_last(acdc
     assert first.shape == (10, 216, 256) and np.array_equal(first.array.transpose(1, 2, 0), usual.array)
 
 
+def test_a_scanner_s_apex_first_stack_is_shown_to_the_network_base_first(acdc_root, tmp_path, write_dicom):
+    """ACDC's images run base first and carry no orientation (identity); a scanner's short-axis cine read from
+    DICOM runs apex first along its slices' normal. patient001 ED and ES written as such a cine: `acnn segment`
+    reads the order from the geometry and shows the networks (and the shape model) the slices base first, as
+    they learnt them: the same maps as for ACDC's own files. (Before: the RV Dice .26 at ED.)"""
+    from ACNNCore.evaluation import evaluate_case
+    from ACNNCore.inference import Segmenter, ShapeModel
+    from ACNNCore.io import read_frames
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_slice_order import standard_short_axis
+
+    cases = read_acdc_patient(acdc_root / "patient001")
+    stacks = [standard_short_axis(c.image) for c in cases]
+    write_dicom([s.with_array(np.round(s.array * 1000).astype(np.int16)) for s in stacks], tmp_path / "dicom")
+    assert main(["segment", str(tmp_path / "dicom"), "--out", str(tmp_path / "seg.nii.gz"), "--device", "cpu"]) == 0
+    usual = Segmenter("acnn-seg-acdc", "cpu")
+    for c, seg in zip(cases, read_frames(tmp_path / "seg.nii.gz")):
+        expert = standard_short_axis(c.labels)
+        assert seg.geometry.same_as(expert.geometry)  # on the DICOM images' grid
+        ours, theirs = (evaluate_case(s, e, (1, 2, 3)) for s, e in ((seg, expert), (usual(c.image).labels, c.labels)))
+        assert ours["dice_rv"] > 0.9 and all(ours[k] == pytest.approx(theirs[k], abs=0.01)
+                                               for k in ("dice_lv", "dice_myo", "dice_rv")), (ours, theirs)
+    shapes = ShapeModel("ae-acdc", "cpu")  # a map encoded in the order the shape model learnt, too
+    np.testing.assert_allclose(shapes.encode(standard_short_axis(cases[0].labels)), shapes.encode(cases[0].labels),
+                               atol=1e-4)
+    # the bundled models record the order of the maps they learnt from, as `acnn train` does
+    from ACNNCore.bundle import members, read_meta, resolve
+    from ACNNCore.preprocessing import slice_order
+
+    learnt = slice_order(c.labels for p in sorted(acdc_root.glob("patient*")) for c in read_acdc_patient(p))
+    assert {read_meta(m)["input"]["slice_order"] for m in [*members("acnn-seg-acdc"), resolve("ae-acdc")]} == {learnt}
+
+
+def test_slice_order_benchmark_segments_each_way(acdc_root):
+    """benchmarks/acdc_slice_order.py: patient001 ED as ACDC stores it, its slices reversed with nothing to tell
+    (the RV lost), and as a scanner's stack (apex first, its orientation read: the map of ACDC's file)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_slice_order import WAYS, measure
+
+    table = measure("acnn-seg-acdc", [acdc_root / "patient001"], 1)
+    assert [table[way]["same"] for way in WAYS] == [1, 0, 1]
+    assert table[WAYS[1]]["dice"][0][2] < 0.5 < 0.9 < table[WAYS[2]]["dice"][0][2] == table[WAYS[0]]["dice"][0][2]
+
+
 def test_orient_finds_the_layout_the_network_learnt(acdc_root, tmp_path, capsys):
     """ACDC patient001 ED stored mirrored (its first array axis reversed: the RV on the other side of the
     array) and turned a quarter: as stored the real-data model misses the RV; with `--orient` it segments each
@@ -454,8 +501,6 @@ def test_the_ring_is_closed_by_rule_where_the_shape_model_finds_no_plausible_sha
 def test_repairs_benchmark_counts_what_each_repair_does(acdc_root):
     """benchmarks/acdc_repairs.py: per image, plausible as the network gives it, what the shape model did, and
     plausible at the end (the rule closing what the correction left)."""
-    import sys
-
     from ACNNCore.bundle import available
 
     if not {"acnn-seg-acdc", "ae-acdc"} <= set(available()):
@@ -476,8 +521,6 @@ def test_plausibility_benchmark_reads_the_expert_maps_apical_cap(acdc_root):
     """benchmarks/acdc_plausibility.py: an expert map whose apical myocardium lies under the cavity above
     (patient063 ED) fails as fragmented though its LV is one part, and cleaned up (the cap removed) its apex
     is open; patient001's maps pass both ways."""
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from acdc_plausibility import Reading, read, tally
 
@@ -493,8 +536,6 @@ def test_plausibility_benchmark_reads_the_expert_maps_apical_cap(acdc_root):
 def test_orientation_benchmark_scores_each_stored_layout(acdc_root):
     """benchmarks/acdc_orientation.py on one image stored two ways: the mirrored one loses the RV as stored,
     and with --orient both give the same scores and come back to the learnt layout."""
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from acdc_orientation import measure
 
@@ -626,7 +667,6 @@ def test_bundle_comparison_holds_out_what_training_holds_out(acdc_root, acdc_mod
     70 with the bundles' val_fraction and seed; a network recording other held-out patients is flagged), and
     it scores an AE's reconstruction and a segmentation bundle's whole pipeline on them."""
     import subprocess
-    import sys
 
     root = Path(__file__).resolve().parents[2]
     sys.path.insert(0, str(root / "benchmarks"))
@@ -660,8 +700,6 @@ def test_heart_search_benchmark_measures_how_far_the_search_ends(acdc_root):
     """benchmarks/acdc_heart_search.py: per image, the in-plane distance from where the bundled model's search
     for the heart ends to the expert LV's centre (a miss is tens of mm; the heart part's centre lies within
     about 35 mm of the LV's)."""
-    import sys
-
     from ACNNCore.bundle import available
 
     if "acnn-seg-acdc" not in available():
@@ -680,8 +718,6 @@ def test_ensemble_search_benchmark_scores_the_members_the_ensemble_and_the_media
     with a one-epoch network first and a bundled network twice after it, the median is the bundled network's
     centre, and the ensemble's is the first member's where that lies within 35 mm of the median, else the
     bundled network's."""
-    import sys
-
     from ACNNCore.bundle import available, members
 
     if "acnn-seg-acdc" not in available():
@@ -708,8 +744,6 @@ def test_ensemble_search_benchmark_scores_the_members_the_ensemble_and_the_media
 
 def test_cine_search_benchmark_compares_both_searches(acdc_root, capsys):
     """benchmarks/acdc_cine_search.py: ES segmented afresh and from ED's heart, both scored."""
-    import sys
-
     from ACNNCore.bundle import available
 
     if "acnn-seg-acdc" not in available():
@@ -725,8 +759,6 @@ def test_cine_search_benchmark_compares_both_searches(acdc_root, capsys):
 def test_calibration_benchmark_moves_the_border_by_its_offsets():
     """benchmarks/acdc_calibration.py: an offset on a class's log-probability moves the arg-max toward it, and
     the Dice it prints are those of the moved labels (per phase, per split)."""
-    import sys
-
     import numpy as np
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -747,8 +779,6 @@ def test_prior_sensitivity_benchmark_encodes_moved_expert_maps(acdc_root):
     """benchmarks/acdc_prior_sensitivity.py: the expert's map encodes to its own code (distance 0); moved as
     the benchmark moves the image's slices it overlaps the expert's map less the more it is moved, and its
     code moves away from the expert map's."""
-    import sys
-
     from ACNNCore.benchmark import fixed_split
     from ACNNCore.bundle import available
     from ACNNCore.datasets import acdc_patients, read_acdc_patient
@@ -824,7 +854,6 @@ def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, c
     import os
     import signal
     import subprocess
-    import sys
     import tarfile
 
     import yaml
@@ -897,8 +926,6 @@ def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, c
 def test_cine_time_benchmark_segments_a_cine_both_ways(acdc_root, capsys, monkeypatch):
     """benchmarks/cine_time.py: a cine of patient001's two phases timed as `acnn segment` searches it and afresh
     in every frame, one line per model (a figure to read, not a timed test)."""
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import cine_time
 
