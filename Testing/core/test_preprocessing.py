@@ -65,7 +65,7 @@ def test_a_stack_s_slice_order_is_read_from_its_geometry_and_a_model_s_from_its_
     from ACNNCore.preprocessing import APEX_FIRST, BASE_FIRST, slice_order, stack_order
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from acdc_slice_order import standard_short_axis
+    from acdc_orientation import standard_short_axis
 
     labels = generate_subject(0, 5, PhantomConfig()).phases["ED"]["hr_gt"]  # the phantom's: the apex at slice 0
     assert slice_order([labels]) == APEX_FIRST and slice_order([labels.flipped(2)]) == BASE_FIRST

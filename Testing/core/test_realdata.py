@@ -399,7 +399,7 @@ def test_a_scanner_s_apex_first_stack_is_shown_to_the_network_base_first(acdc_ro
     from ACNNCore.io import read_frames
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from acdc_slice_order import standard_short_axis
+    from acdc_orientation import standard_short_axis
 
     cases = read_acdc_patient(acdc_root / "patient001")
     stacks = [standard_short_axis(c.image) for c in cases]
@@ -424,12 +424,13 @@ def test_a_scanner_s_apex_first_stack_is_shown_to_the_network_base_first(acdc_ro
 
 
 def test_slice_order_benchmark_segments_each_way(acdc_root):
-    """benchmarks/acdc_slice_order.py: patient001 ED as ACDC stores it, its slices reversed with nothing to tell
-    (the RV lost), and as a scanner's stack (apex first, its orientation read: the map of ACDC's file)."""
+    """benchmarks/acdc_orientation.py --slice-order: patient001 ED as ACDC stores it, its slices reversed with
+    nothing to tell (the RV lost), and as a scanner's stack (apex first, its orientation read: the map of ACDC's
+    file)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from acdc_slice_order import WAYS, measure
+    from acdc_orientation import WAYS, measure_slice_order
 
-    table = measure("acnn-seg-acdc", [acdc_root / "patient001"], 1)
+    table = measure_slice_order("acnn-seg-acdc", [acdc_root / "patient001"], 1)
     assert [table[way]["same"] for way in WAYS] == [1, 0, 1]
     assert table[WAYS[1]]["dice"][0][2] < 0.5 < 0.9 < table[WAYS[2]]["dice"][0][2] == table[WAYS[0]]["dice"][0][2]
 
