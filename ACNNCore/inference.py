@@ -518,7 +518,9 @@ class Segmenter(_Model):
     def heart_center(self, volume: Volume) -> np.ndarray | None:
         """Where the heart search ends in ``volume`` (a physical point; an ensemble's: :func:`ensemble_center`),
         or None for a model without one (trained on images of its own window) or where it finds nothing."""
-        return self._heart(self.runner.normalised(_slices_last(volume)[0])[0])
+        volume = _slices_last(volume)[0]
+        volume = volume.flipped(2) if self.turned_over(volume) else volume  # searched in the order learnt
+        return self._heart(self.runner.normalised(volume)[0])
 
 
 class SuperResolver(_Model):

@@ -412,6 +412,9 @@ def test_a_scanner_s_apex_first_stack_is_shown_to_the_network_base_first(acdc_ro
         ours, theirs = (evaluate_case(s, e, (1, 2, 3)) for s, e in ((seg, expert), (usual(c.image).labels, c.labels)))
         assert ours["dice_rv"] > 0.9 and all(ours[k] == pytest.approx(theirs[k], abs=0.01)
                                                for k in ("dice_lv", "dice_myo", "dice_rv")), (ours, theirs)
+    # the heart search alone (SuperResolver's window) too: the same voxel, counted from the other end
+    found = [s.geometry.physical_to_index(usual.heart_center(s)) for s in (stacks[0], cases[0].image)]
+    np.testing.assert_allclose(found[0], [found[1][0], found[1][1], stacks[0].shape[2] - 1 - found[1][2]], atol=1e-3)
     shapes = ShapeModel("ae-acdc", "cpu")  # a map encoded in the order the shape model learnt, too
     np.testing.assert_allclose(shapes.encode(standard_short_axis(cases[0].labels)), shapes.encode(cases[0].labels),
                                atol=1e-4)
