@@ -64,7 +64,7 @@ class SegmentResult:
         else ""."""
         found = self.phases[0].orientation if self.phases else ""
         if not found:
-            return (IMPLAUSIBLE_UNSEARCHED if any(not p.plausibility["plausible"] for p in self.phases) else "")
+            return IMPLAUSIBLE_UNSEARCHED if any(not p.plausibility["plausible"] for p in self.phases) else ""
         if found.startswith("as stored"):
             return ""
         return f" The network was surest of {'the frames' if len(self.phases) > 1 else 'the image'} {found}."

@@ -330,13 +330,14 @@ class _Model:
     def meta(self) -> dict:
         return self.runner.meta
 
-    def turned_over(self, volume: Volume) -> bool:
-        """Whether a stack (slices last) runs the other way from the slices this model learnt -- its geometry
-        says which way it runs (:func:`ACNNCore.preprocessing.stack_order`) and the bundle which way its training
-        maps ran (``input.slice_order``) --, so that it is shown to the network with its slices reversed (the same
-        voxels at the same places). False where either is not known."""
+    def in_learnt_order(self, volume: Volume) -> tuple[Volume, bool]:
+        """A stack (slices last) with its slices in the order this model learnt: reversed (the same voxels at the
+        same places) where its geometry says it runs one way (:func:`ACNNCore.preprocessing.stack_order`) and the
+        bundle that its training maps ran the other (``input.slice_order``); else as it is. Returns (the stack,
+        whether it was reversed)."""
         learnt, given = self.meta["input"].get("slice_order"), stack_order(volume.geometry)
-        return learnt is not None and given is not None and learnt != given
+        over = learnt is not None and given is not None and learnt != given
+        return (volume.flipped(2) if over else volume), over
 
     def _channels_on_input_grid(self, volume: Volume, output, center=None, progress=None,
                                 near=None) -> tuple[np.ndarray, Geometry, object, np.ndarray | None]:
@@ -469,9 +470,7 @@ class Segmenter(_Model):
         :attr:`Segmentation.heart`, with its view). The clean-up and the shape model's correction work in the
         layout the network saw (the shape model learnt it too); the result is laid out as the input."""
         volume, back = _slices_last(volume)
-        over = self.turned_over(volume)
-        if over:  # shown base first where the network learnt base first, and so on; turned back below
-            volume = volume.flipped(2)
+        volume, over = self.in_learnt_order(volume)  # turned back below
         if self.orient and view is None:
             probs, out, orientation, view, heart = self._oriented(volume, progress)
         else:
@@ -518,8 +517,7 @@ class Segmenter(_Model):
     def heart_center(self, volume: Volume) -> np.ndarray | None:
         """Where the heart search ends in ``volume`` (a physical point; an ensemble's: :func:`ensemble_center`),
         or None for a model without one (trained on images of its own window) or where it finds nothing."""
-        volume = _slices_last(volume)[0]
-        volume = volume.flipped(2) if self.turned_over(volume) else volume  # searched in the order learnt
+        volume = self.in_learnt_order(_slices_last(volume)[0])[0]  # searched in the order learnt
         return self._heart(self.runner.normalised(volume)[0])
 
 
@@ -617,7 +615,7 @@ class ShapeModel(_Model):
         labels = labels.slices_last()[0]  # the model's grid takes its slices along the map's
         if as_trained and self.runner.as_acquired:
             spacing[2] = labels.spacing[2]
-        along = labels.flipped(2) if self.turned_over(labels) else labels  # in the order the model learnt
+        along = self.in_learnt_order(labels)[0]  # the grid's slices in the order the model learnt
         return model_geometry(along, self.grid.shape, spacing, labels_center(labels))
 
     def probabilities(self, code) -> np.ndarray:
