@@ -61,19 +61,56 @@ def cut_through(mask: np.ndarray) -> tuple[int, int, int] | None:
     return int(i), int(j), k
 
 
-def render_myocardium(ax, labels, value: int = 2, voxel_mm: float = 3.75) -> None:
-    """A 3-D rendering of one structure (matplotlib voxels, resampled to about ``voxel_mm``)."""
-    steps = [max(1, int(round(voxel_mm / s))) for s in labels.spacing]
-    mask = labels.array[:: steps[0], :: steps[1], :: steps[2]] == value
-    ax.voxels(mask, facecolors=(*SEGMENTS[value][1], 1.0), edgecolor=None)
-    ax.set_box_aspect([n * st * sp for n, st, sp in zip(mask.shape, steps, labels.spacing)])
+def exposed_faces(mask: np.ndarray) -> np.ndarray:
+    """The faces of a 3-D mask's voxels that no other voxel of it covers: (N, 4, 3) corners, in voxels (voxel
+    (i, j, k) spans [i, i + 1] x [j, j + 1] x [k, k + 1])."""
+    padded, faces = np.pad(mask.astype(bool), 1), []
+    for axis in range(3):
+        a, b = (d for d in range(3) if d != axis)
+        for side in (0, 1):  # the face toward lower, then higher, indices along the axis
+            exposed = padded & ~np.roll(padded, -1 if side else 1, axis=axis)
+            corners = np.zeros((4, 3))
+            corners[:, axis], corners[[1, 2], a], corners[[2, 3], b] = side, 1, 1
+            faces.append(np.argwhere(exposed)[:, None, :] - 1.0 + corners)
+    return np.concatenate(faces)
+
+
+def render_myocardium(ax, labels, value: int = 2, voxel_mm: float = 3.75) -> tuple | None:
+    """A 3-D rendering of one structure: its voxels (resampled to about ``voxel_mm``) drawn as one shaded
+    surface of their exposed faces (matplotlib's ``voxels`` draws each voxel as its own collection, a
+    hundred times slower), in mm, the view fitted to it. Returns its (lowest, highest) corner in mm, or None
+    where the structure is absent."""
     ax.view_init(20, -60)
     ax.set_axis_off()
+    steps = np.array([max(1, int(round(voxel_mm / s))) for s in labels.spacing])
+    mask = labels.array[:: steps[0], :: steps[1], :: steps[2]] == value
+    if not mask.any():
+        return None
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    faces = exposed_faces(mask) * (steps * np.asarray(labels.spacing))
+    ax.add_collection3d(Poly3DCollection(faces, facecolors=(*SEGMENTS[value][1], 1.0), shade=True))
+    box = faces.reshape(-1, 3).min(0), faces.reshape(-1, 3).max(0)
+    fit_view(ax, *box)
+    return box
+
+
+def fit_view(ax, low, high) -> None:
+    """A 3-D axes' limits set to the box from ``low`` to ``high`` (mm), drawn in its true proportions."""
+    ax.set_xlim(low[0], high[0])
+    ax.set_ylim(low[1], high[1])
+    ax.set_zlim(low[2], high[2])
+    ax.set_box_aspect(np.asarray(high) - np.asarray(low))
 
 
 def traversal_montage(steps, path, title: str = "", render3d: bool = False) -> Path:
-    """Decoded shapes of a latent traversal: a short-axis and a long-axis cut per step (and, with
-    ``render3d``, the myocardium in 3-D)."""
+    """:func:`traversal_figure` written to ``path``."""
+    return save(traversal_figure(steps, title, render3d), path)
+
+
+def traversal_figure(steps, title: str = "", render3d: bool = False):
+    """Decoded shapes of a latent traversal (``steps``: (sd, label map) pairs): a short-axis and a long-axis cut
+    per step (and, with ``render3d``, the myocardium in 3-D, every step in the same box: sizes compare)."""
     plt = _plt()
     n = len(steps)
     rows = 3 if render3d else 2
@@ -81,17 +118,23 @@ def traversal_montage(steps, path, title: str = "", render3d: bool = False) -> P
     axes = [[fig.add_subplot(rows, n, r * n + c + 1, **({"projection": "3d"} if r == 2 else {}))
              for c in range(n)] for r in range(rows)]
     k, j = mid_slices(steps[n // 2][1].array)
+    boxes = []
     for col, (z, volume) in enumerate(steps):
         sp = volume.spacing
         show(axes[0][col], labels=volume.array[:, :, k], title=f"{z:+.1f} sd")
         show(axes[1][col], labels=volume.array[:, j, :], aspect=sp[2] / sp[0])
         if render3d:
-            render_myocardium(axes[2][col], volume)
+            boxes.append(render_myocardium(axes[2][col], volume))
+    boxes = [b for b in boxes if b is not None]
+    if boxes:  # one box holding every step's
+        low, high = np.min([b[0] for b in boxes], 0), np.max([b[1] for b in boxes], 0)
+        for ax in axes[2]:
+            fit_view(ax, low, high)
     axes[0][0].set_ylabel("short axis", fontsize=8)
     axes[1][0].set_ylabel("long axis", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return save(fig, path)
+    return fig
 
 
 def save(fig, path, dpi: int = 90) -> Path:

@@ -131,6 +131,37 @@ def test_figures_cut_through_what_they_show():
     assert cut_through(np.zeros((4, 4, 4), bool)) is None
 
 
+def test_a_traversal_draws_each_step_s_myocardium_in_one_box_in_mm():
+    """The latent traversal's 3-D row: each voxel's faces that no other voxel covers (one voxel 6, two side by
+    side 10), scaled to mm, every step in the box holding them all (a larger shape looks larger), true
+    proportions; a step without myocardium leaves its axes empty."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ACNNCore.figures import exposed_faces, traversal_figure
+    from ACNNCore.volume import Volume
+
+    mask = np.zeros((3, 3, 3), bool)
+    mask[1, 1, 1] = True
+    assert exposed_faces(mask).shape == (6, 4, 3)
+    mask[2, 1, 1] = True
+    faces = exposed_faces(mask)
+    assert faces.shape == (10, 4, 3) and faces.min((0, 1)).tolist() == [1, 1, 1]
+    assert faces.max((0, 1)).tolist() == [3, 2, 2]
+    small, large = np.zeros((40, 40, 10), np.uint8), np.zeros((40, 40, 10), np.uint8)
+    small[16:24, 16:24, 4:6], large[8:32, 8:32, 2:8] = 2, 2  # 3.75 mm voxels: 8 x 8 x 2, 24 x 24 x 6
+    steps = [(z, Volume.from_array(a, (3.75, 3.75, 3.75))) for z, a in ((-2, small), (0, 0 * small), (2, large))]
+    figure = traversal_figure(steps, render3d=True)
+    axes = [ax for ax in figure.axes if ax.name == "3d"]
+    assert [len(ax.collections) for ax in axes] == [1, 0, 1]
+    for ax in axes:
+        assert ax.get_xlim() == ax.get_ylim() == (8 * 3.75, 32 * 3.75) and ax.get_zlim() == (2 * 3.75, 8 * 3.75)
+        np.testing.assert_allclose(ax.get_box_aspect() / ax.get_box_aspect()[0], [1, 1, 0.25])
+    plt.close(figure)
+
+
 def test_figure_shows_a_defect_far_from_the_heart(tmp_path):
     """A stray island outside the box round the expert's heart (what 043 ED's sub-pixel pair gave): the figure
     widens its box to cut through it, instead of indexing past the box."""
