@@ -49,6 +49,17 @@ def acdc_root():
 
 
 @pytest.fixture(scope="session")
+def acdc_network():
+    """The first network of the bundled real-data ensemble acnn-seg-acdc: a quarter of the ensemble's work, for
+    tests of what lies around the network (file formats, a benchmark's bookkeeping, the orientation search)."""
+    from ACNNCore.bundle import available, members
+
+    if "acnn-seg-acdc" not in available():
+        pytest.skip("acnn-seg-acdc is not bundled")
+    return str(members("acnn-seg-acdc")[0])
+
+
+@pytest.fixture(scope="session")
 def phantom_mr(tmp_path_factory):
     """Six MR subjects (two per group) with 2 mm slice motion, written by the library."""
     from ACNNCore.phantom.population import PhantomConfig, with_motion, write_population

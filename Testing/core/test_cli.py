@@ -211,7 +211,7 @@ def test_a_folder_of_dicom_studies_is_segmented_study_by_study(tmp_path, write_d
     assert run.returncode == 2 and "exists" in run.stderr and "--overwrite" in run.stderr
 
 
-def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, phantom_cine, capsys):
+def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, phantom_cine, acdc_network, capsys):
     """`--dicom-seg FOLDER`: a DICOM cine's labels also written as DICOM SEG objects on its images, one per
     frame, holding the 4-D map's labels; a folder of studies gets FOLDER/STUDY/. Refused before any work: a
     sub-pixel model (its grid is not the images'), input that is not DICOM, segmentations already there. A
@@ -244,7 +244,7 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
         ds = pydicom.dcmread(path)
         del ds.FrameOfReferenceUID
         ds.save_as(path)
-    model = ("--model", "acnn-seg-acdc", "--device", "cpu", "--series", "cine_sax")
+    model = ("--model", acdc_network, "--device", "cpu", "--series", "cine_sax")  # one network: a quarter of the work
     run = acnn("segment", tmp_path / "studies" / "p1", "--out", tmp_path / "p1.nii.gz", "--dicom-seg",
                tmp_path / "seg", *model)
     assert run.returncode == 0 and f"{tmp_path / 'seg'}: 2 DICOM segmentations" in run.stdout, run.stderr
@@ -304,15 +304,16 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
     assert json.loads(capsys.readouterr().out)["dicom_seg"] == ["labels/SEG_001.dcm", "labels/SEG_002.dcm"]
 
 
-def test_segment_says_when_it_finds_no_heart(tmp_path):
-    """Noise segmented by the real-data model: nothing is found, the label map is written, and stderr says so;
+def test_segment_says_when_it_finds_no_heart(tmp_path, acdc_network):
+    """Noise segmented by a real-data network: nothing is found, the label map is written, and stderr says so;
     a NaN voxel, a 2-D image or a constant one is refused with one line."""
     from ACNNCore.io import write_volume
     from ACNNCore.volume import Volume
 
     noise = np.random.default_rng(0).random((100, 100, 10)).astype(np.float32)
     write_volume(Volume.from_array(noise, (1.5, 1.5, 8.0)), tmp_path / "noise.nii.gz")
-    run = acnn("segment", tmp_path / "noise.nii.gz", "--out", tmp_path / "seg.nii.gz", "--device", "cpu")
+    run = acnn("segment", tmp_path / "noise.nii.gz", "--out", tmp_path / "seg.nii.gz", "--model", acdc_network,
+               "--device", "cpu")
     assert run.returncode == 0, run.stderr
     assert not read_labels(tmp_path / "seg.nii.gz", allowed=(0, 1, 2, 3)).array.any()
     assert "no LV found in" in run.stderr and "short-axis cardiac stack" in run.stderr

@@ -522,8 +522,8 @@ def test_a_shape_model_corrects_an_implausible_map_where_it_is_wrong_and_leaves_
     calls.clear()
     shape.correct(truth, checkpoint=lambda: calls.append(0))
     assert not calls  # a plausible map: nothing to search
-    # a correction that must change more of the LV than allowed is refused, saying how much it would change
-    out, how = shape.correct(gappy, probabilities)
+    # a correction that must change more of the LV than allowed is refused, saying how much it would change (out:
+    # the correction with the probabilities, from the loop above)
     changed, lv = np.count_nonzero(out.array != a), np.count_nonzero((a == 1) | (a == 2))
     kept, why = shape.correct(gappy, probabilities, max_change=0.5 * changed / lv)
     assert why.startswith(CORRECTION_REFUSED) and f"changes {changed} voxels" in why and f"LV's {lv}" in why, why

@@ -83,16 +83,17 @@ def test_real_data_model_finds_the_heart_and_answers_on_the_input_grid(acdc_mode
     assert np.array_equal(swapped == 3, labels.array == 1) and np.array_equal(swapped == 1, labels.array == 3)
 
 
-def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, tmp_path, capsys):
-    """A 4-D cine segmented by the bundled real-data model (it has an RV): the RV's ED and ES volumes and its
-    EF, beside the LV's."""
+def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, acdc_network, tmp_path, capsys):
+    """A 4-D cine segmented by one of the bundled real-data networks (it has an RV): the RV's ED and ES volumes
+    and its EF, beside the LV's."""
     from ACNNCore.io import read_frames, read_volume, write_frames
 
     folder = acdc_root / "patient011"
     ed, es = (read_volume(folder / f"patient011_frame{f}.nii.gz") for f in ("01", "08"))
     write_frames([es, ed], tmp_path / "cine.nii.gz")
     out = tmp_path / "cine_seg.nii.gz"
-    assert main(["segment", str(tmp_path / "cine.nii.gz"), "--out", str(out), "--device", "cpu"]) == 0
+    assert main(["segment", str(tmp_path / "cine.nii.gz"), "--out", str(out), "--model", acdc_network,
+                 "--device", "cpu"]) == 0
     printed, noted = capsys.readouterr()
     frames = read_frames(out)
     implausible = [not plausibility(f)["plausible"] for f in frames]  # ED and ES are the only two frames
@@ -112,7 +113,7 @@ def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, tmp_path, cap
     mirrored = (False, True, False)
     write_frames([in_plane_view(f, mirrored) for f in (es, ed)], tmp_path / "mirrored.nii.gz")
     assert main(["segment", str(tmp_path / "mirrored.nii.gz"), "--out", str(tmp_path / "m_seg.nii.gz"), "--orient",
-                 "--device", "cpu"]) == 0
+                 "--model", acdc_network, "--device", "cpu"]) == 0
     again = capsys.readouterr().out
     assert again.count("orientation:") == 1 and \
         "orientation: the network was surest of the cine's frames with its first axis reversed (sureness" in again
@@ -121,19 +122,16 @@ def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, tmp_path, cap
                for m, f in zip(read_frames(tmp_path / "m_seg.nii.gz"), frames))
 
 
-def test_a_cine_s_heart_search_starts_where_the_last_frame_s_ended(acdc_root):
+def test_a_cine_s_heart_search_starts_where_the_last_frame_s_ended(acdc_root, acdc_network):
     """Each frame of a cine after the first looks for the heart from where the last frame's search ended:
     windows only, no pass over the whole field of view (a cine segmented twice as fast); a start with no heart
-    in its window falls back to the whole search."""
-    from ACNNCore.bundle import available
+    in its window falls back to the whole search. (One real-data network; an ensemble's members each search.)"""
     from ACNNCore.cine import segment_frames
     from ACNNCore.inference import LOCATE_SETTLED_MM, Segmenter
     from ACNNCore.io import read_volume
 
-    if "acnn-seg-acdc" not in available():
-        pytest.skip("acnn-seg-acdc is not bundled")
     ed, es = (read_volume(acdc_root / "patient011" / f"patient011_frame{f}.nii.gz") for f in ("01", "08"))
-    segmenter = Segmenter("acnn-seg-acdc", "cpu")
+    segmenter = Segmenter(acdc_network, "cpu")
     inputs = []  # the in-plane shape of every input the network sees
     segmenter.runner.bundle.model.register_forward_hook(lambda m, args, out: inputs.append(args[0].shape[2:4]))
     first = segmenter(ed)
@@ -438,40 +436,42 @@ def test_slice_order_benchmark_segments_each_way(acdc_root):
     assert table[WAYS[1]]["dice"][0][2] < 0.5 < 0.9 < table[WAYS[2]]["dice"][0][2] == table[WAYS[0]]["dice"][0][2]
 
 
-def test_orient_finds_the_layout_the_network_learnt(acdc_root, tmp_path, capsys):
+def test_orient_finds_the_layout_the_network_learnt(acdc_root, acdc_network, tmp_path, capsys):
     """ACDC patient001 ED stored mirrored (its first array axis reversed: the RV on the other side of the
-    array) and turned a quarter: as stored the real-data model misses the RV; with `--orient` it segments each
-    exactly as it segments the image stored as it learnt it, and says how it saw it."""
+    array) and turned a quarter: as stored the real-data model (here an ensemble of two of its networks) misses
+    the RV; with `--orient` it segments each exactly as it segments the image stored as it learnt it, and says
+    how it saw it."""
+    from ACNNCore.bundle import members
     from ACNNCore.evaluation import evaluate_case
     from ACNNCore.inference import Segmenter, describe_view, in_plane_view
     from ACNNCore.io import write_volume
 
-    case = read_acdc_patient(acdc_root / "patient001")[0]
-    segmenter, usual = Segmenter("acnn-seg-acdc", "cpu", orient=True), Segmenter("acnn-seg-acdc", "cpu")(case.image)
+    case, two = read_acdc_patient(acdc_root / "patient001")[0], [str(m) for m in members("acnn-seg-acdc")[:2]]
+    segmenter, usual = Segmenter(two, "cpu", orient=True), Segmenter(two, "cpu")(case.image)
     for view, kept in (((False, True, False), (False, True, False)),  # a mirroring undoes itself
                        ((True, False, True), (True, True, False))):  # a quarter turn: the other way back
         stored, calls = in_plane_view(case.image, view), []
         result = segmenter(stored, progress=lambda done, total: calls.append((done, total)))
-        # each of the 8 views a pass of each of the ensemble's 4 networks (and one heart search)
-        assert calls[-1] == (32, 32) == (32, segmenter.passes)
+        # each of the 8 views a pass of each of the ensemble's 2 networks (and one heart search)
+        assert calls[-1] == (16, 16) == (16, segmenter.passes)
         assert result.orientation.startswith(describe_view(kept) + " (sureness 0.9") and \
             "as stored 0." in result.orientation, result.orientation
         assert result.labels.geometry.same_as(stored.geometry)  # laid out as the input
         assert np.array_equal(in_plane_view(result.labels, kept).array, usual.labels.array)
         assert evaluate_case(result.labels, case.labels, (1, 2, 3))["dice_rv"] > 0.9
     mirrored = in_plane_view(case.image, (False, True, False))
-    assert evaluate_case(Segmenter("acnn-seg-acdc", "cpu")(mirrored).labels, case.labels, (1, 2, 3))["dice_rv"] < 0.2
+    assert evaluate_case(Segmenter(two, "cpu")(mirrored).labels, case.labels, (1, 2, 3))["dice_rv"] < 0.2
     # with the shape model's correction (patient085 ED: the output needs one), done in the layout the network and
     # the shape model learnt: the same map as for the image stored so
     image = read_acdc_patient(acdc_root / "patient085")[0].image
-    usual = Segmenter("acnn-seg-acdc", "cpu", shape_model=True)(image)
+    usual = Segmenter(two, "cpu", shape_model=True)(image)
     mirrored_rows = in_plane_view(image, (True, False, False))
-    corrected = Segmenter("acnn-seg-acdc", "cpu", shape_model=True, orient=True)(mirrored_rows)
+    corrected = Segmenter(two, "cpu", shape_model=True, orient=True)(mirrored_rows)
     assert usual.correction.startswith("corrected") and corrected.correction == usual.correction
     assert np.array_equal(in_plane_view(corrected.labels, (True, False, False)).array, usual.labels.array)
-    write_volume(mirrored, tmp_path / "mirrored.nii.gz")
+    write_volume(mirrored, tmp_path / "mirrored.nii.gz")  # the command's line, with one network
     assert main(["segment", str(tmp_path / "mirrored.nii.gz"), "--out", str(tmp_path / "seg.nii.gz"), "--orient",
-                 "--device", "cpu"]) == 0
+                 "--model", acdc_network, "--device", "cpu"]) == 0
     assert "orientation: the network was surest of the image with its first axis reversed (sureness" in \
         capsys.readouterr().out
 
@@ -537,14 +537,15 @@ def test_plausibility_benchmark_reads_the_expert_maps_apical_cap(acdc_root):
         "cleaned up: 0 implausible")
 
 
-def test_orientation_benchmark_scores_each_stored_layout(acdc_root):
-    """benchmarks/acdc_orientation.py on one image stored two ways: the mirrored one loses the RV as stored,
-    and with --orient both give the same scores and come back to the learnt layout."""
+def test_orientation_benchmark_scores_each_stored_layout(acdc_root, acdc_network):
+    """benchmarks/acdc_orientation.py on one image stored two ways (with one of the bundled networks): the
+    mirrored one loses the RV as stored, and with --orient both give the same scores and come back to the learnt
+    layout."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from acdc_orientation import measure
 
     mirrored = (False, True, False)
-    table = measure("acnn-seg-acdc", [acdc_root / "patient001"], 1, [(False, False, False), mirrored])
+    table = measure(acdc_network, [acdc_root / "patient001"], 1, [(False, False, False), mirrored])
     as_learnt = table[(False, False, False)]
     assert table[mirrored]["stored"][0][2] < 0.2 < 0.9 < as_learnt["stored"][0][2]  # the RV lost, mirrored
     assert table[mirrored]["orient"] == as_learnt["orient"] == as_learnt["stored"]
@@ -610,9 +611,10 @@ def test_acdc_benchmark_sees_its_training_patients_where_symbolic_links_are_refu
     assert sorted(bench.train_dir.iterdir()) == made
 
 
-def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
-    """--models and --methods: the bundled ACDC models evaluated as they are (nothing trained), the other
-    methods and the paired ACNN-Seg / no-prior parts left out; an unknown key is refused."""
+def test_acdc_benchmark_evaluates_given_models_only(acdc_root, acdc_network, tmp_path):
+    """--models and --methods: bundled ACDC models evaluated as they are (nothing trained: one of acnn-seg-acdc's
+    networks, then the ensemble on a patient it corrects), the other methods and the paired ACNN-Seg / no-prior
+    parts left out; an unknown key is refused."""
     from ACNNCore.benchmark import AcdcBenchmark
     from ACNNCore.bundle import available
     from ACNNCore.errors import InputError
@@ -626,7 +628,7 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     ensemble = AcdcBenchmark(acdc_root, tmp_path, models={"acnn-seg": "acnn-seg-acdc,acnn-seg-acdc"})
     assert [p.name for p in ensemble.model("acnn-seg")] == ["acnn-seg-acdc"] * 2  # what Segmenter averages
     report = AcdcBenchmark(acdc_root, tmp_path, device="cpu", say=lambda *a: None, max_patients=10,
-                           models={"acnn-seg": "acnn-seg-acdc", "ae": "ae-acdc"}, methods=("acnn-seg",),
+                           models={"acnn-seg": acdc_network, "ae": "ae-acdc"}, methods=("acnn-seg",),
                            correct=True).run()
     text = report.read_text()
     assert "| ACNN-Seg |" in text and "2D-FCN" not in text and "No prior" not in text
@@ -639,7 +641,7 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, tmp_path):
     assert len(rows) == 12
     assert all((r["plausible"] == "True") != r["correction"].startswith("not corrected") for r in rows)
     assert "Wilcoxon" not in text and "What the prior fixed" not in text and "## Pathology classification" in text
-    assert not (tmp_path / "runs").exists() and "Given, not trained here: acnn-seg = `acnn-seg-acdc`" in text
+    assert not (tmp_path / "runs").exists() and f"Given, not trained here: acnn-seg = `{acdc_network}`" in text
     assert "Budget" not in text  # nothing trained: no training budget to state
     # a patient the bundled model leaves open rings in (085, 5 mm slices): corrected, and the figure drawn; with
     # the limit at 1 % of the LV's voxels, ED's correction (2 %) is refused and ES's (0.3 %) made
@@ -746,16 +748,13 @@ def test_ensemble_search_benchmark_scores_the_members_the_ensemble_and_the_media
                      r"from that median at most [\d.]+ mm$", lines[0])
 
 
-def test_cine_search_benchmark_compares_both_searches(acdc_root, capsys):
-    """benchmarks/acdc_cine_search.py: ES segmented afresh and from ED's heart, both scored."""
-    from ACNNCore.bundle import available
-
-    if "acnn-seg-acdc" not in available():
-        pytest.skip("acnn-seg-acdc is not bundled")
+def test_cine_search_benchmark_compares_both_searches(acdc_root, acdc_network, capsys):
+    """benchmarks/acdc_cine_search.py (with one real-data network): ES segmented afresh and from ED's heart, both
+    scored."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from acdc_cine_search import compare
 
-    result = compare("acnn-seg-acdc", [acdc_root / "patient090"])
+    result = compare(acdc_network, [acdc_root / "patient090"])
     afresh, warm, apart = result["rows"]["patient090"]
     assert min(afresh + warm) > 0.7 and 0 <= apart < 10 and result["seconds"]["from ED"] > 0
 
@@ -927,16 +926,17 @@ def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, c
     assert f"--methods acnn-seg --models ae={ae} acnn-seg=" in capsys.readouterr().out  # the prior they trained with
 
 
-def test_cine_time_benchmark_segments_a_cine_both_ways(acdc_root, capsys, monkeypatch):
+def test_cine_time_benchmark_segments_a_cine_both_ways(acdc_root, acdc_network, capsys, monkeypatch):
     """benchmarks/cine_time.py: a cine of patient001's two phases timed as `acnn segment` searches it and afresh
-    in every frame, one line per model (a figure to read, not a timed test)."""
+    in every frame, one line per model (a figure to read, not a timed test; here one real-data network)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import cine_time
 
-    monkeypatch.setattr(sys, "argv", ["cine_time.py", "--data", str(acdc_root), "--frames", "3"])
+    monkeypatch.setattr(sys, "argv", ["cine_time.py", "--data", str(acdc_root), "--frames", "3", "--models",
+                                      acdc_network])
     cine_time.main()
     line = capsys.readouterr().out.strip()
-    assert re.fullmatch(r"acnn-seg-acdc: 3 frames in \d+\.\d s as a cine, \d+\.\d s searched afresh "
+    assert re.fullmatch(re.escape(acdc_network) + r": 3 frames in \d+\.\d s as a cine, \d+\.\d s searched afresh "
                         r"\(\d+\.\d times as long\)", line), line
 
 

@@ -133,19 +133,19 @@ def test_a_real_image_segmented_with_its_rv_measured(scene, acdc_root):
     assert result.notes == []  # a real image, the real-data model: nothing to mind
 
 
-def test_orient_in_the_logic_says_how_it_saw_a_mirrored_image(scene, acdc_root):
-    """A real image stored mirrored, segmented by the logic: without ``orient``, the RV lost, the result
-    implausible and the status line naming the orientation search; with it, the RV found, and the status line
-    says the network was surest of the image with its first axis reversed."""
+def test_orient_in_the_logic_says_how_it_saw_a_mirrored_image(scene, acdc_root, acdc_network):
+    """A real image stored mirrored, segmented by the logic (one real-data network): without ``orient``, the RV
+    lost, the result implausible and the status line naming the orientation search; with it, the RV found, and
+    the status line says the network was surest of the image with its first axis reversed."""
     from ACNNCore.cine import IMPLAUSIBLE_UNSEARCHED
     from ACNNCore.inference import in_plane_view
     from ACNNCore.io import read_volume
 
     image = read_volume(acdc_root / "patient031" / "patient031_frame01.nii.gz")
     node = mrml.volume_to_node(in_plane_view(image, (False, True, False)), scene=scene, name="mirrored")
-    result, _, table = SegmentLogic().process(node, "acnn-seg-acdc", "cpu", surfaces=False)
+    result, _, table = SegmentLogic().process(node, acdc_network, "cpu", surfaces=False)
     assert mrml.table_rows(table)[0]["RV blood pool (ml)"] < 10 and IMPLAUSIBLE_UNSEARCHED in result.summary()
-    result, _, table = SegmentLogic().process(node, "acnn-seg-acdc", "cpu", surfaces=False, orient=True)
+    result, _, table = SegmentLogic().process(node, acdc_network, "cpu", surfaces=False, orient=True)
     assert result.orientation_note().startswith(" The network was surest of the image with its first axis reversed")
     assert mrml.table_rows(table)[0]["RV blood pool (ml)"] > 50
 
