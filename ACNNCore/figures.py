@@ -103,15 +103,19 @@ def fit_view(ax, low, high) -> None:
     ax.set_box_aspect(np.asarray(high) - np.asarray(low))
 
 
-def traversal_montage(steps, path, title: str = "", render3d: bool = False) -> Path:
+def traversal_montage(steps, path, title: str = "", render3d: bool = False, base_first: bool = False) -> Path:
     """:func:`traversal_figure` written to ``path``."""
-    return save(traversal_figure(steps, title, render3d), path)
+    return save(traversal_figure(steps, title, render3d, base_first), path)
 
 
-def traversal_figure(steps, title: str = "", render3d: bool = False):
+def traversal_figure(steps, title: str = "", render3d: bool = False, base_first: bool = False):
     """Decoded shapes of a latent traversal (``steps``: (sd, label map) pairs): a short-axis and a long-axis cut
-    per step (and, with ``render3d``, the myocardium in 3-D, every step in the same box: sizes compare)."""
+    per step (and, with ``render3d``, the myocardium in 3-D, every step in the same box: sizes compare). The
+    apex is drawn down: ``base_first`` (a shape model's ``input.slice_order``, as ACDC's maps run) reverses the
+    slices for the drawing; the phantom's maps run apex first."""
     plt = _plt()
+    if base_first:
+        steps = [(z, volume.with_array(np.ascontiguousarray(volume.array[:, :, ::-1]))) for z, volume in steps]
     n = len(steps)
     rows = 3 if render3d else 2
     fig = plt.figure(figsize=(1.5 * n, 1.7 * rows))

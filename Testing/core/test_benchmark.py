@@ -160,6 +160,16 @@ def test_a_traversal_draws_each_step_s_myocardium_in_one_box_in_mm():
         assert ax.get_xlim() == ax.get_ylim() == (8 * 3.75, 32 * 3.75) and ax.get_zlim() == (2 * 3.75, 8 * 3.75)
         np.testing.assert_allclose(ax.get_box_aspect() / ax.get_box_aspect()[0], [1, 1, 0.25])
     plt.close(figure)
+    # maps that run base first (ACDC's: a shape model's slice_order) drawn with the apex down: reversed
+    apex = np.zeros((40, 40, 10), np.uint8)
+    apex[8:32, 8:32, :3] = 2  # the first three slices
+    for base_first, shown in ((False, (0, 3)), (True, (7, 10))):
+        figure = traversal_figure([(0, Volume.from_array(apex, (3.75, 3.75, 3.75)))], render3d=True,
+                                  base_first=base_first)
+        cut, solid = figure.axes[1], figure.axes[2]  # the long-axis cut (imshow: rows are slices), the 3-D view
+        rows = np.flatnonzero(cut.images[-1].get_array()[..., 3].max(1) == 1)  # the labels' opaque rows
+        assert (rows.min(), rows.max() + 1) == shown and solid.get_zlim() == (shown[0] * 3.75, shown[1] * 3.75)
+        plt.close(figure)
 
 
 def test_figure_shows_a_defect_far_from_the_heart(tmp_path):
