@@ -77,8 +77,8 @@ def exposed_faces(mask: np.ndarray) -> np.ndarray:
 
 def render_myocardium(ax, labels, value: int = 2, voxel_mm: float = 3.75) -> tuple | None:
     """A 3-D rendering of one structure: its voxels (resampled to about ``voxel_mm``) drawn as one shaded
-    surface of their exposed faces (matplotlib's ``voxels`` draws each voxel as its own collection, a
-    hundred times slower), in mm, the view fitted to it. Returns its (lowest, highest) corner in mm, or None
+    surface of their exposed faces (matplotlib's ``voxels`` draws each voxel as its own collection: a phantom's
+    myocardium took 3.9 s, now 0.07), in mm, the view fitted to it. Returns its (lowest, highest) corner in mm, or None
     where the structure is absent."""
     ax.view_init(20, -60)
     ax.set_axis_off()
