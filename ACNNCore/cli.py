@@ -411,7 +411,9 @@ def _add_inference(sub):
                    help="traverse around this label map's code instead of the mean code (an expert's map or a "
                         "segmentation; ACDC's label values where an ACDC Info.cfg lies beside it), the shapes "
                         "placed where it lies")
-    p.add_argument("-o", "--out", required=True, type=Path, help="a .png montage, or a folder of .nii.gz label maps")
+    p.add_argument("-o", "--out", required=True, type=Path,
+                   help="a .png montage (each step's short-axis and long-axis cuts and its myocardium in 3-D, the "
+                        "apex down), or a folder of .nii.gz label maps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
     p.set_defaults(run=run_explore)
