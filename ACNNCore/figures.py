@@ -78,8 +78,8 @@ def exposed_faces(mask: np.ndarray) -> np.ndarray:
 def render_myocardium(ax, labels, value: int = 2, voxel_mm: float = 3.75) -> tuple | None:
     """A 3-D rendering of one structure: its voxels (resampled to about ``voxel_mm``) drawn as one shaded
     surface of their exposed faces (matplotlib's ``voxels`` draws each voxel as its own collection: a phantom's
-    myocardium took 3.9 s, now 0.07), in mm, the view fitted to it. Returns its (lowest, highest) corner in mm, or None
-    where the structure is absent."""
+    myocardium took 3.9 s, now 0.07), in mm, the view fitted to it. Returns its (lowest, highest) corner in mm,
+    or None where the structure is absent."""
     ax.view_init(20, -60)
     ax.set_axis_off()
     steps = np.array([max(1, int(round(voxel_mm / s))) for s in labels.spacing])
@@ -90,7 +90,8 @@ def render_myocardium(ax, labels, value: int = 2, voxel_mm: float = 3.75) -> tup
 
     faces = exposed_faces(mask) * (steps * np.asarray(labels.spacing))
     ax.add_collection3d(Poly3DCollection(faces, facecolors=(*SEGMENTS[value][1], 1.0), shade=True))
-    box = faces.reshape(-1, 3).min(0), faces.reshape(-1, 3).max(0)
+    corners = faces.reshape(-1, 3)
+    box = corners.min(0), corners.max(0)
     fit_view(ax, *box)
     return box
 
@@ -115,7 +116,7 @@ def traversal_figure(steps, title: str = "", render3d: bool = False, base_first:
     slices for the drawing; the phantom's maps run apex first."""
     plt = _plt()
     if base_first:
-        steps = [(z, volume.with_array(np.ascontiguousarray(volume.array[:, :, ::-1]))) for z, volume in steps]
+        steps = [(z, volume.flipped(2)) for z, volume in steps]
     n = len(steps)
     rows = 3 if render3d else 2
     fig = plt.figure(figsize=(1.5 * n, 1.7 * rows))
