@@ -27,8 +27,8 @@ from .losses import one_hot
 from .metrics import defects, plausibility
 from .networks import in_layout, pick_device, to_device
 from .postprocessing import clean_up
-from .preprocessing import (labels_center, model_geometry, normalize_intensity, resample, resample_channels,
-                            stack_order)
+from .preprocessing import (BASE_FIRST, labels_center, model_geometry, normalize_intensity, resample,
+                            resample_channels, stack_order)
 from .volume import Geometry, Volume
 
 log = logging.getLogger(__name__)
@@ -587,7 +587,12 @@ class ShapeModel(_Model):
         self.order = list(latent["order"])
         self.net = self.runner.bundle.model
         out = self.meta["output"]
-        self.grid = Geometry(tuple(out["shape"]), tuple(out["spacing"])).centered_at((0.0, 0.0, 0.0))
+        # where no image places a shape (the mean shape, a traversal), it lies as the heart does in the patient,
+        # apex down: the grid of a model whose maps run base first (ACDC's) is turned half a turn about its first
+        # axis, so that its slices run down (a turn, not a mirror: the RV stays on the patient's right of the LV)
+        down = self.meta["input"].get("slice_order") == BASE_FIRST
+        self.grid = Geometry(tuple(out["shape"]), tuple(out["spacing"]),
+                             direction=np.diag([1.0, -1.0, -1.0]) if down else np.eye(3)).centered_at((0.0, 0.0, 0.0))
         self.num_classes = self.net.num_classes if hasattr(self.net, "num_classes") else \
             self.net.autoencoder.num_classes
 

@@ -135,6 +135,26 @@ def test_real_shape_model_decodes_lv_and_rv(scene):
     assert {"LV blood pool", "LV myocardium", "RV blood pool"} <= names
     labels = mrml.labels_from_segmentation(node)
     assert {1, 2, 3} <= set(np.unique(labels.array).tolist())
+    # as the heart lies in the patient (and the phantom's shapes lie): the apex down, the RV on the right. ACDC's
+    # maps run base first on an identity grid, which would put the base down
+    assert _lies(labels) == ("apex down", "RV right")
+    phantom = ShapeExplorerLogic()
+    phantom.load("ae-phantom", "cpu")
+    assert _lies(mrml.labels_from_segmentation(phantom.update(scene=scene)))[0] == "apex down"
+
+
+def _lies(labels):
+    """How a decoded shape lies in RAS (the node's physical space): its LV's voxels weigh towards the wide end, the
+    base, so their mean lies above the middle of its extent where the apex is down; the RV's mean right of the
+    LV's or not."""
+    def ras(values):
+        ijk = np.argwhere(np.isin(labels.array, values)).astype(float)
+        return ijk @ labels.geometry.ijk_to_ras[:3, :3].T + labels.geometry.ijk_to_ras[:3, 3]
+
+    lv, rv = ras((1, 2)), ras((3,))
+    s = lv[:, 2]
+    return ("apex down" if s.mean() > (s.min() + s.max()) / 2 else "apex up",
+            None if not len(rv) else "RV right" if rv[:, 0].mean() > lv[:, 0].mean() else "RV left")
 
 
 def test_the_shape_model_a_segmentation_model_was_trained_with():
