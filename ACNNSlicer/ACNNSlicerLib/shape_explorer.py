@@ -60,7 +60,6 @@ class ShapeExplorerLogic:
         """Load an AE or T-L bundle (a wrong kind of bundle is refused; the current model stays)."""
         self.model = ShapeModel(model, device_for(device))
         self.reset()
-        self.placement = None
         return self.model
 
     def _need_model(self) -> ShapeModel:
@@ -88,8 +87,9 @@ class ShapeExplorerLogic:
         return [Slider(d, float(m.mean[d]), float(m.std[d]), float(usage[d])) for d in m.order[:max(1, count)]]
 
     def reset(self) -> np.ndarray:
-        """The mean shape."""
+        """The mean shape, where the model shows it (not where an encoded shape was placed)."""
         self.code = self._need_model().mean.copy()
+        self.placement = None
         return self.code
 
     def set_value(self, dim: int, value: float) -> None:

@@ -687,7 +687,6 @@ class Studio:
     def reset_shape(self):
         if self.state.shape_loaded:
             self.explorer.reset()
-            self.explorer.placement = None
             self._sync_sliders()
             self._decode()
 

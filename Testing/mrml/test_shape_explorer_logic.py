@@ -64,7 +64,8 @@ def test_encode_a_segmentation_reproduces_its_shape(explorer, scene, subject):
 
     d = dice(mrml.labels_from_segmentation(shape), mrml.labels_from_segmentation(seg))
     assert d[1] > 0.7  # placed where the segmentation lies, close to its shape
-    explorer.reset()
+    explorer.reset()  # the mean shape where the model shows it, in the widget as in the studio
+    assert explorer.placement is None and explorer.decode().geometry is explorer.model.grid
     with pytest.raises(InputError, match="T-L"):
         explorer.encode_image(stack)
 
