@@ -143,6 +143,7 @@ class ShapeExplorerWidget(module_widget_base()):
         if p.shapeSegmentation is None:
             p.shapeSegmentation = node
             node.GetDisplayNode().SetVisibility3D(True)
+            slicer.util.resetThreeDViews()  # the 3-D view centred on the new shape
         self.ui.statusLabel.text = f"decoded in {self.logic.explorer.last_update_ms:.0f} ms"
 
     def _syncSliders(self):
@@ -155,10 +156,12 @@ class ShapeExplorerWidget(module_widget_base()):
     def onReset(self):
         if self._run(self.logic.explorer.reset) is not None:
             self._syncSliders()
+            slicer.util.resetThreeDViews()  # back where the model shows its mean shape
 
     def onEncodeSegmentation(self):
         if self._run(self.logic.explorer.encode_segmentation, self._parameterNode.sourceSegmentation) is not None:
             self._syncSliders()
+            slicer.util.resetThreeDViews()  # the shape now lies where the segmentation does
 
     def onEncodeImage(self):
         if self._run(self.logic.explorer.encode_image, self._parameterNode.sourceImage) is not None:
