@@ -110,6 +110,13 @@ class BackgroundRun:
         self.update()
 
 
+def center_3d_views():
+    """The 3-D views centred on what they show (a new segmentation, a shape that moved); none without a layout."""
+    layout = slicer.app.layoutManager()
+    if layout is not None:
+        layout.resetThreeDViews()
+
+
 def read_in_background(read, label: str):
     """``read()`` (a read that touches no scene: ``mrml.read_dicom_nodes``, say) in a worker thread behind a busy
     dialog with Cancel, the application painted and live meanwhile; its result, or None if the user cancelled

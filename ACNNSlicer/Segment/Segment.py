@@ -11,7 +11,7 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest)
 
-from ACNNSlicerLib.gui import run_widget_base
+from ACNNSlicerLib.gui import center_3d_views, run_widget_base
 
 HELP = """Segments the left-ventricular blood pool and myocardium (and, with the real-data model acnn-seg-acdc,
 the right-ventricular blood pool) of a thick-slice cine MR short-axis stack with an Anatomically Constrained
@@ -204,9 +204,7 @@ class SegmentWidget(run_widget_base()):
         for node in segmentations[1:]:
             node.GetDisplayNode().SetVisibility(False)
         segmentations[0].GetDisplayNode().SetVisibility3D(True)
-        layout = slicer.app.layoutManager()
-        if layout is not None and layout.threeDViewCount:  # the 3-D view centred on the new segmentation
-            layout.threeDWidget(0).threeDView().resetFocalPoint()
+        center_3d_views()
         self.ui.resultTable.setMRMLTableNode(table)
         chart = table.GetNodeReference("ACNN.VolumeCurveChart")  # a cine: the LV's volume over the cycle
         if chart is not None:

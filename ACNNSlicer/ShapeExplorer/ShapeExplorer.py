@@ -14,7 +14,7 @@ from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest)
 
-from ACNNSlicerLib.gui import ModelPicker, module_widget_base
+from ACNNSlicerLib.gui import ModelPicker, center_3d_views, module_widget_base
 
 
 class ShapeExplorer(ScriptedLoadableModule):
@@ -143,7 +143,7 @@ class ShapeExplorerWidget(module_widget_base()):
         if p.shapeSegmentation is None:
             p.shapeSegmentation = node
             node.GetDisplayNode().SetVisibility3D(True)
-            slicer.util.resetThreeDViews()  # the 3-D view centred on the new shape
+            center_3d_views()  # the 3-D view centred on the new shape
         self.ui.statusLabel.text = f"decoded in {self.logic.explorer.last_update_ms:.0f} ms"
 
     def _syncSliders(self):
@@ -156,12 +156,12 @@ class ShapeExplorerWidget(module_widget_base()):
     def onReset(self):
         if self._run(self.logic.explorer.reset) is not None:
             self._syncSliders()
-            slicer.util.resetThreeDViews()  # back where the model shows its mean shape
+            center_3d_views()  # back where the model shows its mean shape
 
     def onEncodeSegmentation(self):
         if self._run(self.logic.explorer.encode_segmentation, self._parameterNode.sourceSegmentation) is not None:
             self._syncSliders()
-            slicer.util.resetThreeDViews()  # the shape now lies where the segmentation does
+            center_3d_views()  # the shape now lies where the segmentation does
 
     def onEncodeImage(self):
         if self._run(self.logic.explorer.encode_image, self._parameterNode.sourceImage) is not None:
