@@ -36,6 +36,7 @@ class ShapeExplorerLogic:
         self.placement = None  # grid where the shape is shown (the model grid at the origin by default)
         self.last_update_ms: float = 0.0
         self.last_labels = None  # the label map of the last update
+        self.last_verdict = ""  # its plausibility in words ("plausible", "IMPLAUSIBLE: ...")
 
     @staticmethod
     def models() -> list[str]:
@@ -104,9 +105,14 @@ class ShapeExplorerLogic:
 
     def update(self, node=None, scene=None, name: str = "ACNN shape"):
         """Decode the current code into ``node`` (created if None) with closed surfaces; the label map is
-        kept in ``last_labels``, the time taken in ``last_update_ms``."""
+        kept in ``last_labels``, whether it passes the plausibility checks in ``last_verdict`` (where the
+        shape space leaves plausible shapes, as the mean code of ae-acdc does), the time taken in
+        ``last_update_ms``."""
+        from ACNNCore.metrics import plausibility, verdict
+
         t = time.perf_counter()
         labels = self.last_labels = self.decode()
+        self.last_verdict = verdict(plausibility(labels))
         names = {int(k): v["name"] for k, v in self.model.meta.get("labels", {}).items()} or \
             {1: "LV blood pool", 2: "LV myocardium"}
         node = mrml.labels_to_segmentation(labels, node=node, scene=scene, name=name, smoothing=0.3, decimation=0.0,

@@ -165,7 +165,7 @@ class Studio:
         s.results = []
         s.curve = ""  # a cine's LV blood pool per frame, where ED and ES were found from it
         s.sliders = []
-        s.shape_loaded, s.shape_voxels, s.shape_ms = False, 0, 0
+        s.shape_loaded, s.shape_voxels, s.shape_ms, s.shape_verdict = False, 0, 0, ""
         s.save_dir = _shown_folder(self.output_dir)
         s.upload = None
         s.loading = False  # an upload being read (the progress bar runs)
@@ -680,6 +680,7 @@ class Studio:
         self.shape_node = self.explorer.update(None if first else self.shape_node, self.scene, "ACNN shape")
         self.state.shape_voxels = int(np.count_nonzero(self.explorer.last_labels.array))
         self.state.shape_ms = round(self.explorer.last_update_ms)
+        self.state.shape_verdict = self.explorer.last_verdict
         if first:
             for view in self.app.view_manager.get_views():
                 view.reset_view()
@@ -836,7 +837,8 @@ class Studio:
                                    step=(f"sliders[{i}] ? sliders[{i}].step : 0.01",),
                                    label=(f"'z' + (sliders[{i}] ? sliders[{i}].dim : '')",),
                                    density="compact", hide_details=True, classes="latent-slider", id=f"slider-{i}")
-                    html.Div("decoded: {{ shape_voxels }} voxels in {{ shape_ms }} ms", id="shape-info",
+                    html.Div("decoded: {{ shape_voxels }} voxels in {{ shape_ms }} ms; {{ shape_verdict }}",
+                             id="shape-info",
                              classes="text-caption")
                     with html.Div(classes="d-flex ga-2 mt-2"):
                         v3.VBtn("Reset to mean", click=self.reset_shape, id="reset-shape")

@@ -144,7 +144,8 @@ class ShapeExplorerWidget(module_widget_base()):
             p.shapeSegmentation = node
             node.GetDisplayNode().SetVisibility3D(True)
             center_3d_views()  # the 3-D view centred on the new shape
-        self.ui.statusLabel.text = f"decoded in {self.logic.explorer.last_update_ms:.0f} ms"
+        self.ui.statusLabel.text = (f"decoded in {self.logic.explorer.last_update_ms:.0f} ms; "
+                                    f"{self.logic.explorer.last_verdict}")
 
     def _syncSliders(self):
         for dim, slider in self._sliders.items():

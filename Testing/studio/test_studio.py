@@ -204,6 +204,7 @@ def test_shape_explorer_slider_changes_the_shape(page):
     time.sleep(2)
     info = page.inner_text("#shape-info")
     voxels = int(re.search(r"decoded: (\d+) voxels", info).group(1))
+    assert info.endswith("; plausible")  # ae-phantom's mean shape, checked as a segmentation is
     before = view_3d(page)
     thumb = page.locator(".latent-slider .v-slider-thumb").first
     thumb.focus()
@@ -460,6 +461,7 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
         page.click("#load-shape")
         page.wait_for_selector(".latent-slider .v-slider-thumb", timeout=60_000)
         mean = int(re.search(r"decoded: (\d+) voxels", page.inner_text("#shape-info")).group(1))
+        assert "; IMPLAUSIBLE: more than one connected component" in page.inner_text("#shape-info")  # its apex
         time.sleep(2)
         page.screenshot(path=ARTIFACTS / "studio-acdc-mean-shape.png")  # the mean shape: apex down, RV on the right
         page.click("#encode-shape")
