@@ -413,7 +413,8 @@ def _add_inference(sub):
                         "placed where it lies")
     p.add_argument("-o", "--out", required=True, type=Path,
                    help="a .png montage (each step's short-axis and long-axis cuts and its myocardium in 3-D, the "
-                        "apex down), or a folder of .nii.gz label maps")
+                        "apex down; the steps that fail the plausibility checks marked), or a folder of .nii.gz "
+                        "label maps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
     p.set_defaults(run=run_explore)

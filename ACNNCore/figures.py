@@ -111,9 +111,13 @@ def traversal_montage(steps, path, title: str = "", render3d: bool = False, base
 
 def traversal_figure(steps, title: str = "", render3d: bool = False, base_first: bool = False):
     """Decoded shapes of a latent traversal (``steps``: (sd, label map) pairs): a short-axis and a long-axis cut
-    per step (and, with ``render3d``, the myocardium in 3-D, every step in the same box: sizes compare). The
-    apex is drawn down: ``base_first`` (a shape model's ``input.slice_order``, as ACDC's maps run) reverses the
-    slices for the drawing; the phantom's maps run apex first."""
+    per step (and, with ``render3d``, the myocardium in 3-D, every step in the same box: sizes compare); a step
+    that fails the plausibility checks a segmentation is held to (:func:`ACNNCore.metrics.plausibility`) is
+    marked "implausible" in red under its short-axis cut. The apex is drawn down: ``base_first`` (a shape
+    model's ``input.slice_order``, as ACDC's maps run) reverses the slices for the drawing; the phantom's maps
+    run apex first."""
+    from .metrics import plausibility
+
     plt = _plt()
     if base_first:
         steps = [(z, volume.flipped(2)) for z, volume in steps]
@@ -127,6 +131,8 @@ def traversal_figure(steps, title: str = "", render3d: bool = False, base_first:
     for col, (z, volume) in enumerate(steps):
         sp = volume.spacing
         show(axes[0][col], labels=volume.array[:, :, k], title=f"{z:+.1f} sd")
+        if not plausibility(volume)["plausible"]:
+            axes[0][col].set_xlabel("implausible", fontsize=7, color="tab:red")
         show(axes[1][col], labels=volume.array[:, j, :], aspect=sp[2] / sp[0])
         if render3d:
             boxes.append(render_myocardium(axes[2][col], volume))

@@ -2,6 +2,7 @@
 
     python benchmarks/acdc_plausibility.py                                     # the 140 expert maps (10 s)
     python benchmarks/acdc_plausibility.py --model acnn-seg-acdc --held-out    # and the bundled model (2 min)
+    python benchmarks/acdc_plausibility.py --shape-model ae-acdc               # and its prior's reconstructions
 
 `ACNNCore.metrics.plausibility` (what `acnn segment`, the benchmarks and the Slicer module report) calls a
 map "fragmented" where its blood pool or its myocardium is in more than one 26-connected part. On slices
@@ -13,7 +14,9 @@ pool's holes filled) makes of it. The summary lines also count a variant, not AC
 LV as one part: "fragmented" only where blood pool and myocardium together are in several parts, and a
 clean-up that keeps the LV's largest part (the apical cap with it). ``--model``: also that model's output
 for each image (``--held-out``: only the patients its training held out, by ``acnn train``'s split; else
-every patient, most of them seen in training).
+every patient, most of them seen in training). ``--shape-model``: also each expert map as that shape model
+reconstructs it (encoded and decoded where it lies, on the crop a network's prior sees: the map's own slices),
+what the shape space can hold of a real heart.
 """
 
 from __future__ import annotations
@@ -72,6 +75,13 @@ def read(labels) -> Reading:
                    as_one_part(plausibility(cleaned)["problems"], lv_in_one_part(cleaned)))
 
 
+def reconstruction(shapes, labels):
+    """A map as a shape model (:class:`ACNNCore.inference.ShapeModel`) reconstructs it: encoded and decoded where
+    it lies, on the crop a network's prior sees (the map's own slices)."""
+    where = shapes.placement(labels, as_trained=True)
+    return shapes.decode(shapes.encode(labels, where), where)
+
+
 def describe(reading: Reading) -> str:
     """One map's reading: its problems, then its LV's parts and its problems cleaned up."""
     return (f"{', '.join(reading.problems) or 'plausible'} (LV in one part: {'yes' if reading.one_part else 'no'}; "
@@ -98,7 +108,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/acdc")
     parser.add_argument("--model", help="a segmentation model (bundled name or bundle folder)")
-    parser.add_argument("--held-out", action="store_true", help="only the patients the model's training held out")
+    parser.add_argument("--shape-model", help="a shape model (AE or T-L) whose reconstructions are read too")
+    parser.add_argument("--held-out", action="store_true",
+                        help="only the patients the models' training held out (acnn train's split, seed 0)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     patients = acdc_patients(args.data)
@@ -111,7 +123,12 @@ def main() -> None:
         from ACNNCore.inference import Segmenter
 
         segmenter = Segmenter(args.model, args.device)
-    experts, outputs = [], []
+    shapes = None
+    if args.shape_model:
+        from ACNNCore.inference import ShapeModel
+
+        shapes = ShapeModel(args.shape_model, args.device)
+    experts, outputs, reconstructions = [], [], []
     for patient in patients:
         for case in read_acdc_patient(patient):
             experts.append(read(case.labels))
@@ -119,11 +136,16 @@ def main() -> None:
             if segmenter is not None:
                 outputs.append(read(segmenter(case.image).labels))
                 line += f"  {args.model}: {describe(outputs[-1])}"
-            if experts[-1].problems or (outputs and outputs[-1].problems):
+            if shapes is not None:
+                reconstructions.append(read(reconstruction(shapes, case.labels)))
+                line += f"  {args.shape_model}'s reconstruction: {describe(reconstructions[-1])}"
+            if any(r[-1].problems for r in (experts, outputs, reconstructions) if r):
                 print(line, flush=True)
     print(tally("expert maps", experts))
     if outputs:
         print(tally(args.model, outputs))
+    if reconstructions:
+        print(tally(f"{args.shape_model}'s reconstructions", reconstructions))
 
 
 if __name__ == "__main__":

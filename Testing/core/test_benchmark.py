@@ -156,6 +156,8 @@ def test_a_traversal_draws_each_step_s_myocardium_in_one_box_in_mm():
     figure = traversal_figure(steps, render3d=True)
     axes = [ax for ax in figure.axes if ax.name == "3d"]
     assert [len(ax.collections) for ax in axes] == [1, 0, 1]
+    # myocardium without blood pool: no step is a plausible LV (the mark under each short-axis cut)
+    assert [ax.get_xlabel() for ax in figure.axes[:3]] == ["implausible"] * 3
     for ax in axes:
         assert ax.get_xlim() == ax.get_ylim() == (8 * 3.75, 32 * 3.75) and ax.get_zlim() == (2 * 3.75, 8 * 3.75)
         np.testing.assert_allclose(ax.get_box_aspect() / ax.get_box_aspect()[0], [1, 1, 0.25])
@@ -170,6 +172,11 @@ def test_a_traversal_draws_each_step_s_myocardium_in_one_box_in_mm():
         rows = np.flatnonzero(cut.images[-1].get_array()[..., 3].max(1) == 1)  # the labels' opaque rows
         assert (rows.min(), rows.max() + 1) == shown and solid.get_zlim() == (shown[0] * 3.75, shown[1] * 3.75)
         plt.close(figure)
+    ring = np.zeros((40, 40, 10), np.uint8)  # a blood pool walled by myocardium, capped at the apex: plausible
+    ring[10:30, 10:30, 2:9], ring[14:26, 14:26, 3:9] = 2, 1
+    figure = traversal_figure([(0, Volume.from_array(ring, (1.5, 1.5, 1.5)))])
+    assert figure.axes[0].get_xlabel() == ""
+    plt.close(figure)
 
 
 def test_figure_shows_a_defect_far_from_the_heart(tmp_path):

@@ -537,6 +537,25 @@ def test_plausibility_benchmark_reads_the_expert_maps_apical_cap(acdc_root):
         "cleaned up: 0 implausible")
 
 
+def test_plausibility_benchmark_reads_the_shape_model_s_reconstructions(acdc_root):
+    """benchmarks/acdc_plausibility.py --shape-model: ae-acdc reconstructs a plausible expert map of a patient
+    its training held out (005 ED) with the apex open (blood pool meeting the background, stray parts), and
+    smooths 063 ED's apical cap away (the expert's map fragmented, its reconstruction plausible)."""
+    from ACNNCore.bundle import available
+    from ACNNCore.inference import ShapeModel
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_plausibility import read, reconstruction
+
+    if "ae-acdc" not in available():
+        pytest.skip("ae-acdc is not bundled")
+    shapes = ShapeModel("ae-acdc", "cpu")
+    held_out, capped = (read_acdc_patient(acdc_root / p)[0].labels for p in ("patient005", "patient063"))
+    assert read(held_out).problems == [] and read(capped).problems == ["fragmented"]
+    assert read(reconstruction(shapes, held_out)).problems == ["fragmented", "touches_background"]
+    assert read(reconstruction(shapes, capped)).problems == []
+
+
 def test_orientation_benchmark_scores_each_stored_layout(acdc_root, acdc_network):
     """benchmarks/acdc_orientation.py on one image stored two ways (with one of the bundled networks): the
     mirrored one loses the RV as stored, and with --orient both give the same scores and come back to the learnt
