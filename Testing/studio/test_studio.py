@@ -462,6 +462,7 @@ def test_real_cine_mr_segmented_and_encoded_in_its_shape_space(browser, acdc_roo
         page.wait_for_selector(".latent-slider .v-slider-thumb", timeout=60_000)
         mean = int(re.search(r"decoded: (\d+) voxels", page.inner_text("#shape-info")).group(1))
         assert "; IMPLAUSIBLE: more than one connected component" in page.inner_text("#shape-info")  # its apex
+        page.locator("#shape-info").scroll_into_view_if_needed()
         time.sleep(2)
         page.screenshot(path=ARTIFACTS / "studio-acdc-mean-shape.png")  # the mean shape: apex down, RV on the right
         page.click("#encode-shape")
