@@ -743,6 +743,7 @@ def run_superresolve(args) -> int:
 def run_explore(args) -> int:
     from .inference import ShapeModel
     from .io import write_volume
+    from .metrics import plausibility
 
     model = ShapeModel(args.model, args.device)
     dim = model.order[0] if args.dim is None else args.dim
@@ -771,6 +772,9 @@ def run_explore(args) -> int:
             write_volume(labels, args.out / f"dim{dim:02d}_step{i:02d}_{z:+.2f}sd.nii.gz", overwrite=args.overwrite)
     print(f"dimension {dim} over mean +- {args.k} std in {args.steps} steps"
           + (f", the other {model.code_size - 1} as {args.base.name} has them" if args.base else "") + f": {args.out}")
+    failing = [f"{z:+.1f}" for z, labels in steps if not plausibility(labels)["plausible"]]
+    print(f"failing the plausibility checks: the steps at {', '.join(failing)} sd" if failing else
+          "every step passes the plausibility checks")
     return 0
 
 

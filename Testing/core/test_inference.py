@@ -581,6 +581,10 @@ def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
     run = acnn("explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--out", tmp_path / "steps")
     assert run.returncode == 0, run.stderr
     assert len(list((tmp_path / "steps").glob("dim03_step*.nii.gz"))) == 3
+    failing = [f"{z:+.1f}" for z, labels in ShapeModel(tiny_models["ae"], device="cpu").traverse(3, 3)
+               if not plausibility(labels)["plausible"]]  # the checks' verdicts said, a folder holding no marks
+    assert run.stdout.splitlines()[-1] == (f"failing the plausibility checks: the steps at {', '.join(failing)} sd"
+                                           if failing else "every step passes the plausibility checks")
     run = acnn("explore", "--model", tiny_models["ae"], "--range", -1, "--out", tmp_path / "neg.png")
     assert run.returncode == 2 and "--range is k in mean +- k std, above 0, not -1" in run.stderr
     # around a subject's own code: its other dimensions kept, the shapes placed where its heart lies
