@@ -134,7 +134,8 @@ def test_figures_cut_through_what_they_show():
 def test_a_traversal_draws_each_step_s_myocardium_in_one_box_in_mm():
     """The latent traversal's 3-D row: each voxel's faces that no other voxel covers (one voxel 6, two side by
     side 10), scaled to mm, every step in the box holding them all (a larger shape looks larger), true
-    proportions; a step without myocardium leaves its axes empty."""
+    proportions; a step without myocardium leaves its axes empty; a step that fails the plausibility checks is
+    marked under its short-axis cut, a plausible one is not."""
     import matplotlib
 
     matplotlib.use("Agg")
