@@ -220,8 +220,7 @@ class Benchmark:
                 t = time.perf_counter()
                 pred = segmenter(c["lr"] if "lr" in c else c["us"]).labels
                 if shape is not None:  # AE-Seg: the 3D-UNet's output through the autoencoder
-                    placed = shape.placement(pred)
-                    pred = resample(shape.decode(shape.encode(pred), placed), pred.geometry, "nearest")
+                    pred = resample(shape.reconstruct(pred), pred.geometry, "nearest")
                 seconds = time.perf_counter() - t
                 truth = c["hr_gt"] if "hr_gt" in c else c["us_gt"]
                 row = evaluate_case(pred, truth, structures)

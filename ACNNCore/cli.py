@@ -762,11 +762,10 @@ def run_explore(args) -> int:
         if args.out.exists() and not args.overwrite:
             raise OutputExists(args.out)
         from .figures import traversal_montage
-        from .preprocessing import BASE_FIRST
 
         traversal_montage(steps, args.out, title=f"{model.runner.bundle.name}: dimension {dim}"
                                                  + (f" around {args.base.name}" if args.base else ""),
-                          render3d=True, base_first=model.meta["input"].get("slice_order") == BASE_FIRST)
+                          render3d=True, base_first=model.base_first)
     else:
         for i, (z, labels) in enumerate(steps):
             write_volume(labels, args.out / f"dim{dim:02d}_step{i:02d}_{z:+.2f}sd.nii.gz", overwrite=args.overwrite)

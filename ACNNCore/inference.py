@@ -590,9 +590,10 @@ class ShapeModel(_Model):
         # where no image places a shape (the mean shape, a traversal), it lies as the heart does in the patient,
         # apex down: the grid of a model whose maps run base first (ACDC's) is turned half a turn about its first
         # axis, so that its slices run down (a turn, not a mirror: the RV stays on the patient's right of the LV)
-        down = self.meta["input"].get("slice_order") == BASE_FIRST
+        self.base_first = self.meta["input"].get("slice_order") == BASE_FIRST
         self.grid = Geometry(tuple(out["shape"]), tuple(out["spacing"]),
-                             direction=np.diag([1.0, -1.0, -1.0]) if down else np.eye(3)).centered_at((0.0, 0.0, 0.0))
+                             direction=np.diag([1.0, -1.0, -1.0]) if self.base_first else np.eye(3)
+                             ).centered_at((0.0, 0.0, 0.0))
         self.num_classes = self.net.num_classes if hasattr(self.net, "num_classes") else \
             self.net.autoencoder.num_classes
 
@@ -622,6 +623,12 @@ class ShapeModel(_Model):
             spacing[2] = labels.spacing[2]
         along = self.in_learnt_order(labels)[0]  # the grid's slices in the order the model learnt
         return model_geometry(along, self.grid.shape, spacing, labels_center(labels))
+
+    def reconstruct(self, labels: Volume, as_trained: bool = False) -> Volume:
+        """A label map as the shape space holds it: encoded and decoded where it lies (:meth:`placement`, with
+        ``as_trained``), on the model's grid there."""
+        grid = self.placement(labels, as_trained)
+        return self.decode(self.encode(labels, grid), grid)
 
     def probabilities(self, code) -> np.ndarray:
         """A code -> (C, X, Y, Z) class probabilities on the model's grid."""

@@ -69,8 +69,8 @@ def held_out_reconstruction(model, patients) -> dict[int, float]:
     shape, scores = ShapeModel(model, "cpu"), []
     for c in (c for p in patients for c in read_acdc_patient(p)):
         labels = c.labels.with_array(np.where(c.labels.array < shape.num_classes, c.labels.array, 0).astype(np.uint8))
-        place = shape.placement(labels)
-        scores.append(dice(shape.decode(shape.encode(labels), place), resample(labels, place, "nearest"), (1, 2, 3)))
+        decoded = shape.reconstruct(labels)
+        scores.append(dice(decoded, resample(labels, decoded.geometry, "nearest"), (1, 2, 3)))
     return {k: float(np.mean([s[k] for s in scores])) for k in (1, 2, 3)} | {"maps": len(scores)}
 
 

@@ -75,13 +75,6 @@ def read(labels) -> Reading:
                    as_one_part(plausibility(cleaned)["problems"], lv_in_one_part(cleaned)))
 
 
-def reconstruction(shapes, labels):
-    """A map as a shape model (:class:`ACNNCore.inference.ShapeModel`) reconstructs it: encoded and decoded where
-    it lies, on the crop a network's prior sees (the map's own slices)."""
-    where = shapes.placement(labels, as_trained=True)
-    return shapes.decode(shapes.encode(labels, where), where)
-
-
 def describe(reading: Reading) -> str:
     """One map's reading: its problems, then its LV's parts and its problems cleaned up."""
     return (f"{', '.join(reading.problems) or 'plausible'} (LV in one part: {'yes' if reading.one_part else 'no'}; "
@@ -137,7 +130,8 @@ def main() -> None:
                 outputs.append(read(segmenter(case.image).labels))
                 line += f"  {args.model}: {describe(outputs[-1])}"
             if shapes is not None:
-                reconstructions.append(read(reconstruction(shapes, case.labels)))
+                # on the crop a network's prior sees (the map's own slices)
+                reconstructions.append(read(shapes.reconstruct(case.labels, as_trained=True)))
                 line += f"  {args.shape_model}'s reconstruction: {describe(reconstructions[-1])}"
             if any(r[-1].problems for r in (experts, outputs, reconstructions) if r):
                 print(line, flush=True)

@@ -239,6 +239,8 @@ def test_shape_model_encode_decode_traverse(tiny_models, tiny_data):
     assert code.shape == (64,)
     decoded = model.decode(code)
     assert decoded.shape == (32, 32, 20)
+    placed = model.reconstruct(truth.with_array(truth.array.astype(np.uint8)))  # where the map lies
+    assert placed.geometry.same_as(model.placement(truth)) and np.array_equal(placed.array, decoded.array)
     steps = model.traverse(model.order[0], steps=5, k=2.0)
     assert [z for z, _ in steps] == [-2.0, -1.0, 0.0, 1.0, 2.0]
     image_code = model.encode_image(read_volume(tiny_data / "subject000" / "ED" / "hr.nii.gz"))

@@ -545,15 +545,15 @@ def test_plausibility_benchmark_reads_the_shape_model_s_reconstructions(acdc_roo
     from ACNNCore.inference import ShapeModel
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from acdc_plausibility import read, reconstruction
+    from acdc_plausibility import read
 
     if "ae-acdc" not in available():
         pytest.skip("ae-acdc is not bundled")
     shapes = ShapeModel("ae-acdc", "cpu")
     held_out, capped = (read_acdc_patient(acdc_root / p)[0].labels for p in ("patient005", "patient063"))
     assert read(held_out).problems == [] and read(capped).problems == ["fragmented"]
-    assert read(reconstruction(shapes, held_out)).problems == ["fragmented", "touches_background"]
-    assert read(reconstruction(shapes, capped)).problems == []
+    assert read(shapes.reconstruct(held_out, as_trained=True)).problems == ["fragmented", "touches_background"]
+    assert read(shapes.reconstruct(capped, as_trained=True)).problems == []
 
 
 def test_orientation_benchmark_scores_each_stored_layout(acdc_root, acdc_network):
