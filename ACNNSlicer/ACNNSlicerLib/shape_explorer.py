@@ -9,6 +9,7 @@ import numpy as np
 
 from ACNNCore.errors import InputError
 from ACNNCore.inference import ShapeModel
+from ACNNCore.metrics import plausibility, verdict
 
 from . import mrml
 from .common import device_for, models_for
@@ -108,8 +109,6 @@ class ShapeExplorerLogic:
         kept in ``last_labels``, whether it passes the plausibility checks in ``last_verdict`` (where the
         shape space leaves plausible shapes, as the mean code of ae-acdc does), the time taken in
         ``last_update_ms``."""
-        from ACNNCore.metrics import plausibility, verdict
-
         t = time.perf_counter()
         labels = self.last_labels = self.decode()
         self.last_verdict = verdict(plausibility(labels))
