@@ -274,8 +274,8 @@ def _add_train(sub):
                    help="seg: the prior encodes the output's arg-max, its gradient through the probabilities "
                         "(straight-through; not the paper's, which encodes the probabilities)")
     p.add_argument("--contact", type=float, metavar="W",
-                   help="seg: weight of a term against LV blood pool meeting anything but LV where the expert's "
-                        "does not (an open myocardial ring; not the paper's; default 0 = off)")
+                   help="seg and ae: weight of a term against LV blood pool meeting anything but LV where the "
+                        "expert's does not (an open myocardial ring; not the paper's; default 0 = off)")
     p.add_argument("--contact-start", type=int, metavar="EPOCH",
                    help="epoch from which the contact term is added (default 10: after the net has found the "
                         "heart; 0 to fine-tune a trained net with it)")

@@ -138,15 +138,21 @@ def acnn_sr_loss(prediction: torch.Tensor, target: torch.Tensor, predictor=None,
 
 
 def autoencoder_loss(autoencoder, labels: torch.Tensor, num_classes: int, swap_p: float = 0.1,
-                     noise_std: float = 0.05, generator=None, dice: bool = False) -> dict:
+                     noise_std: float = 0.05, generator=None, dice: bool = False,
+                     contact: float | None = None) -> dict:
     """Denoising AE: reconstruct the clean labels from swapped labels plus Gaussian noise.
-    ``dice``: CE + soft Dice, as for segmentation on real data."""
+    ``dice``: CE + soft Dice, as for segmentation on real data. ``contact``: the weight of
+    :func:`contact_loss` on the reconstruction, as in :func:`acnn_seg_loss` (not the paper's)."""
     noisy = one_hot(swap_labels(labels, swap_p, num_classes, generator), num_classes)
     if noise_std > 0:
         noisy = noisy + noise_std * torch.randn(noisy.shape, generator=generator, device=noisy.device)
     logits = autoencoder(noisy).float()
     ce = F.cross_entropy(logits, labels.long())
-    return {"loss": ce + soft_dice_loss(logits, labels) if dice else ce, "ce": ce}
+    terms = {"loss": ce + soft_dice_loss(logits, labels) if dice else ce, "ce": ce}
+    if contact is not None:
+        terms["contact"] = contact_loss(logits, labels)
+        terms["loss"] = terms["loss"] + contact * terms["contact"]
+    return terms
 
 
 def code_loss(predicted: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

@@ -88,7 +88,7 @@ class TrainConfig:
     balance_prior: bool = False  # rescale the prior to the data term's range (detached ratio)
     hard_prior: bool = False  # seg: the prior encodes the arg-max, straight-through (not the paper's)
     dice: bool = False  # seg and AE: add a soft Dice term to CE (real data: the heart is a small part of the image)
-    contact: float = 0.0  # seg: weight of the blood-pool contact term (losses.contact_loss; not the paper's)
+    contact: float = 0.0  # seg and AE: weight of the blood-pool contact term (losses.contact_loss; not the paper's)
     # epoch from which it applies: it measures the defects of a roughly right segmentation; at initialisation
     # (blood pool everywhere) it is about 20 times the data term and holds back the learning of the heart itself
     contact_start: int = 10
@@ -474,11 +474,11 @@ class Trainer:
         x = to_device(batch["input"], self.device)
         labels = batch["labels"].to(self.device)
         c = self.grid["num_classes"]
+        contact = None  # off; else logged from the start, added (weighted) from contact_start on
+        if cfg.contact:
+            contact = cfg.contact if epoch >= cfg.contact_start else 0.0
         if task == "seg":
             encoder = self.prior.model.encode if self.prior else None
-            contact = None  # off; else logged from the start, added (weighted) from contact_start on
-            if cfg.contact:
-                contact = cfg.contact if epoch >= cfg.contact_start else 0.0
             return acnn_seg_loss(model(x), labels, encoder, cfg.lambda1, cfg.balance_prior, cfg.dice, contact,
                                  cfg.hard_prior)
         if task == "sr":
@@ -486,7 +486,7 @@ class Trainer:
             return acnn_sr_loss(model(x), to_device(batch["hr"], self.device), predictor, cfg.lambda1,
                                 cfg.balance_prior)
         if task == "ae":
-            return autoencoder_loss(model, labels, c, cfg.swap_p, cfg.input_noise, dice=cfg.dice)
+            return autoencoder_loss(model, labels, c, cfg.swap_p, cfg.input_noise, dice=cfg.dice, contact=contact)
         # tl
         tl = _unwrap(model)
         hr = to_device(batch["hr"], self.device)

@@ -185,3 +185,24 @@ def test_seg_loss_adds_the_weighted_contact_term():
     weighted = acnn_seg_loss(logits, labels, dice=True, contact=3.0)
     assert "contact" not in plain and weighted["contact"] > 0 and torch.isclose(logged["loss"], plain["loss"])
     assert torch.isclose(weighted["loss"], plain["loss"] + 3.0 * weighted["contact"])
+
+
+def test_ae_loss_adds_the_weighted_contact_term_on_the_reconstruction():
+    """The same term on what the AE decodes (no label swaps or noise here: the input is the expert's map)."""
+    from ACNNCore.losses import contact_loss
+
+    labels = _ring()
+    gap = labels.clone()
+    gap[0, 23:26, 15:17, 2] = 0
+    decoded = _confident(gap)
+    seen = []
+
+    def autoencoder(x):  # decodes the ring with a gap, whatever it is given
+        seen.append(x)
+        return decoded
+
+    plain = autoencoder_loss(autoencoder, labels, 4, swap_p=0.0, noise_std=0.0, dice=True)
+    weighted = autoencoder_loss(autoencoder, labels, 4, swap_p=0.0, noise_std=0.0, dice=True, contact=3.0)
+    torch.testing.assert_close(seen[0], one_hot(labels, 4))
+    assert "contact" not in plain and torch.isclose(weighted["contact"], contact_loss(decoded, labels))
+    assert weighted["contact"] > 0 and torch.isclose(weighted["loss"], plain["loss"] + 3.0 * weighted["contact"])

@@ -154,14 +154,16 @@ def test_the_bf16_gradient_benchmark_counts_non_finite_weight_gradients_per_map_
     assert all(r[-1] == "0" and 0 <= int(r[-2]) <= 2 for r in rows)  # float32: always finite
 
 
-def test_contact_term_is_logged_from_the_start_and_added_from_contact_start(tiny_data, tmp_path):
+@pytest.mark.parametrize("task", ["seg", "ae"])
+def test_contact_term_is_logged_from_the_start_and_added_from_contact_start(tiny_data, tmp_path, task):
     """``contact``: the term is computed (a log column) from epoch 0, added to the loss from
-    ``contact_start`` on, with its weight."""
+    ``contact_start`` on, with its weight; for the segmentation net and the AE's reconstruction alike."""
     from torch.utils.data import DataLoader
 
     torch.manual_seed(0)
-    trainer = Trainer(TrainConfig(task="seg", epochs=1, batch_size=2, device="cpu", contact=2.0, contact_start=3),
-                      tiny_data, tmp_path / "run", progress=False)
+    config = TrainConfig(task=task, epochs=1, batch_size=2, device="cpu", contact=2.0, contact_start=3,
+                         swap_p=0.0, input_noise=0.0)  # the AE given the clean map: the same input twice
+    trainer = Trainer(config, tiny_data, tmp_path / "run", progress=False)
     batch = next(iter(DataLoader(trainer.train_set, batch_size=2)))
     trainer.model.eval()  # the same forward pass twice
     with torch.no_grad():
