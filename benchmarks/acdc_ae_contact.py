@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acdc_bundles import held_out_patients
+from acdc_bundles import held_out_elsewhere, held_out_patients
 from acdc_plausibility import read, tally
 
 from ACNNCore.benchmark import ACDC_MOTIONS, AcdcBenchmark
@@ -71,9 +71,8 @@ def _epochs(run: Path) -> int:
 def shapes(name: str, model: ShapeModel, patients: list[Path], held_out: list[Path]) -> None:
     """What ``model`` reconstructs of the ``patients``' expert maps (of the ``held_out`` among them apart) and
     decodes, read by the plausibility checks."""
-    meta = model.runner.bundle.meta
-    dice = meta.get("metrics", {})
-    print(f"\n{name}: epoch kept {meta['training'].get('epoch')}, validation Dice (held-out maps) LV "
+    dice = model.meta.get("metrics", {})
+    print(f"\n{name}: epoch kept {model.meta['training'].get('epoch')}, validation Dice (held-out maps) LV "
           f"{dice.get('dice_1', float('nan')):.3f} / myocardium {dice.get('dice_2', float('nan')):.3f} / RV "
           f"{dice.get('dice_3', float('nan')):.3f}")
     kept = {p.name for p in held_out}
@@ -89,6 +88,9 @@ def shapes(name: str, model: ShapeModel, patients: list[Path], held_out: list[Pa
 
 def corrections(models: dict[str, ShapeModel], held_out: list[Path], network: str = "acnn-seg-acdc") -> None:
     """``network``'s outputs on the held-out patients' images corrected with each shape model."""
+    problem = held_out_elsewhere(network, held_out)
+    if problem:
+        print(f"note: {problem}")
     segmenter = Segmenter(network, "cpu")
     cases = [c for p in held_out for c in read_acdc_patient(p)]
     rows = {name: [] for name in models}
