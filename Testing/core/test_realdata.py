@@ -271,6 +271,7 @@ def test_default_model_for_real_and_phantom_images(acdc_root):
     assert default_model(real) == ("acnn-seg-acdc" if "acnn-seg-acdc" in available() else "acnn-seg-phantom")
 
 
+@pytest.mark.long
 def test_acdc_benchmark_runs_end_to_end(acdc_root, tmp_path):
     """The ACDC experiments at the tiny budget on 10 patients (2 per group, 2 tested): every table."""
     from ACNNCore.benchmark import AcdcBenchmark
@@ -654,6 +655,7 @@ def test_acdc_benchmark_sees_its_training_patients_where_symbolic_links_are_refu
     assert sorted(bench.train_dir.iterdir()) == made
 
 
+@pytest.mark.long
 def test_acdc_benchmark_evaluates_given_models_only(acdc_root, acdc_network, tmp_path):
     """--models and --methods: bundled ACDC models evaluated as they are (nothing trained: one of acnn-seg-acdc's
     networks, then the ensemble on a patient it corrects), the other methods and the paired ACNN-Seg / no-prior
@@ -887,6 +889,7 @@ def test_super_resolution_looks_where_the_heart_is_and_says_what_to_mind(acdc_ro
     assert resolver.caveats(stack) == [] and resolver.heart_center(stack) is None  # the phantom's own stacks
 
 
+@pytest.mark.long
 def test_gpu_ensembles_kit_trains_the_arms_and_comes_back(acdc_root, tmp_path, capsys):
     """benchmarks/acdc_gpu_ensembles.py the whole way on the CPU: the kit holds the cases training cuts (the
     images to float16's precision), the nets train from it where SimpleITK is missing, nets stopped at the
