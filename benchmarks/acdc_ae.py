@@ -27,25 +27,41 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def train_arms(split, out: Path, epochs: int, device: str) -> dict[str, Path]:
     base = yaml.safe_load((ROOT / "Resources/Models/acdc.yaml").read_text(encoding="utf-8"))
-    runs, procs = {}, []
+    runs, jobs = {}, {}
     for arm, use_dice in (("CE", False), ("CE + soft Dice", True)):
-        run = out / ("ae-dice" if use_dice else "ae-ce")
-        runs[arm] = run
-        if (run / "log.csv").is_file() and len(_log(run)) >= epochs:  # finished
-            continue
+        run = runs[arm] = out / ("ae-dice" if use_dice else "ae-ce")
         config = out / f"{run.name}.yaml"
-        config.write_text(yaml.safe_dump({**base, "dice": use_dice}), encoding="utf-8")
-        resume = ["--resume"] if (run / "last.pt").is_file() else ["--overwrite"]
-        cmd = [sys.executable, "-m", "ACNNCore", "train", "ae", "--data", str(split.train_dir), "--out", str(run),
-               "--config", str(config), "--epochs", str(epochs), "--seed", "0", "--device", device, *resume]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        print(" ".join(cmd[1:]), flush=True)
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=(run.parent / f"{run.name}.log")
-                                      .open("w", encoding="utf-8")))
-    for p in procs:
-        if p.wait():
-            raise SystemExit(f"training failed: see {out}/*.log")
+        if epochs_done(run) < epochs:
+            config.parent.mkdir(parents=True, exist_ok=True)
+            config.write_text(yaml.safe_dump({**base, "dice": use_dice}), encoding="utf-8")
+        jobs[run] = ["ae", "--data", str(split.train_dir), "--config", str(config), "--seed", "0", "--device", device]
+    train_at_once(jobs, epochs)
     return runs
+
+
+def train_at_once(jobs: dict[Path, list[str]], epochs: int) -> None:
+    """``acnn train ARGS --out RUN --epochs EPOCHS`` for each RUN: ARGS not yet finished, all at once, one CPU
+    thread each (the way two arms share the 2-core machine), resumed where a run left its last epoch; each one's
+    messages in RUN.log beside it. A finished run is left as it is."""
+    procs = []
+    for run, args in jobs.items():
+        if epochs_done(run) >= epochs:
+            continue
+        run.parent.mkdir(parents=True, exist_ok=True)
+        resume = "--resume" if (run / "last.pt").is_file() else "--overwrite"
+        cmd = [sys.executable, "-m", "ACNNCore", "train", *args, "--out", str(run), "--epochs", str(epochs), resume]
+        print(" ".join(cmd[1:]), flush=True)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        with (run.parent / f"{run.name}.log").open("w", encoding="utf-8") as log:
+            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log))
+    if any([p.wait() for p in procs]):  # a list: every one waited for
+        raise SystemExit("training failed: see " + ", ".join(f"{r.parent / r.name}.log" for r in jobs))
+
+
+def epochs_done(run: Path) -> int:
+    """The epochs a run's log.csv holds (0 where it has none yet)."""
+    log = run / "log.csv"
+    return max(0, len(log.read_text(encoding="utf-8").splitlines()) - 1) if log.is_file() else 0
 
 
 def _log(run: Path) -> list[dict]:

@@ -18,13 +18,11 @@ many stay implausible, how many corrections the limit refused, the voxels change
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from acdc_ae import train_at_once
 from acdc_bundles import held_out_elsewhere, held_out_patients
 from acdc_plausibility import read, tally
 
@@ -42,30 +40,12 @@ EPOCHS = 20
 
 def fine_tune(data: Path, out: Path) -> dict[str, Path]:
     """The two arms' best-epoch bundles, trained where not yet finished."""
-    runs, procs = {}, []
-    for arm, weight in ARMS.items():
-        run = out / f"c{weight:g}"
-        runs[arm] = run / "model"
-        if _epochs(run) >= EPOCHS:
-            continue
-        resume = ["--resume"] if (run / "last.pt").is_file() else ["--overwrite"]
-        cmd = [sys.executable, "-m", "ACNNCore", "train", "ae", "--init", "ae-acdc", "--data", str(data),
-               "--out", str(run), "--config", str(ROOT / "Resources/Models/acdc.yaml"), "--lr", "2e-4",
-               "--lr-schedule", "cosine", "--epochs", str(EPOCHS), "--contact", f"{weight:g}", "--contact-start", "0",
-               "--seed", "0", "--device", "cpu", "--workers", "0", *resume]
-        print(" ".join(cmd[1:]), flush=True)
-        out.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                      stderr=(out / f"{run.name}.log").open("w", encoding="utf-8")))
-    if any(p.wait() for p in procs):
-        raise SystemExit(f"training failed: see {out}/*.log")
-    return runs
-
-
-def _epochs(run: Path) -> int:
-    log = run / "log.csv"
-    return len(log.read_text(encoding="utf-8").splitlines()) - 1 if log.is_file() else 0
+    jobs = {out / f"c{weight:g}": ["ae", "--init", "ae-acdc", "--data", str(data), "--config",
+                                   str(ROOT / "Resources/Models/acdc.yaml"), "--lr", "2e-4", "--lr-schedule", "cosine",
+                                   "--contact", f"{weight:g}", "--contact-start", "0", "--seed", "0", "--device", "cpu",
+                                   "--workers", "0"] for weight in ARMS.values()}
+    train_at_once(jobs, EPOCHS)
+    return {arm: run / "model" for arm, run in zip(ARMS, jobs)}
 
 
 def shapes(name: str, model: ShapeModel, patients: list[Path], held_out: list[Path]) -> None:

@@ -56,6 +56,8 @@ from pathlib import Path
 
 import numpy as np
 
+from acdc_ae import epochs_done  # beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "Resources/Models/acdc.yaml"
 ARMS = ("acnn-seg", "seg")  # with the prior, without
@@ -181,18 +183,18 @@ def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: flo
     print(f"{len(procs)} nets started: {', '.join(procs)}", flush=True)
     while any(p.poll() is None for p in procs.values()) and time.monotonic() - start < deadline:
         time.sleep(10)
-        print(f"{time.monotonic() - start:5.0f} s: " + ", ".join(f"{n} {_epochs(runs / n)}" for n in procs),
+        print(f"{time.monotonic() - start:5.0f} s: " + ", ".join(f"{n} {epochs_done(runs / n)}" for n in procs),
               flush=True)
     for name, p in procs.items():
         if p.poll() is None:  # out of time: Ctrl-C keeps the finished epochs and the best model
-            print(f"{name}: stopped at the deadline after {_epochs(runs / name)} epochs", flush=True)
+            print(f"{name}: stopped at the deadline after {epochs_done(runs / name)} epochs", flush=True)
             p.send_signal(signal.SIGINT)
     for p in procs.values():
         try:
             p.wait(timeout=30)
         except subprocess.TimeoutExpired:
             p.kill()
-    summary = {n: {"returncode": p.returncode, "epochs": _epochs(runs / n)} for n, p in procs.items()}
+    summary = {n: {"returncode": p.returncode, "epochs": epochs_done(runs / n)} for n, p in procs.items()}
     summary["seconds"] = round(time.monotonic() - start)
     (runs / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     print(json.dumps(summary), flush=True)
@@ -206,11 +208,6 @@ def train_all(kit: Path, out: Path, seeds: list[int], epochs: int, deadline: flo
                 tar.add(runs / f"{name}.log", arcname=f"{name}/train.log")
             tar.add(runs / "summary.json", arcname="summary.json")
     shutil.rmtree(runs)
-
-
-def _epochs(run: Path) -> int:
-    log = run / "log.csv"
-    return max(0, len(log.read_text(encoding="utf-8").splitlines()) - 1) if log.is_file() else 0
 
 
 # --- here: the models back ----------------------------------------------------------------------------

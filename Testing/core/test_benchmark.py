@@ -229,3 +229,30 @@ def test_prior_terms_with_probabilities_and_with_the_arg_max(phantom_mr):
     assert set(terms) == {"acnn-seg-phantom", "seg3d-phantom"}
     for soft, hard in terms.values():
         assert 0 < soft < 1 and 0 < hard < 1 and soft != hard
+
+
+def test_arms_train_at_once_resume_and_are_left_when_finished(tiny_data, tmp_path, capsys):
+    """benchmarks/acdc_ae.py's train_at_once (acdc_ae.py's and acdc_ae_contact.py's arms): each run trains in
+    its own process, its messages in RUN.log; a finished run is not started again, one asked for more epochs
+    resumes its own, and a failing one stops the script with the logs to read."""
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from acdc_ae import epochs_done, train_at_once
+
+    jobs = {tmp_path / f"s{seed}": ["ae", "--data", str(tiny_data), "--batch-size", "4", "--seed", str(seed),
+                                    "--device", "cpu", "--workers", "0"] for seed in (0, 1)}
+    train_at_once(jobs, 1)
+    assert [epochs_done(run) for run in jobs] == [1, 1]
+    assert all((tmp_path / f"s{seed}.log").is_file() for seed in (0, 1))
+    weights = {run: (run / "model" / "model.safetensors").read_bytes() for run in jobs}
+    capsys.readouterr()
+    train_at_once(jobs, 1)  # both finished: nothing starts
+    assert capsys.readouterr().out == ""
+    train_at_once({tmp_path / "s0": jobs[tmp_path / "s0"]}, 2)
+    assert "--resume" in capsys.readouterr().out
+    assert [epochs_done(run) for run in jobs] == [2, 1]
+    assert (tmp_path / "s1" / "model" / "model.safetensors").read_bytes() == weights[tmp_path / "s1"]
+    with pytest.raises(SystemExit, match="training failed: see .*bad.log"):
+        train_at_once({tmp_path / "bad": ["ae", "--data", str(tmp_path / "absent"), "--device", "cpu"]}, 1)
+    assert epochs_done(tmp_path / "bad") == 0
