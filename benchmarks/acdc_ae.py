@@ -40,9 +40,10 @@ def train_arms(split, out: Path, epochs: int, device: str) -> dict[str, Path]:
 
 
 def train_at_once(jobs: dict[Path, list[str]], epochs: int) -> None:
-    """``acnn train ARGS --out RUN --epochs EPOCHS`` for each RUN: ARGS not yet finished, all at once, one CPU
-    thread each (the way two arms share the 2-core machine), resumed where a run left its last epoch; each one's
-    messages in RUN.log beside it. A finished run is left as it is."""
+    """``acnn train ARGS --out RUN --epochs EPOCHS`` for each ``RUN: ARGS`` of ``jobs`` that has not yet
+    trained EPOCHS epochs, all at once, one CPU thread each (the way two arms share the 2-core machine); a run
+    that left its last epoch resumes from it, a finished one is left as it is; each one's messages go to
+    RUN.log beside it."""
     procs = []
     for run, args in jobs.items():
         if epochs_done(run) >= epochs:
