@@ -44,7 +44,7 @@ def train_at_once(jobs: dict[Path, list[str]], epochs: int) -> None:
     trained EPOCHS epochs, all at once, one CPU thread each (the way two arms share the 2-core machine); a run
     that left its last epoch resumes from it, a finished one is left as it is; each one's messages go to
     RUN.log beside it."""
-    procs = []
+    procs = {}
     for run, args in jobs.items():
         if epochs_done(run) >= epochs:
             continue
@@ -54,9 +54,10 @@ def train_at_once(jobs: dict[Path, list[str]], epochs: int) -> None:
         print(" ".join(cmd[1:]), flush=True)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         with (run.parent / f"{run.name}.log").open("w", encoding="utf-8") as log:
-            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log))
-    if any([p.wait() for p in procs]):  # a list: every one waited for
-        raise SystemExit("training failed: see " + ", ".join(f"{r.parent / r.name}.log" for r in jobs))
+            procs[run] = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    failed = [run for run, p in procs.items() if p.wait()]  # every one waited for
+    if failed:
+        raise SystemExit("training failed: see " + ", ".join(f"{r}.log" for r in failed))
 
 
 def epochs_done(run: Path) -> int:

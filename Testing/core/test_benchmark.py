@@ -253,6 +253,8 @@ def test_arms_train_at_once_resume_and_are_left_when_finished(tiny_data, tmp_pat
     assert "--resume" in capsys.readouterr().out
     assert [epochs_done(run) for run in jobs] == [2, 1]
     assert (tmp_path / "s1" / "model" / "model.safetensors").read_bytes() == weights[tmp_path / "s1"]
-    with pytest.raises(SystemExit, match="training failed: see .*bad.log"):
-        train_at_once({tmp_path / "bad": ["ae", "--data", str(tmp_path / "absent"), "--device", "cpu"]}, 1)
+    with pytest.raises(SystemExit, match="training failed: see .*bad.log") as failed:  # the finished s1 not named
+        train_at_once({tmp_path / "s1": jobs[tmp_path / "s1"],
+                       tmp_path / "bad": ["ae", "--data", str(tmp_path / "absent"), "--device", "cpu"]}, 1)
+    assert str(failed.value) == f"training failed: see {tmp_path / 'bad'}.log"
     assert epochs_done(tmp_path / "bad") == 0
