@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -325,7 +326,7 @@ def run_train(args) -> int:
     speaks = int(os.environ.get("RANK", "0")) == 0  # under torchrun, the first process alone
     try:
         folder = train(TrainConfig.from_dict(config), args.data, args.out, args.prior, args.resume,
-                       args.overwrite, init=args.init)
+                       args.overwrite, command=shlex.join(["acnn", *args.argv]), init=args.init)
     except KeyboardInterrupt:  # Ctrl-C: the epochs finished are kept; say how to go on
         if speaks and all((args.out / f).is_file() for f in (CHECKPOINT, LOG)):
             done = len(describe(args.out))
@@ -1038,6 +1039,7 @@ def main(argv=None) -> int:
     _printable_output()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as given, which a trained model records
     if extra:  # said with the command's usage, not acnn's; several paths (a shell's glob): where they go instead
         paths = [e for e in extra if not e.startswith("-") and Path(e).exists()]
         one_path = any(isinstance(getattr(args, name, None), Path) for name in ("input", "path"))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import shlex
@@ -65,6 +66,9 @@ PRECISIONS = ("fp32", "bf16")
 LOG, CHECKPOINT = "log.csv", "last.pt"  # and the models, bundle.BEST_MODEL and bundle.FINAL_MODEL
 RUN_FILES = (LOG, CHECKPOINT, BEST_MODEL, FINAL_MODEL, "tensorboard")
 DEFAULT_ARCHITECTURE = {"ae": "ConvAutoencoder", "tl": "TLNetwork", "seg": "SubPixelNet", "sr": "SubPixelNet"}
+# the settings a resumed run may change: how long it trains, and where and in what precision it runs (bf16's
+# advice on NaN gradients is to go on in fp32); any other would mix two recipes in one model
+RESUME_MAY_CHANGE = ("epochs", "device", "workers", "precision")
 
 
 # the least each numeric setting may be (a negative max_cases would drop cases, a batch of 0 train with 1)
@@ -452,8 +456,35 @@ class Trainer:
             self._load_checkpoint()
 
     # -- checkpoints
+    def _recipe(self) -> dict:
+        """What a resumed run must share with the run it continues: its settings (but
+        :data:`RESUME_MAY_CHANGE`), the prior and the starting model (by checksum) and the data's split."""
+        return json.loads(json.dumps({
+            **{k: v for k, v in self.config.to_dict().items() if k not in RESUME_MAY_CHANGE},
+            "prior": self.prior.meta.get("weights_sha256") if self.prior else None,
+            "init": self.init.meta.get("weights_sha256") if self.init else None,
+            "cases": self.data_description["cases"], "held_out": self.data_description["held_out"]}))
+
+    def _check_resume(self, recipe: str | None) -> None:
+        """A clear error where ``--resume`` is given other settings, prior, starting model or data than the
+        run had (a forgotten ``--prior`` trained on without it); a checkpoint from before recipes were
+        recorded is trusted."""
+        if recipe is None:
+            return
+        then, now = json.loads(recipe), self._recipe()
+        names = {"prior": "the prior (weights sha256)", "init": "the starting model (weights sha256)",
+                 "cases": "the number of cases", "held_out": "the validation subjects"}
+        differ = [f"{names.get(k, k)} {_short(then.get(k))} in the run, {_short(now.get(k))} now"
+                  for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
+        if differ:
+            raise InputError(f"{self.out} was trained otherwise than this command asks: {'; '.join(differ)}. "
+                             f"Resume it with the command that started it ({self.out / BEST_MODEL / 'model.json'}"
+                             f" records it; only {', '.join(RESUME_MAY_CHANGE)} may change) or start over with "
+                             f"--overwrite")
+
     def _load_checkpoint(self):
         state = torch.load(self.out / CHECKPOINT, map_location="cpu", weights_only=True)
+        self._check_resume(state.get("recipe"))
         _unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch, self.best = int(state["epoch"]) + 1, float(state["best"])
@@ -461,7 +492,8 @@ class Trainer:
 
     def _save_checkpoint(self, epoch: int):
         _atomic_torch_save({"model": _unwrap(self.model).state_dict(), "optimizer": self.optimizer.state_dict(),
-                            "epoch": epoch, "best": self.best, "torch_rng": torch.get_rng_state()},
+                            "epoch": epoch, "best": self.best, "torch_rng": torch.get_rng_state(),
+                            "recipe": json.dumps(self._recipe(), sort_keys=True)},
                            self.out / CHECKPOINT)
 
     # -- one batch
@@ -677,6 +709,15 @@ class Trainer:
         for key in ("format", "format_version", "acnn_version", "weights_sha256"):
             meta.pop(key, None)
         save_bundle(_unwrap(self.model), self.out / BEST_MODEL, meta, overwrite=True)
+
+
+def _short(value) -> str:
+    """A setting's value for a message: a checksum cut to 12 characters, nothing as "none"."""
+    if value is None:
+        return "none"
+    if isinstance(value, str) and len(value) == 64:
+        return value[:12] + "..."
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
 def _finite(loss: torch.Tensor, parameters) -> bool:

@@ -1,6 +1,7 @@
 """Training: a tiny end-to-end run, resume (also after a kill), DDP with two processes, configs."""
 
 import csv
+import json
 import multiprocessing
 import os
 import re
@@ -359,6 +360,33 @@ def test_resume_after_a_kill_loses_no_epoch(tiny_data, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     epochs = [int(r["epoch"]) for r in describe(run)]
     assert epochs[-1] == done + 1 and sorted(set(epochs)) == list(range(done + 2))
+
+
+def test_resume_refuses_other_settings_a_forgotten_prior_or_other_data(tiny_data, tiny_models, tmp_path, capsys):
+    """--resume continues the same recipe: a run given another setting, without its prior or on other cases
+    stops with what differs, before any step; a longer run, another device or precision goes on."""
+    from ACNNCore.cli import main
+
+    run = tmp_path / "run"
+    cmd = ["train", "seg", "--data", str(tiny_data), "--out", str(run), "--batch-size", "4", "--device", "cpu"]
+    with_prior = cmd + ["--prior", str(tiny_models["ae"])]
+    assert main(with_prior + ["--epochs", "1"]) == 0
+    last = (run / "last.pt").read_bytes()
+    ae_sha = json.loads((tiny_models["ae"] / "model.json").read_text())["weights_sha256"]
+    for extra, error in (
+            (["--prior", str(tiny_models["ae"]), "--lambda1", "0.1"], "lambda1 0.01 in the run, 0.1 now"),
+            ([], f"the prior (weights sha256) {ae_sha[:12]}... in the run, none now"),
+            (["--prior", str(tiny_models["ae"]), "--max-cases", "6"], "the number of cases 16 in the run, 6 now")):
+        assert main(cmd + extra + ["--epochs", "2", "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert f"{run} was trained otherwise than this command asks: {error}" in err
+        assert (f"Resume it with the command that started it ({run / 'model' / 'model.json'} records it; only "
+                "epochs, device, workers, precision may change) or start over with --overwrite") in err
+        assert (run / "last.pt").read_bytes() == last and len(describe(run)) == 1  # nothing trained
+    recorded = json.loads((run / "model" / "model.json").read_text())["training"]["command"]
+    assert "--prior" in recorded and "--lambda1" not in recorded
+    assert main(with_prior + ["--epochs", "2", "--precision", "bf16", "--resume"]) == 0
+    assert [r["epoch"] for r in describe(run)] == ["0", "1"]
 
 
 def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
