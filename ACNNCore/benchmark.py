@@ -1,7 +1,8 @@
 """``acnn benchmark``: the paper's experiments (Tables I-III, Section III-F) as commands.
 
 Each experiment trains what it needs into ``OUT/runs/KEY`` (reused when it is already there, resumed when
-it was interrupted; ``--models KEY=BUNDLE`` supplies a trained one instead), evaluates on held-out phantom
+it was interrupted, an error when a run there had another recipe, e.g. another ``--budget``; ``--models
+KEY=BUNDLE`` supplies a trained one instead), evaluates on held-out phantom
 subjects (seed 1000, never used for training; the data set's own grid and acquisition, a quarter each at
 0, 1, 2 and 3 mm slice misalignment) and writes ``OUT/EXPERIMENT.md`` with tables and PNG figures.
 """
@@ -97,11 +98,22 @@ def _hard_link_or_copy(source: str, target: str) -> None:
 
 
 def train_to_end(config, data: Path, run: Path, prior: Path | None, what: str, say=print) -> Path:
-    """Train CONFIG in RUN, resuming the run there where one was interrupted (its checkpoint left) and starting
-    over otherwise, then drop the checkpoint: the bundle in RUN/model is what counts. WHAT names the model for
-    the message."""
-    from .training import CHECKPOINT, train
+    """CONFIG's model in RUN: taken as it is where the run there finished (:func:`finished_run`), resumed where
+    it was interrupted (its checkpoint left), trained otherwise; then the checkpoint dropped: the bundle in
+    RUN/model is what counts. A run there of another recipe (another ``--budget``; with PRIOR, another prior's
+    weights) is an error, neither taken nor overwritten. WHAT names the model for the messages."""
+    from .training import BEST_MODEL, CHECKPOINT, recipe, recipe_differences, recipe_of, train
 
+    if (run / BEST_MODEL / "model.json").is_file():  # a run of this recipe, or of another
+        may_change = ("device", "workers", "precision")  # not the epochs: a budget's run stands for another's
+        now = recipe(config.to_dict(), read_meta(prior).get("weights_sha256") if prior else None,
+                     may_change=may_change)
+        differ = recipe_differences(recipe_of(read_meta(run / BEST_MODEL), may_change), now)
+        if differ:
+            raise InputError(f"{run} holds a model trained otherwise than {what} here: {'; '.join(differ)}. Give "
+                             f"another --out, or remove {run} to train it again")
+        if model := finished_run(run):
+            return model
     resume = (run / CHECKPOINT).is_file()
     say(f"{'resuming' if resume else 'training'} {what} -> {run}")
     folder = train(config, data, run, prior, resume=resume, overwrite=not resume)
@@ -149,8 +161,6 @@ class Benchmark:
         if key in self.models and seed == 0:
             return resolve(self.models[key])
         run = self.out / "runs" / (f"{key}-seed{seed}" if seed else key)
-        if model := finished_run(run):
-            return model
         name, settings, prior_key = SPECS[key]
         prior = self.model(prior_key) if prior_key else None
         b = self.budget
@@ -547,8 +557,6 @@ class AcdcBenchmark:
             paths = [resolve(p) for p in self.models[key].split(",")]
             return paths[0] if len(paths) == 1 else paths
         run = self.out / "runs" / key
-        if model := finished_run(run):
-            return model
         name, settings, prior_key = ACDC_METHODS[key]
         prior = self.model(prior_key) if prior_key else None
         epochs = self.ae_epochs if key == "ae" else self.epochs

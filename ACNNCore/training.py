@@ -457,25 +457,18 @@ class Trainer:
 
     # -- checkpoints
     def _recipe(self) -> dict:
-        """What a resumed run must share with the run it continues: its settings (but
-        :data:`RESUME_MAY_CHANGE`), the prior and the starting model (by checksum) and the data's split."""
-        return json.loads(json.dumps({
-            **{k: v for k, v in self.config.to_dict().items() if k not in RESUME_MAY_CHANGE},
-            "prior": self.prior.meta.get("weights_sha256") if self.prior else None,
-            "init": self.init.meta.get("weights_sha256") if self.init else None,
-            "cases": self.data_description["cases"], "held_out": self.data_description["held_out"]}))
+        """What a resumed run must share with the run it continues: :func:`recipe`, and the data's split."""
+        return {**recipe(self.config.to_dict(), self.prior.meta.get("weights_sha256") if self.prior else None,
+                         self.init.meta.get("weights_sha256") if self.init else None),
+                "cases": self.data_description["cases"], "held_out": self.data_description["held_out"]}
 
-    def _check_resume(self, recipe: str | None) -> None:
+    def _check_resume(self, recorded: str | None) -> None:
         """A clear error where ``--resume`` is given other settings, prior, starting model or data than the
         run had (a forgotten ``--prior`` trained on without it); a checkpoint from before recipes were
         recorded is trusted."""
-        if recipe is None:
+        if recorded is None:
             return
-        then, now = json.loads(recipe), self._recipe()
-        names = {"prior": "the prior (weights sha256)", "init": "the starting model (weights sha256)",
-                 "cases": "the number of cases", "held_out": "the validation subjects"}
-        differ = [f"{names.get(k, k)} {_short(then.get(k))} in the run, {_short(now.get(k))} now"
-                  for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
+        differ = recipe_differences(json.loads(recorded), self._recipe())
         if differ:
             raise InputError(f"{self.out} was trained otherwise than this command asks: {'; '.join(differ)}. "
                              f"Resume it with the command that started it ({self.out / BEST_MODEL / 'model.json'}"
@@ -709,6 +702,30 @@ class Trainer:
         for key in ("format", "format_version", "acnn_version", "weights_sha256"):
             meta.pop(key, None)
         save_bundle(_unwrap(self.model), self.out / BEST_MODEL, meta, overwrite=True)
+
+
+def recipe(config: dict, prior_sha256: str | None = None, init_sha256: str | None = None,
+           may_change=RESUME_MAY_CHANGE) -> dict:
+    """What two runs must share for one to continue the other (``--resume``) or to stand for it (a benchmark's
+    run, reused): the training settings ``config`` but ``may_change`` (those a model of an earlier version
+    did not record at their defaults), and the prior's and the starting model's weights, by checksum."""
+    settings = TrainConfig.from_dict(config).to_dict()
+    return json.loads(json.dumps({**{k: v for k, v in settings.items() if k not in may_change},
+                                  "prior": prior_sha256, "init": init_sha256}))
+
+
+def recipe_of(meta: dict, may_change=RESUME_MAY_CHANGE) -> dict:
+    """The :func:`recipe` a trained model's metadata records."""
+    t = meta.get("training") or {}
+    return recipe(t.get("config") or {}, t.get("prior_sha256"), t.get("init_sha256"), may_change)
+
+
+def recipe_differences(then: dict, now: dict) -> list[str]:
+    """What differs between two recipes, one phrase each ("lambda1 0.01 in the run, 0.1 now")."""
+    names = {"prior": "the prior (weights sha256)", "init": "the starting model (weights sha256)",
+             "cases": "the number of cases", "held_out": "the validation subjects"}
+    return [f"{names.get(k, k)} {_short(then.get(k))} in the run, {_short(now.get(k))} now"
+            for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
 
 
 def _short(value) -> str:

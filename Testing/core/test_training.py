@@ -472,9 +472,10 @@ def test_overwrite_starts_over_with_nothing_of_the_earlier_run_left(tiny_data, t
     assert (run / "model" / "model.json").is_file()  # the new run's best so far
 
 
-def test_a_benchmark_resumes_its_interrupted_run_and_reuses_its_finished_one(tiny_data, tmp_path, monkeypatch):
+def test_a_benchmark_resumes_its_interrupted_run_and_reuses_its_finished_one(tiny_data, tiny_models, tmp_path,
+                                                                              monkeypatch):
     """`acnn benchmark` run again after a Ctrl-C: the interrupted model's run resumes where it stopped, and a
-    run that finished (its checkpoint dropped) is taken as it is."""
+    run that finished (its checkpoint dropped) is taken as it is -- where it had the same recipe."""
     from ACNNCore.benchmark import finished_run, train_to_end
     from ACNNCore.training import CHECKPOINT
 
@@ -490,6 +491,16 @@ def test_a_benchmark_resumes_its_interrupted_run_and_reuses_its_finished_one(tin
     assert said[-1] == f"resuming 3D-Seg -> {run}"
     assert [r["epoch"] for r in describe(run)] == ["0", "1", "2"]
     assert not (run / CHECKPOINT).exists() and finished_run(run) == run / "model"
+    assert train_to_end(config, tiny_data, run, None, "3D-Seg", said.append) == run / "model"  # taken
+    assert said[-1] == f"resuming 3D-Seg -> {run}" and len(describe(run)) == 3
+    # another budget's run, or one trained with another prior, stands for no other: an error, the run left
+    longer = TrainConfig(**{**config.__dict__, "epochs": 5})
+    with pytest.raises(InputError, match=re.escape(f"{run} holds a model trained otherwise than 3D-Seg here: epochs "
+                                                   f"3 in the run, 5 now. Give another --out, or remove {run}")):
+        train_to_end(longer, tiny_data, run, None, "3D-Seg", said.append)
+    with pytest.raises(InputError, match=r"the prior \(weights sha256\) none in the run, [0-9a-f]{12}\.\.\. now"):
+        train_to_end(config, tiny_data, run, tiny_models["ae"], "ACNN-Seg", said.append)
+    assert len(describe(run)) == 3 and said[-1] == f"resuming 3D-Seg -> {run}"
 
 
 def test_torchrun_with_two_cpu_processes(tiny_data, tmp_path):
