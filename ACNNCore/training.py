@@ -318,6 +318,10 @@ def build_model(config: TrainConfig, grid: dict, prior_meta: dict | None = None)
         defaults["code_size"] = prior_meta["config"].get("code_size", config.code_size)
     net_config = {**defaults, **config.network}
     net_config = {k: list(v) if isinstance(v, tuple) else v for k, v in net_config.items()}
+    key = "num_classes" if arch in ("ConvAutoencoder", "TLNetwork") else "out_channels"
+    if config.task != "sr" and key in config.network and net_config[key] != c:
+        raise InputError(f"network setting {key} {net_config[key]} does not fit the data's labels, values 0 to "
+                         f"{c - 1}: {c} classes; leave it out, the data sets it")
     return arch, net_config, build_network(arch, **net_config)
 
 
@@ -329,7 +333,16 @@ def load_prior(path, task: str, grid: dict, device):
     shape = list(getattr(model, "grid_shape", None) or model.autoencoder.grid_shape)
     if shape != list(grid["output_shape"]):
         raise InputError(f"prior {bundle.path} works on a {shape} grid; the data's HR grid is {grid['output_shape']}")
+    classes = (model if hasattr(model, "num_classes") else model.autoencoder).num_classes
+    if task != "sr" and classes != grid["num_classes"]:  # ACNN-SR's prior sees intensities, not label maps
+        raise InputError(f"prior {bundle.path} knows {classes} classes ({_class_names(bundle.meta)}); the data's "
+                         f"labels have {grid['num_classes']} (values 0 to {grid['num_classes'] - 1}): a prior of "
+                         f"the same structures is needed")
     return bundle
+
+
+def _class_names(meta: dict) -> str:
+    return ", ".join(["background", *(v["name"] for v in (meta.get("labels") or {}).values())])
 
 
 def load_init(path, config: TrainConfig, grid: dict, device):

@@ -442,6 +442,31 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
         train(TrainConfig(task="seg", epochs=1), tiny_data, tmp_path / "s", prior="ae-phantom", progress=False)
 
 
+def test_a_prior_or_network_setting_of_other_classes_than_the_data_is_refused(tiny_data, tiny_models, tmp_path):
+    """A shape prior of other structures on the same grid (the bundled ACDC prior, LV, myocardium and RV, for
+    one's own LV-only data cut as ACDC is) and a network told another number of classes than the labels have:
+    one clear error before any work, not a convolution's traceback in the first step."""
+    from ACNNCore.bundle import read_meta, save_bundle
+    from ACNNCore.networks import ConvAutoencoder
+
+    meta = read_meta(tiny_models["ae"])
+    meta = {k: v for k, v in meta.items() if k not in ("format", "format_version", "acnn_version", "weights_sha256")}
+    meta["config"] = {**meta["config"], "num_classes": 4}
+    meta["labels"] = {**meta["labels"], "3": {"name": "RV blood pool", "color": [0, 0, 1]}}
+    four = save_bundle(ConvAutoencoder(**meta["config"]), tmp_path / "ae4", meta)
+    for task in ("seg", "tl"):
+        with pytest.raises(InputError, match=re.escape(
+                f"prior {four} knows 4 classes (background, LV blood pool, LV myocardium, RV blood pool); the data's "
+                "labels have 3 (values 0 to 2): a prior of the same structures is needed")):
+            train(TrainConfig(task=task, epochs=1), tiny_data, tmp_path / task, prior=four, progress=False)
+    for task, setting in (("ae", "num_classes"), ("seg", "out_channels")):
+        with pytest.raises(InputError, match=re.escape(
+                f"network setting {setting} 4 does not fit the data's labels, values 0 to 2: 3 classes; leave it "
+                "out, the data sets it")):
+            train(TrainConfig(task=task, epochs=1, network={setting: 4}), tiny_data, tmp_path / "n", progress=False)
+    assert not any(tmp_path.glob("[nst]*"))  # no run folder made
+
+
 def test_the_model_names_the_subjects_it_held_out_and_split_seed_fixes_them(tiny_data, tmp_path):
     """Each seed draws its own validation subjects unless --split-seed fixes the draw (an ensemble's members,
     all held out of the same subjects); the bundle says which they were."""
