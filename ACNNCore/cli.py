@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -1034,6 +1035,10 @@ def _printable_output() -> None:
         pass
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"acnn: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None) -> int:
     _report_crashes()
     _printable_output()
@@ -1049,7 +1054,9 @@ def main(argv=None) -> int:
     try:
         if isinstance(getattr(args, "input", None), Path) and not args.input.exists():  # before loading models
             raise InputError(f"no such file or folder: {args.input}")
-        code = args.run(args)
+        with warnings.catch_warnings():  # what the library warns of, one line like the errors
+            warnings.showwarning = _one_line_warning
+            code = args.run(args)
         sys.stdout.flush()  # a reader gone (`acnn info DATA | head`) is met here, not at the interpreter's exit
         return code
     except BrokenPipeError as e:

@@ -444,6 +444,10 @@ class Trainer:
         self.data_description["held_out"] = sorted({c.subject for c in val_cases})
         if not train_cases:
             raise InputError("no training cases left after the validation split")
+        if not val_cases and self.main:
+            warnings.warn(f"no subjects held out for validation (val_fraction {config.val_fraction}, "
+                          f"{len({c.subject for c in cases})} subjects): the model is the last epoch's, not "
+                          f"the best validation epoch's", RuntimeWarning, stacklevel=2)
         self.train_set = TrainingSet(train_cases, config.task, config.augment, config.seed)
         self.val_set = TrainingSet(val_cases, config.task, None, config.seed)
 
@@ -542,6 +546,9 @@ class Trainer:
     # -- validation
     @torch.no_grad()
     def validate(self) -> dict:
+        """Validation Dice per class (PSNR for sr) and their ``score``; nothing without validation cases."""
+        if len(self.val_set) == 0:
+            return {}
         model = _unwrap(self.model)
         model.eval()
         task, c = self.config.task, self.grid["num_classes"]
@@ -667,9 +674,9 @@ class Trainer:
                 dist.barrier()
             metrics = self.validate()
             if self.main:
-                improved = metrics["score"] > self.best
+                improved = "score" not in metrics or metrics["score"] > self.best  # no validation: the last
                 if improved:
-                    self.best = metrics["score"]
+                    self.best = metrics.get("score", self.best)
                     save_bundle(_unwrap(self.model), self.out / BEST_MODEL, self._bundle_meta(metrics, epoch),
                                 overwrite=True)
                 if epoch == cfg.epochs - 1 and cfg.task in ("seg", "sr"):  # the end of the (annealed) run too
@@ -683,7 +690,7 @@ class Trainer:
                     for k, v in row.items():
                         writer.add_scalar(k, v, epoch)
                 if self.progress:
-                    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) or "no validation cases"
                     print(f"epoch {epoch + 1}/{cfg.epochs}: {shown}", file=sys.stderr, flush=True)
             if self.world > 1:
                 dist.barrier()

@@ -138,11 +138,12 @@ def test_a_step_with_a_non_finite_gradient_is_left_out_and_a_run_with_no_finite_
     # a learning rate that makes the weights overflow: after the first step no gradient is finite
     from ACNNCore.cli import main
 
-    with pytest.warns(RuntimeWarning, match="2 of 3 .* if this recurs, lower the learning rate"):
-        assert main(["train", "seg", "--data", str(tiny_data), "--out", str(tmp_path / "diverged"), "--epochs", "2",
-                     "--batch-size", "4", "--lr", "1e30", "--device", "cpu"]) == 2
-    assert ("epoch 2: 3 of 3 training steps had a NaN or infinite loss or gradient, none was taken; lower the "
-            "learning rate") in capsys.readouterr().err
+    assert main(["train", "seg", "--data", str(tiny_data), "--out", str(tmp_path / "diverged"), "--epochs", "2",
+                 "--batch-size", "4", "--lr", "1e30", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err  # the command's warning one line, as its error
+    assert re.search(r"^acnn: warning: epoch 1: 2 of 3 .* if this recurs, lower the learning rate .*$", err, re.M)
+    assert ("acnn: error: epoch 2: 3 of 3 training steps had a NaN or infinite loss or gradient, none was taken; "
+            "lower the learning rate") in err
 
 
 def test_the_bf16_gradient_benchmark_counts_non_finite_weight_gradients_per_map_size(capsys, monkeypatch):
@@ -465,6 +466,27 @@ def test_a_prior_or_network_setting_of_other_classes_than_the_data_is_refused(ti
                 "out, the data sets it")):
             train(TrainConfig(task=task, epochs=1, network={setting: 4}), tiny_data, tmp_path / "n", progress=False)
     assert not any(tmp_path.glob("[nst]*"))  # no run folder made
+
+
+def test_without_validation_cases_the_model_is_the_last_epochs(tiny_data, tmp_path, capsys):
+    """val_fraction 0 (or a single subject): no validation score to pick an epoch by, so RUN/model is the last
+    epoch's -- it was the first's, the only one to beat "no score yet" -- and the command says so, one line."""
+    from ACNNCore.cli import main
+
+    (tmp_path / "c.yaml").write_text("val_fraction: 0\n")
+    run = tmp_path / "run"
+    assert main(["train", "seg", "--data", str(tiny_data), "--out", str(run), "--config", str(tmp_path / "c.yaml"),
+                 "--epochs", "3", "--batch-size", "4", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert ("acnn: warning: no subjects held out for validation (val_fraction 0.0, 8 subjects): the model is the "
+            "last epoch's, not the best validation epoch's\n") in err
+    assert "epoch 3/3: no validation cases" in err
+    meta = load_bundle(run / "model").meta
+    assert meta["training"]["epoch"] == 2 and meta["metrics"] == {} and meta["training"]["data"]["held_out"] == []
+    assert [r["best"] for r in describe(run)] == ["1", "1", "1"]
+    last = torch.load(run / "last.pt", weights_only=True)["model"]
+    for k, v in load_file(str(run / "model" / "model.safetensors")).items():
+        torch.testing.assert_close(v, last[k], msg=k)
 
 
 def test_the_model_names_the_subjects_it_held_out_and_split_seed_fixes_them(tiny_data, tmp_path):
