@@ -640,6 +640,9 @@ class Trainer:
         self.model.train()
         if self.prior is not None and cfg.task != "tl":
             self.prior.model.eval()
+        if self.start_epoch >= cfg.epochs and self.main:
+            warnings.warn(f"{self.out} has finished {self.start_epoch} epochs, {cfg.epochs} asked: nothing to train "
+                          f"(a larger --epochs trains on)", RuntimeWarning, stacklevel=2)
         for epoch in range(self.start_epoch, cfg.epochs):
             self.train_set.set_epoch(epoch)
             lr = cfg.learning_rate(epoch)

@@ -388,6 +388,10 @@ def test_resume_refuses_other_settings_a_forgotten_prior_or_other_data(tiny_data
     assert "--prior" in recorded and "--lambda1" not in recorded
     assert main(with_prior + ["--epochs", "2", "--precision", "bf16", "--resume"]) == 0
     assert [r["epoch"] for r in describe(run)] == ["0", "1"]
+    capsys.readouterr()
+    assert main(with_prior + ["--epochs", "1", "--resume"]) == 0  # fewer than it has: nothing done, said
+    assert f"acnn: warning: {run} has finished 2 epochs, 1 asked: nothing to train" in capsys.readouterr().err
+    assert len(describe(run)) == 2
 
 
 def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
