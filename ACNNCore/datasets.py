@@ -195,7 +195,11 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def read_folder(root, labels_required: bool = False) -> list[Case]:
-    """Image/label pairs from ``NAME`` + ``NAME_gt`` files or ``images/`` + ``labels/`` folders."""
+    """Image/label pairs from ``NAME`` + ``NAME_gt`` files or ``images/`` + ``labels/`` folders; the label maps
+    read as ``acnn evaluate`` reads them (:func:`~ACNNCore.evaluation.read_label_map`): a Slicer ``.seg.nrrd``
+    by its segments' names, whatever values they have in the file."""
+    from .evaluation import read_label_map
+
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"no such folder: {root}")
@@ -225,7 +229,7 @@ def read_folder(root, labels_required: bool = False) -> list[Case]:
         if label_path is None and labels_required:
             raise InputError(f"{image_path} has no label map (expected {name}_gt or labels/{image_path.name})")
         image = read_volume(image_path)
-        labels = read_labels(label_path, allowed=(0, 1, 2, 3)) if label_path else None
+        labels = read_label_map(label_path, "auto") if label_path else None
         cases.append(Case(name, image, labels, {"subject": name}))
     return cases
 

@@ -68,6 +68,22 @@ def test_images_and_labels_subfolders(tmp_path):
     assert case.name == "c1" and int(case.labels.array.max()) == 2
 
 
+def test_a_slicer_segmentation_in_a_folder_is_read_by_its_segments_names(tmp_path):
+    """A label map exported from Slicer as NAME_gt.seg.nrrd numbers its segments in the order they were made
+    (here the myocardium 1, the blood pool 2): training data reads them by name, as `acnn evaluate` does."""
+    from ACNNCore.io import write_segmentation
+
+    ours = np.zeros((4, 4, 3), np.uint8)
+    ours[1:3, 1:3] = LV_MYOCARDIUM
+    ours[1, 1] = LV_BLOOD_POOL
+    in_file = np.choose(ours, [0, 2, 1]).astype(np.uint8)  # the file's values: 1 myocardium, 2 blood pool
+    write_volume(_vol(), tmp_path / "a.nii.gz")
+    write_segmentation(_vol().with_array(in_file), tmp_path / "a_gt.seg.nrrd",
+                       {1: ("LV myocardium", (1, 1, 0)), 2: ("LV blood pool", (1, 0, 0))})
+    (case,) = read_dataset(tmp_path)
+    np.testing.assert_array_equal(case.labels.array, ours)
+
+
 def test_empty_or_missing_folder(tmp_path):
     with pytest.raises(InputError, match="no images"):
         read_folder(tmp_path)
