@@ -738,9 +738,14 @@ def recipe(config: dict, prior_sha256: str | None = None, init_sha256: str | Non
 
 
 def recipe_of(meta: dict, may_change=RESUME_MAY_CHANGE) -> dict:
-    """The :func:`recipe` a trained model's metadata records."""
+    """The :func:`recipe` a trained model's metadata records (settings this version no longer knows left out)."""
     t = meta.get("training") or {}
-    return recipe(t.get("config") or {}, t.get("prior_sha256"), t.get("init_sha256"), may_change)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    augment = {f.name for f in dataclasses.fields(AugmentConfig)}
+    config = {k: v for k, v in (t.get("config") or {}).items() if k in known}
+    if isinstance(config.get("augment"), dict):
+        config["augment"] = {k: v for k, v in config["augment"].items() if k in augment}
+    return recipe(config, t.get("prior_sha256"), t.get("init_sha256"), may_change)
 
 
 def recipe_differences(then: dict, now: dict) -> list[str]:

@@ -394,6 +394,19 @@ def test_resume_refuses_other_settings_a_forgotten_prior_or_other_data(tiny_data
     assert len(describe(run)) == 2
 
 
+def test_a_recipe_read_from_an_older_model_leaves_out_settings_this_version_does_not_know():
+    """A benchmark's REPORT/runs from an earlier version: its models' settings compared where this version knows
+    them, not an "unknown training settings" error about a run the user did not start."""
+    from ACNNCore.training import recipe, recipe_differences, recipe_of
+
+    config = TrainConfig(task="seg", lambda1=0.1).to_dict()
+    older = {**config, "retired_setting": 3, "augment": {**config["augment"], "retired_too": 1}}
+    now = recipe(config)
+    assert recipe_of({"training": {"config": older}}) == now
+    assert recipe_differences(recipe_of({"training": {"config": {**older, "lambda1": 0.01}}}), now) == [
+        "lambda1 0.01 in the run, 0.1 now"]
+
+
 def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
     train(TrainConfig(task="ae", epochs=1, batch_size=4), tiny_data, tmp_path / "r", progress=False)
     with pytest.raises(InputError, match="holds a run; pass --resume"):
