@@ -253,6 +253,8 @@ def crop_cases(cases: list[Case], crop: dict) -> list[Case]:
     for c in cases:
         if c.labels is None:
             raise InputError(f"case {c.name} has no labels: training needs ground truth")
+        if not c.labels.array.any():
+            raise InputError(f"case {c.name}'s label map is empty: there is no heart to cut the case around")
         image, labels = crop_around_heart(c.image, c.labels, crop["shape"], crop["spacing"])
         out.append(_replace(c, image=image, labels=labels, meta={**c.meta, "normalized": True,
                                                                   "slice_mm": c.image.spacing[2]}))

@@ -394,6 +394,23 @@ def test_resume_refuses_other_settings_a_forgotten_prior_or_other_data(tiny_data
     assert len(describe(run)) == 2
 
 
+def test_a_case_with_an_empty_label_map_is_named_when_cases_are_cut_around_the_heart(tmp_path):
+    import numpy as np
+
+    from ACNNCore.io import write_volume
+    from ACNNCore.volume import Volume
+
+    for name, value in (("a", 1), ("b", 0)):
+        write_volume(Volume.from_array(np.random.default_rng(0).random((16, 16, 3), np.float32), (1, 1, 5)),
+                     tmp_path / "data" / f"{name}.nii.gz")
+        labels = np.zeros((16, 16, 3), np.uint8)
+        labels[6:10, 6:10] = value
+        write_volume(Volume.from_array(labels, (1, 1, 5)), tmp_path / "data" / f"{name}_gt.nii.gz")
+    config = TrainConfig(task="seg", epochs=1, crop={"shape": [8, 8, 3], "spacing": [1.0, 1.0]})
+    with pytest.raises(InputError, match="case b's label map is empty: there is no heart to cut the case around"):
+        train(config, tmp_path / "data", tmp_path / "run", progress=False)
+
+
 def test_a_recipe_read_from_an_older_model_leaves_out_settings_this_version_does_not_know():
     """A benchmark's REPORT/runs from an earlier version: its models' settings compared where this version knows
     them, not an "unknown training settings" error about a run the user did not start."""
