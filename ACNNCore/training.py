@@ -423,8 +423,11 @@ class Trainer:
 
         if self.out.exists() and any(self.out.iterdir()) and not resume and not overwrite:
             raise InputError(f"{self.out} holds a run; pass --resume to continue it or --overwrite to start over")
+        if resume and not self.out.is_dir():
+            raise InputError(f"there is no run in {self.out} to resume: no such folder")
         if resume and not (self.out / CHECKPOINT).is_file():
-            raise InputError(f"{self.out} has no {CHECKPOINT} to resume from")
+            raise InputError(f"{self.out} has no {CHECKPOINT} to resume from (no epoch of a run there finished): "
+                             f"start it again with --overwrite")
 
         cases = read_dataset(data, hr_image=config.task in ("sr", "tl"))
         if config.max_cases:

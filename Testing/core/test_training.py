@@ -471,7 +471,12 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
         train(TrainConfig(task="tl", epochs=1), tiny_data, tmp_path / "tl", progress=False)
     with pytest.raises(InputError, match="no such config file: .*absent.yaml"):
         TrainConfig.from_yaml(tmp_path / "absent.yaml")
-    with pytest.raises(InputError, match=r"fresh has no last\.pt to resume from"):
+    with pytest.raises(InputError, match=r"there is no run in .*fresh to resume: no such folder"):
+        train(TrainConfig(task="ae", epochs=1), tiny_data, tmp_path / "fresh", resume=True, progress=False)
+    (tmp_path / "fresh").mkdir()  # a run stopped in its first epoch leaves a folder without a checkpoint
+    (tmp_path / "fresh" / "config.yaml").write_text("task: ae\n")
+    with pytest.raises(InputError, match=r"fresh has no last\.pt to resume from \(no epoch of a run there finished\): "
+                                         r"start it again with --overwrite"):
         train(TrainConfig(task="ae", epochs=1), tiny_data, tmp_path / "fresh", resume=True, progress=False)
     with pytest.raises(InputError, match=r"works on a \[96, 96, 60\] grid; the data's HR grid is \[32, 32, 20\]"):
         train(TrainConfig(task="seg", epochs=1), tiny_data, tmp_path / "s", prior="ae-phantom", progress=False)
