@@ -274,11 +274,19 @@ def format_summary(summary: dict) -> str:
     s = summary["summary"]
     lines = [f"{counted(s['cases'], 'case')}, {s['implausible']} anatomically implausible (the ground truth, by "
              f"the same checks: {s['gt_implausible']})"]
+    partial = False  # a distance to a structure one side lacks is undefined: its mean is over the other cases
     for v, name in SHORT.items():
-        cols = [f"{m} {s[f'{m}_{name}']['mean']:.3f} ± {s[f'{m}_{name}']['std']:.3f}" for m in METRICS
-                if f"{m}_{name}" in s]
+        cols = []
+        for m in (m for m in METRICS if f"{m}_{name}" in s):
+            stat = s[f"{m}_{name}"]
+            cols.append(f"{m} undefined" if stat["n"] == 0 else f"{m} {stat['mean']:.3f} ± {stat['std']:.3f}"
+                        + (f" ({stat['n']} of {s['cases']})" if stat["n"] < s["cases"] else ""))
+            partial |= stat["n"] < s["cases"]
         if cols:
             lines.append(f"  {SEGMENTS[v][0]:14s} " + ", ".join(cols))
+    if partial:
+        lines.append("  (a distance is undefined where the prediction or the ground truth lacks the structure: "
+                     "means over the cases where it is defined)")
     for key, name in (("ef", "EF"), ("rv_ef", "RV EF")):
         ef = summary.get(key)
         if ef:

@@ -175,6 +175,13 @@ def test_evaluate_cli_on_folders(tmp_path, capsys):
                  str(tmp_path / "e.json")]) == 0
     summary = json.loads((tmp_path / "e.json").read_text(), parse_constant=_not_json)["summary"]  # strict JSON
     assert summary["dice_myo"]["mean"] == 0.0 and summary["msd_mm_myo"]["mean"] is None  # no distance: null
+    out = capsys.readouterr().out  # printed as undefined, not "nan ± nan"; a mean over some cases says so
+    assert "  LV myocardium  dice 0.000 ± 0.000, msd_mm undefined, hd_mm undefined\n" in out and "nan" not in out
+    assert "a distance is undefined where the prediction or the ground truth lacks the structure" in out
+    write_volume(empty, pred / "b_ED.nii.gz", overwrite=True)
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt)]) == 0
+    assert re.search(r"LV myocardium  dice .*, msd_mm \d+\.\d{3} ± \d+\.\d{3} \(2 of 3\), hd_mm .* \(2 of 3\)\n",
+                     capsys.readouterr().out)
 
 
 def _not_json(constant):
