@@ -102,7 +102,8 @@ class SegmentResult:
 def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = None, es: int | None = None,
                    report: Report | None = None, model: str = "") -> SegmentResult:
     """Segment one volume, or the ED and ES frames of a cine (``ed`` and ``es`` given, or every frame
-    segmented and ED / ES taken as the frames of largest / smallest LV blood pool). The segmenter's own
+    segmented and ED / ES taken as the frames of largest / smallest LV blood pool, the one not given where one
+    is). The segmenter's own
     clean-up or shape-model correction applies to every frame. ``report(fraction, message)`` is called before
     each frame (a GUI's progress, and its way to cancel by raising)."""
     report = report or (lambda fraction, message: None)
@@ -141,7 +142,8 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
     curve = []
     if not wanted:
         curve = [clinical_measures(labels[i])["lv_volume_ml"] for i in range(len(frames))]
-        wanted = [("ED", int(np.argmax(curve))), ("ES", int(np.argmin(curve)))]
+        wanted = [("ED", int(np.argmax(curve)) if ed is None else ed),
+                  ("ES", int(np.argmin(curve)) if es is None else es)]
     report(0.95, "measuring")
     phases = [PhaseResult(phase, i, labels[i], clinical_measures(labels[i], rv=rv), plausibility(labels[i]),
                           corrections[i], orientations[i]) for phase, i in wanted]

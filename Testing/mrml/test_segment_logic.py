@@ -280,6 +280,8 @@ def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
     assert logic.apply(chosen, seq, surfaces=False)[1].GetNodeReference("ACNN.VolumeCurve") is None  # no curve
     with pytest.raises(InputError, match="outside the sequence"):
         logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=7)
+    es_given = logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", es=1)  # ED found, ES kept
+    assert [p.frame for p in es_given.phases] == [1, 1] and es_given.volume_curve_ml == result.volume_curve_ml
 
 
 def frames_shown(cine_node) -> list[int]:
