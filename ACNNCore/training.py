@@ -735,8 +735,8 @@ class Trainer:
 def recipe(config: dict, prior_sha256: str | None = None, init_sha256: str | None = None,
            may_change=RESUME_MAY_CHANGE) -> dict:
     """What two runs must share for one to continue the other (``--resume``) or to stand for it (a benchmark's
-    run, reused): the training settings ``config`` but ``may_change`` (those a model of an earlier version
-    did not record at their defaults), and the prior's and the starting model's weights, by checksum."""
+    run, reused): the training settings ``config`` but ``may_change`` (a setting it lacks, as a model of an
+    earlier version may, at its default), and the prior's and the starting model's weights, by checksum."""
     settings = TrainConfig.from_dict(config).to_dict()
     return json.loads(json.dumps({**{k: v for k, v in settings.items() if k not in may_change},
                                   "prior": prior_sha256, "init": init_sha256}))
