@@ -12,6 +12,7 @@ Labels are always ours (0 background, 1 LV blood pool, 2 LV myocardium,
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,6 +195,12 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(SUFFIXES))
 
 
+def subject_of(name: str) -> str:
+    """A plain folder's case name without its phase, as ``acnn segment`` names its outputs (``patient1_ED``,
+    ``patient1_frame12`` -> ``patient1``): a subject's phases are held out for validation together."""
+    return re.sub(r"_(ED|ES|frame\d+)$", "", name, flags=re.IGNORECASE) or name
+
+
 def read_folder(root, labels_required: bool = False) -> list[Case]:
     """Image/label pairs from ``NAME`` + ``NAME_gt`` files or ``images/`` + ``labels/`` folders; the label maps
     read as ``acnn evaluate`` reads them (:func:`~ACNNCore.evaluation.read_label_map`): a Slicer ``.seg.nrrd``
@@ -230,7 +237,7 @@ def read_folder(root, labels_required: bool = False) -> list[Case]:
             raise InputError(f"{image_path} has no label map (expected {name}_gt or labels/{image_path.name})")
         image = read_volume(image_path)
         labels = read_label_map(label_path, "auto") if label_path else None
-        cases.append(Case(name, image, labels, {"subject": name}))
+        cases.append(Case(name, image, labels, {"subject": subject_of(name)}))
     return cases
 
 

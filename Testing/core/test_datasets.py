@@ -61,6 +61,14 @@ def test_folder_of_pairs(tmp_path):
         read_folder(tmp_path, labels_required=True)
 
 
+def test_a_subjects_phases_in_a_folder_are_one_subject(tmp_path):
+    """Validation holds out subjects, both phases together: in a plain folder the phase ending a name, as
+    `acnn segment` writes them, is not part of the subject."""
+    for name in ("p1_ED", "p1_ES", "p2_frame01", "p2_frame12", "p3"):
+        write_volume(_vol(), tmp_path / f"{name}.nii.gz")
+    assert [c.meta["subject"] for c in read_folder(tmp_path)] == ["p1", "p1", "p2", "p2", "p3"]
+
+
 def test_images_and_labels_subfolders(tmp_path):
     write_volume(_vol(), tmp_path / "images" / "c1.nii.gz")
     write_volume(_vol().with_array(np.full((4, 4, 3), 2, np.uint8)), tmp_path / "labels" / "c1.nii.gz")
