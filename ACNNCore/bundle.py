@@ -147,7 +147,7 @@ def resolve(name_or_path) -> Path:
     if bundled.is_dir():
         return bundled
     known = ", ".join(available()) or "none"
-    raise InputError(f"no model {name_or_path!r}: not a bundle folder, nor a bundled model ({known})")
+    raise InputError(f"no model {str(name_or_path)!r}: not a bundle folder, nor a bundled model ({known})")
 
 
 def available() -> list[str]:

@@ -329,6 +329,8 @@ def build_model(config: TrainConfig, grid: dict, prior_meta: dict | None = None)
 
 def load_prior(path, task: str, grid: dict, device):
     """The frozen prior network for ACNN-Seg (AE/T-L encoder), ACNN-SR (T-L predictor) or T-L (the AE)."""
+    if task not in ("seg", "sr", "tl"):
+        raise InputError(f"task {task} trains without a prior: leave out --prior")
     need = {"seg": ("ae", "tl"), "sr": ("tl",), "tl": ("ae",)}[task]
     bundle = load_bundle(path, device=device, expect_task=need)
     model = in_layout(bundle.model, device)

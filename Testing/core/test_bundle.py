@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,6 +83,8 @@ def test_wrong_files_are_refused(bundle, tmp_path):
         load_bundle(bad)
     with pytest.raises(InputError, match="no model 'nonexistent-model'"):
         load_bundle("nonexistent-model")
+    with pytest.raises(InputError, match=r"no model '/nonexistent/run': "):  # a path as written, not its repr
+        load_bundle(Path("/nonexistent/run"))
 
 
 def test_an_incomplete_description_is_refused_saying_what_it_lacks(bundle):

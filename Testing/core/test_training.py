@@ -467,6 +467,8 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
     with pytest.raises(InputError, match=r"labels on the input's grid \(32, 32, 4\), not \(32, 32, 20\)"):
         train(TrainConfig.from_yaml(tmp_path / "c.yaml"), tiny_data, tmp_path / "moved", progress=False)
     assert not (tmp_path / "moved").exists()  # refused before the run folder is made
+    with pytest.raises(InputError, match="task ae trains without a prior: leave out --prior"):
+        train(TrainConfig(task="ae", epochs=1), tiny_data, tmp_path / "ae", prior="ae-phantom", progress=False)
     with pytest.raises(InputError, match="starts from a trained AE"):
         train(TrainConfig(task="tl", epochs=1), tiny_data, tmp_path / "tl", progress=False)
     with pytest.raises(InputError, match="no such config file: .*absent.yaml"):
