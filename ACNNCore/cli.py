@@ -262,7 +262,8 @@ def _add_train(sub):
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in a non-empty --out (the earlier run's log, last.pt and models removed)")
-    p.add_argument("--architecture", help="network: SubPixelNet (default seg/sr), FCN2D, UNet3D, SRCNN")
+    p.add_argument("--architecture", help="network: SubPixelNet (default seg/sr); the baselines FCN2D, UNet3D (seg), "
+                                          "UNet3D, SRCNN (sr)")
     p.add_argument("--epochs", type=int, help="passes over the training cases (default from TrainConfig or "
                                                "--config)")
     p.add_argument("--batch-size", type=int, help="cases per step")

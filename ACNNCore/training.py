@@ -66,6 +66,9 @@ PRECISIONS = ("fp32", "bf16")
 LOG, CHECKPOINT = "log.csv", "last.pt"  # and the models, bundle.BEST_MODEL and bundle.FINAL_MODEL
 RUN_FILES = (LOG, CHECKPOINT, BEST_MODEL, FINAL_MODEL, "tensorboard")
 DEFAULT_ARCHITECTURE = {"ae": "ConvAutoencoder", "tl": "TLNetwork", "seg": "SubPixelNet", "sr": "SubPixelNet"}
+# the networks that do each task (the default first; the others the paper's baselines)
+TASK_ARCHITECTURES = {"seg": ("SubPixelNet", "FCN2D", "UNet3D"), "sr": ("SubPixelNet", "UNet3D", "SRCNN"),
+                      "ae": ("ConvAutoencoder",), "tl": ("TLNetwork",)}
 # the settings a resumed run may change: how long it trains, and where and in what precision it runs (bf16's
 # advice on NaN gradients is to go on in fp32); any other would mix two recipes in one model
 RESUME_MAY_CHANGE = ("epochs", "device", "workers", "precision")
@@ -135,6 +138,10 @@ class TrainConfig:
             if not 0 <= getattr(self, name) < 1:
                 raise InputError(f"training setting {name} is a share from 0 up to 1 (not included), not "
                                  f"{getattr(self, name)}")
+        fit = TASK_ARCHITECTURES.get(self.task, ())
+        if self.architecture and fit and self.architecture not in fit:
+            raise InputError(f"architecture {self.architecture!r} does not do task {self.task}; those that do: "
+                             f"{', '.join(fit)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {self.lr_schedule!r}")
         if self.precision not in PRECISIONS:

@@ -452,6 +452,14 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
                         ("val_fraction: 1\n", "val_fraction is a share from 0 up to 1 (not included), not 1.0"),
                         ("split_seed: -1\n", "training setting split_seed must be at least 0, not -1"),
                         ("split_seed: one\n", "split_seed takes a whole number or nothing, not 'one'"),
+                        # a network that does not do the task: a traceback in the first step, or (FCN2D for sr)
+                        # three output channels broadcast against one without a word
+                        ("architecture: Nope\n", "architecture 'Nope' does not do task seg; those that do: "
+                                                  "SubPixelNet, FCN2D, UNet3D"),
+                        ("task: sr\narchitecture: FCN2D\n",
+                         "does not do task sr; those that do: SubPixelNet, UNet3D, SRCNN"),
+                        ("task: ae\narchitecture: SubPixelNet\n",
+                         "does not do task ae; those that do: ConvAutoencoder"),
                         ("augment:\n  shift_mm: -4\n", "augment setting shift_mm must be at least 0, not -4.0"),
                         ("augment:\n  scale: 1.5\n", "scale draws from 1 - scale to 1 + scale: below 1, not 1.5")):
         (tmp_path / "c.yaml").write_text(text)
