@@ -138,6 +138,8 @@ class TrainConfig:
             if not 0 <= getattr(self, name) < 1:
                 raise InputError(f"training setting {name} is a share from 0 up to 1 (not included), not "
                                  f"{getattr(self, name)}")
+        if self.crop:
+            _check_crop(self.crop)
         fit = TASK_ARCHITECTURES.get(self.task, ())
         if self.architecture and fit and self.architecture not in fit:
             raise InputError(f"architecture {self.architecture!r} does not do task {self.task}; those that do: "
@@ -254,8 +256,7 @@ def crop_cases(cases: list[Case], crop: dict) -> list[Case]:
 
     from .preprocessing import crop_around_heart
 
-    if set(crop) != {"shape", "spacing"}:
-        raise InputError('crop needs {"shape": [X, Y, Z], "spacing": [sx, sy]}')
+    _check_crop(crop)
     out = []
     for c in cases:
         if c.labels is None:
@@ -266,6 +267,18 @@ def crop_cases(cases: list[Case], crop: dict) -> list[Case]:
         out.append(_replace(c, image=image, labels=labels, meta={**c.meta, "normalized": True,
                                                                   "slice_mm": c.image.spacing[2]}))
     return out
+
+
+def _check_crop(crop: dict) -> None:
+    """``crop``: {"shape": [X, Y, Z] voxels, "spacing": [sx, sy] mm}, or a clear error."""
+    def positive(values, n, kind):
+        return (isinstance(values, (list, tuple)) and len(values) == n
+                and all(isinstance(v, kind) and not isinstance(v, bool) and v > 0 for v in values))
+
+    if set(crop) != {"shape", "spacing"} or not positive(crop["shape"], 3, int) \
+            or not positive(crop["spacing"], 2, (int, float)):
+        raise InputError(f'crop needs {{"shape": [X, Y, Z] (voxels, whole numbers), "spacing": [sx, sy] (mm, in-plane)'
+                         f'}}, all above 0; not {crop}')
 
 
 def _grid_of(cases: list[Case]) -> dict:
@@ -325,13 +338,51 @@ def build_model(config: TrainConfig, grid: dict, prior_meta: dict | None = None)
     if arch == "TLNetwork" and prior_meta is not None:
         defaults["ae_features"] = prior_meta["config"].get("features", [16, 32, 64])
         defaults["code_size"] = prior_meta["config"].get("code_size", config.code_size)
+    # what the data (and a T-L network's prior) set: a network setting may not say otherwise
+    fixed = {k: v for k, v in defaults.items() if k in ("out_channels", "num_classes", "factor", "grid_shape")}
+    if arch == "TLNetwork" and prior_meta is not None:
+        fixed |= {"ae_features": defaults["ae_features"], "code_size": defaults["code_size"]}
+    _check_network(arch, config.network, {**fixed, "in_channels": 1})
     net_config = {**defaults, **config.network}
     net_config = {k: list(v) if isinstance(v, tuple) else v for k, v in net_config.items()}
-    key = "num_classes" if arch in ("ConvAutoencoder", "TLNetwork") else "out_channels"
-    if config.task != "sr" and key in config.network and net_config[key] != c:
-        raise InputError(f"network setting {key} {net_config[key]} does not fit the data's labels, values 0 to "
-                         f"{c - 1}: {c} classes; leave it out, the data sets it")
     return arch, net_config, build_network(arch, **net_config)
+
+
+def _same_kind(value, default) -> bool:
+    """Whether a network setting's value is of its default's kind (a whole number above 0 in a list of them)."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float) if isinstance(default, float) else int) and not isinstance(value, bool)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (list, tuple)) and len(value) > 0 and all(
+            _same_kind(v, default[0]) and (not isinstance(v, int) or v > 0) for v in value)
+    return True
+
+
+def _check_network(arch: str, given: dict, fixed: dict) -> None:
+    """A config's ``network`` settings: names the architecture takes, values of their defaults' kinds, and none
+    contradicting ``fixed``, what the data set (classes, K, the AE's grid) -- a clear error, not a traceback at
+    the first step or a network that trains on the wrong thing."""
+    import inspect
+
+    from .networks import ARCHITECTURES
+
+    params = inspect.signature(ARCHITECTURES[arch]).parameters
+    unknown = sorted(set(given) - set(params))
+    if unknown:
+        raise InputError(f"unknown network settings for {arch}: {', '.join(unknown)}; it takes {', '.join(params)}")
+    for name, value in given.items():
+        if not _same_kind(value, params[name].default):
+            raise InputError(f"network setting {name} takes values like its default {params[name].default!r} "
+                             f"(lists of whole numbers above 0), not {value!r}")
+        if name in fixed and _plain(value) != _plain(fixed[name]):
+            raise InputError(f"network setting {name} {value} does not fit the data's {fixed[name]}; leave it out, "
+                             f"the data sets it")
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def load_prior(path, task: str, grid: dict, device):

@@ -460,6 +460,8 @@ def test_refuses_to_overwrite_a_run_and_checks_configs(tiny_data, tmp_path):
                          "does not do task sr; those that do: SubPixelNet, UNet3D, SRCNN"),
                         ("task: ae\narchitecture: SubPixelNet\n",
                          "does not do task ae; those that do: ConvAutoencoder"),
+                        ("crop: {shape: [64, 64], spacing: [1.5, 1.5]}\n", 'crop needs {"shape": [X, Y, Z] (voxels'),
+                        ("crop: {shape: [64, 64, 8], spacing: [0, 1.5]}\n", "all above 0; not {'shape'"),
                         ("augment:\n  shift_mm: -4\n", "augment setting shift_mm must be at least 0, not -4.0"),
                         ("augment:\n  scale: 1.5\n", "scale draws from 1 - scale to 1 + scale: below 1, not 1.5")):
         (tmp_path / "c.yaml").write_text(text)
@@ -511,9 +513,16 @@ def test_a_prior_or_network_setting_of_other_classes_than_the_data_is_refused(ti
             train(TrainConfig(task=task, epochs=1), tiny_data, tmp_path / task, prior=four, progress=False)
     for task, setting in (("ae", "num_classes"), ("seg", "out_channels")):
         with pytest.raises(InputError, match=re.escape(
-                f"network setting {setting} 4 does not fit the data's labels, values 0 to 2: 3 classes; leave it "
-                "out, the data sets it")):
+                f"network setting {setting} 4 does not fit the data's 3; leave it out, the data sets it")):
             train(TrainConfig(task=task, epochs=1, network={setting: 4}), tiny_data, tmp_path / "n", progress=False)
+    # and what the data set besides, a name the network does not take, a value of another kind: the same
+    for network, error in (({"factor": 3}, "network setting factor 3 does not fit the data's 5"),
+                           ({"foo": 1}, "unknown network settings for SubPixelNet: foo; it takes in_channels, "),
+                           ({"hr_head": "maybe"}, "network setting hr_head takes values like its default False "),
+                           ({"features": [8, 0]}, "network setting features takes values like its default "
+                                                  "(12, 24, 48, 96) (lists of whole numbers above 0), not [8, 0]")):
+        with pytest.raises(InputError, match=re.escape(error)):
+            train(TrainConfig(task="seg", epochs=1, network=network), tiny_data, tmp_path / "n", progress=False)
     assert not any(tmp_path.glob("[nst]*"))  # no run folder made
 
 
