@@ -67,9 +67,11 @@ def check_port(host: str, port: int) -> None:
     that would not answer): a port in use or an address not of this machine is one clear error."""
     from ACNNCore.errors import InputError
 
+    if not 1 <= port <= 65535:
+        raise InputError(f"--port is a TCP port, 1 to 65535, not {port}")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except (socket.gaierror, OverflowError) as e:
+    except socket.gaierror as e:
         raise InputError(f"cannot serve on {host}:{port}: {getattr(e, 'strerror', None) or e}") from None
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds

@@ -377,6 +377,9 @@ def test_studio_command_refuses_a_missing_data_path_or_a_data_set_root(tmp_path,
         assert "http://" not in out
     assert main(["studio", "--host", "no-such-host.invalid"]) == 2
     assert "cannot serve on no-such-host.invalid:8080" in capsys.readouterr().err
+    for port in ("99999", "-5", "0"):  # 99999 was an OverflowError's traceback
+        assert main(["studio", "--port", port]) == 2
+        assert f"acnn: error: --port is a TCP port, 1 to 65535, not {port}\n" in capsys.readouterr().err
     (tmp_path / "a-file").touch()  # --output where nothing can be saved: said before the studio starts
     assert main(["studio", "--output", str(tmp_path / "a-file" / "results")]) == 2
     assert f"cannot write {tmp_path / 'a-file' / 'results'}: {tmp_path / 'a-file'} is a file, not a folder" in \
