@@ -76,12 +76,12 @@ def ed_es_pairs(by_case: dict) -> list[tuple]:
 
 def ef_agreement(rows: list[dict], chamber: str = "lv") -> dict | None:
     """EF of the ``chamber`` ("lv", or "rv" where the rows have its volumes), predicted against ground truth,
-    over the subjects with both an ``*_ED`` and an ``*_ES`` case (an empty predicted ED blood pool has no EF
-    and is left out); None under three subjects."""
+    over the subjects with both an ``*_ED`` and an ``*_ES`` case (an empty ED blood pool, predicted or true,
+    has no EF and is left out: the summary's ``n`` says how many count); None under three subjects."""
     pred_key, gt_key = f"pred_{chamber}_volume_ml", f"gt_{chamber}_volume_ml"
     pairs = []
     for r, es in ed_es_pairs({r["case"]: r for r in rows}):
-        if all(k in r and k in es for k in (pred_key, gt_key)) and r[pred_key] > 0:
+        if all(k in r and k in es for k in (pred_key, gt_key)) and r[pred_key] > 0 and r[gt_key] > 0:
             pairs.append((ejection_fraction(r[pred_key], es[pred_key]), ejection_fraction(r[gt_key], es[gt_key])))
     if len(pairs) < 3:
         return None

@@ -149,6 +149,18 @@ def test_evaluate_matches_segment_outputs_to_an_acdc_folder(tmp_path, capsys):
     assert "no prediction for 1 ground-truth case(s): patient002_ES" in capsys.readouterr().err
 
 
+def test_the_ef_agreement_leaves_out_an_empty_ed_blood_pool_of_either_side():
+    """No EF where the ED blood pool is empty -- a segmentation that found nothing, or a truth read in the wrong
+    label values: that subject is left out and n says so, not the whole evaluation stopped with an error."""
+    from ACNNCore.evaluation import ef_agreement
+
+    rows = []
+    for i, (pred_ed, gt_ed) in enumerate(((100, 100), (120, 110), (90, 95), (0, 80), (80, 0))):
+        rows += [{"case": f"p{i}_ED", "pred_lv_volume_ml": pred_ed, "gt_lv_volume_ml": gt_ed},
+                 {"case": f"p{i}_ES", "pred_lv_volume_ml": 40, "gt_lv_volume_ml": 45}]
+    assert ef_agreement(rows)["n"] == 3
+
+
 def test_evaluate_cli_on_folders(tmp_path, capsys):
     gt, pred = tmp_path / "gt", tmp_path / "pred"
     good = ring_lv()
