@@ -97,6 +97,14 @@ def _hard_link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
+def _check_given(models: dict) -> None:
+    """That every bundle given with ``--models KEY=BUNDLE[,BUNDLE...]`` is there, before any training: one
+    missing is otherwise found only when its turn comes, after the models before it have trained."""
+    for paths in models.values():
+        for path in paths.split(","):
+            resolve(path)
+
+
 def train_to_end(config, data: Path, run: Path, prior: Path | None, what: str, say=print) -> Path:
     """CONFIG's model in RUN: taken as it is where the run there finished (:func:`finished_run`), resumed where
     it was interrupted (its checkpoint left), trained otherwise; then the checkpoint dropped: the bundle in
@@ -143,6 +151,7 @@ class Benchmark:
         unknown = set(self.models) - set(SPECS)
         if unknown:
             raise InputError(f"unknown model keys {sorted(unknown)}; known: {', '.join(SPECS)}")
+        _check_given(self.models)
         if seeds < 1:
             raise InputError(f"--seeds must be at least 1, not {seeds}")
         self.device, self.say, self.seeds = device, say, seeds
@@ -533,6 +542,7 @@ class AcdcBenchmark:
         if "," in self.models.get("ae", ""):
             raise InputError("ae takes one bundle (the prior of ACNN-Seg and the classification's encoder), "
                              "not an ensemble")
+        _check_given(self.models)
         if budget not in ACDC_BUDGETS:
             raise InputError(f"--budget must be one of {', '.join(ACDC_BUDGETS)}")
         self.budget_name, (self.epochs, self.ae_epochs) = budget, ACDC_BUDGETS[budget]

@@ -89,6 +89,13 @@ def test_benchmark_errors(tiny_data, tmp_path, capsys):
     assert "needs a US phantom" in capsys.readouterr().err
     assert main(["benchmark", "seg", "--data", str(tiny_data), "--out", str(tmp_path), "--models", "foo=bar"]) == 2
     assert "unknown model keys" in capsys.readouterr().err
+    # a given bundle that is not there: said before anything trains (it was found at its turn, after the others)
+    assert main(["benchmark", "seg", "--data", str(tiny_data), "--out", str(tmp_path / "m"), "--models",
+                 "tl=tl-phantom", f"ae={tmp_path / 'gone'}"]) == 2
+    assert f"no model '{tmp_path / 'gone'}'" in capsys.readouterr().err and not (tmp_path / "m" / "runs").exists()
+    assert main(["benchmark", "acdc", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--models",
+                 f"seg=acnn-seg-acdc,{tmp_path / 'gone'}"]) == 2
+    assert "is not in the ACDC layout" in capsys.readouterr().err  # (the layout is checked first)
     assert main(["benchmark", "seg", "--data", str(tiny_data), "--out", str(tmp_path), "--seeds", "0"]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
     for n in ("0", "-1"):  # before: 0 fell back to the budget's count, -1 evaluated no case at all

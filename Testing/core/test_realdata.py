@@ -670,6 +670,8 @@ def test_acdc_benchmark_evaluates_given_models_only(acdc_root, acdc_network, tmp
         AcdcBenchmark(acdc_root, tmp_path, methods=("acnn-seg", "nnunet"))
     with pytest.raises(InputError, match="ae takes one bundle"):
         AcdcBenchmark(acdc_root, tmp_path, models={"ae": "ae-acdc,ae-acdc"})
+    with pytest.raises(InputError, match="no model 'gone'"):  # before anything trains, not at its turn
+        AcdcBenchmark(acdc_root, tmp_path, models={"seg": "acnn-seg-acdc,gone"})
     ensemble = AcdcBenchmark(acdc_root, tmp_path, models={"acnn-seg": "acnn-seg-acdc,acnn-seg-acdc"})
     assert [p.name for p in ensemble.model("acnn-seg")] == ["acnn-seg-acdc"] * 2  # what Segmenter averages
     report = AcdcBenchmark(acdc_root, tmp_path, device="cpu", say=lambda *a: None, max_patients=10,
