@@ -752,8 +752,10 @@ def run_explore(args) -> int:
     dim = model.order[0] if args.dim is None else args.dim
     if args.steps < 2:
         raise InputError("--steps must be at least 2")
-    if not args.k > 0:
+    if not 0 < args.k < float("inf"):
         raise InputError(f"--range is k in mean +- k std, above 0, not {args.k:g}")
+    if args.out.suffix.lower() in (".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".pdf", ".svg"):
+        raise InputError(f"--out {args.out}: the montage is written as .png (or give a folder for label maps)")
     base = geometry = None
     if args.base is not None:
         from .evaluation import read_label_map

@@ -589,6 +589,14 @@ def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
                                            if failing else "every step passes the plausibility checks")
     run = acnn("explore", "--model", tiny_models["ae"], "--range", -1, "--out", tmp_path / "neg.png")
     assert run.returncode == 2 and "--range is k in mean +- k std, above 0, not -1" in run.stderr
+    from ACNNCore.cli import build_parser, run_explore
+
+    # an infinite range was "the code holds 1 NaN or infinite values"; a .jpg was made a folder of label maps
+    for extra, error in ((["--range", "inf", "--out", str(tmp_path / "inf.png")], "above 0, not inf"),
+                         (["--out", str(tmp_path / "t.jpg")], "the montage is written as .png (or give a folder")):
+        with pytest.raises(InputError, match=re.escape(error)):
+            run_explore(build_parser().parse_args(["explore", "--model", str(tiny_models["ae"]), *extra]))
+    assert not (tmp_path / "t.jpg").exists()
     # around a subject's own code: its other dimensions kept, the shapes placed where its heart lies
     gt = tiny_data / "subject002" / "ED" / "hr_gt.nii.gz"
     run = acnn("explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--from", gt, "--out",
