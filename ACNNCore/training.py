@@ -373,9 +373,11 @@ def _check_network(arch: str, given: dict, fixed: dict) -> None:
     if unknown:
         raise InputError(f"unknown network settings for {arch}: {', '.join(unknown)}; it takes {', '.join(params)}")
     for name, value in given.items():
-        if not _same_kind(value, params[name].default):
-            raise InputError(f"network setting {name} takes values like its default {params[name].default!r} "
-                             f"(lists of whole numbers above 0), not {value!r}")
+        default = params[name].default
+        if not _same_kind(value, default):
+            raise InputError(f"network setting {name} takes values like its default {default!r}"
+                             + (" (a list of whole numbers above 0)" if isinstance(default, (list, tuple)) else "")
+                             + f", not {value!r}")
         if name in fixed and _plain(value) != _plain(fixed[name]):
             raise InputError(f"network setting {name} {value} does not fit the data's {fixed[name]}; leave it out, "
                              f"the data sets it")

@@ -518,9 +518,10 @@ def test_a_prior_or_network_setting_of_other_classes_than_the_data_is_refused(ti
     # and what the data set besides, a name the network does not take, a value of another kind: the same
     for network, error in (({"factor": 3}, "network setting factor 3 does not fit the data's 5"),
                            ({"foo": 1}, "unknown network settings for SubPixelNet: foo; it takes in_channels, "),
-                           ({"hr_head": "maybe"}, "network setting hr_head takes values like its default False "),
+                           ({"hr_head": "maybe"}, "network setting hr_head takes values like its default False, "
+                                                  "not 'maybe'"),
                            ({"features": [8, 0]}, "network setting features takes values like its default "
-                                                  "(12, 24, 48, 96) (lists of whole numbers above 0), not [8, 0]")):
+                                                  "(12, 24, 48, 96) (a list of whole numbers above 0), not [8, 0]")):
         with pytest.raises(InputError, match=re.escape(error)):
             train(TrainConfig(task="seg", epochs=1, network=network), tiny_data, tmp_path / "n", progress=False)
     assert not any(tmp_path.glob("[nst]*"))  # no run folder made
