@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from .augment import AugmentConfig, augment
-from .bundle import BEST_MODEL, FINAL_MODEL, MODELS_DIR, load_bundle, save_bundle
+from .bundle import BEST_MODEL, FINAL_MODEL, MODELS_DIR, label_names, load_bundle, save_bundle
 from .datasets import Case, is_phantom, phantom_description, read_dataset
 from .errors import InputError, TrainingError
 from .io import atomic_target
@@ -65,10 +65,10 @@ PRECISIONS = ("fp32", "bf16")
 # the best epoch is a noisy pick, and an annealed rate ends on settled weights)
 LOG, CHECKPOINT = "log.csv", "last.pt"  # and the models, bundle.BEST_MODEL and bundle.FINAL_MODEL
 RUN_FILES = (LOG, CHECKPOINT, BEST_MODEL, FINAL_MODEL, "tensorboard")
-DEFAULT_ARCHITECTURE = {"ae": "ConvAutoencoder", "tl": "TLNetwork", "seg": "SubPixelNet", "sr": "SubPixelNet"}
-# the networks that do each task (the default first; the others the paper's baselines)
+# the networks that do each task, the default first (the others the paper's baselines)
 TASK_ARCHITECTURES = {"seg": ("SubPixelNet", "FCN2D", "UNet3D"), "sr": ("SubPixelNet", "UNet3D", "SRCNN"),
                       "ae": ("ConvAutoencoder",), "tl": ("TLNetwork",)}
+DEFAULT_ARCHITECTURE = {task: networks[0] for task, networks in TASK_ARCHITECTURES.items()}
 # the settings a resumed run may change: how long it trains, and where and in what precision it runs (bf16's
 # advice on NaN gradients is to go on in fp32); any other would mix two recipes in one model
 RESUME_MAY_CHANGE = ("epochs", "device", "workers", "precision")
@@ -389,9 +389,9 @@ def _plain(value):
 
 def load_prior(path, task: str, grid: dict, device):
     """The frozen prior network for ACNN-Seg (AE/T-L encoder), ACNN-SR (T-L predictor) or T-L (the AE)."""
-    if task not in ("seg", "sr", "tl"):
+    need = {"seg": ("ae", "tl"), "sr": ("tl",), "tl": ("ae",)}.get(task)
+    if need is None:
         raise InputError(f"task {task} trains without a prior: leave out --prior")
-    need = {"seg": ("ae", "tl"), "sr": ("tl",), "tl": ("ae",)}[task]
     bundle = load_bundle(path, device=device, expect_task=need)
     model = in_layout(bundle.model, device)
     shape = list(getattr(model, "grid_shape", None) or model.autoencoder.grid_shape)
@@ -399,14 +399,11 @@ def load_prior(path, task: str, grid: dict, device):
         raise InputError(f"prior {bundle.path} works on a {shape} grid; the data's HR grid is {grid['output_shape']}")
     classes = (model if hasattr(model, "num_classes") else model.autoencoder).num_classes
     if task != "sr" and classes != grid["num_classes"]:  # ACNN-SR's prior sees intensities, not label maps
-        raise InputError(f"prior {bundle.path} knows {classes} classes ({_class_names(bundle.meta)}); the data's "
+        names = ", ".join(["background", *label_names(bundle.meta).values()])
+        raise InputError(f"prior {bundle.path} knows {classes} classes ({names}); the data's "
                          f"labels have {grid['num_classes']} (values 0 to {grid['num_classes'] - 1}): a prior of "
                          f"the same structures is needed")
     return bundle
-
-
-def _class_names(meta: dict) -> str:
-    return ", ".join(["background", *(v["name"] for v in (meta.get("labels") or {}).values())])
 
 
 def load_init(path, config: TrainConfig, grid: dict, device):
