@@ -23,7 +23,7 @@ IMPLAUSIBLE_UNSEARCHED = (" An implausible output can also mean an image stored 
 @dataclass
 class PhaseResult:
     phase: str  # "ED", "ES", or "" for a single volume
-    frame: int  # index in the sequence (0 for a single volume)
+    frame: int  # index in the sequence (0 for a single volume); people count frames from 1 (frame_number)
     labels: Volume  # on the HR grid aligned with the input
     measures: dict  # lv_volume_ml, myo_volume_ml, myo_mass_g; rv_volume_ml where the model segments the RV
     plausibility: dict  # ACNNCore.metrics.plausibility
@@ -52,7 +52,7 @@ class SegmentResult:
     device: str
     ef_pct: float | None = None  # the LV's
     rv_ef_pct: float | None = None  # where the model segments the RV
-    volume_curve_ml: list[float] = field(default_factory=list)  # per frame, when ED/ES were detected
+    volume_curve_ml: list[float] = field(default_factory=list)  # per frame (by index), where every frame was segmented
     frames: dict = field(default_factory=dict)  # frame index -> labels, every frame segmented
     label_names: dict = field(default_factory=dict)  # value -> name, the model's
     notes: list[str] = field(default_factory=list)  # the model's caveats on these images (Segmenter.caveats)
@@ -86,7 +86,7 @@ class SegmentResult:
         """The result table: one row per phase (RV columns where the model segments the RV)."""
         rows = []
         for p in self.phases:
-            row = {"Phase": p.phase or "-", "Frame": p.frame,
+            row = {"Phase": p.phase or "-", "Frame": frame_number(p.frame),
                    "LV blood pool (ml)": round(p.measures["lv_volume_ml"], 1),
                    "LV myocardium (ml)": round(p.measures["myo_volume_ml"], 1),
                    "Myocardial mass (g)": round(p.measures["myo_mass_g"], 1),
@@ -99,11 +99,30 @@ class SegmentResult:
         return rows
 
 
+def frame_number(index: int) -> int:
+    """A frame's index as people count frames: from 1, as Slicer's Sequences toolbar ("12/30"), the studio's
+    slider and ACDC's Info.cfg do. What the front ends show and take; the API's ``frame`` and ``ed`` / ``es``
+    are indices (from 0)."""
+    return index + 1
+
+
+def frame_index(number: int | None, count: int, name: str) -> int | None:
+    """The index of frame ``number`` (counted from 1, as the front ends take it) of a cine of ``count``
+    frames; None stays None (found from the volume curve). A number outside 1 to ``count`` is an error naming
+    ``name`` ("ED", "ES")."""
+    if number is None:
+        return None
+    if not 1 <= number <= count:
+        raise InputError(f"{name} frame {number} is outside the cine's frames, 1 to {count} (frames count from 1)")
+    return number - 1
+
+
 def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = None, es: int | None = None,
-                   report: Report | None = None, model: str = "") -> SegmentResult:
-    """Segment one volume, or the ED and ES frames of a cine (``ed`` and ``es`` given, or every frame
-    segmented and ED / ES taken as the frames of largest / smallest LV blood pool, the one not given where one
-    is). The segmenter's own
+                   report: Report | None = None, model: str = "", every: bool = False) -> SegmentResult:
+    """Segment one volume, or the ED and ES frames of a cine (``ed`` and ``es`` given, as indices from 0, or
+    every frame segmented and ED / ES taken as the frames of largest / smallest LV blood pool, the one not given
+    where one is). ``every``: every frame segmented even where both are given (a label map of the whole cycle,
+    and its volume curve). The segmenter's own
     clean-up or shape-model correction applies to every frame. ``report(fraction, message)`` is called before
     each frame (a GUI's progress, and its way to cancel by raising)."""
     report = report or (lambda fraction, message: None)
@@ -111,17 +130,18 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         raise InputError("no frames to segment")
     for name, index in (("ED", ed), ("ES", es)):
         if index is not None and not 0 <= index < len(frames):
-            raise InputError(f"{name} frame {index} is outside the sequence's {len(frames)} frames")
+            raise InputError(f"{name} frame index {index} is outside the sequence's {len(frames)} frames (indices "
+                             f"0 to {len(frames) - 1})")
     if len(frames) == 1:
         wanted = [("", 0)]
-    elif ed is not None and es is not None:
+    elif ed is not None and es is not None and not every:
         wanted = [("ED", ed), ("ES", es)]
     else:
         wanted = []
     labels, corrections, orientations, rv, names, view, found, heart = {}, {}, {}, False, {}, None, "", None
     todo = [i for _, i in wanted] if wanted else list(range(len(frames)))
     for n, i in enumerate(todo):
-        message = f"segmenting frame {i + 1} of {len(frames)}"
+        message = f"segmenting frame {frame_number(i)} of {len(frames)}"
         report(0.05 + 0.9 * n / len(todo), message)
 
         def passes(done, total, n=n, message=message):  # an ensemble's or TTA's passes: finer steps, and cancel

@@ -384,6 +384,11 @@ def _add_inference(sub):
                         "times the work)")
     p.add_argument("--label-convention", choices=("ours", "acdc"), default="ours",
                    help="label values written: ours (1 LV, 2 myocardium, 3 RV) or acdc (1 RV, 2 myocardium, 3 LV)")
+    for phase, found in (("ed", "largest"), ("es", "smallest")):
+        p.add_argument(f"--{phase}", type=int, metavar="FRAME",
+                       help=f"for a cine: its {phase.upper()} frame, counted from 1 as Slicer's Sequences toolbar "
+                            f"and ACDC's Info.cfg count (default: the frame of {found} LV blood pool); every frame "
+                            f"is segmented all the same")
     _series_arg(p)
     p.add_argument("--dicom-seg", type=Path, metavar="FOLDER",
                    help="for DICOM input: the labels also written as DICOM Segmentation objects on the input's "
@@ -475,9 +480,13 @@ def run_segment(args) -> int:
     from .labels import RV_BLOOD_POOL
     from .metrics import clinical_measures, plausibility, verdict
 
+    phases = " and ".join(f"--{k}" for k in ("ed", "es") if getattr(args, k) is not None)
     if args.input.is_dir():  # a data set, or a folder of DICOM studies: each segmented
         studies = dicom_studies(args.input) if is_dicom_folder(args.input) else None
         if studies is None or len(studies) > 1:
+            if phases:
+                raise InputError(f"{phases} name frames of one cine; {args.input} is a folder of several cases "
+                                 f"(each cine's ED and ES are found from its LV blood-pool volume curve)")
             return _segment_folder(args, studies)
     check_writable(args.out, args.overwrite)
     dicom = is_dicom_folder(args.input)
@@ -493,6 +502,8 @@ def run_segment(args) -> int:
     _check_dicom_seg(args, segmenter, args.dicom_seg)
     if len(frames) > 1:
         return _segment_cine(args, segmenter, frames, model)
+    if phases:
+        raise InputError(f"{phases} name frames of a cine; {args.input} is one stack")
     result = _segment_with_bar(segmenter, volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)
@@ -525,9 +536,9 @@ def _segment_with_bar(segmenter, volume):
 
 
 def _segment_cine(args, segmenter, frames: list, model: str) -> int:
-    """A 4-D cine: every frame segmented into a 4-D label map (time last); ED and ES are the frames of largest
-    and smallest LV blood pool."""
-    from .cine import segment_frames
+    """A 4-D cine: every frame segmented into a 4-D label map (time last); ED and ES are the frames given
+    (--ed, --es: counted from 1) or those of largest and smallest LV blood pool."""
+    from .cine import frame_index, frame_number, segment_frames
     from .io import write_frames
     from .progress import progress_bar
 
@@ -535,14 +546,15 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
         def report(fraction, message):  # an update, not a refresh: a log gets a line per interval, not per frame
             bar.update(min(len(frames), int(round((fraction - 0.05) / 0.9 * len(frames)))) - bar.n)
 
-        result = segment_frames(segmenter, frames, report=report, model=model)
+        result = segment_frames(segmenter, frames, frame_index(args.ed, len(frames), "ED"),
+                                frame_index(args.es, len(frames), "ES"), report=report, model=model, every=True)
         bar.update(len(frames) - bar.n)
     labels = [_convention(result.frames[t], args.label_convention) for t in range(len(frames))]
     write_frames(labels, args.out, overwrite=args.overwrite)
     ed, es = result.phases
-    print(f"{args.out}: {len(frames)} frames of {result.frames[0].shape}; ED frame {ed.frame} (LV blood pool "
-          f"{ed.measures['lv_volume_ml']:.1f} ml, myocardium {ed.measures['myo_mass_g']:.1f} g), ES frame "
-          f"{es.frame} ({es.measures['lv_volume_ml']:.1f} ml); EF "
+    print(f"{args.out}: {len(frames)} frames of {result.frames[0].shape}; ED frame {frame_number(ed.frame)} (LV "
+          f"blood pool {ed.measures['lv_volume_ml']:.1f} ml, myocardium {ed.measures['myo_mass_g']:.1f} g), ES "
+          f"frame {frame_number(es.frame)} ({es.measures['lv_volume_ml']:.1f} ml); EF "
           + ("-" if result.ef_pct is None else f"{result.ef_pct:.1f} %")
           + ("" if "rv_volume_ml" not in ed.measures else
              f"; RV blood pool {ed.measures['rv_volume_ml']:.1f} / {es.measures['rv_volume_ml']:.1f} ml, RV EF "
@@ -634,7 +646,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     NAME_ED and NAME_ES), the EFs where a subject has ED and ES; with --dicom-seg FOLDER, each study's DICOM SEG
     objects into FOLDER/NAME. A study that cannot be read is skipped, saying why, and the command ends with status 1;
     so does a study whose labels a SEG cannot be written for (files without a frame of reference)."""
-    from .cine import segment_frames
+    from .cine import frame_number, segment_frames
     from .datasets import read_dataset
     from .dicom import read_dicom
     from .inference import Segmenter, default_model
@@ -690,7 +702,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
                 no_seg.append(name)
         for p in result.phases:
             case = f"{name}_{p.phase}" if p.phase else name
-            rows[case] = {"case": case, **({"frame": p.frame} if p.phase else {}),
+            rows[case] = {"case": case, **({"frame": frame_number(p.frame)} if p.phase else {}),
                           **{k: round(v, 2) for k, v in p.measures.items()},
                           "plausible": p.plausibility["plausible"], "problems": ";".join(p.plausibility["problems"]),
                           "shape_model": p.correction, **({"orientation": p.orientation} if args.orient else {})}

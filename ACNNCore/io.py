@@ -156,7 +156,7 @@ def read_frames(path) -> list[Volume]:
     size = list(image.GetSize())
     frames = []
     for t in range(size[3]):
-        frames.append(_to_volume(sitk.Extract(image, size[:3] + [0], [0, 0, 0, t]), f"{path} frame {t}"))
+        frames.append(_to_volume(sitk.Extract(image, size[:3] + [0], [0, 0, 0, t]), f"{path} frame {t + 1}"))
     return frames
 
 
@@ -260,7 +260,7 @@ def write_frames(frames: list[Volume], path, overwrite: bool = False) -> Path:
         raise InputError("no frames to write")
     for t, frame in enumerate(frames[1:], 1):
         if not frame.geometry.same_as(frames[0].geometry):
-            raise InputError(f"frame {t} lies on another grid than frame 0: a cine's frames share one grid")
+            raise InputError(f"frame {t + 1} lies on another grid than frame 1: a cine's frames share one grid")
     image = to_sitk(frames[0]) if len(frames) == 1 else sitk.JoinSeries([to_sitk(f) for f in frames])
     _write_atomic(image, path)
     return path

@@ -497,7 +497,7 @@ def frames_to_node(frames: list, scene, name: str):
         return volume_to_node(frames[0], scene=scene, name=name)
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(name))
     for t, frame in enumerate(frames):
-        node = volume_to_node(frame, scene=scene, name=f"{name} frame {t}")
+        node = volume_to_node(frame, scene=scene, name=f"{name} frame {t + 1}")
         sequence.SetDataNodeAtValue(node, str(t))
         scene.RemoveNode(node)  # the sequence keeps its own copy
     return sequence
@@ -509,7 +509,8 @@ def show_frame(sequence, frame: int = 0):
     what one segments) set to ``frame``, and its proxy node, returned."""
     scene = sequence.GetScene()
     if not 0 <= frame < sequence.GetNumberOfDataNodes():
-        raise InputError(f"frame {frame} is outside the sequence's {sequence.GetNumberOfDataNodes()} frames")
+        raise InputError(f"frame index {frame} is outside the sequence's {sequence.GetNumberOfDataNodes()} frames "
+                         f"(indices 0 to {sequence.GetNumberOfDataNodes() - 1})")
     logic = sequences_logic(scene)
     browser = browser_of(sequence)
     made = browser is None

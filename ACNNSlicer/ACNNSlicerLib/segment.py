@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ACNNCore.cine import SegmentResult, segment_frames
+from ACNNCore.cine import SegmentResult, frame_number, segment_frames
 from ACNNCore.errors import InputError
 from ACNNCore.inference import Segmenter, default_model
 from ACNNCore.volume import Volume
@@ -60,16 +60,17 @@ class SegmentLogic:
             n = node.GetNumberOfDataNodes()
             if n == 0:
                 raise InputError(f"sequence {node.GetName()!r} is empty")
-            return [mrml.volume_from_node(node.GetNthDataNode(i), f"frame {i} of") for i in range(n)]
+            return [mrml.volume_from_node(node.GetNthDataNode(i), f"frame {frame_number(i)} of") for i in range(n)]
         return [mrml.volume_from_node(node)]
 
     def compute(self, frames: list[Volume], model: str | None = None, device: str = "auto",
                 ed: int | None = None, es: int | None = None, progress: Progress | None = None, cancelled=None,
                 cleanup: bool = False, close_myocardium: bool = False, correct: bool = False,
                 tta: bool = False, orient: bool = False) -> SegmentResult:
-        """Segment one volume, or the ED and ES frames of a cine sequence (given, or detected as the frames of
-        largest and smallest LV blood-pool volume, which segments every frame). ``cleanup``: each structure's
-        largest connected part, the LV blood pool without holes (``ACNNCore.postprocessing.clean_up``);
+        """Segment one volume, or the ED and ES frames of a cine sequence (given as indices from 0, or detected
+        as the frames of largest and smallest LV blood-pool volume, which segments every frame). ``cleanup``:
+        each structure's largest connected part, the LV blood pool without holes
+        (``ACNNCore.postprocessing.clean_up``);
         ``close_myocardium``: that, and the myocardial ring closed where it is open; ``correct``: the clean-up,
         and an implausible output corrected with the shape model the network was trained with
         (``ACNNCore.inference.ShapeModel.correct``; with ``close_myocardium``, the ring is closed by rule where
@@ -108,7 +109,7 @@ class SegmentLogic:
         table = mrml.rows_to_table(result.rows(), scene=scene, name=f"{base} ACNN measures")
         table.SetAttribute("ACNN.Model", result.model)
         if result.volume_curve_ml:  # every frame of a cine segmented: the LV's volume over the cycle, and its plot
-            curve = mrml.rows_to_table([{"Frame": t, "LV blood pool (ml)": round(v, 2)}
+            curve = mrml.rows_to_table([{"Frame": frame_number(t), "LV blood pool (ml)": round(v, 2)}
                                         for t, v in enumerate(result.volume_curve_ml)],
                                        scene=scene, name=f"{base} ACNN LV volume curve")
             curve.SetAttribute("ACNN.Model", result.model)

@@ -65,9 +65,10 @@ class SegmentParameterNode:
     correct: bool = False
     tta: bool = False
     orient: bool = False
-    # a spin box's range comes from its parameter (the wrapper sets it: unbounded without one)
-    edFrame: Annotated[int, WithinRange(0, 999)] = 0
-    esFrame: Annotated[int, WithinRange(0, 999)] = 0
+    # a spin box's range comes from its parameter (the wrapper sets it: unbounded without one); frames count
+    # from 1, as the Sequences toolbar shows them ("12/30")
+    edFrame: Annotated[int, WithinRange(1, 999)] = 1
+    esFrame: Annotated[int, WithinRange(1, 999)] = 1
 
 
 class SegmentWidget(run_widget_base()):
@@ -181,11 +182,13 @@ class SegmentWidget(run_widget_base()):
 
     def _start(self):
         """The network on the input's frames in a worker thread (read and checked here, on the main one)."""
+        from ACNNCore.cine import frame_index
         from ACNNSlicerLib import BackgroundTask, SegmentLogic
 
         p = self._parameterNode
         frames = SegmentLogic.read_input(p.inputNode)
-        ed, es = (None, None) if p.detectPhases else (p.edFrame, p.esFrame)
+        ed, es = (None, None) if p.detectPhases else (frame_index(p.edFrame, len(frames), "ED"),
+                                                      frame_index(p.esFrame, len(frames), "ES"))
         self._input = p.inputNode
         return BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es,
                               cleanup=p.cleanUp, close_myocardium=p.closeMyocardium, correct=p.correct,

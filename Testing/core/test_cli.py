@@ -203,7 +203,7 @@ def test_a_folder_of_dicom_studies_is_segmented_study_by_study(tmp_path, write_d
     with open(tmp_path / "out" / "measures.csv", encoding="utf-8") as f:
         rows = {r["case"]: r for r in csv.DictReader(f)}
     assert set(rows) == {"p1_ED", "p1_ES", "p2"}
-    assert (rows["p1_ED"]["frame"], rows["p1_ES"]["frame"], rows["p2"]["frame"]) == ("0", "1", "")
+    assert (rows["p1_ED"]["frame"], rows["p1_ES"]["frame"], rows["p2"]["frame"]) == ("1", "2", "")  # counted from 1
     ed, es = (clinical_measures(labels[t])["lv_volume_ml"] for t in (0, 1))
     assert float(rows["p1_ED"]["lv_volume_ml"]) == round(ed, 2) and float(rows["p1_ES"]["lv_volume_ml"]) == round(es, 2)
     assert float(rows["p1_ED"]["lv_ef_pct"]) == round(100 * (ed - es) / ed, 1) > 20

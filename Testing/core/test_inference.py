@@ -645,10 +645,11 @@ def test_demo_command_runs_the_whole_pipeline(tiny_models, tmp_path):
         assert (tmp_path / "demo" / name).is_file()
 
 
-def test_segment_command_on_a_cine_finds_ed_and_es(tmp_path):
+def test_segment_command_on_a_cine_finds_ed_and_es_or_takes_them_counted_from_1(tmp_path):
     """A 4-D cine: every frame segmented into a 4-D label map; ED and ES are its frames of largest and smallest
-    LV blood pool, with the EF between them."""
-    from ACNNCore.io import read_frames, write_frames
+    LV blood pool, with the EF between them, printed counted from 1 (as Slicer's Sequences toolbar and ACDC's
+    Info.cfg count). --ed / --es name them instead, counted the same way; every frame is still written."""
+    from ACNNCore.io import read_frames, write_frames, write_volume
     from ACNNCore.metrics import clinical_measures, ejection_fraction
     from ACNNCore.phantom.population import PhantomConfig, generate_subject
 
@@ -666,8 +667,23 @@ def test_segment_command_on_a_cine_finds_ed_and_es(tmp_path):
     assert frames[0].geometry.same_as(expected[0].geometry)
     lv = [clinical_measures(f)["lv_volume_ml"] for f in expected]
     assert int(np.argmax(lv)) == 1 and int(np.argmin(lv)) == 0  # the ED stack, then the first ES one
-    assert "ED frame 1" in run.stdout and "ES frame 0" in run.stdout
+    assert "ED frame 2 " in run.stdout and "ES frame 1 " in run.stdout
     assert f"EF {ejection_fraction(lv[1], lv[0]):.1f} %" in run.stdout
+    given = acnn("segment", cine, "--out", tmp_path / "given.nii.gz", "--clean-up", "--ed", "2", "--es", "3")
+    assert given.returncode == 0, given.stderr
+    assert "ED frame 2 " in given.stdout and "ES frame 3 " in given.stdout
+    assert f"EF {ejection_fraction(lv[1], lv[2]):.1f} %" in given.stdout
+    written = read_frames(tmp_path / "given.nii.gz")
+    assert len(written) == 3 and all(np.array_equal(a.array, b.array) for a, b in zip(written, expected))
+    stack = write_volume(ed, tmp_path / "stack.nii.gz")
+    for source, wrong, said in (
+            (cine, ["--ed", "0"], "ED frame 0 is outside the cine's frames, 1 to 3 (frames count from 1)"),
+            (cine, ["--es", "4"], "ES frame 4 is outside the cine's frames, 1 to 3"),
+            (stack, ["--ed", "1"], f"--ed name frames of a cine; {stack} is one stack"),
+            (tmp_path, ["--ed", "1", "--es", "2"], "--ed and --es name frames of one cine; ")):
+        run = acnn("segment", source, "--out", tmp_path / "no.nii.gz", *wrong)
+        assert run.returncode == 2 and said in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr and not (tmp_path / "no.nii.gz").exists()
 
 
 def test_a_gpu_that_runs_out_of_memory_hands_the_run_to_the_cpu(caplog):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import slicer
 
+from ACNNCore.cine import frame_index
 from ACNNCore.errors import InputError, OutputExists
 from ACNNCore.inference import Segmenter, SuperResolver, hr_geometry
 from ACNNCore.metrics import dice, ejection_fraction
@@ -259,6 +260,8 @@ def cine(scene, subject):
 
 
 def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
+    """ED and ES found from the volume curve, or given (indices from 0); the tables count frames from 1, as
+    the Sequences toolbar shows them, and so does the module's ED / ES spin boxes' conversion."""
     seq = cine(scene, subject)
     logic = SegmentLogic()
     result, segmentations, table = logic.process(seq, "acnn-seg-phantom", "cpu", surfaces=False)
@@ -270,16 +273,21 @@ def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
     assert [n.GetName() for n in segmentations] == ["cine ED ACNN segmentation", "cine ES ACNN segmentation"]
     rows = mrml.table_rows(table)
     assert [r["Phase"] for r in rows] == ["ED", "ES"] and rows[0]["EF (%)"] == pytest.approx(result.ef_pct, abs=0.05)
+    assert [r["Frame"] for r in rows] == [2, es.frame + 1]
     curve = table.GetNodeReference("ACNN.VolumeCurve")  # the LV over the cycle, and a chart of it
     assert [r["LV blood pool (ml)"] for r in mrml.table_rows(curve)] == pytest.approx(result.volume_curve_ml, abs=0.01)
+    assert [r["Frame"] for r in mrml.table_rows(curve)] == [1, 2, 3]
     chart = table.GetNodeReference("ACNN.VolumeCurveChart")
     assert chart.IsA("vtkMRMLPlotChartNode") and chart.GetNumberOfPlotSeriesNodes() == 1
     assert chart.GetNthPlotSeriesNode(0).GetTableNode() is curve
     chosen = logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=2)
     assert [p.frame for p in chosen.phases] == [1, 2] and chosen.volume_curve_ml == []
     assert logic.apply(chosen, seq, surfaces=False)[1].GetNodeReference("ACNN.VolumeCurve") is None  # no curve
-    with pytest.raises(InputError, match="outside the sequence"):
+    with pytest.raises(InputError, match="ES frame index 7 is outside the sequence's 3 frames"):
         logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=7)
+    assert [frame_index(n, 3, "ED") for n in (None, 1, 3)] == [None, 0, 2]  # the spin boxes' frames -> indices
+    with pytest.raises(InputError, match=r"ED frame 4 is outside the cine's frames, 1 to 3 \(frames count from 1\)"):
+        frame_index(4, 3, "ED")
     es_given = logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", es=1)  # ED found, ES kept
     assert [p.frame for p in es_given.phases] == [1, 1] and es_given.volume_curve_ml == result.volume_curve_ml
 
