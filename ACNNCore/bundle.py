@@ -280,12 +280,26 @@ def save_ensemble(models, folder, name: str | None = None, about: str = "", over
 
 def prior_of(name_or_path) -> Path:
     """The shape model a network was trained with (its ``--prior``), found by the weights' checksum that its
-    bundle records: at the path recorded, or among the bundled models."""
-    meta = read_meta(resolve(name_or_path))
+    bundle records: at the path recorded, or among the bundled models. An ensemble's networks (an ensemble
+    bundle, or a list of bundles) must have been trained with one shape model; those trained without a prior
+    add none."""
+    given = name_or_path if isinstance(name_or_path, (list, tuple)) else [name_or_path]
+    priors = {}  # checksum -> (the first network's folder and description that record it)
+    for folder in [m for model in given for m in members(model)]:
+        meta = read_meta(folder)
+        checksum = meta.get("training", {}).get("prior_sha256")
+        if checksum:
+            priors.setdefault(checksum, (folder, meta))
+    if len(priors) > 1:
+        named = "; ".join(f"{folder}: {meta['training'].get('prior')} (sha256 {checksum[:12]}...)"
+                          for checksum, (folder, meta) in priors.items())
+        raise InputError(f"the ensemble's networks were trained with {len(priors)} different shape priors "
+                         f"({named}): name the shape model to correct with")
+    if not priors:
+        name = read_meta(members(given[0])[0]).get("name", given[0])
+        raise InputError(f"{name} was trained without a shape prior: name a shape model")
+    checksum, (_, meta) = next(iter(priors.items()))
     training = meta.get("training", {})
-    checksum = training.get("prior_sha256")
-    if not checksum:
-        raise InputError(f"{meta.get('name', name_or_path)} was trained without a shape prior: name a shape model")
     recorded = Path(training.get("prior") or "")
     candidates = ([recorded] if (recorded / "model.json").is_file() else []) + [MODELS_DIR / n for n in available()]
     for folder in candidates:

@@ -443,13 +443,14 @@ class Segmenter(_Model):
         self.cleanup = cleanup  # clean_up(): each structure's largest connected part, blood pool without holes
         self.close_myocardium = close_myocardium  # the clean-up, then the myocardial ring closed
         # ShapeModel.correct(): the clean-up, then an implausible output corrected with a learnt shape space --
-        # a shape model (bundle, name or ShapeModel), or True: the prior the (first) network was trained with;
+        # a shape model (bundle, name or ShapeModel), or True: the prior the networks were trained with (an
+        # ensemble's must share it);
         # with close_myocardium as well, what the correction leaves implausible is then closed by rule
         self.shape_model = None
         self.max_change = max_change  # ShapeModel.correct's limit on how much of the LV a correction changes
         if shape_model is not None and shape_model is not False:
             if shape_model is True:
-                shape_model = prior_of(self.runner.bundle.path)
+                shape_model = prior_of([r.bundle.path for r in self.runners])
             self.shape_model = shape_model if isinstance(shape_model, ShapeModel) else ShapeModel(shape_model, device)
             ours, theirs = label_names(self.meta), label_names(self.shape_model.meta)
             if ours != theirs:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from ACNNCore.bundle import members, prior_of, save_ensemble
+from ACNNCore.bundle import members, prior_of, read_meta, save_ensemble
 from ACNNCore.errors import InputError
 from ACNNCore.inference import (CORRECTION_REFUSED, ENSEMBLE_AGREE_MM, Segmenter, ShapeModel, SuperResolver,
                                 ensemble_center, heart_part, hr_geometry, interpolate_stack)
@@ -568,6 +568,21 @@ def test_a_shape_model_corrects_an_implausible_map_where_it_is_wrong_and_leaves_
     assert run.returncode == 0 and "shape model: " in run.stdout, run.stderr
     with pytest.raises(InputError, match="trained without a shape prior"):
         Segmenter("seg3d-phantom", "cpu", shape_model=True)
+    # an ensemble: the prior its networks share (one trained without a prior adds none); two priors, refused
+    # (it was the first network's, whatever the others had learnt)
+    other, without = tmp_path / "other", tmp_path / "without"
+    for folder, prior in ((other, read_meta(tiny_models["tl"])["weights_sha256"]), (without, None)):
+        shutil.copytree(tiny_models["seg"], folder)
+        meta = read_meta(folder)
+        meta["training"]["prior_sha256"] = prior
+        (folder / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert Segmenter([without, tiny_models["seg"]], "cpu", shape_model=True).shape_model.runner.bundle.path == \
+        tiny_models["ae"]
+    with pytest.raises(InputError, match=re.escape("the ensemble's networks were trained with 2 different shape "
+                                                   f"priors ({tiny_models['seg']}: {tiny_models['ae']} (sha256 ")):
+        Segmenter([tiny_models["seg"], without, other], "cpu", shape_model=True)
+    with pytest.raises(InputError, match="trained without a shape prior"):
+        prior_of([without])
 
 
 def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
