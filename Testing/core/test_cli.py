@@ -232,13 +232,17 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
                                                                     g.index_to_physical((0, 0, 2)), g.direction))
                  for t in range(4)]
     write_dicom(perfusion, tmp_path / "studies" / "p1" / "perf", study="1.2.3.1", series=90, description="perf")
-    run = acnn("info", tmp_path / "studies" / "p1")  # its stacks, to pick from
-    assert run.returncode == 0 and "p1: 2 stacks; segment one with --series" in run.stdout, run.stderr
-    assert re.search(r"cine_sax +2 frames of .*\n +perf +4 frames of \(", run.stdout), run.stdout
-    run = acnn("segment", tmp_path / "studies" / "p1", "--out", tmp_path / "p1.nii.gz")
-    assert run.returncode == 2 and "holds 2 stacks" in run.stderr and "--series" in run.stderr, run.stderr
-    run = acnn("info", tmp_path / "studies" / "p1", "--series", "CINE_SAX")
-    assert run.returncode == 0 and json.loads(run.stdout)["frames"] == 2, run.stderr
+    from ACNNCore.cli import main  # reading and refusing in-process; segmenting as a user runs it
+
+    assert main(["info", str(tmp_path / "studies" / "p1")]) == 0  # its stacks, to pick from
+    out = capsys.readouterr().out
+    assert "p1: 2 stacks; segment one with --series" in out
+    assert re.search(r"cine_sax +2 frames of .*\n +perf +4 frames of \(", out), out
+    assert main(["segment", str(tmp_path / "studies" / "p1"), "--out", str(tmp_path / "p1.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "holds 2 stacks" in err and "--series" in err, err
+    assert main(["info", str(tmp_path / "studies" / "p1"), "--series", "CINE_SAX"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 2
     write_dicom(cine[1:], tmp_path / "studies" / "p2", study="1.2.3.2")
     for path in write_dicom(cine[:1], tmp_path / "studies" / "p3", study="1.2.3.3").iterdir():
         ds = pydicom.dcmread(path)
@@ -262,13 +266,13 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
                tmp_path / "seg2", *model)  # one stack
     assert run.returncode == 0 and f"{tmp_path / 'seg2'}: 1 DICOM segmentation on" in run.stdout, run.stderr
     assert [p.name for p in (tmp_path / "seg2").iterdir()] == ["SEG_001.dcm"]
-    run = acnn("info", tmp_path / "seg")  # a folder of SEGs alone: no images, says how to read them
-    assert run.returncode == 2 and "holds DICOM files but no images (2 DICOM SEGs, label maps: give acnn info or " \
-                                   "acnn evaluate one of them)" in run.stderr, run.stderr
-    run = acnn("info", tmp_path / "seg2" / "SEG_001.dcm")  # a SEG read back: as a label map on the images' grid
+    assert main(["info", str(tmp_path / "seg")]) == 2  # a folder of SEGs alone: no images, says how to read them
+    assert "holds DICOM files but no images (2 DICOM SEGs, label maps: give acnn info or acnn evaluate one of " \
+           "them)" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "seg2" / "SEG_001.dcm")]) == 0  # a SEG read back: a label map on the grid
     (p2,) = read_frames(tmp_path / "p2.nii.gz")
-    info = json.loads(run.stdout)
-    assert info["format"] == "DICOM SEG" and info["shape"] == list(p2.shape), run.stderr
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "DICOM SEG" and info["shape"] == list(p2.shape)
     assert info["label_volumes_ml"]["1"] == pytest.approx(np.count_nonzero(p2.array == 1) * p2.geometry.voxel_volume_ml,
                                                              abs=1e-3)
     run = acnn("evaluate", "--pred", tmp_path / "p2.nii.gz", "--gt", tmp_path / "seg2" / "SEG_001.dcm", "--out",
@@ -283,18 +287,15 @@ def test_dicom_seg_holds_the_labels_on_the_dicom_images(tmp_path, write_dicom, p
                 (tmp_path / "p1.nii.gz", model, "--series is for DICOM input: "),
                 (tmp_path / "p1.nii.gz", model[:4], "--dicom-seg is for DICOM input: "))
     for n, (source, options, says) in enumerate(refusals):
-        run = acnn("segment", source, "--out", tmp_path / f"again{n}.nii.gz", "--dicom-seg", tmp_path / "seg",
-                   *options)
-        assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr
-        assert not (tmp_path / f"again{n}.nii.gz").exists()
+        assert main(["segment", str(source), "--out", str(tmp_path / f"again{n}.nii.gz"), "--dicom-seg",
+                     str(tmp_path / "seg"), *map(str, options)]) == 2
+        assert says in capsys.readouterr().err and not (tmp_path / f"again{n}.nii.gz").exists()
     run = acnn("segment", tmp_path / "studies", "--out", tmp_path / "out", "--dicom-seg", tmp_path / "segs", *model)
     assert run.returncode == 1 and "no DICOM SEG for p3: " in run.stderr and "has no FrameOfReferenceUID" in run.stderr
     assert "no DICOM SEG for 1 of 3 studies: p3" in run.stderr and (tmp_path / "out" / "p3.nii.gz").exists()
     assert sorted(p.relative_to(tmp_path / "segs").as_posix() for p in (tmp_path / "segs").rglob("*.dcm")) == [
         "p1/SEG_001.dcm", "p1/SEG_002.dcm", "p2/SEG_001.dcm"]
     import shutil
-
-    from ACNNCore.cli import main
 
     shutil.copytree(tmp_path / "segs" / "p1", tmp_path / "studies" / "p1" / "labels")  # SEGs among the images
     capsys.readouterr()
