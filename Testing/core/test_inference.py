@@ -28,6 +28,17 @@ def acnn(*args):
     return subprocess.run([sys.executable, "-m", "ACNNCore.cli", *map(str, args)], capture_output=True, text=True)
 
 
+def in_process(capsys, *args):
+    """``acnn ARGS`` through ``ACNNCore.cli.main`` in this process: its status, stdout and stderr, as
+    :func:`acnn` gives them (a subprocess's cost, an import of torch, spared)."""
+    from ACNNCore.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["acnn", *map(str, args)], code, out, err)
+
+
 def _lr_case(tiny_data, subject="subject000", phase="ED"):
     return read_volume(tiny_data / subject / phase / "lr.nii.gz")
 
@@ -321,7 +332,9 @@ def test_an_ensemble_averages_its_members_probabilities(tiny_models, tiny_data, 
         ["e.nii.gz", "ens", "more", "seg1"]  # replaced as asked, nothing left beside it
 
 
-def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_data, tmp_path):
+def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_data, tmp_path, capsys):
+    """`acnn segment` on a stack as a user runs it (the first command); the others in-process (no import of
+    torch and a model load each)."""
     lr_path = tiny_data / "subject001" / "ES" / "lr.nii.gz"
     run = acnn("segment", lr_path, "--out", tmp_path / "seg.nii.gz", "--model", tiny_models["seg"])
     assert run.returncode == 0, run.stderr
@@ -333,27 +346,28 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     from ACNNCore.io import write_frames
 
     cine = write_frames([read_volume(lr_path)] * 2, tmp_path / "cine.nii.gz")
-    run_cine = acnn("segment", cine, "--out", tmp_path / "cine_seg.nii.gz", "--model", tiny_models["seg"])
+    run_cine = in_process(capsys, "segment", cine, "--out", tmp_path / "cine_seg.nii.gz", "--model", tiny_models["seg"])
     for r in (run, run_cine):
         assert "IMPLAUSIBLE" in r.stdout and "note: implausible outputs: --clean-up removes" in r.stderr, r.stderr
         assert "image stored turned or mirrored in-plane, unlike the model's training images: --orient" in r.stderr
     # the orientation search, asked for, is not suggested again
-    searched = acnn("segment", lr_path, "--out", tmp_path / "searched.nii.gz", "--model", tiny_models["seg"],
-                    "--orient")
+    searched = in_process(capsys, "segment", lr_path, "--out", tmp_path / "searched.nii.gz", "--model",
+                          tiny_models["seg"], "--orient")
     assert searched.returncode == 0 and "orientation: the network was surest of" in searched.stdout, searched.stderr
     assert "IMPLAUSIBLE" in searched.stdout and "--clean-up removes" in searched.stderr  # a tiny model's output
     assert "--orient" not in searched.stderr, searched.stderr
-    run = acnn("segment", lr_path, "--out", tmp_path / "seg.seg.nrrd", "--model", tiny_models["seg"])
+    run = in_process(capsys, "segment", lr_path, "--out", tmp_path / "seg.seg.nrrd", "--model", tiny_models["seg"])
     assert run.returncode == 0, run.stderr
     seg, names = read_segmentation(tmp_path / "seg.seg.nrrd")
     np.testing.assert_array_equal(seg.array, labels.array)
     assert names == {1: "LV blood pool", 2: "LV myocardium"}
-    again = acnn("segment", lr_path, "--out", tmp_path / "seg.nii.gz", "--model", tiny_models["seg"])
+    again = in_process(capsys, "segment", lr_path, "--out", tmp_path / "seg.nii.gz", "--model", tiny_models["seg"])
     assert again.returncode == 2 and "pass --overwrite" in again.stderr
-    wrong = acnn("segment", lr_path, "--out", tmp_path / "x.nii.gz", "--model", tiny_models["ae"])
+    wrong = in_process(capsys, "segment", lr_path, "--out", tmp_path / "x.nii.gz", "--model", tiny_models["ae"])
     assert wrong.returncode == 2 and "this needs a segmentation model (task seg)" in wrong.stderr
     assert "Traceback" not in wrong.stderr
-    run = acnn("segment", lr_path, "--out", tmp_path / "tta.nii.gz", "--model", tiny_models["seg"], "--tta")
+    run = in_process(capsys, "segment", lr_path, "--out", tmp_path / "tta.nii.gz", "--model", tiny_models["seg"],
+                     "--tta")
     assert run.returncode == 0, run.stderr
     calls = []  # progress after each of the nine passes (the command's bar)
     tta = Segmenter(tiny_models["seg"], "cpu", tta=True)(read_volume(lr_path),
@@ -361,7 +375,7 @@ def test_segment_command_writes_nifti_and_slicer_segmentation(tiny_models, tiny_
     tta = tta.labels
     assert calls == [(i, 9) for i in range(1, 10)]
     np.testing.assert_array_equal(read_volume(tmp_path / "tta.nii.gz").array, tta.array)
-    phantom_only = acnn("benchmark", "seg", "--data", tmp_path, "--out", tmp_path / "b", "--tta")
+    phantom_only = in_process(capsys, "benchmark", "seg", "--data", tmp_path, "--out", tmp_path / "b", "--tta")
     assert phantom_only.returncode == 2 and "options of the acdc benchmark" in phantom_only.stderr
 
 
@@ -664,7 +678,6 @@ def test_segment_command_on_a_cine_finds_ed_and_es_or_takes_them_counted_from_1(
     """A 4-D cine: every frame segmented into a 4-D label map; ED and ES are its frames of largest and smallest
     LV blood pool, with the EF between them, printed counted from 1 (as Slicer's Sequences toolbar and ACDC's
     Info.cfg count). --ed / --es name them instead, counted the same way; every frame is still written."""
-    from ACNNCore.cli import main
     from ACNNCore.io import read_frames, write_frames, write_volume
     from ACNNCore.metrics import clinical_measures, ejection_fraction
     from ACNNCore.phantom.population import PhantomConfig, generate_subject
@@ -697,8 +710,8 @@ def test_segment_command_on_a_cine_finds_ed_and_es_or_takes_them_counted_from_1(
             (cine, ["--es", "4"], "ES frame 4 is outside the cine's frames, 1 to 3"),
             (stack, ["--ed", "1"], f"--ed name frames of a cine; {stack} is one stack"),
             (tmp_path, ["--ed", "1", "--es", "2"], "--ed and --es name frames of one cine; ")):
-        assert main(["segment", str(source), "--out", str(tmp_path / "no.nii.gz"), *wrong]) == 2
-        assert said in capsys.readouterr().err and not (tmp_path / "no.nii.gz").exists()
+        run = in_process(capsys, "segment", source, "--out", tmp_path / "no.nii.gz", *wrong)
+        assert run.returncode == 2 and said in run.stderr and not (tmp_path / "no.nii.gz").exists()
 
 
 def test_a_gpu_that_runs_out_of_memory_hands_the_run_to_the_cpu(caplog):
