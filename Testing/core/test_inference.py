@@ -281,7 +281,7 @@ def test_models_of_the_wrong_kind_are_refused(tiny_models):
         SuperResolver("acnn-seg-acdc", device="cpu")
 
 
-def test_an_ensemble_averages_its_members_probabilities(tiny_models, tiny_data, tmp_path):
+def test_an_ensemble_averages_its_members_probabilities(tiny_models, tiny_data, tmp_path, capsys):
     """Several bundles of one kind (here the same recipe, another seed): their probabilities averaged on the
     input's grid; from the command line, --model given twice. Members that do not match are refused."""
     from ACNNCore.training import TrainConfig, train
@@ -307,13 +307,15 @@ def test_an_ensemble_averages_its_members_probabilities(tiny_models, tiny_data, 
             kind([model, model], device="cpu")
 
     # saved as one model (`acnn ensemble`): the same average from its folder, its networks named by their runs
-    run = acnn("ensemble", tiny_models["seg"], tmp_path / "seg1", "--out", tmp_path / "ens", "--about", "two seeds")
+    run = in_process(capsys, "ensemble", tiny_models["seg"], tmp_path / "seg1", "--out", tmp_path / "ens", "--about",
+                     "two seeds")
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == f"{tmp_path / 'ens'}: an ensemble of 2 networks (seg, seg1)"
     np.testing.assert_array_equal(Segmenter(tmp_path / "ens", device="cpu")(lr).probabilities, both.probabilities)
-    about = json.loads(acnn("info", tmp_path / "ens").stdout)
+    about = json.loads(in_process(capsys, "info", tmp_path / "ens").stdout)
     assert about["about"] == "two seeds" and len(about["members"]) == 2
-    again = acnn("ensemble", tiny_models["seg"], tmp_path / "seg1", "--out", tmp_path / "ens")  # nothing replaced
+    again = in_process(capsys, "ensemble", tiny_models["seg"], tmp_path / "seg1", "--out",
+                       tmp_path / "ens")  # nothing replaced
     assert again.returncode == 2 and "ens exists and is not empty; pass --overwrite" in again.stderr
     for models, why in (([tiny_models["seg"]], "an ensemble is two or more networks, not 1"),
                         ([tiny_models["seg"], tiny_models["seg"].parent], "is given twice"),
@@ -490,7 +492,7 @@ def test_closing_the_myocardium_makes_open_rings_plausible(tiny_models, tiny_dat
 
 
 def test_a_shape_model_corrects_an_implausible_map_where_it_is_wrong_and_leaves_a_plausible_one(
-        tiny_models, tiny_data, tmp_path):
+        tiny_models, tiny_data, tmp_path, capsys):
     from scipy import ndimage
 
     from ACNNCore.metrics import defects, lv_thirds
@@ -567,18 +569,18 @@ def test_a_shape_model_corrects_an_implausible_map_where_it_is_wrong_and_leaves_
     np.testing.assert_array_equal(read_volume(tmp_path / "corrected.nii.gz").array, expected.array)
     strict = Segmenter(tiny_models["seg"], "cpu", shape_model=shape, max_change=1e-6)(lr)
     assert strict.correction == how or strict.correction.startswith(CORRECTION_REFUSED)
-    run = acnn("segment", tiny_data / "subject001" / "ES" / "lr.nii.gz", "--out", tmp_path / "limit.nii.gz",
-               "--model", tiny_models["seg"], "--max-change", "0.1")
+    run = in_process(capsys, "segment", tiny_data / "subject001" / "ES" / "lr.nii.gz", "--out",
+                     tmp_path / "limit.nii.gz", "--model", tiny_models["seg"], "--max-change", "0.1")
     assert run.returncode != 0 and "give it with --correct" in run.stderr
-    run = acnn("segment", tiny_data / "subject001" / "ES" / "lr.nii.gz", "--out", tmp_path / "limit.nii.gz",
-               "--model", tiny_models["seg"], "--correct", "--max-change", "-1")
+    run = in_process(capsys, "segment", tiny_data / "subject001" / "ES" / "lr.nii.gz", "--out",
+                     tmp_path / "limit.nii.gz", "--model", tiny_models["seg"], "--correct", "--max-change", "-1")
     assert run.returncode != 0 and "above 0" in run.stderr and not (tmp_path / "limit.nii.gz").exists()
     # --correct alone: the network's own prior, found by the checksum its bundle records
     assert Segmenter(tiny_models["seg"], "cpu", shape_model=True).shape_model.runner.bundle.path == \
         prior_of(tiny_models["seg"]) == tiny_models["ae"]
     assert Segmenter("acnn-seg-phantom", "cpu", shape_model=True).shape_model.meta["name"] == "ae-phantom"
-    run = acnn("segment", tiny_data / "subject001" / "ES" / "lr.nii.gz", "--out", tmp_path / "own.nii.gz",
-               "--model", tiny_models["seg"], "--correct")
+    run = in_process(capsys, "segment", tiny_data / "subject001" / "ES" / "lr.nii.gz", "--out", tmp_path / "own.nii.gz",
+                     "--model", tiny_models["seg"], "--correct")
     assert run.returncode == 0 and "shape model: " in run.stdout, run.stderr
     with pytest.raises(InputError, match="trained without a shape prior"):
         Segmenter("seg3d-phantom", "cpu", shape_model=True)
@@ -599,24 +601,25 @@ def test_a_shape_model_corrects_an_implausible_map_where_it_is_wrong_and_leaves_
         prior_of([without])
 
 
-def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
+def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path, capsys):
     lr_path = tiny_data / "subject002" / "ED" / "lr.nii.gz"
     run = acnn("superresolve", lr_path, "--out", tmp_path / "sr.nii.gz", "--model", tiny_models["sr"])
     assert run.returncode == 0, run.stderr
     assert read_volume(tmp_path / "sr.nii.gz").shape == (32, 32, 20)
-    run = acnn("explore", "--model", tiny_models["ae"], "--steps", 5, "--out", tmp_path / "t.png")
+    run = in_process(capsys, "explore", "--model", tiny_models["ae"], "--steps", 5, "--out", tmp_path / "t.png")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
-    again = acnn("explore", "--model", tiny_models["ae"], "--steps", 5, "--out", tmp_path / "t.png")
+    again = in_process(capsys, "explore", "--model", tiny_models["ae"], "--steps", 5, "--out", tmp_path / "t.png")
     assert again.returncode == 2 and "t.png exists; pass --overwrite to replace it" in again.stderr
-    run = acnn("explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--out", tmp_path / "steps")
+    run = in_process(capsys, "explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--out",
+                     tmp_path / "steps")
     assert run.returncode == 0, run.stderr
     assert len(list((tmp_path / "steps").glob("dim03_step*.nii.gz"))) == 3
     failing = [f"{z:+.1f}" for z, labels in ShapeModel(tiny_models["ae"], device="cpu").traverse(3, 3)
                if not plausibility(labels)["plausible"]]  # the checks' verdicts said, a folder holding no marks
     assert run.stdout.splitlines()[-1] == (f"failing the plausibility checks: the steps at {', '.join(failing)} sd"
                                            if failing else "every step passes the plausibility checks")
-    run = acnn("explore", "--model", tiny_models["ae"], "--range", -1, "--out", tmp_path / "neg.png")
+    run = in_process(capsys, "explore", "--model", tiny_models["ae"], "--range", -1, "--out", tmp_path / "neg.png")
     assert run.returncode == 2 and "--range is k in mean +- k std, above 0, not -1" in run.stderr
     from ACNNCore.cli import build_parser, run_explore
 
@@ -628,8 +631,8 @@ def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
     assert not (tmp_path / "t.jpg").exists()
     # around a subject's own code: its other dimensions kept, the shapes placed where its heart lies
     gt = tiny_data / "subject002" / "ED" / "hr_gt.nii.gz"
-    run = acnn("explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--from", gt, "--out",
-               tmp_path / "around")
+    run = in_process(capsys, "explore", "--model", tiny_models["ae"], "--dim", 3, "--steps", 3, "--from", gt, "--out",
+                     tmp_path / "around")
     assert run.returncode == 0 and "the other 63 as hr_gt.nii.gz has them" in run.stdout, run.stderr
     around = read_volume(tmp_path / "around" / "dim03_step01_+0.00sd.nii.gz")
     mean = read_volume(tmp_path / "steps" / "dim03_step01_+0.00sd.nii.gz")
@@ -640,7 +643,7 @@ def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path):
     assert np.array_equal(around.array, model.decode(code).array)
 
 
-def test_encode_command_writes_each_maps_code_and_group(tiny_models, tiny_data, tmp_path):
+def test_encode_command_writes_each_maps_code_and_group(tiny_models, tiny_data, tmp_path, capsys):
     out = tmp_path / "codes.csv"
     run = acnn("encode", tiny_data, "--model", tiny_models["ae"], "--out", out)
     assert run.returncode == 0 and "16 label maps encoded" in run.stdout and "groups DCM, HCM, NOR" in run.stdout, \
@@ -653,13 +656,13 @@ def test_encode_command_writes_each_maps_code_and_group(tiny_models, tiny_data, 
     code = np.array([float(row[f"z{d}"]) for d in range(model.code_size)])
     np.testing.assert_allclose(code, model.encode(read_labels(row["file"])), rtol=1e-4, atol=1e-5)
     # nothing overwritten without asking; a wrong output kind or a map of more structures than the model's: one line
-    assert acnn("encode", tiny_data, "--model", tiny_models["ae"], "--out", out).returncode == 2
-    run = acnn("encode", tiny_data, "--model", tiny_models["ae"], "--out", tmp_path / "codes.json")
+    assert in_process(capsys, "encode", tiny_data, "--model", tiny_models["ae"], "--out", out).returncode == 2
+    run = in_process(capsys, "encode", tiny_data, "--model", tiny_models["ae"], "--out", tmp_path / "codes.json")
     assert run.returncode == 2 and "written as a .csv file" in run.stderr
     labels = read_labels(row["file"])
     three = tmp_path / "rv" / "x_gt.nii.gz"
     write_volume(labels.with_array(np.where(labels.array == 1, 3, labels.array).astype(np.uint8)), three)
-    run = acnn("encode", three, "--model", tiny_models["ae"], "--out", tmp_path / "rv.csv")
+    run = in_process(capsys, "encode", three, "--model", tiny_models["ae"], "--out", tmp_path / "rv.csv")
     assert run.returncode == 2 and f"{three}: label map holds values up to 3" in run.stderr \
         and "Traceback" not in run.stderr and not (tmp_path / "rv.csv").exists()
 
