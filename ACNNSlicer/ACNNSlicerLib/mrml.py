@@ -688,6 +688,20 @@ def browser_of(sequence):
                                             if b.GetMasterSequenceNode() is sequence), None)
 
 
+def cine_shown_as(node):
+    """Where ``node`` is the frame a cine shows -- a sequence browser's proxy node, listed among the volumes as
+    Slicer's DICOM and Sequences modules load a cine -- the cine's sequence node and that frame's index; else
+    None."""
+    scene = None if node is None else node.GetScene()
+    if scene is None:
+        return None
+    for browser in scene.GetNodesByClass("vtkMRMLSequenceBrowserNode"):
+        sequence = browser.GetSequenceNode(node) if browser.IsProxyNodeID(node.GetID()) else None
+        if sequence is not None:
+            return sequence, browser.GetSelectedItemNumber()
+    return None
+
+
 def remove_node(node) -> None:
     """A node out of its scene with what it alone uses: its display and storage nodes, and for a sequence
     its browser nodes (:func:`show_frame`'s) with their proxy nodes -- what Slicer's Data module removes with

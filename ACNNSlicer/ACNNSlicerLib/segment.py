@@ -175,6 +175,19 @@ class SegmentLogic:
         return f" Dice against {expert.GetName()}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + "."
 
     @staticmethod
+    def about_input(input_node) -> str:
+        """Where the input is the frame a cine shows (its browser's proxy node, which Slicer lists among the
+        volumes beside the cine itself): a sentence for the status line saying that only this frame was
+        segmented and which node gives ED, ES and the EF; else ""."""
+        shown = mrml.cine_shown_as(input_node)
+        if shown is None:
+            return ""
+        cine, index = shown
+        return (f" {input_node.GetName()!r} is frame {frame_number(index)} of the cine {cine.GetName()!r}, as "
+                f"shown: this frame alone was segmented; choose the sequence {cine.GetName()!r} itself to segment "
+                f"its ED and ES and measure the EF.")
+
+    @staticmethod
     def agreement(labels: Volume, reference_node) -> dict[str, float]:
         """Dice of a result against a reference segmentation node (an expert's label map, loaded with
         :func:`mrml.load_labels`), per structure the reference holds, compared on the reference's grid (an HR

@@ -212,7 +212,8 @@ class SegmentWidget(run_widget_base()):
         chart = table.GetNodeReference("ACNN.VolumeCurveChart")  # a cine: the LV's volume over the cycle
         if chart is not None:
             slicer.modules.plots.logic().ShowChartInLayout(chart)
-        return result.summary(self.logic.segment.against_expert(result, self._input))
+        return result.summary(self.logic.segment.against_expert(result, self._input)
+                              + self.logic.segment.about_input(self._input))
 
 
 class SegmentModuleLogic(ScriptedLoadableModuleLogic):

@@ -298,6 +298,23 @@ def frames_shown(cine_node) -> list[int]:
                   if n.GetDisplayNode().GetVisibility())
 
 
+def test_the_frame_a_cine_shows_chosen_as_input_is_segmented_alone_saying_so(scene, subject):
+    """Slicer lists a cine's frame shown (its browser's proxy volume) among the volumes, beside the cine: chosen,
+    that frame alone is segmented, and the status line says which frame of which cine it is and what gives ED,
+    ES and the EF. The cine itself and a plain volume get no such sentence."""
+    seq = cine(scene, subject)
+    shown = mrml.show_frame(seq, 1)  # as the Sequences module shows the cine's second frame
+    assert mrml.cine_shown_as(shown) == (seq, 1)
+    result, segmentations, _ = SegmentLogic().process(shown, "acnn-seg-phantom", "cpu", surfaces=False)
+    assert [p.phase for p in result.phases] == [""] and result.ef_pct is None
+    assert SegmentLogic.about_input(shown) == (" 'cine' is frame 2 of the cine 'cine', as shown: this frame alone was "
+                                               "segmented; choose the sequence 'cine' itself to segment its ED "
+                                               "and ES and measure the EF.")
+    plain = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="ED")
+    assert SegmentLogic.about_input(seq) == SegmentLogic.about_input(plain) == ""
+    assert mrml.cine_shown_as(plain) is None and mrml.cine_shown_as(segmentations[0]) is None
+
+
 def test_a_cine_s_results_follow_the_frame_its_browser_shows(scene, subject):
     """Results of a cine follow the frame the sequence browser shows -- Slicer's Sequences slider and player,
     the studio's frame slider: the frame's own result shown, the others hidden (none at a frame not segmented);
