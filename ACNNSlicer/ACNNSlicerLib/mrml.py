@@ -265,8 +265,10 @@ def labels_from_segmentation(node, geometry: Geometry | None = None) -> Volume:
     pool`` -> 1 ..., or by the structure their terminology names: :func:`structure_of`). On ``geometry`` if
     given, else on the segmentation's reference grid; where the views show it, a parent transform applied (as
     :func:`volume_from_node` applies an image's)."""
-    if node is None or not node.IsA("vtkMRMLSegmentationNode"):
+    if node is None:
         raise InputError("no segmentation selected")
+    if not node.IsA("vtkMRMLSegmentationNode"):
+        raise InputError(f"{node.GetName()!r} is a {node.GetClassName()}, not a segmentation")
     segmentation = node.GetSegmentation()
     ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
     known = [(i, value) for i in ids if (value := structure_of(segmentation.GetSegment(i))) is not None]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ACNNCore.bundle import label_names
 from ACNNCore.errors import InputError
 from ACNNCore.inference import ShapeModel
 from ACNNCore.metrics import plausibility, verdict
@@ -98,6 +99,8 @@ class ShapeExplorerLogic:
         m = self._need_model()
         if not 0 <= dim < m.code_size:
             raise InputError(f"dimension {dim} is outside the {m.code_size}-d code")
+        if not np.isfinite(value):
+            raise InputError(f"a latent value is a finite number, not {value}")
         self.code[dim] = value
 
     def decode(self):
@@ -112,21 +115,27 @@ class ShapeExplorerLogic:
         t = time.perf_counter()
         labels = self.last_labels = self.decode()
         self.last_verdict = verdict(plausibility(labels))
-        names = {int(k): v["name"] for k, v in self.model.meta.get("labels", {}).items()} or \
-            {1: "LV blood pool", 2: "LV myocardium"}
         node = mrml.labels_to_segmentation(labels, node=node, scene=scene, name=name, smoothing=0.3, decimation=0.0,
-                                           names=names)
+                                           names=self.label_names())
         node.SetAttribute("ACNN.Model", self.model.runner.bundle.name)  # an ACNN result (the studio saves those)
         self.last_update_ms = (time.perf_counter() - t) * 1000
         return node
+
+    def label_names(self) -> dict[int, str]:
+        """The structures the shape model decodes: {label value: name}."""
+        return label_names(self._need_model().meta) or {1: "LV blood pool", 2: "LV myocardium"}
 
     def encode_segmentation(self, node) -> np.ndarray:
         """Set the code from a segmentation node (its LV segments); the shape is then shown where it lies."""
         m = self._need_model()
         labels = mrml.labels_from_segmentation(node)
-        labels = labels.with_array(np.where(labels.array < m.num_classes, labels.array, 0).astype(np.uint8))
-        if not (labels.array > 0).any():
-            raise InputError(f"segmentation {node.GetName()!r} is empty")
+        ours = labels.with_array(np.where(labels.array < m.num_classes, labels.array, 0).astype(np.uint8))
+        if not (ours.array > 0).any():
+            knows = ", ".join(self.label_names().values())
+            raise InputError(f"segmentation {node.GetName()!r} is empty" if not labels.array.any() else
+                             f"segmentation {node.GetName()!r} holds none of the structures {m.runner.bundle.name} "
+                             f"knows ({knows})")
+        labels = ours
         self.code = m.encode(labels).astype(np.float32)
         self.placement = m.placement(labels)
         return self.code

@@ -1,5 +1,6 @@
 """ShapeExplorer logic on real MRML nodes: sliders over mean +- 2 std, live decoding, encoding, saving."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,19 @@ def test_encode_a_segmentation_reproduces_its_shape(explorer, scene, subject):
     assert explorer.placement is None and explorer.decode().geometry is explorer.model.grid
     with pytest.raises(InputError, match="T-L"):
         explorer.encode_image(stack)
+    # what cannot be encoded, said as it is (an image, or an RV alone, was "no segmentation selected" / "empty")
+    labels = mrml.labels_from_segmentation(seg)
+    rv_only = mrml.labels_to_segmentation(labels.with_array(np.where(labels.array > 0, 3, 0).astype(np.uint8)),
+                                          scene=scene, name="RV alone")
+    for node, said in ((stack, "'stack' is a vtkMRMLScalarVolumeNode, not a segmentation"),
+                       (rv_only, "segmentation 'RV alone' holds none of the structures ae-phantom knows (LV blood "
+                                 "pool, LV myocardium)")):
+        with pytest.raises(InputError, match=re.escape(said)):
+            explorer.encode_segmentation(node)
+    for value in (float("nan"), float("inf")):  # a slider gives none; the API refuses it
+        with pytest.raises(InputError, match="a latent value is a finite number"):
+            explorer.set_value(0, value)
+    assert np.isfinite(explorer.code).all()
 
 
 def test_tl_model_encodes_an_image(scene, subject):
