@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 
 from .errors import InputError
 from .inference import CLOSED_BY_RULE, Segmenter
@@ -121,8 +120,8 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
                    report: Report | None = None, model: str = "", every: bool = False) -> SegmentResult:
     """Segment one volume, or the ED and ES frames of a cine (``ed`` and ``es`` given, as indices from 0, or
     every frame segmented and ED / ES taken as the frames of largest / smallest LV blood pool, the one not given
-    where one is). ``every``: every frame segmented even where both are given (a label map of the whole cycle,
-    and its volume curve). The segmenter's own
+    where one is; never the other's frame, and the two given must differ). ``every``: every frame segmented
+    even where both are given (a label map of the whole cycle, and its volume curve). The segmenter's own
     clean-up or shape-model correction applies to every frame. ``report(fraction, message)`` is called before
     each frame (a GUI's progress, and its way to cancel by raising)."""
     report = report or (lambda fraction, message: None)
@@ -132,6 +131,9 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         if index is not None and not 0 <= index < len(frames):
             raise InputError(f"{name} frame index {index} is outside the sequence's {len(frames)} frames (indices "
                              f"0 to {len(frames) - 1})")
+    if len(frames) > 1 and ed is not None and ed == es:
+        raise InputError("ED and ES are the same frame: an ejection fraction needs two; give two frames, or leave "
+                         "them to be found from the LV blood-pool volume curve")
     if len(frames) == 1:
         wanted = [("", 0)]
     elif ed is not None and es is not None and not every:
@@ -162,8 +164,12 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
     curve = []
     if not wanted:
         curve = [clinical_measures(labels[i])["lv_volume_ml"] for i in range(len(frames))]
-        wanted = [("ED", int(np.argmax(curve)) if ed is None else ed),
-                  ("ES", int(np.argmin(curve)) if es is None else es)]
+
+        def extreme(pick, other):  # the frame of largest / smallest LV blood pool, other than the other phase's
+            return pick((i for i in range(len(frames)) if i != other), key=curve.__getitem__)
+
+        ed = ed if ed is not None else extreme(max, es)
+        wanted = [("ED", ed), ("ES", es if es is not None else extreme(min, ed))]
     report(0.95, "measuring")
     phases = [PhaseResult(phase, i, labels[i], clinical_measures(labels[i], rv=rv), plausibility(labels[i]),
                           corrections[i], orientations[i]) for phase, i in wanted]

@@ -285,11 +285,15 @@ def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
     assert logic.apply(chosen, seq, surfaces=False)[1].GetNodeReference("ACNN.VolumeCurve") is None  # no curve
     with pytest.raises(InputError, match="ES frame index 7 is outside the sequence's 3 frames"):
         logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=7)
+    with pytest.raises(InputError, match="ED and ES are the same frame: an ejection fraction needs two"):
+        logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=1)  # was EF 0 %
     assert [frame_index(n, 3, "ED") for n in (None, 1, 3)] == [None, 0, 2]  # the spin boxes' frames -> indices
     with pytest.raises(InputError, match=r"ED frame 4 is outside the cine's frames, 1 to 3 \(frames count from 1\)"):
         frame_index(4, 3, "ED")
     es_given = logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", es=1)  # ED found, ES kept
-    assert [p.frame for p in es_given.phases] == [1, 1] and es_given.volume_curve_ml == result.volume_curve_ml
+    assert es_given.volume_curve_ml == result.volume_curve_ml
+    curve = result.volume_curve_ml  # ED found among the other frames (the largest, frame 1, was ED = ES, EF 0 %)
+    assert [p.frame for p in es_given.phases] == [0 if curve[0] > curve[2] else 2, 1] and es_given.ef_pct < 0
 
 
 def frames_shown(cine_node) -> list[int]:
