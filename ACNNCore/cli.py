@@ -350,7 +350,7 @@ def _add_inference(sub):
     p.add_argument("input", type=Path, help="an image (a file, or a folder or a study's tree of folders of DICOM "
                    "files holding one short-axis stack); a 4-D cine, a file or DICOM (every frame segmented into a "
                    "4-D label map, ED and ES found by the LV's volume, the EF printed); or a data folder (phantom, "
-                   "ACDC or image folder)")
+                   "ACDC, or a folder of stacks and 4-D cines)")
     p.add_argument("-o", "--out", required=True, type=Path,
                    help="OUT.nii.gz, OUT.nrrd or OUT.seg.nrrd (a cine: a 4-D OUT.nii.gz, .nrrd or .mha); for a "
                    "data folder, a folder of CASE.nii.gz")
@@ -640,17 +640,19 @@ def _convention_names(names: dict, convention: str) -> dict:
 
 
 def _segment_folder(args, studies: dict | None = None) -> int:
-    """Every case of a data set (phantom, ACDC, folder), or every study of a folder of DICOM studies (``studies``:
-    dicom.dicom_studies's, each a stack or a cine) -> OUT/NAME.nii.gz (a cine's: 4-D, every frame), ready for
-    ``acnn evaluate``, and OUT/measures.csv: each case's volumes, mass and plausibility (a cine's ED and ES as
-    NAME_ED and NAME_ES), the EFs where a subject has ED and ES; with --dicom-seg FOLDER, each study's DICOM SEG
-    objects into FOLDER/NAME. A study that cannot be read is skipped, saying why, and the command ends with status 1;
-    so does a study whose labels a SEG cannot be written for (files without a frame of reference)."""
+    """Every case of a data set (phantom, ACDC, or a plain folder of stacks and 4-D cines), or every study of a
+    folder of DICOM studies (``studies``: dicom.dicom_studies's, each a stack or a cine) -> OUT/NAME.nii.gz (a
+    cine's: 4-D, every frame), ready for ``acnn evaluate``, and OUT/measures.csv: each case's volumes, mass and
+    plausibility (a cine's ED and ES as NAME_ED and NAME_ES), the EFs where a subject has ED and ES; with
+    --dicom-seg FOLDER, each study's DICOM SEG objects into FOLDER/NAME. A study that cannot be read is skipped,
+    saying why, and the command ends with status 1; so does a study whose labels a SEG cannot be written for
+    (files without a frame of reference). A data set's image that cannot be read stops the command before any
+    output."""
     from .cine import frame_number, segment_frames
-    from .datasets import read_dataset
+    from .datasets import folder_images, is_acdc, is_phantom, read_dataset
     from .dicom import read_dicom
     from .inference import Segmenter, default_model
-    from .io import write_frames
+    from .io import read_frames, write_frames
     from .progress import progress_bar
 
     if args.out.suffix:
@@ -658,7 +660,14 @@ def _segment_folder(args, studies: dict | None = None) -> int:
         raise InputError(f"the input is {what}: --out must be a folder too, not {args.out}")
     if studies is None:
         _dicom_only(args, args.input, False, "a data set")
-        items = {c.name: (lambda c=c: [c.image]) for c in read_dataset(args.input)}
+        if is_phantom(args.input) or is_acdc(args.input):
+            items = {c.name: (lambda c=c: [c.image]) for c in read_dataset(args.input)}
+        else:  # each image a stack or a 4-D cine: all read first (a bad one fails before any output), then each
+            # again at its turn (a folder of cines need not fit in memory)
+            paths = folder_images(args.input)
+            for path in paths.values():
+                read_frames(path)
+            items = {name: (lambda p=p: read_frames(p)) for name, p in paths.items()}
     else:
         items = {name: (lambda s=s: read_dicom(*s, series=args.series)) for name, s in studies.items()}
     targets = {name: args.out / f"{name}.nii.gz" for name in items}

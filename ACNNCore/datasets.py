@@ -201,12 +201,31 @@ def subject_of(name: str) -> str:
     return re.sub(r"_(ED|ES|frame\d+)$", "", name, flags=re.IGNORECASE) or name
 
 
+def folder_images(root) -> dict[str, Path]:
+    """A plain folder's images (:func:`read_folder`'s layouts, label maps left out), by case name: what ``acnn
+    segment`` reads one at a time, each a stack or a 4-D cine."""
+    return {name: image for name, image, _ in _folder_pairs(root)}
+
+
 def read_folder(root, labels_required: bool = False) -> list[Case]:
     """Image/label pairs from ``NAME`` + ``NAME_gt`` files or ``images/`` + ``labels/`` folders; the label maps
     read as ``acnn evaluate`` reads them (:func:`~ACNNCore.evaluation.read_label_map`): a Slicer ``.seg.nrrd``
     by its segments' names, whatever values they have in the file."""
     from .evaluation import read_label_map
 
+    cases = []
+    for name, image_path, label_path in _folder_pairs(root):
+        if label_path is None and labels_required:
+            raise InputError(f"{image_path} has no label map (expected {name}_gt or labels/{image_path.name})")
+        image = read_volume(image_path)
+        labels = read_label_map(label_path, "auto") if label_path else None
+        cases.append(Case(name, image, labels, {"subject": subject_of(name)}))
+    return cases
+
+
+def _folder_pairs(root) -> list[tuple[str, Path, Path | None]]:
+    """A plain folder's (case name, image, label map or None), from ``NAME`` + ``NAME_gt`` files or ``images/``
+    + ``labels/`` folders; none is an error saying what the folder holds instead."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"no such folder: {root}")
@@ -231,14 +250,7 @@ def read_folder(root, labels_required: bool = False) -> list[Case]:
             raise InputError(f"{root} holds folders of DICOM files, not a data set: give one of them (e.g. "
                              f"{dicom[0]})")
         raise InputError(f"no images ({', '.join(SUFFIXES)}) in {root}")
-    cases = []
-    for name, image_path, label_path in pairs:
-        if label_path is None and labels_required:
-            raise InputError(f"{image_path} has no label map (expected {name}_gt or labels/{image_path.name})")
-        image = read_volume(image_path)
-        labels = read_label_map(label_path, "auto") if label_path else None
-        cases.append(Case(name, image, labels, {"subject": subject_of(name)}))
-    return cases
+    return pairs
 
 
 def read_dataset(root, hr_image: bool = False, labels_required: bool = False) -> list[Case]:

@@ -405,6 +405,33 @@ def test_segment_command_on_a_data_folder_writes_maps_and_measures(tiny_models, 
     assert again.returncode == 2 and "pass --overwrite" in again.stderr
 
 
+def test_segment_command_on_a_plain_folder_of_stacks_and_cines(tmp_path, capsys):
+    """A plain folder (neither phantom nor ACDC layout): each image a stack or a 4-D cine (a cine was 'a 4-D
+    image; a 3-D volume is needed'), the cine's labels a 4-D map, its ED and ES rows in measures.csv with their
+    frames (from 1) and the EF; a file that cannot be read fails the command before any output."""
+    import csv
+
+    from ACNNCore.io import read_frames, write_frames
+    from ACNNCore.phantom.population import PhantomConfig, generate_subject
+
+    subject = generate_subject(0, 1000, PhantomConfig())
+    ed, es = subject.phases["ED"]["lr"], subject.phases["ES"]["lr"]
+    folder, out = tmp_path / "in", tmp_path / "out"
+    write_frames([es, ed], folder / "cine.nii.gz")
+    write_volume(ed, folder / "stack.nii.gz")
+    run = in_process(capsys, "segment", folder, "--out", out, "--model", "acnn-seg-phantom", "--device", "cpu")
+    assert run.returncode == 0 and f"segmented 2 cases into {out} (" in run.stdout, run.stderr
+    labels = read_frames(out / "cine.nii.gz")
+    assert len(labels) == 2 and np.array_equal(read_volume(out / "stack.nii.gz").array, labels[1].array)
+    rows = {r["case"]: r for r in csv.DictReader(open(out / "measures.csv", encoding="utf-8"))}
+    assert set(rows) == {"cine_ED", "cine_ES", "stack"} and rows["stack"]["frame"] == ""
+    assert (rows["cine_ED"]["frame"], rows["cine_ES"]["frame"]) == ("2", "1")
+    assert float(rows["cine_ED"]["lv_ef_pct"]) > 20
+    (folder / "z_broken.nii.gz").write_bytes(b"not an image")
+    run = in_process(capsys, "segment", folder, "--out", tmp_path / "again", "--model", "acnn-seg-phantom")
+    assert run.returncode == 2 and "z_broken.nii.gz" in run.stderr and not (tmp_path / "again").exists()
+
+
 def test_cleanup_removes_islands_and_fills_the_blood_pool(tiny_models, tiny_data, tmp_path):
     a = np.zeros((20, 20, 6), np.uint8)
     a[2:12, 2:12, 1:5] = 2
