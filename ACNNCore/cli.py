@@ -129,13 +129,13 @@ def _dicom_only(args, path: Path, dicom: bool, what: str = "not a folder of DICO
 def run_info(args) -> int:
     from collections import Counter
 
-    from .datasets import read_dataset
+    from .datasets import folder_images, is_acdc, is_phantom, read_dataset
     from .evaluation import is_label_file, label_convention, read_label_map
     from .labels import ACDC_TO_OURS, SEGMENTS, remap
     from .metrics import PROBLEM_WORDS, plausibility, verdict
     from .dicom import (dicom_files, dicom_studies, is_dicom_folder, is_dicom_seg, read_dicom, read_dicom_seg,
                         read_dicom_stacks)
-    from .io import looks_like_labels, read_frames, read_volume
+    from .io import is_cine, looks_like_labels, read_frames, read_volume
 
     path = args.path
     if _is_model(path):
@@ -179,6 +179,12 @@ def run_info(args) -> int:
         print_segs()
         return 0
     if path.is_dir() and not dicom:
+        images = {} if is_phantom(path) or is_acdc(path) else folder_images(path)
+        if any(is_cine(p) for p in images.values()):  # a plain folder of stacks and cines, as acnn segment reads it
+            print(f"{path}: {counted(len(images), 'image')}, stacks and 4-D cines")
+            for name, image in images.items():
+                print(line(name, read_frames(image)))
+            return 0
         cases = read_dataset(path)
         groups = sorted({c.meta.get("group", "-") for c in cases})
         print(f"{path}: {counted(len(cases), 'case')}, groups {', '.join(groups)}")

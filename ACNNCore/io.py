@@ -144,6 +144,19 @@ def looks_like_labels(volume: Volume) -> bool:
     return bool(np.issubdtype(a.dtype, np.integer) and a.any() and a.min() >= 0 and a.max() <= 3)
 
 
+def is_cine(path) -> bool:
+    """Whether an image file holds a 4-D cine (time last), from its header alone (a file that cannot be read is
+    not: reading it says what is wrong)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with READ_LOCK:
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return False
+    return reader.GetDimension() == 4
+
+
 def read_frames(path) -> list[Volume]:
     """Read a 3-D volume or a 4-D cine (time last; a file or a DICOM folder) as a list of 3-D frames."""
     from .dicom import is_dicom_folder, read_dicom

@@ -419,6 +419,9 @@ def test_segment_command_on_a_plain_folder_of_stacks_and_cines(tmp_path, capsys)
     folder, out = tmp_path / "in", tmp_path / "out"
     write_frames([es, ed], folder / "cine.nii.gz")
     write_volume(ed, folder / "stack.nii.gz")
+    about = in_process(capsys, "info", folder)  # described as acnn segment reads it (was "a 4-D image" as well)
+    assert about.returncode == 0 and re.search(rf"^{re.escape(str(folder))}: 2 images, stacks and 4-D cines\n +cine +2 "
+                                               r"frames of \(96, 96, 12\) .*\n +stack +1 frame of ", about.stdout)
     run = in_process(capsys, "segment", folder, "--out", out, "--model", "acnn-seg-phantom", "--device", "cpu")
     assert run.returncode == 0 and f"segmented 2 cases into {out} (" in run.stdout, run.stderr
     labels = read_frames(out / "cine.nii.gz")
