@@ -187,8 +187,8 @@ class SegmentWidget(run_widget_base()):
 
         p = self._parameterNode
         frames = SegmentLogic.read_input(p.inputNode)
-        ed, es = (None, None) if p.detectPhases else (frame_index(p.edFrame, len(frames), "ED"),
-                                                      frame_index(p.esFrame, len(frames), "ES"))
+        ed, es = (None, None) if p.detectPhases or len(frames) == 1 else (  # frames for a cine only
+            frame_index(p.edFrame, len(frames), "ED"), frame_index(p.esFrame, len(frames), "ES"))
         self._input = p.inputNode
         return BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es,
                               cleanup=p.cleanUp, close_myocardium=p.closeMyocardium, correct=p.correct,
