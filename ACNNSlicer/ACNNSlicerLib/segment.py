@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ACNNCore.cine import SegmentResult, frame_number, segment_frames
+from ACNNCore.cine import SegmentResult, frame_index, frame_number, segment_frames
 from ACNNCore.errors import InputError
 from ACNNCore.inference import Segmenter, default_model
 from ACNNCore.volume import Volume
@@ -62,6 +62,15 @@ class SegmentLogic:
                 raise InputError(f"sequence {node.GetName()!r} is empty")
             return [mrml.volume_from_node(node.GetNthDataNode(i), f"frame {frame_number(i)} of") for i in range(n)]
         return [mrml.volume_from_node(node)]
+
+    @staticmethod
+    def frames_asked(count: int, detect: bool, ed: int, es: int) -> tuple[int | None, int | None]:
+        """The module's ED / ES frames (its spin boxes count from 1, as the Sequences toolbar) as the indices
+        :meth:`compute` takes, for an input of ``count`` frames: None, None where they are to be detected or the
+        input is a single volume; a frame outside the cine is an error."""
+        if detect or count == 1:
+            return None, None
+        return frame_index(ed, count, "ED"), frame_index(es, count, "ES")
 
     def compute(self, frames: list[Volume], model: str | None = None, device: str = "auto",
                 ed: int | None = None, es: int | None = None, progress: Progress | None = None, cancelled=None,

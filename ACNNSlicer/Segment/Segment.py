@@ -182,13 +182,11 @@ class SegmentWidget(run_widget_base()):
 
     def _start(self):
         """The network on the input's frames in a worker thread (read and checked here, on the main one)."""
-        from ACNNCore.cine import frame_index
         from ACNNSlicerLib import BackgroundTask, SegmentLogic
 
         p = self._parameterNode
         frames = SegmentLogic.read_input(p.inputNode)
-        ed, es = (None, None) if p.detectPhases or len(frames) == 1 else (  # frames for a cine only
-            frame_index(p.edFrame, len(frames), "ED"), frame_index(p.esFrame, len(frames), "ES"))
+        ed, es = SegmentLogic.frames_asked(len(frames), p.detectPhases, p.edFrame, p.esFrame)
         self._input = p.inputNode
         return BackgroundTask(self.logic.segment.compute, frames, p.model, p.device, ed, es,
                               cleanup=p.cleanUp, close_myocardium=p.closeMyocardium, correct=p.correct,

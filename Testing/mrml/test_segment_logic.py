@@ -287,9 +287,12 @@ def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
         logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=7)
     with pytest.raises(InputError, match="ED and ES are the same frame: an ejection fraction needs two"):
         logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", ed=1, es=1)  # was EF 0 %
-    assert [frame_index(n, 3, "ED") for n in (None, 1, 3)] == [None, 0, 2]  # the spin boxes' frames -> indices
+    # the module's spin boxes (from 1) -> indices: for a cine whose phases are not detected only
+    assert SegmentLogic.frames_asked(3, False, 1, 3) == (0, 2)
+    assert SegmentLogic.frames_asked(3, True, 1, 3) == SegmentLogic.frames_asked(1, False, 5, 7) == (None, None)
     with pytest.raises(InputError, match=r"ED frame 4 is outside the cine's frames, 1 to 3 \(frames count from 1\)"):
-        frame_index(4, 3, "ED")
+        SegmentLogic.frames_asked(3, False, 4, 1)
+    assert frame_index(None, 3, "ED") is None
     es_given = logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", es=1)  # ED found, ES kept
     assert es_given.volume_curve_ml == result.volume_curve_ml
     curve = result.volume_curve_ml  # ED found among the other frames (the largest, frame 1, was ED = ES, EF 0 %)
