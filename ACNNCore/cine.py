@@ -105,15 +105,22 @@ def frame_number(index: int) -> int:
     return index + 1
 
 
-def frame_index(number: int | None, count: int, name: str) -> int | None:
-    """The index of frame ``number`` (counted from 1, as the front ends take it) of a cine of ``count``
-    frames; None stays None (found from the volume curve). A number outside 1 to ``count`` is an error naming
-    ``name`` ("ED", "ES")."""
+def frame_index(number, count: int, name: str) -> int | None:
+    """The index of frame ``number`` (counted from 1, as the front ends take it: a whole number, or its text as
+    a field holds it) of a cine of ``count`` frames; None stays None (found from the volume curve). Anything else
+    is an error naming ``name`` ("ED", "ES")."""
     if number is None:
         return None
-    if not 1 <= number <= count:
-        raise InputError(f"{name} frame {number} is outside the cine's frames, 1 to {count} (frames count from 1)")
-    return number - 1
+    try:
+        whole = float(number)
+    except (TypeError, ValueError):
+        whole = float("nan")
+    if isinstance(number, bool) or not whole.is_integer():
+        raise InputError(f"the {name} frame is a whole number, counted from 1, not {number!r}")
+    if not 1 <= whole <= count:
+        raise InputError(f"{name} frame {int(whole)} is outside the cine's frames, 1 to {count} (frames count from "
+                         f"1)")
+    return int(whole) - 1
 
 
 def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = None, es: int | None = None,
@@ -177,5 +184,9 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
     for key in ("lv_volume_ml", "rv_volume_ml") if rv else ("lv_volume_ml",):
         if len(phases) == 2 and phases[0].measures[key] > 0:
             ef[key] = ejection_fraction(phases[0].measures[key], phases[1].measures[key])
+    notes = segmenter.caveats(frames[0])
+    if ef.get("lv_volume_ml", 0) < 0:  # frames given the wrong way round (found ones cannot be)
+        notes.append(f"the LV blood pool is larger at ES (frame {frame_number(phases[1].frame)}) than at ED (frame "
+                     f"{frame_number(phases[0].frame)}): are the two the wrong way round?")
     return SegmentResult(phases, str(model), str(segmenter.runner.device), ef.get("lv_volume_ml"),
-                         ef.get("rv_volume_ml"), curve, labels, names, segmenter.caveats(frames[0]))
+                         ef.get("rv_volume_ml"), curve, labels, names, notes)

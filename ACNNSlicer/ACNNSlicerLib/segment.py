@@ -64,10 +64,11 @@ class SegmentLogic:
         return [mrml.volume_from_node(node)]
 
     @staticmethod
-    def frames_asked(count: int, detect: bool, ed: int, es: int) -> tuple[int | None, int | None]:
-        """The module's ED / ES frames (its spin boxes count from 1, as the Sequences toolbar) as the indices
-        :meth:`compute` takes, for an input of ``count`` frames: None, None where they are to be detected or the
-        input is a single volume; a frame outside the cine is an error."""
+    def frames_asked(count: int, detect: bool, ed, es) -> tuple[int | None, int | None]:
+        """The ED / ES frames a front end asks for (the module's spin boxes, the studio's fields: counted from 1,
+        as the Sequences toolbar) as the indices :meth:`compute` takes, for an input of ``count`` frames: None,
+        None where they are to be detected or the input is a single volume; anything but a frame of the cine is
+        an error (:func:`ACNNCore.cine.frame_index`)."""
         if detect or count == 1:
             return None, None
         return frame_index(ed, count, "ED"), frame_index(es, count, "ES")

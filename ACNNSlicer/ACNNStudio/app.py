@@ -160,6 +160,8 @@ class Studio:
         s.correct = False
         s.tta = False
         s.orient = False
+        s.detect_phases = True  # a cine's ED and ES found from its volume curve, or the frames given (from 1)
+        s.ed_frame, s.es_frame = 1, 1
         s.busy, s.progress, s.status = False, 0, "Open an image, or make the phantom demo (Segment)."
         s.error = ""
         s.results = []
@@ -597,6 +599,8 @@ class Studio:
         try:
             node = self._node(self.state.seg_input)
             frames = SegmentLogic.read_input(node)
+            ed, es = SegmentLogic.frames_asked(len(frames), bool(self.state.detect_phases), self.state.ed_frame,
+                                               self.state.es_frame)  # as typed: checked there
         except InputError as e:
             self.fail(f"Segment: {e}")
             return
@@ -617,7 +621,8 @@ class Studio:
             self.state.curve = ", ".join(f"{v:.0f}" for v in result.volume_curve_ml)
             self.state.status = result.summary(SegmentLogic.against_expert(result, node))
 
-        await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device), apply, "Segment",
+        await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device, ed, es), apply,
+                        "Segment",
                         cleanup=bool(self.state.clean_up), close_myocardium=bool(self.state.close_myocardium),
                         correct=bool(self.state.correct), tta=bool(self.state.tta), orient=bool(self.state.orient))
 
@@ -800,6 +805,12 @@ class Studio:
                              label="Test-time augmentation: the network's output averaged over nine views")
                 v3.VCheckbox(v_model=("orient",), density="compact", hide_details=True, id="orient",
                              label="Find the in-plane orientation: the surest of eight turns and mirrorings")
+                v3.VCheckbox(v_model=("detect_phases",), density="compact", hide_details=True, id="detect-phases",
+                             label="Cine: ED and ES found from the blood-pool volume curve")
+                with html.Div(v_if=("!detect_phases",), classes="d-flex ga-2 mb-2"):  # else the frames, from 1
+                    for key, phase in (("ed_frame", "ED"), ("es_frame", "ES")):
+                        v3.VTextField(v_model_number=(key,), type="number", min=1, label=f"{phase} frame (from 1)",
+                                      density="compact", hide_details=True, id=key.replace("_", "-"))
                 self._run_buttons(self.run_segment, "segment", "seg_input")
                 # seven columns in the panel's width: small type, narrow cells
                 with v3.VTable(density="compact", v_if=("results.length",), id="results", classes="text-caption"):

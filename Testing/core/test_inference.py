@@ -734,7 +734,7 @@ def test_segment_command_on_a_cine_finds_ed_and_es_or_takes_them_counted_from_1(
     given = acnn("segment", cine, "--out", tmp_path / "given.nii.gz", "--clean-up", "--ed", "2", "--es", "3")
     assert given.returncode == 0, given.stderr
     assert "ED frame 2 " in given.stdout and "ES frame 3 " in given.stdout
-    assert f"EF {ejection_fraction(lv[1], lv[2]):.1f} %" in given.stdout
+    assert f"EF {ejection_fraction(lv[1], lv[2]):.1f} %" in given.stdout and "wrong way round" not in given.stderr
     written = read_frames(tmp_path / "given.nii.gz")
     assert len(written) == 3 and all(np.array_equal(a.array, b.array) for a, b in zip(written, expected))
     stack = write_volume(ed, tmp_path / "stack.nii.gz")

@@ -292,11 +292,16 @@ def test_cine_sequence_detects_ed_es_and_ef(scene, subject):
     assert SegmentLogic.frames_asked(3, True, 1, 3) == SegmentLogic.frames_asked(1, False, 5, 7) == (None, None)
     with pytest.raises(InputError, match=r"ED frame 4 is outside the cine's frames, 1 to 3 \(frames count from 1\)"):
         SegmentLogic.frames_asked(3, False, 4, 1)
-    assert frame_index(None, 3, "ED") is None
+    assert frame_index(None, 3, "ED") is None and frame_index("2", 3, "ES") == frame_index(2.0, 3, "ES") == 1
+    for typed in ("", "two", 1.5, True):  # a field's text as typed: whole numbers only
+        with pytest.raises(InputError, match="the ES frame is a whole number, counted from 1, not "):
+            SegmentLogic.frames_asked(3, False, 1, typed)
     es_given = logic.compute(SegmentLogic.read_input(seq), "acnn-seg-phantom", "cpu", es=1)  # ED found, ES kept
     assert es_given.volume_curve_ml == result.volume_curve_ml
     curve = result.volume_curve_ml  # ED found among the other frames (the largest, frame 1, was ED = ES, EF 0 %)
     assert [p.frame for p in es_given.phases] == [0 if curve[0] > curve[2] else 2, 1] and es_given.ef_pct < 0
+    assert "Note: the LV blood pool is larger at ES (frame 2) than at ED" in es_given.summary()  # said, not just shown
+    assert "wrong way round" not in result.summary() + chosen.summary()
 
 
 def frames_shown(cine_node) -> list[int]:

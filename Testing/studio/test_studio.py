@@ -196,6 +196,25 @@ def test_segment_lists_segments_and_changes_the_3d_view(page):
     page.wait_for_function(f"document.querySelector('#frame').innerText != '{ed}'", timeout=10_000)
     time.sleep(2)  # the views' next frames
     assert np.abs(slice_view(page) - before).mean() > 1.0  # the other frame shown
+    # ED and ES given instead of found (from 1, as the slider counts): swapped, the EF turns negative; one frame
+    # for both is refused, saying why
+    found = float(re.search(r"EF (\S+) %", page.inner_text("#status")).group(1))
+    ed_frame = int(re.match(r"Frame (\d) of 2", ed).group(1))
+    page.get_by_label("Cine: ED and ES found from the blood-pool volume curve").uncheck()
+    for given, said in ((ed_frame, "ED and ES are the same frame"), (3 - ed_frame, None)):
+        page.locator("#ed-frame").fill(str(given))
+        page.locator("#es-frame").fill(str(ed_frame))
+        page.click("#segment")
+        if said:
+            page.wait_for_selector("#error", timeout=60_000)
+            assert said in page.inner_text("#error")
+        else:
+            page.wait_for_function("/EF -/.test(document.querySelector('#status').innerText)", timeout=60_000)
+    swapped = float(re.search(r"EF (\S+) %", page.inner_text("#status")).group(1))
+    assert swapped < 0 < found  # the two frames the other way round, and said so
+    assert f"Note: the LV blood pool is larger at ES (frame {ed_frame}) than at ED (frame {3 - ed_frame}): are the " \
+           f"two the wrong way round?" in page.inner_text("#status")
+    page.screenshot(path=ARTIFACTS / "studio-segment-frames.png")
 
 
 def test_shape_explorer_slider_changes_the_shape(page):
