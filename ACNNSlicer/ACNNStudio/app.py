@@ -806,7 +806,7 @@ class Studio:
                 v3.VCheckbox(v_model=("orient",), density="compact", hide_details=True, id="orient",
                              label="Find the in-plane orientation: the surest of eight turns and mirrorings")
                 v3.VCheckbox(v_model=("detect_phases",), density="compact", hide_details=True, id="detect-phases",
-                             label="Cine: ED and ES found from the blood-pool volume curve")
+                             label="Find ED and ES from the LV volume curve")
                 with html.Div(v_if=("!detect_phases",), classes="d-flex ga-2 mb-2"):  # else the frames, from 1
                     for key, phase in (("ed_frame", "ED"), ("es_frame", "ES")):
                         v3.VTextField(v_model_number=(key,), type="number", min=1, label=f"{phase} frame (from 1)",

@@ -200,7 +200,7 @@ def test_segment_lists_segments_and_changes_the_3d_view(page):
     # for both is refused, saying why
     found = float(re.search(r"EF (\S+) %", page.inner_text("#status")).group(1))
     ed_frame = int(re.match(r"Frame (\d) of 2", ed).group(1))
-    page.get_by_label("Cine: ED and ES found from the blood-pool volume curve").uncheck()
+    page.get_by_label("Find ED and ES from the LV volume curve").uncheck()
     for given, said in ((ed_frame, "ED and ES are the same frame"), (3 - ed_frame, None)):
         page.locator("#ed-frame").fill(str(given))
         page.locator("#es-frame").fill(str(ed_frame))
