@@ -486,12 +486,13 @@ def run_segment(args) -> int:
     from .labels import RV_BLOOD_POOL
     from .metrics import clinical_measures, plausibility, verdict
 
-    phases = " and ".join(f"--{k}" for k in ("ed", "es") if getattr(args, k) is not None)
+    given = [f"--{k}" for k in ("ed", "es") if getattr(args, k) is not None]
+    phases = f"{' and '.join(given)} name{'s' if len(given) == 1 else ''}"
     if args.input.is_dir():  # a data set, or a folder of DICOM studies: each segmented
         studies = dicom_studies(args.input) if is_dicom_folder(args.input) else None
         if studies is None or len(studies) > 1:
-            if phases:
-                raise InputError(f"{phases} name frames of one cine; {args.input} is a folder of several cases "
+            if given:
+                raise InputError(f"{phases} frames of one cine; {args.input} is a folder of several cases "
                                  f"(each cine's ED and ES are found from its LV blood-pool volume curve)")
             return _segment_folder(args, studies)
     check_writable(args.out, args.overwrite)
@@ -508,8 +509,8 @@ def run_segment(args) -> int:
     _check_dicom_seg(args, segmenter, args.dicom_seg)
     if len(frames) > 1:
         return _segment_cine(args, segmenter, frames, model)
-    if phases:
-        raise InputError(f"{phases} name frames of a cine; {args.input} is one stack")
+    if given:
+        raise InputError(f"{phases} frames of a cine; {args.input} is one stack")
     result = _segment_with_bar(segmenter, volume)
     _write_labels(_convention(result.labels, args.label_convention), args.out,
                   _convention_names(result.label_names, args.label_convention), args.overwrite)

@@ -742,7 +742,7 @@ def test_segment_command_on_a_cine_finds_ed_and_es_or_takes_them_counted_from_1(
             (cine, ["--ed", "0"], "ED frame 0 is outside the cine's frames, 1 to 3 (frames count from 1)"),
             (cine, ["--es", "4"], "ES frame 4 is outside the cine's frames, 1 to 3"),
             (cine, ["--ed", "2", "--es", "2"], "ED and ES are the same frame: an ejection fraction needs two"),
-            (stack, ["--ed", "1"], f"--ed name frames of a cine; {stack} is one stack"),
+            (stack, ["--ed", "1"], f"--ed names frames of a cine; {stack} is one stack"),
             (tmp_path, ["--ed", "1", "--es", "2"], "--ed and --es name frames of one cine; ")):
         run = in_process(capsys, "segment", source, "--out", tmp_path / "no.nii.gz", *wrong)
         assert run.returncode == 2 and said in run.stderr and not (tmp_path / "no.nii.gz").exists()
