@@ -284,9 +284,9 @@ def prior_of(name_or_path) -> Path:
     bundle, or a list of bundles) must have been trained with one shape model; those trained without a prior
     add none."""
     given = name_or_path if isinstance(name_or_path, (list, tuple)) else [name_or_path]
+    networks = [(folder, read_meta(folder)) for model in given for folder in members(model)]
     priors = {}  # checksum -> (the first network's folder and description that record it)
-    for folder in [m for model in given for m in members(model)]:
-        meta = read_meta(folder)
+    for folder, meta in networks:
         checksum = meta.get("training", {}).get("prior_sha256")
         if checksum:
             priors.setdefault(checksum, (folder, meta))
@@ -296,8 +296,8 @@ def prior_of(name_or_path) -> Path:
         raise InputError(f"the ensemble's networks were trained with {len(priors)} different shape priors "
                          f"({named}): name the shape model to correct with")
     if not priors:
-        name = read_meta(members(given[0])[0]).get("name", given[0])
-        raise InputError(f"{name} was trained without a shape prior: name a shape model")
+        raise InputError(f"{networks[0][1].get('name', given[0])} was trained without a shape prior: name a shape "
+                         f"model")
     checksum, (_, meta) = next(iter(priors.items()))
     training = meta.get("training", {})
     recorded = Path(training.get("prior") or "")

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-
 from .errors import InputError
 from .inference import CLOSED_BY_RULE, Segmenter
 from .labels import RV_BLOOD_POOL

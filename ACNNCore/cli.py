@@ -129,7 +129,7 @@ def _dicom_only(args, path: Path, dicom: bool, what: str = "not a folder of DICO
 def run_info(args) -> int:
     from collections import Counter
 
-    from .datasets import folder_images, is_acdc, is_phantom, read_dataset
+    from .datasets import folder_images, read_dataset
     from .evaluation import is_label_file, label_convention, read_label_map
     from .labels import ACDC_TO_OURS, SEGMENTS, remap
     from .metrics import PROBLEM_WORDS, plausibility, verdict
@@ -179,7 +179,7 @@ def run_info(args) -> int:
         print_segs()
         return 0
     if path.is_dir() and not dicom:
-        images = {} if is_phantom(path) or is_acdc(path) else folder_images(path)
+        images = folder_images(path)
         if any(is_cine(p) for p in images.values()):  # a plain folder of stacks and cines, as acnn segment reads it
             print(f"{path}: {counted(len(images), 'image')}, stacks and 4-D cines")
             for name, image in images.items():
@@ -656,7 +656,7 @@ def _segment_folder(args, studies: dict | None = None) -> int:
     (files without a frame of reference). A data set's image that cannot be read stops the command before any
     output."""
     from .cine import frame_number, segment_frames
-    from .datasets import folder_images, is_acdc, is_phantom, read_dataset
+    from .datasets import folder_images, read_dataset
     from .dicom import read_dicom
     from .inference import Segmenter, default_model
     from .io import read_frames, write_frames
@@ -667,11 +667,11 @@ def _segment_folder(args, studies: dict | None = None) -> int:
         raise InputError(f"the input is {what}: --out must be a folder too, not {args.out}")
     if studies is None:
         _dicom_only(args, args.input, False, "a data set")
-        if is_phantom(args.input) or is_acdc(args.input):
+        paths = folder_images(args.input)  # a plain folder's: each image a stack or a 4-D cine
+        if not paths:  # a phantom or ACDC data set
             items = {c.name: (lambda c=c: [c.image]) for c in read_dataset(args.input)}
-        else:  # each image a stack or a 4-D cine: all read first (a bad one fails before any output), then each
-            # again at its turn (a folder of cines need not fit in memory)
-            paths = folder_images(args.input)
+        else:  # all read first (a bad one fails before any output), then each again at its turn (a folder of
+            # cines need not fit in memory)
             for path in paths.values():
                 read_frames(path)
             items = {name: (lambda p=p: read_frames(p)) for name, p in paths.items()}

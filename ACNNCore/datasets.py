@@ -203,7 +203,10 @@ def subject_of(name: str) -> str:
 
 def folder_images(root) -> dict[str, Path]:
     """A plain folder's images (:func:`read_folder`'s layouts, label maps left out), by case name: what ``acnn
-    segment`` reads one at a time, each a stack or a 4-D cine."""
+    segment`` reads one at a time, each a stack or a 4-D cine; {} for a phantom or ACDC data set, which
+    :func:`read_dataset` reads by its own layout."""
+    if is_phantom(root) or is_acdc(root):
+        return {}
     return {name: image for name, image, _ in _folder_pairs(root)}
 
 

@@ -135,9 +135,8 @@ class ShapeExplorerLogic:
             raise InputError(f"segmentation {node.GetName()!r} is empty" if not labels.array.any() else
                              f"segmentation {node.GetName()!r} holds none of the structures {m.runner.bundle.name} "
                              f"knows ({knows})")
-        labels = ours
-        self.code = m.encode(labels).astype(np.float32)
-        self.placement = m.placement(labels)
+        self.code = m.encode(ours).astype(np.float32)
+        self.placement = m.placement(ours)
         return self.code
 
     def encode_image(self, node) -> np.ndarray:

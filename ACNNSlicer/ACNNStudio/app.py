@@ -622,9 +622,9 @@ class Studio:
             self.state.status = result.summary(SegmentLogic.against_expert(result, node))
 
         await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device, ed, es), apply,
-                        "Segment",
-                        cleanup=bool(self.state.clean_up), close_myocardium=bool(self.state.close_myocardium),
-                        correct=bool(self.state.correct), tta=bool(self.state.tta), orient=bool(self.state.orient))
+                        "Segment", cleanup=bool(self.state.clean_up),
+                        close_myocardium=bool(self.state.close_myocardium), correct=bool(self.state.correct),
+                        tta=bool(self.state.tta), orient=bool(self.state.orient))
 
     async def run_superresolve(self):
         try:
