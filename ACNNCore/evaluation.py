@@ -55,12 +55,13 @@ def evaluate_case(prediction: Volume, truth: Volume, structures=None) -> dict:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Mean, std and count (finite values) of every numeric column; implausible count."""
+    """Mean, std and count (finite values) of every numeric column of any row (the RV's only where the truth has
+    one: ``n`` says of how many); implausible count."""
     out = {"cases": len(rows), "implausible": sum(not r["plausible"] for r in rows),
            "gt_implausible": sum(not r["gt_plausible"] for r in rows)}
-    for key in rows[0] if rows else ():
-        values = np.array([r[key] for r in rows if isinstance(r[key], (int, float)) and not isinstance(r[key], bool)],
-                          float)
+    for key in dict.fromkeys(k for r in rows for k in r):
+        values = np.array([r[key] for r in rows if isinstance(r.get(key), (int, float))
+                           and not isinstance(r[key], bool)], float)
         if values.size and key not in ("plausible",):
             finite = values[np.isfinite(values)]
             out[key] = {"mean": float(finite.mean()) if finite.size else float("nan"),

@@ -196,6 +196,21 @@ def test_evaluate_cli_on_folders(tmp_path, capsys):
                      capsys.readouterr().out)
 
 
+def test_evaluate_summarises_the_rv_over_the_cases_whose_truth_has_one(tmp_path, capsys):
+    """Ground truths with and without an RV in one folder (an expert's DICOM SEG of the LV alone beside ACDC's):
+    the RV summarised over the cases that have one, whichever comes first."""
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    lv = ring_lv()
+    both = lv.with_array(lv.array.copy())
+    both.array[31:38, 5:35, 4:16] = 3
+    for name, v in (("a", lv), ("b", both), ("c", lv)):
+        write_volume(v, gt / f"{name}_gt.nii.gz")
+        write_volume(v, pred / f"{name}.nii.gz")
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt)]) == 0
+    assert re.search(r"3 cases.*\n.*\n.*\n +RV blood pool +dice 1\.000 ± 0\.000 \(1 of 3\)",
+                     capsys.readouterr().out)
+
+
 def _not_json(constant):
     raise AssertionError(f"{constant} is not JSON")
 
