@@ -898,8 +898,9 @@ def _add_evaluate(sub):
     p = sub.add_parser("evaluate",
                        help="compare predicted label maps with ground truth (Dice, distances, plausibility)",
                        description="Compare label maps, files or folders matched by case name (phantom and ACDC "
-                                   "layouts understood). A prediction on another grid is sampled on the ground "
-                                   "truth's grid in physical space (nearest neighbour).")
+                                   "layouts understood; a cine's 4-D map with the expert maps of its frames). A "
+                                   "prediction on another grid is sampled on the ground truth's grid in physical "
+                                   "space (nearest neighbour).")
     p.add_argument("--pred", required=True, type=Path, help="a label map or a folder of them")
     p.add_argument("--gt", required=True, type=Path, help="a label map or a folder of them")
     p.add_argument("--gt-convention", choices=("auto", "ours", "acdc"), default="auto",
@@ -908,6 +909,10 @@ def _add_evaluate(sub):
     p.add_argument("--pred-convention", choices=("auto", "ours", "acdc"), default="auto",
                    help="label values of the predictions (what `acnn segment --label-convention` wrote; auto as "
                         "for the ground truth)")
+    p.add_argument("--frame", type=int, metavar="N",
+                   help="a cine's 4-D map (what `acnn segment CINE` writes) against one 3-D map: the frame the "
+                        "3-D map labels, counted from 1 as Slicer's Sequences toolbar (ACDC's expert maps name "
+                        "theirs: patientNNN_frameXX_gt; two 4-D maps are compared frame by frame)")
     p.add_argument("-o", "--out", type=Path, help="summary JSON (per-case CSV written beside it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(run=run_evaluate)
@@ -920,7 +925,8 @@ def run_evaluate(args) -> int:
         from .io import check_writable
 
         check_writable(args.out, args.overwrite, image=False)
-    rows = evaluate_files(args.pred, args.gt, args.gt_convention, pred_convention=args.pred_convention)
+    rows = evaluate_files(args.pred, args.gt, args.gt_convention, pred_convention=args.pred_convention,
+                          frame=args.frame)
     if args.out is not None:
         summary = write_report(rows, args.out, args.overwrite)
         print(f"report: {args.out} and {args.out.with_suffix('.csv')}")

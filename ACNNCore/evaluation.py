@@ -17,7 +17,7 @@ import numpy as np
 
 from .dicom import is_dicom_seg, read_dicom_seg
 from .errors import InputError
-from .io import SUFFIXES, format_of, read_labels, read_segmentation
+from .io import SUFFIXES, format_of, is_cine, read_frames, read_labels, read_segmentation
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM, RV_BLOOD_POOL, SEGMENTS
 from .metrics import (agreement, clinical_measures, dice, ejection_fraction, on_grid_of, plausibility,
                       surface_distances)
@@ -62,7 +62,7 @@ def summarize(rows: list[dict]) -> dict:
     for key in dict.fromkeys(k for r in rows for k in r):
         values = np.array([r[key] for r in rows if isinstance(r.get(key), (int, float))
                            and not isinstance(r[key], bool)], float)
-        if values.size and key not in ("plausible",):
+        if values.size and key not in ("plausible", "frame"):
             finite = values[np.isfinite(values)]
             out[key] = {"mean": float(finite.mean()) if finite.size else float("nan"),
                         "std": float(finite.std()) if finite.size else float("nan"), "n": int(finite.size)}
@@ -124,18 +124,27 @@ def case_key(path: Path, root: Path) -> str:
     return _TAGS.sub("", "_" + stem if stem.startswith("_") else stem).strip("_") or stem
 
 
+def acdc_frame(path: Path) -> tuple[str, int] | None:
+    """An ACDC ground-truth file's patient and frame (counted from 1, as ACDC names them):
+    ``patient001/patient001_frame12_gt.nii.gz`` beside an ``Info.cfg`` -> ("patient001", 12); None for any
+    other file."""
+    path = Path(path)
+    m = re.fullmatch(rf"({re.escape(path.parent.name)})_frame(\d+)_gt\.nii(\.gz)?", path.name)
+    return (m[1], int(m[2])) if m and (path.parent / "Info.cfg").is_file() else None
+
+
 def acdc_names(path: Path) -> tuple[str, ...]:
     """An ACDC ground-truth file's case names, ``patientNNN_ED`` (or ``_ES``, from its patient's Info.cfg)
     first, then ``patientNNN_frameXX``; () for any other file."""
     from .datasets import read_acdc_info
 
-    info = path.parent / "Info.cfg"
-    m = re.fullmatch(rf"({re.escape(path.parent.name)})_frame(\d+)_gt\.nii(\.gz)?", path.name)
-    if not m or not info.is_file():
+    found = acdc_frame(path)
+    if found is None:
         return ()
-    frames = read_acdc_info(info)
-    phases = [f"{m[1]}_{phase}" for phase in ("ED", "ES") if frames[phase] == int(m[2])]
-    return (*phases, f"{m[1]}_frame{m[2]}")
+    patient, frame = found
+    frames = read_acdc_info(path.parent / "Info.cfg")
+    phases = [f"{patient}_{phase}" for phase in ("ED", "ES") if frames[phase] == frame]
+    return (*phases, f"{patient}_frame{frame:02d}")
 
 
 def _key(path: Path, root: Path, ground_truth: bool) -> str:
@@ -196,12 +205,17 @@ def read_label_map(path: Path, convention: str = "ours") -> Volume:
 
 def match(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     """Pairs (case, prediction, ground truth) by case name; a DICOM SEG without a prediction of its name, with
-    the prediction SEG of the same images (:func:`_same_images`); a ground-truth case without a prediction is an
-    error."""
+    the prediction SEG of the same images (:func:`_same_images`); an ACDC expert map without one, with the 4-D
+    map of its patient's cine (:func:`_cine_of`); a ground-truth case without a prediction is an error."""
     p, g = label_files(pred, False), label_files(gt, True)
     if Path(pred).is_file() and Path(gt).is_file():
         return [(next(iter(g)), Path(pred), Path(gt))]
     found = {k: next((p[n] for n in (k, *acdc_names(g[k])) if n in p), None) for k in g}
+    if any(f is None and acdc_frame(g[k]) for k, f in found.items()):
+        cines = {n: f for n, f in p.items() if _suffix(f) != ".dcm" and is_cine(f)}
+        for k, f in found.items():
+            if f is None and acdc_frame(g[k]):
+                found[k] = _cine_of(acdc_frame(g[k])[0], cines, g, Path(pred).is_file())
     unnamed = [k for k, f in found.items() if f is None and _suffix(g[k]) == ".dcm"]
     if unnamed:  # SEGs named otherwise: paired by the images they label
         from .dicom import seg_sources
@@ -216,6 +230,15 @@ def match(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     return [(k, found[k], g[k]) for k in sorted(g)]
 
 
+def _cine_of(patient: str, cines: dict[str, Path], truth: dict[str, Path], one_file: bool) -> Path | None:
+    """The 4-D map (of ``cines``, {case name: file}) of an ACDC patient's cine: named after the patient, or as
+    ACDC names the cine itself (``patientNNN_4d``); or the one map given as --pred against one patient's expert
+    maps, whatever its name. The frame each expert map labels is in its name (:func:`acdc_frame`)."""
+    if one_file and len(cines) == 1 and {(acdc_frame(f) or ("",))[0] for f in truth.values()} == {patient}:
+        return next(iter(cines.values()))
+    return cines.get(patient) or cines.get(f"{patient}_4d")
+
+
 def _same_images(wanted: frozenset, segs: dict[Path, frozenset]) -> Path | None:
     """Of DICOM SEGs ({file: the images it labels, ``dicom.seg_sources``}), the one labelling most of the
     ``wanted`` images (an expert's SEG of a cine's ED frame, named by another tool, and ours of it); None where
@@ -226,22 +249,82 @@ def _same_images(wanted: frozenset, segs: dict[Path, frozenset]) -> Path | None:
     return shared[0][1]
 
 
+def read_label_frames(path: Path, convention: str = "ours") -> list[Volume]:
+    """A label map's frames, in our label values (``convention`` as :func:`read_label_map`): one for a 3-D map,
+    every frame of a cine's 4-D map (time last: what ``acnn segment CINE`` writes)."""
+    from .labels import ACDC_TO_OURS, remap
+
+    if _suffix(path) in (".dcm", ".seg.nrrd") or not is_cine(path):
+        return [read_label_map(path, convention)]
+    acdc = label_convention(path, convention) == "acdc"
+    frames = [f.check_labels((0, 1, 2, 3), f"label map {path} frame {t + 1}") for t, f in enumerate(read_frames(path))]
+    return [f.with_array(remap(f.array, ACDC_TO_OURS) if acdc else f.array.astype(np.uint8)) for f in frames]
+
+
+def frame_pairs(key: str, pred: list[Volume], truth: list[Volume], gt_path: Path, frame: int | None = None):
+    """(case, prediction, ground truth, frame counted from 1 or None) to compare, of one matched pair of label
+    maps read by :func:`read_label_frames`. A cine's 4-D map against a 3-D map (either side): its frame the other
+    labels -- ``frame``, or the one an ACDC expert map's name says (:func:`acdc_frame`). Two 4-D maps of one
+    cine: frame by frame where the truth labels it (``frame``: that one alone), named ``KEY_ED`` / ``KEY_ES``
+    where it labels two (ACDC's and M&Ms' 4-D maps: ED the larger LV blood pool), ``KEY_frameN`` otherwise."""
+    if len(pred) == len(truth) == 1:
+        if frame is not None:
+            raise InputError("--frame names a frame of a cine's 4-D map; the prediction and the ground truth are "
+                             "3-D label maps")
+        return [(key, pred[0], truth[0], None)]
+    if len(pred) > 1 and len(truth) > 1:
+        if len(pred) != len(truth):
+            raise InputError(f"the prediction is a cine's map of {len(pred)} frames, the ground truth one of "
+                             f"{len(truth)}")
+        if frame is not None:
+            _check_frame(frame, len(truth))
+        labelled = [frame] if frame is not None else [t + 1 for t, v in enumerate(truth) if v.array.any()]
+        if not labelled:
+            raise InputError("the ground truth's 4-D map labels none of its frames")
+        names = {n: f"{key}_frame{n}" for n in labelled}
+        if len(labelled) == 2 and frame is None:  # an expert's ED and ES: ED the larger LV blood pool
+            ed, es = sorted(labelled, key=lambda n: -np.count_nonzero(truth[n - 1].array == LV_BLOOD_POOL))
+            names = {ed: f"{key}_ED", es: f"{key}_ES"}
+        return [(names[n], pred[n - 1], truth[n - 1], n) for n in sorted(names)]
+    if frame is None:
+        frame = (acdc_frame(gt_path) or (None, None))[1]
+    if frame is None:
+        cine, other = ("prediction", "ground truth") if len(pred) > 1 else ("ground truth", "prediction")
+        raise InputError(f"the {cine} is a cine's 4-D map of {max(len(pred), len(truth))} frames, the {other} one "
+                         f"3-D map: say which frame it labels with --frame (counted from 1)")
+    _check_frame(frame, max(len(pred), len(truth)))
+    return [(key, pred[frame - 1 if len(pred) > 1 else 0], truth[frame - 1 if len(truth) > 1 else 0], frame)]
+
+
+def _check_frame(frame: int, count: int) -> None:
+    if not 1 <= frame <= count:
+        raise InputError(f"frame {frame} of a cine of {count} frames (counted from 1)")
+
+
 def evaluate_files(pred: Path, gt: Path, gt_convention: str = "auto", progress: bool = True,
-                   pred_convention: str = "auto") -> list[dict]:
+                   pred_convention: str = "auto", frame: int | None = None) -> list[dict]:
     """One row per case (:func:`evaluate_case`, and the ground truth's plausibility by the same checks,
     ``gt_plausible``: they fail some expert maps, ACDC's in 13 of 140), label maps matched by :func:`match`; each
     side's label values in its convention ("ours", "acdc" or "auto" as :func:`read_label_map`; a .seg.nrrd is
-    read by its segments' names whatever the convention)."""
+    read by its segments' names whatever the convention). A cine's 4-D map is compared frame by frame
+    (:func:`frame_pairs`; ``frame``: the one a 3-D map labels, counted from 1), its rows with a ``frame``."""
     from .progress import progress_bar
 
-    rows = []
-    for key, p, g in progress_bar(match(pred, gt), desc="evaluate", unit="case", enabled=progress):
-        truth = read_label_map(g, gt_convention)
+    pairs = match(pred, gt)
+    if frame is not None and len(pairs) > 1:
+        raise InputError(f"--frame names the frame of one pair of label maps; {len(pairs)} cases were matched "
+                         f"(give one --pred and one --gt file)")
+    rows, read = [], {}
+    for key, p, g in progress_bar(pairs, desc="evaluate", unit="case", enabled=progress):
+        truth = read_label_frames(g, gt_convention)
+        read = read if p in read else {p: read_label_frames(p, pred_convention)}  # a cine's map: once for ED and ES
         try:
-            row = evaluate_case(read_label_map(p, pred_convention), truth)
+            for case, on_pred, on_truth, n in frame_pairs(key, read[p], truth, g, frame):
+                row = evaluate_case(on_pred, on_truth)
+                rows.append({"case": case, **({"frame": n} if n else {}), **row,
+                             "gt_plausible": plausibility(on_truth)["plausible"]})
         except InputError as e:
             raise InputError(f"{key}: {e}") from None
-        rows.append({"case": key, **row, "gt_plausible": plausibility(truth)["plausible"]})
     return rows
 
 

@@ -98,20 +98,20 @@ def test_plausibility_of_constructed_maps():
     assert not plausibility(good.with_array(np.zeros_like(good.array)))["plausible"]
 
 
-def test_evaluate_matches_segment_outputs_to_an_acdc_folder(tmp_path, capsys):
-    """`acnn segment` names an ACDC data folder's outputs patientNNN_ED / _ES; `acnn evaluate` finds the expert
-    maps for them in the ACDC layout (Info.cfg gives the frames), also under their frame names, with the LV's and
-    the RV's EF."""
-    from ACNNCore.datasets import read_dataset
+def acdc_truth(gt):
+    """Three patients' expert maps in the ACDC layout under ``gt`` (ACDC's label values, an Info.cfg each):
+    {patient: (ED frame, ED map, ES frame, ES map)}, frames counted from 1, maps in our values; an LV smaller at
+    ES, and an RV smaller at ES by as much as each patient's number."""
     from ACNNCore.labels import OURS_TO_ACDC, remap
 
-    gt, pred = tmp_path / "acdc", tmp_path / "pred"
     ed = ring_lv()
     es = ed.with_array(np.where((ed.array == 1) & (np.hypot(*np.mgrid[:40, :40] - 20) > 4)[..., None], 2,
                                 ed.array).astype(np.uint8))  # a smaller blood pool
-    ed.array[31:38, 5:35, 4:16] = 3  # an RV beside it, smaller at ES by as much as each patient's number
+    ed.array[31:38, 5:35, 4:16] = 3  # an RV beside it
+    patients = {}
     for i, (n, (f_ed, f_es)) in enumerate({"patient001": (1, 12), "patient002": (1, 9),
                                           "patient003": (2, 14)}.items()):
+        es = es.with_array(es.array.copy())
         es.array[31:38, 5:35, 4:16] = 3
         es.array[31:38, 5:10 + 3 * i, 4:16] = 0
         (gt / n).mkdir(parents=True)
@@ -119,6 +119,18 @@ def test_evaluate_matches_segment_outputs_to_an_acdc_folder(tmp_path, capsys):
         for f, v in ((f_ed, ed), (f_es, es)):
             write_volume(v.with_array(remap(v.array, OURS_TO_ACDC)), gt / n / f"{n}_frame{f:02d}_gt.nii.gz")
             write_volume(v, gt / n / f"{n}_frame{f:02d}.nii.gz")  # the image: not a label map to match
+        patients[n] = (f_ed, ed, f_es, es)
+    return patients
+
+
+def test_evaluate_matches_segment_outputs_to_an_acdc_folder(tmp_path, capsys):
+    """`acnn segment` names an ACDC data folder's outputs patientNNN_ED / _ES; `acnn evaluate` finds the expert
+    maps for them in the ACDC layout (Info.cfg gives the frames), also under their frame names, with the LV's and
+    the RV's EF."""
+    from ACNNCore.datasets import read_dataset
+
+    gt, pred = tmp_path / "acdc", tmp_path / "pred"
+    for n, (f_ed, ed, f_es, es) in acdc_truth(gt).items():
         write_volume(ed, pred / f"{n}_ED.nii.gz")
         write_volume(es, pred / (f"{n}_ES.nii.gz" if n != "patient003" else f"{n}_frame{f_es:02d}.nii.gz"))
     assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--gt-convention", "acdc",
@@ -147,6 +159,74 @@ def test_evaluate_matches_segment_outputs_to_an_acdc_folder(tmp_path, capsys):
     (pred / "patient002_ES.nii.gz").unlink()
     assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--gt-convention", "acdc"]) == 2
     assert "no prediction for 1 ground-truth case(s): patient002_ES" in capsys.readouterr().err
+
+
+def test_evaluate_compares_a_cine_s_4d_map_with_the_expert_maps_of_its_frames(tmp_path, capsys):
+    """`acnn segment CINE` writes a 4-D map; `acnn evaluate` compares the frame each expert map labels: ACDC's
+    by its name (patientNNN_frameXX_gt, the cine named patientNNN or, as ACDC names it, patientNNN_4d), any
+    other with --frame (counted from 1); two 4-D maps frame by frame, an expert's two labelled frames as ED and
+    ES. Frames it cannot tell, or outside the cine, are refused with one line."""
+    from ACNNCore.io import write_frames
+
+    gt, pred = tmp_path / "acdc", tmp_path / "pred"
+    truth = acdc_truth(gt)
+    wrong = ring_lv().with_array(np.zeros((40, 40, 20), np.uint8))  # the frames no expert map labels: empty
+    for n, (f_ed, ed, f_es, es) in truth.items():
+        frames = [ed if t == f_ed else es if t == f_es else wrong for t in range(1, 16)]
+        if n == "patient003":  # its ED and ES maps as 3-D files, beside the others' cines
+            write_volume(ed, pred / f"{n}_ED.nii.gz")
+            write_volume(es, pred / f"{n}_ES.nii.gz")
+        else:
+            write_frames(frames, pred / (f"{n}_4d.nii.gz" if n == "patient001" else f"{n}.nii.gz"))
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["summary"]["cases"] == 6 and report["summary"]["dice_lv"]["mean"] == pytest.approx(1.0)
+    assert report["summary"]["dice_rv"]["mean"] == pytest.approx(1.0) and "frame" not in report["summary"]
+    assert report["ef"]["n"] == 3 and report["ef"]["bias"] == pytest.approx(0.0)  # the cines' ED and ES too
+    rows = {r.split(",")[0]: r.split(",") for r in (tmp_path / "r.csv").read_text().splitlines()}
+    frame = rows["case"].index("frame")
+    assert [rows[c][frame] for c in ("patient001_ED", "patient001_ES", "patient002_ES", "patient003_ES")] \
+        == ["1", "12", "9", ""]  # the cine's frame each row compared; none for a 3-D map
+    cine = pred / "patient001_4d.nii.gz"  # one cine's map against its patient's folder, whatever its name
+    cine.rename(tmp_path / "mine_seg.nii.gz")
+    assert main(["evaluate", "--pred", str(tmp_path / "mine_seg.nii.gz"), "--gt", str(gt / "patient001")]) == 0
+    assert re.search(r"2 cases.*\n +LV blood pool +dice 1\.000", capsys.readouterr().out)
+    ed_file = gt / "patient001" / "patient001_frame01_gt.nii.gz"
+    assert main(["evaluate", "--pred", str(tmp_path / "mine_seg.nii.gz"), "--gt", str(ed_file)]) == 0
+    assert re.search(r"1 case.*\n +LV blood pool +dice 1\.000", capsys.readouterr().out)  # frame 1, by its name
+
+    other = tmp_path / "other_gt.nii.gz"  # not ACDC's: the frame is not in its name
+    _, ed, f_es, es = truth["patient001"]
+    write_volume(es, other)
+    cine = str(tmp_path / "mine_seg.nii.gz")
+    assert main(["evaluate", "--pred", cine, "--gt", str(other)]) == 2
+    assert ("the prediction is a cine's 4-D map of 15 frames, the ground truth one 3-D map: say which frame it "
+            "labels with --frame (counted from 1)") in capsys.readouterr().err
+    assert main(["evaluate", "--pred", cine, "--gt", str(other), "--frame", str(f_es)]) == 0
+    assert re.search(r"LV blood pool +dice 1\.000", capsys.readouterr().out)
+    assert main(["evaluate", "--pred", cine, "--gt", str(other), "--frame", "1"]) == 0  # ED's map against ES's
+    assert not re.search(r"LV blood pool +dice 1\.000", capsys.readouterr().out)
+    assert main(["evaluate", "--pred", str(other), "--gt", cine, "--frame", str(f_es)]) == 0  # the other way
+    assert re.search(r"LV blood pool +dice 1\.000", capsys.readouterr().out)
+    assert main(["evaluate", "--pred", cine, "--gt", str(other), "--frame", "16"]) == 2
+    assert "frame 16 of a cine of 15 frames (counted from 1)" in capsys.readouterr().err
+    assert main(["evaluate", "--pred", str(other), "--gt", str(other), "--frame", "2"]) == 2
+    assert "the prediction and the ground truth are 3-D label maps" in capsys.readouterr().err
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt / "patient002"), "--frame", "2"]) == 2
+    assert "--frame names the frame of one pair of label maps; 2 cases were matched" in capsys.readouterr().err
+
+    expert = tmp_path / "expert_gt.nii.gz"  # a 4-D expert map labelling ED and ES alone (ACDC's, M&Ms')
+    write_frames([wrong if t not in (3, 8) else ed if t == 8 else es for t in range(1, 16)], expert)
+    write_frames([wrong if t not in (3, 8) else ed if t == 8 else es for t in range(1, 16)], tmp_path / "seg.nii.gz")
+    assert main(["evaluate", "--pred", str(tmp_path / "seg.nii.gz"), "--gt", str(expert), "--out",
+                 str(tmp_path / "4d.json")]) == 0
+    rows = (tmp_path / "4d.csv").read_text().splitlines()
+    assert [r.split(",")[:2] for r in rows] == [["case", "frame"], ["expert_ES", "3"], ["expert_ED", "8"]]
+    assert main(["evaluate", "--pred", cine, "--gt", str(expert)]) == 0  # the cine's frames 3 and 8: empty
+    assert re.search(r"2 cases, 2 anatomically implausible.*\n +LV blood pool +dice 0\.000", capsys.readouterr().out)
+    write_frames([ed, es], tmp_path / "short.nii.gz")
+    assert main(["evaluate", "--pred", str(tmp_path / "short.nii.gz"), "--gt", str(expert)]) == 2
+    assert "the prediction is a cine's map of 2 frames, the ground truth one of 15" in capsys.readouterr().err
 
 
 def test_the_ef_agreement_leaves_out_an_empty_ed_blood_pool_of_either_side():
