@@ -437,14 +437,18 @@ def _add_inference(sub):
                                    "`acnn evaluate` searches them, ACDC's and the phantom's layouts understood) "
                                    "encoded into the learnt shape space: its code, with the case's group where the "
                                    "data set names it (ACDC's Info.cfg, a phantom's info.json), for analyses of "
-                                   "one's own (statistics, classifiers). ACDC's label values are read as such where "
-                                   "an ACDC Info.cfg lies beside the file.")
+                                   "one's own (statistics, classifiers); a cine's 4-D map (what `acnn segment "
+                                   "CINE` writes) frame by frame, its path through the shape space over the cardiac "
+                                   "cycle. ACDC's label values are read as such where an ACDC Info.cfg lies beside "
+                                   "the file.")
     p.add_argument("maps", nargs="+", type=Path, metavar="MAPS", help="label map files or folders of them")
     p.add_argument("--model", default="ae-acdc",
                    help="AE or T-L bundle (default ae-acdc: LV, myocardium and RV; ae-phantom: LV and myocardium)")
     p.add_argument("--convention", choices=("auto", "ours", "acdc"), default="auto",
                    help="label values of the maps (auto: ACDC's where an ACDC Info.cfg lies beside the file)")
-    p.add_argument("-o", "--out", required=True, type=Path, help="CODES.csv: case, group, file, then z0, z1, ...")
+    p.add_argument("-o", "--out", required=True, type=Path,
+                   help="CODES.csv: case, group, file, then z0, z1, ... (a cine's frames: NAME_frameN, with a frame "
+                        "column)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
     p.set_defaults(run=run_encode)
@@ -812,7 +816,7 @@ def run_explore(args) -> int:
 
 def run_encode(args) -> int:
     from .datasets import group_of
-    from .evaluation import label_files, read_label_map
+    from .evaluation import label_files, read_label_frames
     from .inference import ShapeModel
     from .io import check_writable, write_table
     from .progress import progress_bar
@@ -829,12 +833,21 @@ def run_encode(args) -> int:
     model = ShapeModel(args.model, args.device)
     rows = []
     for key, path in progress_bar(maps.items(), desc="encode", unit="map"):
-        try:
-            code = model.encode(read_label_map(path, args.convention))
-        except InputError as e:
-            raise InputError(f"{path}: {e}") from None
-        rows.append({"case": key, "group": group_of(path), "file": str(path),
-                     **{f"z{d}": f"{z:.6g}" for d, z in enumerate(code)}})
+        frames = read_label_frames(path, args.convention)  # a cine's 4-D map: each frame, counted from 1
+        empty = [t + 1 for t, labels in enumerate(frames) if len(frames) > 1 and not labels.array.any()]
+        if empty:  # an expert's 4-D map labels ED and ES alone
+            print(f"acnn: note: {path}: {counted(len(empty), 'frame')} without labels left out "
+                  f"({', '.join(map(str, empty))})", file=sys.stderr)
+        for t, labels in enumerate(frames):
+            if t + 1 in empty:
+                continue
+            try:
+                code = model.encode(labels)
+            except InputError as e:
+                raise InputError(f"{path}{f' frame {t + 1}' if len(frames) > 1 else ''}: {e}") from None
+            rows.append({"case": f"{key}_frame{t + 1}" if len(frames) > 1 else key, "group": group_of(path),
+                         "file": str(path), **({"frame": t + 1} if len(frames) > 1 else {}),
+                         **{f"z{d}": f"{z:.6g}" for d, z in enumerate(code)}})
     write_table(rows, args.out)  # never empty: label_files finds at least one map or refuses
     groups = sorted({r["group"] for r in rows} - {""})
     print(f"{args.out}: {counted(len(rows), 'label map')} encoded by {model.runner.bundle.name} "

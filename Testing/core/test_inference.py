@@ -695,6 +695,18 @@ def test_encode_command_writes_each_maps_code_and_group(tiny_models, tiny_data, 
     run = in_process(capsys, "encode", three, "--model", tiny_models["ae"], "--out", tmp_path / "rv.csv")
     assert run.returncode == 2 and f"{three}: label map holds values up to 3" in run.stderr \
         and "Traceback" not in run.stderr and not (tmp_path / "rv.csv").exists()
+    from ACNNCore.io import write_frames  # a cine's 4-D map: a row per labelled frame, counted from 1
+
+    es = read_labels(rows["subject002_ES"]["file"])
+    cine = write_frames([labels, labels.with_array(np.zeros_like(labels.array)), es], tmp_path / "cine_seg.nii.gz")
+    run = in_process(capsys, "encode", cine, "--model", tiny_models["ae"], "--out", tmp_path / "cine.csv")
+    assert run.returncode == 0 and "2 label maps encoded" in run.stdout
+    assert f"acnn: note: {cine}: 1 frame without labels left out (2)" in run.stderr
+    cine_rows = list(csv.DictReader((tmp_path / "cine.csv").open()))
+    assert [(r["case"], r["frame"]) for r in cine_rows] == [("cine_frame1", "1"), ("cine_frame3", "3")]
+    for r, source in zip(cine_rows, (row, rows["subject002_ES"])):  # each frame's code, as its 3-D map's
+        np.testing.assert_allclose([float(r[f"z{d}"]) for d in range(model.code_size)],
+                                   [float(source[f"z{d}"]) for d in range(model.code_size)], rtol=1e-4, atol=1e-5)
 
 
 def test_demo_command_runs_the_whole_pipeline(tiny_models, tmp_path):
