@@ -1,6 +1,7 @@
 """A cine's ED and ES: one stack segmented as it is, or the ED and ES frames of a cine (given, or found as the
 frames of largest and smallest LV blood pool, which segments every frame), with their measures and the
-ejection fraction. Used by ``acnn segment`` on a 4-D file and by the Slicer Segment module on a sequence."""
+ejection fraction; and a cine super-resolved frame by frame. Used by ``acnn segment`` / ``acnn superresolve`` on
+a 4-D file and by the Slicer modules on a sequence."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import InputError
-from .inference import CLOSED_BY_RULE, Segmenter
+from .inference import CLOSED_BY_RULE, Segmenter, SuperResolver
 from .labels import RV_BLOOD_POOL
 from .metrics import clinical_measures, ejection_fraction, plausibility, verdict
 from .volume import Volume
@@ -189,3 +190,21 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
                      f"{frame_number(phases[0].frame)}): are the two the wrong way round?")
     return SegmentResult(phases, str(model), str(segmenter.runner.device), ef.get("lv_volume_ml"),
                          ef.get("rv_volume_ml"), curve, labels, names, notes)
+
+
+def superresolve_frames(resolver: SuperResolver, frames: list[Volume], report: Report | None = None) -> list[Volume]:
+    """Each frame of a cine (or one volume) super-resolved, every frame in the same window: the network's
+    centred where the heart is found in the first frame (:meth:`SuperResolver.heart_center`), so the HR cine
+    shows one place throughout. ``report(fraction, message)`` is called before each frame (a GUI's progress, and
+    its way to cancel by raising)."""
+    report = report or (lambda fraction, message: None)
+    if not frames:
+        raise InputError("no frames to super-resolve")
+    report(0.02, "finding the heart" if len(frames) > 1 else "super-resolving")
+    center = resolver.heart_center(frames[0])
+    out = []
+    for t, frame in enumerate(frames):
+        if len(frames) > 1:
+            report(0.05 + 0.9 * t / len(frames), f"super-resolving frame {frame_number(t)} of {len(frames)}")
+        out.append(resolver(frame, center=center))
+    return out

@@ -404,14 +404,15 @@ def _add_inference(sub):
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
     p.set_defaults(run=run_segment)
-    p = sub.add_parser("superresolve", help="super-resolve an LR stack into an HR image",
+    p = sub.add_parser("superresolve", help="super-resolve an LR stack (or every frame of a cine) into an HR image",
                        description="The network sees its own window (120 mm for the bundled models): on a wider "
                                    "image it is centred on the heart the real-data segmentation model finds, and "
-                                   "the rest is the input interpolated linearly. Notes on stderr say when the "
-                                   "image's slices differ from the model's or a phantom-trained model meets a "
-                                   "real image.")
-    p.add_argument("input", type=Path, help="a short-axis stack (.nii.gz, .nrrd, .mha, or a folder of DICOM files)")
-    p.add_argument("-o", "--out", required=True, type=Path, help="OUT.nii.gz, .nrrd or .mha")
+                                   "the rest is the input interpolated linearly; a cine's frames all in the window "
+                                   "its first frame's heart sets. Notes on stderr say when the image's slices "
+                                   "differ from the model's or a phantom-trained model meets a real image.")
+    p.add_argument("input", type=Path, help="a short-axis stack or a 4-D cine (.nii.gz, .nrrd, .mha, or a folder of "
+                                            "DICOM files)")
+    p.add_argument("-o", "--out", required=True, type=Path, help="OUT.nii.gz, .nrrd or .mha (a cine: 4-D)")
     p.add_argument("--model", default="acnn-sr-phantom", help="bundled model name or bundle folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     _device_arg(p)
@@ -546,6 +547,16 @@ def _segment_with_bar(segmenter, volume):
         return segmenter(volume, progress=lambda done, total: bar.update(done - bar.n))
 
 
+def _frames_done(bar, count: int):
+    """A cine's ``report(fraction, message)`` (``cine.segment_frames``'s, ``cine.superresolve_frames``': 0.05 +
+    0.9 x frames done / ``count``) as a progress bar over its frames: an update, not a refresh (a log gets a line
+    per interval, not per frame)."""
+    def report(fraction, message):
+        bar.update(max(0, min(count, int(round((fraction - 0.05) / 0.9 * count)))) - bar.n)
+
+    return report
+
+
 def _segment_cine(args, segmenter, frames: list, model: str) -> int:
     """A 4-D cine: every frame segmented into a 4-D label map (time last); ED and ES are the frames given
     (--ed, --es: counted from 1) or those of largest and smallest LV blood pool."""
@@ -554,11 +565,9 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
     from .progress import progress_bar
 
     with progress_bar(total=len(frames), desc="segment", unit="frame") as bar:
-        def report(fraction, message):  # an update, not a refresh: a log gets a line per interval, not per frame
-            bar.update(min(len(frames), int(round((fraction - 0.05) / 0.9 * len(frames)))) - bar.n)
-
         result = segment_frames(segmenter, frames, frame_index(args.ed, len(frames), "ED"),
-                                frame_index(args.es, len(frames), "ES"), report=report, model=model, every=True)
+                                frame_index(args.es, len(frames), "ES"), report=_frames_done(bar, len(frames)),
+                                model=model, every=True)
         bar.update(len(frames) - bar.n)
     labels = [_convention(result.frames[t], args.label_convention) for t in range(len(frames))]
     write_frames(labels, args.out, overwrite=args.overwrite)
@@ -762,16 +771,24 @@ def _write_measures(rows: dict, table: Path) -> None:
 
 
 def run_superresolve(args) -> int:
+    from .cine import superresolve_frames
     from .inference import SuperResolver
-    from .io import check_writable, read_volume, write_volume
+    from .io import check_writable, read_frames, write_frames
+    from .progress import progress_bar
 
     check_writable(args.out, args.overwrite)
-    volume = read_volume(args.input)
+    frames = read_frames(args.input)  # a cine: every frame
+    if len(frames) > 1 and str(args.out).lower().endswith(".seg.nrrd"):
+        raise InputError(f"{args.input} is a cine of {len(frames)} frames: written as a 4-D image (.nii.gz, .nrrd "
+                         f"or .mha), not {args.out}")
     resolver = SuperResolver(args.model, args.device)
-    hr = resolver(volume)
-    write_volume(hr, args.out, overwrite=args.overwrite)
-    print(f"{args.out}: HR grid {hr.shape} spacing {tuple(round(s, 3) for s in hr.spacing)}")
-    _print_notes(resolver.caveats(volume))
+    with progress_bar(total=len(frames), desc="superresolve", unit="frame", enabled=len(frames) > 1) as bar:
+        hr = superresolve_frames(resolver, frames, _frames_done(bar, len(frames)))
+        bar.update(len(frames) - bar.n)
+    write_frames(hr, args.out, overwrite=args.overwrite)
+    print(f"{args.out}: {f'{len(hr)} frames of ' if len(hr) > 1 else ''}HR grid {hr[0].shape} spacing "
+          f"{tuple(round(s, 3) for s in hr[0].spacing)}")
+    _print_notes(resolver.caveats(frames[0]))
     return 0
 
 

@@ -124,6 +124,18 @@ def volume_from_node(node, what: str = "input") -> Volume:
     return Volume(array, _in_world(node, node_geometry(node))).check_finite(f"volume {node.GetName()!r}")
 
 
+def frames_from_node(node) -> list[Volume]:
+    """The frames of a scalar volume node (one) or of a sequence node of volumes (a cine: all), checked."""
+    from ACNNCore.cine import frame_number
+
+    if node is not None and node.IsA("vtkMRMLSequenceNode"):
+        n = node.GetNumberOfDataNodes()
+        if n == 0:
+            raise InputError(f"sequence {node.GetName()!r} is empty")
+        return [volume_from_node(node.GetNthDataNode(i), f"frame {frame_number(i)} of") for i in range(n)]
+    return [volume_from_node(node)]
+
+
 def _in_world(node, geometry: Geometry) -> Geometry:
     """``geometry``, a grid in ``node``'s own coordinates, with the node's parent transform hardened into it:
     where the views show it. A non-linear transform is refused."""
@@ -493,16 +505,37 @@ def _with_attributes(make, attributes: dict, *args, **kwargs):
 DICOM_SOURCE = ("ACNN.DicomFolder", "ACNN.DicomStudy", "ACNN.DicomSeries")
 
 
-def frames_to_node(frames: list, scene, name: str):
-    """Frames read by ``ACNNCore.io.read_frames``: several as a sequence node of volumes, one as a volume node."""
+def frames_to_node(frames: list, scene, name: str, like=None):
+    """Frames read by ``ACNNCore.io.read_frames``: several as a sequence node of volumes, one as a volume node.
+    ``like``: the sequence they were made from, frame by frame, whose index (name, unit, values: a cine's
+    times) they take."""
     if len(frames) == 1:
         return volume_to_node(frames[0], scene=scene, name=name)
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(name))
+    if like is not None:
+        sequence.CopySequenceIndex(like)
     for t, frame in enumerate(frames):
         node = volume_to_node(frame, scene=scene, name=f"{name} frame {t + 1}")
-        sequence.SetDataNodeAtValue(node, str(t))
+        sequence.SetDataNodeAtValue(node, like.GetNthIndexValue(t) if like is not None else str(t))
         scene.RemoveNode(node)  # the sequence keeps its own copy
     return sequence
+
+
+def play_along(sequence, cine):
+    """A sequence made from ``cine`` frame by frame (:func:`frames_to_node` ``like`` it) played with it: added to
+    the cine's sequence browser (made where it has none), so that its proxy node shows the frame the cine shows,
+    in Slicer's Sequences toolbar and the studio's frame slider alike. Returns that proxy node."""
+    browser = browser_of(cine)
+    if browser is None:
+        show_frame(cine, 0)
+        browser = browser_of(cine)
+    browser.AddSynchronizedSequenceNode(sequence)
+    sequences_logic(sequence.GetScene()).UpdateProxyNodesFromSequences(browser)
+    proxy = browser.GetProxyNode(sequence)
+    if proxy.GetDisplayNode() is None:
+        proxy.CreateDefaultDisplayNodes()
+        _grey(proxy)
+    return proxy
 
 
 def show_frame(sequence, frame: int = 0):
@@ -684,10 +717,12 @@ def remove_all_but(scene, kept: set) -> None:
 
 
 def browser_of(sequence):
-    """The sequence browser node that plays a sequence (:func:`show_frame` makes one), or None."""
+    """The sequence browser node that plays a sequence (:func:`show_frame` makes one; a sequence played along
+    with a cine, :func:`play_along`, is the cine's), or None."""
     scene = sequence.GetScene()
-    return None if scene is None else next((b for b in scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")
-                                            if b.GetMasterSequenceNode() is sequence), None)
+    browsers = [] if scene is None else list(scene.GetNodesByClass("vtkMRMLSequenceBrowserNode"))
+    return next((b for b in browsers if b.GetMasterSequenceNode() is sequence), None) or next(
+        (b for b in browsers if b.IsSynchronizedSequenceNode(sequence, True)), None)
 
 
 def cine_shown_as(node):

@@ -56,12 +56,7 @@ class SegmentLogic:
     @staticmethod
     def read_input(node) -> list[Volume]:
         """The frames of a scalar volume node (one) or of a sequence node of volumes (all), checked."""
-        if node is not None and node.IsA("vtkMRMLSequenceNode"):
-            n = node.GetNumberOfDataNodes()
-            if n == 0:
-                raise InputError(f"sequence {node.GetName()!r} is empty")
-            return [mrml.volume_from_node(node.GetNthDataNode(i), f"frame {frame_number(i)} of") for i in range(n)]
-        return [mrml.volume_from_node(node)]
+        return mrml.frames_from_node(node)
 
     @staticmethod
     def frames_asked(count: int, detect: bool, ed, es) -> tuple[int | None, int | None]:

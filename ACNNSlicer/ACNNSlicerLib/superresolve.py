@@ -1,7 +1,9 @@
-"""SuperResolve: a thick-slice stack -> an HR intensity volume over the same physical extent."""
+"""SuperResolve: a thick-slice stack (or every frame of a cine) -> an HR intensity volume over the same physical
+extent."""
 
 from __future__ import annotations
 
+from ACNNCore.cine import superresolve_frames
 from ACNNCore.inference import SuperResolver
 from ACNNCore.volume import Volume
 
@@ -28,27 +30,39 @@ class SuperResolveLogic:
         return self.resolver(model, device).caveats(volume)
 
     @staticmethod
-    def read_input(node) -> Volume:
-        return mrml.volume_from_node(node)
+    def read_input(node) -> list[Volume]:
+        """The frames of a scalar volume node (one) or of a sequence node of volumes (a cine: all), checked."""
+        return mrml.frames_from_node(node)
 
-    def compute(self, volume: Volume, model: str, device: str = "auto", progress: Progress | None = None,
-                cancelled=None) -> Volume:
+    def compute(self, frames: list[Volume], model: str, device: str = "auto", progress: Progress | None = None,
+                cancelled=None) -> list[Volume]:
+        """Each frame super-resolved, a cine's all in one window (``ACNNCore.cine.superresolve_frames``)."""
         step(progress, cancelled, 0.0, f"loading {model}")
         resolver = self.resolver(model, device)
-        step(progress, cancelled, 0.1, "super-resolving")
-        hr = resolver(volume)
-        step(progress, cancelled, 1.0, "done")
+        hr = superresolve_frames(resolver, frames, lambda fraction, message: step(progress, cancelled, fraction,
+                                                                                  message))
+        step(progress, None, 1.0, "done")
         return hr
 
     @staticmethod
-    def apply(hr: Volume, input_node, model: str = ""):
+    def apply(hr: list[Volume], input_node, model: str = ""):
+        """A volume node ``NAME ACNN SR``; of a cine, a sequence node of the HR frames, played along with the cine
+        (:func:`mrml.play_along`: its frame shown is the cine's). Returns the node."""
         scene = mrml.scene_of(input_node, "super-resolved")
-        node = mrml.volume_to_node(hr, scene=scene, name=f"{input_node.GetName()} ACNN SR")
+        cine = input_node if input_node.IsA("vtkMRMLSequenceNode") and len(hr) > 1 else None
+        node = mrml.frames_to_node(hr, scene, f"{input_node.GetName()} ACNN SR", like=cine)
         node.SetAttribute("ACNN.Model", model)
-        source = input_node.GetDisplayNode()
-        if source is not None and node.GetDisplayNode() is not None:
-            node.GetDisplayNode().SetAndObserveColorNodeID(source.GetColorNodeID())
+        shown = mrml.play_along(node, cine) if cine is not None else node
+        source = (mrml.browser_of(cine).GetProxyNode(cine) if cine is not None else input_node).GetDisplayNode()
+        if source is not None and shown.GetDisplayNode() is not None:
+            shown.GetDisplayNode().SetAndObserveColorNodeID(source.GetColorNodeID())
         return node
+
+    @staticmethod
+    def shown(node):
+        """What shows a result of :meth:`apply` in the slice views: the volume node, or a cine's proxy node."""
+        return mrml.show_frame(node, mrml.browser_of(node).GetSelectedItemNumber()) \
+            if node.IsA("vtkMRMLSequenceNode") else node
 
     def process(self, input_node, model: str = "acnn-sr-phantom", device: str = "auto",
                 progress: Progress | None = None, cancelled=None):

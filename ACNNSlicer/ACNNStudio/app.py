@@ -210,8 +210,8 @@ class Studio:
         self.state.frame = cine[1].GetSelectedItemNumber() if cine else 0
         if self.state.seg_input not in [i["value"] for i in self.state.inputs]:
             self.state.seg_input = self.state.inputs[0]["value"] if self.state.inputs else None
-        if self.state.sr_input not in [i["value"] for i in self.state.volumes]:
-            self.state.sr_input = self.state.volumes[0]["value"] if self.state.volumes else None
+        if self.state.sr_input not in [i["value"] for i in self.state.inputs]:
+            self.state.sr_input = self.state.inputs[0]["value"] if self.state.inputs else None
         if self.state.encode_source not in [i["value"] for i in self.state.segmentations + self.state.volumes]:
             self.state.encode_source = None
 
@@ -236,10 +236,9 @@ class Studio:
         """The volume (or cine, whose frame it is) under the slice views, as the Scene panel lists it."""
         shown = next((c.GetBackgroundVolumeID() for c in self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
                       if c.GetBackgroundVolumeID()), None)
-        for browser in self.scene.GetNodesByClass("vtkMRMLSequenceBrowserNode"):
-            cine = browser.GetMasterSequenceNode()
-            if cine is not None and browser.GetProxyNode(cine) is not None and \
-                    browser.GetProxyNode(cine).GetID() == shown:
+        for browser in self.scene.GetNodesByClass("vtkMRMLSequenceBrowserNode"):  # a cine, or one played along
+            cine = browser.GetSequenceNode(self.scene.GetNodeByID(shown)) if shown else None  # with it (HR frames)
+            if cine is not None:
                 return cine.GetID()
         return shown
 
@@ -629,19 +628,20 @@ class Studio:
     async def run_superresolve(self):
         try:
             node = self._node(self.state.sr_input)
-            volume = SuperResolveLogic.read_input(node)
+            frames = SuperResolveLogic.read_input(node)
         except InputError as e:
             self.fail(f"SuperResolve: {e}")
             return
 
         def apply(hr):
             out = SuperResolveLogic.apply(hr, node, self.state.sr_model)
-            self.show(out)
-            notes = self.resolve.caveats(volume, self.state.sr_model, self.state.device)
-            self.state.status = (f"Super-resolved: {out.GetName()} ({'x'.join(map(str, hr.shape))})."
-                                 + "".join(f" Note: {n}." for n in notes))
+            self.show(SuperResolveLogic.shown(out))  # a cine's: its HR frames, played along with it
+            notes = self.resolve.caveats(frames[0], self.state.sr_model, self.state.device)
+            size = "x".join(map(str, hr[0].shape))
+            self.state.status = (f"Super-resolved: {out.GetName()} ({f'{len(hr)} frames of ' if len(hr) > 1 else ''}"
+                                 f"{size}).") + "".join(f" Note: {n}." for n in notes)
 
-        await self._run(self.resolve.compute, (volume, self.state.sr_model, self.state.device), apply, "SuperResolve")
+        await self._run(self.resolve.compute, (frames, self.state.sr_model, self.state.device), apply, "SuperResolve")
 
     # --- shape explorer --------------------------------------------------------------------
 
@@ -830,7 +830,8 @@ class Studio:
     def _superresolve_panel(self):
         with v3.VExpansionPanel(title="SuperResolve"):
             with v3.VExpansionPanelText():
-                v3.VSelect(v_model=("sr_input",), items=("volumes",), label="Short-axis stack", density="compact")
+                v3.VSelect(v_model=("sr_input",), items=("inputs",), label="Short-axis stack or cine",
+                           density="compact", id="sr-input")
                 self._device_and_model("sr_models", "sr_model")
                 self._run_buttons(self.run_superresolve, "superresolve", "sr_input")
 

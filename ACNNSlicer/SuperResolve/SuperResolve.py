@@ -1,10 +1,10 @@
-"""ACNN SuperResolve: a thick-slice stack -> an HR intensity volume (K thin slices per acquired slice).
+"""ACNN SuperResolve: a thick-slice stack (or a cine) -> an HR intensity volume (K thin slices per acquired slice).
 
 A thin widget over :class:`ACNNSlicerLib.SuperResolveLogic` (GUI-free, tested in Testing/mrml); the network
 runs in a worker thread polled by a QTimer, Apply becomes Cancel while it runs.
 """
 
-from typing import Annotated
+from typing import Annotated, Union
 
 import slicer
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
@@ -27,13 +27,16 @@ class SuperResolve(ScriptedLoadableModule):
                                 "finds on a wider image; beyond it the input is interpolated linearly. The "
                                 "bundled models learnt from phantom images of 10 mm slices (real data has no "
                                 "high-resolution ground truth to learn from): the status line says when an "
-                                "image differs.")
+                                "image differs. A cine (a sequence) is super-resolved frame by frame into a "
+                                "sequence that plays along with it.")
         self.parent.acknowledgementText = "Method: O. Oktay et al., IEEE TMI 37(2), 2018."
 
 
 @parameterNodeWrapper
 class SuperResolveParameterNode:
-    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    # the node types the input selector lists (the wrapper sets them from this), None while there is none;
+    # typing.Union, not "|": the wrapper's Slicer 5.10 recognises only the former
+    inputVolume: Union[slicer.vtkMRMLScalarVolumeNode, slicer.vtkMRMLSequenceNode, None]
     model: str = "acnn-sr-phantom"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
 
@@ -56,15 +59,18 @@ class SuperResolveWidget(run_widget_base()):
         from ACNNSlicerLib import BackgroundTask, SuperResolveLogic
 
         p = self._parameterNode
-        volume = SuperResolveLogic.read_input(p.inputVolume)
-        self._input, self._model, self._volume, self._device = p.inputVolume, p.model, volume, p.device
-        return BackgroundTask(self.logic.resolve.compute, volume, p.model, p.device)
+        frames = SuperResolveLogic.read_input(p.inputVolume)
+        self._input, self._model, self._volume, self._device = p.inputVolume, p.model, frames[0], p.device
+        return BackgroundTask(self.logic.resolve.compute, frames, p.model, p.device)
 
     def _apply(self, hr) -> str:
+        from ACNNSlicerLib import SuperResolveLogic
+
         node = self.logic.resolve.apply(hr, self._input, self._model)
-        slicer.util.setSliceViewerLayers(background=node, fit=True)
+        slicer.util.setSliceViewerLayers(background=SuperResolveLogic.shown(node), fit=True)
         notes = self.logic.resolve.caveats(self._volume, self._model, self._device)
-        return f"Done: {node.GetName()}" + "".join(f". Note: {n}" for n in notes)
+        return f"Done: {node.GetName()}" + (f" ({len(hr)} frames)" if len(hr) > 1 else "") \
+            + "".join(f". Note: {n}" for n in notes)
 
 
 class SuperResolveModuleLogic(ScriptedLoadableModuleLogic):

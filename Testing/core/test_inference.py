@@ -636,6 +636,18 @@ def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path, cap
     run = acnn("superresolve", lr_path, "--out", tmp_path / "sr.nii.gz", "--model", tiny_models["sr"])
     assert run.returncode == 0, run.stderr
     assert read_volume(tmp_path / "sr.nii.gz").shape == (32, 32, 20)
+    from ACNNCore.io import read_frames, write_frames  # a cine: every frame, in one window, as a 4-D image
+
+    es = read_volume(tiny_data / "subject002" / "ES" / "lr.nii.gz")
+    cine = write_frames([read_volume(lr_path), es], tmp_path / "cine.nii.gz")
+    run = in_process(capsys, "superresolve", cine, "--out", tmp_path / "cine_sr.nii.gz", "--model", tiny_models["sr"])
+    assert run.returncode == 0 and "cine_sr.nii.gz: 2 frames of HR grid (32, 32, 20)" in run.stdout, run.stderr
+    frames = read_frames(tmp_path / "cine_sr.nii.gz")
+    assert np.allclose(frames[0].array, read_volume(tmp_path / "sr.nii.gz").array, atol=1e-4)
+    assert np.allclose(frames[1].array, SuperResolver(tiny_models["sr"], "cpu")(es).array, atol=1e-4)
+    run = in_process(capsys, "superresolve", cine, "--out", tmp_path / "cine.seg.nrrd", "--model", tiny_models["sr"])
+    assert run.returncode == 2 and "is a cine of 2 frames: written as a 4-D image (.nii.gz, .nrrd or .mha), not" \
+        in run.stderr and not (tmp_path / "cine.seg.nrrd").exists()
     run = in_process(capsys, "explore", "--model", tiny_models["ae"], "--steps", 5, "--out", tmp_path / "t.png")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"

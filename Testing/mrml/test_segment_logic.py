@@ -495,6 +495,44 @@ def test_superresolve_output_geometry(scene, subject):
     assert out.GetName() == "stack ACNN SR"
 
 
+def test_a_cine_is_super_resolved_frame_by_frame_into_a_sequence_that_plays_along(scene, subject):
+    """A cine sequence: each frame super-resolved in one window, as ACNNCore's (and ``acnn superresolve``'s) own;
+    the HR frames a sequence with the cine's index (its times), played by the cine's browser, so the HR frame
+    shown is the cine's frame shown; progress frame by frame, and Cancel between frames adds nothing."""
+    from ACNNCore.cine import superresolve_frames
+    from ACNNSlicerLib.common import Cancelled
+
+    seq = cine(scene, subject)
+    seq.SetIndexName("time")
+    seq.SetIndexUnit("ms")
+    for t, ms in enumerate(("0", "40", "80")):
+        seq.UpdateIndexValue(str(t), ms)
+    before, seen = node_ids(scene), []
+    with pytest.raises(Cancelled):
+        SuperResolveLogic().process(seq, "acnn-sr-phantom", "cpu", progress=lambda f, m: seen.append(m),
+                                    cancelled=lambda: "super-resolving frame 2 of 3" in seen)
+    assert seen[-1] == "super-resolving frame 2 of 3" and node_ids(scene) == before
+    seen.clear()
+    out = SuperResolveLogic().process(seq, "acnn-sr-phantom", "cpu", progress=lambda f, m: seen.append(m))
+    assert [m for m in seen if m.startswith("super-resolving")] == [f"super-resolving frame {t} of 3"
+                                                                    for t in (1, 2, 3)]
+    assert out.IsA("vtkMRMLSequenceNode") and out.GetName() == "cine ACNN SR" and out.GetNumberOfDataNodes() == 3
+    assert (out.GetIndexName(), out.GetIndexUnit()) == ("time", "ms")
+    assert [out.GetNthIndexValue(t) for t in range(3)] == ["0", "40", "80"]
+    expected = superresolve_frames(SuperResolver("acnn-sr-phantom", "cpu"), SegmentLogic.read_input(seq))
+    for t in range(3):
+        hr = mrml.volume_from_node(out.GetNthDataNode(t))
+        assert hr.geometry.same_as(expected[t].geometry) and np.allclose(hr.array, expected[t].array, atol=1e-4)
+    browser = mrml.browser_of(seq)
+    assert mrml.browser_of(out) is browser  # played along with the cine
+    proxy = SuperResolveLogic.shown(out)
+    for t in (1, 2, 0):  # the Sequences toolbar (the studio's slider) moves: the HR frame shown follows
+        browser.SetSelectedItemNumber(t)
+        assert np.allclose(mrml.volume_from_node(proxy).array, expected[t].array, atol=1e-4)
+    assert mrml.show_frame(out, 1) is proxy and browser.GetSelectedItemNumber() == 1  # and the other way
+    assert np.allclose(mrml.volume_from_node(browser.GetProxyNode(seq)).array, subject.phases["ED"]["lr"].array)
+
+
 def test_results_save_and_reload_through_storage_nodes(scene, subject, tmp_path):
     node = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="stack")
     _, (seg,), _ = SegmentLogic().process(node, "acnn-seg-phantom", "cpu", surfaces=False)

@@ -205,6 +205,36 @@ def test_a_cine_s_results_follow_the_frame_shown(studio, phantom_cine, write_dic
     studio.remove(cine.GetID())
 
 
+def test_a_cine_super_resolved_plays_along_with_it(studio, phantom_cine, write_dicom, tmp_path):
+    """SuperResolve on a cine: its HR frames a sequence under the slice views, whose frame follows the frame
+    slider with the cine's own, and which the Scene panel lists as a cine."""
+    from ACNNSlicerLib import mrml
+
+    ed, es = phantom_cine(12, 90)
+    (cine,) = upload(studio, write_dicom([ed, es, ed], tmp_path / "dicom", times=[0, 300, 600]))
+    studio.state.sr_input = cine.GetID()
+    studio.state.flush()
+    asyncio.run(studio.run_superresolve())
+    assert not studio.state.error, studio.state.error
+    assert studio.state.status == f"Super-resolved: {cine.GetName()} ACNN SR (3 frames of 96x96x60)."
+    (hr,) = [n for n in studio.scene.GetNodesByClass("vtkMRMLSequenceNode") if n.GetName().endswith("ACNN SR")]
+    assert studio.state.shown == hr.GetID() and studio.state.frames == 3 and studio.state.frame == 0
+    assert f"{hr.GetName()} (cine, 3 frames)" in [i["title"] for i in studio.state.inputs]
+    browser = mrml.browser_of(cine)
+    proxy = browser.GetProxyNode(hr)
+    for frame in (1, 2, 0):
+        studio.state.frame = frame
+        studio.state.flush()  # as the slider does
+        assert browser.GetSelectedItemNumber() == frame
+        assert np.array_equal(mrml.volume_from_node(proxy).array, mrml.volume_from_node(hr.GetNthDataNode(frame)).array)
+    assert not np.array_equal(mrml.volume_from_node(hr.GetNthDataNode(0)).array,
+                              mrml.volume_from_node(hr.GetNthDataNode(1)).array)  # ED's and ES's HR frames
+    studio.remove(hr.GetID())
+    studio.remove(cine.GetID())
+    assert not [n for n in studio.scene.GetNodesByClass("vtkMRMLSequenceNode") if n.GetName().startswith(
+        cine.GetName())]
+
+
 def test_an_upload_is_read_while_the_server_goes_on(studio, phantom_cine, write_dicom, tmp_path):
     """The files are read in a worker thread: the event loop (views, other clicks) runs meanwhile, the status
     says what is loading; the nodes are added on the loop once all is read."""

@@ -240,9 +240,9 @@ def test_shape_explorer_slider_changes_the_shape(page):
                            timeout=30_000)
 
 
-def test_superresolve_adds_a_volume(page):
+def test_superresolve_adds_a_volume_and_a_cine_of_hr_frames(page):
     """SuperResolve on the demo's ED stack: a new HR volume in the scene, and no note (the bundled model
-    learnt the phantom's own stacks)."""
+    learnt the phantom's own stacks); on the demo's cine, a cine of HR frames that the frame slider steps."""
     page.get_by_text("SuperResolve", exact=True).click()
     page.click("#superresolve")
     page.wait_for_function("document.querySelector('#status').innerText.startsWith('Super-resolved')",
@@ -252,6 +252,22 @@ def test_superresolve_adds_a_volume(page):
     page.get_by_text("Scene").click()
     page.wait_for_function("document.querySelector('#volumes').innerText.includes('ACNN SR')", timeout=10_000)
     page.get_by_text("Scene").click()
+    # the cine: its frames super-resolved into a cine of HR frames under the views, stepped by the frame slider
+    page.locator(".v-select:has(#sr-input) .v-field").click()
+    page.get_by_role("option", name="phantom cine (cine, 2 frames)").click()
+    page.click("#superresolve")
+    page.wait_for_function("document.querySelector('#status').innerText.startsWith('Super-resolved: phantom cine')",
+                           timeout=120_000)
+    assert page.inner_text("#status") == "Super-resolved: phantom cine ACNN SR (2 frames of 96x96x60)."
+    frame = page.inner_text("#frame")
+    assert frame.startswith("Frame ")
+    before = slice_view(page)
+    page.locator("#frame .v-slider-thumb").focus()
+    page.keyboard.press("ArrowRight" if frame == "Frame 1 of 2" else "ArrowLeft")
+    page.wait_for_function(f"document.querySelector('#frame').innerText != '{frame}'", timeout=10_000)
+    time.sleep(2)  # the views' next frame
+    assert np.abs(slice_view(page) - before).mean() > 1.0  # the other HR frame shown
+    page.screenshot(path=ARTIFACTS / "studio-superresolve-cine.png")
     page.get_by_text("SuperResolve", exact=True).click()
 
 
