@@ -372,10 +372,15 @@ def table_rows(node) -> list[dict]:
 # --- files ------------------------------------------------------------------------------
 
 def save_node(node, path) -> str:
-    """Write a volume or segmentation node with a fresh storage node (.nrrd, .nii.gz, .seg.nrrd)."""
+    """Write a volume or segmentation node with a fresh storage node (.nrrd, .nii.gz, .seg.nrrd); a sequence of
+    volumes (a cine) as one 4-D image (.nii.gz, .nrrd, .mha: ``ACNNCore.io.write_frames``)."""
     from pathlib import Path
 
     path = Path(path)
+    if node.IsA("vtkMRMLSequenceNode"):
+        from ACNNCore.io import write_frames
+
+        return str(write_frames(frames_from_node(node), path))
     scene = scene_of(node)
     storage = node.CreateDefaultStorageNode()
     scene.AddNode(storage)

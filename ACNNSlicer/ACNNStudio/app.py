@@ -407,16 +407,16 @@ class Studio:
         return items, [make for item in items for make in self.read(item)]
 
     def _write_results(self, out: Path, saved_as=str) -> tuple[list[Path], str]:
-        """Every ACNN result -- segmentations, SR volumes, the explored shape, the measures tables (CSV) --
-        written into ``out``; what was loaded from files is not written again. The segmentations of an input
-        loaded from DICOM files also as DICOM SEG on them, in a folder ``INPUT_DICOM_SEG``. Each result is
-        marked saved (``SAVED``: ``saved_as(its file)``). Besides, where there is a result, the whole scene
-        as ``scene.mrb``, to go on in 3D Slicer: inputs, results tied to their cine's frames, tables. Returns
-        the files written and notes to say."""
+        """Every ACNN result -- segmentations, SR volumes (a cine's: one 4-D image), the explored shape, the
+        measures tables (CSV) -- written into ``out``; what was loaded from files is not written again. The
+        segmentations of an input loaded from DICOM files also as DICOM SEG on them, in a folder
+        ``INPUT_DICOM_SEG``. Each result is marked saved (``SAVED``: ``saved_as(its file)``). Besides, where
+        there is a result, the whole scene as ``scene.mrb``, to go on in 3D Slicer: inputs, results tied to their
+        cine's frames, tables. Returns the files written and notes to say."""
         out.mkdir(parents=True, exist_ok=True)
         written, dicom, notes = [], {}, []
         for kind, suffix in (("vtkMRMLSegmentationNode", ".seg.nrrd"), ("vtkMRMLScalarVolumeNode", ".nii.gz"),
-                             ("vtkMRMLTableNode", ".csv")):
+                             ("vtkMRMLSequenceNode", ".nii.gz"), ("vtkMRMLTableNode", ".csv")):  # a cine's SR: 4-D
             for node in self.scene.GetNodesByClass(kind):
                 if node.GetAttribute("ACNN.Model") is not None:
                     written.append(Path(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}{suffix}"))))

@@ -229,6 +229,15 @@ def test_a_cine_super_resolved_plays_along_with_it(studio, phantom_cine, write_d
         assert np.array_equal(mrml.volume_from_node(proxy).array, mrml.volume_from_node(hr.GetNthDataNode(frame)).array)
     assert not np.array_equal(mrml.volume_from_node(hr.GetNthDataNode(0)).array,
                               mrml.volume_from_node(hr.GetNthDataNode(1)).array)  # ED's and ES's HR frames
+    assert "a result not saved yet" in studio.removal_question(hr)
+    written, _ = studio._write_results(tmp_path / "saved")  # saved as one 4-D image, beside the scene file
+    from ACNNCore.io import read_frames
+
+    (saved,) = [p for p in written if p.name.endswith("ACNN_SR.nii.gz")]
+    frames = read_frames(saved)
+    assert len(frames) == 3 and all(np.allclose(f.array, mrml.volume_from_node(hr.GetNthDataNode(t)).array)
+                                    for t, f in enumerate(frames))
+    assert "a result not saved yet" not in studio.removal_question(hr)
     studio.remove(hr.GetID())
     studio.remove(cine.GetID())
     assert not [n for n in studio.scene.GetNodesByClass("vtkMRMLSequenceNode") if n.GetName().startswith(
