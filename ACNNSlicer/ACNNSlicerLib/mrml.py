@@ -744,6 +744,20 @@ def cine_shown_as(node):
     return None
 
 
+def shown_frame_note(node, done: str, instead: str) -> str:
+    """Where ``node`` is the frame a cine shows (:func:`cine_shown_as`: Slicer lists it among the volumes beside
+    the cine itself), a sentence for a status line: that this frame alone was ``done`` and that the cine itself
+    would ``instead``; else ""."""
+    from ACNNCore.cine import frame_number
+
+    shown = cine_shown_as(node)
+    if shown is None:
+        return ""
+    cine, index = shown
+    return (f" {node.GetName()!r} is frame {frame_number(index)} of the cine {cine.GetName()!r}, as shown: this "
+            f"frame alone was {done}; choose the sequence {cine.GetName()!r} itself to {instead}.")
+
+
 def remove_node(node) -> None:
     """A node out of its scene with what it alone uses: its display and storage nodes, and for a sequence
     its browser nodes (:func:`show_frame`'s) with their proxy nodes -- what Slicer's Data module removes with

@@ -184,13 +184,7 @@ class SegmentLogic:
         """Where the input is the frame a cine shows (its browser's proxy node, which Slicer lists among the
         volumes beside the cine itself): a sentence for the status line saying that only this frame was
         segmented and which node gives ED, ES and the EF; else ""."""
-        shown = mrml.cine_shown_as(input_node)
-        if shown is None:
-            return ""
-        cine, index = shown
-        return (f" {input_node.GetName()!r} is frame {frame_number(index)} of the cine {cine.GetName()!r}, as "
-                f"shown: this frame alone was segmented; choose the sequence {cine.GetName()!r} itself to segment "
-                f"its ED and ES and measure the EF.")
+        return mrml.shown_frame_note(input_node, "segmented", "segment its ED and ES and measure the EF")
 
     @staticmethod
     def agreement(labels: Volume, reference_node) -> dict[str, float]:

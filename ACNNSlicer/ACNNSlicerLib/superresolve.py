@@ -59,6 +59,12 @@ class SuperResolveLogic:
         return node
 
     @staticmethod
+    def about_input(input_node) -> str:
+        """Where the input is the frame a cine shows (its browser's proxy node): a sentence for the status line
+        saying that only this frame was super-resolved and that the cine itself gives every frame; else ""."""
+        return mrml.shown_frame_note(input_node, "super-resolved", "super-resolve every frame")
+
+    @staticmethod
     def shown(node):
         """What shows a result of :meth:`apply` in the slice views: the volume node, or a cine's proxy node."""
         return mrml.show_frame(node, mrml.browser_of(node).GetSelectedItemNumber()) \

@@ -70,7 +70,7 @@ class SuperResolveWidget(run_widget_base()):
         slicer.util.setSliceViewerLayers(background=SuperResolveLogic.shown(node), fit=True)
         notes = self.logic.resolve.caveats(self._volume, self._model, self._device)
         return f"Done: {node.GetName()}" + (f" ({len(hr)} frames)" if len(hr) > 1 else "") \
-            + "".join(f". Note: {n}" for n in notes)
+            + "".join(f". Note: {n}" for n in notes) + SuperResolveLogic.about_input(self._input)
 
 
 class SuperResolveModuleLogic(ScriptedLoadableModuleLogic):

@@ -310,10 +310,11 @@ def frames_shown(cine_node) -> list[int]:
                   if n.GetDisplayNode().GetVisibility())
 
 
-def test_the_frame_a_cine_shows_chosen_as_input_is_segmented_alone_saying_so(scene, subject):
+def test_the_frame_a_cine_shows_chosen_as_input_is_processed_alone_saying_so(scene, subject):
     """Slicer lists a cine's frame shown (its browser's proxy volume) among the volumes, beside the cine: chosen,
     that frame alone is segmented, and the status line says which frame of which cine it is and what gives ED,
-    ES and the EF. The cine itself and a plain volume get no such sentence."""
+    ES and the EF (SuperResolve's: what gives every frame). The cine itself and a plain volume get no such
+    sentence."""
     seq = cine(scene, subject)
     shown = mrml.show_frame(seq, 1)  # as the Sequences module shows the cine's second frame
     assert mrml.cine_shown_as(shown) == (seq, 1)
@@ -324,6 +325,10 @@ def test_the_frame_a_cine_shows_chosen_as_input_is_segmented_alone_saying_so(sce
                                                "and ES and measure the EF.")
     plain = mrml.volume_to_node(subject.phases["ED"]["lr"], scene=scene, name="ED")
     assert SegmentLogic.about_input(seq) == SegmentLogic.about_input(plain) == ""
+    assert SuperResolveLogic.about_input(shown) == (" 'cine' is frame 2 of the cine 'cine', as shown: this frame "
+                                                    "alone was super-resolved; choose the sequence 'cine' itself to "
+                                                    "super-resolve every frame.")  # the SuperResolve module's too
+    assert SuperResolveLogic.about_input(seq) == SuperResolveLogic.about_input(plain) == ""
     assert mrml.cine_shown_as(plain) is None and mrml.cine_shown_as(segmentations[0]) is None
 
 
