@@ -231,8 +231,30 @@ def run_info(args) -> int:
                                                for o in ours]),
                             ("plausibility", [verdict(plausibility(o)) for o in ours])):
             summary[key] = values[0] if len(values) == 1 else values  # else frame by frame
+        if len(ours) > 1:
+            summary.update(_cine_ef(summary["structures_ml"]))
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def _cine_ef(structures: list[dict]) -> dict:
+    """A cine's label map's ED and ES (counted from 1) and EF, from its frames' volumes ({structure: ml} each, as
+    ``acnn info`` lists them): ED and ES the frames of largest and smallest LV blood pool of those labelled (an
+    expert's 4-D map labels ED and ES alone), as ``acnn segment`` finds them; the RV's EF where it is labelled. {}
+    where fewer than two frames hold an LV."""
+    from .metrics import ejection_fraction
+
+    lv = [m["LV blood pool"] for m in structures]
+    labelled = [t for t, v in enumerate(lv) if v > 0]
+    if len(labelled) < 2:
+        return {}
+    ed = max(labelled, key=lv.__getitem__)
+    es = min((t for t in labelled if t != ed), key=lv.__getitem__)
+    ef = {"ed_frame": ed + 1, "es_frame": es + 1, "ef_pct": round(ejection_fraction(lv[ed], lv[es]), 1)}
+    rv = [m["RV blood pool"] for m in structures]
+    if rv[ed] > 0:
+        ef["rv_ef_pct"] = round(ejection_fraction(rv[ed], rv[es]), 1)
+    return {"ejection_fraction": ef}
 
 
 def _is_model(path: Path) -> bool:

@@ -131,6 +131,16 @@ def test_info_describes_files_and_folders(tmp_path):
         assert [v["1"] for v in cine["label_volumes_ml"]] == \
             [pytest.approx(np.count_nonzero(p.array == 1) * p.geometry.voxel_volume_ml, abs=1e-3) for p in phases]
         assert cine["structures_ml"][1]["LV blood pool"] == cine["label_volumes_ml"][1]["1"]
+    from ACNNCore.metrics import ejection_fraction  # and its EF, ED and ES found as acnn segment finds them
+
+    lv = [s["LV blood pool"] for s in cine["structures_ml"]]
+    assert cine["ejection_fraction"] == {"ed_frame": 1, "es_frame": 2, "ef_pct": round(ejection_fraction(*lv), 1)}
+    empty = phases[0].with_array(np.zeros_like(phases[0].array))  # an expert's 4-D map: ED and ES alone labelled
+    write_frames([empty, phases[1], empty, phases[0]], tmp_path / "expert_gt.nii.gz")
+    expert = json.loads(acnn("info", tmp_path / "expert_gt.nii.gz").stdout)
+    assert expert["ejection_fraction"] == {"ed_frame": 4, "es_frame": 2, "ef_pct": round(ejection_fraction(*lv), 1)}
+    write_frames([empty, phases[1], empty], tmp_path / "one_gt.nii.gz")
+    assert "ejection_fraction" not in json.loads(acnn("info", tmp_path / "one_gt.nii.gz").stdout)  # one LV: none
 
 
 def test_a_dicom_cine_is_described_and_segmented_as_its_nifti_is(tmp_path, write_dicom, to_enhanced, phantom_cine):
