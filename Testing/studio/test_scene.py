@@ -168,18 +168,29 @@ def test_the_frame_slider_steps_through_the_cine_shown(studio, phantom_cine, wri
     assert studio.state.frames == 0
 
 
+def uploaded_cine(studio, phases, write_dicom, folder: Path):
+    """A phantom subject's (ED, ES) uploaded as a DICOM cine of three frames, ED, ES, ED (0, 300, 600 ms)."""
+    ed, es = phases
+    (cine,) = upload(studio, write_dicom([ed, es, ed], folder, times=[0, 300, 600]))
+    return cine
+
+
+def run_on(studio, node, field: str, run) -> None:
+    """A panel's Run (``run``: ``studio.run_segment``...) on ``node``, chosen in the panel's ``field``."""
+    studio.state[field] = node.GetID()
+    studio.state.flush()
+    asyncio.run(run())
+    assert not studio.state.error, studio.state.error
+
+
 def test_a_cine_s_results_follow_the_frame_shown(studio, phantom_cine, write_dicom, tmp_path):
     """Segment on a cine adds ED's and ES's results; as the frame slider moves, the frame's own result is shown
     and the other hidden (none at a frame that was not segmented), so that ED's never lies over the ES image;
     results the user hid stay hidden."""
     from ACNNSlicerLib import mrml
 
-    ed, es = phantom_cine(11, 89)
-    (cine,) = upload(studio, write_dicom([ed, es, ed], tmp_path / "dicom", times=[0, 300, 600]))
-    studio.state.seg_input = cine.GetID()
-    studio.state.flush()
-    asyncio.run(studio.run_segment())
-    assert not studio.state.error, studio.state.error
+    cine = uploaded_cine(studio, phantom_cine(11, 89), write_dicom, tmp_path / "dicom")
+    run_on(studio, cine, "seg_input", studio.run_segment)
 
     def shown():  # the frames whose results are visible
         return sorted(int(n.GetAttribute("ACNN.Frame")) for n in mrml.frame_results(cine)
@@ -210,12 +221,8 @@ def test_a_cine_super_resolved_plays_along_with_it(studio, phantom_cine, write_d
     slider with the cine's own, and which the Scene panel lists as a cine."""
     from ACNNSlicerLib import mrml
 
-    ed, es = phantom_cine(12, 90)
-    (cine,) = upload(studio, write_dicom([ed, es, ed], tmp_path / "dicom", times=[0, 300, 600]))
-    studio.state.sr_input = cine.GetID()
-    studio.state.flush()
-    asyncio.run(studio.run_superresolve())
-    assert not studio.state.error, studio.state.error
+    cine = uploaded_cine(studio, phantom_cine(12, 90), write_dicom, tmp_path / "dicom")
+    run_on(studio, cine, "sr_input", studio.run_superresolve)
     assert studio.state.status == f"Super-resolved: {cine.GetName()} ACNN SR (3 frames of 96x96x60)."
     (hr,) = [n for n in studio.scene.GetNodesByClass("vtkMRMLSequenceNode") if n.GetName().endswith("ACNN SR")]
     assert studio.state.shown == hr.GetID() and studio.state.frames == 3 and studio.state.frame == 0
