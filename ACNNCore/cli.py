@@ -799,10 +799,10 @@ def run_superresolve(args) -> int:
     from .progress import progress_bar
 
     check_writable(args.out, args.overwrite)
+    if str(args.out).lower().endswith(".seg.nrrd"):  # was refused once the network had run
+        raise InputError(f"--out {args.out}: an HR image is written as .nii.gz, .nrrd or .mha (a .seg.nrrd holds "
+                         f"segmentations)")
     frames = read_frames(args.input)  # a cine: every frame
-    if len(frames) > 1 and str(args.out).lower().endswith(".seg.nrrd"):
-        raise InputError(f"{args.input} is a cine of {len(frames)} frames: written as a 4-D image (.nii.gz, .nrrd "
-                         f"or .mha), not {args.out}")
     resolver = SuperResolver(args.model, args.device)
     with progress_bar(total=len(frames), desc="superresolve", unit="frame", enabled=len(frames) > 1) as bar:
         hr = superresolve_frames(resolver, frames, _frames_done(bar, len(frames)))

@@ -234,7 +234,7 @@ def _cine_of(patient: str, cines: dict[str, Path], truth: dict[str, Path], one_f
     """The 4-D map (of ``cines``, {case name: file}) of an ACDC patient's cine: named after the patient, or as
     ACDC names the cine itself (``patientNNN_4d``); or the one map given as --pred against one patient's expert
     maps, whatever its name. The frame each expert map labels is in its name (:func:`acdc_frame`)."""
-    if one_file and len(cines) == 1 and {(acdc_frame(f) or ("",))[0] for f in truth.values()} == {patient}:
+    if one_file and len(cines) == 1 and all((acdc_frame(f) or ("",))[0] == patient for f in truth.values()):
         return next(iter(cines.values()))
     return cines.get(patient) or cines.get(f"{patient}_4d")
 

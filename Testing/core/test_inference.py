@@ -646,8 +646,8 @@ def test_superresolve_and_explore_commands(tiny_models, tiny_data, tmp_path, cap
     assert np.allclose(frames[0].array, read_volume(tmp_path / "sr.nii.gz").array, atol=1e-4)
     assert np.allclose(frames[1].array, SuperResolver(tiny_models["sr"], "cpu")(es).array, atol=1e-4)
     run = in_process(capsys, "superresolve", cine, "--out", tmp_path / "cine.seg.nrrd", "--model", tiny_models["sr"])
-    assert run.returncode == 2 and "is a cine of 2 frames: written as a 4-D image (.nii.gz, .nrrd or .mha), not" \
-        in run.stderr and not (tmp_path / "cine.seg.nrrd").exists()
+    assert run.returncode == 2 and "cine.seg.nrrd: an HR image is written as .nii.gz, .nrrd or .mha (a .seg.nrrd " \
+        "holds segmentations)" in run.stderr and not (tmp_path / "cine.seg.nrrd").exists()
     run = in_process(capsys, "explore", "--model", tiny_models["ae"], "--steps", 5, "--out", tmp_path / "t.png")
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
