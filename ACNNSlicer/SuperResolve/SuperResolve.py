@@ -69,8 +69,8 @@ class SuperResolveWidget(run_widget_base()):
         node = self.logic.resolve.apply(hr, self._input, self._model)
         slicer.util.setSliceViewerLayers(background=SuperResolveLogic.shown(node), fit=True)
         notes = self.logic.resolve.caveats(self._volume, self._model, self._device)
-        return f"Done: {node.GetName()}" + (f" ({len(hr)} frames)" if len(hr) > 1 else "") \
-            + "".join(f". Note: {n}" for n in notes) + SuperResolveLogic.about_input(self._input)
+        said = [f"Done: {node.GetName()}" + (f" ({len(hr)} frames)" if len(hr) > 1 else "")]
+        return ". ".join(said + [f"Note: {n}" for n in notes]) + "." + SuperResolveLogic.about_input(self._input)
 
 
 class SuperResolveModuleLogic(ScriptedLoadableModuleLogic):
