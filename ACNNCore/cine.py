@@ -11,7 +11,7 @@ from typing import Callable
 from .errors import InputError
 from .inference import CLOSED_BY_RULE, Segmenter, SuperResolver
 from .labels import RV_BLOOD_POOL
-from .metrics import clinical_measures, ejection_fraction, plausibility, verdict
+from .metrics import clinical_measures, ed_es_frames, ejection_fraction, plausibility, verdict
 from .volume import Volume
 
 Report = Callable[[float, str], None]  # (fraction done 0..1, message); may raise to stop
@@ -171,12 +171,7 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
     curve = []
     if not wanted:
         curve = [clinical_measures(labels[i])["lv_volume_ml"] for i in range(len(frames))]
-
-        def extreme(pick, other):  # the frame of largest / smallest LV blood pool, other than the other phase's
-            return pick((i for i in range(len(frames)) if i != other), key=curve.__getitem__)
-
-        ed = ed if ed is not None else extreme(max, es)
-        wanted = [("ED", ed), ("ES", es if es is not None else extreme(min, ed))]
+        wanted = list(zip(("ED", "ES"), ed_es_frames(curve, ed, es)))
     report(0.95, "measuring")
     phases = [PhaseResult(phase, i, labels[i], clinical_measures(labels[i], rv=rv), plausibility(labels[i]),
                           corrections[i], orientations[i]) for phase, i in wanted]

@@ -242,14 +242,13 @@ def _cine_ef(structures: list[dict]) -> dict:
     ``acnn info`` lists them): ED and ES the frames of largest and smallest LV blood pool of those labelled (an
     expert's 4-D map labels ED and ES alone), as ``acnn segment`` finds them; the RV's EF where it is labelled. {}
     where fewer than two frames hold an LV."""
-    from .metrics import ejection_fraction
+    from .metrics import ed_es_frames, ejection_fraction
 
     lv = [m["LV blood pool"] for m in structures]
     labelled = [t for t, v in enumerate(lv) if v > 0]
     if len(labelled) < 2:
         return {}
-    ed = max(labelled, key=lv.__getitem__)
-    es = min((t for t in labelled if t != ed), key=lv.__getitem__)
+    ed, es = ed_es_frames(lv, among=labelled)
     ef = {"ed_frame": ed + 1, "es_frame": es + 1, "ef_pct": round(ejection_fraction(lv[ed], lv[es]), 1)}
     rv = [m["RV blood pool"] for m in structures]
     if rv[ed] > 0:

@@ -19,8 +19,8 @@ from .dicom import is_dicom_seg, read_dicom_seg
 from .errors import InputError
 from .io import SUFFIXES, format_of, is_cine, read_frames, read_labels, read_segmentation
 from .labels import LV_BLOOD_POOL, LV_MYOCARDIUM, RV_BLOOD_POOL, SEGMENTS
-from .metrics import (agreement, clinical_measures, dice, ejection_fraction, on_grid_of, plausibility,
-                      surface_distances)
+from .metrics import (agreement, clinical_measures, dice, ed_es_frames, ejection_fraction, on_grid_of,
+                      plausibility, surface_distances)
 from .progress import counted
 from .volume import Volume
 
@@ -206,16 +206,13 @@ def read_label_map(path: Path, convention: str = "ours") -> Volume:
 def match(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     """Pairs (case, prediction, ground truth) by case name; a DICOM SEG without a prediction of its name, with
     the prediction SEG of the same images (:func:`_same_images`); an ACDC expert map without one, with the 4-D
-    map of its patient's cine (:func:`_cine_of`); a ground-truth case without a prediction is an error."""
+    map of its patient's cine (:func:`_pair_cines`); a ground-truth case without a prediction is an error."""
     p, g = label_files(pred, False), label_files(gt, True)
     if Path(pred).is_file() and Path(gt).is_file():
         return [(next(iter(g)), Path(pred), Path(gt))]
     found = {k: next((p[n] for n in (k, *acdc_names(g[k])) if n in p), None) for k in g}
-    if any(f is None and acdc_frame(g[k]) for k, f in found.items()):
-        cines = {n: f for n, f in p.items() if _suffix(f) != ".dcm" and is_cine(f)}
-        for k, f in found.items():
-            if f is None and acdc_frame(g[k]):
-                found[k] = _cine_of(acdc_frame(g[k])[0], cines, g, Path(pred).is_file())
+    if any(f is None for f in found.values()):  # ACDC's expert maps: the 4-D map of their patient's cine
+        _pair_cines(found, g, p, Path(pred).is_file())
     unnamed = [k for k, f in found.items() if f is None and _suffix(g[k]) == ".dcm"]
     if unnamed:  # SEGs named otherwise: paired by the images they label
         from .dicom import seg_sources
@@ -230,13 +227,20 @@ def match(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     return [(k, found[k], g[k]) for k in sorted(g)]
 
 
-def _cine_of(patient: str, cines: dict[str, Path], truth: dict[str, Path], one_file: bool) -> Path | None:
-    """The 4-D map (of ``cines``, {case name: file}) of an ACDC patient's cine: named after the patient, or as
-    ACDC names the cine itself (``patientNNN_4d``); or the one map given as --pred against one patient's expert
-    maps, whatever its name. The frame each expert map labels is in its name (:func:`acdc_frame`)."""
-    if one_file and len(cines) == 1 and all((acdc_frame(f) or ("",))[0] == patient for f in truth.values()):
-        return next(iter(cines.values()))
-    return cines.get(patient) or cines.get(f"{patient}_4d")
+def _pair_cines(found: dict, truth: dict[str, Path], predictions: dict[str, Path], one_file: bool) -> None:
+    """ACDC expert maps without a prediction (``found``'s None, of ``truth``: {case: file}) paired with the 4-D map
+    (of ``predictions``, {case name: file}) of their patient's cine: named after the patient, or as ACDC names the
+    cine itself (``patientNNN_4d``); or the one map given as --pred against one patient's expert maps, whatever
+    its name. The frame each expert map labels is in its name (:func:`acdc_frame`)."""
+    where = {k: acdc_frame(f) for k, f in truth.items()}
+    if not any(f is None and where[k] for k, f in found.items()):
+        return
+    cines = {n: f for n, f in predictions.items() if _suffix(f) != ".dcm" and is_cine(f)}  # headers only
+    one_patient = len({w[0] if w else None for w in where.values()}) == 1
+    only = next(iter(cines.values())) if one_file and len(cines) == 1 and one_patient else None
+    for k, f in found.items():
+        if f is None and where[k]:
+            found[k] = only or cines.get(where[k][0]) or cines.get(f"{where[k][0]}_4d")
 
 
 def _same_images(wanted: frozenset, segs: dict[Path, frozenset]) -> Path | None:
@@ -283,8 +287,9 @@ def frame_pairs(key: str, pred: list[Volume], truth: list[Volume], gt_path: Path
             raise InputError("the ground truth's 4-D map labels none of its frames")
         names = {n: f"{key}_frame{n}" for n in labelled}
         if len(labelled) == 2 and frame is None:  # an expert's ED and ES: ED the larger LV blood pool
-            ed, es = sorted(labelled, key=lambda n: -np.count_nonzero(truth[n - 1].array == LV_BLOOD_POOL))
-            names = {ed: f"{key}_ED", es: f"{key}_ES"}
+            lv = [np.count_nonzero(v.array == LV_BLOOD_POOL) for v in truth]
+            ed, es = ed_es_frames(lv, among=[n - 1 for n in labelled])
+            names = {ed + 1: f"{key}_ED", es + 1: f"{key}_ES"}
         return [(names[n], pred[n - 1], truth[n - 1], n) for n in sorted(names)]
     if frame is None:
         frame = (acdc_frame(gt_path) or (None, None))[1]

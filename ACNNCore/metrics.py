@@ -31,6 +31,19 @@ def ejection_fraction(edv: float, esv: float) -> float:
     return 100.0 * (edv - esv) / edv
 
 
+def ed_es_frames(curve, ed: int | None = None, es: int | None = None, among=None) -> tuple[int, int]:
+    """ED and ES (indices) from a cine's LV blood-pool volume per frame: the frames of largest and smallest volume
+    among ``among`` (default every frame; an expert's 4-D map: the frames it labels), a phase given kept, and
+    never the other phase's frame (on a tie, the first)."""
+    among = range(len(curve)) if among is None else among
+
+    def extreme(pick, other):
+        return pick((i for i in among if i != other), key=curve.__getitem__)
+
+    ed = ed if ed is not None else extreme(max, es)
+    return ed, es if es is not None else extreme(min, ed)
+
+
 def on_grid_of(prediction: Volume, truth: Volume) -> Volume:
     """The prediction sampled on the ground truth's grid in physical space (nearest neighbour)."""
     if prediction.geometry.same_as(truth.geometry):
