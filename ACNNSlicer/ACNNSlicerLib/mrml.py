@@ -760,17 +760,23 @@ def shown_frame_note(node, done: str, instead: str) -> str:
 
 def remove_node(node) -> None:
     """A node out of its scene with what it alone uses: its display and storage nodes, and for a sequence
-    its browser nodes (:func:`show_frame`'s) with their proxy nodes -- what Slicer's Data module removes with
-    it. Nodes that refer to it keep nothing of it (MRML clears their references)."""
+    its browser nodes (:func:`show_frame`'s) with their proxy nodes (those of what plays along with it too: its
+    frames are no longer shown), or for a sequence played along with a cine its proxy node -- what Slicer's Data
+    module removes with it. Nodes that refer to it keep nothing of it (MRML clears their references)."""
     scene = node.GetScene()
     if scene is None:
         return
     doomed = [node]
     if node.IsA("vtkMRMLSequenceNode"):
         for browser in list(scene.GetNodesByClass("vtkMRMLSequenceBrowserNode")):
-            if browser.GetMasterSequenceNode() is node:
-                proxy = browser.GetProxyNode(node)
-                doomed += [browser] + ([proxy] if proxy is not None else [])
+            if browser.GetMasterSequenceNode() is node:  # a cine: its browser, and what shows its frames
+                played = vtk.vtkCollection()
+                browser.GetSynchronizedSequenceNodes(played, True)
+                doomed += [browser] + [browser.GetProxyNode(played.GetItemAsObject(i))
+                                       for i in range(played.GetNumberOfItems())]
+            elif browser.IsSynchronizedSequenceNode(node, True):  # played along with a cine: its frame shown
+                doomed.append(browser.GetProxyNode(node))
+                browser.RemoveSynchronizedSequenceNode(node.GetID())
     for n in list(doomed):
         if n.IsA("vtkMRMLDisplayableNode"):
             doomed += [n.GetNthDisplayNode(i) for i in range(n.GetNumberOfDisplayNodes())]

@@ -246,6 +246,7 @@ def test_a_cine_super_resolved_plays_along_with_it(studio, phantom_cine, write_d
                                     for t, f in enumerate(frames))
     assert "a result not saved yet" not in studio.removal_question(hr)
     studio.remove(hr.GetID())
+    assert proxy.GetScene() is None  # its frame shown went with it
     studio.remove(cine.GetID())
     assert not [n for n in studio.scene.GetNodesByClass("vtkMRMLSequenceNode") if n.GetName().startswith(
         cine.GetName())]
