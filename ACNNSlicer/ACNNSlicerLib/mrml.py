@@ -132,6 +132,9 @@ def frames_from_node(node) -> list[Volume]:
         n = node.GetNumberOfDataNodes()
         if n == 0:
             raise InputError(f"sequence {node.GetName()!r} is empty")
+        if node.GetDataNodeClassName() == "vtkMRMLSegmentationNode":
+            raise InputError(f"sequence {node.GetName()!r} holds segmentations, not images: choose the cine of "
+                             f"images it labels")
         return [volume_from_node(node.GetNthDataNode(i), f"frame {frame_number(i)} of") for i in range(n)]
     return [volume_from_node(node)]
 
@@ -373,14 +376,20 @@ def table_rows(node) -> list[dict]:
 
 def save_node(node, path) -> str:
     """Write a volume or segmentation node with a fresh storage node (.nrrd, .nii.gz, .seg.nrrd); a sequence of
-    volumes (a cine) as one 4-D image (.nii.gz, .nrrd, .mha: ``ACNNCore.io.write_frames``)."""
+    volumes (a cine) as one 4-D image (.nii.gz, .nrrd, .mha: ``ACNNCore.io.write_frames``), a sequence of
+    segmentations (a cine's, frame by frame) as one 4-D label map in our values, as ``acnn segment`` writes
+    a cine's."""
     from pathlib import Path
 
     path = Path(path)
     if node.IsA("vtkMRMLSequenceNode"):
         from ACNNCore.io import write_frames
 
-        return str(write_frames(frames_from_node(node), path))
+        if node.GetDataNodeClassName() == "vtkMRMLSegmentationNode":
+            frames = [labels_from_segmentation(node.GetNthDataNode(i)) for i in range(node.GetNumberOfDataNodes())]
+        else:
+            frames = frames_from_node(node)
+        return str(write_frames(frames, path))
     scene = scene_of(node)
     storage = node.CreateDefaultStorageNode()
     scene.AddNode(storage)
@@ -510,17 +519,22 @@ def _with_attributes(make, attributes: dict, *args, **kwargs):
 DICOM_SOURCE = ("ACNN.DicomFolder", "ACNN.DicomStudy", "ACNN.DicomSeries")
 
 
-def frames_to_node(frames: list, scene, name: str, like=None):
+def frames_to_node(frames: list, scene, name: str, like=None, labels: dict | None = None, surfaces: bool = True):
     """Frames read by ``ACNNCore.io.read_frames``: several as a sequence node of volumes, one as a volume node.
     ``like``: the sequence they were made from, frame by frame, whose index (name, unit, values: a cine's
-    times) they take."""
+    times) they take. ``labels`` ({value: segment name}): the frames are label maps, made segmentation nodes
+    (:func:`labels_to_segmentation`, every frame with those segments, closed surfaces where ``surfaces``)."""
+    def make(frame, name):
+        return (volume_to_node(frame, scene=scene, name=name) if labels is None else
+                labels_to_segmentation(frame, scene=scene, name=name, names=labels, surfaces=surfaces))
+
     if len(frames) == 1:
-        return volume_to_node(frames[0], scene=scene, name=name)
+        return make(frames[0], name)
     sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(name))
     if like is not None:
         sequence.CopySequenceIndex(like)
     for t, frame in enumerate(frames):
-        node = volume_to_node(frame, scene=scene, name=f"{name} frame {t + 1}")
+        node = make(frame, f"{name} frame {t + 1}")
         sequence.SetDataNodeAtValue(node, like.GetNthIndexValue(t) if like is not None else str(t))
         scene.RemoveNode(node)  # the sequence keeps its own copy
     return sequence
@@ -539,7 +553,8 @@ def play_along(sequence, cine):
     proxy = browser.GetProxyNode(sequence)
     if proxy.GetDisplayNode() is None:
         proxy.CreateDefaultDisplayNodes()
-        _grey(proxy)
+        if proxy.IsA("vtkMRMLVolumeNode"):
+            _grey(proxy)
     return proxy
 
 
@@ -560,11 +575,12 @@ def show_frame(sequence, frame: int = 0):
     browser.SetSelectedItemNumber(frame)
     logic.UpdateProxyNodesFromSequences(browser)
     proxy = browser.GetProxyNode(sequence)
-    if made:
+    if made and proxy.IsA("vtkMRMLVolumeNode"):
         proxy.SetHideFromEditors(True)
     if proxy.GetDisplayNode() is None:
         proxy.CreateDefaultDisplayNodes()
-        _grey(proxy)
+        if proxy.IsA("vtkMRMLVolumeNode"):
+            _grey(proxy)
     return proxy
 
 
@@ -578,13 +594,26 @@ def frame_results(sequence) -> list:
         and n.GetAttribute("ACNN.Frame") is not None and n.GetDisplayNode() is not None]
 
 
+def every_frame_result(sequence):
+    """A cine's segmentation of every frame (a sequence of segmentations :meth:`SegmentLogic.apply` made of it,
+    played along with it: :func:`play_along`), or None."""
+    scene = sequence.GetScene()
+    return None if scene is None else next(
+        (n for n in scene.GetNodesByClass("vtkMRMLSequenceNode") if n.GetNodeReference("ACNN.Input") is sequence
+         and n.GetDataNodeClassName() == "vtkMRMLSegmentationNode" and browser_of(n) is not None), None)
+
+
 def follow_frame(sequence, old: int, new: int, following: bool = True) -> bool:
     """A cine's ACNN results (:func:`frame_results`) as its frame shown goes from ``old`` to ``new``: where they
     follow the frame, the result of ``new`` shown (none, where that frame was not segmented) and the others
     hidden -- an ED result never lies over the ES image. They follow where one of them was shown at ``old``
-    (hidden all: the user hid them); at a frame that has no result, as they did before (``following``).
-    Returns whether they follow now."""
+    (hidden all: the user hid them); at a frame that has no result, as they did before (``following``). Where
+    the cine has a segmentation of every frame (:func:`every_frame_result`), that one plays and the ED and ES
+    results made with it are left as the user set them (DICOM SEG objects loaded still follow). Returns whether
+    they follow now."""
     results = frame_results(sequence)
+    if every_frame_result(sequence) is not None:
+        results = [n for n in results if n.GetNodeReference("ACNN.Input") is not sequence]
     if any(int(n.GetAttribute("ACNN.Frame")) == old for n in results):
         following = any(n.GetDisplayNode().GetVisibility() for n in results)
     if following:
@@ -658,8 +687,9 @@ def import_scene(path, scene) -> list:
     Slicer's "Add Data" does: its nodes (IDs that clash renumbered, references kept), the saved settings of
     the views. Its cines' results follow their frame (:func:`follow_frames_on_load`). Returns the data nodes added
     (:data:`DATA_CLASSES`), a cine's frame (its browser's proxy) left out and hidden from node lists, as
-    :func:`show_frame` makes it. Nodes of classes no module here makes (the Segment Editor's settings, an
-    extension's) are left out, with a warning logged. All or none otherwise: a file that is no bundle, or whose
+    :func:`show_frame` makes it (what plays along with the cine, :func:`play_along`, kept as saved). Nodes of
+    classes no module here makes (the Segment Editor's settings, an extension's) are left out, with a warning
+    logged. All or none otherwise: a file that is no bundle, or whose
     data MRML cannot read (a file missing from it), is an InputError, the scene's nodes as they were."""
     import tempfile
     import zipfile
@@ -682,11 +712,13 @@ def import_scene(path, scene) -> list:
             raise InputError(f"{path.name} is not a Slicer scene bundle (.mrb): it holds no .mrml scene")
         scene.SetURL(str(scenes[0]))
         scene.SetRootDirectory(str(scenes[0].parent))
+        unpacking = _cache_for_bundles(scene, Path(folder) / "cache")
         try:
             read = scene.Import(messages)  # every data file read now: the folder can go
         finally:
             scene.SetURL(url)
             scene.SetRootDirectory(root)
+            unpacking()
     added = [n for n in nodes_of(scene) if n.GetID() not in before]
     errors = [messages.GetNthMessageText(i).strip() for i in range(messages.GetNumberOfMessages())
               if messages.GetNthMessageType(i) == vtk.vtkCommand.ErrorEvent]
@@ -701,11 +733,31 @@ def import_scene(path, scene) -> list:
         raise InputError(f"{path.name}: {said}")
     if unknown:
         log.warning(f"{path.name}: nodes of {', '.join(unknown)} left out (no module here makes them)")
-    browsers = [n for n in added if n.IsA("vtkMRMLSequenceBrowserNode")]
+    cines = {b.GetProxyNode(b.GetMasterSequenceNode()) for b in added if b.IsA("vtkMRMLSequenceBrowserNode")}
     for node in added:
-        if any(b.IsProxyNodeID(node.GetID()) for b in browsers):
+        if node in cines:  # a cine's frame shown; what plays along with it (its results) stays listed
             node.SetHideFromEditors(True)
     return [n for n in added if any(n.IsA(c) for c in DATA_CLASSES) and not n.GetHideFromEditors()]
+
+
+def _cache_for_bundles(scene, folder):
+    """Where ``scene`` has none (a scene outside Slicer's application), a cache folder for MRML to unpack the
+    bundles inside a bundle into while it reads it: a sequence of segmentations is saved as a ``.seq.mrb`` of
+    its own. Returns what puts the scene back as it was."""
+    if scene.GetDataIOManager() is not None and scene.GetCacheManager() is not None:
+        return lambda: None
+    cache = slicer.vtkCacheManager()
+    cache.SetRemoteCacheDirectory(str(folder))
+    io = slicer.vtkDataIOManager()
+    io.SetCacheManager(cache)
+    scene.SetDataIOManager(io)
+    scene.SetCacheManager(cache)
+
+    def put_back():
+        scene.SetDataIOManager(None)
+        scene.SetCacheManager(None)
+
+    return put_back
 
 
 def nodes_of(scene) -> list:

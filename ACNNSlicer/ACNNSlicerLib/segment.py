@@ -5,6 +5,7 @@ from __future__ import annotations
 from ACNNCore.cine import SegmentResult, frame_index, frame_number, segment_frames
 from ACNNCore.errors import InputError
 from ACNNCore.inference import Segmenter, default_model
+from ACNNCore.labels import SEGMENTS
 from ACNNCore.volume import Volume
 
 from . import mrml
@@ -97,8 +98,11 @@ class SegmentLogic:
         """Add one segmentation node per phase (segments 'LV blood pool', 'LV myocardium' and, from a model that
         segments it, 'RV blood pool'; closed surfaces)
         and a table node of the measures; where every frame of a cine was segmented, also a table of the LV's
-        volume per frame and a plot chart of it, referenced from the measures table (``ACNN.VolumeCurve``,
-        ``ACNN.VolumeCurveChart``). A cine's results follow the frame its sequence browser shows
+        volume per frame and a plot chart of it, and a sequence of every frame's segmentation, ``NAME ACNN
+        segmentation``, played along with the cine (:func:`mrml.play_along`: the heart beats in the 3-D view as
+        the Sequences toolbar plays), all three referenced from the measures table (``ACNN.VolumeCurve``,
+        ``ACNN.VolumeCurveChart``, ``ACNN.EveryFrame``); ED's and ES's own nodes are then hidden (the sequence
+        shows their frames). Otherwise a cine's results follow the frame its sequence browser shows
         (:func:`mrml.follow_frames`). Returns (segmentation nodes, measures table node)."""
         scene = mrml.scene_of(input_node, "segmented")
         base = input_node.GetName()
@@ -113,7 +117,8 @@ class SegmentLogic:
             segmentations.append(node)
         table = mrml.rows_to_table(result.rows(), scene=scene, name=f"{base} ACNN measures")
         table.SetAttribute("ACNN.Model", result.model)
-        if result.volume_curve_ml:  # every frame of a cine segmented: the LV's volume over the cycle, and its plot
+        if result.volume_curve_ml:  # every frame of a cine segmented: the LV's volume over the cycle, its plot,
+            # and every frame's segmentation, to play in 3-D
             curve = mrml.rows_to_table([{"Frame": frame_number(t), "LV blood pool (ml)": round(v, 2)}
                                         for t, v in enumerate(result.volume_curve_ml)],
                                        scene=scene, name=f"{base} ACNN LV volume curve")
@@ -121,6 +126,15 @@ class SegmentLogic:
             chart = mrml.plot_columns(curve, "Frame", "LV blood pool (ml)", scene, f"{base} ACNN LV volume curve")
             table.SetNodeReferenceID("ACNN.VolumeCurve", curve.GetID())
             table.SetNodeReferenceID("ACNN.VolumeCurveChart", chart.GetID())
+            names = {v: name for v, (name, _) in SEGMENTS.items() if v in result.label_names}  # in every frame
+            every = mrml.frames_to_node([result.frames[t] for t in range(len(result.frames))], scene,
+                                        f"{base} ACNN segmentation", like=input_node, labels=names, surfaces=surfaces)
+            every.SetAttribute("ACNN.Model", result.model)
+            every.SetNodeReferenceID("ACNN.Input", input_node.GetID())
+            mrml.play_along(every, input_node)
+            table.SetNodeReferenceID("ACNN.EveryFrame", every.GetID())
+            for node in segmentations:
+                node.GetDisplayNode().SetVisibility(False)
         if input_node.IsA("vtkMRMLSequenceNode"):  # ED's result never left over the ES image
             mrml.follow_frames(input_node)
         return segmentations, table
@@ -133,7 +147,6 @@ class SegmentLogic:
         results of several inputs (their SEG objects would share names: a folder each), an input not loaded
         from DICOM, or a sub-pixel model's result (its grid is not the images')."""
         from ACNNCore.dicom import write_dicom_seg
-        from ACNNCore.labels import SEGMENTS
 
         if not segmentations:
             return []
@@ -193,7 +206,6 @@ class SegmentLogic:
         result sampled at its slices): {segment name: Dice}; {} for a reference with none of our structures."""
         import numpy as np
 
-        from ACNNCore.labels import SEGMENTS
         from ACNNCore.metrics import dice
 
         try:

@@ -187,6 +187,25 @@ class Studio:
         for kind, folder in models:
             s[f"{kind}_models"], s[f"{kind}_model"] = [*s[f"{kind}_models"], folder], folder
 
+    def _segmentation_items(self) -> list[dict]:
+        """The Scene panel's segmentations: each segmentation node, and a cine's segmentation of every frame (a
+        sequence of segmentations) as one item, whose eye is its frame shown's (its browser's proxy, not listed
+        again; none where it has no browser)."""
+        def item(node, title: str, segmentation, shown) -> dict:
+            display = shown.GetDisplayNode() if shown is not None else None
+            return {"title": title, "value": node.GetID(), "segments": ", ".join(
+                segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())),
+                "visible": display is not None and bool(display.GetVisibility())}
+
+        every = [n for n in self.scene.GetNodesByClass("vtkMRMLSequenceNode")
+                 if n.GetDataNodeClassName() == "vtkMRMLSegmentationNode" and n.GetNumberOfDataNodes()]
+        shown = {n.GetID(): (b.GetProxyNode(n) if (b := mrml.browser_of(n)) is not None else None) for n in every}
+        proxies = {p.GetID() for p in shown.values() if p is not None}
+        return [item(n, n.GetName(), n.GetSegmentation(), n) for n in
+                self.scene.GetNodesByClass("vtkMRMLSegmentationNode") if n.GetID() not in proxies] + [
+            item(n, f"{n.GetName()} (every frame, {n.GetNumberOfDataNodes()} frames)",
+                 n.GetNthDataNode(0).GetSegmentation(), shown[n.GetID()]) for n in every]
+
     def _volumes(self) -> list:
         """The volumes a user knows: not label maps, not a cine's frame (its proxy, hidden from editors)."""
         return [n for n in self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
@@ -196,14 +215,11 @@ class Studio:
         """Volumes, sequences, segmentations and their segments, as the panels list them."""
         volumes = self._volumes()
         sequences = list(self.scene.GetNodesByClass("vtkMRMLSequenceNode"))
-        segs = list(self.scene.GetNodesByClass("vtkMRMLSegmentationNode"))
+        cines = [n for n in sequences if n.GetDataNodeClassName() != "vtkMRMLSegmentationNode"]
         self.state.volumes = [{"title": n.GetName(), "value": n.GetID()} for n in volumes]
         self.state.inputs = self.state.volumes + [{"title": f"{n.GetName()} (cine, {n.GetNumberOfDataNodes()} frames)",
-                                                   "value": n.GetID()} for n in sequences]
-        self.state.segmentations = [{"title": n.GetName(), "value": n.GetID(), "segments": ", ".join(
-            s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments())),
-            "visible": n.GetDisplayNode() is not None and bool(n.GetDisplayNode().GetVisibility())}
-            for n, s in ((n, n.GetSegmentation()) for n in segs)]
+                                                   "value": n.GetID()} for n in cines]
+        self.state.segmentations = self._segmentation_items()
         self.state.shown = self._shown()
         cine = self._shown_cine()
         self.state.frames = cine[0].GetNumberOfDataNodes() if cine else 0
@@ -273,7 +289,12 @@ class Studio:
         node = self.scene.GetNodeByID(node_id) if node_id else None
         if node is None:
             return
-        if node.GetDisplayNode() is None:
+        if node.IsA("vtkMRMLSequenceNode"):  # a cine's segmentation of every frame: its frame shown
+            browser = mrml.browser_of(node)
+            node = browser.GetProxyNode(node) if browser is not None else None
+        if node is None:  # its cine gone: shown at its first frame, by a browser of its own
+            mrml.show_frame(self.scene.GetNodeByID(node_id), 0)
+        elif node.GetDisplayNode() is None:
             node.CreateDefaultDisplayNodes()
         else:
             node.GetDisplayNode().SetVisibility(not node.GetDisplayNode().GetVisibility())
@@ -421,8 +442,9 @@ class Studio:
                 if node.GetAttribute("ACNN.Model") is not None:
                     written.append(Path(mrml.save_node(node, _free(out / f"{_safe(node.GetName())}{suffix}"))))
                     node.SetAttribute(SAVED, saved_as(written[-1]))
-                    source = node.GetNodeReference("ACNN.Input")
-                    if source is not None and source.GetAttribute(mrml.DICOM_SOURCE[0]):
+                    source = node.GetNodeReference("ACNN.Input")  # a frame's segmentation: as DICOM SEG too
+                    if (node.IsA("vtkMRMLSegmentationNode") and source is not None
+                            and source.GetAttribute(mrml.DICOM_SOURCE[0])):
                         dicom.setdefault(source.GetID(), (source, []))[1].append(node)
         for source, nodes in dicom.values():
             try:
@@ -499,7 +521,7 @@ class Studio:
         if node.GetAttribute("ACNN.Model") is not None and node.GetAttribute(SAVED) is None:
             said.append("It is a result not saved yet: it will be lost (Save results or Download keeps it).")
         unsaved = [n for n in self._nodes() if n.GetNodeReferenceID("ACNN.Input") == node.GetID()
-                   and n.GetAttribute(SAVED) is None]
+                   and n.IsA("vtkMRMLSegmentationNode") and n.GetAttribute(SAVED) is None]
         if unsaved and node.GetAttribute(mrml.DICOM_SOURCE[0]):
             said.append(f"{counted(len(unsaved), 'result')} made from it, not saved yet, can then no "
                         f"longer be saved as DICOM SEG on its images.")

@@ -363,6 +363,58 @@ def test_a_cine_s_results_follow_the_frame_its_browser_shows(scene, subject):
     assert frames_shown(seq) == [1]
 
 
+def test_a_cine_segmented_at_every_frame_plays_its_segmentation_along(scene, subject, tmp_path):
+    """Every frame of a cine segmented (ED and ES found): a sequence of every frame's segmentation, played
+    along with the cine, so the heart beats in the 3-D view as the Sequences toolbar plays; ED's and ES's own
+    nodes hidden under it and left as the user sets them. Saved as one 4-D label map, and in an .mrb read
+    again; offered as an input, refused with a sentence."""
+    from ACNNCore.io import read_frames
+
+    seq = cine(scene, subject)
+    result, segmentations, table = SegmentLogic().process(seq, "acnn-seg-phantom", "cpu")
+    every = table.GetNodeReference("ACNN.EveryFrame")
+    assert every.GetName() == "cine ACNN segmentation" and mrml.every_frame_result(seq) is every
+    assert every.GetNumberOfDataNodes() == 3 and every.GetAttribute("ACNN.Model") == "acnn-seg-phantom"
+    assert every.GetNodeReference("ACNN.Input") is seq
+    assert [every.GetNthIndexValue(t) for t in range(3)] == [seq.GetNthIndexValue(t) for t in range(3)]
+    browser = mrml.browser_of(seq)
+    proxy = browser.GetProxyNode(every)
+    assert mrml.browser_of(every) is browser and proxy.GetDisplayNode().GetVisibility()
+    for frame in (1, 2, 0, 1):  # the Sequences toolbar's steps: the frame's own segmentation under it
+        mrml.show_frame(seq, frame)
+        assert browser.GetProxyNode(every) is proxy
+        assert np.array_equal(mrml.labels_from_segmentation(proxy).array, result.frames[frame].array)
+        segmentation = proxy.GetSegmentation()
+        assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] == [
+            "LV blood pool", "LV myocardium"] and segmentation.ContainsRepresentation("Closed surface")
+        assert frames_shown(seq) == []  # ED's and ES's nodes hidden: the sequence shows their frames
+    assert np.array_equal(mrml.labels_from_segmentation(segmentations[0]).array, result.frames[1].array)  # ED's
+    segmentations[1].GetDisplayNode().SetVisibility(True)  # the user's eye: kept as the frame moves
+    mrml.show_frame(seq, 0)
+    assert frames_shown(seq) == [result.phases[1].frame]
+    segmentations[1].GetDisplayNode().SetVisibility(False)
+
+    saved = read_frames(mrml.save_node(every, tmp_path / "cine_seg.nii.gz"))  # as `acnn segment CINE` writes it
+    assert len(saved) == 3 and all(np.array_equal(f.array, result.frames[t].array) for t, f in enumerate(saved))
+    assert saved[0].geometry.same_as(result.frames[0].geometry)
+    with pytest.raises(InputError, match="^sequence 'cine ACNN segmentation' holds segmentations, not images: "
+                                         "choose the cine of images it labels$"):
+        SegmentLogic.read_input(every)
+
+    mrml.write_scene(scene, tmp_path / "study.mrb")  # the sequence in a bundle of its own inside: read again
+    again = mrml.new_scene()
+    nodes = mrml.import_scene(tmp_path / "study.mrb", again)
+    (cine_again,) = [n for n in nodes if n.GetName() == "cine"]
+    every_again = mrml.every_frame_result(cine_again)
+    assert every_again.GetNumberOfDataNodes() == 3 and every_again in nodes
+    assert again.GetDataIOManager() is None  # the cache for reading it was for the import only
+    mrml.show_frame(cine_again, 2)
+    shown = mrml.browser_of(cine_again).GetProxyNode(every_again)
+    assert shown in nodes and not shown.GetHideFromEditors()  # listed, as before it was saved
+    assert np.array_equal(mrml.labels_from_segmentation(shown).array, result.frames[2].array)
+    assert frames_shown(cine_again) == []
+
+
 def test_a_saved_scene_s_cine_results_follow_the_frame_again_when_loaded(scene, subject, tmp_path):
     """A scene saved as an .mrb with a cine's results and loaded again, in Slicer (the Segment module adds
     ``follow_frames_on_load`` to its scene at startup): they follow the frame shown again, though the observer
@@ -867,6 +919,13 @@ def test_dicom_seg_objects_load_as_segmentations_beside_their_images(scene, tmp_
     assert [n.GetAttribute("ACNN.Frame") for n in alone] == ["0", "1"]
     mrml.show_frame(cine, 0)
     assert shown() == ["study ACNN labels, frame 1 of 2", "seg ACNN labels, frame 1 of 2"]
+    every = mrml.frames_to_node(labels, scene, "every frame", like=cine, labels={1: "LV blood pool"}, surfaces=False)
+    every.SetNodeReferenceID("ACNN.Input", cine.GetID())  # as SegmentLogic.apply makes a cine's every frame's
+    mrml.play_along(every, cine)
+    assert mrml.every_frame_result(cine) is every
+    mrml.show_frame(cine, 1)
+    assert shown() == ["study ACNN labels, frame 2 of 2", "seg ACNN labels, frame 2 of 2"]  # still following
+    mrml.remove_node(every)
     cine.SetAttribute(mrml.DICOM_SOURCE[0], str(tmp_path / "moved"))  # its files gone since: the SEGs load untied
     assert [n.GetAttribute("ACNN.Frame") for n in mrml.load_dicom(tmp_path / "study" / "seg", scene)] == [None, None]
     broken = tmp_path / "study" / "seg" / "SEG_002.dcm"

@@ -61,7 +61,8 @@ def test_removing_an_uploaded_cine_asks_what_is_lost_and_frees_its_files(studio,
     files = Path(cine.GetAttribute(UPLOAD))
     assert cine.IsA("vtkMRMLSequenceNode") and any(files.rglob("*")) and files.is_relative_to(studio.uploads.name)
     assert studio.state.seg_input == cine.GetID()  # offered to Segment
-    result, segmentations, table = SegmentLogic().process(cine, "acnn-seg-phantom", surfaces=False)
+    result, segmentations, table = SegmentLogic().process(cine, "acnn-seg-phantom", ed=0, es=1,  # theirs alone
+                                                          surfaces=False)
     studio.show(mrml.show_frame(cine, 1))  # the cine's frame under the slice views
 
     def background():
@@ -184,13 +185,17 @@ def run_on(studio, node, field: str, run) -> None:
 
 
 def test_a_cine_s_results_follow_the_frame_shown(studio, phantom_cine, write_dicom, tmp_path):
-    """Segment on a cine adds ED's and ES's results; as the frame slider moves, the frame's own result is shown
-    and the other hidden (none at a frame that was not segmented), so that ED's never lies over the ES image;
-    results the user hid stay hidden."""
+    """Segment on a cine, its ED and ES frames given, adds ED's and ES's results; as the frame slider moves, the
+    frame's own result is shown and the other hidden (none at a frame that was not segmented), so that ED's
+    never lies over the ES image; results the user hid stay hidden."""
     from ACNNSlicerLib import mrml
 
     cine = uploaded_cine(studio, phantom_cine(11, 89), write_dicom, tmp_path / "dicom")
-    run_on(studio, cine, "seg_input", studio.run_segment)
+    studio.state.update({"detect_phases": False, "ed_frame": 1, "es_frame": 2})
+    try:
+        run_on(studio, cine, "seg_input", studio.run_segment)
+    finally:
+        studio.state.detect_phases = True
 
     def shown():  # the frames whose results are visible
         return sorted(int(n.GetAttribute("ACNN.Frame")) for n in mrml.frame_results(cine)
@@ -213,6 +218,68 @@ def test_a_cine_s_results_follow_the_frame_shown(studio, phantom_cine, write_dic
     studio.toggle_visibility(ed_result.GetID())  # hidden by the user
     slide(1)
     assert shown() == []
+    studio.remove(cine.GetID())
+
+
+def test_a_cine_segmented_at_every_frame_plays_its_segmentation_along(studio, phantom_cine, write_dicom, tmp_path):
+    """Segment on a cine, its ED and ES found (the default): every frame's segmentation in one sequence that
+    steps with the frame slider, listed once among the segmentations (its eye shows and hides it; ED's and ES's
+    own nodes hidden under it), never offered as an input; saved as one 4-D label map (never as DICOM SEG), and
+    in scene.mrb, from which it loads again and plays."""
+    from ACNNCore.io import read_frames
+    from ACNNSlicerLib import mrml
+
+    cine = uploaded_cine(studio, phantom_cine(13, 91), write_dicom, tmp_path / "dicom")
+    run_on(studio, cine, "seg_input", studio.run_segment)
+    every = mrml.every_frame_result(cine)
+    items = {s["value"]: s for s in studio.state.segmentations}
+    assert items[every.GetID()]["title"] == f"{every.GetName()} (every frame, 3 frames)"
+    assert items[every.GetID()]["visible"] and items[every.GetID()]["segments"] == "LV blood pool, LV myocardium"
+    results = mrml.frame_results(cine)
+    assert len(results) == 2 and not any(items[r.GetID()]["visible"] for r in results)
+    proxy = mrml.browser_of(cine).GetProxyNode(every)
+    assert proxy.GetID() not in items and every.GetID() not in [i["value"] for i in studio.state.inputs]
+    for frame in (1, 2, 0):
+        studio.state.frame = frame
+        studio.state.flush()  # as the slider does
+        assert np.array_equal(mrml.labels_from_segmentation(proxy).array,
+                              mrml.labels_from_segmentation(every.GetNthDataNode(frame)).array)
+    studio.toggle_visibility(every.GetID())  # its eye
+    assert not proxy.GetDisplayNode().GetVisibility() and not studio.state.segmentations[-1]["visible"]
+    studio.toggle_visibility(every.GetID())
+    assert proxy.GetDisplayNode().GetVisibility()
+    assert "a result not saved yet" in studio.removal_question(every)
+    assert "2 results made from it, not saved yet, can then no longer be saved as DICOM SEG" in (
+        studio.removal_question(cine))  # ED's and ES's: the sequence is saved as a file only
+    written, notes = studio._write_results(tmp_path / "saved")
+    name = cine.GetName()  # ED's and ES's refused as DICOM SEG for their grid: the sequence is not one to write
+    assert f" No DICOM SEG for {name}: '{name} ED ACNN segmentation' lies on a finer grid than '{name}'" in notes
+    (saved,) = [p for p in written if p.name == f"{every.GetName().replace(' ', '_')}.nii.gz"]
+    frames = read_frames(saved)
+    assert len(frames) == 3 and all(np.array_equal(f.array, mrml.labels_from_segmentation(
+        every.GetNthDataNode(t)).array) for t, f in enumerate(frames))
+    assert "a result not saved yet" not in studio.removal_question(every)
+
+    studio.remove(every.GetID())  # with its frame shown
+    assert every.GetScene() is None and proxy.GetScene() is None and mrml.every_frame_result(cine) is None
+    assert not any(s["title"].startswith(every.GetName() + " (") for s in studio.state.segmentations)
+    nodes = studio.load(written[-1])  # scene.mrb: the sequence plays again
+    (again,) = [n for n in nodes if n.IsA("vtkMRMLSequenceNode") and n.GetName() == every.GetName()]
+    (cine_again,) = [n for n in nodes if n.IsA("vtkMRMLSequenceNode") and n.GetName() == cine.GetName()]
+    assert mrml.every_frame_result(cine_again) is again and mrml.browser_of(again) is mrml.browser_of(cine_again)
+    shown = mrml.browser_of(cine_again).GetProxyNode(again)
+    studio.remove(cine_again.GetID())  # its browser, with the frames it showed; the results stay
+    assert shown.GetScene() is None and again.GetScene() is studio.scene and mrml.browser_of(again) is None
+    item = next(s for s in studio.state.segmentations if s["value"] == again.GetID())
+    assert not item["visible"]
+    studio.toggle_visibility(again.GetID())  # its eye: shown at its first frame, by a browser of its own
+    proxy = mrml.browser_of(again).GetProxyNode(again)
+    assert proxy.GetDisplayNode().GetVisibility() and next(
+        s for s in studio.state.segmentations if s["value"] == again.GetID())["visible"]
+    assert np.array_equal(mrml.labels_from_segmentation(proxy).array, frames[0].array)
+    for node in nodes:
+        if node.GetScene() is not None:
+            studio.remove(node.GetID())
     studio.remove(cine.GetID())
 
 
@@ -444,7 +511,7 @@ def test_a_scene_slicer_saved_loads_with_its_cine_and_results(studio, tmp_path, 
     saved = slicer.vtkMRMLScene()
     SegmentLogic.load_demo(saved)
     (saved_cine,) = saved.GetNodesByClass("vtkMRMLSequenceNode")
-    SegmentLogic().process(saved_cine, "acnn-seg-phantom", surfaces=False)
+    SegmentLogic().process(saved_cine, "acnn-seg-phantom", ed=0, es=1, surfaces=False)  # ED's and ES's alone
     (tmp_path / "scene").mkdir()
     assert saved.WriteToMRB(str(tmp_path / "scene" / "study.mrb"))
     nodes = upload(studio, tmp_path / "scene")

@@ -180,6 +180,7 @@ def test_segment_lists_segments_and_changes_the_3d_view(page):
     segments = page.inner_text("#segments")
     assert "phantom ED" in page.inner_text("#volumes")
     assert "LV blood pool" in segments and "LV myocardium" in segments
+    assert "phantom cine ACNN segmentation (every frame, 2 frames)" in segments  # the one that plays
     assert wait_until_changed(page, before) > 1.0
     results = page.inner_text("#results")
     assert "ED" in results and "ES" in results and "RV" not in results  # the phantom model has no RV
@@ -190,12 +191,14 @@ def test_segment_lists_segments_and_changes_the_3d_view(page):
     # the cine's ED frame under the views, and a slider through its frames
     assert page.inner_text("#frame").startswith("Frame ")
     ed = page.inner_text("#frame")
-    before = slice_view(page)
+    before, before_3d = slice_view(page), view_3d(page)
     page.locator("#frame .v-slider-thumb").focus()
     page.keyboard.press("ArrowRight" if ed == "Frame 1 of 2" else "ArrowLeft")
     page.wait_for_function(f"document.querySelector('#frame').innerText != '{ed}'", timeout=10_000)
     time.sleep(2)  # the views' next frames
     assert np.abs(slice_view(page) - before).mean() > 1.0  # the other frame shown
+    assert wait_until_changed(page, before_3d) > 0.5  # and its segmentation in 3-D: the heart contracts
+    page.screenshot(path=ARTIFACTS / "studio-segment-es.png")
     # ED and ES given instead of found (from 1, as the slider counts): swapped, the EF turns negative; one frame
     # for both is refused, saying why
     found = float(re.search(r"EF (\S+) %", page.inner_text("#status")).group(1))
@@ -568,12 +571,14 @@ def test_a_dicom_upload_segmented_and_saved_as_dicom_seg(browser, acdc_root, tmp
         page.screenshot(path=ARTIFACTS / "studio-dicom-seg.png")
         uploads = [p for p in (tmp_path / "server-tmp").iterdir() if p.name.startswith("acnn-studio-uploads-")]
         assert len(uploads) == 1 and len(list(uploads[0].iterdir())) == 2  # the zip's and the SEGs' uploads
-        ed = page.locator(".segment-item", has_text="patient031 ED")  # its eye: hidden, then shown again
-        ed.locator(".eye .mdi-eye").wait_for(timeout=10_000)
-        ed.locator(".eye").click()
-        ed.locator(".eye .mdi-eye-off-outline").wait_for(timeout=10_000)
-        ed.locator(".eye").click()
-        ed.locator(".eye .mdi-eye").wait_for(timeout=10_000)
+        page.locator(".segment-item", has_text="patient031 ED").locator(".eye .mdi-eye-off-outline").wait_for(
+            timeout=10_000)  # ED's own result hidden under every frame's, whose eye hides and shows it again
+        every = page.locator(".segment-item", has_text="patient031 ACNN segmentation (every frame, 2 frames)")
+        every.locator(".eye .mdi-eye").wait_for(timeout=10_000)
+        every.locator(".eye").click()
+        every.locator(".eye .mdi-eye-off-outline").wait_for(timeout=10_000)
+        every.locator(".eye").click()
+        every.locator(".eye .mdi-eye").wait_for(timeout=10_000)
         # the uploaded cine removed, once the user has said so: its uploaded files go, the SEGs' stay
         page.locator(".volume-item", has_text="patient031 (cine").locator(".remove").click()
         page.wait_for_selector("#remove-question", timeout=10_000)
