@@ -33,6 +33,7 @@ from trame.widgets import vuetify3 as v3  # noqa: E402
 from trame_slicer.core import LayoutManager, SlicerApp  # noqa: E402
 from trame_slicer.rca_view import register_rca_factories  # noqa: E402
 
+from ACNNCore.cine import frame_number  # noqa: E402
 from ACNNCore.errors import InputError  # noqa: E402
 from ACNNCore.progress import counted  # noqa: E402
 from ACNNSlicerLib import mrml  # noqa: E402
@@ -722,8 +723,13 @@ class Studio:
         try:
             if not self.state.shape_loaded:
                 raise InputError("load a shape model first")
-            node = self._node(self.state.encode_source)
-            if node.IsA("vtkMRMLSegmentationNode"):
+            node, which = self._node(self.state.encode_source), ""
+            if node.IsA("vtkMRMLSequenceNode"):  # a cine's segmentation of every frame: the frame shown
+                browser = mrml.browser_of(node)
+                frame = browser.GetSelectedItemNumber() if browser is not None else 0
+                which = f", frame {frame_number(frame)} of {node.GetNumberOfDataNodes()}"
+                self.explorer.encode_segmentation(node.GetNthDataNode(frame))
+            elif node.IsA("vtkMRMLSegmentationNode"):
                 self.explorer.encode_segmentation(node)
             else:
                 self.explorer.encode_image(node)
@@ -731,7 +737,7 @@ class Studio:
             self._decode()
             for view in self.app.view_manager.get_views():  # the shape now lies where the encoded one did
                 view.reset_view()
-            self.say(f"Encoded {node.GetName()}.")
+            self.say(f"Encoded {node.GetName()}{which}.")
         except InputError as e:
             self.fail(f"Encode: {e}")
 

@@ -224,8 +224,8 @@ def test_a_cine_s_results_follow_the_frame_shown(studio, phantom_cine, write_dic
 def test_a_cine_segmented_at_every_frame_plays_its_segmentation_along(studio, phantom_cine, write_dicom, tmp_path):
     """Segment on a cine, its ED and ES found (the default): every frame's segmentation in one sequence that
     steps with the frame slider, listed once among the segmentations (its eye shows and hides it; ED's and ES's
-    own nodes hidden under it), never offered as an input; saved as one 4-D label map (never as DICOM SEG), and
-    in scene.mrb, from which it loads again and plays."""
+    own nodes hidden under it), never offered as an input, encoded by the Shape Explorer at its frame shown;
+    saved as one 4-D label map (never as DICOM SEG), and in scene.mrb, from which it loads again and plays."""
     from ACNNCore.io import read_frames
     from ACNNSlicerLib import mrml
 
@@ -248,6 +248,17 @@ def test_a_cine_segmented_at_every_frame_plays_its_segmentation_along(studio, ph
     assert not proxy.GetDisplayNode().GetVisibility() and not studio.state.segmentations[-1]["visible"]
     studio.toggle_visibility(every.GetID())
     assert proxy.GetDisplayNode().GetVisibility()
+    studio.state.update({"shape_model": "ae-phantom", "encode_source": every.GetID()})  # the Shape Explorer's
+    studio.load_shape_model()
+    studio.encode_shape()  # the frame shown, 1 (ED)
+    assert not studio.state.error and studio.state.status == f"Encoded {every.GetName()}, frame 1 of 3."
+    code = studio.explorer.code.copy()
+    studio.state.frame = 1
+    studio.state.flush()
+    studio.encode_shape()
+    assert studio.state.status == f"Encoded {every.GetName()}, frame 2 of 3."
+    assert np.allclose(code, studio.explorer.encode_segmentation(every.GetNthDataNode(0)))  # ED's code, frame 1's
+    assert not np.allclose(code, studio.explorer.encode_segmentation(proxy))  # ES's, frame 2's
     assert "a result not saved yet" in studio.removal_question(every)
     assert "2 results made from it, not saved yet, can then no longer be saved as DICOM SEG" in (
         studio.removal_question(cine))  # ED's and ES's: the sequence is saved as a file only
