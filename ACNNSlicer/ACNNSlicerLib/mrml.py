@@ -540,6 +540,29 @@ def frames_to_node(frames: list, scene, name: str, like=None, labels: dict | Non
     return sequence
 
 
+def is_cine(node) -> bool:
+    """Whether a node is a cine: a sequence of images (not of segmentations, as a cine's every frame's)."""
+    return node.IsA("vtkMRMLSequenceNode") and node.GetDataNodeClassName() == "vtkMRMLScalarVolumeNode"
+
+
+def label_frames_to_node(frames: list, scene, name: str):
+    """Label maps read from a file (``ACNNCore.evaluation.read_label_frames``) into the scene: one as a
+    segmentation node; a cine's (a 4-D map, as ``acnn segment CINE`` writes it) as a sequence of segmentations,
+    every frame with the segments any frame holds, played along with the cine loaded last that has as many
+    frames (its index taken, :func:`play_along`), else by a browser of its own."""
+    names = {v: n for v, (n, _) in SEGMENTS.items() if any((f.array == v).any() for f in frames)}
+    if len(frames) == 1:
+        return labels_to_segmentation(frames[0], scene=scene, name=name, names=names)
+    cine = next((n for n in reversed(list(scene.GetNodesByClass("vtkMRMLSequenceNode")))
+                 if is_cine(n) and n.GetNumberOfDataNodes() == len(frames)), None)
+    sequence = frames_to_node(frames, scene, name, like=cine, labels=names)
+    if cine is not None:
+        play_along(sequence, cine)
+    else:
+        show_frame(sequence, 0)
+    return sequence
+
+
 def play_along(sequence, cine):
     """A sequence made from ``cine`` frame by frame (:func:`frames_to_node` ``like`` it) played with it: added to
     the cine's sequence browser (made where it has none), so that its proxy node shows the frame the cine shows,
@@ -841,10 +864,12 @@ def remove_node(node) -> None:
 
 def load_labels(path, scene, name: str | None = None):
     """A label map file (an expert's, ``patientNNN_frameXX_gt.nii.gz``) as a segmentation node with our segment
-    names and colours; its values in ACDC's convention where an ACDC ``Info.cfg`` lies beside it, else ours."""
+    names and colours; its values in ACDC's convention where an ACDC ``Info.cfg`` lies beside it, else ours. A
+    cine's 4-D map (``acnn segment CINE`` writes one) as a sequence of segmentations played along with its cine
+    (:func:`label_frames_to_node`)."""
     from pathlib import Path
 
-    from ACNNCore.evaluation import read_label_map
+    from ACNNCore.evaluation import read_label_frames
 
     path = Path(path)
-    return labels_to_segmentation(read_label_map(path, "auto"), scene=scene, name=name or path.name.split(".")[0])
+    return label_frames_to_node(read_label_frames(path, "auto"), scene, name or path.name.split(".")[0])

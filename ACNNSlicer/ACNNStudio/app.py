@@ -215,8 +215,7 @@ class Studio:
     def refresh_lists(self):
         """Volumes, sequences, segmentations and their segments, as the panels list them."""
         volumes = self._volumes()
-        sequences = list(self.scene.GetNodesByClass("vtkMRMLSequenceNode"))
-        cines = [n for n in sequences if n.GetDataNodeClassName() != "vtkMRMLSegmentationNode"]
+        cines = [n for n in self.scene.GetNodesByClass("vtkMRMLSequenceNode") if mrml.is_cine(n)]
         self.state.volumes = [{"title": n.GetName(), "value": n.GetID()} for n in volumes]
         self.state.inputs = self.state.volumes + [{"title": f"{n.GetName()} (cine, {n.GetNumberOfDataNodes()} frames)",
                                                    "value": n.GetID()} for n in cines]
@@ -304,9 +303,10 @@ class Studio:
     def load(self, path) -> list:
         """Load an image (.nii.gz, .nrrd, .mha, or a folder of DICOM files: a stack or cine, or several studies
         each), a segmentation (.seg.nrrd, or a label map named ``*_gt``, ``*_seg``..., an ACDC expert's in
-        ACDC's values), a scene Slicer saved (.mrb: its images, cines, segmentations and tables), or every
-        image and segmentation of a folder; show the first image, and say what was loaded (with what was left
-        out). Everything is read before a node is made: what cannot be read leaves the scene as it was."""
+        ACDC's values; a cine's 4-D map, playing along with its cine: :func:`mrml.label_frames_to_node`), a
+        scene Slicer saved (.mrb: its images, cines, segmentations and tables), or every image and segmentation
+        of a folder; show the first image, and say what was loaded (with what was left out). Everything is read
+        before a node is made: what cannot be read leaves the scene as it was."""
         with LoggedWarnings() as told:
             nodes = self.add(self.read(path))
         self.say(_loaded([Path(path).name], told.messages))
@@ -320,7 +320,7 @@ class Studio:
         from functools import partial
 
         from ACNNCore.dicom import is_dicom_folder
-        from ACNNCore.evaluation import is_label_file, read_label_map
+        from ACNNCore.evaluation import is_label_file, read_label_frames
         from ACNNCore.io import SUFFIXES, format_of, looks_like_labels, read_frames
 
         path = Path(path)
@@ -349,11 +349,13 @@ class Studio:
                 if f.name.lower().endswith(".seg.nrrd"):  # read by MRML's storage node, as it is added
                     makers.append(partial(mrml.load_node, f, kind="segmentation", name=name))
                     continue
-                # an expert's label map (to compare with, or to encode), in ACDC's values where Info.cfg says so;
-                # else ACNNCore reads it (3-D or a 4-D cine, scalar, finite: or a clear message)
+                # an expert's label map (to compare with, or to encode), in ACDC's values where Info.cfg says so,
+                # and acnn segment's CASE.nii.gz (a cine's: 4-D); else ACNNCore reads it (3-D or a 4-D cine,
+                # scalar, finite: or a clear message)
                 frames = None if is_label_file(f) else read_frames(f)
-                if frames is None or len(frames) == 1 and looks_like_labels(frames[0]):  # acnn segment's CASE.nii.gz
-                    makers.append(partial(mrml.labels_to_segmentation, read_label_map(f, "auto"), name=name))
+                if frames is None or any(map(looks_like_labels, frames)) and all(
+                        looks_like_labels(t) or not t.array.any() for t in frames):
+                    makers.append(partial(mrml.label_frames_to_node, read_label_frames(f, "auto"), name=name))
                 else:
                     makers.append(partial(mrml.frames_to_node, frames, name=name))
             except InputError as e:
@@ -365,8 +367,9 @@ class Studio:
         chosen for Segment. All or none: a file MRML cannot read (a .seg.nrrd or .mrb, read as it is added) takes
         the nodes added before it out again."""
         nodes, before = [], {n.GetID() for n in self._nodes()}
+        labels_last = sorted(makers, key=lambda make: getattr(make, "func", None) is mrml.label_frames_to_node)
         try:
-            for make in makers:
+            for make in labels_last:  # a cine's label maps play along with its images, loaded with them
                 made = make(scene=self.scene)  # a node, or a scene file's nodes
                 nodes += made if isinstance(made, list) else [made]
         except Exception:
@@ -375,7 +378,7 @@ class Studio:
         for node in nodes:  # a segmentation read from a file (.seg.nrrd, .mrb): in the 3-D view too
             if node.IsA("vtkMRMLSegmentationNode"):
                 node.CreateClosedSurfaceRepresentation()
-        cines = [n for n in nodes if n.IsA("vtkMRMLSequenceNode")]
+        cines = [n for n in nodes if mrml.is_cine(n)]
         self._show_first([n for n in nodes if n.IsA("vtkMRMLScalarVolumeNode")], cines)
         self.refresh_lists()
         if cines:
@@ -565,7 +568,8 @@ class Studio:
         if upload:
             shutil.rmtree(upload, ignore_errors=True)
         if self._shown() is None:  # the views show what is left
-            self._show_first(self._volumes(), list(self.scene.GetNodesByClass("vtkMRMLSequenceNode")))
+            self._show_first(self._volumes(), [n for n in self.scene.GetNodesByClass("vtkMRMLSequenceNode")
+                                               if mrml.is_cine(n)])
         self.refresh_lists()
         self.say(f"Removed {name}.")
 

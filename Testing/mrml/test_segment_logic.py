@@ -937,9 +937,9 @@ def test_dicom_seg_objects_load_as_segmentations_beside_their_images(scene, tmp_
 
 
 def test_an_expert_label_map_loads_as_a_segmentation_in_its_convention(scene, acdc_root, subject, tmp_path):
-    """`mrml.load_labels` (the studio reads `*_gt` files as it does: `read_label_map(path, "auto")`): ACDC's
+    """`mrml.load_labels` (the studio reads `*_gt` files as it does: `read_label_frames(path, "auto")`): ACDC's
     values (1 RV, 3 LV) where Info.cfg lies beside the file, ours elsewhere; our segment names; the same voxels
-    on the same grid."""
+    on the same grid; a cine's 4-D map, a sequence that plays along with its cine."""
     from ACNNCore.io import read_labels, read_volume, write_volume
 
     gt = acdc_root / "patient031" / "patient031_frame01_gt.nii.gz"
@@ -972,3 +972,24 @@ def test_an_expert_label_map_loads_as_a_segmentation_in_its_convention(scene, ac
     write_volume(subject.phases["ED"]["hr_gt"], ours)
     back = mrml.labels_from_segmentation(mrml.load_labels(ours, scene), subject.phases["ED"]["hr_gt"].geometry)
     assert np.array_equal(back.array, subject.phases["ED"]["hr_gt"].array)
+    # a cine's 4-D map (ACDC's values: Info.cfg beside it): a sequence of segmentations, played along with the
+    # cine of as many frames
+    import shutil
+
+    from ACNNCore.io import write_frames
+
+    folder = tmp_path / "patient031"
+    folder.mkdir()
+    shutil.copy(acdc_root / "patient031" / "Info.cfg", folder)
+    frames = [f"patient031_frame{f:02d}" for f in (1, 10)]
+    cine = mrml.frames_to_node([read_volume(acdc_root / "patient031" / f"{f}.nii.gz") for f in frames], scene,
+                               "patient031_4d")
+    write_frames([read_labels(acdc_root / "patient031" / f"{f}_gt.nii.gz", allowed=(0, 1, 2, 3)) for f in frames],
+                 folder / "patient031_4d_gt.nii.gz")
+    sequence = mrml.load_labels(folder / "patient031_4d_gt.nii.gz", scene)
+    assert sequence.GetName() == "patient031_4d_gt" and sequence.GetNumberOfDataNodes() == 2
+    assert mrml.browser_of(sequence) is mrml.browser_of(cine) is not None
+    mrml.show_frame(cine, 1)
+    es = mrml.labels_from_segmentation(mrml.browser_of(cine).GetProxyNode(sequence), raw.geometry)
+    es_raw = read_labels(acdc_root / "patient031" / f"{frames[1]}_gt.nii.gz", allowed=(0, 1, 2, 3))
+    assert np.array_equal(es.array == 1, es_raw.array == 3) and np.array_equal(es.array == 3, es_raw.array == 1)

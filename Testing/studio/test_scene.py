@@ -294,6 +294,46 @@ def test_a_cine_segmented_at_every_frame_plays_its_segmentation_along(studio, ph
     studio.remove(cine.GetID())
 
 
+def test_a_cine_s_4d_label_map_loads_as_a_segmentation_that_plays_along_with_it(studio, phantom_cine, tmp_path):
+    """A cine's 4-D label map (``acnn segment CINE`` writes one, named as the user likes) uploaded with its cine
+    (before or after it in the files' order): a sequence of segmentations that plays along with the cine of as
+    many frames, listed among the segmentations, never as an image to segment (before: an image cine of labels,
+    offered to Segment); one with no such cine, by a browser of its own."""
+    from ACNNCore.io import write_frames
+    from ACNNSlicerLib import mrml
+
+    ed, es = phantom_cine(14, 92)
+    images = [ed, es, ed]
+    labels = [f.with_array((f.array > np.percentile(f.array, 95)).astype(np.uint8)) for f in images]
+    labels[1] = labels[1].with_array(labels[1].array * 2)  # frame 2: another structure
+    labels[2] = labels[2].with_array(np.zeros_like(labels[2].array))  # frame 3: not labelled
+    (tmp_path / "up").mkdir()
+    write_frames(images, tmp_path / "up" / "cine.nii.gz")
+    write_frames(labels, tmp_path / "up" / "a.nii.gz")  # read before the cine: added after it
+    nodes = upload(studio, tmp_path / "up")
+    (cine,) = [n for n in nodes if mrml.is_cine(n)]
+    (seg,) = [n for n in nodes if n.GetName() == "a"]
+    assert seg.GetDataNodeClassName() == "vtkMRMLSegmentationNode" and seg.GetNumberOfDataNodes() == 3
+    assert mrml.browser_of(seg) is mrml.browser_of(cine)
+    assert [seg.GetNthIndexValue(t) for t in range(3)] == [cine.GetNthIndexValue(t) for t in range(3)]
+    assert "a (every frame, 3 frames)" in [s["title"] for s in studio.state.segmentations]
+    assert seg.GetID() not in [i["value"] for i in studio.state.inputs] and studio.state.seg_input == cine.GetID()
+    proxy = mrml.browser_of(cine).GetProxyNode(seg)
+    for frame in (1, 0, 2):
+        studio.state.frame = frame
+        studio.state.flush()  # as the slider does
+        segmentation = proxy.GetSegmentation()
+        assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] == [
+            "LV blood pool", "LV myocardium"]
+        assert np.array_equal(mrml.labels_from_segmentation(proxy).array, labels[frame].array)
+    write_frames(labels[:2], tmp_path / "b_seg.nii.gz")  # named as labels; no cine of two frames
+    (alone,) = studio.load(tmp_path / "b_seg.nii.gz")
+    assert alone.GetDataNodeClassName() == "vtkMRMLSegmentationNode" and mrml.browser_of(alone) is not None
+    assert mrml.browser_of(alone) is not mrml.browser_of(cine)
+    for node in (alone, seg, cine):
+        studio.remove(node.GetID())
+
+
 def test_a_cine_super_resolved_plays_along_with_it(studio, phantom_cine, write_dicom, tmp_path):
     """SuperResolve on a cine: its HR frames a sequence under the slice views, whose frame follows the frame
     slider with the cine's own, and which the Scene panel lists as a cine."""
