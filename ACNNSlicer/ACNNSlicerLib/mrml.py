@@ -572,6 +572,7 @@ def play_along(sequence, cine):
         show_frame(cine, 0)
         browser = browser_of(cine)
     browser.AddSynchronizedSequenceNode(sequence)
+    _keep_edits(browser, sequence)
     sequences_logic(sequence.GetScene()).UpdateProxyNodesFromSequences(browser)
     proxy = browser.GetProxyNode(sequence)
     if proxy.GetDisplayNode() is None:
@@ -579,6 +580,13 @@ def play_along(sequence, cine):
         if proxy.IsA("vtkMRMLVolumeNode"):
             _grey(proxy)
     return proxy
+
+
+def _keep_edits(browser, sequence) -> None:
+    """A sequence of segmentations keeps what is drawn on its frame shown (the Segment Editor edits the browser's
+    proxy node; without this, an edit is lost as the frame moves on)."""
+    if sequence.GetDataNodeClassName() == "vtkMRMLSegmentationNode":
+        browser.SetSaveChanges(sequence, True)
 
 
 def show_frame(sequence, frame: int = 0):
@@ -595,6 +603,7 @@ def show_frame(sequence, frame: int = 0):
     if made:
         browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", f"{sequence.GetName()} browser")
         browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+        _keep_edits(browser, sequence)
     browser.SetSelectedItemNumber(frame)
     logic.UpdateProxyNodesFromSequences(browser)
     proxy = browser.GetProxyNode(sequence)

@@ -366,8 +366,8 @@ def test_a_cine_s_results_follow_the_frame_its_browser_shows(scene, subject):
 def test_a_cine_segmented_at_every_frame_plays_its_segmentation_along(scene, subject, tmp_path):
     """Every frame of a cine segmented (ED and ES found): a sequence of every frame's segmentation, played
     along with the cine, so the heart beats in the 3-D view as the Sequences toolbar plays; ED's and ES's own
-    nodes hidden under it and left as the user sets them. Saved as one 4-D label map, and in an .mrb read
-    again; offered as an input, refused with a sentence."""
+    nodes hidden under it and left as the user sets them; a frame edited, kept. Saved as one 4-D label map, and
+    in an .mrb read again; offered as an input, refused with a sentence."""
     from ACNNCore.io import read_frames
 
     seq = cine(scene, subject)
@@ -393,9 +393,16 @@ def test_a_cine_segmented_at_every_frame_plays_its_segmentation_along(scene, sub
     mrml.show_frame(seq, 0)
     assert frames_shown(seq) == [result.phases[1].frame]
     segmentations[1].GetDisplayNode().SetVisibility(False)
+    mrml.show_frame(seq, 2)  # frame 3 edited (the Segment Editor draws on the frame shown): kept in the sequence
+    labels = [result.frames[0], result.frames[1], result.frames[2].with_array(
+        np.where(result.frames[2].array == 2, 0, result.frames[2].array).astype(np.uint8))]
+    mrml.labels_to_segmentation(labels[2], node=proxy, names={1: "LV blood pool", 2: "LV myocardium"})  # erased
+    mrml.show_frame(seq, 0)
+    mrml.show_frame(seq, 2)
+    assert np.array_equal(mrml.labels_from_segmentation(proxy).array, labels[2].array)
 
     saved = read_frames(mrml.save_node(every, tmp_path / "cine_seg.nii.gz"))  # as `acnn segment CINE` writes it
-    assert len(saved) == 3 and all(np.array_equal(f.array, result.frames[t].array) for t, f in enumerate(saved))
+    assert len(saved) == 3 and all(np.array_equal(f.array, labels[t].array) for t, f in enumerate(saved))
     assert saved[0].geometry.same_as(result.frames[0].geometry)
     with pytest.raises(InputError, match="^sequence 'cine ACNN segmentation' holds segmentations, not images: "
                                          "choose the cine of images it labels$"):
@@ -411,8 +418,8 @@ def test_a_cine_segmented_at_every_frame_plays_its_segmentation_along(scene, sub
     mrml.show_frame(cine_again, 2)
     shown = mrml.browser_of(cine_again).GetProxyNode(every_again)
     assert shown in nodes and not shown.GetHideFromEditors()  # listed, as before it was saved
-    assert np.array_equal(mrml.labels_from_segmentation(shown).array, result.frames[2].array)
-    assert frames_shown(cine_again) == []
+    assert np.array_equal(mrml.labels_from_segmentation(shown).array, labels[2].array)  # as edited
+    assert frames_shown(cine_again) == [] and mrml.browser_of(cine_again).GetSaveChanges(every_again)
 
 
 def test_a_saved_scene_s_cine_results_follow_the_frame_again_when_loaded(scene, subject, tmp_path):
