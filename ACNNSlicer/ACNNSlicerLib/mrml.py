@@ -721,8 +721,8 @@ def import_scene(path, scene) -> list:
     (:data:`DATA_CLASSES`), a cine's frame (its browser's proxy) left out and hidden from node lists, as
     :func:`show_frame` makes it (what plays along with the cine, :func:`play_along`, kept as saved). Nodes of
     classes no module here makes (the Segment Editor's settings, an extension's) are left out, with a warning
-    logged. All or none otherwise: a file that is no bundle, or whose
-    data MRML cannot read (a file missing from it), is an InputError, the scene's nodes as they were."""
+    logged. All or none otherwise: a file that is no bundle, or whose data MRML cannot read (a file missing
+    from it), is an InputError, the scene's nodes as they were."""
     import tempfile
     import zipfile
     from pathlib import Path
