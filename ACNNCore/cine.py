@@ -55,6 +55,7 @@ class SegmentResult:
     frames: dict = field(default_factory=dict)  # frame index -> labels, every frame segmented
     label_names: dict = field(default_factory=dict)  # value -> name, the model's
     notes: list[str] = field(default_factory=list)  # the model's caveats on these images (Segmenter.caveats)
+    rv_volume_curve_ml: list[float] = field(default_factory=list)  # the RV's, where the model segments it
 
     def orientation_note(self) -> str:
         """Where the in-plane orientation was searched for (``orient``; a cine's frames share the one found) and
@@ -168,9 +169,11 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         heart = result.heart
         labels[i], corrections[i], orientations[i] = result.labels, result.correction, found
         rv, names = RV_BLOOD_POOL in result.label_names, result.label_names
-    curve = []
+    curve, rv_curve = [], []
     if not wanted:
-        curve = [clinical_measures(labels[i])["lv_volume_ml"] for i in range(len(frames))]
+        measured = [clinical_measures(labels[i], rv=rv) for i in range(len(frames))]
+        curve = [m["lv_volume_ml"] for m in measured]
+        rv_curve = [m["rv_volume_ml"] for m in measured] if rv else []
         wanted = list(zip(("ED", "ES"), ed_es_frames(curve, ed, es)))
     report(0.95, "measuring")
     phases = [PhaseResult(phase, i, labels[i], clinical_measures(labels[i], rv=rv), plausibility(labels[i]),
@@ -184,7 +187,7 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         notes.append(f"the LV blood pool is larger at ES (frame {frame_number(phases[1].frame)}) than at ED (frame "
                      f"{frame_number(phases[0].frame)}): are the two the wrong way round?")
     return SegmentResult(phases, str(model), str(segmenter.runner.device), ef.get("lv_volume_ml"),
-                         ef.get("rv_volume_ml"), curve, labels, names, notes)
+                         ef.get("rv_volume_ml"), curve, labels, names, notes, rv_curve)
 
 
 def superresolve_frames(resolver: SuperResolver, frames: list[Volume], report: Report | None = None) -> list[Volume]:

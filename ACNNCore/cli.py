@@ -601,6 +601,8 @@ def _segment_cine(args, segmenter, frames: list, model: str) -> int:
              f"; RV blood pool {ed.measures['rv_volume_ml']:.1f} / {es.measures['rv_volume_ml']:.1f} ml, RV EF "
              + ("-" if result.rv_ef_pct is None else f"{result.rv_ef_pct:.1f} %"))
           + f"; LV blood pool per frame (ml): {', '.join(f'{v:.1f}' for v in result.volume_curve_ml)}"
+          + (f"; RV blood pool per frame (ml): {', '.join(f'{v:.1f}' for v in result.rv_volume_curve_ml)}"
+             if result.rv_volume_curve_ml else "")
           + "".join(f"; {p.phase} {p.verdict}" for p in result.phases))
     _write_dicom_seg(args, [result.frames[t] for t in range(len(frames))], result.label_names, args.input,
                      args.dicom_seg)

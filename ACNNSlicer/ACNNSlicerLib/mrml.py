@@ -349,20 +349,25 @@ def rows_to_table(rows: list[dict], node=None, scene=None, name: str = "Table"):
     return node
 
 
-def plot_columns(table, x: str, y: str, scene, name: str):
-    """A line chart of two columns of a table node (a plot series in a plot chart node), for Slicer's plot
-    views. Returns the chart node."""
-    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", scene.GenerateUniqueName(f"{name} {y}"))
-    series.SetAndObserveTableNodeID(table.GetID())
-    series.SetXColumnName(x)
-    series.SetYColumnName(y)
-    series.SetPlotType(series.PlotTypeScatter)
-    series.SetMarkerStyle(series.MarkerStyleCircle)
+def plot_columns(table, x: str, ys: list[str], scene, name: str):
+    """A line chart of columns of a table node against its column ``x`` (a plot series each, in one plot chart
+    node, in Slicer's colours for segments where a column is named after one), for Slicer's plot views. Returns
+    the chart node."""
     chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GenerateUniqueName(name))
-    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    for y in ys:
+        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", scene.GenerateUniqueName(f"{name} {y}"))
+        series.SetAndObserveTableNodeID(table.GetID())
+        series.SetXColumnName(x)
+        series.SetYColumnName(y)
+        series.SetPlotType(series.PlotTypeScatter)
+        series.SetMarkerStyle(series.MarkerStyleCircle)
+        color = next((c for n, c in SEGMENTS.values() if y.startswith(n)), None)
+        if color is not None:
+            series.SetColor(*color)
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
     chart.SetTitle(name)
     chart.SetXAxisTitle(x)
-    chart.SetYAxisTitle(y)
+    chart.SetYAxisTitle(ys[0] if len(ys) == 1 else "Blood pool (ml)")
     return chart
 
 

@@ -96,11 +96,11 @@ class SegmentLogic:
     @staticmethod
     def apply(result: SegmentResult, input_node, surfaces: bool = True) -> tuple[list, object]:
         """Add one segmentation node per phase (segments 'LV blood pool', 'LV myocardium' and, from a model that
-        segments it, 'RV blood pool'; closed surfaces)
-        and a table node of the measures; where every frame of a cine was segmented, also a table of the LV's
-        volume per frame and a plot chart of it, and a sequence of every frame's segmentation, ``NAME ACNN
-        segmentation``, played along with the cine (:func:`mrml.play_along`: the heart beats in the 3-D view as
-        the Sequences toolbar plays), all three referenced from the measures table (``ACNN.VolumeCurve``,
+        segments it, 'RV blood pool'; closed surfaces) and a table node of the measures; where every frame of a
+        cine was segmented, also a table of the LV's volume per frame (and the RV's, from a model that segments
+        it) and a plot chart of it, and a sequence of every frame's segmentation, ``NAME ACNN segmentation``,
+        played along with the cine (:func:`mrml.play_along`: the heart beats in the 3-D view as the Sequences
+        toolbar plays), all three referenced from the measures table (``ACNN.VolumeCurve``,
         ``ACNN.VolumeCurveChart``, ``ACNN.EveryFrame``); ED's and ES's own nodes are then hidden (the sequence
         shows their frames). Otherwise a cine's results follow the frame its sequence browser shows
         (:func:`mrml.follow_frames`). Returns (segmentation nodes, measures table node)."""
@@ -119,11 +119,13 @@ class SegmentLogic:
         table.SetAttribute("ACNN.Model", result.model)
         if result.volume_curve_ml:  # every frame of a cine segmented: the LV's volume over the cycle, its plot,
             # and every frame's segmentation, to play in 3-D
-            curve = mrml.rows_to_table([{"Frame": frame_number(t), "LV blood pool (ml)": round(v, 2)}
-                                        for t, v in enumerate(result.volume_curve_ml)],
-                                       scene=scene, name=f"{base} ACNN LV volume curve")
+            rows = [{"Frame": frame_number(t), "LV blood pool (ml)": round(v, 2)}
+                    for t, v in enumerate(result.volume_curve_ml)]
+            for row, v in zip(rows, result.rv_volume_curve_ml):  # a model that segments the RV: its curve too
+                row["RV blood pool (ml)"] = round(v, 2)
+            curve = mrml.rows_to_table(rows, scene=scene, name=f"{base} ACNN volume curve")
             curve.SetAttribute("ACNN.Model", result.model)
-            chart = mrml.plot_columns(curve, "Frame", "LV blood pool (ml)", scene, f"{base} ACNN LV volume curve")
+            chart = mrml.plot_columns(curve, "Frame", list(rows[0])[1:], scene, f"{base} ACNN volume curve")
             table.SetNodeReferenceID("ACNN.VolumeCurve", curve.GetID())
             table.SetNodeReferenceID("ACNN.VolumeCurveChart", chart.GetID())
             names = {v: name for v, (name, _) in SEGMENTS.items() if v in result.label_names}  # in every frame

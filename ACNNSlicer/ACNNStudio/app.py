@@ -167,6 +167,7 @@ class Studio:
         s.error = ""
         s.results = []
         s.curve = ""  # a cine's LV blood pool per frame, where ED and ES were found from it
+        s.rv_curve = ""  # and its RV blood pool, from a model that segments the RV
         s.sliders = []
         s.shape_loaded, s.shape_voxels, s.shape_ms, s.shape_verdict = False, 0, 0, ""
         s.save_dir = _shown_folder(self.output_dir)
@@ -645,6 +646,7 @@ class Studio:
             self.state.encode_source = segmentations[0].GetID()  # the Shape Explorer encodes the new result
             self.state.results = result.rows()
             self.state.curve = ", ".join(f"{v:.0f}" for v in result.volume_curve_ml)
+            self.state.rv_curve = ", ".join(f"{v:.0f}" for v in result.rv_volume_curve_ml)
             self.state.status = result.summary(SegmentLogic.against_expert(result, node))
 
         await self._run(self.segment.compute, (frames, self.state.seg_model, self.state.device, ed, es), apply,
@@ -858,6 +860,8 @@ class Studio:
                                         classes="px-1")
                 html.Div("LV blood pool per frame (ml): {{ curve }}", v_if=("curve",), id="curve",
                          classes="text-caption mt-1")
+                html.Div("RV blood pool per frame (ml): {{ rv_curve }}", v_if=("rv_curve",), id="rv-curve",
+                         classes="text-caption")
 
     def _superresolve_panel(self):
         with v3.VExpansionPanel(title="SuperResolve"):

@@ -84,8 +84,8 @@ def test_real_data_model_finds_the_heart_and_answers_on_the_input_grid(acdc_mode
 
 
 def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, acdc_network, tmp_path, capsys):
-    """A 4-D cine segmented by one of the bundled real-data networks (it has an RV): the RV's ED and ES volumes
-    and its EF, beside the LV's."""
+    """A 4-D cine segmented by one of the bundled real-data networks (it has an RV): the RV's ED and ES volumes,
+    its EF and its volume in every frame, beside the LV's."""
     from ACNNCore.io import read_frames, read_volume, write_frames
 
     folder = acdc_root / "patient011"
@@ -106,6 +106,8 @@ def test_a_real_cine_gives_the_rv_ejection_fraction_too(acdc_root, acdc_network,
     assert found, printed
     assert [float(v) for v in found.groups()[:2]] == pytest.approx([rv[e], rv[s]], abs=0.06)
     assert float(found.group(3)) == pytest.approx(100 * (rv[e] - rv[s]) / rv[e], abs=0.06)
+    curve = re.search(r"; RV blood pool per frame \(ml\): ([\d.]+), ([\d.]+);", printed)  # its volume every frame
+    assert curve and [float(v) for v in curve.groups()] == pytest.approx(rv, abs=0.06), printed
     # the same cine stored mirrored, with --orient: the layout searched for in its first frame and kept for the
     # others (one line), the same maps and the same measures as the cine stored as the network learnt it
     from ACNNCore.inference import in_plane_view

@@ -819,13 +819,20 @@ def test_a_dicom_cine_of_a_real_patient_becomes_a_sequence_and_is_segmented(scen
     proxy = mrml.show_frame(other, 1)
     assert browser.GetProxyNode(other) is proxy and browser.GetSelectedItemNumber() == 1
     assert not proxy.GetHideFromEditors()  # the user's own browser's proxy stays in the lists
-    result, segmentations, _ = SegmentLogic().process(seq, "acnn-seg-acdc", "cpu", surfaces=False)
+    result, segmentations, table = SegmentLogic().process(seq, "acnn-seg-acdc", "cpu", surfaces=False)
     segmenter = Segmenter("acnn-seg-acdc", "cpu")
     ed = segmenter(frames[0])
     es = segmenter(frames[1], near=ed.heart)  # a cine's heart search starts where the last frame's ended
     expected = ejection_fraction(*(float(np.count_nonzero(r.labels.array == 1)) for r in (ed, es)))
     assert [(p.phase, p.frame) for p in result.phases] == [("ED", 0), ("ES", 1)]
     assert result.ef_pct == pytest.approx(expected, abs=0.05) and result.rv_ef_pct > 20
+    rv = [p.measures["rv_volume_ml"] for p in result.phases]  # the RV over the cycle too, charted with the LV
+    assert result.rv_volume_curve_ml == pytest.approx(rv) and rv[1] < rv[0]
+    curve = table.GetNodeReference("ACNN.VolumeCurve")
+    assert [r["RV blood pool (ml)"] for r in mrml.table_rows(curve)] == pytest.approx(rv, abs=0.01)
+    chart = table.GetNodeReference("ACNN.VolumeCurveChart")
+    assert [chart.GetNthPlotSeriesNode(i).GetYColumnName() for i in range(chart.GetNumberOfPlotSeriesNodes())] == [
+        "LV blood pool (ml)", "RV blood pool (ml)"]
     import highdicom  # the results as DICOM SEG on the files they were loaded from, each on its own frame's
 
     paths = SegmentLogic.write_dicom_seg(segmentations, tmp_path / "seg")

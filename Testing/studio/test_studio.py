@@ -186,6 +186,7 @@ def test_segment_lists_segments_and_changes_the_3d_view(page):
     assert "ED" in results and "ES" in results and "RV" not in results  # the phantom model has no RV
     assert re.search(r"EF \d+\.\d %", page.inner_text("#status"))
     assert len(re.findall(r"\d+", page.inner_text("#curve").split(":")[1])) == 2  # the cine's two frames
+    assert page.locator("#rv-curve").count() == 0  # the phantom model has no RV
     assert "IMPLAUSIBLE" not in page.inner_text("#status")  # the ring closed: every phase passes the checks
     page.screenshot(path=ARTIFACTS / "studio-segment.png")
     # the cine's ED frame under the views, and a slider through its frames
@@ -549,6 +550,9 @@ def test_a_dicom_upload_segmented_and_saved_as_dicom_seg(browser, acdc_root, tmp
         page.wait_for_selector("#results", timeout=120_000)
         header, *rows = (line.split("\t") for line in page.inner_text("#results").splitlines())
         lv = {row[header.index("Phase")]: float(row[header.index("LV (ml)")]) for row in rows}
+        rv = {row[header.index("Phase")]: float(row[header.index("RV (ml)")]) for row in rows}
+        assert [float(v) for v in page.inner_text("#rv-curve").split(": ")[1].split(", ")] == pytest.approx(
+            [rv["ED"], rv["ES"]], abs=0.5)  # the RV's volume in every frame, ED's and ES's here
         page.click("#save")
         page.wait_for_function("document.querySelector('#status').innerText.startsWith('Saved')", timeout=60_000)
         saved = studio["saved"] / "patient031_DICOM_SEG"
