@@ -169,15 +169,15 @@ def segment_frames(segmenter: Segmenter, frames: list[Volume], ed: int | None = 
         heart = result.heart
         labels[i], corrections[i], orientations[i] = result.labels, result.correction, found
         rv, names = RV_BLOOD_POOL in result.label_names, result.label_names
-    curve, rv_curve = [], []
-    if not wanted:
-        measured = [clinical_measures(labels[i], rv=rv) for i in range(len(frames))]
-        curve = [m["lv_volume_ml"] for m in measured]
-        rv_curve = [m["rv_volume_ml"] for m in measured] if rv else []
+    curve, rv_curve, measured = [], [], {}
+    if not wanted:  # every frame measured: the curves, and ED's and ES's measures among them
+        measured = {i: clinical_measures(labels[i], rv=rv) for i in range(len(frames))}
+        curve = [measured[i]["lv_volume_ml"] for i in range(len(frames))]
+        rv_curve = [measured[i]["rv_volume_ml"] for i in range(len(frames))] if rv else []
         wanted = list(zip(("ED", "ES"), ed_es_frames(curve, ed, es)))
     report(0.95, "measuring")
-    phases = [PhaseResult(phase, i, labels[i], clinical_measures(labels[i], rv=rv), plausibility(labels[i]),
-                          corrections[i], orientations[i]) for phase, i in wanted]
+    phases = [PhaseResult(phase, i, labels[i], measured.get(i) or clinical_measures(labels[i], rv=rv),
+                          plausibility(labels[i]), corrections[i], orientations[i]) for phase, i in wanted]
     ef = {}
     for key in ("lv_volume_ml", "rv_volume_ml") if rv else ("lv_volume_ml",):
         if len(phases) == 2 and phases[0].measures[key] > 0:

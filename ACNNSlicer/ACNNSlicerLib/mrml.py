@@ -132,7 +132,7 @@ def frames_from_node(node) -> list[Volume]:
         n = node.GetNumberOfDataNodes()
         if n == 0:
             raise InputError(f"sequence {node.GetName()!r} is empty")
-        if node.GetDataNodeClassName() == "vtkMRMLSegmentationNode":
+        if holds_segmentations(node):
             raise InputError(f"sequence {node.GetName()!r} holds segmentations, not images: choose the cine of "
                              f"images it labels")
         return [volume_from_node(node.GetNthDataNode(i), f"frame {frame_number(i)} of") for i in range(n)]
@@ -390,7 +390,7 @@ def save_node(node, path) -> str:
     if node.IsA("vtkMRMLSequenceNode"):
         from ACNNCore.io import write_frames
 
-        if node.GetDataNodeClassName() == "vtkMRMLSegmentationNode":
+        if holds_segmentations(node):
             frames = [labels_from_segmentation(node.GetNthDataNode(i)) for i in range(node.GetNumberOfDataNodes())]
         else:
             frames = frames_from_node(node)
@@ -550,6 +550,23 @@ def is_cine(node) -> bool:
     return node.IsA("vtkMRMLSequenceNode") and node.GetDataNodeClassName() == "vtkMRMLScalarVolumeNode"
 
 
+def holds_segmentations(sequence) -> bool:
+    """Whether a sequence node holds segmentations (a cine's every frame's, a 4-D label map loaded)."""
+    return sequence.GetDataNodeClassName() == "vtkMRMLSegmentationNode"
+
+
+def cines_of(scene) -> list:
+    """The cines of a scene (:func:`is_cine`), in its order."""
+    return [n for n in scene.GetNodesByClass("vtkMRMLSequenceNode") if is_cine(n)]
+
+
+def proxy_of(sequence):
+    """The node that shows a sequence's frame shown (its browser's proxy, :func:`browser_of`), or None where no
+    browser plays it."""
+    browser = browser_of(sequence)
+    return None if browser is None else browser.GetProxyNode(sequence)
+
+
 def label_frames_to_node(frames: list, scene, name: str):
     """Label maps read from a file (``ACNNCore.evaluation.read_label_frames``) into the scene: one as a
     segmentation node; a cine's (a 4-D map, as ``acnn segment CINE`` writes it) as a sequence of segmentations,
@@ -558,8 +575,7 @@ def label_frames_to_node(frames: list, scene, name: str):
     names = {v: n for v, (n, _) in SEGMENTS.items() if any((f.array == v).any() for f in frames)}
     if len(frames) == 1:
         return labels_to_segmentation(frames[0], scene=scene, name=name, names=names)
-    cine = next((n for n in reversed(list(scene.GetNodesByClass("vtkMRMLSequenceNode")))
-                 if is_cine(n) and n.GetNumberOfDataNodes() == len(frames)), None)
+    cine = next((n for n in reversed(cines_of(scene)) if n.GetNumberOfDataNodes() == len(frames)), None)
     sequence = frames_to_node(frames, scene, name, like=cine, labels=names)
     if cine is not None:
         play_along(sequence, cine)
@@ -579,7 +595,11 @@ def play_along(sequence, cine):
     browser.AddSynchronizedSequenceNode(sequence)
     _keep_edits(browser, sequence)
     sequences_logic(sequence.GetScene()).UpdateProxyNodesFromSequences(browser)
-    proxy = browser.GetProxyNode(sequence)
+    return _displayed(browser.GetProxyNode(sequence))
+
+
+def _displayed(proxy):
+    """A browser's proxy node with display nodes (a volume's grey, as Slicer shows a loaded volume)."""
     if proxy.GetDisplayNode() is None:
         proxy.CreateDefaultDisplayNodes()
         if proxy.IsA("vtkMRMLVolumeNode"):
@@ -590,7 +610,7 @@ def play_along(sequence, cine):
 def _keep_edits(browser, sequence) -> None:
     """A sequence of segmentations keeps what is drawn on its frame shown (the Segment Editor edits the browser's
     proxy node; without this, an edit is lost as the frame moves on)."""
-    if sequence.GetDataNodeClassName() == "vtkMRMLSegmentationNode":
+    if holds_segmentations(sequence):
         browser.SetSaveChanges(sequence, True)
 
 
@@ -614,11 +634,7 @@ def show_frame(sequence, frame: int = 0):
     proxy = browser.GetProxyNode(sequence)
     if made and proxy.IsA("vtkMRMLVolumeNode"):
         proxy.SetHideFromEditors(True)
-    if proxy.GetDisplayNode() is None:
-        proxy.CreateDefaultDisplayNodes()
-        if proxy.IsA("vtkMRMLVolumeNode"):
-            _grey(proxy)
-    return proxy
+    return _displayed(proxy)
 
 
 def frame_results(sequence) -> list:
@@ -637,7 +653,7 @@ def every_frame_result(sequence):
     scene = sequence.GetScene()
     return None if scene is None else next(
         (n for n in scene.GetNodesByClass("vtkMRMLSequenceNode") if n.GetNodeReference("ACNN.Input") is sequence
-         and n.GetDataNodeClassName() == "vtkMRMLSegmentationNode" and browser_of(n) is not None), None)
+         and holds_segmentations(n) and browser_of(n) is not None), None)
 
 
 def follow_frame(sequence, old: int, new: int, following: bool = True) -> bool:

@@ -53,7 +53,7 @@ class SuperResolveLogic:
         node = mrml.frames_to_node(hr, scene, f"{input_node.GetName()} ACNN SR", like=cine)
         node.SetAttribute("ACNN.Model", model)
         shown = mrml.play_along(node, cine) if cine is not None else node
-        source = (mrml.browser_of(cine).GetProxyNode(cine) if cine is not None else input_node).GetDisplayNode()
+        source = (mrml.proxy_of(cine) if cine is not None else input_node).GetDisplayNode()
         if source is not None and shown.GetDisplayNode() is not None:
             shown.GetDisplayNode().SetAndObserveColorNodeID(source.GetColorNodeID())
         return node

@@ -200,8 +200,8 @@ class Studio:
                 "visible": display is not None and bool(display.GetVisibility())}
 
         every = [n for n in self.scene.GetNodesByClass("vtkMRMLSequenceNode")
-                 if n.GetDataNodeClassName() == "vtkMRMLSegmentationNode" and n.GetNumberOfDataNodes()]
-        shown = {n.GetID(): (b.GetProxyNode(n) if (b := mrml.browser_of(n)) is not None else None) for n in every}
+                 if mrml.holds_segmentations(n) and n.GetNumberOfDataNodes()]
+        shown = {n.GetID(): mrml.proxy_of(n) for n in every}
         proxies = {p.GetID() for p in shown.values() if p is not None}
         return [item(n, n.GetName(), n.GetSegmentation(), n) for n in
                 self.scene.GetNodesByClass("vtkMRMLSegmentationNode") if n.GetID() not in proxies] + [
@@ -216,7 +216,7 @@ class Studio:
     def refresh_lists(self):
         """Volumes, sequences, segmentations and their segments, as the panels list them."""
         volumes = self._volumes()
-        cines = [n for n in self.scene.GetNodesByClass("vtkMRMLSequenceNode") if mrml.is_cine(n)]
+        cines = mrml.cines_of(self.scene)
         self.state.volumes = [{"title": n.GetName(), "value": n.GetID()} for n in volumes]
         self.state.inputs = self.state.volumes + [{"title": f"{n.GetName()} (cine, {n.GetNumberOfDataNodes()} frames)",
                                                    "value": n.GetID()} for n in cines]
@@ -291,8 +291,7 @@ class Studio:
         if node is None:
             return
         if node.IsA("vtkMRMLSequenceNode"):  # a cine's segmentation of every frame: its frame shown
-            browser = mrml.browser_of(node)
-            node = browser.GetProxyNode(node) if browser is not None else None
+            node = mrml.proxy_of(node)
         if node is None:  # its cine gone: shown at its first frame, by a browser of its own
             mrml.show_frame(self.scene.GetNodeByID(node_id), 0)
         elif node.GetDisplayNode() is None:
@@ -569,8 +568,7 @@ class Studio:
         if upload:
             shutil.rmtree(upload, ignore_errors=True)
         if self._shown() is None:  # the views show what is left
-            self._show_first(self._volumes(), [n for n in self.scene.GetNodesByClass("vtkMRMLSequenceNode")
-                                               if mrml.is_cine(n)])
+            self._show_first(self._volumes(), mrml.cines_of(self.scene))
         self.refresh_lists()
         self.say(f"Removed {name}.")
 
